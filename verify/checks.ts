@@ -1,0 +1,228 @@
+/**
+ * The one definition of the remote checks of a lab host and the one parser of their results.
+ * The Pulumi program's post-deploy Commands (components/verification.ts) and the node-ssh
+ * verifier (verify/) both run these commands and read their output through these parsers,
+ * so a deploy and a CI run judge the lab the same way.
+ */
+
+/** Exit codes everywhere (host scripts and the local CLI), as in DESIGN.md. */
+export const ExitCode = {
+  ok: 0,
+  /** The lab does not work: `criu check` or the checkpoint/restore demo failed. */
+  labBroken: 1,
+  /** Usage or bad input. */
+  usage: 2,
+  /** Not reachable, not ready, not installed; authentication or host key failure. */
+  unreachable: 3,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** Where the lab keeps its logs on the host. */
+export const REMOTE_LOG_DIR = "/var/log/criu-lab";
+
+export interface RemoteCheck {
+  /** Short name for progress lines and reports. */
+  name: string;
+  /** A POSIX shell command run as the lab user (it uses sudo itself where it must). */
+  command: string;
+  /** How long the command may run before it counts as hung. */
+  timeoutSeconds: number;
+}
+
+/**
+ * Waits for cloud-init (`cloud-init status --wait`: 0 done, 2 done but degraded, 1 error);
+ * a host where cloud-init never ran (set up by hand) has nothing to wait for.
+ * On error it prints the tails of the cloud-init and CRIU install logs to stderr and exits 1;
+ * when cloud-init is missing it exits 3. A degraded run is accepted: the lab's own checks
+ * below decide whether the lab works.
+ */
+const waitForCloudInit = [
+  "if ! command -v cloud-init >/dev/null 2>&1; then echo 'cloud-init is not installed' >&2; exit 3; fi",
+  // A host made a lab by `npm run setup:host` never ran cloud-init, and `status --wait` would
+  // wait for it forever. A cloud-init host is never seen in this state over SSH: sshd starts
+  // after cloud-init.service. ("not run" up to cloud-init 23.3, "not started" since.)
+  "if sudo cloud-init status 2>/dev/null | grep -Eq '^status: (not run|not started)$'; then",
+  "  echo 'cloud-init has not run on this host (set up without it): nothing to wait for'; exit 0",
+  "fi",
+  "rc=0; sudo cloud-init status --wait >/dev/null 2>&1 || rc=$?",
+  'if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then',
+  '  echo "cloud-init failed (status exit $rc)" >&2',
+  "  echo '--- tail of /var/log/cloud-init-output.log' >&2; sudo tail -n 40 /var/log/cloud-init-output.log >&2",
+  `  echo '--- tail of ${REMOTE_LOG_DIR}/install.log' >&2; sudo tail -n 40 ${REMOTE_LOG_DIR}/install.log >&2`,
+  "  exit 1",
+  "fi",
+  "sudo cloud-init status --long 2>/dev/null | head -n 5; true",
+].join("\n");
+
+/** The checks in the order they must run. */
+export const REMOTE_CHECKS = {
+  cloudInit: {
+    name: "cloud-init",
+    command: waitForCloudInit,
+    // Cold boot, apt and a CRIU build from source on a small instance.
+    timeoutSeconds: 40 * 60,
+  },
+  check: {
+    name: "criu check",
+    command: "sudo criu-lab check --json",
+    timeoutSeconds: 120,
+  },
+  demo: {
+    name: "checkpoint/restore demo",
+    command: "sudo criu-lab demo --json",
+    timeoutSeconds: 300,
+  },
+} as const satisfies Record<string, RemoteCheck>;
+
+/** `criu-lab check --json`. */
+export interface CheckResult {
+  ok: boolean;
+  criuVersion: string;
+  kernel: string;
+  /** `criu check` output (its last lines). */
+  output?: string;
+  error?: string;
+}
+
+/** `criu-lab demo --json`, field for field as DESIGN.md specifies. */
+export interface DemoResult {
+  ok: boolean;
+  pid: number;
+  restoredPid: number;
+  lastBeforeDump: number;
+  firstAfterRestore: number;
+  dumpMs: number;
+  restoreMs: number;
+  /** From `crit show stats-dump`: how long the process was frozen, in microseconds. */
+  frozenUs: number;
+  imageBytes: number;
+  imagesDir: string;
+  criuVersion: string;
+  kernel: string;
+  /** On failure: what failed, with the tail of the CRIU log. */
+  error?: string;
+}
+
+/** Raised when a check's output is not what the contract says; carries the raw text. */
+export class CheckOutputError extends Error {
+  constructor(
+    message: string,
+    readonly raw: string,
+  ) {
+    super(message);
+    this.name = "CheckOutputError";
+  }
+}
+
+/** The last line of `stdout` that parses as a JSON object (progress lines may precede it). */
+function lastJsonObject(what: string, stdout: string): Record<string, unknown> {
+  const lines = stdout.trim().split("\n").reverse();
+  for (const line of lines) {
+    const text = line.trim();
+    if (!text.startsWith("{")) continue;
+    try {
+      const value: unknown = JSON.parse(text);
+      if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+        return value as Record<string, unknown>;
+      }
+    } catch {
+      // not JSON: keep looking
+    }
+  }
+  throw new CheckOutputError(`${what}: no JSON object in its output`, stdout);
+}
+
+function field<T extends "string" | "number" | "boolean">(
+  what: string,
+  obj: Record<string, unknown>,
+  key: string,
+  type: T,
+  raw: string,
+): T extends "string" ? string : T extends "number" ? number : boolean {
+  const value = obj[key];
+  if (typeof value !== type || (type === "number" && !Number.isFinite(value))) {
+    throw new CheckOutputError(
+      `${what}: field '${key}' should be a ${type}, got ${JSON.stringify(value)}`,
+      raw,
+    );
+  }
+  return value as never;
+}
+
+function optionalString(obj: Record<string, unknown>, key: string): string | undefined {
+  const value = obj[key];
+  return typeof value === "string" ? value : undefined;
+}
+
+/** Parses `criu-lab check --json`. */
+export function parseCheck(stdout: string): CheckResult {
+  const what = "criu-lab check";
+  const obj = lastJsonObject(what, stdout);
+  return {
+    ok: field(what, obj, "ok", "boolean", stdout),
+    criuVersion: field(what, obj, "criuVersion", "string", stdout),
+    kernel: field(what, obj, "kernel", "string", stdout),
+    output: optionalString(obj, "output"),
+    error: optionalString(obj, "error"),
+  };
+}
+
+/**
+ * Parses `criu-lab demo --json`. A result that claims `ok` is held to the contract itself:
+ * the restored process has the same PID and counts on from the next number. Anything else
+ * is reported as a failed demo, never as a pass.
+ */
+export function parseDemo(stdout: string): DemoResult {
+  const what = "criu-lab demo";
+  const obj = lastJsonObject(what, stdout);
+  const ok = field(what, obj, "ok", "boolean", stdout);
+  const error = optionalString(obj, "error");
+  if (!ok) {
+    // A failed demo may stop before some numbers exist: keep what is there.
+    const num = (key: string) => (typeof obj[key] === "number" ? (obj[key] as number) : NaN);
+    return {
+      ok: false,
+      pid: num("pid"),
+      restoredPid: num("restoredPid"),
+      lastBeforeDump: num("lastBeforeDump"),
+      firstAfterRestore: num("firstAfterRestore"),
+      dumpMs: num("dumpMs"),
+      restoreMs: num("restoreMs"),
+      frozenUs: num("frozenUs"),
+      imageBytes: num("imageBytes"),
+      imagesDir: optionalString(obj, "imagesDir") ?? "",
+      criuVersion: optionalString(obj, "criuVersion") ?? "",
+      kernel: optionalString(obj, "kernel") ?? "",
+      error: error ?? "the demo failed without saying why",
+    };
+  }
+  const result: DemoResult = {
+    ok,
+    pid: field(what, obj, "pid", "number", stdout),
+    restoredPid: field(what, obj, "restoredPid", "number", stdout),
+    lastBeforeDump: field(what, obj, "lastBeforeDump", "number", stdout),
+    firstAfterRestore: field(what, obj, "firstAfterRestore", "number", stdout),
+    dumpMs: field(what, obj, "dumpMs", "number", stdout),
+    restoreMs: field(what, obj, "restoreMs", "number", stdout),
+    frozenUs: field(what, obj, "frozenUs", "number", stdout),
+    imageBytes: field(what, obj, "imageBytes", "number", stdout),
+    imagesDir: field(what, obj, "imagesDir", "string", stdout),
+    criuVersion: field(what, obj, "criuVersion", "string", stdout),
+    kernel: field(what, obj, "kernel", "string", stdout),
+    error,
+  };
+  const problem = demoContractViolation(result);
+  if (problem) return { ...result, ok: false, error: problem };
+  return result;
+}
+
+/** Why a demo that says ok does not show a real restore, or undefined when it does. */
+export function demoContractViolation(r: DemoResult): string | undefined {
+  if (r.restoredPid !== r.pid) {
+    return `restored PID ${r.restoredPid} differs from the checkpointed PID ${r.pid}`;
+  }
+  if (r.firstAfterRestore !== r.lastBeforeDump + 1) {
+    return `the counter did not continue: last before dump ${r.lastBeforeDump}, first after restore ${r.firstAfterRestore} (expected ${r.lastBeforeDump + 1})`;
+  }
+  return undefined;
+}

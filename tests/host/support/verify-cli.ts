@@ -1,0 +1,50 @@
+/**
+ * Runs the verifier CLI as a real subprocess (the `criu-lab-verify` bin, as CI runs it) and
+ * collects its exit code and output. A safety net kills it by PID if it outlives `hangAfterMs`
+ * and reports `hung`, so a CLI that hangs fails its test instead of stalling the suite.
+ */
+import { spawn } from "node:child_process";
+import { resolve } from "node:path";
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  hung: boolean;
+}
+
+const BIN = resolve(__dirname, "../../../bin/criu-lab-verify.js");
+
+export function runVerifyCli(args: string[], hangAfterMs: number): Promise<CliRun> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+    let stdout = "";
+    let stderr = "";
+    let hung = false;
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => {
+      hung = true;
+      child.kill("SIGKILL");
+    }, hangAfterMs);
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      fail(err);
+    });
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr, hung });
+    });
+  });
+}
+
+/** Lines of a private key long enough to be key material; none may appear in any output. */
+export function keyMaterial(privateKey: string): string[] {
+  return privateKey
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.length >= 16 && !l.startsWith("-----"));
+}

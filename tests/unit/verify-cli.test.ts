@@ -1,0 +1,378 @@
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  USAGE,
+  UsageError,
+  main,
+  parseFlags,
+  parseStackOutputs,
+  pulumiStackOutput,
+  resolveTarget,
+  summary,
+} from "../../verify/cli";
+import { isRetryable } from "../../verify/session";
+import {
+  VerifyReport,
+  parseLogSections,
+  secretScrubber,
+  shellQuote,
+  verifyLab,
+} from "../../verify/verifier";
+
+// Not a real key: shaped like one, so that scrubbing and "never printed" can be checked.
+const PRIVATE_KEY = [
+  "-----BEGIN OPENSSH PRIVATE KEY-----",
+  "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW",
+  "QyNTUxOQAAACCbPpbMoy4RelhWEMnNVzlnP2V9KNT9l7FP0b78pqO9PgAAAJgTRy1NE0ct",
+  "-----END OPENSSH PRIVATE KEY-----",
+  "",
+].join("\n");
+const HOST_KEY =
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJs+lsyjLhF6WNSYyc1XOWc/ZX0o1P2XsU/Rvvymo70+ fixture";
+
+const dir = mkdtempSync(join(tmpdir(), "criulab-verify-unit-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("parseFlags", () => {
+  it("has the documented defaults", () => {
+    expect(parseFlags(["--host", "lab.example.org"])).toEqual({
+      host: "lab.example.org",
+      stack: undefined,
+      port: undefined,
+      user: undefined,
+      keyFile: undefined,
+      hostKey: undefined,
+      timeoutSeconds: 3600,
+      json: false,
+      help: false,
+    });
+  });
+
+  it("reads every flag", () => {
+    const f = parseFlags([
+      "--stack=dev",
+      "--port",
+      "2222",
+      "--user",
+      "admin",
+      "--key-file",
+      "k.pem",
+      "--host-key",
+      HOST_KEY,
+      "--timeout",
+      "90",
+      "--json",
+    ]);
+    expect(f).toMatchObject({
+      stack: "dev",
+      port: 2222,
+      user: "admin",
+      keyFile: "k.pem",
+      hostKey: HOST_KEY,
+      timeoutSeconds: 90,
+      json: true,
+    });
+    expect(parseFlags(["-h"]).help).toBe(true);
+  });
+
+  it("refuses bad flags with a message naming the flag and what is allowed", () => {
+    const cases: Array<[string[], RegExp]> = [
+      [["--hots", "x"], /Unknown option '--hots'/],
+      [["positional"], /Unexpected argument 'positional'/],
+      [["--host"], /--host/],
+      [["--port", "0"], /--port: '0' is not a whole number from 1 to 65535/],
+      [["--port", "65536"], /--port: '65536'/],
+      [["--port", "22x"], /--port: '22x'/],
+      [["--timeout", "1.5"], /--timeout: '1.5' is not a whole number from 1 to 86400/],
+      [["--timeout", "-3"], /--timeout/],
+      [["--user", " "], /--user: must not be empty/],
+      [["--json=yes"], /--json/],
+    ];
+    for (const [argv, message] of cases) {
+      expect(() => parseFlags(argv), argv.join(" ")).toThrow(UsageError);
+      expect(() => parseFlags(argv), argv.join(" ")).toThrow(message);
+    }
+  });
+});
+
+describe("parseStackOutputs", () => {
+  const outputs = {
+    publicIp: "203.0.113.9",
+    publicDns: "ec2-203-0-113-9.compute.amazonaws.com",
+    sshUser: "ubuntu",
+    privateKey: PRIVATE_KEY,
+    knownHostsLine: `203.0.113.9 ${HOST_KEY}`,
+  };
+
+  it("takes publicIp, sshUser, privateKey and knownHostsLine", () => {
+    expect(parseStackOutputs("dev", JSON.stringify(outputs))).toEqual({
+      host: "203.0.113.9",
+      user: "ubuntu",
+      privateKey: PRIVATE_KEY,
+      hostKey: `203.0.113.9 ${HOST_KEY}`,
+    });
+  });
+
+  it("falls back to publicDns and the ubuntu user", () => {
+    const rest: Partial<typeof outputs> = { ...outputs };
+    delete rest.publicIp;
+    delete rest.sshUser;
+    expect(parseStackOutputs("dev", JSON.stringify(rest))).toMatchObject({
+      host: outputs.publicDns,
+      user: "ubuntu",
+    });
+  });
+
+  it("names what is missing and what is present, never echoing the outputs", () => {
+    const rest: Partial<typeof outputs> = { ...outputs };
+    delete rest.privateKey;
+    delete rest.publicIp;
+    delete rest.publicDns;
+    expect(() => parseStackOutputs("dev", JSON.stringify(rest))).toThrow(
+      "--stack dev: missing output(s) publicIp, privateKey (present: knownHostsLine, sshUser); has `pulumi up` run for this stack?",
+    );
+    expect(() => parseStackOutputs("dev", "{}")).toThrow(/present: none/);
+    expect(() => parseStackOutputs("dev", `${JSON.stringify(outputs)} trailing`)).toThrow(
+      /did not print JSON/,
+    );
+    try {
+      parseStackOutputs("dev", `${JSON.stringify(outputs)} trailing`);
+    } catch (err) {
+      expect((err as Error).message).not.toContain("b3BlbnNzaC1rZXktdjEA");
+    }
+    expect(() => parseStackOutputs("dev", "[]")).toThrow(/not a JSON object/);
+    expect(() => parseStackOutputs("dev", JSON.stringify({ ...outputs, sshUser: 7 }))).toThrow(
+      /output 'sshUser' should be a string/,
+    );
+  });
+});
+
+describe("pulumiStackOutput", () => {
+  it("says the pulumi CLI is needed when it is not on PATH", async () => {
+    const path = process.env.PATH;
+    process.env.PATH = dir; // holds no pulumi
+    try {
+      await expect(pulumiStackOutput("dev")).rejects.toThrow(
+        "--stack needs the pulumi CLI on PATH (https://www.pulumi.com/docs/install/)",
+      );
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+});
+
+describe("resolveTarget", () => {
+  const stack = async () =>
+    JSON.stringify({ publicIp: "203.0.113.9", privateKey: PRIVATE_KEY, sshUser: "ubuntu" });
+
+  it("builds the target from a stack, with flags overriding it", async () => {
+    const keyFile = join(dir, "other.pem");
+    writeFileSync(keyFile, "OTHER KEY", { mode: 0o600 });
+    const target = await resolveTarget(
+      parseFlags(["--stack", "dev", "--port", "2222", "--user", "admin", "--key-file", keyFile]),
+      stack,
+    );
+    expect(target).toEqual({
+      host: "203.0.113.9",
+      port: 2222,
+      user: "admin",
+      privateKey: "OTHER KEY",
+      hostKey: undefined,
+    });
+  });
+
+  it("needs a host and a key from flags when there is no stack", async () => {
+    const never = async (): Promise<string> => {
+      throw new Error("no stack was asked for");
+    };
+    await expect(resolveTarget(parseFlags([]), never)).rejects.toThrow("--host is required");
+    await expect(resolveTarget(parseFlags(["--host", "h"]), never)).rejects.toThrow(
+      "--key-file is required (or --stack NAME)",
+    );
+    await expect(
+      resolveTarget(parseFlags(["--host", "h", "--key-file", join(dir, "nope")]), never),
+    ).rejects.toThrow(/--key-file .*nope: cannot read it \(ENOENT\)/);
+  });
+});
+
+describe("main", () => {
+  const capture = () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    return { out, err, deps: { out: (t: string) => out.push(t), err: (t: string) => err.push(t) } };
+  };
+
+  it("--help prints the usage with the exit codes and exits 0", async () => {
+    const c = capture();
+    expect(await main(["--help"], c.deps)).toBe(0);
+    expect(c.out).toEqual([USAGE]);
+    expect(USAGE).toMatch(/exit codes: 0 .*\n2 usage or bad input; 3 unreachable/);
+  });
+
+  it("bad flags: exit 2, the message and the usage on stderr, nothing on stdout", async () => {
+    const c = capture();
+    expect(await main(["--port", "x", "--host", "h"], c.deps)).toBe(2);
+    expect(c.out).toEqual([]);
+    expect(c.err.join("\n")).toMatch(/^criu-lab-verify: --port: 'x'.*\n\nusage: criu-lab-verify/s);
+  });
+
+  it("a stack that cannot be read: exit 2 with the reader's message", async () => {
+    const c = capture();
+    const code = await main(["--stack", "gone"], {
+      ...c.deps,
+      readStack: async () => {
+        throw new UsageError("--stack gone: `pulumi stack output` failed: no stack named 'gone'");
+      },
+    });
+    expect(code).toBe(2);
+    expect(c.err.join("\n")).toContain("no stack named 'gone'");
+  });
+
+  it("a key ssh2 cannot read: exit 2, the key's text never printed", async () => {
+    const keyFile = join(dir, "bad.pem");
+    writeFileSync(keyFile, PRIVATE_KEY, { mode: 0o600 });
+    const c = capture();
+    const code = await main(
+      ["--host", "127.0.0.1", "--port", "9", "--key-file", keyFile, "--json"],
+      c.deps,
+    );
+    expect(code).toBe(2);
+    const report = JSON.parse(c.out[0] ?? "") as VerifyReport;
+    expect(report.error).toMatch(/the private key cannot be used/);
+    for (const line of PRIVATE_KEY.split("\n").slice(1, 3)) {
+      expect(c.out.join("") + c.err.join("")).not.toContain(line);
+    }
+  });
+});
+
+describe("verifyLab without a server", () => {
+  it("retries a refused connection until the deadline, then exits 3 with the last error", async () => {
+    // A port that was just free on loopback: nothing listens there.
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, "127.0.0.1", () => {
+        const a = s.address();
+        s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+      });
+    });
+    const lines: string[] = [];
+    // A key ssh2 accepts, so that the attempts reach the network.
+    const { privateKey } = generateKeyPairSync("rsa", {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: "pkcs1", format: "pem" },
+      publicKeyEncoding: { type: "pkcs1", format: "pem" },
+    });
+    const report = await verifyLab(
+      { host: "127.0.0.1", port, user: "ubuntu", privateKey, hostKey: HOST_KEY },
+      { timeoutSeconds: 2, onProgress: (l) => lines.push(l) },
+    );
+    expect(report.exitCode).toBe(3);
+    expect(report.ok).toBe(false);
+    expect(report.error).toMatch(
+      new RegExp(
+        `cannot reach ubuntu@127.0.0.1:${port} before the deadline \\(\\d+ attempts\\); last error: .*ECONNREFUSED`,
+      ),
+    );
+    expect(lines.filter((l) => /attempt \d+ failed/.test(l)).length).toBeGreaterThanOrEqual(1);
+    expect(report.steps).toHaveLength(1);
+    expect(report.logs).toBeUndefined();
+  });
+
+  it("a malformed host key is bad input (exit 2) found before any connection", async () => {
+    const report = await verifyLab(
+      {
+        host: "127.0.0.1",
+        port: 9,
+        user: "u",
+        privateKey: PRIVATE_KEY,
+        hostKey: "ssh-ed25519 ***",
+      },
+      { timeoutSeconds: 5 },
+    );
+    expect(report.exitCode).toBe(2);
+    expect(report.steps).toEqual([]);
+    expect(report.error).toMatch(/host key: the ssh-ed25519 key is not base64/);
+  });
+
+  it("warns when the host key is not pinned", async () => {
+    const lines: string[] = [];
+    await verifyLab(
+      { host: "127.0.0.1", port: 9, user: "u", privateKey: "not a key" },
+      { timeoutSeconds: 1, onProgress: (l) => lines.push(l) },
+    );
+    expect(lines[0]).toBe("warning: no host key given; the server's host key is NOT verified");
+  });
+});
+
+describe("helpers", () => {
+  it("secretScrubber removes the key whole and line by line", () => {
+    const scrub = secretScrubber([PRIVATE_KEY]);
+    const body = PRIVATE_KEY.split("\n")[2] as string;
+    expect(scrub(`before ${PRIVATE_KEY.trim()} after`)).toBe("before [redacted] after");
+    expect(scrub(`Cannot parse: ${body}`)).toBe("Cannot parse: [redacted]");
+    expect(scrub("nothing secret")).toBe("nothing secret");
+    expect(secretScrubber([""])("text")).toBe("text");
+  });
+
+  it("parseLogSections splits the fetcher's output by path, keeping text exactly", () => {
+    const out =
+      "\n=== criu-lab-verify log: /var/log/criu-lab/install.log\nline 1\nline 2\n" +
+      "\n=== criu-lab-verify log: /var/log/criu-lab/demo-1/restore.log\nError: File exists";
+    expect(parseLogSections(out)).toEqual({
+      "/var/log/criu-lab/install.log": "line 1\nline 2\n",
+      "/var/log/criu-lab/demo-1/restore.log": "Error: File exists",
+    });
+    expect(parseLogSections("")).toEqual({});
+  });
+
+  it("shellQuote survives quotes", () => {
+    expect(shellQuote("/var/log/it's here")).toBe(`'/var/log/it'\\''s here'`);
+  });
+
+  it("isRetryable: the host is not up yet vs. a failure retrying cannot fix", () => {
+    expect(
+      isRetryable(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" })),
+    ).toBe(true);
+    expect(isRetryable(Object.assign(new Error("Timed out"), { level: "client-timeout" }))).toBe(
+      true,
+    );
+    expect(isRetryable(new Error("Connection lost before handshake"))).toBe(true);
+    expect(
+      isRetryable(
+        Object.assign(new Error("All configured authentication methods failed"), {
+          level: "client-authentication",
+        }),
+      ),
+    ).toBe(false);
+    expect(isRetryable(new Error("Handshake failed: no matching host key format"))).toBe(false);
+  });
+
+  it("summary: one line when ok; the error, the images and the log tails when not", () => {
+    const base: VerifyReport = {
+      ok: true,
+      exitCode: 0,
+      target: { host: "h", port: 22, user: "ubuntu" },
+      steps: [],
+      durationMs: 1,
+      check: { ok: true, criuVersion: "4.2.1", kernel: "6.8.0" },
+    };
+    expect(summary(base)).toBe("criu-lab-verify: OK: ubuntu@h:22: CRIU 4.2.1, kernel 6.8.0");
+    const failed = summary({
+      ...base,
+      ok: false,
+      exitCode: 1,
+      error: "checkpoint/restore demo failed: File exists",
+      logs: { "/var/log/criu-lab/demo-1/restore.log": "Error: File exists\n" },
+    });
+    expect(failed).toBe(
+      [
+        "criu-lab-verify: FAILED (exit 1): ubuntu@h:22: checkpoint/restore demo failed: File exists",
+        "--- /var/log/criu-lab/demo-1/restore.log (tail)",
+        "Error: File exists",
+      ].join("\n"),
+    );
+  });
+});

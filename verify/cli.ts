@@ -1,0 +1,270 @@
+/**
+ * `criu-lab verify` / `criu-lab-verify`: checks a lab host over SSH for CI after `pulumi up`
+ * and for users. Target from flags or from a stack's outputs (`--stack`). Progress goes to
+ * stderr; the result to stdout (`--json`: exactly one JSON report). Exit codes from DESIGN.md.
+ */
+import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { ExitCode } from "./checks";
+import { VerifyReport, VerifyTarget, secretScrubber, verifyLab } from "./verifier";
+
+export const USAGE = `usage: criu-lab-verify [options]     (also: criu-lab verify, npm run verify --)
+
+Checks a CRIU lab host over SSH: waits for cloud-init, runs \`sudo criu-lab check --json\` and
+\`sudo criu-lab demo --json\`.
+
+target (from flags, or from a Pulumi stack's outputs; flags override the stack's values):
+  --stack NAME          read publicIp, sshUser, privateKey and knownHostsLine from
+                        \`pulumi stack output --json --show-secrets --stack NAME\`
+  --host HOST           host name or address
+  --port PORT           SSH port (default 22)
+  --user NAME           SSH user with passwordless sudo (default ubuntu)
+  --key-file PATH       the user's private key (OpenSSH or PEM, unencrypted)
+  --host-key KEY        the host's public key to pin: 'ssh-ed25519 AAAA...' or a known_hosts
+                        line (its host field is ignored); without it the host is not verified
+
+options:
+  --timeout SECONDS     overall deadline, connection retries included (default ${3600})
+  --json                print one JSON report on stdout
+  -h, --help            this help
+
+exit codes: 0 the lab works; 1 the lab does not work (check or demo failed, a command hung);
+2 usage or bad input; 3 unreachable, not ready, authentication failed or host key mismatch`;
+
+const DEFAULT_TIMEOUT_SECONDS = 3600;
+
+/** Bad flags or input: exit 2 with the message and the usage. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export interface Flags {
+  stack?: string;
+  host?: string;
+  port?: number;
+  user?: string;
+  keyFile?: string;
+  hostKey?: string;
+  timeoutSeconds: number;
+  json: boolean;
+  help: boolean;
+}
+
+/** Parses argv strictly: unknown flags, stray arguments and bad numbers are UsageErrors. */
+export function parseFlags(argv: string[]): Flags {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        stack: { type: "string" },
+        host: { type: "string" },
+        port: { type: "string" },
+        user: { type: "string" },
+        "key-file": { type: "string" },
+        "host-key": { type: "string" },
+        timeout: { type: "string" },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }));
+  } catch (err) {
+    // node's messages name the flag ("Unknown option '--hots'", "Option '--host <value>'
+    // argument missing"), which is what the user needs.
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const nonEmpty = (flag: string, value: string | undefined) => {
+    if (value !== undefined && value.trim() === "") {
+      throw new UsageError(`--${flag}: must not be empty`);
+    }
+    return value;
+  };
+  return {
+    stack: nonEmpty("stack", values.stack),
+    host: nonEmpty("host", values.host),
+    port: values.port === undefined ? undefined : integerFlag("port", values.port, 1, 65535),
+    user: nonEmpty("user", values.user),
+    keyFile: nonEmpty("key-file", values["key-file"]),
+    hostKey: nonEmpty("host-key", values["host-key"]),
+    timeoutSeconds:
+      values.timeout === undefined
+        ? DEFAULT_TIMEOUT_SECONDS
+        : integerFlag("timeout", values.timeout, 1, 24 * 3600),
+    json: values.json,
+    help: values.help,
+  };
+}
+
+function integerFlag(flag: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${flag}: '${value}' is not a whole number from ${min} to ${max}`);
+  }
+  return n;
+}
+
+/** What `--stack` needs from the stack outputs (names from DESIGN.md). */
+export interface StackTarget {
+  host: string;
+  user: string;
+  privateKey: string;
+  hostKey?: string;
+}
+
+/**
+ * Reads the stack outputs JSON. Error messages name the missing or wrong output and never
+ * include the JSON itself (it holds the private key).
+ */
+export function parseStackOutputs(stack: string, json: string): StackTarget {
+  let outputs: unknown;
+  try {
+    outputs = JSON.parse(json);
+  } catch {
+    throw new UsageError(`--stack ${stack}: \`pulumi stack output --json\` did not print JSON`);
+  }
+  if (outputs === null || typeof outputs !== "object" || Array.isArray(outputs)) {
+    throw new UsageError(`--stack ${stack}: the stack outputs are not a JSON object`);
+  }
+  const o = outputs as Record<string, unknown>;
+  const text = (key: string): string | undefined => {
+    const v = o[key];
+    if (v === undefined || v === null || v === "") return undefined;
+    if (typeof v !== "string") {
+      throw new UsageError(`--stack ${stack}: output '${key}' should be a string`);
+    }
+    return v;
+  };
+  const host = text("publicIp") ?? text("publicDns");
+  const privateKey = text("privateKey");
+  const missing = [...(host ? [] : ["publicIp"]), ...(privateKey ? [] : ["privateKey"])];
+  if (!host || !privateKey) {
+    const present = Object.keys(o).sort();
+    throw new UsageError(
+      `--stack ${stack}: missing output(s) ${missing.join(", ")} ` +
+        `(present: ${present.length ? present.join(", ") : "none"}); has \`pulumi up\` run for this stack?`,
+    );
+  }
+  return { host, privateKey, user: text("sshUser") ?? "ubuntu", hostKey: text("knownHostsLine") };
+}
+
+/** Runs `pulumi stack output --json --show-secrets --stack NAME` and returns its stdout. */
+export type StackOutputReader = (stack: string) => Promise<string>;
+
+export const pulumiStackOutput: StackOutputReader = (stack) =>
+  new Promise((resolve, reject) => {
+    execFile(
+      "pulumi",
+      ["stack", "output", "--json", "--show-secrets", "--stack", stack],
+      { encoding: "utf8", maxBuffer: 16 * 1024 * 1024, timeout: 120_000 },
+      (err, stdout, stderr) => {
+        if (!err) return resolve(stdout);
+        const code = (err as NodeJS.ErrnoException).code;
+        reject(
+          new UsageError(
+            code === "ENOENT"
+              ? "--stack needs the pulumi CLI on PATH (https://www.pulumi.com/docs/install/)"
+              : `--stack ${stack}: \`pulumi stack output\` failed: ${stderr.trim().split("\n").slice(-5).join("\n") || err.message}`,
+          ),
+        );
+      },
+    );
+  });
+
+/** Builds the target from flags and, with --stack, the stack's outputs. */
+export async function resolveTarget(
+  flags: Flags,
+  readStack: StackOutputReader,
+): Promise<VerifyTarget> {
+  const fromStack = flags.stack
+    ? parseStackOutputs(flags.stack, await readStack(flags.stack))
+    : undefined;
+  const host = flags.host ?? fromStack?.host;
+  if (!host) throw new UsageError("--host is required (or --stack NAME)");
+  let privateKey = fromStack?.privateKey;
+  if (flags.keyFile) {
+    try {
+      privateKey = await readFile(flags.keyFile, "utf8");
+    } catch (err) {
+      throw new UsageError(
+        `--key-file ${flags.keyFile}: cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      );
+    }
+  }
+  if (!privateKey) throw new UsageError("--key-file is required (or --stack NAME)");
+  return {
+    host,
+    port: flags.port ?? 22,
+    user: flags.user ?? fromStack?.user ?? "ubuntu",
+    privateKey,
+    hostKey: flags.hostKey ?? fromStack?.hostKey,
+  };
+}
+
+export interface CliDeps {
+  /** Reads stack outputs (default: the pulumi CLI). Tests inject their own. */
+  readStack?: StackOutputReader;
+  out?: (text: string) => void;
+  err?: (text: string) => void;
+}
+
+export async function main(argv: string[], deps: CliDeps = {}): Promise<number> {
+  const out = deps.out ?? ((text: string) => process.stdout.write(`${text}\n`));
+  const err = deps.err ?? ((text: string) => process.stderr.write(`${text}\n`));
+  let flags: Flags;
+  let target: VerifyTarget;
+  try {
+    flags = parseFlags(argv);
+    if (flags.help) {
+      out(USAGE);
+      return ExitCode.ok;
+    }
+    target = await resolveTarget(flags, deps.readStack ?? pulumiStackOutput);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    err(`criu-lab-verify: ${e.message}\n\n${USAGE}`);
+    return ExitCode.usage;
+  }
+
+  const report = await verifyLab(target, {
+    timeoutSeconds: flags.timeoutSeconds,
+    onProgress: (line) => err(`[verify] ${line}`),
+  });
+  // The report is scrubbed by verifyLab; this second pass guards fields added later.
+  const scrub = secretScrubber([target.privateKey]);
+  if (flags.json) {
+    out(scrub(JSON.stringify(report, null, 2)));
+  } else {
+    out(scrub(summary(report)));
+  }
+  return report.exitCode;
+}
+
+/** The human-readable result: one line when ok; the error and the log tails when not. */
+export function summary(report: VerifyReport): string {
+  const where = `${report.target.user}@${report.target.host}:${report.target.port}`;
+  if (report.ok) {
+    const d = report.demo;
+    return (
+      `criu-lab-verify: OK: ${where}: CRIU ${report.check?.criuVersion ?? "?"}, kernel ${report.check?.kernel ?? "?"}` +
+      (d
+        ? `; checkpoint/restore of PID ${d.pid}: dump ${d.dumpMs} ms, restore ${d.restoreMs} ms, frozen ${d.frozenUs} us, ${d.imageBytes} bytes of images`
+        : "")
+    );
+  }
+  const lines = [
+    `criu-lab-verify: FAILED (exit ${report.exitCode}): ${where}: ${report.error ?? ""}`,
+  ];
+  if (report.demo?.imagesDir) {
+    lines.push(`checkpoint images kept on the host in ${report.demo.imagesDir}`);
+  }
+  for (const [path, text] of Object.entries(report.logs ?? {})) {
+    lines.push(`--- ${path} (tail)`, text.trimEnd());
+  }
+  return lines.join("\n");
+}

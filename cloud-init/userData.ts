@@ -1,0 +1,203 @@
+/**
+ * The lab host's user-data: a pure function from typed options to a `#cloud-config` document,
+ * built as data and serialised with the `yaml` package (as pulumi-eks `nodes/userdata.ts`
+ * does), never by string concatenation.
+ *
+ * cloud-init writes the lab's files (this folder's scripts, read at render time, comments and
+ * all, so learners on the host read them as written here) into LAB_DIR and runs
+ * `setup-lab.sh` from there: the same script `npm run setup:host` runs on any Debian/Ubuntu
+ * machine, so a cloud host and a local host are set up by one code path.
+ *
+ * The document is about 42 KB, and EC2 takes 16 KB of user-data "in raw form, before it is
+ * base64-encoded"
+ * (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html).
+ * So EC2 gets it gzip-compressed (`compressUserData`), which cloud-init uncompresses itself and
+ * then reads as if it were not compressed ("User-data formats" -> "Gzip compressed content",
+ * https://docs.cloud-init.io/en/latest/explanation/format/gzip.html). The plain text is what
+ * `cloud-init schema` checks and what a local VM's NoCloud seed carries (no size limit there).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { gzip } from "pako";
+import { stringify } from "yaml";
+
+export type CriuSource =
+  | { kind: "git"; version: string; commit: string; repository?: string } // default repository https://github.com/checkpoint-restore/criu.git
+  | { kind: "tarball"; url: string; sha256: string }; // url: http(s):// URL or absolute path on the host
+
+export interface UserDataOptions {
+  criu: CriuSource;
+  /** Generated ED25519 SSH host key: OpenSSH private key and its public key line. */
+  hostKey: { privateKeyOpenssh: string; publicKeyOpenssh: string };
+  /** Extra authorized keys for the lab user (config sshPublicKey; the VM's generated key). */
+  authorizedKeys?: string[];
+  /** Idle minutes with no SSH session before power-off; 0 = never. */
+  autoStopMinutes: number;
+  /** The lab user (default "ubuntu"); on images whose default user differs (Debian VM) cloud-init must still make this user with passwordless sudo. */
+  labUser?: string;
+}
+
+/** EC2 refuses user-data larger than this, counted before base64 (compressed, here). */
+export const USER_DATA_LIMIT_BYTES = 16384;
+
+/** CRIU's upstream repository, used when a git source names none. */
+export const DEFAULT_CRIU_REPOSITORY = "https://github.com/checkpoint-restore/criu.git";
+
+/** Where the lab's files land on the host; `setup-lab.sh` installs them from here. */
+export const LAB_DIR = "/usr/local/lib/criu-lab";
+
+/** The files of this folder that the host gets, with their modes. */
+export const LAB_FILES: ReadonlyArray<{ name: string; mode: string }> = [
+  { name: "motd", mode: "0644" },
+  { name: "counter.py", mode: "0755" },
+  { name: "criu-lab", mode: "0755" },
+  { name: "install-criu.sh", mode: "0755" },
+  { name: "setup-lab.sh", mode: "0755" },
+];
+
+/** The arguments of `setup-lab.sh` for these options (also used by `npm run setup:host`). */
+export function setupLabArgs(options: UserDataOptions): string[] {
+  const { criu } = options;
+  const source =
+    criu.kind === "git"
+      ? [
+          "--criu-git",
+          criu.repository ?? DEFAULT_CRIU_REPOSITORY,
+          "--criu-version",
+          criu.version,
+          "--criu-commit",
+          criu.commit,
+        ]
+      : ["--criu-tarball", criu.url, "--criu-sha256", criu.sha256];
+  return [
+    "--user",
+    options.labUser ?? "ubuntu",
+    "--auto-stop-minutes",
+    String(options.autoStopMinutes),
+    ...source,
+  ];
+}
+
+/** Renders the `#cloud-config` user-data. Throws on bad options, naming the field. */
+export function renderUserData(options: UserDataOptions): string {
+  validate(options);
+  const labUser = options.labUser ?? "ubuntu";
+  const config = {
+    // "default" keeps the image's default user (EC2 puts the key pair's key there); the
+    // entry below makes the lab user, or merges into the default one when the names match
+    // (cloudinit/distros/ug_util.py `_normalize_users`).
+    users: [
+      "default",
+      {
+        name: labUser,
+        sudo: "ALL=(ALL) NOPASSWD:ALL",
+        shell: "/bin/bash",
+        lock_passwd: true,
+        ...(options.authorizedKeys?.length
+          ? { ssh_authorized_keys: options.authorizedKeys.map((k) => k.trim()) }
+          : {}),
+      },
+    ],
+    // The generated host key is the only one, so the key pinned by the deployer (known_hosts
+    // line, @pulumi/command hostKey) is the key sshd presents. cc_ssh skips generating a type
+    // whose key file exists, so listing ed25519 generates nothing (the schema wants >= 1 type).
+    ssh_deletekeys: true,
+    ssh_genkeytypes: ["ed25519"],
+    ssh_keys: {
+      ed25519_private: ensureTrailingNewline(options.hostKey.privateKeyOpenssh),
+      ed25519_public: options.hostKey.publicKeyOpenssh.trim(),
+    },
+    // No `packages:` (it would pull recommends): install-criu.sh installs what CRIU's docs
+    // list itself, with --no-install-recommends, retries and a wait for the dpkg lock.
+    //
+    // Each file as written in this folder; setup-lab.sh, run from LAB_DIR, installs the rest.
+    write_files: LAB_FILES.map(({ name, mode }) => ({
+      path: `${LAB_DIR}/${name}`,
+      permissions: mode,
+      content: fs.readFileSync(path.join(__dirname, name), "utf8"),
+    })),
+    runcmd: [["bash", `${LAB_DIR}/setup-lab.sh`, ...setupLabArgs(options)]],
+  };
+  return "#cloud-config\n" + stringify(config, { lineWidth: 0 });
+}
+
+/**
+ * The user-data as EC2 gets it: `text` gzip-compressed (level 9). Throws, naming the size and
+ * the limit, when the compressed bytes exceed USER_DATA_LIMIT_BYTES.
+ *
+ * pako, not node:zlib: Node bundles Chromium's zlib, whose output differs between Node
+ * versions and CPU features (SIMD match finding). With `userDataReplaceOnChange`, different
+ * bytes for the same document would replace the lab host when someone else deploys it; pako
+ * is plain JavaScript, so its bytes depend on the text and the locked pako version only.
+ */
+export function compressUserData(text: string): Buffer {
+  const compressed = Buffer.from(gzip(text, { level: 9 }));
+  if (compressed.length > USER_DATA_LIMIT_BYTES) {
+    throw new Error(
+      `user-data is ${compressed.length} bytes gzip-compressed ` +
+        `(${Buffer.byteLength(text, "utf8")} bytes plain), over EC2's limit of ` +
+        `${USER_DATA_LIMIT_BYTES} bytes`,
+    );
+  }
+  return compressed;
+}
+
+function ensureTrailingNewline(text: string): string {
+  return text.endsWith("\n") ? text : `${text}\n`;
+}
+
+const HEX = (n: number) => new RegExp(`^[0-9a-f]{${n}}$`);
+
+function validate(options: UserDataOptions): void {
+  const fail = (key: string, value: unknown, allowed: string): never => {
+    throw new Error(`user-data: invalid ${key} ${JSON.stringify(value)}: ${allowed}`);
+  };
+  const { criu } = options;
+  if (criu.kind === "git") {
+    // These reach a shell command line and a `git fetch` refspec: keep them to tag syntax.
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(criu.version)) {
+      fail("criu.version", criu.version, "expected a tag name such as v4.2");
+    }
+    if (!HEX(40).test(criu.commit)) {
+      fail("criu.commit", criu.commit, "expected a full 40-character lowercase hex commit id");
+    }
+    if (criu.repository !== undefined && !/^(https?:\/\/|\/)\S+$/.test(criu.repository)) {
+      fail("criu.repository", criu.repository, "expected an http(s):// URL or an absolute path");
+    }
+  } else if (criu.kind === "tarball") {
+    if (!/^(https?:\/\/|\/)\S+$/.test(criu.url)) {
+      fail("criu.url", criu.url, "expected an http(s):// URL or an absolute path on the host");
+    }
+    if (!HEX(64).test(criu.sha256)) {
+      fail("criu.sha256", criu.sha256, "expected 64 lowercase hex characters");
+    }
+  } else {
+    fail("criu.kind", (criu as { kind: unknown }).kind, 'expected "git" or "tarball"');
+  }
+  const { privateKeyOpenssh, publicKeyOpenssh } = options.hostKey;
+  if (
+    !/^-----BEGIN OPENSSH PRIVATE KEY-----\n[\s\S]+\n-----END OPENSSH PRIVATE KEY-----\s*$/.test(
+      privateKeyOpenssh,
+    )
+  ) {
+    fail("hostKey.privateKeyOpenssh", "<redacted>", "expected an OpenSSH private key (PEM block)");
+  }
+  if (!/^ssh-ed25519 [A-Za-z0-9+/=]+( .*)?$/.test(publicKeyOpenssh.trim())) {
+    fail("hostKey.publicKeyOpenssh", publicKeyOpenssh, "expected an 'ssh-ed25519 AAAA...' line");
+  }
+  for (const [i, key] of (options.authorizedKeys ?? []).entries()) {
+    if (
+      !/^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/=]+( .*)?$/.test(key.trim()) ||
+      key.trim().includes("\n")
+    ) {
+      fail(`authorizedKeys[${i}]`, key, "expected one OpenSSH public key line");
+    }
+  }
+  if (!Number.isInteger(options.autoStopMinutes) || options.autoStopMinutes < 0) {
+    fail("autoStopMinutes", options.autoStopMinutes, "expected a whole number >= 0 (0 = never)");
+  }
+  const labUser = options.labUser ?? "ubuntu";
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(labUser) || labUser === "root") {
+    fail("labUser", labUser, "expected a Linux user name other than root ([a-z_][a-z0-9_-]*)");
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * The host's `criu-lab` command, as installed by `npm run setup:host` (what cloud-init does):
+ * real `criu check`, a real checkpoint/restore of the counter, `analyze` of its real images,
+ * and `status`. Output is read through verify/checks.ts, the parser the verifier uses.
+ */
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ExitCode, parseCheck, parseDemo, type DemoResult } from "../../verify/checks";
+import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { alive, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+
+const SETUP = "run `sudo npm run setup:host` first";
+
+describe.skipIf(
+  cannotRun("criu-lab", [
+    needRoot(),
+    needCommand(HOST.criu, SETUP),
+    needCommand(HOST.crit, SETUP),
+    needCommand(HOST.criuLab, SETUP),
+  ]),
+)("criu-lab on this host", () => {
+  // Demos write under their own log dir: other suites may run demos on this host meanwhile,
+  // and a passing demo removes the images of earlier passing runs in its log dir.
+  let logDir: string;
+  beforeAll(() => {
+    logDir = tempDir("demo-logs");
+  });
+  afterAll(() => fs.rmSync(logDir, { recursive: true, force: true }));
+  const lab = (...args: string[]) =>
+    run(HOST.criuLab, args, { env: { ...process.env, CRIU_LAB_LOG_DIR: logDir } });
+
+  it("check --json: criu check passes and the verifier's parser agrees", () => {
+    const ran = lab("check", "--json");
+    expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
+    expect(ran.stdout.trim().split("\n")).toHaveLength(1);
+    const result = parseCheck(ran.stdout);
+    expect(result.ok).toBe(true);
+    expect(result.criuVersion).toMatch(/^4\.\d+/);
+    expect(result.kernel).toBe(run("uname", ["-r"]).stdout.trim());
+    expect(result.output).toContain("Looks good.");
+  });
+
+  it("check and demo refuse to run without root (exit 2), naming sudo", () => {
+    for (const command of ["check", "demo"]) {
+      const ran = run("setpriv", [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        HOST.criuLab,
+        command,
+        "--json",
+      ]);
+      expect(ran.code, command).toBe(ExitCode.usage);
+      expect(JSON.parse(ran.stdout).error).toContain(`sudo criu-lab ${command}`);
+    }
+  });
+
+  it("rejects an unknown subcommand with exit 2", () => {
+    const ran = lab("frobnicate");
+    expect(ran.code).toBe(ExitCode.usage);
+    expect(ran.stderr).toContain("invalid choice: 'frobnicate'");
+  });
+
+  it("demo stopped mid-run (a verifier's timeout sends SIGTERM) stops its counter too", async () => {
+    const child = spawn(HOST.criuLab, ["demo", "--json", "--interval", "5"], {
+      env: { ...process.env, CRIU_LAB_LOG_DIR: logDir },
+      stdio: "ignore",
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+    // The counter writes "PID: N" first; it runs in its own session, outside the demo's group.
+    const counterPid = await waitFor("the demo's counter to start", () => {
+      for (const dir of fs.readdirSync(logDir).filter((d) => d.endsWith(`-${child.pid}`))) {
+        const log = path.join(logDir, dir, "counter.log");
+        const pid = fs.existsSync(log) && /^PID: (\d+)$/m.exec(fs.readFileSync(log, "utf8"));
+        if (pid) return Number(pid[1]);
+      }
+      return undefined;
+    });
+    try {
+      expect(alive(counterPid)).toBe(true);
+      child.kill("SIGTERM");
+      expect(await exited).toBe(128 + 15);
+      expect(alive(counterPid)).toBe(false);
+    } finally {
+      if (alive(counterPid)) process.kill(counterPid, "SIGKILL"); // only on failure
+    }
+  });
+
+  describe("demo --json", () => {
+    let demo: DemoResult;
+    let raw: string;
+    beforeAll(() => {
+      const ran = lab("demo", "--json");
+      raw = ran.stdout;
+      expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
+      demo = parseDemo(ran.stdout);
+    });
+
+    it("restores the counter with its PID, counting on from the next number", () => {
+      expect(raw.trim().split("\n")).toHaveLength(1);
+      expect(demo.ok, demo.error).toBe(true);
+      expect(demo.restoredPid).toBe(demo.pid);
+      expect(demo.lastBeforeDump).toBeGreaterThanOrEqual(3);
+      expect(demo.firstAfterRestore).toBe(demo.lastBeforeDump + 1);
+      console.log(
+        `demo: dump ${demo.dumpMs} ms, restore ${demo.restoreMs} ms, frozen ${demo.frozenUs} us, images ${demo.imageBytes} bytes`,
+      );
+    });
+
+    it("keeps the images and the counter's output, and stops its own process", () => {
+      expect(alive(demo.pid)).toBe(false);
+      const runDir = path.dirname(demo.imagesDir);
+      expect(path.dirname(runDir)).toBe(logDir);
+      expect(path.basename(runDir)).toMatch(/^demo-\d{8}T\d{6}Z-\d+$/);
+      const files = fs.readdirSync(demo.imagesDir);
+      expect(files).toContain("pstree.img");
+      expect(files).toContain(`core-${demo.pid}.img`);
+      const bytes = files.reduce((n, f) => n + fs.statSync(path.join(demo.imagesDir, f)).size, 0);
+      expect(demo.imageBytes).toBe(
+        bytes - fs.statSync(path.join(demo.imagesDir, "stats-restore")).size,
+      );
+      const log = fs.readFileSync(path.join(runDir, "counter.log"), "utf8");
+      expect(log).toContain(`PID: ${demo.pid}\n`);
+      expect(log).toContain(
+        `Counter: ${demo.lastBeforeDump}\nCounter: ${demo.firstAfterRestore}\n`,
+      );
+      expect(fs.readFileSync(path.join(runDir, "dump.log"), "utf8")).toContain(
+        "Dumping finished successfully",
+      );
+      expect(fs.readFileSync(path.join(runDir, "restore.log"), "utf8")).toContain(
+        "Restore finished successfully",
+      );
+    });
+
+    it("analyze explains each image of the dump, decoded with crit", () => {
+      const ran = lab("analyze", demo.imagesDir, "--json");
+      expect(ran.code, ran.stderr).toBe(ExitCode.ok);
+      const result = JSON.parse(ran.stdout);
+      const byName = new Map<string, { bytes: number; holds: string; details: string }>(
+        result.files.map((f: { name: string }) => [f.name, f]),
+      );
+      expect(byName.get("pstree.img")?.holds).toContain("process tree");
+      expect(byName.get("pstree.img")?.details).toContain(`PID ${demo.pid} `);
+      expect(byName.get(`core-${demo.pid}.img`)?.details).toMatch(/python3 on (X86_64|AARCH64)/);
+      expect(byName.get(`mm-${demo.pid}.img`)?.details).toMatch(/^\d+ memory mappings$/);
+      expect(byName.get(`pagemap-${demo.pid}.img`)?.details).toMatch(/pages saved$/);
+      expect(byName.get("files.img")?.details).toMatch(/files/);
+      const pages = [...byName.keys()].find((n) => n.startsWith("pages-"))!;
+      expect(byName.get(pages)?.details).toBe(`${byName.get(pages)!.bytes / 4096} pages`);
+      expect(result.stats.frozen_time).toBe(demo.frozenUs);
+      expect(result.stats.pages_written).toBeGreaterThan(0);
+
+      const human = lab("analyze", demo.imagesDir);
+      expect(human.code).toBe(ExitCode.ok);
+      expect(human.stdout).toContain(`The process was frozen for ${demo.frozenUs} us`);
+      expect(human.stdout).toMatch(/^pstree\.img\s+\d+ B {2}process tree/m);
+    });
+
+    it("a later passing demo replaces this one's images; a failed run's stay", () => {
+      const failed = path.join(logDir, "demo-failed-before");
+      fs.mkdirSync(failed);
+      const again = parseDemo(lab("demo", "--json").stdout);
+      expect(again.ok, again.error).toBe(true);
+      expect(fs.existsSync(path.dirname(demo.imagesDir))).toBe(false);
+      expect(fs.existsSync(again.imagesDir)).toBe(true);
+      expect(fs.existsSync(failed)).toBe(true);
+    });
+  });
+
+  describe("analyze", () => {
+    let empty: string;
+    beforeAll(() => {
+      empty = tempDir("analyze");
+    });
+    afterAll(() => fs.rmSync(empty, { recursive: true, force: true }));
+
+    it("says a directory without images is not a checkpoint (exit 2)", () => {
+      const ran = lab("analyze", empty);
+      expect(ran.code).toBe(ExitCode.usage);
+      expect(ran.stdout).toContain(`${empty} is not a checkpoint directory`);
+    });
+  });
+
+  it("demo fails with exit 1, the CRIU log tail and kept evidence when a dump fails", () => {
+    // A criu that works except for dump, whose log says why: the demo must report it.
+    const dir = tempDir("failing-criu");
+    try {
+      const fake = path.join(dir, "criu");
+      fs.writeFileSync(
+        fake,
+        [
+          "#!/bin/sh",
+          'if [ "$1" = dump ]; then',
+          '  while [ $# -gt 1 ]; do [ "$1" = -o ] && echo "Error (test): cannot dump, on purpose" > "$2"; shift; done',
+          "  exit 1",
+          "fi",
+          `exec ${HOST.criu} "$@"`,
+          "",
+        ].join("\n"),
+        { mode: 0o755 },
+      );
+      const ran = run(HOST.criuLab, ["demo", "--json"], {
+        env: { ...process.env, CRIU_LAB_CRIU: fake, CRIU_LAB_LOG_DIR: dir },
+      });
+      expect(ran.code).toBe(ExitCode.labBroken);
+      const demo = parseDemo(ran.stdout);
+      expect(demo.ok).toBe(false);
+      expect(demo.error).toContain("criu dump exited 1");
+      expect(demo.error).toContain("cannot dump, on purpose");
+      expect(fs.existsSync(demo.imagesDir)).toBe(true);
+      expect(alive(demo.pid)).toBe(false);
+      const human = run(HOST.criuLab, ["demo"], {
+        env: { ...process.env, CRIU_LAB_CRIU: fake, CRIU_LAB_LOG_DIR: dir },
+      });
+      expect(human.stdout).toMatch(/logs and images kept in \S+demo-/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("status --json reports the installation record", () => {
+    const ran = lab("status", "--json");
+    expect(ran.code).toBe(ExitCode.ok);
+    const status = JSON.parse(ran.stdout);
+    const record = JSON.parse(fs.readFileSync("/var/lib/criu-lab/install.json", "utf8"));
+    expect(status.install).toEqual(record);
+    expect(status.criuVersion).toBe(record.criuVersion);
+    expect(status.setup.ok).toBe(true);
+  });
+
+  it("status exits 3 where nothing is installed", () => {
+    const dir = tempDir("status");
+    try {
+      const ran = run(HOST.criuLab, ["status", "--json"], {
+        env: { ...process.env, CRIU_LAB_STATE_DIR: dir },
+      });
+      expect(ran.code).toBe(ExitCode.unreachable);
+      expect(JSON.parse(ran.stdout).error).toContain("not installed");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

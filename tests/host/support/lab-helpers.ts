@@ -1,0 +1,94 @@
+/**
+ * Shared helpers of the instance-side host tests (cloud-init/, scripts/): run a command and
+ * keep its exit code and output, make temp dirs, find the CRIU release tarball.
+ */
+import { spawnSync, type SpawnSyncOptions } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+export const REPO = path.resolve(__dirname, "../../..");
+export const CLOUD_INIT = path.join(REPO, "cloud-init");
+
+/** What the lab installs on a host (DESIGN.md "Contracts"). */
+export const HOST = {
+  criu: "/usr/local/sbin/criu",
+  crit: "/usr/local/bin/crit",
+  criuLab: "/usr/local/bin/criu-lab",
+  labDir: "/usr/local/lib/criu-lab",
+} as const;
+
+export interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion; never throws on a non-zero exit (the tests assert on it). */
+export function run(command: string, args: string[], options: SpawnSyncOptions = {}): Ran {
+  const result = spawnSync(command, args, {
+    encoding: "utf8",
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: 15 * 60_000,
+    ...options,
+  });
+  if (result.error) throw result.error;
+  return {
+    code: result.status ?? 128,
+    stdout: String(result.stdout),
+    stderr: String(result.stderr),
+  };
+}
+
+/** A fresh temp dir; the caller removes it (fs.rmSync(dir, { recursive: true })). */
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `criu-lab-${prefix}-`));
+}
+
+/** The sha256 and path of CRIU's release tarball, fetched (or found in .cache/criu) by
+ * scripts/fetch-criu-source.sh. */
+export function criuTarball(): { path: string; sha256: string } {
+  const ran = run("bash", [path.join(REPO, "scripts/fetch-criu-source.sh")]);
+  if (ran.code !== 0) {
+    throw new Error(`fetch-criu-source.sh exited ${ran.code}: ${ran.stderr}`);
+  }
+  const [sha256, file] = ran.stdout.trim().split(/\s+/);
+  return { path: file, sha256 };
+}
+
+/** A real ED25519 key pair in OpenSSH format, made by ssh-keygen in `dir`. */
+export function sshKeyPair(dir: string): { privateKeyOpenssh: string; publicKeyOpenssh: string } {
+  const file = path.join(dir, "host_ed25519");
+  const ran = run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", file]);
+  if (ran.code !== 0) throw new Error(`ssh-keygen failed: ${ran.stderr}`);
+  return {
+    privateKeyOpenssh: fs.readFileSync(file, "utf8"),
+    publicKeyOpenssh: fs.readFileSync(`${file}.pub`, "utf8"),
+  };
+}
+
+/** Polls `probe` until it returns a value (not undefined) or `timeoutMs` passes; a guard
+ * against hanging, not a timed assertion. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** True while a process exists and is not a zombie. */
+export function alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}

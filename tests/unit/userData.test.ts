@@ -1,0 +1,246 @@
+import { generateKeyPairSync, randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { gunzipSync } from "node:zlib";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import {
+  compressUserData,
+  DEFAULT_CRIU_REPOSITORY,
+  LAB_DIR,
+  LAB_FILES,
+  renderUserData,
+  USER_DATA_LIMIT_BYTES,
+  type UserDataOptions,
+} from "../../cloud-init/userData";
+
+/** An ED25519 key pair in OpenSSH's own format, as @pulumi/tls and ssh-keygen write it
+ * (PROTOCOL.key in OpenSSH's source), so sizes and shapes are the real ones. */
+function openSshEd25519(comment: string) {
+  const jwk = generateKeyPairSync("ed25519").privateKey.export({ format: "jwk" });
+  const seed = Buffer.from(jwk.d as string, "base64url");
+  const pub = Buffer.from(jwk.x as string, "base64url");
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n);
+    return b;
+  };
+  const str = (b: Buffer | string) => {
+    const buf = Buffer.from(b);
+    return Buffer.concat([u32(buf.length), buf]);
+  };
+  const pubBlob = Buffer.concat([str("ssh-ed25519"), str(pub)]);
+  let secret = Buffer.concat([
+    u32(0x12345678),
+    u32(0x12345678),
+    str("ssh-ed25519"),
+    str(pub),
+    str(Buffer.concat([seed, pub])),
+    str(comment),
+  ]);
+  const padding = Buffer.from(
+    Array.from({ length: (8 - (secret.length % 8)) % 8 }, (_, i) => i + 1),
+  );
+  secret = Buffer.concat([secret, padding]);
+  const body = Buffer.concat([
+    Buffer.from("openssh-key-v1\0"),
+    str("none"),
+    str("none"),
+    str(""),
+    u32(1),
+    str(pubBlob),
+    str(secret),
+  ]).toString("base64");
+  const lines = body.match(/.{1,70}/g) ?? [];
+  return {
+    privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\n${lines.join("\n")}\n-----END OPENSSH PRIVATE KEY-----\n`,
+    publicKeyOpenssh: `ssh-ed25519 ${pubBlob.toString("base64")} ${comment}\n`,
+  };
+}
+
+/** A lab file exactly as it is in cloud-init/. */
+const labFile = (name: string) =>
+  fs.readFileSync(path.join(__dirname, "../../cloud-init", name), "utf8");
+
+const hostKey = openSshEd25519("criu-lab-host");
+const userKey = openSshEd25519("someone@laptop").publicKeyOpenssh;
+const vmKey = openSshEd25519("criu-lab-vm").publicKeyOpenssh;
+
+const gitOptions: UserDataOptions = {
+  criu: { kind: "git", version: "v4.2", commit: "3c7d4fa013297b431da48eff821db7f2e8b90c27" },
+  hostKey,
+  authorizedKeys: [userKey],
+  autoStopMinutes: 120,
+};
+const tarballOptions: UserDataOptions = {
+  criu: {
+    kind: "tarball",
+    url: "https://example.org/criu_4.2.1.orig.tar.xz",
+    sha256: "29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9",
+  },
+  hostKey,
+  autoStopMinutes: 0,
+  labUser: "labber",
+};
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a parsed YAML document
+type Doc = Record<string, any>;
+const render = (options: UserDataOptions): Doc => {
+  const text = renderUserData(options);
+  expect(text.startsWith("#cloud-config\n")).toBe(true);
+  return parse(text) as Doc;
+};
+
+describe("renderUserData", () => {
+  it("makes the lab user with passwordless sudo and the extra keys, keeping the default user", () => {
+    const doc = render(gitOptions);
+    expect(doc.users[0]).toBe("default");
+    expect(doc.users[1]).toMatchObject({
+      name: "ubuntu",
+      sudo: "ALL=(ALL) NOPASSWD:ALL",
+      shell: "/bin/bash",
+      lock_passwd: true,
+      ssh_authorized_keys: [userKey.trim()],
+    });
+    const other = render(tarballOptions);
+    expect(other.users[1].name).toBe("labber");
+    expect(other.users[1].ssh_authorized_keys).toBeUndefined();
+  });
+
+  it("installs the given SSH host key as the only host key", () => {
+    const doc = render(gitOptions);
+    expect(doc.ssh_keys).toEqual({
+      ed25519_private: hostKey.privateKeyOpenssh,
+      ed25519_public: hostKey.publicKeyOpenssh.trim(),
+    });
+    expect(doc.ssh_deletekeys).toBe(true);
+    // cc_ssh generates only missing types; ed25519 is provided, so nothing is generated.
+    expect(doc.ssh_genkeytypes).toEqual(["ed25519"]);
+  });
+
+  it("leaves apt to the installer, which skips recommends and retries", () => {
+    expect(render(gitOptions).packages).toBeUndefined();
+    const installer = labFile("install-criu.sh");
+    expect(installer).toContain("install -y --no-install-recommends");
+    expect(installer).toContain("Acquire::Retries=");
+    expect(installer).toContain("DPkg::Lock::Timeout=");
+  });
+
+  it("ships exactly the lab's files, byte for byte as in cloud-init/, with their modes", () => {
+    const doc = render(gitOptions);
+    expect(doc.write_files.map((f: Doc) => f.path)).toEqual(
+      LAB_FILES.map((f) => `${LAB_DIR}/${f.name}`),
+    );
+    for (const [i, { name, mode }] of LAB_FILES.entries()) {
+      const entry = doc.write_files[i];
+      // Plain content: no `encoding`, so cloud-init writes it as it is.
+      expect(Object.keys(entry).sort(), name).toEqual(["content", "path", "permissions"]);
+      expect(entry.permissions, name).toBe(mode);
+      expect(entry.content, name).toBe(labFile(name));
+    }
+    // Comments reach the host: learners read the scripts as written here.
+    const installer = doc.write_files.find((f: Doc) => f.path.endsWith("/install-criu.sh"));
+    expect(installer.content).toMatch(/^# /m);
+  });
+
+  it("runs setup-lab.sh from where the files land, with the git source", () => {
+    const doc = render(gitOptions);
+    expect(doc.runcmd).toEqual([
+      [
+        "bash",
+        `${LAB_DIR}/setup-lab.sh`,
+        "--user",
+        "ubuntu",
+        "--auto-stop-minutes",
+        "120",
+        "--criu-git",
+        DEFAULT_CRIU_REPOSITORY,
+        "--criu-version",
+        "v4.2",
+        "--criu-commit",
+        "3c7d4fa013297b431da48eff821db7f2e8b90c27",
+      ],
+    ]);
+  });
+
+  it("passes a tarball source, its sha256 and the lab user to setup-lab.sh", () => {
+    const setup: string[] = render(tarballOptions).runcmd[0];
+    expect(setup.slice(2)).toEqual([
+      "--user",
+      "labber",
+      "--auto-stop-minutes",
+      "0",
+      "--criu-tarball",
+      "https://example.org/criu_4.2.1.orig.tar.xz",
+      "--criu-sha256",
+      "29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9",
+    ]);
+  });
+
+  it("compressed, stays under EC2's 16 KB limit with a real key and two authorized keys", () => {
+    const text = renderUserData({ ...gitOptions, authorizedKeys: [userKey, vmKey] });
+    const compressed = compressUserData(text);
+    const plain = Buffer.byteLength(text, "utf8");
+    console.log(
+      `user-data: ${compressed.length} of ${USER_DATA_LIMIT_BYTES} bytes gzip-compressed ` +
+        `(${plain} bytes plain, ${USER_DATA_LIMIT_BYTES - compressed.length} bytes to spare)`,
+    );
+    expect(compressed.length).toBeLessThanOrEqual(USER_DATA_LIMIT_BYTES);
+    // Plain, it would not fit: the compression is what makes it fit.
+    expect(plain).toBeGreaterThan(USER_DATA_LIMIT_BYTES);
+  });
+
+  it("compresses to gzip that cloud-init's gunzip turns back into the very document", () => {
+    const text = renderUserData(gitOptions);
+    const compressed = compressUserData(text);
+    expect([...compressed.subarray(0, 2)]).toEqual([0x1f, 0x8b]); // gzip's magic number
+    expect(gunzipSync(compressed).toString("utf8")).toBe(text);
+  });
+
+  it("refuses a document that does not fit even compressed, naming its size and the limit", () => {
+    // Random bytes do not compress: base64 of 16 KB of them gzips to more than 16 KB.
+    const text = "#cloud-config\n# " + randomBytes(USER_DATA_LIMIT_BYTES).toString("base64");
+    expect(() => compressUserData(text)).toThrow(
+      new RegExp(`user-data is \\d+ bytes gzip-compressed .*limit of ${USER_DATA_LIMIT_BYTES}`),
+    );
+  });
+
+  it("is a pure function of its options", () => {
+    expect(renderUserData(gitOptions)).toBe(renderUserData(gitOptions));
+    expect(renderUserData(gitOptions)).not.toBe(renderUserData({ ...gitOptions, labUser: "x" }));
+  });
+
+  it.each([
+    [{ criu: { ...gitOptions.criu, commit: "3c7d4fa" } }, "criu.commit", "3c7d4fa"],
+    [{ criu: { ...gitOptions.criu, version: "v4.2; rm -rf /" } }, "criu.version", "v4.2; rm -rf /"],
+    [{ criu: { ...tarballOptions.criu, sha256: "abc" } }, "criu.sha256", "abc"],
+    [{ criu: { ...tarballOptions.criu, url: "ftp://x/y.tar" } }, "criu.url", "ftp://x/y.tar"],
+    [{ autoStopMinutes: -1 }, "autoStopMinutes", "-1"],
+    [{ autoStopMinutes: 1.5 }, "autoStopMinutes", "1.5"],
+    [{ labUser: "root" }, "labUser", "root"],
+    [{ labUser: "Bad User" }, "labUser", "Bad User"],
+    [{ authorizedKeys: ["not a key"] }, "authorizedKeys[0]", "not a key"],
+    [{ hostKey: { ...hostKey, publicKeyOpenssh: "ssh-rsa AAAA" } }, "hostKey.publicKeyOpenssh", ""],
+  ] as Array<[Partial<UserDataOptions>, string, string]>)(
+    "refuses bad input, naming the field: %o",
+    (override, field, value) => {
+      expect(() => renderUserData({ ...gitOptions, ...override })).toThrow(
+        new RegExp(
+          `invalid ${field.replace(/[[\]]/g, "\\$&")} .*${value.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}.*expected`,
+        ),
+      );
+    },
+  );
+
+  it("never echoes a bad private key in its error", () => {
+    const secret = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-really\n";
+    expect(() =>
+      renderUserData({ ...gitOptions, hostKey: { ...hostKey, privateKeyOpenssh: secret } }),
+    ).toThrow(/invalid hostKey.privateKeyOpenssh "<redacted>"/);
+    try {
+      renderUserData({ ...gitOptions, hostKey: { ...hostKey, privateKeyOpenssh: secret } });
+    } catch (e) {
+      expect(String(e)).not.toContain("not-really");
+    }
+  });
+});

@@ -1,0 +1,131 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
+import { compressUserData, CriuSource, renderUserData } from "../cloud-init/userData";
+import { UbuntuRelease } from "./config";
+import { lookupArchitecture, lookupUbuntuAmi } from "./lookups";
+import { Tags, named } from "./tags";
+
+export interface LabInstanceArgs {
+  /** EC2 instance type, e.g. t3.small (x86_64) or t4g.small (arm64). */
+  instanceType: string;
+  /** Ubuntu LTS release of Canonical's image (ignored with amiId). */
+  ubuntuRelease: UbuntuRelease;
+  /** Use this AMI instead of looking up Canonical's image. */
+  amiId?: string;
+  /** Subnet with a route to an internet gateway. */
+  subnetId: pulumi.Input<string>;
+  securityGroupIds: pulumi.Input<string>[];
+  /** EC2 key pair whose key cloud-init authorizes for the default user. */
+  keyName: pulumi.Input<string>;
+  /** Generated SSH host key: cloud-init installs it as the host's only key. */
+  hostKey: {
+    privateKeyOpenssh: pulumi.Input<string>;
+    publicKeyOpenssh: pulumi.Input<string>;
+  };
+  /** Extra OpenSSH public keys for the lab user. */
+  authorizedKeys?: string[];
+  /** Where CRIU's source comes from. */
+  criu: CriuSource;
+  /** Idle minutes with no SSH session before power-off; 0 = never. */
+  autoStopMinutes: number;
+  /** Size of the encrypted gp3 root volume. Default 16. */
+  rootVolumeGiB?: number;
+  /** Tags for the instance and its root volume; each also gets its own Name. */
+  tags?: Tags;
+}
+
+/**
+ * The lab host: Canonical's Ubuntu LTS image for the instance type's architecture, user-data
+ * from cloud-init/userData.ts (secret: it carries the host's private key), IMDSv2 only, and
+ * an encrypted gp3 root volume.
+ */
+export class LabInstance extends pulumi.ComponentResource {
+  public readonly instance: aws.ec2.Instance;
+  public readonly instanceId: pulumi.Output<string>;
+  public readonly publicIp: pulumi.Output<string>;
+  public readonly publicDns: pulumi.Output<string>;
+  public readonly amiId: pulumi.Output<string>;
+  /** The rendered user-data, plain text (secret: it carries the host's private key); EC2 gets
+   * it gzip-compressed. */
+  public readonly userData: pulumi.Output<string>;
+  /** SHA-256 of the user-data (secret, as the user-data is): changes exactly when it does. */
+  public readonly userDataHash: pulumi.Output<string>;
+
+  constructor(name: string, args: LabInstanceArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("criu-lab:instance:LabInstance", name, {}, opts);
+
+    this.amiId =
+      args.amiId !== undefined
+        ? pulumi.output(args.amiId)
+        : lookupUbuntuAmi(
+            args.ubuntuRelease,
+            lookupArchitecture(args.instanceType, { parent: this }),
+            { parent: this },
+          );
+
+    // Rendered inside apply from the secret host key, and marked secret again so it stays
+    // secret even where the key's secretness is lost (e.g. a provider that does not mark it).
+    this.userData = pulumi.secret(
+      pulumi
+        .all([args.hostKey.privateKeyOpenssh, args.hostKey.publicKeyOpenssh])
+        .apply(([privateKeyOpenssh, publicKeyOpenssh]) =>
+          renderUserData({
+            criu: args.criu,
+            hostKey: { privateKeyOpenssh, publicKeyOpenssh },
+            authorizedKeys: args.authorizedKeys,
+            autoStopMinutes: args.autoStopMinutes,
+          }),
+        ),
+    );
+    this.userDataHash = this.userData.apply((text) =>
+      createHash("sha256").update(text).digest("hex"),
+    );
+
+    this.instance = new aws.ec2.Instance(
+      `${name}-instance`,
+      {
+        ami: this.amiId,
+        instanceType: args.instanceType,
+        subnetId: args.subnetId,
+        vpcSecurityGroupIds: args.securityGroupIds,
+        associatePublicIpAddress: true,
+        keyName: args.keyName,
+        // gzip-compressed to fit EC2's 16 KB; binary, so base64 through userDataBase64 (the
+        // provider's docs: gzip data passed as userData gets corrupted). Secret, as userData is.
+        userDataBase64: this.userData.apply((text) => compressUserData(text).toString("base64")),
+        // A new host key or CRIU source means a new host: cloud-init runs user-data once.
+        // (The provider's docs: it applies to userData and userDataBase64 alike.)
+        userDataReplaceOnChange: true,
+        // The auto-stop powers off an idle lab: stop it (keeping the disk), never terminate.
+        instanceInitiatedShutdownBehavior: "stop",
+        // IMDSv2 only, and no hop beyond the host (containers on it cannot reach IMDS).
+        metadataOptions: {
+          httpEndpoint: "enabled",
+          httpTokens: "required",
+          httpPutResponseHopLimit: 1,
+        },
+        rootBlockDevice: {
+          volumeType: "gp3",
+          volumeSize: args.rootVolumeGiB ?? 16,
+          encrypted: true,
+          deleteOnTermination: true,
+          tags: named(`${name}-root`, args.tags),
+        },
+        tags: named(`${name}-instance`, args.tags),
+      },
+      { parent: this },
+    );
+
+    this.instanceId = this.instance.id;
+    this.publicIp = this.instance.publicIp;
+    this.publicDns = this.instance.publicDns;
+
+    this.registerOutputs({
+      instanceId: this.instanceId,
+      publicIp: this.publicIp,
+      publicDns: this.publicDns,
+      amiId: this.amiId,
+    });
+  }
+}

@@ -1,0 +1,130 @@
+import * as pulumi from "@pulumi/pulumi";
+import { DemoResult } from "../verify/checks";
+import { LabAccess } from "./access";
+import { LabConfig } from "./config";
+import { LabInstance } from "./instance";
+import { lookupAvailabilityZone } from "./lookups";
+import { LabNetwork } from "./network";
+import { Tags, labTags } from "./tags";
+import { LabVerification } from "./verification";
+
+/** The lab's arguments: the validated config, with `auto` in sshAllowedCidrs resolved. */
+export interface CriuLabArgs extends LabConfig {
+  /** Tags for every taggable resource (each also gets its own Name). Default Project/Stack. */
+  tags?: Tags;
+  /** Login user of the Ubuntu image. Default "ubuntu". */
+  sshUser?: string;
+}
+
+/**
+ * A CRIU checkpoint/restore lab on EC2: network and security group, keys, the Ubuntu host
+ * built by cloud-init, and (with `verify`) the proof that checkpoint/restore works on it.
+ */
+export class CriuLab extends pulumi.ComponentResource {
+  public readonly network: LabNetwork;
+  public readonly access: LabAccess;
+  public readonly host: LabInstance;
+  /** Undefined when `verify` is false. */
+  public readonly verification?: LabVerification;
+
+  public readonly instanceId: pulumi.Output<string>;
+  public readonly publicIp: pulumi.Output<string>;
+  public readonly publicDns: pulumi.Output<string>;
+  public readonly sshUser: string;
+  public readonly sshCommand: pulumi.Output<string>;
+  /** The user's OpenSSH private key (secret). */
+  public readonly privateKey: pulumi.Output<string>;
+  /** `<ip> <host key>`: a line for ~/.ssh/known_hosts. */
+  public readonly knownHostsLine: pulumi.Output<string>;
+  /** CRIU's version as the host reports it (with verify), else the configured source. */
+  public readonly criuVersion: pulumi.Output<string>;
+  /** The parsed demo result, or null when `verify` is false. */
+  public readonly verificationResult: pulumi.Output<DemoResult | null>;
+
+  constructor(name: string, args: CriuLabArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("criu-lab:lab:CriuLab", name, {}, opts);
+    const tags = args.tags ?? labTags();
+    this.sshUser = args.sshUser ?? "ubuntu";
+
+    this.network = new LabNetwork(
+      `${name}-network`,
+      {
+        subnetId: args.subnetId,
+        availabilityZone:
+          args.subnetId === undefined
+            ? lookupAvailabilityZone(args.instanceType, { parent: this })
+            : undefined,
+        sshAllowedCidrs: args.sshAllowedCidrs,
+        tags,
+      },
+      { parent: this },
+    );
+
+    this.access = new LabAccess(`${name}-access`, { tags }, { parent: this });
+
+    this.host = new LabInstance(
+      `${name}-host`,
+      {
+        instanceType: args.instanceType,
+        ubuntuRelease: args.ubuntuRelease,
+        amiId: args.amiId,
+        subnetId: this.network.subnetId,
+        securityGroupIds: [this.network.securityGroupId],
+        keyName: this.access.keyName,
+        hostKey: {
+          privateKeyOpenssh: this.access.hostPrivateKey,
+          publicKeyOpenssh: this.access.hostPublicKey,
+        },
+        authorizedKeys: args.sshPublicKey === undefined ? undefined : [args.sshPublicKey],
+        criu: args.criu,
+        autoStopMinutes: args.autoStopMinutes,
+        rootVolumeGiB: args.rootVolumeGiB,
+        tags,
+      },
+      { parent: this },
+    );
+
+    this.instanceId = this.host.instanceId;
+    this.publicIp = this.host.publicIp;
+    this.publicDns = this.host.publicDns;
+    this.privateKey = this.access.privateKey;
+    this.sshCommand = pulumi.interpolate`ssh -i criu-lab.pem ${this.sshUser}@${this.publicIp}`;
+    this.knownHostsLine = pulumi.interpolate`${this.publicIp} ${this.access.hostPublicKey}`;
+
+    const configured =
+      args.criu.kind === "git"
+        ? args.criu.version
+        : args.criu.url.split("/").pop() || args.criu.url;
+    if (args.verify) {
+      this.verification = new LabVerification(
+        `${name}-verify`,
+        {
+          host: this.publicIp,
+          user: this.sshUser,
+          privateKey: this.access.privateKey,
+          hostPublicKey: this.access.hostPublicKey,
+          dependsOn: [this.host.instance],
+          triggers: [this.host.userDataHash, this.instanceId],
+        },
+        { parent: this },
+      );
+      this.verificationResult = this.verification.demo;
+      this.criuVersion = this.verification.check.criuVersion;
+    } else {
+      this.verificationResult = pulumi.output(null);
+      this.criuVersion = pulumi.output(configured);
+    }
+
+    this.registerOutputs({
+      instanceId: this.instanceId,
+      publicIp: this.publicIp,
+      publicDns: this.publicDns,
+      sshUser: this.sshUser,
+      sshCommand: this.sshCommand,
+      privateKey: this.privateKey,
+      knownHostsLine: this.knownHostsLine,
+      // criuVersion and verification are left out: they throw on a failed lab, and the stack
+      // outputs (index.ts) already surface that error once.
+    });
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The lookups the lab makes instead of hard-coding: the CPU architecture of the instance type,
+ * an availability zone that offers it, and Canonical's Ubuntu image for that architecture.
+ * The pure parts (filters, choices) are exported for the unit tests.
+ */
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import { CONFIG_NAMESPACE, UbuntuRelease } from "./config";
+
+/** Canonical's AWS account, the owner of the official Ubuntu images. */
+export const CANONICAL_OWNER_ID = "099720109477";
+
+export type Architecture = "x86_64" | "arm64";
+
+/**
+ * Image name prefixes as Canonical publishes them
+ * (https://documentation.ubuntu.com/aws/aws-how-to/instances/find-ubuntu-images/): 24.04 images
+ * live under hvm-ssd-gp3, 22.04 under hvm-ssd; the name says amd64 where EC2 says x86_64.
+ */
+const RELEASES: Record<UbuntuRelease, { codename: string; volume: string }> = {
+  "24.04": { codename: "noble", volume: "hvm-ssd-gp3" },
+  "22.04": { codename: "jammy", volume: "hvm-ssd" },
+};
+
+/** The getAmi arguments for the newest Canonical Ubuntu server image of a release and arch. */
+export function ubuntuAmiQuery(release: UbuntuRelease, arch: Architecture): aws.ec2.GetAmiArgs {
+  const { codename, volume } = RELEASES[release];
+  const nameArch = arch === "x86_64" ? "amd64" : "arm64";
+  return {
+    owners: [CANONICAL_OWNER_ID],
+    mostRecent: true,
+    filters: [
+      {
+        name: "name",
+        values: [`ubuntu/images/${volume}/ubuntu-${codename}-${release}-${nameArch}-server-*`],
+      },
+      { name: "architecture", values: [arch] },
+      { name: "virtualization-type", values: ["hvm"] },
+      { name: "root-device-type", values: ["ebs"] },
+    ],
+  };
+}
+
+/**
+ * The image architecture for an instance type, from EC2's own `supportedArchitectures`
+ * (DescribeInstanceTypes) rather than a name pattern: Graviton family names (a1, t4g, c6gn,
+ * m8g, r8gd...) keep growing, and the lookup also fails early on a type the region lacks.
+ */
+export function architectureFor(
+  instanceType: string,
+  supportedArchitectures: readonly string[],
+): Architecture {
+  if (supportedArchitectures.includes("arm64")) return "arm64";
+  if (supportedArchitectures.includes("x86_64")) return "x86_64";
+  throw new Error(
+    `${CONFIG_NAMESPACE}:instanceType: "${instanceType}" supports [${supportedArchitectures.join(", ")}]; ` +
+      "allowed: a type with x86_64 or arm64 (Ubuntu server images exist for those)",
+  );
+}
+
+/**
+ * A zone that offers the instance type, chosen deterministically (the first by name) so that
+ * repeated `pulumi up`s keep the same subnet.
+ */
+export function pickAvailabilityZone(instanceType: string, zones: readonly string[]): string {
+  const sorted = [...zones].sort();
+  if (sorted.length === 0) {
+    throw new Error(
+      `${CONFIG_NAMESPACE}:instanceType: "${instanceType}" is not offered in any availability ` +
+        "zone of this region; allowed: a type the region offers (see `aws ec2 " +
+        "describe-instance-type-offerings --location-type availability-zone`)",
+    );
+  }
+  return sorted[0];
+}
+
+/** Looks up the architecture of `instanceType` in the deploy region. */
+export function lookupArchitecture(
+  instanceType: string,
+  opts: pulumi.InvokeOutputOptions,
+): pulumi.Output<Architecture> {
+  return aws.ec2
+    .getInstanceTypeOutput({ instanceType }, opts)
+    .apply((info) => architectureFor(instanceType, info.supportedArchitectures));
+}
+
+/** Looks up an availability zone of the deploy region that offers `instanceType`. */
+export function lookupAvailabilityZone(
+  instanceType: string,
+  opts: pulumi.InvokeOutputOptions,
+): pulumi.Output<string> {
+  return aws.ec2
+    .getInstanceTypeOfferingsOutput(
+      {
+        locationType: "availability-zone",
+        filters: [{ name: "instance-type", values: [instanceType] }],
+      },
+      opts,
+    )
+    .apply((offerings) => pickAvailabilityZone(instanceType, offerings.locations));
+}
+
+/** Looks up the newest Canonical Ubuntu image id for the release and architecture. */
+export function lookupUbuntuAmi(
+  release: UbuntuRelease,
+  arch: pulumi.Input<Architecture>,
+  opts: pulumi.InvokeOutputOptions,
+): pulumi.Output<string> {
+  return pulumi
+    .output(arch)
+    .apply((a) => aws.ec2.getAmiOutput(ubuntuAmiQuery(release, a), opts))
+    .apply((ami) => ami.id);
+}

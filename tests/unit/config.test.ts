@@ -1,0 +1,330 @@
+/**
+ * loadConfig: defaults, every validation error (key, value and what is allowed in the
+ * message), and Pulumi.yaml declaring exactly the keys, types and defaults the code uses.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { parse } from "yaml";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import {
+  CONFIG_SCHEMA,
+  ConfigError,
+  ConfigKey,
+  LabConfig,
+  ipv4CidrProblem,
+  loadConfig,
+} from "../../components/config";
+
+/** loadConfig over a plain map, as the CLI would pass the values (strings, JSON for lists). */
+const load = (values: Partial<Record<ConfigKey, string>> = {}): LabConfig =>
+  loadConfig((key) => values[key]);
+
+/** The ConfigError loadConfig throws for these values. */
+function errorFor(values: Partial<Record<ConfigKey, string>>): ConfigError {
+  try {
+    load(values);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error(`no ConfigError for ${JSON.stringify(values)}`);
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("loadConfig defaults", () => {
+  it("match DESIGN.md when nothing is set", () => {
+    expect(load()).toEqual({
+      instanceType: "t3.small",
+      ubuntuRelease: "24.04",
+      amiId: undefined,
+      sshAllowedCidrs: ["auto"],
+      sshPublicKey: undefined,
+      rootVolumeGiB: 16,
+      subnetId: undefined,
+      criu: {
+        kind: "git",
+        version: "v4.2",
+        commit: "3c7d4fa013297b431da48eff821db7f2e8b90c27",
+      },
+      verify: true,
+      autoStopMinutes: 120,
+    });
+  });
+
+  it("treat the CLI's empty-string defaults of optional keys as unset", () => {
+    const config = load({ amiId: "", subnetId: "", sshPublicKey: "", criuTarballUrl: "" });
+    expect(config.amiId).toBeUndefined();
+    expect(config.subnetId).toBeUndefined();
+    expect(config.sshPublicKey).toBeUndefined();
+    expect(config.criu.kind).toBe("git");
+  });
+
+  it("read values as the CLI passes them", () => {
+    const config = load({
+      instanceType: "t4g.medium",
+      ubuntuRelease: "22.04",
+      amiId: "ami-0123456789abcdef0",
+      sshAllowedCidrs: '["203.0.113.7/32","10.0.0.0/8"]',
+      sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH0 me@laptop",
+      rootVolumeGiB: "32",
+      subnetId: "subnet-0123456789abcdef0",
+      verify: "false",
+      autoStopMinutes: "0",
+      criuCommit: "3C7D4FA013297B431DA48EFF821DB7F2E8B90C27",
+    });
+    expect(config).toMatchObject({
+      instanceType: "t4g.medium",
+      ubuntuRelease: "22.04",
+      amiId: "ami-0123456789abcdef0",
+      sshAllowedCidrs: ["203.0.113.7/32", "10.0.0.0/8"],
+      rootVolumeGiB: 32,
+      subnetId: "subnet-0123456789abcdef0",
+      verify: false,
+      autoStopMinutes: 0,
+      // Lower-cased: cloud-init/userData.ts wants the lowercase commit id.
+      criu: { kind: "git", commit: "3c7d4fa013297b431da48eff821db7f2e8b90c27" },
+    });
+  });
+
+  it("switches to the tarball source when criuTarballUrl and criuSha256 are set", () => {
+    const config = load({
+      criuTarballUrl: "https://deb.example.org/criu_4.2.1.orig.tar.xz",
+      criuSha256: "29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9",
+    });
+    expect(config.criu).toEqual({
+      kind: "tarball",
+      url: "https://deb.example.org/criu_4.2.1.orig.tar.xz",
+      sha256: "29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9",
+    });
+  });
+
+  it("reads the stack's criu-lab namespace through pulumi.Config by default", () => {
+    pulumi.runtime.setAllConfig({ "criu-lab:instanceType": "m7g.large" });
+    try {
+      expect(loadConfig().instanceType).toBe("m7g.large");
+    } finally {
+      pulumi.runtime.setAllConfig({});
+    }
+  });
+});
+
+describe("loadConfig rejects bad input naming key, value and what is allowed", () => {
+  const cases: Array<{
+    values: Partial<Record<ConfigKey, string>>;
+    key: ConfigKey;
+    value: string;
+    allowed: string;
+  }> = [
+    {
+      values: { instanceType: "t3small" },
+      key: "instanceType",
+      value: "t3small",
+      allowed: "t3.small",
+    },
+    {
+      values: { instanceType: "T3.Small" },
+      key: "instanceType",
+      value: "T3.Small",
+      allowed: "family.size",
+    },
+    {
+      values: { ubuntuRelease: "20.04" },
+      key: "ubuntuRelease",
+      value: "20.04",
+      allowed: "24.04, 22.04",
+    },
+    {
+      values: { amiId: "ami-xyz" },
+      key: "amiId",
+      value: "ami-xyz",
+      allowed: "ami-0123456789abcdef0",
+    },
+    {
+      values: { sshAllowedCidrs: '["10.0.0.300/8"]' },
+      key: "sshAllowedCidrs",
+      value: "10.0.0.300/8",
+      allowed: "IPv4 CIDR",
+    },
+    {
+      values: { sshAllowedCidrs: '["203.0.113.7"]' },
+      key: "sshAllowedCidrs",
+      value: "203.0.113.7",
+      allowed: "a.b.c.d/n",
+    },
+    {
+      values: { sshAllowedCidrs: '["10.0.0.1/8"]' },
+      key: "sshAllowedCidrs",
+      value: "10.0.0.1/8",
+      allowed: "10.0.0.0/8",
+    },
+    {
+      values: { sshAllowedCidrs: "203.0.113.7/32" },
+      key: "sshAllowedCidrs",
+      value: "203.0.113.7/32",
+      allowed: "pulumi config set --path 'criu-lab:sshAllowedCidrs[0]'",
+    },
+    {
+      values: { sshAllowedCidrs: "[]" },
+      key: "sshAllowedCidrs",
+      value: "[]",
+      allowed: "a list of IPv4 CIDRs",
+    },
+    {
+      values: { sshPublicKey: "not a key" },
+      key: "sshPublicKey",
+      value: "not a key",
+      allowed: "OpenSSH public key",
+    },
+    { values: { rootVolumeGiB: "7" }, key: "rootVolumeGiB", value: "7", allowed: "from 8" },
+    {
+      values: { rootVolumeGiB: "big" },
+      key: "rootVolumeGiB",
+      value: "big",
+      allowed: "whole number",
+    },
+    {
+      values: { subnetId: "sn-1" },
+      key: "subnetId",
+      value: "sn-1",
+      allowed: "subnet-0123456789abcdef0",
+    },
+    { values: { criuVersion: "4.2" }, key: "criuVersion", value: "4.2", allowed: "v4.2" },
+    {
+      values: { criuCommit: "3c7d4fa" },
+      key: "criuCommit",
+      value: "3c7d4fa",
+      allowed: "40 hex characters",
+    },
+    {
+      values: { criuTarballUrl: "https://example.org/criu.tar.xz" },
+      key: "criuSha256",
+      value: "",
+      allowed: "criuTarballUrl is set",
+    },
+    {
+      values: { criuSha256: "a".repeat(64) },
+      key: "criuTarballUrl",
+      value: "",
+      allowed: "criuSha256 is set",
+    },
+    {
+      values: { criuTarballUrl: "ftp://example.org/c.tar.xz", criuSha256: "a".repeat(64) },
+      key: "criuTarballUrl",
+      value: "ftp://example.org/c.tar.xz",
+      allowed: "https://",
+    },
+    {
+      values: { criuTarballUrl: "https://example.org/c.tar.xz", criuSha256: "abc" },
+      key: "criuSha256",
+      value: "abc",
+      allowed: "64 hex characters",
+    },
+    { values: { verify: "yes" }, key: "verify", value: "yes", allowed: "true, false" },
+    { values: { autoStopMinutes: "-1" }, key: "autoStopMinutes", value: "-1", allowed: ">= 0" },
+  ];
+
+  for (const { values, key, value, allowed } of cases) {
+    it(`${key} = ${JSON.stringify(Object.values(values)[0])}`, () => {
+      const err = errorFor(values);
+      expect(err.problems).toHaveLength(1);
+      const [problem] = err.problems;
+      expect(problem).toContain(`criu-lab:${key}`);
+      expect(problem).toContain(JSON.stringify(value));
+      expect(problem).toContain(allowed);
+      expect(err.message).toContain(problem);
+    });
+  }
+
+  it("reports every bad key at once", () => {
+    const err = errorFor({ instanceType: "x", ubuntuRelease: "18.04", autoStopMinutes: "-5" });
+    expect(err.problems.map((p) => p.split(":")[1])).toEqual([
+      "instanceType",
+      "ubuntuRelease",
+      "autoStopMinutes",
+    ]);
+    expect(err.message).toMatch(/^invalid configuration \(3 problems\)/);
+  });
+
+  it("warns, but allows, 0.0.0.0/0 when the user writes it", () => {
+    const warn = vi.spyOn(pulumi.log, "warn").mockResolvedValue(undefined);
+    expect(load({ sshAllowedCidrs: '["0.0.0.0/0"]' }).sshAllowedCidrs).toEqual(["0.0.0.0/0"]);
+    expect(warn).toHaveBeenCalledWith(expect.stringContaining("0.0.0.0/0"));
+  });
+
+  it("does not warn about the default", () => {
+    const warn = vi.spyOn(pulumi.log, "warn").mockResolvedValue(undefined);
+    load();
+    expect(warn).not.toHaveBeenCalled();
+  });
+});
+
+describe("ipv4CidrProblem", () => {
+  it("accepts network-form CIDRs", () => {
+    for (const cidr of ["0.0.0.0/0", "203.0.113.7/32", "10.0.0.0/8", "192.168.4.0/22"]) {
+      expect(ipv4CidrProblem(cidr)).toBeUndefined();
+    }
+  });
+  it("rejects the rest, suggesting the network for host bits", () => {
+    expect(ipv4CidrProblem("192.168.5.0/22")).toContain("192.168.4.0/22");
+    for (const bad of ["1.2.3.4", "1.2.3.4/33", "256.0.0.0/8", "::/0", "a.b.c.d/8"]) {
+      expect(ipv4CidrProblem(bad)).toBeDefined();
+    }
+  });
+});
+
+describe("Pulumi.yaml", () => {
+  const project = parse(
+    fs.readFileSync(path.join(__dirname, "..", "..", "Pulumi.yaml"), "utf8"),
+  ) as {
+    name: string;
+    runtime: { name: string; options: { typescript: boolean } };
+    config: Record<
+      string,
+      { type: string; default: unknown; description: string; items?: unknown }
+    >;
+  };
+
+  it("is the criu-lab project on the TypeScript nodejs runtime", () => {
+    expect(project.name).toBe("criu-lab");
+    expect(project.runtime).toEqual({ name: "nodejs", options: { typescript: true } });
+  });
+
+  it("declares exactly the keys of CONFIG_SCHEMA with the same type, default and description", () => {
+    expect(Object.keys(project.config)).toEqual(Object.keys(CONFIG_SCHEMA));
+    for (const [key, spec] of Object.entries(CONFIG_SCHEMA)) {
+      const declared = project.config[key];
+      expect({ key, type: declared.type, default: declared.default }).toEqual({
+        key,
+        type: spec.type,
+        default: spec.default,
+      });
+      expect(declared.description, key).toBe(spec.description);
+      if (spec.type === "array") expect(declared.items).toEqual({ type: "string" });
+    }
+  });
+
+  it("gives every key a default, so none is required in a new stack", () => {
+    for (const [key, declared] of Object.entries(project.config)) {
+      expect(declared.default, key).not.toBeUndefined();
+    }
+  });
+
+  it("has defaults that pass validation exactly as the CLI hands them over", () => {
+    const asCli = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v));
+    const values = Object.fromEntries(
+      Object.entries(project.config).map(([k, d]) => [k, asCli(d.default)]),
+    ) as Record<ConfigKey, string>;
+    expect(load(values)).toEqual(load());
+  });
+
+  it("has a dev stack in the original lab's region", () => {
+    const stack = parse(
+      fs.readFileSync(path.join(__dirname, "..", "..", "Pulumi.dev.yaml"), "utf8"),
+    ) as { config: Record<string, unknown> };
+    expect(stack.config["aws:region"]).toBe("ap-southeast-1");
+  });
+});

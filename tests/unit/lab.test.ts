@@ -1,0 +1,456 @@
+/**
+ * CriuLab and its components under the Pulumi mocks: every resource with the properties that
+ * matter, the lookups it makes, the remote Commands and their order, and secrets.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import {
+  ConstructionLog,
+  LabMocks,
+  MOCK_PUBLIC_IP,
+  PASSING_CHECK,
+  PASSING_DEMO,
+  constructionLog,
+  failureOf,
+  isSecretValue,
+  setupMocks,
+  userDataOf,
+  valueOf,
+} from "./support/mocks";
+
+// Types only: the modules themselves load after the mocks are installed.
+import type { CriuLab, CriuLabArgs } from "../../components/lab";
+import type { REMOTE_CHECKS as RemoteChecks } from "../../verify/checks";
+
+let mocks: LabMocks;
+let CriuLabClass: typeof CriuLab;
+let CHECKS: typeof RemoteChecks;
+
+const T = {
+  vpc: "aws:ec2/vpc:Vpc",
+  subnet: "aws:ec2/subnet:Subnet",
+  igw: "aws:ec2/internetGateway:InternetGateway",
+  routes: "aws:ec2/routeTable:RouteTable",
+  assoc: "aws:ec2/routeTableAssociation:RouteTableAssociation",
+  sg: "aws:ec2/securityGroup:SecurityGroup",
+  keyPair: "aws:ec2/keyPair:KeyPair",
+  instance: "aws:ec2/instance:Instance",
+  tlsKey: "tls:index/privateKey:PrivateKey",
+  command: "command:remote:Command",
+} as const;
+
+const INVOKE = {
+  ami: "aws:ec2/getAmi:getAmi",
+  instanceType: "aws:ec2/getInstanceType:getInstanceType",
+  offerings: "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings",
+  subnet: "aws:ec2/getSubnet:getSubnet",
+} as const;
+
+const CIDR = "203.0.113.7/32";
+
+function args(overrides: Partial<CriuLabArgs> = {}): CriuLabArgs {
+  return {
+    instanceType: "t3.small",
+    ubuntuRelease: "24.04",
+    sshAllowedCidrs: [CIDR],
+    rootVolumeGiB: 16,
+    criu: { kind: "git", version: "v4.2", commit: "3c7d4fa013297b431da48eff821db7f2e8b90c27" },
+    verify: true,
+    autoStopMinutes: 120,
+    ...overrides,
+  };
+}
+
+interface Built {
+  lab: CriuLab;
+  log: ConstructionLog;
+  /** Invokes made while this lab was built. */
+  invokes: LabMocks["invokes"];
+}
+
+/**
+ * Builds a lab named `name` and waits until all its resources reached the mocks. `failing`
+ * picks an Output expected to fail: its failure is taken at once, before it rejects, as
+ * `pulumi up` would take it (a later handler would leave an unhandled rejection behind).
+ */
+async function build(
+  name: string,
+  overrides: Partial<CriuLabArgs> = {},
+  failing?: (lab: CriuLab) => pulumi.Output<unknown>,
+): Promise<Built & { failure?: Promise<Error> }> {
+  mocks.invokes.length = 0;
+  const log = constructionLog();
+  const lab = new CriuLabClass(name, args(overrides), { transformations: [log.transformation] });
+  const failure = failing ? failureOf(failing(lab)) : undefined;
+  await valueOf(lab.knownHostsLine);
+  await valueOf(lab.host.userData);
+  await log.settled(mocks);
+  return { lab, log, invokes: [...mocks.invokes], failure };
+}
+
+beforeAll(async () => {
+  mocks = await setupMocks();
+  CriuLabClass = (await import("../../components/lab")).CriuLab;
+  CHECKS = (await import("../../verify/checks")).REMOTE_CHECKS;
+});
+
+beforeEach(() => {
+  mocks.commandStdout.check = PASSING_CHECK;
+  mocks.commandStdout.demo = PASSING_DEMO;
+});
+
+describe("the default lab (new VPC, verify on)", () => {
+  let built: Built;
+  const one = (type: string) => mocks.one(type, "default-");
+
+  beforeAll(async () => {
+    built = await build("default");
+    await valueOf(built.lab.verificationResult);
+  });
+
+  it("creates the original lab's network in a zone that offers the type", () => {
+    const vpc = one(T.vpc);
+    expect(vpc.inputs).toMatchObject({
+      cidrBlock: "10.0.0.0/16",
+      enableDnsHostnames: true,
+      enableDnsSupport: true,
+    });
+    const subnet = one(T.subnet);
+    expect(subnet.inputs).toMatchObject({
+      vpcId: vpc.id,
+      cidrBlock: "10.0.1.0/24",
+      mapPublicIpOnLaunch: true,
+      // MOCK_ZONES is unsorted: the first by name is picked, not the first answered.
+      availabilityZone: "ap-southeast-1a",
+    });
+    const offerings = built.invokes.filter((i) => i.token === INVOKE.offerings);
+    expect(offerings).toHaveLength(1);
+    expect(offerings[0].inputs).toMatchObject({
+      locationType: "availability-zone",
+      filters: [{ name: "instance-type", values: ["t3.small"] }],
+    });
+    const igw = one(T.igw);
+    expect(igw.inputs.vpcId).toBe(vpc.id);
+    const routes = one(T.routes);
+    expect(routes.inputs.vpcId).toBe(vpc.id);
+    expect(routes.inputs.routes).toEqual([
+      expect.objectContaining({ cidrBlock: "0.0.0.0/0", gatewayId: igw.id }),
+    ]);
+    expect(one(T.assoc).inputs).toEqual(
+      expect.objectContaining({ subnetId: subnet.id, routeTableId: routes.id }),
+    );
+  });
+
+  it("lets SSH in only from the configured CIDRs and everything out", () => {
+    const sg = one(T.sg);
+    expect(sg.inputs.vpcId).toBe(one(T.vpc).id);
+    expect(sg.inputs.ingress).toEqual([
+      expect.objectContaining({ protocol: "tcp", fromPort: 22, toPort: 22, cidrBlocks: [CIDR] }),
+    ]);
+    expect(JSON.stringify(sg.inputs.ingress)).not.toContain("0.0.0.0/0");
+    expect(sg.inputs.ingress[0].ipv6CidrBlocks ?? []).toEqual([]);
+    expect(sg.inputs.egress).toEqual([
+      expect.objectContaining({
+        protocol: "-1",
+        fromPort: 0,
+        toPort: 0,
+        cidrBlocks: ["0.0.0.0/0"],
+      }),
+    ]);
+  });
+
+  it("launches the instance with IMDSv2, an encrypted gp3 root and replace-on-user-data", () => {
+    const instance = one(T.instance);
+    expect(instance.inputs).toMatchObject({
+      instanceType: "t3.small",
+      ami: "ami-0b8b8b8b8b8b8b8b8",
+      subnetId: one(T.subnet).id,
+      vpcSecurityGroupIds: [one(T.sg).id],
+      keyName: `${"default-access-key-pair"}-0a1b2c3`,
+      associatePublicIpAddress: true,
+      userDataReplaceOnChange: true,
+      instanceInitiatedShutdownBehavior: "stop",
+      metadataOptions: {
+        httpEndpoint: "enabled",
+        httpTokens: "required",
+        httpPutResponseHopLimit: 1,
+      },
+      rootBlockDevice: {
+        volumeType: "gp3",
+        volumeSize: 16,
+        encrypted: true,
+        deleteOnTermination: true,
+      },
+    });
+  });
+
+  it("gives EC2 the user-data gzip-compressed (userDataBase64), never the plain text", async () => {
+    const instance = one(T.instance);
+    expect(instance.inputs.userData).toBeUndefined();
+    expect(userDataOf(instance)).toBe(await valueOf(built.lab.host.userData));
+  });
+
+  it("looks up Canonical's Ubuntu 24.04 amd64 image for an x86_64 type", () => {
+    const types = built.invokes.filter((i) => i.token === INVOKE.instanceType);
+    expect(types.map((i) => i.inputs.instanceType)).toEqual(["t3.small"]);
+    const amis = built.invokes.filter((i) => i.token === INVOKE.ami);
+    expect(amis).toHaveLength(1);
+    expect(amis[0].inputs).toMatchObject({
+      owners: ["099720109477"],
+      mostRecent: true,
+      filters: expect.arrayContaining([
+        { name: "name", values: ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"] },
+        { name: "architecture", values: ["x86_64"] },
+      ]),
+    });
+  });
+
+  it("registers an ED25519 user key and hands a generated ED25519 host key to cloud-init", () => {
+    const keys = mocks.ofType(T.tlsKey, "default-");
+    expect(keys.map((k) => [k.name, k.inputs.algorithm]).sort()).toEqual([
+      ["default-access-host-key", "ED25519"],
+      ["default-access-user-key", "ED25519"],
+    ]);
+    expect(one(T.keyPair).inputs.publicKey).toMatch(/^ssh-ed25519 /);
+    const userData = userDataOf(one(T.instance));
+    expect(userData.startsWith("#cloud-config\n")).toBe(true);
+    expect(userData).toContain("ed25519_private");
+    expect(userData).toContain("BEGIN OPENSSH PRIVATE KEY");
+  });
+
+  it("tags everything taggable with Name, Project and Stack", () => {
+    const taggable = [T.vpc, T.subnet, T.igw, T.routes, T.sg, T.keyPair, T.instance];
+    for (const type of taggable) {
+      const resource = one(type);
+      expect(resource.inputs.tags, type).toEqual({
+        Name: resource.name,
+        Project: "criu-lab",
+        Stack: "dev",
+      });
+    }
+    expect(one(T.instance).inputs.rootBlockDevice.tags).toEqual({
+      Name: "default-host-root",
+      Project: "criu-lab",
+      Stack: "dev",
+    });
+  });
+
+  it("runs cloud-init wait, check and demo over SSH with the host key pinned", async () => {
+    const hostPublicKey = (await valueOf(built.lab.access.hostPublicKey)).trim();
+    const userPrivateKey = await valueOf(built.lab.privateKey);
+    const commands = mocks.ofType(T.command, "default-");
+    expect(commands.map((c) => c.name)).toEqual([
+      "default-verify-cloud-init",
+      "default-verify-check",
+      "default-verify-demo",
+    ]);
+    const checks = [CHECKS.cloudInit, CHECKS.check, CHECKS.demo];
+    commands.forEach((command, i) => {
+      expect(command.inputs.connection).toMatchObject({
+        host: MOCK_PUBLIC_IP,
+        user: "ubuntu",
+        hostKey: hostPublicKey,
+        privateKey: userPrivateKey,
+      });
+      expect(command.inputs.connection.dialErrorLimit).toBeGreaterThanOrEqual(30);
+      expect(command.inputs.connection.perDialTimeout).toBeGreaterThanOrEqual(15);
+      // The one definition of each check, under a timeout of its own length.
+      expect(command.inputs.create).toContain(
+        checks[i].command.split("\n")[0].replace(/'/g, `'\\''`),
+      );
+      expect(command.inputs.create).toContain(
+        `timeout --kill-after=10 ${checks[i].timeoutSeconds} `,
+      );
+      expect(command.inputs.logging).toBe("stdout");
+      expect(command.inputs.addPreviousOutputInEnv).toBe(false);
+    });
+    // The host key in connection.hostKey is the one cloud-init installs.
+    expect(userDataOf(one(T.instance))).toContain(hostPublicKey);
+  });
+
+  it("orders the commands: instance, then cloud-init, then check, then demo", () => {
+    const constructed = (suffix: string) => {
+      const found = built.log.constructed.find((c) => c.name === `default-${suffix}`);
+      if (!found) throw new Error(`not constructed: default-${suffix}`);
+      return found;
+    };
+    const dependsOn = (suffix: string) => constructed(suffix).opts.dependsOn;
+    expect(dependsOn("verify-cloud-init")).toEqual([constructed("host-instance").resource]);
+    expect(dependsOn("verify-check")).toEqual([constructed("verify-cloud-init").resource]);
+    expect(dependsOn("verify-demo")).toEqual([constructed("verify-check").resource]);
+  });
+
+  it("re-runs the checks when the user-data changes: triggers are its hash and the instance", () => {
+    const instance = one(T.instance);
+    const hash = createHash("sha256").update(userDataOf(instance)).digest("hex");
+    for (const command of mocks.ofType(T.command, "default-")) {
+      expect(command.inputs.triggers).toEqual([hash, instance.id]);
+    }
+  });
+
+  it("exposes the parsed demo and the CRIU version the host reports", async () => {
+    expect(await valueOf(built.lab.verificationResult)).toEqual(JSON.parse(PASSING_DEMO));
+    expect(await valueOf(built.lab.criuVersion)).toBe("4.2");
+  });
+
+  it("keeps keys and user-data secret", async () => {
+    expect(await pulumi.isSecret(built.lab.privateKey)).toBe(true);
+    expect(await pulumi.isSecret(built.lab.access.hostPrivateKey)).toBe(true);
+    expect(await pulumi.isSecret(built.lab.host.userData)).toBe(true);
+    expect(await pulumi.isSecret(built.lab.host.userDataHash)).toBe(true);
+    // What the engine receives (and stores in state) is marked secret.
+    expect(isSecretValue(one(T.instance).rawInputs.userDataBase64)).toBe(true);
+    for (const command of mocks.ofType(T.command, "default-")) {
+      const connection = command.rawInputs.connection;
+      const secretKey = isSecretValue(connection) || isSecretValue(connection.privateKey);
+      expect(secretKey, command.name).toBe(true);
+    }
+    // The public parts are not secrets: users need them in plain outputs.
+    expect(await pulumi.isSecret(built.lab.knownHostsLine)).toBe(false);
+    expect(await pulumi.isSecret(built.lab.sshCommand)).toBe(false);
+  });
+
+  it("prints a working ssh command and a known_hosts line", async () => {
+    expect(await valueOf(built.lab.sshCommand)).toBe(
+      `ssh -i criu-lab.pem ubuntu@${MOCK_PUBLIC_IP}`,
+    );
+    const hostPublicKey = (await valueOf(built.lab.access.hostPublicKey)).trim();
+    expect(await valueOf(built.lab.knownHostsLine)).toBe(`${MOCK_PUBLIC_IP} ${hostPublicKey}`);
+  });
+});
+
+describe("image lookup per release and architecture", () => {
+  const amiInvoke = (b: Built) => {
+    const amis = b.invokes.filter((i) => i.token === INVOKE.ami);
+    expect(amis).toHaveLength(1);
+    return amis[0].inputs;
+  };
+
+  it("22.04 on x86_64 uses Canonical's jammy hvm-ssd images", async () => {
+    const b = await build("jammy", { ubuntuRelease: "22.04" });
+    expect(amiInvoke(b)).toMatchObject({
+      owners: ["099720109477"],
+      filters: expect.arrayContaining([
+        { name: "name", values: ["ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*"] },
+        { name: "architecture", values: ["x86_64"] },
+      ]),
+    });
+  });
+
+  it("a Graviton type (t4g.small) gets the arm64 image", async () => {
+    const b = await build("graviton", { instanceType: "t4g.small" });
+    expect(amiInvoke(b)).toMatchObject({
+      owners: ["099720109477"],
+      filters: expect.arrayContaining([
+        { name: "name", values: ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-*"] },
+        { name: "architecture", values: ["arm64"] },
+      ]),
+    });
+    expect(mocks.one(T.instance, "graviton-").inputs).toMatchObject({
+      instanceType: "t4g.small",
+      ami: "ami-0a4a4a4a4a4a4a4a4",
+    });
+  });
+
+  it("amiId overrides the lookup", async () => {
+    const b = await build("pinned", { amiId: "ami-0123456789abcdef0" });
+    expect(
+      b.invokes.filter((i) => i.token === INVOKE.ami || i.token === INVOKE.instanceType),
+    ).toEqual([]);
+    expect(mocks.one(T.instance, "pinned-").inputs.ami).toBe("ami-0123456789abcdef0");
+  });
+});
+
+describe("options", () => {
+  it("subnetId uses the existing subnet and creates no network", async () => {
+    const b = await build("existing", { subnetId: "subnet-0123456789abcdef0" });
+    for (const type of [T.vpc, T.subnet, T.igw, T.routes, T.assoc]) {
+      expect(mocks.ofType(type, "existing-"), type).toEqual([]);
+    }
+    expect(b.invokes.filter((i) => i.token === INVOKE.offerings)).toEqual([]);
+    const lookups = b.invokes.filter((i) => i.token === INVOKE.subnet);
+    expect(lookups.map((i) => i.inputs.id)).toEqual(["subnet-0123456789abcdef0"]);
+    expect(mocks.one(T.sg, "existing-").inputs.vpcId).toBe("vpc-0e1e1e1e1e1e1e1e1");
+    expect(mocks.one(T.instance, "existing-").inputs.subnetId).toBe("subnet-0123456789abcdef0");
+  });
+
+  it("verify: false creates no remote Commands and no verification result", async () => {
+    const b = await build("noverify", { verify: false });
+    expect(mocks.ofType(T.command, "noverify-")).toEqual([]);
+    expect(b.lab.verification).toBeUndefined();
+    expect(await valueOf(b.lab.verificationResult)).toBeNull();
+    expect(await valueOf(b.lab.criuVersion)).toBe("v4.2");
+    expect(mocks.ofType(T.instance, "noverify-")).toHaveLength(1);
+  });
+
+  it("sshPublicKey is authorized for the lab user through user-data", async () => {
+    const key =
+      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExtraExtraExtraExtraExtraExtraExtraExtra me@laptop";
+    await build("extrakey", { sshPublicKey: key, verify: false });
+    expect(userDataOf(mocks.one(T.instance, "extrakey-"))).toContain(key);
+  });
+
+  it("a tarball source and autoStopMinutes reach the user-data", async () => {
+    const sha256 = "29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9";
+    const b = await build("tarball", {
+      verify: false,
+      autoStopMinutes: 45,
+      criu: { kind: "tarball", url: "https://example.org/criu_4.2.1.orig.tar.xz", sha256 },
+    });
+    const userData = userDataOf(mocks.one(T.instance, "tarball-"));
+    expect(userData).toContain("https://example.org/criu_4.2.1.orig.tar.xz");
+    expect(userData).toContain(sha256);
+    expect(userData).toMatch(/auto-stop-minutes\W+45\b/);
+    expect(await valueOf(b.lab.criuVersion)).toBe("criu_4.2.1.orig.tar.xz");
+  });
+
+  it("rootVolumeGiB sizes the root volume", async () => {
+    await build("bigdisk", { rootVolumeGiB: 40, verify: false });
+    expect(mocks.one(T.instance, "bigdisk-").inputs.rootBlockDevice.volumeSize).toBe(40);
+  });
+});
+
+describe("a failing lab fails the deploy with what failed", () => {
+  it("a failed demo", async () => {
+    mocks.commandStdout.demo = JSON.stringify({
+      ok: false,
+      error: "criu restore failed: File exists (pid 4242 is taken)",
+      imagesDir: "/var/lib/criu-lab/demo/img",
+    });
+    const b = await build("faildemo", {}, (lab) => lab.verificationResult);
+    expect((await b.failure)?.message).toMatch(
+      /checkpoint\/restore demo .*did not pass: criu restore failed: File exists.*\/var\/lib\/criu-lab\/demo\/img/,
+    );
+  });
+
+  it("a demo that claims ok but did not continue the counter", async () => {
+    mocks.commandStdout.demo = JSON.stringify({
+      ...JSON.parse(PASSING_DEMO),
+      firstAfterRestore: 1,
+    });
+    const b = await build("faildemo2", {}, (lab) => lab.verificationResult);
+    expect((await b.failure)?.message).toMatch(/counter did not continue/);
+  });
+
+  it("a failed criu check", async () => {
+    mocks.commandStdout.check = JSON.stringify({
+      ok: false,
+      criuVersion: "4.2",
+      kernel: "6.8.0",
+      error: "Unexpected rt vDSO area bounds",
+    });
+    const b = await build("failcheck", {}, (lab) => lab.criuVersion);
+    expect((await b.failure)?.message).toMatch(
+      /criu check on the lab host did not pass.*Unexpected rt vDSO area bounds/,
+    );
+  });
+
+  it("output that is not the contract's JSON", async () => {
+    mocks.commandStdout.demo = "bash: criu-lab: command not found";
+    const b = await build("garbage", {}, (lab) => lab.verificationResult);
+    expect((await b.failure)?.message).toMatch(
+      /verification failed: criu-lab demo: no JSON object.*command not found/,
+    );
+  });
+});

@@ -1,0 +1,254 @@
+/**
+ * The offline plan (issue 6) on the real program: index.ts runs under @pulumi/pulumi's own
+ * runner (ts-node with the project's tsconfig, config from PULUMI_CONFIG) against the local
+ * engine. The resource graph is checked for the properties tests/unit/lab.test.ts checks under
+ * mocks, then a config error and the secrets. Each scenario runs the program once.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { REMOTE_CHECKS } from "../../verify/checks";
+import { PLACEHOLDER_AMI, PLACEHOLDER_PUBLIC_IP } from "../../plan/placeholders";
+import { buildReport, PlanReport, renderTree, ReportResource } from "../../plan/printer";
+import { loadProject } from "../../plan/project";
+import { runPlan } from "../../plan/runner";
+import { SECRET, UNKNOWN } from "../../plan/values";
+import { PLAN_TIMEOUT_MS, ROOT, runCli } from "./fixtures/plan-cli";
+
+const T = {
+  stack: "pulumi:pulumi:Stack",
+  lab: "criu-lab:lab:CriuLab",
+  labInstance: "criu-lab:instance:LabInstance",
+  vpc: "aws:ec2/vpc:Vpc",
+  subnet: "aws:ec2/subnet:Subnet",
+  igw: "aws:ec2/internetGateway:InternetGateway",
+  routes: "aws:ec2/routeTable:RouteTable",
+  assoc: "aws:ec2/routeTableAssociation:RouteTableAssociation",
+  sg: "aws:ec2/securityGroup:SecurityGroup",
+  keyPair: "aws:ec2/keyPair:KeyPair",
+  instance: "aws:ec2/instance:Instance",
+  tlsKey: "tls:index/privateKey:PrivateKey",
+  command: "command:remote:Command",
+} as const;
+
+describe("plan of the real program with the dev stack's config", () => {
+  let report: PlanReport;
+  let tree: string;
+  let json: string;
+
+  beforeAll(async () => {
+    const result = await runPlan({ project: loadProject({ dir: ROOT, stack: "dev" }) });
+    report = buildReport(result);
+    tree = renderTree(report);
+    json = JSON.stringify(report);
+    if (!report.ok) console.error(tree, result.stdout, result.stderr);
+  }, PLAN_TIMEOUT_MS);
+
+  const ofType = (type: string) => report.resources.filter((r) => r.type === type);
+  const one = (type: string): ReportResource => {
+    const found = ofType(type);
+    expect(found, type).toHaveLength(1);
+    return found[0];
+  };
+  const byUrn = (urn: string | undefined) => report.resources.find((r) => r.urn === urn);
+
+  it("runs the program to the end with every call answered", () => {
+    expect(report.errors).toEqual([]);
+    expect(report.ok).toBe(true);
+    expect(report.config["aws:region"]).toEqual({ value: "ap-southeast-1", source: "stack" });
+    expect(report.config["criu-lab:instanceType"]).toEqual({
+      value: "t3.small",
+      source: "default",
+    });
+  });
+
+  it("nests the resources under the components, with the engine's URNs", () => {
+    const instance = one(T.instance);
+    const labInstance = byUrn(instance.parent);
+    expect(labInstance?.type).toBe(T.labInstance);
+    expect(byUrn(labInstance?.parent)?.type).toBe(T.lab);
+    expect(byUrn(byUrn(labInstance?.parent)?.parent)?.type).toBe(T.stack);
+    expect(instance.urn).toBe(
+      `urn:pulumi:dev::criu-lab::${T.lab}$${T.labInstance}$${T.instance}::${instance.name}`,
+    );
+    for (const r of report.resources) {
+      if (r.type !== T.stack) expect(byUrn(r.parent), r.urn).toBeDefined();
+    }
+  });
+
+  it("creates the original lab's network in a looked-up zone", () => {
+    expect(one(T.vpc).inputs).toMatchObject({
+      cidrBlock: "10.0.0.0/16",
+      enableDnsHostnames: true,
+      enableDnsSupport: true,
+    });
+    const subnet = one(T.subnet);
+    expect(subnet.inputs).toMatchObject({
+      cidrBlock: "10.0.1.0/24",
+      mapPublicIpOnLaunch: true,
+      availabilityZone: "ap-southeast-1a",
+      vpcId: UNKNOWN,
+    });
+    expect(subnet.lookedUpAtDeploy).toEqual(["availabilityZone"]);
+    expect(subnet.dependsOn).toContain(one(T.vpc).urn);
+    expect(one(T.routes).inputs.routes).toEqual([{ cidrBlock: "0.0.0.0/0", gatewayId: UNKNOWN }]);
+    expect(one(T.assoc).dependsOn.sort()).toEqual([one(T.routes).urn, subnet.urn].sort());
+    one(T.igw);
+  });
+
+  it("lets SSH in only from the deployer's address (a placeholder) and everything out", () => {
+    const sg = one(T.sg);
+    expect(sg.inputs.ingress).toEqual([
+      expect.objectContaining({
+        protocol: "tcp",
+        fromPort: 22,
+        toPort: 22,
+        cidrBlocks: [`${PLACEHOLDER_PUBLIC_IP}/32`],
+      }),
+    ]);
+    expect(sg.lookedUpAtDeploy).toEqual(["ingress[0].cidrBlocks[0]"]);
+    expect(sg.inputs.egress).toEqual([
+      expect.objectContaining({
+        protocol: "-1",
+        fromPort: 0,
+        toPort: 0,
+        cidrBlocks: ["0.0.0.0/0"],
+      }),
+    ]);
+  });
+
+  it("launches the instance with IMDSv2, an encrypted gp3 root and the looked-up AMI", () => {
+    const instance = one(T.instance);
+    expect(instance.inputs).toMatchObject({
+      instanceType: "t3.small",
+      ami: PLACEHOLDER_AMI,
+      associatePublicIpAddress: true,
+      userDataReplaceOnChange: true,
+      instanceInitiatedShutdownBehavior: "stop",
+      metadataOptions: {
+        httpEndpoint: "enabled",
+        httpTokens: "required",
+        httpPutResponseHopLimit: 1,
+      },
+      rootBlockDevice: {
+        volumeType: "gp3",
+        volumeSize: 16,
+        encrypted: true,
+        deleteOnTermination: true,
+      },
+      tags: { Name: instance.name, Project: "criu-lab", Stack: "dev" },
+    });
+    expect(instance.lookedUpAtDeploy).toEqual(["ami"]);
+    expect(instance.dependsOn).toEqual(
+      expect.arrayContaining([one(T.sg).urn, one(T.subnet).urn, one(T.keyPair).urn]),
+    );
+  });
+
+  it("looks up Canonical's Ubuntu 24.04 amd64 image, the type's architecture and zones", () => {
+    const tokens = report.lookups.map((l) => l.token).sort();
+    expect(tokens).toEqual([
+      "aws:ec2/getAmi:getAmi",
+      "aws:ec2/getInstanceType:getInstanceType",
+      "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings",
+      "command:local:run",
+    ]);
+    const ami = report.lookups.find((l) => l.token === "aws:ec2/getAmi:getAmi");
+    expect(ami?.args).toMatchObject({
+      owners: ["099720109477"],
+      mostRecent: true,
+      filters: expect.arrayContaining([
+        { name: "name", values: ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"] },
+        { name: "architecture", values: ["x86_64"] },
+      ]),
+    });
+  });
+
+  it("generates ED25519 user and host keys and a key pair", () => {
+    expect(ofType(T.tlsKey).map((k) => k.inputs.algorithm)).toEqual(["ED25519", "ED25519"]);
+    expect(one(T.keyPair).inputs.publicKey).toBe(UNKNOWN);
+  });
+
+  it("verifies with the shared remote checks, in order: cloud-init, check, demo", () => {
+    const commands = ofType(T.command);
+    // The one definition of each check (verify/checks.ts), quoted inside a timeout wrapper,
+    // as tests/unit/lab.test.ts checks it under mocks.
+    const running = (check: { command: string; timeoutSeconds: number }) => {
+      const firstLine = check.command.split("\n")[0].replace(/'/g, `'\\''`);
+      const found = commands.filter((c) => String(c.inputs.create).includes(firstLine));
+      expect(found, check.command).toHaveLength(1);
+      expect(found[0].inputs.create).toContain(`timeout --kill-after=10 ${check.timeoutSeconds} `);
+      return found[0];
+    };
+    const cloudInit = running(REMOTE_CHECKS.cloudInit);
+    const check = running(REMOTE_CHECKS.check);
+    const demo = running(REMOTE_CHECKS.demo);
+    expect(commands).toHaveLength(3);
+    expect(cloudInit.dependsOn).toContain(one(T.instance).urn);
+    expect(check.dependsOn).toContain(cloudInit.urn);
+    expect(demo.dependsOn).toContain(check.urn);
+    // The SSH connection carries the private key: a secret, or unknown before deploy.
+    for (const c of commands) expect([SECRET, UNKNOWN]).toContain(c.inputs.connection);
+  });
+
+  it("exports DESIGN.md's outputs, none of them a value that only exists after deploy", () => {
+    expect(Object.keys(report.outputs).sort()).toEqual(
+      [
+        "criuVersion",
+        "instanceId",
+        "knownHostsLine",
+        "privateKey",
+        "publicDns",
+        "publicIp",
+        "sshCommand",
+        "sshUser",
+        "verification",
+      ].sort(),
+    );
+    expect(report.outputs.sshUser).toBe("ubuntu");
+    expect([SECRET, UNKNOWN]).toContain(report.outputs.privateKey);
+  });
+
+  it("never shows key material or the user-data", () => {
+    // The user-data embeds the generated host key: unknown before deploy (or a secret).
+    const { userData, userDataBase64 } = one(T.instance).inputs;
+    expect([SECRET, UNKNOWN]).toContain(userData ?? userDataBase64);
+    for (const text of [tree, json]) {
+      expect(text).not.toMatch(/PRIVATE KEY|ssh-ed25519 AAAA|#cloud-config|ed25519_private/);
+    }
+  });
+
+  it("prints the tree with the properties that matter and marks placeholders", () => {
+    expect(tree).toContain(`+ ${T.instance}  ${one(T.instance).name}`);
+    expect(tree).toContain(`ami: ${PLACEHOLDER_AMI}  # placeholder: looked up at deploy`);
+    expect(tree).toMatch(/httpTokens: required/);
+    expect(tree).toMatch(/encrypted: true/);
+    expect(tree).toContain(`- ${PLACEHOLDER_PUBLIC_IP}/32  # placeholder: looked up at deploy`);
+    expect(tree).toContain(REMOTE_CHECKS.demo.command);
+    expect(tree).toMatch(/^Lookups \(answered with placeholders, looked up at deploy\):$/m);
+  });
+});
+
+describe("plan of the real program with a bad config value", () => {
+  it(
+    "fails like `pulumi up`: the program's own error names the key and what is allowed",
+    async () => {
+      const run = await runCli(["-C", ROOT, "-c", "instanceType=t3 small"]);
+      expect(run.code).toBe(1);
+      expect(run.stdout).toMatch(/^Diagnostics:$/m);
+      expect(run.stdout).toMatch(/pulumi:pulumi:Stack \(criu-lab-dev\):/);
+      expect(run.stdout).toMatch(
+        /error: .*\n[\s\S]*criu-lab:instanceType: "t3 small" is not valid; allowed:/,
+      );
+      expect(run.stdout).not.toContain(`+ ${T.instance}`);
+      expect(run.stderr).toContain("the plan failed");
+    },
+    PLAN_TIMEOUT_MS,
+  );
+
+  it("rejects a value of the wrong schema type before running anything (exit 2)", async () => {
+    const run = await runCli(["-C", ROOT, "-c", "rootVolumeGiB=big"]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(
+      "Stack 'dev' with configuration key 'criu-lab:rootVolumeGiB' must be of type 'integer'",
+    );
+    expect(run.stdout).toBe("");
+  });
+});

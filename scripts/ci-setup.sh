@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Makes a fresh Debian 12 machine ready for every test tier, as .ci/run does before the tests:
+# Debian packages the tests use for real, the npm packages, CRIU's release source from Debian's
+# archive (checked by sha256) and this machine set up as a lab host exactly as cloud-init would.
+# Needs root. Log: .cache/ci-setup.log.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+mkdir -p .cache
+LOG=.cache/ci-setup.log
+: >"$LOG"
+
+# What the tests use for real: sshd (verifier), cloud-init (schema check), shellcheck, tmux
+# (the interactive lab steps), Debian's python3 + protobuf (crit), and the local VM's tools.
+TEST_PACKAGES=(
+  openssh-server cloud-init shellcheck tmux sudo python3 python3-protobuf
+  git xz-utils curl ca-certificates iproute2 procps
+)
+
+step() { printf '==> %s\n' "$*"; }
+
+install_test_packages() {
+  step "apt packages: ${TEST_PACKAGES[*]}"
+  apt-get update >>"$LOG" 2>&1
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    -o Acquire::Retries=3 "${TEST_PACKAGES[@]}" >>"$LOG" 2>&1
+}
+
+install_npm_packages() {
+  step "npm ci"
+  npm ci --no-audit --no-fund >>"$LOG" 2>&1
+}
+
+setup_lab_host() {
+  # With no flags it fetches CRIU's release tarball from Debian's archive (sha256-checked).
+  step "lab host set-up: CRIU built from its release source, criu-lab, counter"
+  bash scripts/setup-host.sh >>"$LOG" 2>&1
+}
+
+main() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "ci-setup: must run as root (apt-get, CRIU install)" >&2
+    exit 2
+  fi
+  trap 'echo "ci-setup failed; log: $PWD/$LOG" >&2; tail -n 40 "$LOG" >&2' ERR
+  install_test_packages
+  install_npm_packages
+  setup_lab_host
+  step "done"
+}
+
+main "$@"

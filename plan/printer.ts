@@ -6,24 +6,14 @@
  */
 import { stripVTControlCharacters } from "node:util";
 import { stringify as toYaml } from "yaml";
-import { STACK_TYPE, PlannedLookup, Severity } from "./engine";
+import { STACK_TYPE, PlannedLookup, PlannedResource, Severity } from "./engine";
 import { UNDECRYPTED_SECRET } from "./project";
 import { LOOKED_UP_AT_DEPLOY } from "./placeholders";
 import { EXIT_ERROR_ALREADY_LOGGED, PlanResult } from "./runner";
 import { PlanValue, SECRET, urnName } from "./values";
 
-export interface ReportResource {
-  urn: string;
-  type: string;
-  name: string;
-  /** URN of the parent; absent for the stack. */
-  parent?: string;
-  custom: boolean;
-  /** Explicit provider reference (`<urn>::<id>`), when the program passed one. */
-  provider?: string;
-  dependsOn: string[];
-  inputs: Record<string, PlanValue>;
-  outputs?: Record<string, PlanValue>;
+/** A registered resource as the report shows it. */
+export interface ReportResource extends PlannedResource {
   /** Paths of inputs whose value is (or contains) a placeholder answer. */
   lookedUpAtDeploy: string[];
 }

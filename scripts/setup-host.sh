@@ -14,28 +14,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 readonly ROOT
-LAB_USER=ubuntu
-AUTO_STOP=0
-SOURCE_ARGS=()
 
 usage() {
   echo "setup-host: $1" >&2
-  sed -n '5,7p' "$0" | sed 's/^#  */usage: /;2,$s/^usage: /       /' >&2
   exit 2
-}
-
-parse_args() {
-  while [ $# -gt 0 ]; do
-    [ $# -ge 2 ] || usage "$1 needs a value"
-    case "$1" in
-      --user) LAB_USER="$2" ;;
-      --auto-stop-minutes) AUTO_STOP="$2" ;;
-      --criu-tarball | --criu-sha256 | --criu-git | --criu-version | --criu-commit)
-        SOURCE_ARGS+=("$1" "$2") ;;
-      *) usage "unknown argument '$1'" ;;
-    esac
-    shift 2
-  done
 }
 
 check_host() {
@@ -51,21 +33,20 @@ ensure_sudo() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends sudo
 }
 
-default_source() {
-  [ "${#SOURCE_ARGS[@]}" -eq 0 ] || return 0
-  local line sha path
-  line="$(bash "$ROOT/scripts/fetch-criu-source.sh")"
-  read -r sha path <<<"$line"
-  SOURCE_ARGS=(--criu-tarball "$path" --criu-sha256 "$sha")
-}
-
+# setup-lab.sh parses and validates the flags (one parser for both paths); this wrapper only
+# puts its defaults first, so that flags given later override them.
 main() {
-  parse_args "$@"
   check_host
   ensure_sudo
-  default_source
-  exec bash "$ROOT/cloud-init/setup-lab.sh" --user "$LAB_USER" --auto-stop-minutes "$AUTO_STOP" \
-    "${SOURCE_ARGS[@]}"
+  local defaults=(--user ubuntu --auto-stop-minutes 0) arg
+  for arg in "$@"; do
+    case "$arg" in --criu-*) exec bash "$ROOT/cloud-init/setup-lab.sh" "${defaults[@]}" "$@" ;; esac
+  done
+  local fetched sha path
+  fetched="$(bash "$ROOT/scripts/fetch-criu-source.sh")"
+  read -r sha path <<<"$fetched"
+  exec bash "$ROOT/cloud-init/setup-lab.sh" "${defaults[@]}" \
+    --criu-tarball "$path" --criu-sha256 "$sha" "$@"
 }
 
 main "$@"

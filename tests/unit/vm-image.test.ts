@@ -1,0 +1,169 @@
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  debianImageFiles,
+  debianPackages,
+  expectedSum,
+  parseSha256Sums,
+  sha256File,
+  ubuntuImage,
+  ubuntuImageName,
+  verifySha256,
+} from "../../vm/image";
+
+const sha = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
+
+// The shape of Canonical's file (binary-mode lines, as on cloud-images.ubuntu.com).
+const SUMS = [
+  `${"a".repeat(64)} *ubuntu-24.04-server-cloudimg-amd64.img`,
+  `${"B".repeat(64)} *ubuntu-24.04-server-cloudimg-arm64.img`,
+  `${"c".repeat(64)}  ubuntu-24.04-server-cloudimg-amd64.manifest`,
+  "",
+].join("\n");
+
+describe("SHA256SUMS", () => {
+  it("parses binary- and text-mode lines, lowercasing the sums", () => {
+    const sums = parseSha256Sums(SUMS);
+    expect(sums.size).toBe(3);
+    expect(sums.get("ubuntu-24.04-server-cloudimg-arm64.img")).toBe("b".repeat(64));
+    expect(sums.get("ubuntu-24.04-server-cloudimg-amd64.manifest")).toBe("c".repeat(64));
+    expect(expectedSum(sums, ubuntuImageName("x64"))).toBe("a".repeat(64));
+    expect(ubuntuImageName("arm64")).toBe("ubuntu-24.04-server-cloudimg-arm64.img");
+  });
+
+  it("refuses what is not a list of sums (an HTML error page, a cut line, nothing)", () => {
+    expect(() => parseSha256Sums("<html><body>404</body></html>")).toThrow(
+      /SHA256SUMS line 1 is not '<sha256> \*<file>'/,
+    );
+    expect(() => parseSha256Sums(`${"a".repeat(63)} *x.img`)).toThrow(/line 1/);
+    expect(() => parseSha256Sums("\n\n")).toThrow("SHA256SUMS is empty");
+  });
+
+  it("names the missing file when the list has no entry for it", () => {
+    expect(() =>
+      expectedSum(parseSha256Sums(SUMS), "ubuntu-24.04-server-cloudimg-riscv64.img"),
+    ).toThrow(/no entry for ubuntu-24.04-server-cloudimg-riscv64.img/);
+  });
+});
+
+describe("file checks", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-image-test-"));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("hashes a file as sha256sum does and rejects a mismatch naming both sums", async () => {
+    const file = path.join(dir, "disk.img");
+    fs.writeFileSync(file, "not really a disk\n");
+    expect(await sha256File(file)).toBe(sha("not really a disk\n"));
+    await expect(
+      verifySha256(file, sha("not really a disk\n").toUpperCase()),
+    ).resolves.toBeUndefined();
+    await expect(verifySha256(file, "0".repeat(64))).rejects.toThrow(
+      `disk.img: sha256 ${sha("not really a disk\n")} does not match the expected ${"0".repeat(64)}`,
+    );
+  });
+});
+
+/**
+ * The Ubuntu download path against a local server that plays cloud-images.ubuntu.com (this
+ * machine cannot reach the real one): sums fetched and parsed, the image checked, cached.
+ */
+describe("Ubuntu cloud image download", () => {
+  const name = ubuntuImageName();
+  const goodImage = Buffer.from("QFI\xfb pretend qcow2 image", "latin1");
+  let served = goodImage;
+  let requests: string[] = [];
+  let baseUrl = "";
+  const server = http.createServer((req, res) => {
+    requests.push(req.url ?? "");
+    if (req.url === "/release/SHA256SUMS") res.end(`${sha(goodImage)} *${name}\n`);
+    else if (req.url === `/release/${name}`) res.end(served);
+    else res.writeHead(404).end("not found");
+  });
+  const dirs: string[] = [];
+  const cacheDir = () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), "vm-ubuntu-test-"));
+    dirs.push(d);
+    return d;
+  };
+
+  beforeAll(async () => {
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/release`;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  it("downloads, checks against SHA256SUMS, caches, and reuses the cache", async () => {
+    const cache = cacheDir();
+    served = goodImage;
+    requests = [];
+    const first = await ubuntuImage(cache, () => {}, baseUrl);
+    expect(first).toMatchObject({ kind: "ubuntu", format: "qcow2", cached: false });
+    expect(fs.readFileSync(first.disk)).toEqual(goodImage);
+    expect(requests).toEqual(["/release/SHA256SUMS", `/release/${name}`]);
+    requests = [];
+    const second = await ubuntuImage(cache, () => {}, baseUrl);
+    expect(second.cached).toBe(true);
+    expect(requests).toEqual([]);
+  });
+
+  it("refuses an image that does not match its sum and leaves nothing in the cache", async () => {
+    const cache = cacheDir();
+    served = Buffer.from("tampered");
+    await expect(ubuntuImage(cache, () => {}, baseUrl)).rejects.toThrow(
+      new RegExp(`sha256 ${sha("tampered")} does not match the expected ${sha(goodImage)}`),
+    );
+    expect(fs.readdirSync(path.join(cache, "images"))).toEqual([]);
+  });
+
+  it("says how to do without it when the site cannot be reached or answers an error", async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const s = http.createServer().listen(0, "127.0.0.1", () => {
+        const port = (s.address() as AddressInfo).port;
+        s.close(() => resolve(port));
+      });
+    });
+    await expect(
+      ubuntuImage(cacheDir(), () => {}, `http://127.0.0.1:${closed}/release`),
+    ).rejects.toThrow(/could not download SHA256SUMS .*without it use --image debian/);
+    await expect(ubuntuImage(cacheDir(), () => {}, `${baseUrl}/nope`)).rejects.toThrow(
+      /could not download SHA256SUMS from .*\/nope\/SHA256SUMS: HTTP 404/,
+    );
+  });
+});
+
+describe("Debian image recipe", () => {
+  it("names the packages a minbase cloud image needs (issue 5)", () => {
+    const pkgs = debianPackages("x64");
+    for (const p of [
+      "cloud-init",
+      "openssh-server",
+      "linux-image-cloud-amd64",
+      "python3-cffi-backend",
+      "locales",
+      "sudo",
+      "ifupdown",
+      "isc-dhcp-client",
+    ]) {
+      expect(pkgs).toContain(p);
+    }
+    expect(debianPackages("arm64")).toContain("linux-image-cloud-arm64");
+  });
+
+  it("puts the hostname in /etc/hosts, the root on /dev/vda and NoCloud first", () => {
+    const files = debianImageFiles();
+    expect(files["etc/hosts"]).toMatch(/^127\.0\.1\.1\tcriu-lab$/m);
+    expect(files["etc/fstab"]).toMatch(/^\/dev\/vda\t\/\text4/);
+    expect(files["etc/network/interfaces"]).toContain("source /etc/network/interfaces.d/*");
+    expect(files["etc/cloud/cloud.cfg.d/10_criu-lab-vm.cfg"]).toContain(
+      "datasource_list: [NoCloud, None]",
+    );
+  });
+});

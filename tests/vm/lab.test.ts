@@ -1,0 +1,154 @@
+/**
+ * The lab in a local VM, end to end (issue 5): the Debian image built with debootstrap (cached
+ * in .cache/vm across runs; CI starts without it), booted with the user-data rendered for the
+ * VM target, CRIU built inside from the release tarball served to it, then the verifier:
+ * cloud-init finished, `criu check` and the checkpoint/restore demo passed. Prints each
+ * phase's time. About 15-25 minutes under software emulation.
+ */
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { formatPhases } from "../../vm/cli";
+import { destroyLab, runLab, stateDirOf, VmError, type LabRun } from "../../vm/lab";
+import { parseVmArgs } from "../../vm/options";
+import { isOurQemu } from "../../vm/qemu";
+import { probeBoots } from "../../vm/accel";
+import { cannotRun, needCommand, needRoot } from "../support/requirements";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+
+/** The CRIU release tarball from scripts/fetch-criu-source.sh ("<sha256>  <path>"). */
+function criuTarball(): { sha256: string; path: string } | string {
+  try {
+    const out = execFileSync("bash", [path.join(ROOT, "scripts/fetch-criu-source.sh")], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const m = /^([0-9a-f]{64}) {2}(\/\S+)$/m.exec(out);
+    return m
+      ? { sha256: m[1], path: m[2] }
+      : `fetch-criu-source.sh printed no '<sha256>  <path>' line: ${out}`;
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr ?? "";
+    return `scripts/fetch-criu-source.sh failed: ${stderr.trim().split("\n").slice(-3).join(" / ")}`;
+  }
+}
+
+const tarball = criuTarball();
+const skip = cannotRun("lab in a local VM", [
+  needRoot(),
+  needCommand("qemu-system-x86_64", "apt-get install qemu-system-x86"),
+  needCommand("qemu-img", "apt-get install qemu-utils"),
+  needCommand("debootstrap", "apt-get install debootstrap"),
+  needCommand("genisoimage", "apt-get install genisoimage"),
+  needCommand("mkfs.ext4", "apt-get install e2fsprogs"),
+  typeof tarball === "string" ? tarball : undefined,
+]);
+
+/** Whether something listens on `port` on an address other than 127.0.0.1 (IPv4 and IPv6). */
+function listensBeyondLoopback(port: number): string[] {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  const found: string[] = [];
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of fs.readFileSync(table, "utf8").split("\n").slice(1)) {
+      const [, local, , state] = line.trim().split(/\s+/);
+      // state 0A = LISTEN
+      if (local?.endsWith(`:${hexPort}`) && state === "0A" && local !== `0100007F:${hexPort}`) {
+        found.push(`${table} ${local}`);
+      }
+    }
+  }
+  return found;
+}
+
+describe.skipIf(skip)("the lab in a local QEMU VM (Debian image, CRIU from the tarball)", () => {
+  const name = `test-${process.pid}`;
+  const opts = parseVmArgs([
+    "--image",
+    "debian",
+    "--name",
+    name,
+    "--timeout",
+    "40",
+    ...(typeof tarball === "string"
+      ? []
+      : ["--criu-tarball", tarball.path, "--criu-sha256", tarball.sha256]),
+  ]);
+  const started = Date.now();
+  const log = (line: string) =>
+    console.log(`[vm ${((Date.now() - started) / 1000).toFixed(0).padStart(5)} s] ${line}`);
+  let run: LabRun | undefined;
+  const baseDir = path.join(opts.cacheDir, "images", "debian-12-amd64");
+
+  beforeAll(async () => {
+    try {
+      run = await runLab(opts, log);
+    } catch (err) {
+      if (err instanceof VmError && err.evidenceDir) console.log(`evidence: ${err.evidenceDir}`);
+      throw err;
+    }
+    console.log(`phase times:\n${formatPhases(run.phases)}`);
+    if (run.evidenceDir) console.log(`evidence of the failure: ${run.evidenceDir}`);
+  });
+
+  afterAll(async () => {
+    // Ends only the QEMU this test started (by its recorded PID) and removes its overlay.
+    const pid = run?.vm.pid;
+    log(await destroyLab(opts.cacheDir, name));
+    if (pid !== undefined) expect(isOurQemu(pid, stateDirOf(opts.cacheDir, name))).toBe(false);
+    expect(fs.existsSync(stateDirOf(opts.cacheDir, name))).toBe(false);
+  });
+
+  it("verifies: cloud-init finished, criu check and the checkpoint/restore demo passed", () => {
+    const report = run?.report;
+    expect(report, "no report").toBeDefined();
+    expect(
+      report?.ok,
+      `${report?.error}\nsteps: ${JSON.stringify(report?.steps)}\nevidence: ${run?.evidenceDir}`,
+    ).toBe(true);
+    expect(report?.steps.map((s) => [s.name, s.ok])).toContainEqual(["cloud-init", true]);
+    expect(report?.check?.ok).toBe(true);
+    // Built from the tarball served to it: Debian's criu_4.2.1 source.
+    expect(report?.check?.criuVersion).toMatch(/^4\.2/);
+    expect(report?.demo?.ok).toBe(true);
+    expect(report?.demo?.restoredPid).toBe(report?.demo?.pid);
+    expect(report?.demo?.firstAfterRestore).toBe((report?.demo?.lastBeforeDump ?? NaN) + 1);
+  });
+
+  it("probes acceleration by booting the image's own kernel up to its root mount", async () => {
+    const kernel = path.join(baseDir, "vmlinuz");
+    expect(await probeBoots("tcg", 120_000, { kind: "kernel", kernel })).toBe(true);
+    // A kernel that cannot run: the probe must say so, not wait forever or pass.
+    const notAKernel = path.join(opts.cacheDir, "not-a-kernel");
+    fs.writeFileSync(notAKernel, "this is not a bzImage\n");
+    try {
+      expect(await probeBoots("tcg", 10_000, { kind: "kernel", kernel: notAKernel })).toBe(false);
+    } finally {
+      fs.rmSync(notAKernel, { force: true });
+    }
+  });
+
+  it("forwards SSH on 127.0.0.1 only and runs on an overlay that leaves the base untouched", () => {
+    const vm = run?.vm;
+    expect(vm).toBeDefined();
+    if (!vm) return;
+    expect(listensBeyondLoopback(vm.sshPort)).toEqual([]);
+    const info = JSON.parse(
+      execFileSync(
+        "qemu-img",
+        ["info", "-U", "--output=json", path.join(vm.stateDir, "disk.qcow2")],
+        {
+          encoding: "utf8",
+        },
+      ),
+    ) as { format: string; "backing-filename"?: string };
+    expect(info.format).toBe("qcow2");
+    expect(info["backing-filename"]).toBe(path.join(baseDir, "disk.raw"));
+    // The manifest is written after the base disk is made: a write by the VM would make the
+    // disk newer than it.
+    const disk = fs.statSync(path.join(baseDir, "disk.raw"));
+    const manifest = fs.statSync(path.join(baseDir, "manifest.json"));
+    expect(disk.mtimeMs).toBeLessThanOrEqual(manifest.mtimeMs);
+  });
+});

@@ -1,0 +1,68 @@
+/**
+ * `criu-lab vm` (npm run lab:vm): the lab in a local QEMU VM, verified; `--destroy` removes it.
+ * Progress goes to stderr, so that `--json` leaves stdout to the verifier's report alone.
+ */
+import { ExitCode } from "../verify/checks";
+import { destroyLab, runLab, sshCommand, VmError, type PhaseTime } from "./lab";
+import { parseVmArgs, UsageError, USAGE, type VmOptions } from "./options";
+
+export function formatPhases(phases: PhaseTime[]): string {
+  const width = Math.max(...phases.map((p) => p.name.length), 5);
+  return phases
+    .map(
+      (p) =>
+        `  ${p.name.padEnd(width)}  ${(p.ms / 1000).toFixed(1).padStart(7)} s${p.note ? `  (${p.note})` : ""}`,
+    )
+    .join("\n");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let opts: VmOptions;
+  try {
+    opts = parseVmArgs(argv);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`criu-lab vm: ${err.message}`);
+      return ExitCode.usage;
+    }
+    throw err;
+  }
+  if (opts.help) {
+    console.log(USAGE);
+    return ExitCode.ok;
+  }
+  const log = (line: string) => console.error(line);
+  if (opts.destroy) {
+    log(await destroyLab(opts.cacheDir, opts.name));
+    return ExitCode.ok;
+  }
+  try {
+    const run = await runLab(opts, log);
+    log(`\nphase times:\n${formatPhases(run.phases)}`);
+    if (opts.json) console.log(JSON.stringify(run.report, null, 2));
+    if (run.report.ok) {
+      const demo = run.report.demo;
+      log(
+        `\nthe lab works: CRIU ${run.report.check?.criuVersion ?? "?"} on kernel ${run.report.check?.kernel ?? "?"}` +
+          (demo
+            ? `; demo restored PID ${demo.restoredPid}, counter ${demo.lastBeforeDump} -> ${demo.firstAfterRestore}`
+            : ""),
+      );
+    } else {
+      log(`\nthe lab did not verify: ${run.report.error ?? "see the steps above"}`);
+      if (run.evidenceDir) log(`evidence: ${run.evidenceDir}`);
+    }
+    log(`\nthe VM keeps running. SSH in with:\n  ${sshCommand(run.vm)}`);
+    log(
+      `remove it with: npm run lab:vm -- --destroy${opts.name === "criu-lab" ? "" : ` --name ${opts.name}`}`,
+    );
+    return run.report.exitCode;
+  } catch (err) {
+    if (err instanceof VmError) {
+      console.error(`criu-lab vm: ${err.message}`);
+      if (err.evidenceDir) console.error(`evidence: ${err.evidenceDir}`);
+      return err.exitCode;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * Flags of `criu-lab vm` (npm run lab:vm), parsed and validated before anything is created:
+ * a bad flag or value is a usage error that names it and says what is allowed (issue 5).
+ */
+import * as path from "node:path";
+
+export type ImageKind = "ubuntu" | "debian";
+export type AccelChoice = "auto" | "kvm" | "tcg";
+
+export interface VmOptions {
+  /** Base image: the official Ubuntu 24.04 cloud image, or Debian 12 built with debootstrap. */
+  image: ImageKind;
+  /** Names the VM's state directory, so several labs can coexist. */
+  name: string;
+  /** Host port forwarded to the guest's port 22 on 127.0.0.1; undefined = a free port. */
+  sshPort?: number;
+  memoryMiB: number;
+  cpus: number;
+  accel: AccelChoice;
+  /** Where base images are cached and VM state lives. */
+  cacheDir: string;
+  /** Build CRIU from this local tarball (served to the guest) instead of GitHub. */
+  criuTarball?: { path: string; sha256: string };
+  /** How long to wait for cloud-init (which includes the CRIU build) and the checks. */
+  timeoutMinutes: number;
+  json: boolean;
+  destroy: boolean;
+  help: boolean;
+}
+
+export const USAGE = `usage: criu-lab vm [options]        (npm run lab:vm -- [options])
+
+Boots the CRIU lab in a local QEMU VM from the same cloud-init user-data that EC2 gets,
+waits for it and verifies it (criu check + checkpoint/restore demo). The VM keeps running
+so that you can SSH in; --destroy stops it.
+
+options:
+  --image ubuntu|debian   base image (default ubuntu: Ubuntu 24.04 cloud image, checked
+                          against Canonical's SHA256SUMS; debian: Debian 12 built locally
+                          with debootstrap, needs root)
+  --name NAME             VM name, [a-z0-9-], 1-32 chars (default criu-lab)
+  --ssh-port PORT         host port for SSH on 127.0.0.1 (default: a free port)
+  --memory MIB            guest memory in MiB, 1024-65536 (default 3072)
+  --cpus N                guest vCPUs, 1-64 (default 2)
+  --accel auto|kvm|tcg    auto tries a tiny guest under KVM and falls back to TCG (default)
+  --criu-tarball PATH     build CRIU from this local source tarball (with --criu-sha256)
+  --criu-sha256 HEX       sha256 of that tarball (64 hex digits)
+  --cache-dir DIR         images and VM state (default .cache/vm in this project)
+  --timeout MINUTES       wait for cloud-init and the checks, 5-600 (default 90)
+  --json                  print the verifier's report as JSON
+  --destroy               stop the VM (by its recorded PID) and remove its state; the
+                          cached base image stays
+  -h, --help              this help
+
+exit codes: 0 lab verified, 1 the lab does not work, 2 usage or bad input,
+3 not reachable / not ready / a tool is missing`;
+
+/** A usage error: the message names the flag, the bad value and what is allowed. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** The project's own cache, next to node_modules; .gitignore already excludes `.cache/`. */
+export const DEFAULT_CACHE_DIR = path.resolve(__dirname, "..", ".cache", "vm");
+
+function intFlag(flag: string, value: string, min: number, max: number): number {
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new UsageError(`${flag}: '${value}' is not allowed: use a whole number ${min}-${max}`);
+  }
+  return Number(value);
+}
+
+function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new UsageError(`${flag}: '${value}' is not allowed: use one of ${allowed.join(", ")}`);
+  }
+  return value as T;
+}
+
+/** Parses argv (after `vm`). Throws UsageError on anything it does not understand. */
+export function parseVmArgs(argv: readonly string[], cwd = process.cwd()): VmOptions {
+  const opts: VmOptions = {
+    image: "ubuntu",
+    name: "criu-lab",
+    memoryMiB: 3072,
+    cpus: 2,
+    accel: "auto",
+    cacheDir: DEFAULT_CACHE_DIR,
+    timeoutMinutes: 90,
+    json: false,
+    destroy: false,
+    help: false,
+  };
+  let tarball: string | undefined;
+  let sha256: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    // Accept both `--flag value` and `--flag=value`.
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    const inline = eq > 0 ? arg.slice(eq + 1) : undefined;
+    const value = (): string => {
+      if (inline !== undefined) return inline;
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith("--")) {
+        throw new UsageError(`${flag}: needs a value`);
+      }
+      i++;
+      return next;
+    };
+    const noValue = (): true => {
+      if (inline !== undefined) throw new UsageError(`${flag}: takes no value, got '${inline}'`);
+      return true;
+    };
+    switch (flag) {
+      case "--image":
+        opts.image = oneOf(flag, value(), ["ubuntu", "debian"] as const);
+        break;
+      case "--name": {
+        const name = value();
+        if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(name)) {
+          throw new UsageError(
+            `--name: '${name}' is not allowed: use 1-32 characters of a-z, 0-9 and '-', starting with a letter or digit`,
+          );
+        }
+        opts.name = name;
+        break;
+      }
+      case "--ssh-port":
+        opts.sshPort = intFlag(flag, value(), 1024, 65535);
+        break;
+      case "--memory":
+        opts.memoryMiB = intFlag(flag, value(), 1024, 65536);
+        break;
+      case "--cpus":
+        opts.cpus = intFlag(flag, value(), 1, 64);
+        break;
+      case "--accel":
+        opts.accel = oneOf(flag, value(), ["auto", "kvm", "tcg"] as const);
+        break;
+      case "--criu-tarball":
+        tarball = path.resolve(cwd, value());
+        break;
+      case "--criu-sha256": {
+        const hex = value();
+        if (!/^[0-9a-fA-F]{64}$/.test(hex)) {
+          throw new UsageError(`--criu-sha256: '${hex}' is not allowed: use 64 hex digits`);
+        }
+        sha256 = hex.toLowerCase();
+        break;
+      }
+      case "--cache-dir":
+        opts.cacheDir = path.resolve(cwd, value());
+        break;
+      case "--timeout":
+        opts.timeoutMinutes = intFlag(flag, value(), 5, 600);
+        break;
+      case "--json":
+        opts.json = noValue();
+        break;
+      case "--destroy":
+        opts.destroy = noValue();
+        break;
+      case "-h":
+      case "--help":
+        opts.help = noValue();
+        break;
+      default:
+        throw new UsageError(`unknown option '${arg}' (see --help)`);
+    }
+  }
+  if ((tarball === undefined) !== (sha256 === undefined)) {
+    throw new UsageError(
+      tarball === undefined
+        ? "--criu-sha256: needs --criu-tarball PATH too"
+        : "--criu-tarball: needs --criu-sha256 HEX too (the guest checks the tarball against it)",
+    );
+  }
+  if (tarball !== undefined && sha256 !== undefined) {
+    opts.criuTarball = { path: tarball, sha256 };
+  }
+  return opts;
+}

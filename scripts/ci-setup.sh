@@ -10,11 +10,14 @@ mkdir -p .cache
 LOG=.cache/ci-setup.log
 : >"$LOG"
 
-# What the tests use for real: sshd (verifier), cloud-init (schema check), shellcheck, tmux
-# (the interactive lab steps), Debian's python3 + protobuf (crit), and the local VM's tools.
+# What the tests use for real: sshd (verifier), cloud-init (schema check, its write_files),
+# the shellcheck linter, tmux (the interactive lab steps), Debian's python3 + protobuf (crit),
+# systemd-analyze (the auto-stop units), the archive keyring (CRIU's source from Debian), and
+# the local VM's tools (QEMU, debootstrap, mkfs.ext4 -d, the NoCloud seed ISO).
 TEST_PACKAGES=(
-  openssh-server cloud-init shellcheck tmux sudo python3 python3-protobuf
-  git xz-utils curl ca-certificates iproute2 procps
+  openssh-server openssh-client cloud-init shellcheck tmux sudo python3 python3-protobuf
+  systemd util-linux debian-archive-keyring git xz-utils curl ca-certificates iproute2 procps
+  qemu-system-x86 qemu-utils debootstrap e2fsprogs genisoimage
 )
 
 step() { printf '==> %s\n' "$*"; }

@@ -180,6 +180,18 @@ export function installTimings(installLog: string): PhaseTime[] {
   return times;
 }
 
+/** An SSH session to the running VM, its host key pinned, for a short look at its logs. */
+function connectToVm(vm: VmState, privateKey: string) {
+  return connect({
+    host: "127.0.0.1",
+    port: vm.sshPort,
+    user: vm.user,
+    privateKey,
+    hostKey: parseHostKey(vm.hostKeyPublic),
+    deadline: Date.now() + 20_000,
+  });
+}
+
 /**
  * Copies what explains a failure out of the VM's state directory (which --destroy removes):
  * the serial console log, the verifier's log tails, the cloud-init logs fetched over SSH when
@@ -206,14 +218,7 @@ async function keepEvidence(
     }
   }
   try {
-    const ssh = await connect({
-      host: "127.0.0.1",
-      port: vm.sshPort,
-      user: vm.user,
-      privateKey,
-      hostKey: parseHostKey(vm.hostKeyPublic),
-      deadline: Date.now() + 20_000,
-    });
+    const ssh = await connectToVm(vm, privateKey);
     try {
       for (const remote of [
         "/var/log/cloud-init.log",
@@ -398,14 +403,7 @@ export async function runLab(opts: VmOptions, log: (line: string) => void): Prom
 /** The guest's own install timings (CRIU build and so on), when its log has them. */
 async function guestTimings(vm: VmState, privateKey: string): Promise<PhaseTime[]> {
   try {
-    const ssh = await connect({
-      host: "127.0.0.1",
-      port: vm.sshPort,
-      user: vm.user,
-      privateKey,
-      hostKey: parseHostKey(vm.hostKeyPublic),
-      deadline: Date.now() + 20_000,
-    });
+    const ssh = await connectToVm(vm, privateKey);
     try {
       const r = await runCommand(ssh, "sudo cat /var/log/criu-lab/install.log", 30);
       return r.code === 0

@@ -9,6 +9,8 @@ import { parseArgs } from "node:util";
 import { ExitCode } from "./checks";
 import { VerifyReport, VerifyTarget, secretScrubber, verifyLab } from "./verifier";
 
+const DEFAULT_TIMEOUT_SECONDS = 3600;
+
 export const USAGE = `usage: criu-lab-verify [options]     (also: criu-lab verify, npm run verify --)
 
 Checks a CRIU lab host over SSH: waits for cloud-init, runs \`sudo criu-lab check --json\` and
@@ -25,14 +27,12 @@ target (from flags, or from a Pulumi stack's outputs; flags override the stack's
                         line (its host field is ignored); without it the host is not verified
 
 options:
-  --timeout SECONDS     overall deadline, connection retries included (default ${3600})
+  --timeout SECONDS     overall deadline, connection retries included (default ${DEFAULT_TIMEOUT_SECONDS})
   --json                print one JSON report on stdout
   -h, --help            this help
 
 exit codes: 0 the lab works; 1 the lab does not work (check or demo failed, a command hung);
 2 usage or bad input; 3 unreachable, not ready, authentication failed or host key mismatch`;
-
-const DEFAULT_TIMEOUT_SECONDS = 3600;
 
 /** Bad flags or input: exit 2 with the message and the usage. */
 export class UsageError extends Error {

@@ -12,16 +12,8 @@ import { parse } from "yaml";
 import { compressUserData, LAB_DIR, LAB_FILES, renderUserData } from "../../cloud-init/userData";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { cloudInitRead } from "./support/cloud-init";
-import {
-  CLOUD_INIT,
-  criuTarball,
-  HOST,
-  REPO,
-  run,
-  sshKeyPair,
-  tempDir,
-  type Ran,
-} from "./support/lab-helpers";
+import { CLOUD_INIT, criuTarball, HOST, REPO, run, tempDir, type Ran } from "./support/lab-helpers";
+import { generateKey } from "../../vm/keys";
 
 const SETUP = "run `sudo npm run setup:host` first";
 const UNITS = "/etc/systemd/system/criu-lab-autostop";
@@ -44,7 +36,7 @@ describe.skipIf(
     const tarball = criuTarball();
     const text = renderUserData({
       criu: { kind: "tarball", url: tarball.path, sha256: tarball.sha256 },
-      hostKey: sshKeyPair(dir),
+      hostKey: generateKey(path.join(dir, "host_ed25519"), "test"),
       autoStopMinutes: 600,
     });
     const read = cloudInitRead(dir, compressUserData(text), "/");

@@ -16,7 +16,8 @@ import {
 } from "../../cloud-init/userData";
 import { cannotRun, needCommand } from "../support/requirements";
 import { cloudInitRead } from "./support/cloud-init";
-import { CLOUD_INIT, run, sshKeyPair, tempDir } from "./support/lab-helpers";
+import { CLOUD_INIT, run, tempDir } from "./support/lab-helpers";
+import { generateKey } from "../../vm/keys";
 
 describe.skipIf(
   cannotRun("user-data schema", [
@@ -37,7 +38,7 @@ describe.skipIf(
 
   beforeAll(() => {
     dir = tempDir("userdata");
-    const hostKey = sshKeyPair(dir);
+    const hostKey = generateKey(path.join(dir, "host_ed25519"), "test");
     options = {
       criu: { kind: "git", version: "v4.2", commit: "3c7d4fa013297b431da48eff821db7f2e8b90c27" },
       hostKey,

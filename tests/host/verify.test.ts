@@ -17,12 +17,12 @@ import {
   TestSshd,
   TestUser,
   createTestUser,
-  generateKey,
   installWrapper,
   removeWrappers,
   startSshd,
 } from "./support/sshd";
 import { keyMaterial, runVerifyCli } from "./support/verify-cli";
+import { generateKey } from "../../vm/keys";
 
 const USER = "criulab-verify-test";
 const LAB_CRIU = "/usr/local/sbin/criu";
@@ -77,7 +77,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
     host: "127.0.0.1",
     port: sshd.port,
     user: USER,
-    privateKey: user.key.privateKey,
+    privateKey: user.key.privateKeyOpenssh,
     hostKey: sshd.hostPublicKey,
   });
   const cliTarget = () => [
@@ -88,7 +88,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
     "--user",
     USER,
     "--key-file",
-    user.key.privateKeyFile,
+    user.key.path,
     "--host-key",
     sshd.hostPublicKey,
   ];
@@ -96,7 +96,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "criulab-verify-"));
     user = createTestUser(USER, dir);
-    sshd = await startSshd({ dir, user: USER, authorizedKey: user.key.publicKey });
+    sshd = await startSshd({ dir, user: USER, authorizedKey: user.key.publicKeyOpenssh });
   });
 
   let failed = false;
@@ -123,8 +123,8 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
   });
 
   it("refuses a host key that does not match at once: exit 3, both fingerprints named", async () => {
-    const other = generateKey(dir, "other_host_key");
-    const args = [...cliTarget().slice(0, -1), other.publicKey, "--timeout", "60", "--json"];
+    const other = generateKey(join(dir, "other_host_key"), "other_host_key");
+    const args = [...cliTarget().slice(0, -1), other.publicKeyOpenssh, "--timeout", "60", "--json"];
     const run = await runVerifyCli(args, 90_000);
     expect(run.hung).toBe(false);
     expect(run.code).toBe(3);
@@ -132,13 +132,13 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
     expect(report.ok).toBe(false);
     expect(report.exitCode).toBe(3);
     expect(report.error).toContain("host key mismatch");
-    expect(report.error).toContain(sshKeygenFingerprint(dir, other.publicKey));
+    expect(report.error).toContain(sshKeygenFingerprint(dir, other.publicKeyOpenssh));
     expect(report.error).toContain(sshKeygenFingerprint(dir, sshd.hostPublicKey));
     // Refused on the first attempt, not retried until the deadline.
     expect(run.stderr).not.toMatch(/attempt \d+ failed/);
     expect(report.steps).toHaveLength(1);
     expect(report.steps[0]?.ok).toBe(false);
-    expectNoKeyMaterial(run.stdout + run.stderr, user.key.privateKey);
+    expectNoKeyMaterial(run.stdout + run.stderr, user.key.privateKeyOpenssh);
   });
 
   it("a known_hosts line pins the key too; its host field is ignored", async () => {
@@ -155,15 +155,15 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
   });
 
   it("a key the server does not accept: exit 3, authentication failed, no retries", async () => {
-    const stranger = generateKey(dir, "stranger_key");
+    const stranger = generateKey(join(dir, "stranger_key"), "stranger_key");
     const args = cliTarget();
-    args[args.indexOf("--key-file") + 1] = stranger.privateKeyFile;
+    args[args.indexOf("--key-file") + 1] = stranger.path;
     const run = await runVerifyCli([...args, "--timeout", "60"], 90_000);
     expect(run.hung).toBe(false);
     expect(run.code).toBe(3);
     expect(run.stdout).toContain("authentication failed");
     expect(run.stderr).not.toMatch(/attempt \d+ failed/);
-    expectNoKeyMaterial(run.stdout + run.stderr, stranger.privateKey);
+    expectNoKeyMaterial(run.stdout + run.stderr, stranger.privateKeyOpenssh);
   });
 
   it("bad flags and bad input: exit 2 with the usage, before any connection", async () => {
@@ -171,7 +171,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
       [["--hots", "x"], /Unknown option '--hots'/],
       [["--host", "127.0.0.1", "--port", "http", "--key-file", "/dev/null"], /--port: 'http'/],
       [["--host", "127.0.0.1", "--timeout", "-5", "--key-file", "/dev/null"], /--timeout/],
-      [["--key-file", user.key.privateKeyFile], /--host is required/],
+      [["--key-file", user.key.path], /--host is required/],
       [["--host", "127.0.0.1"], /--key-file is required/],
       [["--host", "127.0.0.1", "--key-file", join(dir, "missing")], /--key-file .*missing.*ENOENT/],
       [["stray"], /Unexpected argument 'stray'/],
@@ -319,7 +319,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
       for (const step of ["connect", "cloud-init", "criu check", "checkpoint/restore demo"]) {
         expect(run.stderr).toContain(`ok  ${step}`);
       }
-      expectNoKeyMaterial(run.stdout + run.stderr, user.key.privateKey);
+      expectNoKeyMaterial(run.stdout + run.stderr, user.key.privateKeyOpenssh);
     });
 
     it("an sshd that starts listening late: the connection retries and wins", async () => {
@@ -327,7 +327,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
       const late = await startSshd({
         dir: lateDir,
         user: USER,
-        authorizedKey: user.key.publicKey,
+        authorizedKey: user.key.publicKeyOpenssh,
         listenAfterSeconds: 4,
       });
       try {
@@ -397,7 +397,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
         expect(restoreLog).toContain("File exists");
         expect(readFileSync(join(runDir, "restore.log"), "utf8").endsWith(restoreLog)).toBe(true);
         expect(report.logs?.[join(runDir, "dump.log")]).toBeDefined();
-        expectNoKeyMaterial(run.stdout + run.stderr, user.key.privateKey);
+        expectNoKeyMaterial(run.stdout + run.stderr, user.key.privateKeyOpenssh);
       } finally {
         const occupier = readPid(occupierFile);
         if (occupier && isAlive(occupier)) process.kill(occupier, "SIGKILL");
@@ -415,7 +415,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
         instanceId: "i-0123456789abcdef0",
         publicIp: "127.0.0.1",
         sshUser: USER,
-        privateKey: user.key.privateKey,
+        privateKey: user.key.privateKeyOpenssh,
         knownHostsLine: `203.0.113.9 ${sshd.hostPublicKey}`,
         criuVersion: "v4.2",
       };
@@ -436,7 +436,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
       const report = JSON.parse(out[0] ?? "") as VerifyReport;
       expect(report.target).toEqual({ host: "127.0.0.1", port: sshd.port, user: USER });
       expect(report.hostKeyFingerprint).toBe(sshKeygenFingerprint(dir, sshd.hostPublicKey));
-      expectNoKeyMaterial(out.join("\n") + err.join("\n"), user.key.privateKey);
+      expectNoKeyMaterial(out.join("\n") + err.join("\n"), user.key.privateKeyOpenssh);
     });
   });
 });

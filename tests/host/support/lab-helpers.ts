@@ -56,17 +56,6 @@ export function criuTarball(): { path: string; sha256: string } {
   return { path: file, sha256 };
 }
 
-/** A real ED25519 key pair in OpenSSH format, made by ssh-keygen in `dir`. */
-export function sshKeyPair(dir: string): { privateKeyOpenssh: string; publicKeyOpenssh: string } {
-  const file = path.join(dir, "host_ed25519");
-  const ran = run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", file]);
-  if (ran.code !== 0) throw new Error(`ssh-keygen failed: ${ran.stderr}`);
-  return {
-    privateKeyOpenssh: fs.readFileSync(file, "utf8"),
-    publicKeyOpenssh: fs.readFileSync(`${file}.pub`, "utf8"),
-  };
-}
-
 /** Polls `probe` until it returns a value (not undefined) or `timeoutMs` passes; a guard
  * against hanging, not a timed assertion. */
 export async function waitFor<T>(

@@ -14,38 +14,10 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createConnection } from "node:net";
 import { join } from "node:path";
-
-/** A key pair made by ssh-keygen: the private key text and the public key line. */
-export interface KeyPair {
-  privateKey: string;
-  publicKey: string;
-  privateKeyFile: string;
-}
-
-export function generateKey(dir: string, name: string): KeyPair {
-  const file = join(dir, name);
-  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", file]);
-  return {
-    privateKey: readFileSync(file, "utf8"),
-    publicKey: readFileSync(`${file}.pub`, "utf8").trim(),
-    privateKeyFile: file,
-  };
-}
-
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { generateKey, type KeyPair } from "../../../vm/keys";
+import { freePort } from "../../../vm/qemu";
 
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -88,7 +60,7 @@ export interface TestSshd {
 export async function startSshd(options: SshdOptions): Promise<TestSshd> {
   const { dir, user } = options;
   const port = await freePort();
-  const hostKey = generateKey(dir, "ssh_host_ed25519_key");
+  const hostKey = generateKey(join(dir, "ssh_host_ed25519_key"), "ssh_host_ed25519_key");
   // sshd reads authorized_keys as the user: the directory and file must be readable by it.
   const keysDir = join(dir, "authorized_keys");
   mkdirSync(keysDir, { recursive: true });
@@ -101,7 +73,7 @@ export async function startSshd(options: SshdOptions): Promise<TestSshd> {
     [
       `Port ${port}`,
       "ListenAddress 127.0.0.1",
-      `HostKey ${hostKey.privateKeyFile}`,
+      `HostKey ${hostKey.path}`,
       `PidFile ${join(dir, "sshd.pid")}`,
       `AuthorizedKeysFile ${keysDir}/%u`,
       "StrictModes no",
@@ -134,7 +106,7 @@ export async function startSshd(options: SshdOptions): Promise<TestSshd> {
 
   const sshd: TestSshd = {
     port,
-    hostPublicKey: hostKey.publicKey,
+    hostPublicKey: hostKey.publicKeyOpenssh,
     logFile,
     async listening() {
       // Bounded: the delay plus up to 30 s of start-up.
@@ -198,7 +170,7 @@ export function createTestUser(name: string, dir: string): TestUser {
   };
   removeUser();
   execFileSync("useradd", ["-m", "-s", "/bin/bash", "-p", "*", name]);
-  const key = generateKey(dir, `${name}_ed25519`);
+  const key = generateKey(join(dir, `${name}_ed25519`), `${name}_ed25519`);
   const faultDir = join(dir, "sudo-path");
   mkdirSync(faultDir, { mode: 0o755 });
   chmodSync(dir, 0o755);

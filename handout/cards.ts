@@ -136,6 +136,7 @@ export function card(seat: SeatOutput, stack: string): string {
       "",
       `Your seat has a second host, **b** (\`${b.name}\`). On **a**, \`${b.name}\` is its ` +
         "private name, and a already trusts b's key and may log in to it: nothing to set up.",
+      "",
       "On host a, start a detached counter (`setsid ./counter.py </dev/null >counter.log 2>&1 &`, " +
         "then `pgrep -f counter.py` for its PID) and move it to b:",
       "",

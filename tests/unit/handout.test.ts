@@ -13,7 +13,9 @@ import {
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { card } from "../../handout/cards";
 import { StackError, USAGE, main, pulumiStackOutput } from "../../handout/cli";
+import { parseSeatOutputs } from "../../verify/seats";
 
 /** A real ED25519 key pair: the private key as PEM, the public one as an OpenSSH line. */
 function keyPair(): { privateKey: string; publicLine: string; base64: string } {
@@ -177,6 +179,25 @@ describe("criu-lab-handout", () => {
     expect(two).toContain("after 45 minutes");
     // One page: a card, not a manual.
     expect(two.split("\n").length).toBeLessThan(70);
+  });
+
+  it("the card's lab steps are the README Lab guide's commands (tested in a real terminal there)", () => {
+    const { outputs } = classOutputs();
+    const text = card(parseSeatOutputs(outputs)[0]!, "class");
+    const readme = readFileSync(resolve(__dirname, "../../README.md"), "utf8");
+    const guide = readme.slice(readme.indexOf("## Lab guide"));
+    for (const command of [
+      "./counter.py &",
+      "mkdir checkpoint_dir",
+      "sudo criu dump -t PID -D checkpoint_dir -v4 --shell-job",
+      "sudo criu restore -D checkpoint_dir -v4 --shell-job",
+      "sudo criu-lab analyze checkpoint_dir",
+      "sudo criu-lab demo",
+      "sudo criu-lab check",
+    ]) {
+      expect(text).toContain(command);
+      expect(guide.replace(/criu dump -t 1234/g, "criu dump -t PID")).toContain(command);
+    }
   });
 
   it("reads today's single-seat outputs as seat 01", async () => {

@@ -215,7 +215,7 @@ function singleSeat(o: Json): SeatOutput {
 /**
  * Reads the seats from `pulumi stack output --json --show-secrets` (parsed JSON): the `seats`
  * output when there is one, else today's single-seat outputs as seat "01", host "a".
- * Strict: seats numbered in order without duplicates, 1 or 2 hosts in the order a, b,
+ * Strict: seats numbered in order without duplicates, a key of its own per seat, 1 or 2 hosts in the order a, b,
  * addresses and names that are safe in a shell and an ssh_config, a parseable host key per host.
  */
 export function parseSeatOutputs(outputs: unknown): SeatOutput[] {
@@ -240,6 +240,14 @@ export function parseSeatOutputs(outputs: unknown): SeatOutput[] {
       throw bad(
         `seats[${i}].seat`,
         `is '${s.seat}' after '${previous.seat}'; seats come in increasing order, each once`,
+      );
+    }
+    // A student gets their seat's key only: a key shared by two seats would open both.
+    const same = parsed.findIndex((o) => o.privateKey.trim() === s.privateKey.trim());
+    if (same < i) {
+      throw bad(
+        `seats[${i}].privateKey`,
+        `is the same key as seats[${same}]'s; every seat must have its own key`,
       );
     }
   });
@@ -556,7 +564,7 @@ async function runMigration(
   progress(
     report.status === "pass"
       ? `ok  ${check.name} (${(report.ms / 1000).toFixed(1)} s)`
-      : `${report.status === "fail" ? "FAIL" : report.status} ${check.name}: ${report.error ?? ""}`,
+      : `${report.status === "fail" ? "FAIL" : "n/a "} ${check.name}: ${report.error ?? ""}`,
   );
   return report;
 }

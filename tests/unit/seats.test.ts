@@ -186,6 +186,10 @@ describe("parseSeatOutputs", () => {
         /privateKey' is not a private key .*--show-secrets/,
       ],
       [
+        (o) => ({ seats: [o.seats[0], { ...o.seats[1], privateKey: o.seats[0]!.privateKey }] }),
+        /'seats\[1\].privateKey' is the same key as seats\[0\]'s; every seat must have its own key/,
+      ],
+      [
         (o) => ({ seats: [{ ...o.seats[0], privateKey: 42 }] }),
         /privateKey' should be the seat's private key, got a number/,
       ],

@@ -153,6 +153,44 @@ export function card(seat: SeatOutput, stack: string): string {
   return lines.join("\n");
 }
 
+/**
+ * The instructor's sheet (DIR/INSTRUCTOR.md, no key in it): every seat's hosts with their
+ * instance ids, and the command that starts a seat again after its auto-stop.
+ */
+export function instructorSheet(seats: SeatOutput[], stack: string): string {
+  const rows = seats.flatMap((s) =>
+    s.hosts.map(
+      (h) =>
+        `| ${s.seat} | ${h.role} | \`${h.name}\` | \`${h.publicIp}\` | \`${h.instanceId || "?"}\` |`,
+    ),
+  );
+  const starts = seats.map((s) => {
+    const ids = s.hosts.map((h) => h.instanceId).filter(Boolean);
+    return ids.length
+      ? `aws ec2 start-instances --instance-ids ${ids.join(" ")}   # seat ${s.seat}`
+      : `# seat ${s.seat}: no instance id in the stack outputs`;
+  });
+  return [
+    `# criu-lab handout: stack \`${stack}\``,
+    "",
+    `Give each student their own \`seat-NN/\` folder only: it holds that seat's private key. ` +
+      "This sheet holds no key.",
+    "",
+    "| Seat | Host | Name | Address | Instance |",
+    "| --- | --- | --- | --- | --- |",
+    ...rows,
+    "",
+    "A seat that stopped itself (auto-stop) keeps its files; start it again with:",
+    "",
+    "```sh",
+    ...starts,
+    "```",
+    "",
+    "When the class is over: `pulumi destroy`, and delete this folder (the seats' keys).",
+    "",
+  ].join("\n");
+}
+
 /** The files of one seat's folder. */
 export function seatFiles(seat: SeatOutput, stack: string): HandoutFile[] {
   const privateKey = seat.privateKey.endsWith("\n") ? seat.privateKey : `${seat.privateKey}\n`;

@@ -14,11 +14,12 @@ import { parseArgs } from "node:util";
 import { ExitCode } from "../verify/checks";
 import { secretScrubber } from "../verify/verifier";
 import { SeatOutput, SeatOutputsError, parseSeatOutputs, selectSeat } from "../verify/seats";
-import { seatFiles, seatFolder } from "./cards";
+import { instructorSheet, seatFiles, seatFolder } from "./cards";
 
 export const USAGE = `usage: criu-lab-handout --stack NAME --out DIR [--seat N] [--force]
 
-Writes one folder per seat of a deployed class for the students: DIR/seat-01/ holds the
+Writes one folder per seat of a deployed class for the students, and DIR/INSTRUCTOR.md (the
+seats' hosts and instance ids, how to start a stopped seat; no key). DIR/seat-01/ holds the
 seat's private key (seat-01.pem, mode 600), known_hosts (its hosts' keys), config (an
 ssh_config: \`ssh -F config seat-01-a\` from that folder) and README.md (a one-page card:
 how to connect, the lab's steps, the migration peer in a two-host seat, auto-stop).
@@ -158,6 +159,8 @@ async function writeSeats(out: string, stack: string, seats: SeatOutput[]): Prom
       }
       await chmod(dir, 0o700);
     }
+    // With --seat N the sheet lists that seat only, like the folders written.
+    await writeFile(join(out, "INSTRUCTOR.md"), instructorSheet(seats, stack), { mode: 0o644 });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw new UsageError(`--out ${out}: cannot write ${e.path ?? "it"} (${e.code ?? e.message})`);

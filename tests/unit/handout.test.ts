@@ -119,8 +119,16 @@ describe("criu-lab-handout", () => {
     );
     expect(r.stdout).toContain("wrote 2 seat folder(s)");
 
-    expect(readdirSync(out).sort()).toEqual(["seat-01", "seat-02"]);
+    expect(readdirSync(out).sort()).toEqual(["INSTRUCTOR.md", "seat-01", "seat-02"]);
     expect(mode(out)).toBe(0o700);
+    const sheet = readFileSync(join(out, "INSTRUCTOR.md"), "utf8");
+    expectNoKey(sheet, keys);
+    expect(sheet).toContain(
+      "| 02 | b | `criu-lab-seat-02-b` | `203.0.113.21` | `i-0123456789abcdef0` |",
+    );
+    expect(sheet).toContain(
+      "aws ec2 start-instances --instance-ids i-0123456789abcdef0 i-0123456789abcdef0   # seat 02",
+    );
     for (const [i, seat] of ["01", "02"].entries()) {
       const dir = join(out, `seat-${seat}`);
       expect(mode(dir)).toBe(0o700);
@@ -216,7 +224,7 @@ describe("criu-lab-handout", () => {
       }),
     );
     expect(r.code, r.stderr).toBe(0);
-    expect(readdirSync(out)).toEqual(["seat-01"]);
+    expect(readdirSync(out).sort()).toEqual(["INSTRUCTOR.md", "seat-01"]);
     expect(readFileSync(join(out, "seat-01", "known_hosts"), "utf8")).toBe(
       `seat-01-a,198.51.100.7 ssh-ed25519 ${hk.base64}\n`,
     );
@@ -232,7 +240,7 @@ describe("criu-lab-handout", () => {
     const out = freshDir();
     const r = await run(["--stack", "class", "--out", out, "--seat", "2"], JSON.stringify(outputs));
     expect(r.code, r.stderr).toBe(0);
-    expect(readdirSync(out)).toEqual(["seat-02"]);
+    expect(readdirSync(out).sort()).toEqual(["INSTRUCTOR.md", "seat-02"]);
     expect(readFileSync(join(out, "seat-02", "README.md"), "utf8")).toContain(
       "This seat does not stop by itself",
     );
@@ -370,7 +378,7 @@ describe("criu-lab-handout", () => {
       env: { ...process.env, PATH: `${fakeBin}:${process.env.PATH ?? ""}` },
     });
     expect(r.status, r.stderr).toBe(0);
-    expect(readdirSync(out).sort()).toEqual(["seat-01", "seat-02"]);
+    expect(readdirSync(out).sort()).toEqual(["INSTRUCTOR.md", "seat-01", "seat-02"]);
     expectNoKey(r.stdout + r.stderr, keys);
     const failing = spawnSync(process.execPath, [bin, "--stack", "other", "--out", freshDir()], {
       encoding: "utf8",

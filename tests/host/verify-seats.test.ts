@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { main as handout } from "../../handout/cli";
-import { generateKey } from "../../vm/keys";
+import { KeyPair, generateKey } from "../../vm/keys";
 import { SeatsReport, seatsTable, targetsFromStackOutputs, verifySeats } from "../../verify/seats";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { TestSshd, TestUser, createTestUser, installWrapper, startSshd } from "./support/sshd";
@@ -47,6 +47,7 @@ describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", 
   let bad: TestUser;
   /** "01a" -> its sshd. */
   const sshds = new Map<string, TestSshd>();
+  const seatKeys = new Map<string, KeyPair>();
   let outputs: { seats: Array<Record<string, unknown>> };
   let failed = false;
 
@@ -84,13 +85,17 @@ describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", 
       ["03b", bad],
       ["04a", good],
     ];
+    // Every seat has a key of its own (the contract; the handout refuses a shared one).
+    for (const n of ["01", "02", "03", "04"]) {
+      seatKeys.set(n, generateKey(join(dir, `seat-${n}_key`), `seat-${n}`));
+    }
     for (const [id, user] of layout) {
       sshds.set(
         id,
         await startSshd({
           dir: sub(`sshd-${id}`),
           user: user.name,
-          authorizedKey: user.key.publicKeyOpenssh,
+          authorizedKey: seatKeys.get(id.slice(0, 2))?.publicKeyOpenssh ?? "",
         }),
       );
     }
@@ -106,7 +111,7 @@ describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", 
     const seat = (n: string, user: TestUser, hosts: unknown[]) => ({
       seat: n,
       sshUser: user.name,
-      privateKey: user.key.privateKeyOpenssh,
+      privateKey: seatKeys.get(n)?.privateKeyOpenssh,
       autoStopMinutes: 120,
       hosts,
     });
@@ -144,8 +149,8 @@ describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", 
     }));
 
   const expectNoKeys = (text: string) => {
-    for (const user of [good, bad]) {
-      for (const line of keyMaterial(user.key.privateKeyOpenssh)) expect(text).not.toContain(line);
+    for (const key of seatKeys.values()) {
+      for (const line of keyMaterial(key.privateKeyOpenssh)) expect(text).not.toContain(line);
     }
   };
 

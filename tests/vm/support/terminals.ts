@@ -27,7 +27,7 @@ export class Terminals {
     this.tmux("new-session", "-d", "-s", "t", "-x", "200", "-y", "50", quote(commands[0]));
     this.serverPid = Number(this.tmux("display-message", "-p", "-t", "t", "#{pid}").trim());
     this.tmux("set-option", "-g", "remain-on-exit", "on");
-    for (const argv of commands.slice(1)) this.tmux("new-window", "-t", "t", quote(argv));
+    for (const argv of commands.slice(1)) this.tmux("new-window", "-t", "t:", quote(argv));
   }
 
   /** What window `w` shows, with its scrollback (wrapped lines joined). */

@@ -21,7 +21,7 @@ export interface AptSource {
 /** The Debian mirrors the image uses: the archive, and security updates when configured. */
 export interface DebianMirrors {
   archive: string;
-  /** The host's mirror of security.debian.org's archive, if it has one. */
+  /** The host's mirror of Debian's security archive, if it has one. */
   security?: string;
   /** Whether the archive carries `<suite>-updates` (the host lists it there). */
   updates: boolean;

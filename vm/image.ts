@@ -3,8 +3,9 @@
  * on a copy-on-write overlay):
  * - `ubuntu`: the official Ubuntu 24.04 cloud image for the host's architecture, checked
  *   against Canonical's published SHA256SUMS.
- * - `debian`: Debian 12 built here with debootstrap from Debian's packages, booted with the
- *   kernel and initrd of its own tree (issue 5 has the measurements behind each choice).
+ * - `debian`: Debian 13 (or 12) built here with debootstrap from Debian's packages, from the
+ *   host's own mirror (./mirror), booted with the kernel and initrd of its own tree (issue 5
+ *   has the measurements behind each choice, issue 11 why 13 is the default).
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -12,6 +13,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { guestSourcesList, type DebianMirrors } from "./mirror";
 import type { ImageKind } from "./options";
 
 export interface BaseImage {
@@ -26,6 +28,8 @@ export interface BaseImage {
   append?: string;
   /** Whether the image came from the cache (false: built or downloaded now). */
   cached: boolean;
+  /** The build's own steps, when it was built now. */
+  phases?: Array<{ name: string; ms: number }>;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -151,17 +155,34 @@ export async function ubuntuImage(
 // ---------------------------------------------------------------------------------------
 // Debian image built with debootstrap
 
-export const DEBIAN_SUITE = "bookworm";
-export const DEBIAN_MIRROR = "http://deb.debian.org/debian";
+export type DebianRelease = "12" | "13";
+
+/**
+ * The Debian releases the image can be: 13 (trixie: kernel 6.12, gcc 14, Python 3.13, glibc
+ * 2.41, cloud-init 25) is the default because it is the nearest to Ubuntu 24.04 on EC2 that
+ * Debian's archive serves (issue 11); 12 (bookworm) stays selectable.
+ */
+export const DEBIAN_RELEASES: Record<DebianRelease, { suite: string; dhcpClient: string }> = {
+  "12": { suite: "bookworm", dhcpClient: "isc-dhcp-client" },
+  // trixie's ifupdown recommends dhcpcd-base (ISC's dhclient is end-of-life upstream).
+  "13": { suite: "trixie", dhcpClient: "dhcpcd-base" },
+};
+export const DEFAULT_DEBIAN_RELEASE: DebianRelease = "13";
+
 /** Hostname baked into /etc/hosts and the seed's meta-data (sudo warns without it). */
 export const GUEST_HOSTNAME = "criu-lab";
 
 /**
  * What a minbase debootstrap needs to be a cloud image (issue 5): python3-cffi-backend or
  * cloud-init's dependencies fail to configure; locales or cloud-init's locale module fails;
- * curl and ca-certificates as on Ubuntu's cloud image, for the lab's downloads.
+ * a DHCP client for ifupdown, which cloud-init renders the NIC's config for; curl and
+ * ca-certificates as on Ubuntu's cloud image, for the lab's downloads. (debootstrap installs
+ * no Recommends.)
  */
-export function debianPackages(arch: string = process.arch): string[] {
+export function debianPackages(
+  release: DebianRelease = DEFAULT_DEBIAN_RELEASE,
+  arch: string = process.arch,
+): string[] {
   return [
     "systemd-sysv",
     "udev",
@@ -169,7 +190,7 @@ export function debianPackages(arch: string = process.arch): string[] {
     "openssh-server",
     `linux-image-cloud-${ubuntuArch(arch)}`,
     "ifupdown",
-    "isc-dhcp-client",
+    DEBIAN_RELEASES[release].dhcpClient,
     "sudo",
     "python3",
     "python3-cffi-backend",
@@ -180,13 +201,16 @@ export function debianPackages(arch: string = process.arch): string[] {
 }
 
 /** Bumped when the recipe below changes, so that a cached image from an older one is rebuilt. */
-export const DEBIAN_RECIPE_VERSION = 2;
+export const DEBIAN_RECIPE_VERSION = 3;
 
 /** Size of the ext4 file system (sparse file): room for CRIU's build deps and build. */
 export const DEBIAN_DISK_GIB = 8;
 
 /** Files written into the debootstrapped tree, relative to its root. */
-export function debianImageFiles(): Record<string, string> {
+export function debianImageFiles(
+  release: DebianRelease,
+  mirrors: DebianMirrors,
+): Record<string, string> {
   return {
     "etc/hostname": `${GUEST_HOSTNAME}\n`,
     // cloud-init's locale module sets LANG=en_US.UTF-8 but on Debian runs a bare `locale-gen`,
@@ -202,12 +226,8 @@ export function debianImageFiles(): Record<string, string> {
     // hostname from meta-data in /etc/hosts on every boot.
     "etc/cloud/cloud.cfg.d/10_criu-lab-vm.cfg":
       "datasource_list: [NoCloud, None]\nmanage_etc_hosts: true\n",
-    "etc/apt/sources.list": [
-      `deb ${DEBIAN_MIRROR} ${DEBIAN_SUITE} main`,
-      `deb ${DEBIAN_MIRROR} ${DEBIAN_SUITE}-updates main`,
-      `deb http://security.debian.org/debian-security ${DEBIAN_SUITE}-security main`,
-      "",
-    ].join("\n"),
+    // The host's mirrors (./mirror), as the guest reaches them.
+    "etc/apt/sources.list": guestSourcesList(DEBIAN_RELEASES[release].suite, mirrors),
   };
 }
 
@@ -215,7 +235,11 @@ export const DEBIAN_KERNEL_APPEND = "root=/dev/vda rw console=ttyS0 net.ifnames=
 
 interface DebianManifest {
   recipe: number;
+  release: DebianRelease;
   suite: string;
+  mirror: string;
+  /** The guest's apt sources, as written into the image. */
+  sources: string;
   packages: string[];
   kernel: string;
   initrd: string;
@@ -256,12 +280,15 @@ function newest(dir: string, prefix: string): string {
   return path.join(dir, last);
 }
 
-/** Where the Debian image lives in the cache. */
-function debianPaths(cacheDir: string) {
-  const arch = ubuntuArch();
-  const images = path.join(cacheDir, "images");
-  const dir = path.join(images, `debian-12-${arch}`);
-  return { arch, images, dir, manifestFile: path.join(dir, "manifest.json") };
+/** What a Debian image is built from: the release and the mirrors (./mirror). */
+export interface DebianSpec {
+  release: DebianRelease;
+  mirrors: DebianMirrors;
+}
+
+/** Where a Debian release's image lives in the cache (`debian-13-amd64`). */
+export function debianImageDir(cacheDir: string, release: DebianRelease): string {
+  return path.join(cacheDir, "images", `debian-${release}-${ubuntuArch()}`);
 }
 
 function debianImageAt(dir: string, cached: boolean): BaseImage {
@@ -276,20 +303,28 @@ function debianImageAt(dir: string, cached: boolean): BaseImage {
   };
 }
 
-/** The cached Debian image when this recipe built it, else undefined. */
-export function cachedDebianImage(cacheDir: string): BaseImage | undefined {
-  const { dir, manifestFile } = debianPaths(cacheDir);
+/** Why the cached image for `spec` cannot be used (not built, an older recipe, another
+ * mirror in its apt sources), or undefined when it can. */
+export function debianCacheMiss(cacheDir: string, spec: DebianSpec): string | undefined {
+  const dir = debianImageDir(cacheDir, spec.release);
   const image = debianImageAt(dir, true);
+  let manifest: DebianManifest;
   try {
-    const manifest = JSON.parse(fs.readFileSync(manifestFile, "utf8")) as DebianManifest;
-    const files = [image.disk, image.kernel ?? "", image.initrd ?? ""];
-    if (manifest.recipe === DEBIAN_RECIPE_VERSION && files.every((f) => fs.existsSync(f))) {
-      return image;
-    }
+    manifest = JSON.parse(
+      fs.readFileSync(path.join(dir, "manifest.json"), "utf8"),
+    ) as DebianManifest;
   } catch {
-    // not built yet
+    return "not built yet";
   }
-  return undefined;
+  if (manifest.recipe !== DEBIAN_RECIPE_VERSION) {
+    return `built by recipe ${manifest.recipe}, this is recipe ${DEBIAN_RECIPE_VERSION}`;
+  }
+  const sources = guestSourcesList(DEBIAN_RELEASES[spec.release].suite, spec.mirrors);
+  if (manifest.sources !== sources) return "its apt sources name another mirror";
+  const missing = [image.disk, image.kernel ?? "", image.initrd ?? ""].find(
+    (f) => !fs.existsSync(f),
+  );
+  return missing === undefined ? undefined : `${missing} is missing`;
 }
 
 /** Why this process cannot build the Debian image, or undefined when it can. */
@@ -300,46 +335,64 @@ export function debianBuildProblem(): string | undefined {
 }
 
 /**
- * The Debian 12 image: from the cache when it was built by this recipe, else built with
- * debootstrap (as root), its tree written into an ext4 image with `mkfs.ext4 -d`, the
- * kernel and initrd copied beside it. Built in a temporary directory and renamed into place,
- * so an interrupted build never looks cached; its log stays in `<cacheDir>/images`.
+ * The Debian image: from the cache when this recipe built it with these mirrors, else built
+ * with debootstrap (as root) from the mirror, its tree written into an ext4 image with
+ * `mkfs.ext4 -d`, the kernel and initrd copied beside it. Built in a temporary directory and
+ * renamed into place, so an interrupted build never looks cached; its log stays in
+ * `<cacheDir>/images`. Each build step is timed (`phases`).
  */
 export async function debianImage(
   cacheDir: string,
+  spec: DebianSpec,
   log: (line: string) => void,
 ): Promise<BaseImage> {
-  const cached = cachedDebianImage(cacheDir);
-  if (cached) return cached;
+  const { release, mirrors } = spec;
+  const miss = debianCacheMiss(cacheDir, spec);
+  const dir = debianImageDir(cacheDir, release);
+  if (miss === undefined) return debianImageAt(dir, true);
   const problem = debianBuildProblem();
   if (problem) throw new Error(problem);
-  const { arch, images, dir } = debianPaths(cacheDir);
+  const suite = DEBIAN_RELEASES[release].suite;
+  const images = path.dirname(dir);
   const started = Date.now();
+  const phases: Array<{ name: string; ms: number }> = [];
+  const timed = async (name: string, step: () => Promise<void>) => {
+    const t0 = Date.now();
+    await step();
+    phases.push({ name, ms: Date.now() - t0 });
+    log(`  ${name}: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  };
   fs.mkdirSync(images, { recursive: true });
-  const logFile = path.join(images, `debian-12-${arch}.build.log`);
+  const logFile = path.join(images, `${path.basename(dir)}.build.log`);
   fs.writeFileSync(logFile, `build started ${new Date().toISOString()}\n`);
   const work = fs.mkdtempSync(path.join(images, ".build-"));
   const root = path.join(work, "rootfs");
-  const packages = debianPackages();
+  const packages = debianPackages(release);
+  const sources = guestSourcesList(suite, mirrors);
   try {
-    log(`building the Debian 12 image with debootstrap (log: ${logFile})`);
+    log(
+      `building the Debian ${release} (${suite}) image with debootstrap from ${mirrors.archive} ` +
+        `(mirror from ${mirrors.from}; cache: ${miss}; log: ${logFile})`,
+    );
     // Debs are kept across builds (a rebuild then downloads nothing).
     const debs = path.join(cacheDir, "debs");
     fs.mkdirSync(debs, { recursive: true });
-    await run(
-      "debootstrap",
-      [
-        "--variant=minbase",
-        `--arch=${arch}`,
-        `--cache-dir=${debs}`,
-        `--include=${packages.join(",")}`,
-        DEBIAN_SUITE,
-        root,
-        DEBIAN_MIRROR,
-      ],
-      logFile,
+    await timed("image: debootstrap", () =>
+      run(
+        "debootstrap",
+        [
+          "--variant=minbase",
+          `--arch=${ubuntuArch()}`,
+          `--cache-dir=${debs}`,
+          `--include=${packages.join(",")}`,
+          suite,
+          root,
+          mirrors.archive,
+        ],
+        logFile,
+      ),
     );
-    for (const [rel, content] of Object.entries(debianImageFiles())) {
+    for (const [rel, content] of Object.entries(debianImageFiles(release, mirrors))) {
       const file = path.join(root, rel);
       fs.mkdirSync(path.dirname(file), { recursive: true });
       fs.writeFileSync(file, content);
@@ -351,7 +404,7 @@ export async function debianImage(
     }
     fs.writeFileSync(path.join(root, "etc/machine-id"), "");
     fs.rmSync(path.join(root, "var/lib/dbus/machine-id"), { force: true });
-    await run("chroot", [root, "locale-gen"], logFile);
+    await timed("image: locale-gen", () => run("chroot", [root, "locale-gen"], logFile));
     await run("chroot", [root, "apt-get", "clean"], logFile);
     const boot = path.join(root, "boot");
     const out = path.join(work, "image");
@@ -361,10 +414,15 @@ export async function debianImage(
     const outDisk = path.join(out, "disk.raw");
     fs.closeSync(fs.openSync(outDisk, "w"));
     fs.truncateSync(outDisk, DEBIAN_DISK_GIB * 1024 ** 3);
-    await run("mkfs.ext4", ["-q", "-F", "-L", "criu-lab-root", "-d", root, outDisk], logFile);
+    await timed("image: mkfs.ext4 -d", () =>
+      run("mkfs.ext4", ["-q", "-F", "-L", "criu-lab-root", "-d", root, outDisk], logFile),
+    );
     const manifest: DebianManifest = {
       recipe: DEBIAN_RECIPE_VERSION,
-      suite: DEBIAN_SUITE,
+      release,
+      suite,
+      mirror: mirrors.archive,
+      sources,
       packages,
       kernel: path.basename(newest(boot, "vmlinuz-")),
       initrd: path.basename(newest(boot, "initrd.img-")),
@@ -377,7 +435,7 @@ export async function debianImage(
   } finally {
     removeBuildDir(work);
   }
-  return debianImageAt(dir, false);
+  return { ...debianImageAt(dir, false), phases };
 }
 
 /**
@@ -401,7 +459,10 @@ function removeBuildDir(work: string): void {
 export function baseImage(
   kind: ImageKind,
   cacheDir: string,
+  debian: DebianSpec | undefined,
   log: (line: string) => void,
 ): Promise<BaseImage> {
-  return kind === "debian" ? debianImage(cacheDir, log) : ubuntuImage(cacheDir, log);
+  if (kind === "ubuntu") return ubuntuImage(cacheDir, log);
+  if (debian === undefined) throw new Error("--image debian needs a release and a mirror");
+  return debianImage(cacheDir, debian, log);
 }

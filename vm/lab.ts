@@ -16,15 +16,25 @@ import { verifyLab, type VerifyReport } from "../verify/verifier";
 import { chooseAccel, type Accel } from "./accel";
 import {
   baseImage,
-  cachedDebianImage,
   debianBuildProblem,
+  debianCacheMiss,
   GUEST_HOSTNAME,
   run,
   sha256File,
+  type DebianSpec,
 } from "./image";
 import { generateKey } from "./keys";
+import { chooseMirrors } from "./mirror";
 import type { VmOptions } from "./options";
-import { freePort, isOurQemu, overlayArgs, startQemu, stopQemu, waitForSsh } from "./qemu";
+import {
+  cpuSeconds,
+  freePort,
+  isOurQemu,
+  overlayArgs,
+  startQemu,
+  stopQemu,
+  waitForSsh,
+} from "./qemu";
 import { renderMetaData, writeSeed } from "./seed";
 import { serveFile, type FileServer } from "./serve";
 import { missingTools, missingToolsMessage, requiredTools } from "./tools";
@@ -118,13 +128,24 @@ function criuSource(tarballUrl: string | undefined, sha256: string | undefined):
   };
 }
 
-/** Checks everything that can be checked before anything is created. */
-async function preflight(opts: VmOptions): Promise<void> {
+/**
+ * Checks everything that can be checked before anything is created. Returns what the Debian
+ * image is built from (release, mirrors), for --image debian.
+ */
+async function preflight(opts: VmOptions): Promise<DebianSpec | undefined> {
   const missing = missingTools(requiredTools(opts.image));
   if (missing.length > 0) throw new VmError(missingToolsMessage(missing), ExitCode.unreachable);
-  const buildProblem = opts.image === "debian" ? debianBuildProblem() : undefined;
-  if (buildProblem && !cachedDebianImage(opts.cacheDir)) {
-    throw new VmError(buildProblem, ExitCode.unreachable);
+  let debian: DebianSpec | undefined;
+  if (opts.image === "debian") {
+    try {
+      debian = { release: opts.debianRelease, mirrors: chooseMirrors(opts.mirror) };
+    } catch (err) {
+      throw new VmError(err instanceof Error ? err.message : String(err), ExitCode.usage);
+    }
+    const buildProblem = debianBuildProblem();
+    if (buildProblem && debianCacheMiss(opts.cacheDir, debian) !== undefined) {
+      throw new VmError(buildProblem, ExitCode.unreachable);
+    }
   }
   if (opts.criuTarball) {
     const { path: file, sha256 } = opts.criuTarball;
@@ -149,6 +170,7 @@ async function preflight(opts: VmOptions): Promise<void> {
       ExitCode.usage,
     );
   }
+  return debian;
 }
 
 const since = (t0: number) => Date.now() - t0;
@@ -251,12 +273,22 @@ async function keepEvidence(
  */
 export async function runLab(opts: VmOptions, log: (line: string) => void): Promise<LabRun> {
   const phases: PhaseTime[] = [];
-  await preflight(opts);
+  // Each phase's time is printed as it ends, and listed again at the end (issue 11).
+  const phase = (p: PhaseTime) => {
+    phases.push(p);
+    log(`phase ${p.name}: ${(p.ms / 1000).toFixed(1)} s${p.note ? ` (${p.note})` : ""}`);
+  };
+  const debian = await preflight(opts);
   const deadline = Date.now() + opts.timeoutMinutes * 60_000;
 
   let t0 = Date.now();
-  const base = await baseImage(opts.image, opts.cacheDir, log);
-  phases.push({ name: "image", ms: since(t0), note: base.cached ? "cached" : "built/downloaded" });
+  const base = await baseImage(opts.image, opts.cacheDir, debian, log);
+  phases.push(...(base.phases ?? []));
+  phase({
+    name: "image",
+    ms: since(t0),
+    note: `${debian ? `Debian ${debian.release}, ` : ""}${base.cached ? "cached" : "built/downloaded"}`,
+  });
 
   // After the image: the probe boots the image's own kernel where it has one (./accel).
   const accel = await chooseAccel(opts.accel, opts.cacheDir, base.kernel).catch((err: unknown) => {
@@ -266,7 +298,7 @@ export async function runLab(opts: VmOptions, log: (line: string) => void): Prom
     log(
       `warning: software emulation (TCG): ${accel.reason}` +
         `${accel.cached ? " (verdict cached for this boot of the host)" : ""}. Booting and ` +
-        `building CRIU take about 10x longer than with KVM (expect 15-25 minutes)`,
+        `building CRIU take about 10x longer than with KVM (expect 20-30 minutes)`,
     );
   } else {
     log(`acceleration: KVM (${accel.reason}${accel.cached ? ", cached for this boot" : ""})`);
@@ -363,8 +395,16 @@ export async function runLab(opts: VmOptions, log: (line: string) => void): Prom
         evidenceDir,
       );
     }
-    phases.push({ name: "boot", ms: since(t0), note: "QEMU start to sshd banner" });
-    log(`the VM's sshd answered after ${(since(t0) / 1000).toFixed(0)} s`);
+    /** What QEMU used of the host's CPU since `from`: the guest's share of a busy host. */
+    const qemuCpu = (from: number | undefined) => {
+      const now = cpuSeconds(running.pid);
+      return now === undefined || from === undefined
+        ? ""
+        : `; QEMU CPU ${(now - from).toFixed(0)} s`;
+    };
+    phase({ name: "boot", ms: since(t0), note: `QEMU start to sshd banner${qemuCpu(0)}` });
+    const cpuAtBoot = cpuSeconds(running.pid);
+    t0 = Date.now();
 
     const report = await verifyLab(
       {
@@ -379,8 +419,13 @@ export async function runLab(opts: VmOptions, log: (line: string) => void): Prom
         onProgress: log,
       },
     );
-    for (const step of report.steps) phases.push({ name: step.name, ms: step.ms });
-    phases.push(...(await guestTimings(running, userKey.privateKeyOpenssh)));
+    for (const step of report.steps) phase({ name: step.name, ms: step.ms });
+    phase({
+      name: "verifier (all steps)",
+      ms: since(t0),
+      note: `sshd up to the demo's end${qemuCpu(cpuAtBoot)}`,
+    });
+    for (const t of await guestTimings(running, userKey.privateKeyOpenssh)) phase(t);
     let evidenceDir: string | undefined;
     if (!report.ok) {
       if (server)

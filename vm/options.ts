@@ -3,13 +3,19 @@
  * a bad flag or value is a usage error that names it and says what is allowed (issue 5).
  */
 import * as path from "node:path";
+import { DEFAULT_DEBIAN_RELEASE, type DebianRelease } from "./image";
+import { checkMirrorUrl } from "./mirror";
 
 export type ImageKind = "ubuntu" | "debian";
 export type AccelChoice = "auto" | "kvm" | "tcg";
 
 export interface VmOptions {
-  /** Base image: the official Ubuntu 24.04 cloud image, or Debian 12 built with debootstrap. */
+  /** Base image: the official Ubuntu 24.04 cloud image, or Debian built with debootstrap. */
   image: ImageKind;
+  /** Which Debian release `--image debian` builds (13 by default, issue 11). */
+  debianRelease: DebianRelease;
+  /** The Debian mirror for the image and the guest; undefined = the host's apt config's. */
+  mirror?: string;
   /** Names the VM's state directory, so several labs can coexist. */
   name: string;
   /** Host port forwarded to the guest's port 22 on 127.0.0.1; undefined = a free port. */
@@ -36,8 +42,11 @@ so that you can SSH in; --destroy stops it.
 
 options:
   --image ubuntu|debian   base image (default ubuntu: Ubuntu 24.04 cloud image, checked
-                          against Canonical's SHA256SUMS; debian: Debian 12 built locally
+                          against Canonical's SHA256SUMS; debian: Debian built locally
                           with debootstrap, needs root)
+  --debian-release 13|12  the Debian release --image debian builds (default 13, trixie)
+  --mirror URL            Debian mirror for --image debian (debootstrap and the guest's
+                          apt sources; default: the one in this host's apt configuration)
   --name NAME             VM name, [a-z0-9-], 1-32 chars (default criu-lab)
   --ssh-port PORT         host port for SSH on 127.0.0.1 (default: a free port)
   --memory MIB            guest memory in MiB, 1024-65536 (default 3072)
@@ -84,6 +93,7 @@ function oneOf<T extends string>(flag: string, value: string, allowed: readonly 
 export function parseVmArgs(argv: readonly string[], cwd = process.cwd()): VmOptions {
   const opts: VmOptions = {
     image: "ubuntu",
+    debianRelease: DEFAULT_DEBIAN_RELEASE,
     name: "criu-lab",
     memoryMiB: 3072,
     cpus: 2,
@@ -96,6 +106,7 @@ export function parseVmArgs(argv: readonly string[], cwd = process.cwd()): VmOpt
   };
   let tarball: string | undefined;
   let sha256: string | undefined;
+  let debianOnly: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     // Accept both `--flag value` and `--flag=value`.
@@ -119,6 +130,18 @@ export function parseVmArgs(argv: readonly string[], cwd = process.cwd()): VmOpt
       case "--image":
         opts.image = oneOf(flag, value(), ["ubuntu", "debian"] as const);
         break;
+      case "--debian-release":
+        opts.debianRelease = oneOf(flag, value(), ["13", "12"] as const);
+        debianOnly = flag;
+        break;
+      case "--mirror": {
+        const url = value();
+        const problem = checkMirrorUrl(url);
+        if (problem) throw new UsageError(problem);
+        opts.mirror = url;
+        debianOnly = flag;
+        break;
+      }
       case "--name": {
         const name = value();
         if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(name)) {
@@ -171,6 +194,11 @@ export function parseVmArgs(argv: readonly string[], cwd = process.cwd()): VmOpt
       default:
         throw new UsageError(`unknown option '${arg}' (see --help)`);
     }
+  }
+  if (debianOnly !== undefined && opts.image !== "debian") {
+    throw new UsageError(
+      `${debianOnly}: only applies to --image debian (the Ubuntu image comes with its own sources)`,
+    );
   }
   if ((tarball === undefined) !== (sha256 === undefined)) {
     throw new UsageError(

@@ -182,3 +182,29 @@ export async function waitForSsh(
   }
   throw new Error(`the VM's sshd did not answer on 127.0.0.1:${port} within ${timeoutMs / 1000} s`);
 }
+
+/**
+ * CPU seconds (user + system) a process has used, from the `/proc/PID/stat` line: on a host
+ * that other work shares, the guest's phases are compared by what QEMU got to run, not only by
+ * the wall clock (issue 11). Fields 14 and 15 after the `(comm)`, in clock ticks (100 a second
+ * on Linux).
+ */
+export function cpuSecondsFromStat(stat: string, ticksPerSecond = 100): number {
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state): utime is field 14, stime field 15.
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) {
+    throw new Error(`not a /proc/PID/stat line: ${stat.slice(0, 80)}`);
+  }
+  return (utime + stime) / ticksPerSecond;
+}
+
+/** CPU seconds `pid` has used so far, or undefined when it is gone. */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    return cpuSecondsFromStat(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return undefined;
+  }
+}

@@ -6,8 +6,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  DEBIAN_RECIPE_VERSION,
+  DEBIAN_RELEASES,
+  debianCacheMiss,
+  debianImageDir,
   debianImageFiles,
   debianPackages,
+  DEFAULT_DEBIAN_RELEASE,
   expectedSum,
   parseSha256Sums,
   sha256File,
@@ -140,9 +145,15 @@ describe("Ubuntu cloud image download", () => {
 });
 
 describe("Debian image recipe", () => {
-  it("names the packages a minbase cloud image needs (issue 5)", () => {
-    const pkgs = debianPackages("x64");
-    for (const p of [
+  const mirrors = {
+    archive: "http://mirror.example/debian",
+    security: "http://mirror.example/debian-security",
+    updates: true,
+    from: "test",
+  };
+
+  it("names the packages a minbase cloud image needs, per release (issues 5, 11)", () => {
+    const common = [
       "cloud-init",
       "openssh-server",
       "linux-image-cloud-amd64",
@@ -150,20 +161,69 @@ describe("Debian image recipe", () => {
       "locales",
       "sudo",
       "ifupdown",
-      "isc-dhcp-client",
-    ]) {
-      expect(pkgs).toContain(p);
-    }
-    expect(debianPackages("arm64")).toContain("linux-image-cloud-arm64");
+    ];
+    expect(debianPackages("12", "x64")).toEqual(
+      expect.arrayContaining([...common, "isc-dhcp-client"]),
+    );
+    // trixie: the DHCP client its ifupdown recommends.
+    const trixie = debianPackages("13", "x64");
+    expect(trixie).toEqual(expect.arrayContaining([...common, "dhcpcd-base"]));
+    expect(trixie).not.toContain("isc-dhcp-client");
+    expect(debianPackages("13", "arm64")).toContain("linux-image-cloud-arm64");
+    expect(DEFAULT_DEBIAN_RELEASE).toBe("13");
+    expect(DEBIAN_RELEASES["13"].suite).toBe("trixie");
+    expect(DEBIAN_RELEASES["12"].suite).toBe("bookworm");
   });
 
   it("puts the hostname in /etc/hosts, the root on /dev/vda and NoCloud first", () => {
-    const files = debianImageFiles();
+    const files = debianImageFiles("13", mirrors);
     expect(files["etc/hosts"]).toMatch(/^127\.0\.1\.1\tcriu-lab$/m);
     expect(files["etc/fstab"]).toMatch(/^\/dev\/vda\t\/\text4/);
     expect(files["etc/network/interfaces"]).toContain("source /etc/network/interfaces.d/*");
     expect(files["etc/cloud/cloud.cfg.d/10_criu-lab-vm.cfg"]).toContain(
       "datasource_list: [NoCloud, None]",
     );
+  });
+
+  it("gives the guest the chosen mirrors for its release, and no other", () => {
+    expect(debianImageFiles("13", mirrors)["etc/apt/sources.list"]).toBe(
+      [
+        "deb http://mirror.example/debian trixie main",
+        "deb http://mirror.example/debian trixie-updates main",
+        "deb http://mirror.example/debian-security trixie-security main",
+        "",
+      ].join("\n"),
+    );
+    expect(debianImageFiles("12", mirrors)["etc/apt/sources.list"]).toMatch(
+      /^deb \S+ bookworm main$/m,
+    );
+  });
+});
+
+describe("Debian image cache", () => {
+  const cache = fs.mkdtempSync(path.join(os.tmpdir(), "vm-debian-cache-"));
+  afterAll(() => fs.rmSync(cache, { recursive: true, force: true }));
+  const spec = {
+    release: "13" as const,
+    mirrors: { archive: "http://a.example/debian", updates: true, from: "test" },
+  };
+
+  it("is used only when this recipe built it with the same apt sources", () => {
+    expect(debianCacheMiss(cache, spec)).toBe("not built yet");
+    const dir = debianImageDir(cache, "13");
+    expect(path.basename(dir)).toMatch(/^debian-13-(amd64|arm64)$/);
+    fs.mkdirSync(dir, { recursive: true });
+    for (const f of ["disk.raw", "vmlinuz", "initrd.img"]) fs.writeFileSync(path.join(dir, f), "");
+    const manifest = {
+      recipe: DEBIAN_RECIPE_VERSION,
+      sources: debianImageFiles("13", spec.mirrors)["etc/apt/sources.list"],
+    };
+    fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(manifest));
+    expect(debianCacheMiss(cache, spec)).toBeUndefined();
+    const other = { ...spec, mirrors: { ...spec.mirrors, archive: "http://b.example/debian" } };
+    expect(debianCacheMiss(cache, other)).toBe("its apt sources name another mirror");
+    fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify({ ...manifest, recipe: 1 }));
+    expect(debianCacheMiss(cache, spec)).toMatch(/^built by recipe 1/);
+    expect(debianCacheMiss(cache, { ...spec, release: "12" })).toBe("not built yet");
   });
 });

@@ -19,6 +19,9 @@ describe("criu-lab vm flags", () => {
     });
     expect(o.sshPort).toBeUndefined();
     expect(o.criuTarball).toBeUndefined();
+    expect(o.mirror).toBeUndefined();
+    // --image debian builds Debian 13 unless told otherwise (issue 11).
+    expect(parseVmArgs(["--image", "debian"]).debianRelease).toBe("13");
   });
 
   it("reads every flag, in both --flag value and --flag=value forms", () => {
@@ -59,6 +62,15 @@ describe("criu-lab vm flags", () => {
       criuTarball: { path: path.resolve("/home/u/lab", "src/criu.tar.xz"), sha256: SHA },
     });
     expect(parseVmArgs(["--destroy", "--name", "x"])).toMatchObject({ destroy: true, name: "x" });
+    expect(
+      parseVmArgs([
+        "--image",
+        "debian",
+        "--debian-release=12",
+        "--mirror",
+        "http://10.1.2.3:3142/debian",
+      ]),
+    ).toMatchObject({ debianRelease: "12", mirror: "http://10.1.2.3:3142/debian" });
   });
 
   it.each([
@@ -75,6 +87,20 @@ describe("criu-lab vm flags", () => {
     [["--name", "--json"], "--name: needs a value"],
     [["--json=yes"], "--json: takes no value, got 'yes'"],
     [["--bogus"], "unknown option '--bogus'"],
+    [
+      ["--image", "debian", "--debian-release", "11"],
+      "--debian-release: '11' is not allowed: use one of 13, 12",
+    ],
+    [["--debian-release", "12"], "--debian-release: only applies to --image debian"],
+    [["--mirror", "http://m.example/debian"], "--mirror: only applies to --image debian"],
+    [
+      ["--image", "debian", "--mirror", "mirror.example"],
+      "--mirror: 'mirror.example' is not a URL",
+    ],
+    [
+      ["--image", "debian", "--mirror", "file:///srv/mirror"],
+      "--mirror: 'file:///srv/mirror' is not allowed: use an http:// or https:// URL",
+    ],
   ])("rejects %j naming the flag and what is allowed", (argv, message) => {
     expect(() => parseVmArgs(argv)).toThrow(UsageError);
     expect(() => parseVmArgs(argv)).toThrow(message);

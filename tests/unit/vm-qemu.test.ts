@@ -5,7 +5,13 @@ import { afterAll, describe, expect, it } from "vitest";
 import { PROBE_MARKER, probeArgs, probeBootSector } from "../../vm/accel";
 import { DEBIAN_KERNEL_APPEND, type BaseImage } from "../../vm/image";
 import { installTimings } from "../../vm/lab";
-import { overlayArgs, qemuCommand, type VmLaunch } from "../../vm/qemu";
+import {
+  cpuSeconds,
+  cpuSecondsFromStat,
+  overlayArgs,
+  qemuCommand,
+  type VmLaunch,
+} from "../../vm/qemu";
 import { renderMetaData, seedIsoArgs } from "../../vm/seed";
 import { GUEST_HOST_ADDRESS, serveFile } from "../../vm/serve";
 import { missingTools, missingToolsMessage, requiredTools } from "../../vm/tools";
@@ -204,5 +210,22 @@ describe("guest install timings", () => {
       { name: "CRIU install (all)", ms: 1_463_000 },
     ]);
     expect(installTimings("no timestamps here")).toEqual([]);
+  });
+});
+
+describe("QEMU's CPU time", () => {
+  it("reads utime + stime from a /proc/PID/stat line, even with spaces in the name", () => {
+    // A real line's shape: pid (comm) state ppid ... utime(14) stime(15) ...
+    const stat =
+      "26127 (qemu-system-x86) S 1 26126 26126 0 -1 4194624 1 0 0 0 47353 1023 0 0 20 0 5 0 1 2 3";
+    expect(cpuSecondsFromStat(stat)).toBeCloseTo(483.76);
+    expect(cpuSecondsFromStat(stat.replace("(qemu-system-x86)", "(a b) c)"))).toBeCloseTo(483.76);
+    expect(() => cpuSecondsFromStat("garbage")).toThrow(/not a \/proc\/PID\/stat line/);
+  });
+
+  it("measures a live process and says undefined for a gone one", () => {
+    const own = cpuSeconds(process.pid);
+    expect(own).toBeGreaterThan(0);
+    expect(cpuSeconds(2 ** 22 + 1)).toBeUndefined();
   });
 });

@@ -1,20 +1,25 @@
 /**
- * The lab in a local VM, end to end (issue 5): the Debian image built with debootstrap (cached
- * in .cache/vm across runs; CI starts without it), booted with the user-data rendered for the
- * VM target, CRIU built inside from the release tarball served to it, then the verifier:
- * cloud-init finished, `criu check` and the checkpoint/restore demo passed. Prints each
- * phase's time. About 15-25 minutes under software emulation.
+ * The lab in a local VM, end to end (issues 5, 11): the Debian 13 image built with debootstrap
+ * from the host's own mirror (cached in .cache/vm across runs; CI starts without it), booted
+ * with the user-data rendered for the VM target, CRIU built inside from the release tarball
+ * served to it, then the verifier: cloud-init finished, `criu check` and the
+ * checkpoint/restore demo passed. Then the original lab's steps as the learner: user `ubuntu`
+ * in two real SSH terminals, reading the screens. Prints each phase's time. About 20-30
+ * minutes under software emulation.
  */
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatPhases } from "../../vm/cli";
+import { debianImageDir } from "../../vm/image";
 import { destroyLab, runLab, stateDirOf, VmError, type LabRun } from "../../vm/lab";
 import { parseVmArgs } from "../../vm/options";
 import { isOurQemu } from "../../vm/qemu";
 import { probeBoots } from "../../vm/accel";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { learnerSteps } from "./support/learner";
+import { Terminals } from "./support/terminals";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 
@@ -43,6 +48,8 @@ const skip = cannotRun("lab in a local VM", [
   needCommand("debootstrap", "apt-get install debootstrap"),
   needCommand("genisoimage", "apt-get install genisoimage"),
   needCommand("mkfs.ext4", "apt-get install e2fsprogs"),
+  needCommand("tmux", "apt-get install tmux"),
+  needCommand("ssh", "apt-get install openssh-client"),
   typeof tarball === "string" ? tarball : undefined,
 ]);
 
@@ -62,7 +69,7 @@ function listensBeyondLoopback(port: number): string[] {
   return found;
 }
 
-describe.skipIf(skip)("the lab in a local QEMU VM (Debian image, CRIU from the tarball)", () => {
+describe.skipIf(skip)("the lab in a local QEMU VM (Debian 13 image, CRIU from the tarball)", () => {
   const name = `test-${process.pid}`;
   const opts = parseVmArgs([
     "--image",
@@ -79,7 +86,8 @@ describe.skipIf(skip)("the lab in a local QEMU VM (Debian image, CRIU from the t
   const log = (line: string) =>
     console.log(`[vm ${((Date.now() - started) / 1000).toFixed(0).padStart(5)} s] ${line}`);
   let run: LabRun | undefined;
-  const baseDir = path.join(opts.cacheDir, "images", "debian-12-amd64");
+  let terminals: Terminals | undefined;
+  const baseDir = debianImageDir(opts.cacheDir, opts.debianRelease);
 
   beforeAll(async () => {
     try {
@@ -93,6 +101,7 @@ describe.skipIf(skip)("the lab in a local QEMU VM (Debian image, CRIU from the t
   });
 
   afterAll(async () => {
+    terminals?.close();
     // Ends only the QEMU this test started (by its recorded PID) and removes its overlay.
     const pid = run?.vm.pid;
     log(await destroyLab(opts.cacheDir, name));
@@ -114,6 +123,23 @@ describe.skipIf(skip)("the lab in a local QEMU VM (Debian image, CRIU from the t
     expect(report?.demo?.ok).toBe(true);
     expect(report?.demo?.restoredPid).toBe(report?.demo?.pid);
     expect(report?.demo?.firstAfterRestore).toBe((report?.demo?.lastBeforeDump ?? NaN) + 1);
+  });
+
+  it("is the Debian 13 guest, its apt sources naming the host's mirror", () => {
+    expect(opts.debianRelease).toBe("13");
+    const manifest = JSON.parse(fs.readFileSync(path.join(baseDir, "manifest.json"), "utf8"));
+    expect(manifest).toMatchObject({ release: "13", suite: "trixie" });
+    expect(manifest.sources).toMatch(/^deb \S+ trixie main$/m);
+    // Debian 13's kernel (6.12), as the verifier's criu check saw it in the guest.
+    expect(run?.report.check?.kernel).toMatch(/^6\.12\./);
+  });
+
+  // The original lab's interactive steps, as the learner types them (./support/learner).
+  it("the learner's steps as ubuntu in two SSH terminals: dump in one, restore in the other", async () => {
+    expect(run?.report.ok, "the lab did not verify").toBe(true);
+    if (!run) return;
+    terminals = new Terminals();
+    await learnerSteps(run.vm, terminals, log);
   });
 
   it("probes acceleration by booting the image's own kernel up to its root mount", async () => {

@@ -8,14 +8,22 @@
  * `setup-lab.sh` from there: the same script `npm run setup:host` runs on any Debian/Ubuntu
  * machine, so a cloud host and a local host are set up by one code path.
  *
- * The document is about 42 KB, and EC2 takes 16 KB of user-data "in raw form, before it is
- * base64-encoded"
- * (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html).
- * So EC2 gets it gzip-compressed (`compressUserData`), which cloud-init uncompresses itself and
- * then reads as if it were not compressed ("User-data formats" -> "Gzip compressed content",
- * https://docs.cloud-init.io/en/latest/explanation/format/gzip.html). The plain text is what
- * `cloud-init schema` checks and what a local VM's NoCloud seed carries (no size limit there).
+ * EC2 takes 16 KB of user-data "in raw form, before it is base64-encoded"
+ * (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html), and
+ * the lab's files outgrew it (issue 12). So the user-data comes in two forms (`labFiles`):
+ * - "embedded" (the local VM's NoCloud seed, no size limit): every lab file in `write_files`.
+ * - "copied" (EC2): only the bootstrap, i.e. the users, the host key, `receive-lab-files.sh`
+ *   and the SHA-256 of the lab's files as one tar archive (`labFilesArchive`). `pulumi up`
+ *   copies that archive over SSH with the host key pinned (components/labFiles.ts); the runcmd
+ *   waits for it, checks it against the SHA-256, unpacks it into LAB_DIR and runs the same
+ *   `setup-lab.sh` with the same arguments. The files' hash is in the user-data, so a changed
+ *   lab file changes the user-data exactly as an embedded one did (a new host, re-verified).
+ * Either way EC2 gets it gzip-compressed (`compressUserData`), which cloud-init uncompresses
+ * itself and then reads as if it were not compressed ("User-data formats" -> "Gzip compressed
+ * content", https://docs.cloud-init.io/en/latest/explanation/format/gzip.html). The plain text
+ * is what `cloud-init schema` checks.
  */
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { gzip } from "pako";
@@ -35,7 +43,25 @@ export interface UserDataOptions {
   autoStopMinutes: number;
   /** The lab user (default "ubuntu"); on images whose default user differs (Debian VM) cloud-init must still make this user with passwordless sudo. */
   labUser?: string;
+  /**
+   * How the lab's files reach the host (default "embedded"): in the user-data itself, or
+   * "copied" by `pulumi up` (components/labFiles.ts) while the runcmd waits for them.
+   */
+  labFiles?: "embedded" | "copied";
+  /**
+   * "copied" only: how long the runcmd waits for the files before it gives up with a message
+   * (cloud-init then reports an error; the copy, when it comes, starts the set-up itself).
+   * Default LAB_FILES_WAIT_SECONDS.
+   */
+  labFilesWaitSeconds?: number;
 }
+
+/** How long a host waits for its copied lab files by default: an interrupted `pulumi up`
+ * resumed within the hour sets it up as cloud-init's own run. */
+export const LAB_FILES_WAIT_SECONDS = 3600;
+
+/** The host's side of "copied": written by the user-data, run by its runcmd and by the copy. */
+export const RECEIVE_SCRIPT = "receive-lab-files.sh";
 
 /** EC2 refuses user-data larger than this, counted before base64 (compressed, here). */
 export const USER_DATA_LIMIT_BYTES = 16384;
@@ -86,6 +112,50 @@ export function setupLabArgs(options: UserDataOptions): string[] {
   ];
 }
 
+/**
+ * LAB_FILES as one ustar archive (POSIX.1-1988 headers, https://www.gnu.org/software/tar/manual/html_node/Standard.html),
+ * byte for byte the same for the same files: sorted, owner root, mtime 0, modes from
+ * LAB_FILES. Written here rather than by a `tar` binary so that its SHA-256 (which the
+ * user-data pins) does not depend on the deployer's tar, and because @pulumi/command's
+ * CopyToRemote takes only path-based archives (a FileArchive of a folder would also carry
+ * userData.ts and __pycache__), so the program copies this archive as one file.
+ */
+export function labFilesArchive(): { tar: Buffer; sha256: string } {
+  const blocks: Buffer[] = [];
+  const dirs = [...new Set(LAB_FILES.map((f) => path.dirname(f.name)).filter((d) => d !== "."))];
+  for (const dir of dirs.sort()) blocks.push(tarHeader(`${dir}/`, "0755", 0, "5"));
+  for (const { name, mode } of LAB_FILES) {
+    const content = fs.readFileSync(path.join(__dirname, name));
+    blocks.push(tarHeader(name, mode, content.length, "0"), content);
+    blocks.push(Buffer.alloc((512 - (content.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024)); // the end-of-archive marker: two zero blocks
+  const tar = Buffer.concat(blocks);
+  return { tar, sha256: createHash("sha256").update(tar).digest("hex") };
+}
+
+function tarHeader(name: string, mode: string, size: number, type: "0" | "5"): Buffer {
+  if (Buffer.byteLength(name) > 99) throw new Error(`lab file name too long for tar: ${name}`);
+  const header = Buffer.alloc(512);
+  const put = (offset: number, length: number, text: string) =>
+    header.write(text, offset, length, "ascii");
+  const octal = (n: number, width: number) => n.toString(8).padStart(width - 1, "0") + "\0";
+  put(0, 100, name);
+  put(100, 8, octal(parseInt(mode, 8), 8));
+  put(108, 8, octal(0, 8)); // uid
+  put(116, 8, octal(0, 8)); // gid
+  put(124, 12, octal(size, 12));
+  put(136, 12, octal(0, 12)); // mtime
+  put(148, 8, "        "); // the checksum counts its own field as spaces
+  put(156, 1, type);
+  put(257, 8, "ustar\x0000");
+  put(265, 32, "root");
+  put(297, 32, "root");
+  const sum = header.reduce((total, byte) => total + byte, 0);
+  put(148, 8, sum.toString(8).padStart(6, "0") + "\0 ");
+  return header;
+}
+
 /** Renders the `#cloud-config` user-data. Throws on bad options, naming the field. */
 export function renderUserData(options: UserDataOptions): string {
   validate(options);
@@ -117,8 +187,14 @@ export function renderUserData(options: UserDataOptions): string {
     },
     // No `packages:` (it would pull recommends): install-criu.sh installs what CRIU's docs
     // list itself, with --no-install-recommends, retries and a wait for the dpkg lock.
-    //
-    // Each file as written in this folder; setup-lab.sh, run from LAB_DIR, installs the rest.
+    ...(options.labFiles === "copied" ? copiedLabFiles(options) : embeddedLabFiles(options)),
+  };
+  return "#cloud-config\n" + stringify(config, { lineWidth: 0 });
+}
+
+/** Each file as written in this folder; setup-lab.sh, run from LAB_DIR, installs the rest. */
+function embeddedLabFiles(options: UserDataOptions) {
+  return {
     write_files: LAB_FILES.map(({ name, mode }) => ({
       path: `${LAB_DIR}/${name}`,
       permissions: mode,
@@ -126,7 +202,32 @@ export function renderUserData(options: UserDataOptions): string {
     })),
     runcmd: [["bash", `${LAB_DIR}/setup-lab.sh`, ...setupLabArgs(options)]],
   };
-  return "#cloud-config\n" + stringify(config, { lineWidth: 0 });
+}
+
+/** Only the receiving script; its runcmd waits for the archive, then runs setup-lab.sh. */
+function copiedLabFiles(options: UserDataOptions) {
+  return {
+    write_files: [
+      {
+        path: `${LAB_DIR}/${RECEIVE_SCRIPT}`,
+        permissions: "0755",
+        content: fs.readFileSync(path.join(__dirname, RECEIVE_SCRIPT), "utf8"),
+      },
+    ],
+    runcmd: [
+      [
+        "bash",
+        `${LAB_DIR}/${RECEIVE_SCRIPT}`,
+        "wait",
+        "--sha256",
+        labFilesArchive().sha256,
+        "--wait-seconds",
+        String(options.labFilesWaitSeconds ?? LAB_FILES_WAIT_SECONDS),
+        "--",
+        ...setupLabArgs(options),
+      ],
+    ],
+  };
 }
 
 /**
@@ -203,6 +304,13 @@ function validate(options: UserDataOptions): void {
   }
   if (!Number.isInteger(options.autoStopMinutes) || options.autoStopMinutes < 0) {
     fail("autoStopMinutes", options.autoStopMinutes, "expected a whole number >= 0 (0 = never)");
+  }
+  if (options.labFiles !== undefined && !["embedded", "copied"].includes(options.labFiles)) {
+    fail("labFiles", options.labFiles, 'expected "embedded" or "copied"');
+  }
+  const wait = options.labFilesWaitSeconds;
+  if (wait !== undefined && (!Number.isInteger(wait) || wait < 1)) {
+    fail("labFilesWaitSeconds", wait, "expected a whole number of seconds >= 1");
   }
   const labUser = options.labUser ?? "ubuntu";
   if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(labUser) || labUser === "root") {

@@ -75,6 +75,8 @@ export class LabInstance extends pulumi.ComponentResource {
             hostKey: { privateKeyOpenssh, publicKeyOpenssh },
             authorizedKeys: args.authorizedKeys,
             autoStopMinutes: args.autoStopMinutes,
+            // EC2's 16 KB cannot hold the lab's files: LabFiles copies them (issue 12).
+            labFiles: "copied",
           }),
         ),
     );

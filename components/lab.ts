@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { DemoResult } from "../verify/checks";
 import { LabAccess } from "./access";
 import { LabConfig } from "./config";
+import { LabFiles } from "./labFiles";
 import { LabInstance } from "./instance";
 import { lookupAvailabilityZone } from "./lookups";
 import { LabNetwork } from "./network";
@@ -24,6 +25,8 @@ export class CriuLab extends pulumi.ComponentResource {
   public readonly network: LabNetwork;
   public readonly access: LabAccess;
   public readonly host: LabInstance;
+  /** The lab's files, copied to the host by `pulumi up` (too big for EC2's user-data). */
+  public readonly files: LabFiles;
   /** Undefined when `verify` is false. */
   public readonly verification?: LabVerification;
 
@@ -91,6 +94,19 @@ export class CriuLab extends pulumi.ComponentResource {
     this.sshCommand = pulumi.interpolate`ssh -i criu-lab.pem ${this.sshUser}@${this.publicIp}`;
     this.knownHostsLine = pulumi.interpolate`${this.publicIp} ${this.access.hostPublicKey}`;
 
+    this.files = new LabFiles(
+      `${name}-files`,
+      {
+        host: this.publicIp,
+        user: this.sshUser,
+        privateKey: this.access.privateKey,
+        hostPublicKey: this.access.hostPublicKey,
+        instanceId: this.instanceId,
+        dependsOn: [this.host.instance],
+      },
+      { parent: this },
+    );
+
     const configured =
       args.criu.kind === "git"
         ? args.criu.version
@@ -103,7 +119,7 @@ export class CriuLab extends pulumi.ComponentResource {
           user: this.sshUser,
           privateKey: this.access.privateKey,
           hostPublicKey: this.access.hostPublicKey,
-          dependsOn: [this.host.instance],
+          dependsOn: [this.host.instance, this.files.ready],
           triggers: [this.host.userDataHash, this.instanceId],
         },
         { parent: this },

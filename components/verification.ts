@@ -19,7 +19,7 @@ export interface LabVerificationArgs {
   privateKey: pulumi.Input<string>;
   /** The host's public key line: connections to any other key are refused. */
   hostPublicKey: pulumi.Input<string>;
-  /** What the first command waits for (the instance). */
+  /** What the first command waits for (the instance, the copy of the lab's files). */
   dependsOn?: pulumi.Resource[];
   /** The checks re-run when any of these change (the user-data hash, the instance id). */
   triggers: pulumi.Input<unknown>[];
@@ -32,10 +32,34 @@ export interface LabVerificationArgs {
   dialErrorLimit?: number;
 }
 
+/** What every connection to the lab host is made of (LabVerification, LabFiles). */
+export type PinnedConnectionArgs = Pick<
+  LabVerificationArgs,
+  "host" | "user" | "privateKey" | "hostPublicKey" | "perDialTimeout" | "dialErrorLimit"
+>;
+
+/**
+ * The SSH connection to the lab host, its host key pinned: @pulumi/command ignores the host
+ * key unless `connection.hostKey` is set. The private key stays secret.
+ */
+export function pinnedConnection(
+  args: PinnedConnectionArgs,
+): command.types.input.remote.ConnectionArgs {
+  return {
+    host: args.host,
+    user: args.user ?? "ubuntu",
+    privateKey: pulumi.secret(args.privateKey),
+    hostKey: args.hostPublicKey,
+    perDialTimeout: args.perDialTimeout ?? 20,
+    dialErrorLimit: args.dialErrorLimit ?? 30,
+  };
+}
+
 /**
  * Proves the lab works as part of `pulumi up`: over SSH with the host key pinned, it waits
  * for cloud-init, then runs `criu-lab check` and `criu-lab demo`, the same commands and the
- * same parsers as the node-ssh verifier (verify/checks.ts). A failed check fails the deploy.
+ * same parsers as the node-ssh verifier (verify/checks.ts). A failed check fails the deploy,
+ * its first line saying which step failed and why (`remoteStep`).
  */
 export class LabVerification extends pulumi.ComponentResource {
   public readonly cloudInit: command.remote.Command;
@@ -48,23 +72,20 @@ export class LabVerification extends pulumi.ComponentResource {
 
   constructor(name: string, args: LabVerificationArgs, opts?: pulumi.ComponentResourceOptions) {
     super("criu-lab:verification:LabVerification", name, {}, opts);
+    const connection = pinnedConnection(args);
 
-    // @pulumi/command ignores the host key unless connection.hostKey is set.
-    const connection: command.types.input.remote.ConnectionArgs = {
-      host: args.host,
-      user: args.user ?? "ubuntu",
-      privateKey: pulumi.secret(args.privateKey),
-      hostKey: args.hostPublicKey,
-      perDialTimeout: args.perDialTimeout ?? 20,
-      dialErrorLimit: args.dialErrorLimit ?? 30,
-    };
-
-    const run = (role: string, check: RemoteCheck, dependsOn: pulumi.Resource[]) =>
-      new command.remote.Command(
+    const run = (role: string, check: RemoteCheck, dependsOn: pulumi.Resource[]) => {
+      const step = remoteStep(check);
+      // The host-side `timeout` inside the step is what bounds a running command; these only
+      // bound the provider's work around it, dialling included. `update` too: with no
+      // `update` command, an update (new triggers) re-runs `create`.
+      const limit = `${check.timeoutSeconds + 300}s`;
+      return new command.remote.Command(
         `${name}-${role}`,
         {
           connection,
-          create: withTimeout(check),
+          create: step.create,
+          stdin: step.stdin,
           triggers: args.triggers,
           // stdout is the check's own status or JSON; stderr can carry raw log tails from
           // the host, so it is not streamed (a failure still shows it in the error).
@@ -72,44 +93,156 @@ export class LabVerification extends pulumi.ComponentResource {
           // sshd refuses unknown environment variables; sending them only adds warnings.
           addPreviousOutputInEnv: false,
         },
-        {
-          parent: this,
-          dependsOn,
-          customTimeouts: { create: `${check.timeoutSeconds + 300}s` },
-        },
+        { parent: this, dependsOn, customTimeouts: { create: limit, update: limit } },
       );
+    };
 
     this.cloudInit = run("cloud-init", REMOTE_CHECKS.cloudInit, args.dependsOn ?? []);
     this.checkCommand = run("check", REMOTE_CHECKS.check, [this.cloudInit]);
     this.demoCommand = run("demo", REMOTE_CHECKS.demo, [this.checkCommand]);
 
+    // The host judged these already (remoteStep): a Command that succeeded passed there, so
+    // these parse a pass. They still throw, saying so, should the two judges ever disagree.
     this.check = this.checkCommand.stdout.apply(requirePassingCheck);
     this.demo = this.demoCommand.stdout.apply(requirePassingDemo);
 
-    // check/demo throw on a failed lab; they reach `pulumi up` through the stack outputs
-    // (index.ts), so registering them here as well would only repeat the same error.
-    this.registerOutputs({ stdout: this.demoCommand.stdout });
+    // A failed step fails its Command, and check/demo throw on a failed lab; they reach
+    // `pulumi up` through the resource and the stack outputs (index.ts), so registering any
+    // of them here as well would only repeat the same error.
+    this.registerOutputs({});
   }
 }
 
-/**
- * Runs a check under coreutils `timeout`, so a hung host cannot hang `pulumi up`, with a line
- * on stderr every minute so that a NAT between the deployer and the host does not drop the
- * silent SSH connection while cloud-init builds CRIU (the provider sends no keepalives).
- */
-export function withTimeout(check: RemoteCheck): string {
-  const quoted = `'${check.command.replace(/'/g, `'\\''`)}'`;
-  return [
-    // sleep gets no inherited output: the session ends as soon as the check does.
-    `( while sleep 60 </dev/null >/dev/null 2>&1; do echo "criu-lab: ${check.name}: still running" >&2; done ) &`,
-    "keepalive=$!",
-    "rc=0",
-    `timeout --kill-after=10 ${check.timeoutSeconds} bash -c ${quoted} || rc=$?`,
-    'kill "$keepalive" 2>/dev/null || true',
-    `if [ "$rc" -eq 124 ]; then echo "criu-lab: ${check.name} timed out after ${check.timeoutSeconds}s" >&2; fi`,
-    'exit "$rc"',
-  ].join("\n");
+/** A remote Command's `create` (short: the provider's error quotes it) and its `stdin`. */
+export interface RemoteStep {
+  create: string;
+  stdin: string;
 }
+
+/**
+ * A check as a remote Command whose failure reads well. @pulumi/command fails a Command that
+ * exits non-zero with `Process exited with status N: running "<create>":` and then the
+ * step's stdout and stderr as they came (provider/pkg/provider/remote/commandOutputs.go:
+ * `fmt.Errorf("%w: running %q:\n%s", ...)`). So the script goes on stdin, `create` is a short
+ * `bash -s` naming the step, and the script prints one line first, which step failed and why
+ * (the host's JSON `error` with where the images are kept, a timeout, the first line of
+ * stderr), then the raw output.
+ *
+ * Pass or fail is decided here, on the host, not by the program after the Command: a Command
+ * that succeeds is stored as succeeded and never re-run, so output that breaks the check's
+ * contract (no JSON, `ok` false, a wrong field, a restore that did not continue) exits 1 and
+ * fails the Command itself, which the next `pulumi up` runs again.
+ *
+ * The check runs under coreutils `timeout`, so a hung host cannot hang `pulumi up`. Every
+ * minute a carriage return goes to stderr, so that a NAT between the deployer and the host
+ * does not drop the silent SSH connection while cloud-init builds CRIU (the provider sends no
+ * keepalives): a terminal shows nothing of it, and the reason stays the first line of text.
+ */
+export function remoteStep(check: RemoteCheck): RemoteStep {
+  const quote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
+  const judge = check.contract
+    ? [
+        `python3 -c ${quote(JSON_JUDGE)} "$rc" "$out" "$err" ${quote(JSON.stringify(check.contract))} >"$verdict" 2>&1 || failed=1`,
+      ]
+    : [
+        'if [ "$rc" -ne 0 ]; then',
+        "  failed=1",
+        '  reason="$(grep -m1 -v "^[[:space:]]*$" "$err" || true)"',
+        '  [ -n "$reason" ] || reason="$(grep -v "^[[:space:]]*$" "$out" | tail -n 1 || true)"',
+        '  echo "${reason:-no output}" >"$verdict"',
+        "fi",
+      ];
+  const script = [
+    // One compound command: bash reads all of it before it runs any of it, so nothing the
+    // step runs can read the rest of the script from stdin.
+    "{",
+    `step=${quote(check.name)}`,
+    'out="$(mktemp)" err="$(mktemp)" verdict="$(mktemp)"',
+    'trap \'rm -f "$out" "$err" "$verdict"\' EXIT',
+    // sleep gets no inherited output: the session ends as soon as the check does.
+    "( while sleep 60 </dev/null >/dev/null 2>&1; do printf '\\r' >&2; done ) &",
+    "keepalive=$!",
+    "rc=0 failed=0",
+    `timeout --kill-after=10 ${check.timeoutSeconds} bash -c ${quote(check.command)} >"$out" 2>"$err" </dev/null || rc=$?`,
+    'kill "$keepalive" 2>/dev/null || true',
+    ...judge,
+    'if [ "$rc" -eq 124 ]; then',
+    `  failed=1; echo "timed out after ${check.timeoutSeconds}s" >"$verdict"`,
+    "fi",
+    'if [ "$failed" -eq 0 ]; then cat "$out"; cat "$err" >&2; exit 0; fi',
+    'exited=""; if [ "$rc" -ne 0 ]; then exited=" (exit $rc)"; fi',
+    'echo "criu-lab: $step failed on the lab host: $(head -n 1 "$verdict")$exited"',
+    'tail -n +2 "$verdict"',
+    'echo "--- stdout of $step:"; cat "$out"',
+    'echo "--- stderr of $step:"; cat "$err"',
+    'if [ "$rc" -ne 0 ]; then exit "$rc"; fi',
+    "exit 1",
+    "} </dev/null",
+    "",
+  ].join("\n");
+  return {
+    create: `bash -s  # criu-lab: ${check.name} (script on stdin; on failure the next line says why)`,
+    stdin: script,
+  };
+}
+
+/**
+ * The host-side judge of a check with a JSON contract (verify/checks.ts `contract`, the rules
+ * parseCheck/parseDemo apply): argv rc, stdout file, stderr file, contract. Exits 0 when the
+ * check passed; otherwise prints why (the first line says it) and exits 1. Standard-library
+ * Python, run by the host's python3, which the lab command needs anyway.
+ */
+const JSON_JUDGE = `
+import json, math, sys
+rc = int(sys.argv[1])
+out = open(sys.argv[2], errors="replace").read()
+err = open(sys.argv[3], errors="replace").read()
+contract = json.loads(sys.argv[4])
+def last_object(text):
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+def first_line(text):
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+def typed(value, kind):
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, {"string": str, "boolean": bool}[kind])
+result, problem = last_object(out), None
+if result is None:
+    problem = "no JSON object in its output"
+elif result.get("ok") is not True:
+    error = result.get("error")
+    problem = error if isinstance(error, str) and error.strip() else "it reported ok: false without an error"
+else:
+    for key, kind in contract["fields"].items():
+        if not typed(result.get(key), kind):
+            problem = "field '%s' should be a %s, got %s" % (key, kind, json.dumps(result.get(key)))
+            break
+    else:
+        for rule in contract.get("requires", []):
+            if not eval(rule["python"], {}, dict(result)):
+                problem = rule["message"].format(**result)
+                break
+if rc == 0 and problem is None:
+    sys.exit(0)
+if result is None or problem is None:
+    said = first_line(err) or first_line(out)
+    problem = "%s: %s" % (problem, said[:300]) if problem and said else problem or said or "no output"
+lines = problem.strip().splitlines()
+images = result.get("imagesDir") if result is not None and result.get("ok") is not True else None
+if isinstance(images, str) and images:
+    lines[0] += " (checkpoint images kept in %s on the host)" % images
+print("\\n".join(lines))
+sys.exit(1)
+`;
 
 /** The parsed check; throws (failing `pulumi up`) with what failed when it did not pass. */
 export function requirePassingCheck(stdout: string): CheckResult {

@@ -27,7 +27,55 @@ export interface RemoteCheck {
   command: string;
   /** How long the command may run before it counts as hung. */
   timeoutSeconds: number;
+  /**
+   * What its JSON (the last JSON object line of stdout) must hold to count as a pass, for the
+   * judge that runs on the host (components/verification.ts): `ok: true`, these fields with
+   * these types, and these conditions. The same rules as parseCheck/parseDemo below.
+   */
+  contract?: JsonContract;
 }
+
+export interface JsonContract {
+  fields: Record<string, "string" | "number" | "boolean">;
+  /** Python expressions over the fields, each with the message (str.format) when false. */
+  requires?: ReadonlyArray<{ python: string; message: string }>;
+}
+
+const CHECK_CONTRACT: JsonContract = {
+  fields: { ok: "boolean", criuVersion: "string", kernel: "string" },
+};
+
+/** DESIGN.md's `criu-lab demo --json` fields, and what `demoContractViolation` checks. */
+const DEMO_CONTRACT: JsonContract = {
+  fields: {
+    ok: "boolean",
+    pid: "number",
+    restoredPid: "number",
+    lastBeforeDump: "number",
+    firstAfterRestore: "number",
+    dumpMs: "number",
+    restoreMs: "number",
+    frozenUs: "number",
+    imageBytes: "number",
+    imagesDir: "string",
+    criuVersion: "string",
+    kernel: "string",
+  },
+  requires: [
+    {
+      python: "restoredPid == pid",
+      message: "restored PID {restoredPid} differs from the checkpointed PID {pid}",
+    },
+    {
+      python: "firstAfterRestore == lastBeforeDump + 1",
+      message:
+        "the counter did not continue: last before dump {lastBeforeDump}, first after restore {firstAfterRestore}",
+    },
+  ],
+};
+
+/** Where `pulumi up` puts the lab's files and the set-up it may start (cloud-init/receive-lab-files.sh). */
+const INCOMING_DIR = "/var/lib/criu-lab/incoming";
 
 /**
  * Waits for cloud-init (`cloud-init status --wait`: 0 done, 2 done but degraded, 1 error);
@@ -45,6 +93,16 @@ const waitForCloudInit = [
   "  echo 'cloud-init has not run on this host (set up without it): nothing to wait for'; exit 0",
   "fi",
   "rc=0; sudo cloud-init status --wait >/dev/null 2>&1 || rc=$?",
+  // An EC2 host whose runcmd gave up waiting for its copied files (an interrupted `pulumi up`)
+  // is set up when the files come, by criu-lab-setup.service (cloud-init/receive-lab-files.sh):
+  // cloud-init keeps its error, and the set-up's own record says whether the lab was built.
+  `if [ "$rc" -eq 1 ] && sudo test -e ${INCOMING_DIR}/resumed; then`,
+  "  echo 'cloud-init gave up waiting for the lab files; waiting for the set-up that started when they came (criu-lab-setup.service)'",
+  "  while systemctl is-active --quiet criu-lab-setup.service; do sleep 10; done",
+  `  if sudo grep -q '"ok": true' /var/lib/criu-lab/setup.json 2>/dev/null; then echo 'the set-up finished'; exit 0; fi`,
+  "  echo 'the set-up that started when the lab files came did not finish' >&2",
+  `  sudo tail -n 40 ${REMOTE_LOG_DIR}/setup.log >&2; exit 1`,
+  "fi",
   'if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then',
   '  echo "cloud-init failed (status exit $rc)" >&2',
   "  echo '--- tail of /var/log/cloud-init-output.log' >&2; sudo tail -n 40 /var/log/cloud-init-output.log >&2",
@@ -66,11 +124,13 @@ export const REMOTE_CHECKS = {
     name: "criu check",
     command: "sudo criu-lab check --json",
     timeoutSeconds: 120,
+    contract: CHECK_CONTRACT,
   },
   demo: {
     name: "checkpoint/restore demo",
     command: "sudo criu-lab demo --json",
     timeoutSeconds: 300,
+    contract: DEMO_CONTRACT,
   },
 } as const satisfies Record<string, RemoteCheck>;
 

@@ -239,7 +239,7 @@ describe("the default lab (new VPC, verify on)", () => {
   it("runs cloud-init wait, check and demo over SSH with the host key pinned", async () => {
     const hostPublicKey = (await valueOf(built.lab.access.hostPublicKey)).trim();
     const userPrivateKey = await valueOf(built.lab.privateKey);
-    const commands = mocks.ofType(T.command, "default-");
+    const commands = mocks.ofType(T.command, "default-verify-");
     expect(commands.map((c) => c.name)).toEqual([
       "default-verify-cloud-init",
       "default-verify-check",
@@ -255,11 +255,12 @@ describe("the default lab (new VPC, verify on)", () => {
       });
       expect(command.inputs.connection.dialErrorLimit).toBeGreaterThanOrEqual(30);
       expect(command.inputs.connection.perDialTimeout).toBeGreaterThanOrEqual(15);
-      // The one definition of each check, under a timeout of its own length.
-      expect(command.inputs.create).toContain(
+      // The one definition of each check, under a timeout of its own length (the script is
+      // the Command's stdin: components/verification.ts remoteStep).
+      expect(command.inputs.stdin).toContain(
         checks[i].command.split("\n")[0].replace(/'/g, `'\\''`),
       );
-      expect(command.inputs.create).toContain(
+      expect(command.inputs.stdin).toContain(
         `timeout --kill-after=10 ${checks[i].timeoutSeconds} `,
       );
       expect(command.inputs.logging).toBe("stdout");
@@ -276,7 +277,10 @@ describe("the default lab (new VPC, verify on)", () => {
       return found;
     };
     const dependsOn = (suffix: string) => constructed(suffix).opts.dependsOn;
-    expect(dependsOn("verify-cloud-init")).toEqual([constructed("host-instance").resource]);
+    expect(dependsOn("verify-cloud-init")).toEqual([
+      constructed("host-instance").resource,
+      constructed("files-ready").resource,
+    ]);
     expect(dependsOn("verify-check")).toEqual([constructed("verify-cloud-init").resource]);
     expect(dependsOn("verify-demo")).toEqual([constructed("verify-check").resource]);
   });
@@ -284,7 +288,7 @@ describe("the default lab (new VPC, verify on)", () => {
   it("re-runs the checks when the user-data changes: triggers are its hash and the instance", () => {
     const instance = one(T.instance);
     const hash = createHash("sha256").update(userDataOf(instance)).digest("hex");
-    for (const command of mocks.ofType(T.command, "default-")) {
+    for (const command of mocks.ofType(T.command, "default-verify-")) {
       expect(command.inputs.triggers).toEqual([hash, instance.id]);
     }
   });
@@ -377,7 +381,7 @@ describe("options", () => {
 
   it("verify: false creates no remote Commands and no verification result", async () => {
     const b = await build("noverify", { verify: false });
-    expect(mocks.ofType(T.command, "noverify-")).toEqual([]);
+    expect(mocks.ofType(T.command, "noverify-verify-")).toEqual([]);
     expect(b.lab.verification).toBeUndefined();
     expect(await valueOf(b.lab.verificationResult)).toBeNull();
     expect(await valueOf(b.lab.criuVersion)).toBe("v4.2");

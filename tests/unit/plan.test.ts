@@ -167,14 +167,15 @@ describe("plan of the real program with the dev stack's config", () => {
   });
 
   it("verifies with the shared remote checks, in order: cloud-init, check, demo", () => {
-    const commands = ofType(T.command);
-    // The one definition of each check (verify/checks.ts), quoted inside a timeout wrapper,
+    const commands = ofType(T.command).filter((c) => c.name.includes("-verify-"));
+    // The one definition of each check (verify/checks.ts), quoted inside a timeout wrapper
+    // (the Command's stdin: components/verification.ts remoteStep),
     // as tests/unit/lab.test.ts checks it under mocks.
     const running = (check: { command: string; timeoutSeconds: number }) => {
       const firstLine = check.command.split("\n")[0].replace(/'/g, `'\\''`);
-      const found = commands.filter((c) => String(c.inputs.create).includes(firstLine));
+      const found = commands.filter((c) => String(c.inputs.stdin).includes(firstLine));
       expect(found, check.command).toHaveLength(1);
-      expect(found[0].inputs.create).toContain(`timeout --kill-after=10 ${check.timeoutSeconds} `);
+      expect(found[0].inputs.stdin).toContain(`timeout --kill-after=10 ${check.timeoutSeconds} `);
       return found[0];
     };
     const cloudInit = running(REMOTE_CHECKS.cloudInit);

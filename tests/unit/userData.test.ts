@@ -1,7 +1,9 @@
-import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { spawnSync } from "node:child_process";
+import { createHash, generateKeyPairSync, randomBytes } from "node:crypto";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
-import { gunzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import {
@@ -9,6 +11,9 @@ import {
   DEFAULT_CRIU_REPOSITORY,
   LAB_DIR,
   LAB_FILES,
+  LAB_FILES_WAIT_SECONDS,
+  labFilesArchive,
+  RECEIVE_SCRIPT,
   renderUserData,
   USER_DATA_LIMIT_BYTES,
   type UserDataOptions,
@@ -177,19 +182,6 @@ describe("renderUserData", () => {
     ]);
   });
 
-  it("compressed, stays under EC2's 16 KB limit with a real key and two authorized keys", () => {
-    const text = renderUserData({ ...gitOptions, authorizedKeys: [userKey, vmKey] });
-    const compressed = compressUserData(text);
-    const plain = Buffer.byteLength(text, "utf8");
-    console.log(
-      `user-data: ${compressed.length} of ${USER_DATA_LIMIT_BYTES} bytes gzip-compressed ` +
-        `(${plain} bytes plain, ${USER_DATA_LIMIT_BYTES - compressed.length} bytes to spare)`,
-    );
-    expect(compressed.length).toBeLessThanOrEqual(USER_DATA_LIMIT_BYTES);
-    // Plain, it would not fit: the compression is what makes it fit.
-    expect(plain).toBeGreaterThan(USER_DATA_LIMIT_BYTES);
-  });
-
   it("compresses to gzip that cloud-init's gunzip turns back into the very document", () => {
     const text = renderUserData(gitOptions);
     const compressed = compressUserData(text);
@@ -221,6 +213,9 @@ describe("renderUserData", () => {
     [{ labUser: "Bad User" }, "labUser", "Bad User"],
     [{ authorizedKeys: ["not a key"] }, "authorizedKeys[0]", "not a key"],
     [{ hostKey: { ...hostKey, publicKeyOpenssh: "ssh-rsa AAAA" } }, "hostKey.publicKeyOpenssh", ""],
+    [{ labFiles: "scp" }, "labFiles", "scp"],
+    [{ labFilesWaitSeconds: 0 }, "labFilesWaitSeconds", "0"],
+    [{ labFilesWaitSeconds: 2.5 }, "labFilesWaitSeconds", "2.5"],
   ] as Array<[Partial<UserDataOptions>, string, string]>)(
     "refuses bad input, naming the field: %o",
     (override, field, value) => {
@@ -241,6 +236,104 @@ describe("renderUserData", () => {
       renderUserData({ ...gitOptions, hostKey: { ...hostKey, privateKeyOpenssh: secret } });
     } catch (e) {
       expect(String(e)).not.toContain("not-really");
+    }
+  });
+});
+
+describe("renderUserData with copied lab files (EC2)", () => {
+  const copied: UserDataOptions = { ...gitOptions, labFiles: "copied" };
+
+  it("writes only the receiving script, as in cloud-init/, and none of the lab's files", () => {
+    const doc = render(copied);
+    expect(doc.write_files).toEqual([
+      {
+        path: `${LAB_DIR}/${RECEIVE_SCRIPT}`,
+        permissions: "0755",
+        content: labFile(RECEIVE_SCRIPT),
+      },
+    ]);
+    const text = renderUserData(copied);
+    expect(text).not.toContain(
+      labFile("counter.py")
+        .split("\n")
+        .find((l) => l.length > 40),
+    );
+    expect(text).not.toContain("setup-lab: ");
+  });
+
+  it("keeps the users and the pinned host key of the embedded form", () => {
+    const [embedded, doc] = [render(gitOptions), render(copied)];
+    for (const key of ["users", "ssh_keys", "ssh_deletekeys", "ssh_genkeytypes"]) {
+      expect(doc[key], key).toEqual(embedded[key]);
+    }
+  });
+
+  it("waits for the archive it pins by SHA-256, then runs setup-lab.sh with the same arguments", () => {
+    const embeddedSetup: string[] = render(gitOptions).runcmd[0];
+    expect(render(copied).runcmd).toEqual([
+      [
+        "bash",
+        `${LAB_DIR}/${RECEIVE_SCRIPT}`,
+        "wait",
+        "--sha256",
+        labFilesArchive().sha256,
+        "--wait-seconds",
+        String(LAB_FILES_WAIT_SECONDS),
+        "--",
+        ...embeddedSetup.slice(2),
+      ],
+    ]);
+    const short = render({ ...copied, labFilesWaitSeconds: 5 }).runcmd[0];
+    expect(short[short.indexOf("--wait-seconds") + 1]).toBe("5");
+  });
+
+  it("compressed, is small: a quarter of EC2's 16 KB at most, with two authorized keys", () => {
+    const text = renderUserData({ ...copied, authorizedKeys: [userKey, vmKey] });
+    const compressed = compressUserData(text);
+    console.log(
+      `user-data (copied lab files): ${compressed.length} of ${USER_DATA_LIMIT_BYTES} bytes ` +
+        `gzip-compressed (${Buffer.byteLength(text, "utf8")} bytes plain); embedded it would be ` +
+        `${gzipSync(renderUserData({ ...gitOptions, authorizedKeys: [userKey, vmKey] }), { level: 9 }).length}`,
+    );
+    expect(compressed.length).toBeLessThanOrEqual(USER_DATA_LIMIT_BYTES / 4);
+    expect(gunzipSync(compressed).toString("utf8")).toBe(text);
+  });
+});
+
+describe("labFilesArchive", () => {
+  it("is the same bytes every time, and its sha256 is theirs", () => {
+    const [a, b] = [labFilesArchive(), labFilesArchive()];
+    expect(a.tar.equals(b.tar)).toBe(true);
+    expect(a.sha256).toBe(createHash("sha256").update(a.tar).digest("hex"));
+    expect(a.tar.length % 512).toBe(0);
+  });
+
+  it("unpacks with GNU tar into exactly the lab's files, byte for byte, with their modes", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lab-archive-"));
+    try {
+      const file = path.join(dir, "lab.tar");
+      fs.writeFileSync(file, labFilesArchive().tar);
+      const out = path.join(dir, "out");
+      fs.mkdirSync(out);
+      const list = spawnSync("tar", ["-tvf", file], { encoding: "utf8" });
+      expect(list.status, list.stderr).toBe(0);
+      expect(list.stderr).toBe("");
+      expect(list.stdout).toMatch(/^-rwxr-xr-x root\/root .* setup-lab.sh$/m);
+      const unpack = spawnSync("tar", ["-x", "--no-same-owner", "--touch", "-f", file, "-C", out], {
+        encoding: "utf8",
+      });
+      expect(unpack.status, unpack.stderr).toBe(0);
+      const found = fs
+        .readdirSync(out, { recursive: true, encoding: "utf8" })
+        .filter((name) => fs.statSync(path.join(out, name)).isFile());
+      expect(found.sort()).toEqual(LAB_FILES.map((f) => f.name).sort());
+      for (const { name, mode } of LAB_FILES) {
+        expect(fs.readFileSync(path.join(out, name), "utf8"), name).toBe(labFile(name));
+        const actual = (fs.statSync(path.join(out, name)).mode & 0o777).toString(8);
+        expect(actual.padStart(4, "0"), name).toBe(mode);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -39,7 +39,7 @@ export interface LabMocks {
   invokes: RecordedInvoke[];
   /** Answers by invoke token; replace one to change what a lookup returns. */
   answers: Record<string, InvokeAnswer>;
-  /** stdout of remote Commands by role (the name's last part: cloud-init, check, demo). */
+  /** stdout of remote Commands by role (the name's last part: ready, cloud-init, check, demo). */
   commandStdout: Record<string, string>;
   /** Recorded custom resources of a type, optionally only those whose name starts with prefix. */
   ofType(type: string, prefix?: string): RecordedResource[];
@@ -200,7 +200,13 @@ export async function setupMocks(config: Record<string, string> = {}): Promise<L
     resources: [],
     invokes: [],
     answers: defaultAnswers(),
-    commandStdout: { "cloud-init": "status: done", check: PASSING_CHECK, demo: PASSING_DEMO },
+    commandStdout: {
+      // LabFiles' hand-over of the copied archive (cloud-init/receive-lab-files.sh deliver).
+      ready: "receive-lab-files: the lab's files are on the host",
+      "cloud-init": "status: done",
+      check: PASSING_CHECK,
+      demo: PASSING_DEMO,
+    },
     ofType: (type, prefix = "") =>
       mocks.resources.filter((r) => r.custom && r.type === type && r.name.startsWith(prefix)),
     one: (type, prefix) => {

@@ -1,8 +1,12 @@
 """criu-lab analyze DIR: explain a checkpoint directory, file by file."""
+import functools
 import os
 import re
 
 from .common import BROKEN, CRIT, NOT_READY, OK, USAGE, LabError, crit_show, human_bytes
+
+# Each crit run costs a Python start-up; stale_files and describe read some images twice.
+show = functools.lru_cache(maxsize=None)(crit_show)
 
 
 def register(sub):
@@ -74,7 +78,7 @@ def describe(path, name):
         return holds, f"{os.path.getsize(path) // 4096} pages", []
     if kind not in ("pstree", "core", "mm", "pagemap", "files", "fdinfo"):
         return holds, "", []
-    e = crit_show(path)
+    e = show(path)
     paths = []
     if kind == "pstree":
         got = "; ".join(f"PID {p['pid']} (parent {p['ppid']}, session {p['sid']}, {len(p['threads'])} thread(s))" for p in e)
@@ -109,9 +113,9 @@ def stale_files(d, names, tree):
     for name, (kind, n) in numbered.items():
         if kind in PER_TASK and n not in (tasks if kind == "core" else pids):
             stale.add(name)
-    pages = {crit_show(os.path.join(d, f"pagemap-{p}.img"))[0].get("pages_id") for p in pids
+    pages = {show(os.path.join(d, f"pagemap-{p}.img"))[0].get("pages_id") for p in pids
              if f"pagemap-{p}.img" in numbered}
-    fdtables = {crit_show(os.path.join(d, f"ids-{p}.img"))[0].get("files_id") for p in pids
+    fdtables = {show(os.path.join(d, f"ids-{p}.img"))[0].get("files_id") for p in pids
                 if f"ids-{p}.img" in numbered}
     for name, (kind, n) in numbered.items():
         if (kind == "pages" and n not in pages) or (kind == "fdinfo" and n not in fdtables):
@@ -130,7 +134,7 @@ def cmd_analyze(args):
         return NOT_READY, {"ok": False, "error": f"crit is not installed at {CRIT}"}, f"crit is not installed at {CRIT}"
     try:
         names = sorted(n for n in os.listdir(d) if os.path.isfile(os.path.join(d, n)))
-        tree = crit_show(os.path.join(d, "pstree.img"))
+        tree = show(os.path.join(d, "pstree.img"))
         stale = stale_files(d, names, tree)
         files = []
         for name in names:
@@ -141,7 +145,7 @@ def cmd_analyze(args):
             if paths:
                 f["paths"] = paths
             files.append(f)
-        s = crit_show(os.path.join(d, "stats-dump"))[0]["dump"] if "stats-dump" in names else {}
+        s = show(os.path.join(d, "stats-dump"))[0]["dump"] if "stats-dump" in names else {}
     except (LabError, OSError, ValueError, KeyError, IndexError, TypeError) as e:
         return BROKEN, {"ok": False, "error": str(e)}, f"criu-lab analyze: {e}"
     pids = [p["pid"] for p in tree]

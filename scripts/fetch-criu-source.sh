@@ -20,7 +20,8 @@ readonly RELEASES=(
 # Debian's archive keyring (Ubuntu lacks it; tests move it with CRIU_LAB_DEBIAN_KEYRING).
 readonly KEYRING="${CRIU_LAB_DEBIAN_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}"
 
-CACHE_DIR="$(cd "$(dirname "$0")/.." && pwd)/.cache/criu"
+# The cache (tests and setup-host move it with CRIU_LAB_CRIU_CACHE).
+CACHE_DIR="${CRIU_LAB_CRIU_CACHE:-$(cd "$(dirname "$0")/.." && pwd)/.cache/criu}"
 LOG=""
 
 parse_args() {

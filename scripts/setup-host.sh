@@ -71,7 +71,7 @@ default_source() {
     printf '%s\n' --criu-tarball "$path" --criu-sha256 "$sha"
     return 0
   else
-    say "Debian's archive could not be used (its keys, or the network; see .cache/criu/fetch.log)"
+    say "Debian's archive could not be used (its keys, or the network; see ${CRIU_LAB_CRIU_CACHE:-$ROOT/.cache/criu}/fetch.log)"
   fi
   local version commit
   version="$(pinned criuVersion "${CRIU_LAB_GIT_VERSION:-}")"

@@ -28,6 +28,13 @@ readonly BUILD_PACKAGES=(
   iproute2
 )
 readonly PYTHON=/usr/bin/python3
+# Seconds to wait for another apt to release the package lists lock (first boot on Ubuntu).
+readonly APT_LISTS_WAIT=600
+# The oldest CRIU the lab accepts. Before v4.2, CRIU hangs on Ubuntu 24.04 arm64 (Ubuntu's gcc
+# signs return addresses in the code CRIU injects: checkpoint-restore/criu#2709, fixed in v4.2
+# by dcee5bd6f) and cannot dump a process with a socket on kernels >= 6.16 (criu#2705, #2804).
+readonly FLOOR_MAJOR=4 FLOOR_MINOR=2
+readonly FLOOR_WHY="the lab needs CRIU v$FLOOR_MAJOR.$FLOOR_MINOR or later: older versions hang on Ubuntu 24.04 arm64 (checkpoint-restore/criu#2709, fixed in v4.2) and cannot dump processes with sockets on kernels >= 6.16 (criu#2705, criu#2804)"
 
 SOURCE_KIND=""
 TARBALL="" SHA256=""
@@ -62,6 +69,28 @@ parse_args() {
   done
 }
 
+# Prints "MAJOR MINOR" of a version such as v4.1.1, 4.2 or criu_4.2.1.orig.tar.xz; nothing if
+# the text names no version.
+version_of() {
+  [[ "$1" =~ ^(criu[-_])?v?([0-9]+)\.([0-9]+)([.][0-9]+)?($|[.-]) ]] || return 0
+  echo "${BASH_REMATCH[2]} ${BASH_REMATCH[3]}"
+}
+
+# True if VERSION (as version_of reads it) is older than the floor.
+below_floor() {
+  local major minor
+  read -r major minor <<<"$(version_of "$1")"
+  [ -n "$major" ] || return 1
+  ((major < FLOOR_MAJOR || (major == FLOOR_MAJOR && minor < FLOOR_MINOR)))
+}
+
+# The version of a source tree, from CRIU's own Makefile.versions (empty if it has none).
+tree_version() {
+  local f="$1/Makefile.versions"
+  [ -f "$f" ] || return 0
+  awk '/^CRIU_VERSION_(MAJOR|MINOR|SUBLEVEL)[[:space:]]*:=/ { v = v (v == "" ? "" : ".") $3 } END { print v }' "$f"
+}
+
 validate_args() {
   if [ -n "$TARBALL" ] && [ -n "$GIT_REPO" ]; then
     usage "give either --tarball or --git, not both"
@@ -71,6 +100,11 @@ validate_args() {
       usage "--tarball '$TARBALL': expected an http(s):// URL or an absolute path"
     [[ "$SHA256" =~ ^[0-9a-f]{64}$ ]] ||
       usage "--sha256 '$SHA256': expected 64 lowercase hex characters (required with --tarball)"
+    # A release tarball's name usually says its version (criu-4.1.1.tar.gz, v4.1.1.tar.gz,
+    # criu_4.1.1.orig.tar.xz): refuse an old one before downloading it. The source tree's
+    # Makefile.versions is checked again after unpacking, and the built criu's version last.
+    ! below_floor "${TARBALL##*/}" ||
+      usage "--tarball '$TARBALL' is CRIU ${TARBALL##*/}: refused (nothing installed): $FLOOR_WHY"
   elif [ -n "$GIT_REPO" ]; then
     SOURCE_KIND=git
     [[ "$GIT_REPO" =~ ^(https?://|/|file://)[^[:space:]\"\\]+$ ]] ||
@@ -79,6 +113,8 @@ validate_args() {
       usage "--version '$GIT_VERSION': expected a tag such as v4.2 (required with --git)"
     [[ "$GIT_COMMIT" =~ ^[0-9a-f]{40}$ ]] ||
       usage "--commit '$GIT_COMMIT': expected a full 40-character hex commit id (required with --git)"
+    ! below_floor "$GIT_VERSION" ||
+      usage "--version '$GIT_VERSION': refused (nothing installed): $FLOOR_WHY"
   else
     usage "no CRIU source: give --tarball and --sha256, or --git, --version and --commit"
   fi
@@ -136,11 +172,45 @@ missing_packages() {
   done
 }
 
-# apt with retries and a wait for the dpkg lock (first boot runs apt jobs of its own).
+# The PID holding an fcntl lock on FILE, read from /proc/locks (which names a lock by its
+# device and inode): nothing if FILE is not locked. Reading never takes the lock itself.
+lock_holder() {
+  local dev ino
+  read -r dev ino < <(stat -c '%d %i' "$1" 2>/dev/null) || return 0
+  local id
+  id="$(printf '%02x:%02x:%d' $(((dev >> 8) & 0xfff)) $(((dev & 0xff) | ((dev >> 12) & 0xfff00))) "$ino")"
+  awk -v id="$id" '$2 != "->" && $6 == id { print $5; exit }' /proc/locks
+}
+
+# apt-get update fails at once while another apt holds the package lists lock (on Ubuntu's
+# first boot apt-daily and unattended-upgrades do), and DPkg::Lock::Timeout covers only the
+# dpkg lock: wait for the lists lock, up to SECONDS, saying who holds it.
+wait_for_apt_lists() {
+  local limit="$1" lists lock holder waited=0
+  eval "$(apt-config shell lists Dir::State::Lists/d)"
+  lock="${lists:-/var/lib/apt/lists/}lock"
+  while holder="$(lock_holder "$lock")" && [ -n "$holder" ]; do
+    if [ "$waited" -ge "$limit" ]; then
+      say "apt's package lists lock $lock is still held by PID $holder after $limit s"
+      return 1
+    fi
+    if [ "$waited" -eq 0 ]; then
+      say "waiting up to $limit s for PID $holder ($(cat "/proc/$holder/comm" 2>/dev/null || echo gone)) to release apt's package lists lock $lock"
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+}
+
+# apt with retries and a wait for the dpkg lock (first boot runs apt jobs of its own), and
+# needrestart kept from restarting services mid-setup: on Ubuntu 24.04 a newer libc pulled by
+# build-essential made it restart cloud-final.service (canonical/cloud-init#5109).
 apt_retry() {
   local attempt
   for attempt in 1 2 3 4 5; do
-    if DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3 "$@" >>"$LOG" 2>&1; then
+    if [ "$1" = update ]; then wait_for_apt_lists "$APT_LISTS_WAIT" || return 1; fi
+    if DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 NEEDRESTART_MODE=l \
+      apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3 "$@" >>"$LOG" 2>&1; then
       return 0
     fi
     say "apt-get $1 failed (attempt $attempt of 5)"
@@ -191,6 +261,16 @@ fetch_tarball() {
   if [ ! -f "$WORK/src/Makefile" ] || [ ! -d "$WORK/src/criu" ]; then
     fail 2 "$TARBALL does not hold CRIU's source (no Makefile and criu/ at its top)"
   fi
+  check_tree_version
+}
+
+# Refuses an old source before spending minutes on its build.
+check_tree_version() {
+  local version
+  version="$(tree_version "$WORK/src")"
+  if [ -n "$version" ] && below_floor "$version"; then
+    fail 2 "the source is CRIU $version: refused (nothing installed): $FLOOR_WHY"
+  fi
 }
 
 fetch_git() {
@@ -203,6 +283,7 @@ fetch_git() {
   [ "$actual" = "$GIT_COMMIT" ] ||
     fail 2 "tag $GIT_VERSION of $GIT_REPO is commit $actual, expected $GIT_COMMIT: refused (nothing installed)"
   say "commit verified: $GIT_VERSION = $GIT_COMMIT"
+  check_tree_version
 }
 
 build() {
@@ -238,6 +319,7 @@ LAUNCHER
   chmod 0755 "$stage/bin/crit"
   VERSION="$(criu_version "$stage/sbin/criu")"
   [ -n "$VERSION" ] || fail 1 "the built criu does not run: $stage/sbin/criu --version"
+  ! below_floor "$VERSION" || fail 2 "the built criu is version $VERSION: refused (nothing installed): $FLOOR_WHY"
   PYTHONPATH="$stage/python" "$PYTHON" -c 'import pycriu, crit.__main__' >>"$LOG" 2>&1 ||
     fail 1 "the built crit does not import with $PYTHON (is python3-protobuf installed?)"
   say "staged CRIU $VERSION"
@@ -294,4 +376,5 @@ main() {
   record
 }
 
-main "$@"
+# Sourced by tests (to run one step), run otherwise.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

@@ -122,11 +122,14 @@ install_counter() {
   say "installed $home/counter.py"
 }
 
-# Debian's and Ubuntu's pam_motd run /etc/update-motd.d at SSH login.
+# Debian's and Ubuntu's pam_motd run /etc/update-motd.d at SSH login, in name order: 99 comes
+# after Ubuntu's own (up to 98-*), so the lab's message is the last thing a learner reads.
+# 60-criu-lab is the name of earlier set-ups.
 install_motd() {
   mkdir -p /etc/update-motd.d
-  printf '#!/bin/sh\ncat %s/motd\n' "$LAB_DIR" >/etc/update-motd.d/60-criu-lab
-  chmod 0755 /etc/update-motd.d/60-criu-lab
+  rm -f /etc/update-motd.d/60-criu-lab
+  printf '#!/bin/sh\ncat %s/motd\n' "$LAB_DIR" >/etc/update-motd.d/99-criu-lab
+  chmod 0755 /etc/update-motd.d/99-criu-lab
 }
 
 install_autostop() {

@@ -177,8 +177,9 @@ export function renderUserData(options: UserDataOptions): string {
       },
     ],
     // The generated host key is the only one, so the key pinned by the deployer (known_hosts
-    // line, @pulumi/command hostKey) is the key sshd presents. cc_ssh skips generating a type
-    // whose key file exists, so listing ed25519 generates nothing (the schema wants >= 1 type).
+    // line, @pulumi/command hostKey) is the key sshd presents. When `ssh_keys` is given, cc_ssh
+    // writes those keys and never reads ssh_genkeytypes (its `if "ssh_keys" in cfg` branch
+    // has no key generation), so listing ed25519 generates nothing (the schema wants >= 1 type).
     ssh_deletekeys: true,
     ssh_genkeytypes: ["ed25519"],
     ssh_keys: {

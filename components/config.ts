@@ -284,8 +284,12 @@ function criuSource(
     return { kind: "tarball", url: url ?? "", sha256: sha256 ?? "" };
   }
   const version = raw("criuVersion").trim();
-  if (!/^v\d+\.\d+(\.\d+)?$/.test(version)) {
-    bad("criuVersion", version, "allowed: a CRIU release tag such as v4.2 or v4.1.1");
+  const release = /^v(\d+)\.(\d+)(\.\d+)?$/.exec(version);
+  if (!release) {
+    bad("criuVersion", version, "allowed: a CRIU release tag such as v4.2 or v4.2.1");
+  } else if (Number(release[1]) < 4 || (Number(release[1]) === 4 && Number(release[2]) < 2)) {
+    // The same floor as cloud-init/install-criu.sh (FLOOR_WHY).
+    bad("criuVersion", version, CRIU_FLOOR);
   }
   const commit = raw("criuCommit").trim().toLowerCase();
   if (!/^[0-9a-f]{40}$/.test(commit)) {
@@ -293,6 +297,12 @@ function criuSource(
   }
   return { kind: "git", version, commit };
 }
+
+/** Why the lab refuses CRIU before v4.2 (also cloud-init/install-criu.sh's FLOOR_WHY). */
+export const CRIU_FLOOR =
+  "allowed: v4.2 or later. Older CRIU hangs on Ubuntu 24.04 arm64 " +
+  "(https://github.com/checkpoint-restore/criu/issues/2709, fixed in v4.2 by dcee5bd6f) and " +
+  "cannot dump processes with sockets on kernels >= 6.16 (criu#2705, criu#2804)";
 
 function isHttpUrl(text: string): boolean {
   try {

@@ -7,17 +7,21 @@
 # Usage: scripts/fetch-criu-source.sh [--cache-dir DIR]
 # Prints one line on stdout, "<sha256>  <path>" (sha256sum format); progress goes to stderr
 # and to <cache-dir>/fetch.log. Idempotent: a verified tarball already in the cache is reused.
-# Exit codes (DESIGN.md): 0 ok, 2 usage, 3 the archive could not be reached or had no match.
+# Exit codes (DESIGN.md): 0 ok, 2 usage, 3 the archive could not be used (no Debian keyring,
+# as on Ubuntu, or keys too old to check it), could not be reached, or had no match.
 set -euo pipefail
 
-# suite, version, sha256 of criu_<version>.orig.tar.xz — sid first, trixie as the fallback.
+# suite, version, sha256 of criu_<version>.orig.tar.xz. Only v4.2 and later: older CRIU hangs
+# on Ubuntu 24.04 arm64 and fails with sockets on kernels >= 6.16 (install-criu.sh's
+# FLOOR_WHY), so trixie's 4.1.1 is no fallback.
 readonly RELEASES=(
   "sid 4.2.1 29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9"
-  "trixie 4.1.1 f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe"
 )
-readonly KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+# Debian's archive keyring (Ubuntu lacks it; tests move it with CRIU_LAB_DEBIAN_KEYRING).
+readonly KEYRING="${CRIU_LAB_DEBIAN_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}"
 
-CACHE_DIR="$(cd "$(dirname "$0")/.." && pwd)/.cache/criu"
+# The cache (tests and setup-host move it with CRIU_LAB_CRIU_CACHE).
+CACHE_DIR="${CRIU_LAB_CRIU_CACHE:-$(cd "$(dirname "$0")/.." && pwd)/.cache/criu}"
 LOG=""
 
 parse_args() {

@@ -64,6 +64,30 @@ def crit_show(path):
     return json.loads(p.stdout).get("entries", [])
 
 
+def human_bytes(n):
+    """1536 -> '1.5 KiB': sizes a learner reads at a glance."""
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def checked(r, problems, code):
+    """Issue 9 item 4: a command validates the JSON it is about to print, so that "exit 0 but
+    broken" cannot happen. PROBLEMS lists what is wrong with R; if any (or R is not strict
+    JSON), R becomes a failure with an `error` naming them and the exit code BROKEN."""
+    try:
+        json.dumps(r, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        problems = [*problems, f"not JSON: {e}"]
+    if not problems:
+        return code
+    r["ok"] = False
+    r["error"] = "; ".join(filter(None, [r.get("error"), "its own result failed validation: " + "; ".join(problems)]))
+    return code if code not in (OK, None) else BROKEN
+
+
 def whole(v):
     """argparse type: a whole number >= 0."""
     if not v.isdigit():

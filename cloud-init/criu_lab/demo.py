@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import time
 
-from .common import BROKEN, COUNTER, LOG_DIR, OK, LabError, base, criu, crit_show, ready
+from .common import BROKEN, COUNTER, LOG_DIR, OK, LabError, base, checked, criu, crit_show, human_bytes, ready
 from .procs import alive, start_detached, stop, wait_for
 
 
@@ -18,6 +18,50 @@ def register(sub):
 def counts(path):
     with open(path, errors="replace") as f:
         return [int(n) for n in re.findall(r"^Counter: (\d+)$", f.read(), re.M)]
+
+
+# DESIGN.md "Contracts": what `demo --json` prints, and the type of each field.
+FIELDS = {"ok": bool, "pid": int, "restoredPid": int, "lastBeforeDump": int, "firstAfterRestore": int,
+          "dumpMs": (int, float), "restoreMs": (int, float), "frozenUs": int, "imageBytes": int,
+          "imagesDir": str, "criuVersion": str, "kernel": str}
+# A stable name for the latest passing demo's run directory (its images: LATEST/images).
+LATEST = "demo-latest"
+
+
+def problems(r):
+    """What is missing or inconsistent in a demo result (empty: it may be printed as is)."""
+    if not r.get("ok"):
+        return [] if isinstance(r.get("error"), str) and r["error"] else ["a failed demo without an error"]
+    out = [f"{k} is missing" for k in FIELDS if k not in r]
+    out += [f"{k} is {r[k]!r}, not {getattr(t, '__name__', 'a number')}" for k, t in FIELDS.items()
+            if k in r and (not isinstance(r[k], t) or (t is not bool and isinstance(r[k], bool)))]
+    if out:
+        return out
+    out += [f"{k} is {r[k]}, below 0" for k in FIELDS if FIELDS[k] is not bool and not isinstance(r[k], str) and r[k] < 0]
+    if r["restoredPid"] != r["pid"]:
+        out.append(f"restoredPid {r['restoredPid']} is not pid {r['pid']}")
+    if r["firstAfterRestore"] != r["lastBeforeDump"] + 1:
+        out.append(f"firstAfterRestore {r['firstAfterRestore']} does not follow lastBeforeDump {r['lastBeforeDump']}")
+    if not r["imageBytes"] or not os.path.isfile(os.path.join(r["imagesDir"], "pstree.img")):
+        out.append(f"no images in {r['imagesDir']}")
+    if not r["criuVersion"] or not r["kernel"]:
+        out.append("criuVersion or kernel is empty")
+    return out
+
+
+def keep_latest(run_dir):
+    """Keeps the images of the latest passing run only (failed runs stay as evidence) and
+    points LOG_DIR/demo-latest at it; returns the link's path."""
+    for old in os.listdir(LOG_DIR):
+        path = os.path.join(LOG_DIR, old)
+        if not os.path.islink(path) and os.path.isfile(os.path.join(path, "passed")):
+            shutil.rmtree(path, ignore_errors=True)
+    open(os.path.join(run_dir, "passed"), "w").close()
+    link = os.path.join(LOG_DIR, LATEST)
+    tmp = f"{link}.{os.getpid()}"
+    os.symlink(os.path.basename(run_dir), tmp)
+    os.replace(tmp, link)  # a rename: the link is never missing or half-made
+    return link
 
 
 def cmd_demo(args):
@@ -60,13 +104,11 @@ def cmd_demo(args):
         r["error"] = f"{type(e).__name__}: {e}"
     finally:
         stop(r.get("restoredPid") or pid, b"counter.py")
+    code = checked(r, problems(r), OK if r["ok"] else code)
     if r["ok"]:
-        # Keep the images of the latest passing run only; failed runs stay as evidence.
-        for old in os.listdir(LOG_DIR):
-            if os.path.isfile(os.path.join(LOG_DIR, old, "passed")):
-                shutil.rmtree(os.path.join(LOG_DIR, old), ignore_errors=True)
-        open(os.path.join(run_dir, "passed"), "w").close()
-        return OK, r, (f"checkpoint/restore works (frozen {r['frozenUs']} us, {r['imageBytes']} bytes of images)."
-                       f"\nSee what was saved: sudo criu-lab analyze {images}")
+        latest = r["latestImagesDir"] = os.path.join(keep_latest(run_dir), "images")
+        return OK, r, (f"checkpoint/restore works (frozen {r['frozenUs']} us, {human_bytes(r['imageBytes'])} of "
+                       f"images).\nImages of the latest passing demo: {latest}\n"
+                       f"See what was saved: sudo criu-lab analyze {latest}")
     kept = f"\nlogs and images kept in {run_dir}" if os.path.isdir(run_dir) else ""
     return code, r, f"criu-lab demo FAILED: {r['error']}{kept}"

@@ -1,7 +1,8 @@
 /**
- * The host's `criu-lab` command, as installed by `npm run setup:host` (what cloud-init does):
- * real `criu check`, a real checkpoint/restore of the counter, `analyze` of its real images,
- * and `status`. Output is read through verify/checks.ts, the parser the verifier uses.
+ * The host's `criu-lab` command of this checkout (what `npm run setup:host` and cloud-init
+ * install), with the CRIU that setup installed: real `criu check`, a real checkpoint/restore
+ * of the counter, `analyze` of its real images, and `status`. Output is read through
+ * verify/checks.ts, the parser the verifier uses.
  */
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -9,17 +10,12 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode, parseCheck, parseDemo, type DemoResult } from "../../verify/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+import { alive, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
 
 const SETUP = "run `sudo npm run setup:host` first";
 
 describe.skipIf(
-  cannotRun("criu-lab", [
-    needRoot(),
-    needCommand(HOST.criu, SETUP),
-    needCommand(HOST.crit, SETUP),
-    needCommand(HOST.criuLab, SETUP),
-  ]),
+  cannotRun("criu-lab", [needRoot(), needCommand(HOST.criu, SETUP), needCommand(HOST.crit, SETUP)]),
 )("criu-lab on this host", () => {
   // Demos write under their own log dir: other suites may run demos on this host meanwhile,
   // and a passing demo removes the images of earlier passing runs in its log dir.
@@ -29,7 +25,7 @@ describe.skipIf(
   });
   afterAll(() => fs.rmSync(logDir, { recursive: true, force: true }));
   const lab = (...args: string[]) =>
-    run(HOST.criuLab, args, { env: { ...process.env, CRIU_LAB_LOG_DIR: logDir } });
+    run(LAB.command, args, { env: labEnv({ CRIU_LAB_LOG_DIR: logDir }) });
 
   it("check --json: criu check passes and the verifier's parser agrees", () => {
     const ran = lab("check", "--json");
@@ -48,7 +44,7 @@ describe.skipIf(
         "--reuid=65534",
         "--regid=65534",
         "--clear-groups",
-        HOST.criuLab,
+        LAB.command,
         command,
         "--json",
       ]);
@@ -64,8 +60,8 @@ describe.skipIf(
   });
 
   it("demo stopped mid-run (a verifier's timeout sends SIGTERM) stops its counter too", async () => {
-    const child = spawn(HOST.criuLab, ["demo", "--json", "--interval", "5"], {
-      env: { ...process.env, CRIU_LAB_LOG_DIR: logDir },
+    const child = spawn(LAB.command, ["demo", "--json", "--interval", "5"], {
+      env: labEnv({ CRIU_LAB_LOG_DIR: logDir }),
       stdio: "ignore",
     });
     const exited = new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
@@ -138,9 +134,10 @@ describe.skipIf(
       const ran = lab("analyze", demo.imagesDir, "--json");
       expect(ran.code, ran.stderr).toBe(ExitCode.ok);
       const result = JSON.parse(ran.stdout);
-      const byName = new Map<string, { bytes: number; holds: string; details: string }>(
-        result.files.map((f: { name: string }) => [f.name, f]),
-      );
+      const byName = new Map<
+        string,
+        { bytes: number; holds: string; details: string; paths?: string[] }
+      >(result.files.map((f: { name: string }) => [f.name, f]));
       expect(byName.get("pstree.img")?.holds).toContain("process tree");
       expect(byName.get("pstree.img")?.details).toContain(`PID ${demo.pid} `);
       expect(byName.get(`core-${demo.pid}.img`)?.details).toMatch(/python3 on (X86_64|AARCH64)/);
@@ -155,16 +152,39 @@ describe.skipIf(
       const human = lab("analyze", demo.imagesDir);
       expect(human.code).toBe(ExitCode.ok);
       expect(human.stdout).toContain(`The process was frozen for ${demo.frozenUs} us`);
+      // Human sizes, and the open files as a short list, one path a line, not one long line.
       expect(human.stdout).toMatch(/^pstree\.img\s+\d+ B {2}process tree/m);
+      expect(human.stdout).toMatch(/^pages-1\.img\s+\d+\.\d (KiB|MiB) {2}raw memory/m);
+      const paths = byName.get("files.img")!.paths!;
+      expect(paths.length).toBeGreaterThan(5);
+      expect(human.stdout).toContain(`\n${" ".repeat(36)}${paths[0]}\n`);
+      expect(human.stdout).not.toContain(paths[5]);
+      expect(human.stdout).toContain(`... and ${paths.length - 5} more (crit show files.img)`);
+      expect(Math.max(...human.stdout.split("\n").map((l) => l.length))).toBeLessThan(160);
+      expect(result.stale).toEqual([]);
     });
 
-    it("a later passing demo replaces this one's images; a failed run's stay", () => {
+    it("names the latest passing demo demo-latest, and prints that path", () => {
+      const link = path.join(logDir, "demo-latest");
+      expect(fs.readlinkSync(link)).toBe(path.basename(path.dirname(demo.imagesDir)));
+      const ran = lab("demo");
+      expect(ran.code, ran.stdout).toBe(ExitCode.ok);
+      expect(ran.stdout).toContain(`Images of the latest passing demo: ${link}/images`);
+      expect(ran.stdout).toContain(`sudo criu-lab analyze ${link}/images`);
+      // The link moved to the new run, whose images are there; the old run is gone.
+      expect(fs.existsSync(path.join(link, "images", "pstree.img"))).toBe(true);
+      expect(fs.existsSync(path.dirname(demo.imagesDir))).toBe(false);
+    });
+
+    it("a later passing demo replaces earlier images; a failed run's stay", () => {
       const failed = path.join(logDir, "demo-failed-before");
       fs.mkdirSync(failed);
+      const before = fs.realpathSync(path.join(logDir, "demo-latest"));
       const again = parseDemo(lab("demo", "--json").stdout);
       expect(again.ok, again.error).toBe(true);
-      expect(fs.existsSync(path.dirname(demo.imagesDir))).toBe(false);
+      expect(fs.existsSync(before)).toBe(false);
       expect(fs.existsSync(again.imagesDir)).toBe(true);
+      expect(fs.realpathSync(path.join(logDir, "demo-latest/images"))).toBe(again.imagesDir);
       expect(fs.existsSync(failed)).toBe(true);
     });
   });
@@ -180,6 +200,16 @@ describe.skipIf(
       const ran = lab("analyze", empty);
       expect(ran.code).toBe(ExitCode.usage);
       expect(ran.stdout).toContain(`${empty} is not a checkpoint directory`);
+    });
+
+    it("says no such directory for a missing one (exit 2)", () => {
+      const missing = path.join(empty, "checkpoint_dir");
+      const ran = lab("analyze", missing);
+      expect(ran.code).toBe(ExitCode.usage);
+      expect(ran.stdout.trim()).toBe(`criu-lab analyze: ${missing}: no such directory`);
+      expect(JSON.parse(lab("analyze", missing, "--json").stdout).error).toBe(
+        `${missing}: no such directory`,
+      );
     });
   });
 
@@ -201,8 +231,8 @@ describe.skipIf(
         ].join("\n"),
         { mode: 0o755 },
       );
-      const ran = run(HOST.criuLab, ["demo", "--json"], {
-        env: { ...process.env, CRIU_LAB_CRIU: fake, CRIU_LAB_LOG_DIR: dir },
+      const ran = run(LAB.command, ["demo", "--json"], {
+        env: labEnv({ CRIU_LAB_CRIU: fake, CRIU_LAB_LOG_DIR: dir }),
       });
       expect(ran.code).toBe(ExitCode.labBroken);
       const demo = parseDemo(ran.stdout);
@@ -211,13 +241,26 @@ describe.skipIf(
       expect(demo.error).toContain("cannot dump, on purpose");
       expect(fs.existsSync(demo.imagesDir)).toBe(true);
       expect(alive(demo.pid)).toBe(false);
-      const human = run(HOST.criuLab, ["demo"], {
-        env: { ...process.env, CRIU_LAB_CRIU: fake, CRIU_LAB_LOG_DIR: dir },
+      const human = run(LAB.command, ["demo"], {
+        env: labEnv({ CRIU_LAB_CRIU: fake, CRIU_LAB_LOG_DIR: dir }),
       });
       expect(human.stdout).toMatch(/logs and images kept in \S+demo-/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("status without --json is a human summary of the installation and the lab", () => {
+    const ran = lab("status");
+    expect(ran.code).toBe(ExitCode.ok);
+    const record = JSON.parse(fs.readFileSync("/var/lib/criu-lab/install.json", "utf8"));
+    const setup = JSON.parse(fs.readFileSync("/var/lib/criu-lab/setup.json", "utf8"));
+    expect(ran.stdout).not.toContain("{");
+    expect(ran.stdout).toContain(`CRIU ${record.criuVersion} at ${record.criu}\n`);
+    expect(ran.stdout).toMatch(/^ {2}source: {4}(git|tarball) /m);
+    expect(ran.stdout).toContain(`installed: ${record.installedAt}`);
+    expect(ran.stdout).toContain(`Lab user:  ${setup.user} `);
+    expect(ran.stdout).toMatch(/^Auto-stop: (never \(0 minutes\)|after \d+ minutes)/m);
   });
 
   it("status --json reports the installation record", () => {
@@ -233,13 +276,82 @@ describe.skipIf(
   it("status exits 3 where nothing is installed", () => {
     const dir = tempDir("status");
     try {
-      const ran = run(HOST.criuLab, ["status", "--json"], {
-        env: { ...process.env, CRIU_LAB_STATE_DIR: dir },
+      const ran = run(LAB.command, ["status", "--json"], {
+        env: labEnv({ CRIU_LAB_STATE_DIR: dir }),
       });
       expect(ran.code).toBe(ExitCode.unreachable);
       expect(JSON.parse(ran.stdout).error).toContain("not installed");
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  describe("check --json and demo --json validate their own output (issue 9 item 4)", () => {
+    // Faults injected through the real path overrides: a criu or crit that "succeeds" but
+    // says something inconsistent must never become exit 0.
+    let dir: string;
+    beforeAll(() => {
+      dir = tempDir("self-check");
+    });
+    afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const script = (name: string, lines: string[]) => {
+      const file = path.join(dir, name);
+      fs.writeFileSync(file, ["#!/bin/sh", ...lines, ""].join("\n"), { mode: 0o755 });
+      return file;
+    };
+
+    it("check: criu check exits 0 without saying Looks good -> exit 1 with an error", () => {
+      const criu = script("criu-silent-check", [
+        'if [ "$1" = check ]; then exit 0; fi',
+        `exec ${HOST.criu} "$@"`,
+      ]);
+      const ran = run(LAB.command, ["check", "--json"], { env: labEnv({ CRIU_LAB_CRIU: criu }) });
+      expect(ran.code).toBe(ExitCode.labBroken);
+      const result = parseCheck(ran.stdout);
+      expect(result.ok).toBe(false);
+      expect(result.error).toContain("its own result failed validation");
+      expect(result.error).toContain('without saying "Looks good"');
+    });
+
+    it.each([
+      ["-1", "frozenUs is -1, below 0"],
+      ['"soon"', "frozenUs is 'soon', not int"],
+    ])("demo: stats-dump with frozen_time %s -> exit 1 naming the field", (frozen, message) => {
+      const crit = script(`crit-frozen-${frozen.length}`, [
+        'case "$2" in */stats-dump)',
+        `  echo '{"magic": "STATS", "entries": [{"dump": {"frozen_time": ${frozen}, "pages_scanned": 1, "pages_written": 1}}]}'`,
+        "  exit 0 ;;",
+        "esac",
+        `exec ${HOST.crit} "$@"`,
+      ]);
+      const logs = path.join(dir, `logs-${frozen.length}`);
+      fs.mkdirSync(logs);
+      const ran = run(LAB.command, ["demo", "--json"], {
+        env: labEnv({ CRIU_LAB_CRIT: crit, CRIU_LAB_LOG_DIR: logs }),
+      });
+      expect(ran.code, ran.stdout).toBe(ExitCode.labBroken);
+      const demo = parseDemo(ran.stdout);
+      expect(demo.ok).toBe(false);
+      expect(demo.error).toContain(`its own result failed validation: ${message}`);
+      // Not kept as the latest passing demo; its evidence stays.
+      expect(fs.existsSync(path.join(logs, "demo-latest"))).toBe(false);
+      expect(fs.existsSync(path.join(demo.imagesDir, "pstree.img"))).toBe(true);
+      expect(alive(demo.pid)).toBe(false);
+    });
+  });
+});
+
+describe.skipIf(cannotRun("counter.py", [needCommand("/usr/bin/python3")]))("counter.py", () => {
+  it("Ctrl-C (SIGINT) ends it quietly: exit 130, no traceback", async () => {
+    const child = spawn("/usr/bin/python3", [LAB.counter, "--interval", "0.1"]);
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+    await waitFor("the counter to count", () => (out.includes("Counter: 2\n") ? true : undefined));
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
+    expect(err).toBe("");
   });
 });

@@ -10,9 +10,9 @@ import { cannotRun, needCommand } from "../support/requirements";
 import { REPO, run, tempDir } from "./support/lab-helpers";
 
 const SCRIPT = path.join(REPO, "scripts/fetch-criu-source.sh");
+// Only releases from v4.2 on (install-criu.sh's floor): no 4.1.1 fallback.
 const PINNED: Record<string, string> = {
   "4.2.1": "29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9",
-  "4.1.1": "f80a66cb3726bb2116266d4759ce3bcbfab7abdb6b6d430bf20dd41911717afe",
 };
 
 describe.skipIf(
@@ -57,6 +57,29 @@ describe.skipIf(
     expect(ran.stderr).not.toContain("already in the cache");
     const sha = ran.stdout.trim().split(/\s+/)[0];
     expect(run("sha256sum", [file]).stdout.split(" ")[0]).toBe(sha);
+  });
+
+  it("pins no release older than v4.2", () => {
+    const text = fs.readFileSync(SCRIPT, "utf8");
+    const releases = [...text.matchAll(/^ {2}"(\w+) (\d+)\.(\d+)\.\d+ [0-9a-f]{64}"$/gm)];
+    expect(releases.map((m) => m[1])).toEqual(["sid"]);
+    for (const m of releases) expect(Number(m[2]) * 100 + Number(m[3])).toBeGreaterThanOrEqual(402);
+  });
+
+  it("without Debian's archive keyring (Ubuntu) says so and exits 3, downloading nothing", () => {
+    const empty = tempDir("fetch-nokey");
+    try {
+      const keyring = path.join(empty, "debian-archive-keyring.gpg");
+      const ran = run("bash", [SCRIPT, "--cache-dir", empty], {
+        env: { ...process.env, CRIU_LAB_DEBIAN_KEYRING: keyring },
+      });
+      expect(ran.code).toBe(3);
+      expect(ran.stderr).toContain(`missing ${keyring}`);
+      expect(ran.stdout).toBe("");
+      expect(fs.readdirSync(empty)).toEqual(["fetch.log"]);
+    } finally {
+      fs.rmSync(empty, { recursive: true, force: true });
+    }
   });
 
   it("rejects an unknown argument with exit 2", () => {

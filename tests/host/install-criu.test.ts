@@ -132,6 +132,50 @@ describe.skipIf(
     expect(fs.existsSync(d.root)).toBe(false);
   });
 
+  describe("refuses CRIU older than v4.2 (exit 2, nothing installed), with the reason", () => {
+    const reason = (text: string) => {
+      expect(text).toContain("criu#2709");
+      expect(text).toContain("criu#2705");
+    };
+
+    it.each([
+      [["--git", "/repo", "--version", "v4.1.1", "--commit", "a".repeat(40)], "v4.1.1"],
+      [["--tarball", "https://example.org/criu-4.1.1.tar.gz", "--sha256", "a".repeat(64)], "4.1"],
+      [["--tarball", "/src/criu_4.1.1.orig.tar.xz", "--sha256", "a".repeat(64)], "4.1.1"],
+      [["--tarball", "https://example.org/tags/v3.19.tar.gz", "--sha256", "a".repeat(64)], "v3"],
+    ])("by its tag or tarball name, before fetching anything: %j", (args, version) => {
+      const d = dirs("old-name");
+      const ran = install([...args, ...d.args]);
+      expect(ran.code).toBe(2);
+      expect(ran.stderr).toContain(version);
+      expect(ran.stderr).toContain("refused (nothing installed)");
+      reason(ran.stderr);
+      expect(fs.existsSync(d.root)).toBe(false);
+    });
+
+    it("by the source's Makefile.versions when the name does not say, before building", () => {
+      // A tree whose build would fail loudly: the refusal must come first.
+      const d = dirs("old-tree");
+      const src = path.join(work, "old-src", "criu-src");
+      fs.mkdirSync(path.join(src, "criu"), { recursive: true });
+      fs.writeFileSync(path.join(src, "Makefile"), "criu crit:\n\t@echo 'built!' && false\n");
+      fs.writeFileSync(
+        path.join(src, "Makefile.versions"),
+        "CRIU_VERSION_MAJOR\t:= 4\nCRIU_VERSION_MINOR\t:= 1\nCRIU_VERSION_SUBLEVEL\t:= 1\n",
+      );
+      const tar = path.join(work, "source.tar.xz");
+      expect(run("tar", ["-cJf", tar, "-C", path.dirname(src), "criu-src"]).code).toBe(0);
+      const sha = run("sha256sum", [tar]).stdout.split(" ")[0];
+      const ran = install(["--tarball", tar, "--sha256", sha, ...d.args]);
+      expect(ran.code).toBe(2);
+      expect(ran.stdout).toContain("the source is CRIU 4.1.1: refused (nothing installed)");
+      reason(ran.stdout);
+      expect(ran.stdout).not.toContain("building");
+      expect(fs.readFileSync(path.join(d.log, "install.log"), "utf8")).not.toContain("built!");
+      nothingInstalled(d);
+    });
+  });
+
   it("stops with exit 1 and the log when the build fails, installing nothing", () => {
     const d = dirs("bad-build");
     const src = path.join(work, "broken-src", "criu-0.0");

@@ -87,7 +87,9 @@ describe.skipIf(
   });
 
   it("shows the lab's steps at login", () => {
-    const motd = run("/etc/update-motd.d/60-criu-lab", []);
+    // Named to come after Ubuntu's own update-motd.d scripts; the old name is removed.
+    expect(fs.existsSync("/etc/update-motd.d/60-criu-lab")).toBe(false);
+    const motd = run("/etc/update-motd.d/99-criu-lab", []);
     expect(motd.code).toBe(0);
     expect(motd.stdout).toBe(fs.readFileSync(path.join(LAB_DIR, "motd"), "utf8"));
     expect(motd.stdout).toContain("sudo criu restore -D checkpoint_dir -v4 --shell-job");

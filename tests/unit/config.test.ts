@@ -193,6 +193,25 @@ describe("loadConfig rejects bad input naming key, value and what is allowed", (
       allowed: "subnet-0123456789abcdef0",
     },
     { values: { criuVersion: "4.2" }, key: "criuVersion", value: "4.2", allowed: "v4.2" },
+    // Below the v4.2 floor: named with the reason (criu#2709 on Ubuntu 24.04 arm64).
+    {
+      values: { criuVersion: "v4.1.1" },
+      key: "criuVersion",
+      value: "v4.1.1",
+      allowed: "criu#2705",
+    },
+    {
+      values: { criuVersion: "v4.1" },
+      key: "criuVersion",
+      value: "v4.1",
+      allowed: "v4.2 or later",
+    },
+    {
+      values: { criuVersion: "v3.19" },
+      key: "criuVersion",
+      value: "v3.19",
+      allowed: "issues/2709",
+    },
     {
       values: { criuCommit: "3c7d4fa" },
       key: "criuCommit",
@@ -238,6 +257,12 @@ describe("loadConfig rejects bad input naming key, value and what is allowed", (
       expect(err.message).toContain(problem);
     });
   }
+
+  it("accepts CRIU v4.2 and later (the floor is v4.2, not a pin)", () => {
+    for (const version of ["v4.2", "v4.2.1", "v4.10", "v5.0"]) {
+      expect(load({ criuVersion: version }).criu).toMatchObject({ kind: "git", version });
+    }
+  });
 
   it("reports every bad key at once", () => {
     const err = errorFor({ instanceType: "x", ubuntuRelease: "18.04", autoStopMinutes: "-5" });

@@ -18,6 +18,19 @@ export const HOST = {
   labDir: "/usr/local/lib/criu-lab",
 } as const;
 
+/** The host command and counter of this checkout (the launcher finds its package beside its
+ * real path), so the tests exercise the code under review; setup installs these same files.
+ * It still runs the installed CRIU and crit (HOST). */
+export const LAB = {
+  command: path.join(CLOUD_INIT, "criu-lab"),
+  counter: path.join(CLOUD_INIT, "counter.py"),
+} as const;
+
+/** Environment for LAB.command: its own counter and, if given, its own log dir. */
+export function labEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return { ...process.env, CRIU_LAB_COUNTER: LAB.counter, ...extra };
+}
+
 export interface Ran {
   code: number;
   stdout: string;

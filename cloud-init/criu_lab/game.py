@@ -112,6 +112,7 @@ def cmd_game(args):
         for i in range(1, args.clients + 1):
             log = os.path.join(run_dir, f"client-{i}.log")
             clients.append((start_detached([CLIENT, "--port", str(port), "--name", f"player-{i}"], log), log))
+        r["clientPids"] = [c.pid for c, _ in clients]
         wait_for("every player to join", lambda: len(server_table(pid, server_log)) == args.clients
                  and all(REPORT.findall(read(log)) or "joined" in read(log) for _, log in clients), 30)
         time.sleep(1)  # a second of play

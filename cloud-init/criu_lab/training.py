@@ -194,10 +194,10 @@ def draw(r, events, args):
     marks = [(e[0], "F") for e in events if e[1] == "checkpoint"]
     if crash:
         spans.append((crash[0], restore[0] if restore else total, "."))
-        marks.append((crash[0], "X"))
     if restore:
-        spans.append((restore[0], total, "="))
-        marks.append((restore[0], "R"))
+        spans += [(restore[0], restore[0] + restore[2] / 1000, "R"), (restore[0] + restore[2] / 1000, total, "=")]
+    if crash:
+        marks.append((crash[0], "X"))
     lines = [timeline.draw([("trainer", spans, marks)],
                            {"=": "running", "F": "checkpoint (frozen)", "X": "kill -9", ".": "down", "R": "restore"},
                            total)]

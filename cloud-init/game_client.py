@@ -31,7 +31,11 @@ def main():
     asked = []
     signal.signal(signal.SIGUSR1, lambda _signum, _frame: asked.append(True))
     # A wait longer than this for one reply counts as a lost connection.
-    sock = socket.create_connection((args.host, args.port), timeout=120)
+    try:
+        sock = socket.create_connection((args.host, args.port), timeout=120)
+    except OSError as e:
+        print(f"cannot connect to {args.host}:{args.port}: {e}", file=sys.stderr, flush=True)
+        return 1
     reader = sock.makefile("r", encoding="utf-8", newline="\n")
     sock.sendall(f"JOIN {args.name}\n".encode())
     welcome = re.match(r"^WELCOME (\S+) conn=(\d+) score=(\d+)$", reader.readline().strip())

@@ -146,7 +146,7 @@ def cmd_game(args):
             same = (rep["connected"] == "yes" and rep["original"] == "yes" and was is not None and now is not None
                     and was[0] == now[0] == rep["player"] and was[1] == now[1] == f"127.0.0.1:{rep['port']}")
             kept = rep["scoresOk"] == "yes" and was is not None and now is not None and now[2] >= was[2]
-            r["players"].append({"player": rep["player"], "conn": conn, "originalConnection": same,
+            r["players"].append({"player": rep["player"], "conn": conn, "port": int(rep["port"]), "originalConnection": same,
                                  "scoreBefore": was and was[2], "scoreAfter": now and now[2], "scoreOk": kept,
                                  "longestGapMs": int(rep["longestGapMs"]), "error": rep["error"].strip()})
         r["clientsStillConnected"] = sum(p["originalConnection"] for p in r["players"])

@@ -4,7 +4,8 @@
 It has no reconnect logic on purpose: if its connection drops it says so and exits 1, so a
 server checkpoint that loses connections cannot go unnoticed. It checks every reply itself:
 the connection number must stay the one the server gave it at JOIN (the original
-connection), and the score must be exactly the sum of its plays. `kill -USR1 PID` prints a
+connection), and the score must be exactly the sum of its plays. Every 2 s it prints
+"NAME: score S after N plays on conn ID". `kill -USR1 PID` prints a
 "report player=NAME conn=ID original=yes|no port=LOCALPORT plays=N score=S scoresOk=yes|no
 longestGapMs=G connected=yes" line (the longest wait for a reply is what a player feels).
 """
@@ -26,6 +27,7 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", required=True, help="the player's name")
     parser.add_argument("--play-ms", type=float, default=20, help="milliseconds between plays (default 20)")
+    parser.add_argument("--progress-seconds", type=float, default=2, help="seconds between progress lines (default 2)")
     args = parser.parse_args()
 
     asked = []
@@ -55,7 +57,7 @@ def main():
               f"plays={s['plays']} score={score} scoresOk={yes(s['scoresOk'])} "
               f"longestGapMs={s['gap']:.0f} connected={yes(s['connected'])}{extra}", flush=True)
 
-    last = time.monotonic()
+    last = shown = time.monotonic()
     while True:
         points = rng.randint(1, 9)
         try:
@@ -80,6 +82,9 @@ def main():
         while asked:
             asked.pop()
             report()
+        if now - shown >= args.progress_seconds:
+            shown = now
+            print(f"{args.name}: score {score} after {s['plays']} plays on conn {conn}", flush=True)
         time.sleep(args.play_ms / 1000)
 
 

@@ -9,7 +9,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../verify/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, CLOUD_INIT, HOST, run, tempDir } from "./support/lab-helpers";
+import { alive, CLOUD_INIT, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+import { Terminals } from "./support/terminals";
 
 const LAB = path.join(CLOUD_INIT, "criu-lab");
 // Small and quick: 64 MiB, a checkpoint every 2 s (the bench measures 1 GiB at 60 s).
@@ -174,5 +175,98 @@ describe.skipIf(
     ]);
     expect(ran.code).toBe(2);
     expect(ran.stderr).toContain("--dirty-percent 101.0: at most 100");
+  });
+});
+
+describe.skipIf(
+  cannotRun("training lab steps", [
+    needRoot(),
+    needCommand("tmux"),
+    needCommand("sudo"),
+    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
+    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
+  ]),
+)("the README's training steps, typed into two terminals", () => {
+  let work: string;
+  let t: Terminals;
+  let pid = 0;
+  const steps = (text: string) =>
+    new Map(
+      [...text.matchAll(/^step (\d+) checksum ([0-9a-f]{16})$/gm)].map((m) => [Number(m[1]), m[2]]),
+    );
+  const last = (text: string) => Math.max(...steps(text).keys());
+  let dumpStart = 0;
+  let dumpEnd = 0;
+
+  beforeAll(() => {
+    work = tempDir("training-steps");
+    fs.copyFileSync(path.join(CLOUD_INIT, "trainer.py"), path.join(work, "trainer.py"));
+    fs.chmodSync(path.join(work, "trainer.py"), 0o755);
+    t = new Terminals(work, 2);
+  });
+  afterAll(() => {
+    if (pid && alive(pid)) process.kill(pid, "SIGKILL");
+    t?.close();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it("1st terminal: ./trainer.py prints its PID and its steps", async () => {
+    t.type(0, "./trainer.py");
+    await t.until(0, "step 2", (text) => steps(text).has(2));
+    pid = Number(t.screen(0).match(/^PID: (\d+)$/m)?.[1]);
+    expect(t.screen(0)).toContain("trainer: 256 MiB of state, 65536 pages, 655 changed per step");
+  });
+
+  it("2nd terminal: two checkpoints with --leave-running; the job runs on", async () => {
+    t.type(1, "mkdir -p ckpt/1 ckpt/2");
+    for (const n of [1, 2]) {
+      if (n === 2) dumpStart = last(t.screen(0));
+      t.type(1, `sudo criu dump -t ${pid} -D ckpt/${n} --shell-job --leave-running`);
+      const stats = path.join(work, `ckpt/${n}/stats-dump`);
+      await waitFor(`checkpoint ${n}`, () => (fs.existsSync(stats) ? true : undefined), 120_000);
+      await t.idle(1, `the dump of checkpoint ${n} to end`);
+      if (n === 2) dumpEnd = last(t.screen(0));
+      expect(alive(pid)).toBe(true);
+    }
+    const before = last(t.screen(0));
+    await t.until(0, "steps after the checkpoints", (text) => last(text) >= before + 2);
+  });
+
+  it("2nd terminal: kill -9 is the crash; criu restore resumes at checkpoint 2's step", async () => {
+    t.type(1, `kill -9 ${pid}`);
+    await waitFor("the job to die", () => (alive(pid) ? undefined : true));
+    const original = steps(t.screen(0));
+    t.type(1, "clear");
+    t.type(1, "sudo criu restore -D ckpt/2 --shell-job");
+    await t.until(1, "the restored job's steps", (text) => steps(text).size >= 2, 120_000);
+    const restored = steps(t.screen(1));
+    const first = Math.min(...restored.keys());
+    // It resumed where checkpoint 2 was taken (between the start and the end of that dump),
+    // not at 0 and not at the crash, and redoes each step with the original's checksum.
+    expect(first - 1).toBeGreaterThanOrEqual(dumpStart);
+    expect(first - 1).toBeLessThanOrEqual(dumpEnd);
+    expect(Math.max(...original.keys())).toBeGreaterThan(first);
+    expect(restored.get(first)).toBe(original.get(first));
+    expect(alive(pid)).toBe(true);
+  });
+
+  it("1st terminal: kill -USR1 makes it check its memory: ok", async () => {
+    t.type(0, `kill -USR1 ${pid}`);
+    await t.until(1, "the self-check", (text) =>
+      /^check step \d+ checksum [0-9a-f]{16}: /m.test(text),
+    );
+    expect(t.screen(1)).toMatch(/^check step \d+ checksum [0-9a-f]{16}: ok$/m);
+    t.keys(1, "C-c");
+    await waitFor("the restored job to end", () => (alive(pid) ? undefined : true));
+  });
+
+  it("what the checkpoints cost: stats-dump, analyze, du", () => {
+    const stats = JSON.parse(run(HOST.crit, ["show", path.join(work, "ckpt/2/stats-dump")]).stdout);
+    expect(stats.entries[0].dump.frozen_time).toBeGreaterThan(0);
+    const analyze = run(LAB, ["analyze", path.join(work, "ckpt/2")]);
+    expect(analyze.code).toBe(ExitCode.ok);
+    expect(analyze.stdout).toMatch(/^pages-\d+\.img +\d+ B/m);
+    const du = run("sh", ["-c", "du -sh ckpt/*"], { cwd: work });
+    expect(du.stdout).toMatch(/^\d+(\.\d+)?M\tckpt\/1\n\d+(\.\d+)?M\tckpt\/2\n$/);
   });
 });

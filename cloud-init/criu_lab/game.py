@@ -127,7 +127,8 @@ def cmd_game(args):
         time.sleep(args.maintenance)
         pidfile = os.path.join(run_dir, "restored.pid")
         at = time.monotonic() - t0
-        r["restoreMs"] = criu(["restore", "-d", "-D", images, *tcp, "--pidfile", pidfile],
+        # The lock's backend is in the images (CRIU ignores --network-lock at restore).
+        r["restoreMs"] = criu(["restore", "-d", "-D", images, "--tcp-established", "--pidfile", pidfile],
                               os.path.join(run_dir, "restore.log"))
         with open(pidfile) as f:
             restored = r["restoredPid"] = int(f.read())

@@ -10,7 +10,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../verify/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, CLOUD_INIT, HOST, run, tempDir } from "./support/lab-helpers";
+import { alive, CLOUD_INIT, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+import { Terminals } from "./support/terminals";
 
 const LAB = path.join(CLOUD_INIT, "criu-lab");
 
@@ -193,5 +194,120 @@ describe.skipIf(
     ]);
     expect(ran.code).toBe(1);
     expect(ran.stderr).toContain("cannot connect to 127.0.0.1:1:");
+  });
+});
+
+describe.skipIf(
+  cannotRun("game lab steps", [
+    needRoot(),
+    needCommand("tmux"),
+    needCommand("sudo"),
+    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
+    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
+  ]),
+)("the README's game steps, typed into three terminals", () => {
+  const PORT = 7777; // as the README types it
+  let work: string;
+  let t: Terminals;
+  let server = 0;
+  let alice = 0;
+  let alicePort = 0;
+  const scores = (text: string) =>
+    [...text.matchAll(/^alice: score (\d+) after \d+ plays on conn (\d+)$/gm)].map((m) => ({
+      score: Number(m[1]),
+      conn: Number(m[2]),
+    }));
+
+  beforeAll(() => {
+    // The README's port must be free on this machine's loopback.
+    const busy = run("ss", ["-Htln", `sport = :${PORT}`]);
+    expect(busy.stdout.trim(), `port ${PORT} is in use here`).toBe("");
+    work = tempDir("game-steps");
+    for (const name of ["game_server.py", "game_client.py"]) {
+      fs.copyFileSync(path.join(CLOUD_INIT, name), path.join(work, name));
+      fs.chmodSync(path.join(work, name), 0o755);
+    }
+    t = new Terminals(work, 3);
+  });
+  afterAll(() => {
+    for (const pid of [alice, server]) if (pid && alive(pid)) process.kill(pid, "SIGKILL");
+    t?.close();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it("1st terminal: the server; 2nd: alice joins and plays", async () => {
+    t.type(0, `./game_server.py --port ${PORT}`);
+    await t.until(0, "the server to listen", (text) =>
+      text.includes(`listening on 127.0.0.1:${PORT}`),
+    );
+    server = Number(t.screen(0).match(/^PID: (\d+)$/m)?.[1]);
+    t.type(1, `./game_client.py --port ${PORT} --name alice`);
+    await t.until(1, "alice's score", (text) => scores(text).length >= 1);
+    const joined = t.screen(1).match(/^joined player=alice conn=1 port=(\d+) score=0$/m);
+    expect(joined).not.toBeNull();
+    alicePort = Number(joined![1]);
+    alice = Number(t.screen(1).match(/^PID: (\d+)$/m)?.[1]);
+  });
+
+  it("3rd terminal: the dump takes the server away with its connection; alice waits", async () => {
+    t.type(2, "mkdir game_ckpt");
+    t.type(
+      2,
+      `sudo criu dump -t ${server} -D game_ckpt --shell-job --tcp-established --network-lock nftables`,
+    );
+    await waitFor("the server to be dumped", () => (alive(server) ? undefined : true), 120_000);
+    await t.idle(2, "the dump to end");
+    expect(fs.existsSync(path.join(work, "game_ckpt/pstree.img"))).toBe(true);
+    const seen = scores(t.screen(1)).length;
+    await new Promise((resolve) => setTimeout(resolve, 4000)); // maintenance
+    expect(scores(t.screen(1)).length).toBeLessThanOrEqual(seen + 1);
+    expect(alive(alice)).toBe(true);
+  });
+
+  it("3rd terminal: the restore brings it back; alice goes on, on conn 1, score on", async () => {
+    const before = scores(t.screen(1));
+    t.type(2, "clear");
+    t.type(2, "sudo criu restore -D game_ckpt --shell-job --tcp-established");
+    await t.until(
+      1,
+      "alice to play on",
+      (text) => scores(text).length >= before.length + 2,
+      120_000,
+    );
+    const after = scores(t.screen(1)).slice(before.length);
+    expect(after.every((s) => s.conn === 1)).toBe(true);
+    expect(after[0].score).toBeGreaterThan(before[before.length - 1].score);
+    expect(alive(server)).toBe(true);
+  });
+
+  it("1st terminal: alice's report and the server's table agree", async () => {
+    t.type(0, `kill -USR1 ${alice}`);
+    t.type(0, `kill -USR1 ${server}`);
+    await t.until(1, "alice's report", (text) => text.includes("report player=alice"));
+    expect(t.screen(1)).toMatch(
+      new RegExp(
+        `^report player=alice conn=1 original=yes port=${alicePort} plays=\\d+ score=\\d+ scoresOk=yes longestGapMs=\\d+ connected=yes$`,
+        "m",
+      ),
+    );
+    await t.until(2, "the server's table", (text) => text.includes("table end"));
+    expect(t.screen(2)).toMatch(
+      new RegExp(`^table conn=1 player=alice peer=127\\.0\\.0\\.1:${alicePort} score=\\d+$`, "m"),
+    );
+    t.keys(1, "C-c");
+    t.keys(2, "C-c");
+    await waitFor("both to end", () => (alive(alice) || alive(server) ? undefined : true));
+  });
+
+  it("what the checkpoint holds: crit shows the connection, tcp-stream images", () => {
+    const files = JSON.parse(
+      run(HOST.crit, ["show", path.join(work, "game_ckpt/files.img")]).stdout,
+    );
+    const established = files.entries
+      .map((e: { isk?: { state: string; dst_port: number } }) => e.isk)
+      .filter((s: { state: string } | undefined) => s?.state === "ESTABLISHED");
+    expect(established.map((s: { dst_port: number }) => s.dst_port)).toEqual([alicePort]);
+    const ls = run("sh", ["-c", "ls game_ckpt"], { cwd: work });
+    expect(ls.stdout).toMatch(/^tcp-stream-[0-9a-f]+\.img$/m);
   });
 });

@@ -17,7 +17,7 @@ import time
 
 from . import doctor, timeline
 from .common import BROKEN, LOG_DIR, OK, LabError, base, criu, crit_show, ready
-from .procs import alive, start_detached, stop, wait_for
+from .procs import start_detached, stop, wait_for
 
 # Beside the package: /usr/local/lib/criu-lab on a lab host, cloud-init/ in the repository.
 TRAINER = os.environ.get("CRIU_LAB_TRAINER", os.path.join(

@@ -119,13 +119,15 @@ def verdicts(r):
     }
 
 
-def require(exercise):
-    """Raises (exit 1) with the doctor's reason when EXERCISE cannot run here; returns the probe."""
+def require(*exercises):
+    """Probes the host; raises (exit 1) with the doctor's reason and fix for the first of
+    EXERCISES that cannot run here. Returns the probe."""
     r = probe()
-    v = r["exercises"][exercise]
-    if not v["ok"]:
-        raise LabError(BROKEN, f"{exercise} cannot run on this host: {v['reason']}; {v['fix']} "
-                       "(see `sudo criu-lab doctor`)")
+    for exercise in exercises:
+        v = r["exercises"][exercise]
+        if not v["ok"]:
+            raise LabError(BROKEN, f"{exercise} cannot run on this host: {v['reason']}; {v['fix']} "
+                           "(see `sudo criu-lab doctor`)")
     return r
 
 

@@ -97,10 +97,7 @@ def cmd_game(args):
     server, clients, code, events = None, [], BROKEN, []
     try:
         ready("scenario run game")
-        found = doctor.probe()
-        if not found["exercises"]["game"]["ok"]:
-            v = found["exercises"]["game"]
-            raise LabError(BROKEN, f"game cannot run on this host: {v['reason']}; {v['fix']} (see `sudo criu-lab doctor`)")
+        found = doctor.require("game")
         lock = r["networkLock"] = found["networkLock"] if args.network_lock == "auto" else args.network_lock
         os.makedirs(images)
         server_log = os.path.join(run_dir, "server.log")

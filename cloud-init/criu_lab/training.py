@@ -85,12 +85,8 @@ def cmd_training(args):
     child, code, events = None, BROKEN, []
     try:
         ready("scenario run training")
-        found = doctor.probe()["exercises"]
-        for exercise in ("training-full",) + (("training-incremental",) if args.incremental else ()):
-            if not found[exercise]["ok"]:
-                raise LabError(BROKEN, f"{exercise} cannot run on this host: {found[exercise]['reason']}; "
-                               f"{found[exercise]['fix']} (see `sudo criu-lab doctor`)")
-        incremental = r["incremental"] = not args.full and found["training-incremental"]["ok"]
+        found = doctor.require("training-full", *(["training-incremental"] if args.incremental else []))
+        incremental = r["incremental"] = not args.full and found["exercises"]["training-incremental"]["ok"]
         os.makedirs(run_dir)
         child = start_detached([TRAINER, "--size-mib", str(args.size_mib), "--step-seconds", str(args.step_seconds),
                                 "--dirty-percent", str(args.dirty_percent)], out, append=True)

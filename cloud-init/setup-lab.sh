@@ -8,7 +8,8 @@
 #                 --criu-git REPO --criu-version TAG --criu-commit SHA)
 #
 # Steps: the lab files into /usr/local/lib/criu-lab and a `criu-lab` link in
-# /usr/local/bin; the lab user (created if missing, passwordless sudo); ~USER/counter.py;
+# /usr/local/bin; the lab user (created if missing, passwordless sudo); ~USER/counter.py,
+# trainer.py, game_server.py and game_client.py;
 # the login message; the auto-stop timer (N > 0); CRIU via install-criu.sh (its packages
 # include python3 and iproute2, which criu-lab and the auto-stop use); `criu-lab check`;
 # the result in /var/lib/criu-lab/setup.json. Log: /var/log/criu-lab/setup.log.
@@ -19,7 +20,9 @@ set -euo pipefail
 readonly LAB_DIR=/usr/local/lib/criu-lab
 readonly STATE_DIR=/var/lib/criu-lab
 readonly LOG_DIR=/var/log/criu-lab
-readonly LAB_FILES=(setup-lab.sh install-criu.sh criu-lab counter.py motd)
+# The lab user's programs (a copy of each in ~USER): the counter, the training job, the game.
+readonly LAB_PROGRAMS=(counter.py trainer.py game_server.py game_client.py)
+readonly LAB_FILES=(setup-lab.sh install-criu.sh criu-lab motd "${LAB_PROGRAMS[@]}")
 # The host command's modules (criu-lab is their launcher).
 readonly LAB_PACKAGE=criu_lab
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -113,13 +116,15 @@ ensure_user() {
   mv -f "$rule.new" "$rule"
 }
 
-install_counter() {
-  local home group
+install_programs() {
+  local home group name
   home="$(getent passwd "$LAB_USER" | cut -d: -f6)"
   group="$(id -gn "$LAB_USER")"
   mkdir -p "$home"
-  install -o "$LAB_USER" -g "$group" -m 0755 "$LAB_DIR/counter.py" "$home/counter.py"
-  say "installed $home/counter.py"
+  for name in "${LAB_PROGRAMS[@]}"; do
+    install -o "$LAB_USER" -g "$group" -m 0755 "$LAB_DIR/$name" "$home/$name"
+  done
+  say "installed ${LAB_PROGRAMS[*]} in $home"
 }
 
 # Debian's and Ubuntu's pam_motd run /etc/update-motd.d at SSH login, in name order: 99 comes
@@ -201,7 +206,7 @@ main() {
   setup_logging
   install_lab_files
   ensure_user
-  install_counter
+  install_programs
   install_motd
   install_autostop
   install_criu

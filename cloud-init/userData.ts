@@ -79,6 +79,9 @@ const LAB_PACKAGE = "criu_lab";
 export const LAB_FILES: ReadonlyArray<{ name: string; mode: string }> = [
   { name: "motd", mode: "0644" },
   { name: "counter.py", mode: "0755" },
+  { name: "trainer.py", mode: "0755" },
+  { name: "game_server.py", mode: "0755" },
+  { name: "game_client.py", mode: "0755" },
   { name: "criu-lab", mode: "0755" },
   ...fs
     .readdirSync(path.join(__dirname, LAB_PACKAGE))

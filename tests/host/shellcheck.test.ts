@@ -59,8 +59,14 @@ describe.skipIf(cannotRun("shellcheck", [needCommand("shellcheck")]))("shellchec
 describe.skipIf(cannotRun("python3 compile", [needCommand("/usr/bin/python3")]))(
   "python programs",
   () => {
-    it("finds criu-lab and counter.py", () => {
-      expect(pythonScripts).toEqual(["cloud-init/counter.py", "cloud-init/criu-lab"]);
+    it("finds criu-lab and the lab's programs", () => {
+      expect(pythonScripts).toEqual([
+        "cloud-init/counter.py",
+        "cloud-init/criu-lab",
+        "cloud-init/game_client.py",
+        "cloud-init/game_server.py",
+        "cloud-init/trainer.py",
+      ]);
     });
 
     it.each([...pythonScripts, ...pythonModules])("%s compiles with /usr/bin/python3", (file) => {

@@ -1,0 +1,157 @@
+"""criu-lab doctor: which of the lab's exercises this host can run, and why not.
+
+One probe (`probe()`) that the scenarios also use, so an exercise the host cannot do is
+refused up front with the doctor's reason instead of failing deep in a CRIU log.
+"""
+import platform
+import re
+import shutil
+
+from .common import BROKEN, CRIU, OK, LabError, base, ready, run
+
+# The `criu check --feature` names the exercises need (criu/cr-check.c).
+FEATURES = ("mem_dirty_track", "uffd", "uffd-noncoop", "tcp_half_closed", "network_lock_nftables")
+
+# What to do when a feature or setting is missing: the known causes and fixes.
+FIXES = {
+    "mem_dirty_track": "the kernel has no soft-dirty page tracking (CONFIG_MEM_SOFT_DIRTY, missing in "
+                       "some cloud and micro-VM kernels): boot a distribution kernel (Ubuntu's and "
+                       "Debian's have it); full dumps still work",
+    "uffd": "the kernel has no userfaultfd (CONFIG_USERFAULTFD); where it is built in but limited to "
+            "root, `sudo sysctl vm.unprivileged_userfaultfd=1` lets other users use it",
+    "uffd-noncoop": "userfaultfd without the non-cooperative events (fork, remap) CRIU needs for "
+                    "lazy restore: a kernel of 4.11 or later with CONFIG_USERFAULTFD",
+    "networkLock": "no network-lock backend: install iptables (`sudo apt-get install iptables`) or "
+                   "use a CRIU built with libnftables (`criu check --feature network_lock_nftables`)",
+    "criuCheck": "`criu check` fails: CRIU older than 4.1 fails on kernels 6.13 and later; on "
+                 "Ubuntu 23.10 and later AppArmor may block it: "
+                 "`sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0`",
+}
+
+SYSCTLS = {
+    "kernel.apparmor_restrict_unprivileged_userns": "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+    "vm.unprivileged_userfaultfd": "/proc/sys/vm/unprivileged_userfaultfd",
+}
+
+
+def register(sub):
+    sub.add_parser("doctor", help="which exercises can run on this host, and why not").set_defaults(fn=cmd_doctor)
+
+
+def feature(name):
+    """`criu check --feature NAME`: (supported, CRIU's last words about it)."""
+    p = run([CRIU, "check", "--feature", name], 60)
+    lines = [re.sub(r"^(Warn|Error) *\([^)]*\): *", "", l) for l in (p.stdout + p.stderr).strip().splitlines()
+             if "Hardware breakpoints" not in l]
+    return p.returncode == 0, (lines[-1] if lines else "")
+
+
+def network_lock(features):
+    """The backend CRIU's --network-lock should use here: CRIU's default, iptables, needs the
+    iptables-restore binary; nftables needs a CRIU built with libnftables."""
+    if shutil.which("iptables-restore") or shutil.which("iptables-legacy-restore"):
+        return "iptables"
+    if features["network_lock_nftables"]["ok"]:
+        return "nftables"
+    return None
+
+
+def probe():
+    """What this host can do: criu check, each feature, the network lock, the verdicts."""
+    r = base()
+    ready("doctor")
+    # `criu check` is what every exercise needs; `--all` also tries the optional features and
+    # fails where any is missing, so it is reported, and the features that matter decide.
+    for key, argv in (("criuCheck", ["check"]), ("criuCheckAll", ["check", "--all"])):
+        p = run([CRIU, *argv])
+        r[key] = {"ok": p.returncode == 0, "output": "\n".join((p.stdout + p.stderr).strip().splitlines()[-8:])}
+    features = {}
+    for name in FEATURES:
+        ok, said = feature(name)
+        features[name] = {"ok": ok, "output": said}
+    r["features"] = features
+    r["networkLock"] = network_lock(features)
+    r["sysctls"] = {}
+    for key, path in SYSCTLS.items():
+        try:
+            with open(path) as f:
+                r["sysctls"][key] = f.read().strip()
+        except OSError:
+            r["sysctls"][key] = None
+    r["exercises"] = verdicts(r)
+    r["fixes"] = [FIXES[k] for k in fix_keys(r)]
+    r["ok"] = r["criuCheck"]["ok"]
+    return r
+
+
+def fix_keys(r):
+    keys = [] if r["criuCheck"]["ok"] else ["criuCheck"]
+    keys += [n for n in ("mem_dirty_track", "uffd", "uffd-noncoop") if not r["features"][n]["ok"]]
+    return keys + ([] if r["networkLock"] else ["networkLock"])
+
+
+def verdicts(r):
+    """Per exercise: can it run here, and the reason (with the fix) when it cannot."""
+    f = r["features"]
+    check = (r["criuCheck"]["ok"], "`criu check` fails", "criuCheck")
+
+    def need(*conditions):
+        for ok, why, fix in (check, *conditions):
+            if not ok:
+                return {"ok": False, "reason": why, "fix": FIXES[fix]}
+        return {"ok": True, "reason": ""}
+
+    dirty = (f["mem_dirty_track"]["ok"], "no dirty-page tracking (`criu check --feature mem_dirty_track`: "
+             f"{f['mem_dirty_track']['output']})", "mem_dirty_track")
+    lock = (r["networkLock"] is not None, "no network-lock backend for --tcp-established", "networkLock")
+    uffd = (f["uffd"]["ok"] and f["uffd-noncoop"]["ok"],
+            "no userfaultfd for lazy pages (`criu check --feature uffd-noncoop`)", "uffd")
+    return {
+        "training-full": need(),
+        "training-incremental": need(dirty),
+        "game": need(lock),
+        "migration-cold": need(),
+        "migration-page-server": need(),
+        "migration-pre-copy": need(dirty),
+        # Lazy migration also needs a destination with its own kernel (`criu-lab migrate`
+        # says so); this is what the source host itself must have.
+        "migration-lazy": need(uffd),
+    }
+
+
+def require(*exercises):
+    """Probes the host; raises (exit 1) with the doctor's reason and fix for the first of
+    EXERCISES that cannot run here. Returns the probe."""
+    r = probe()
+    for exercise in exercises:
+        v = r["exercises"][exercise]
+        if not v["ok"]:
+            raise LabError(BROKEN, f"{exercise} cannot run on this host: {v['reason']}; {v['fix']} "
+                           "(see `sudo criu-lab doctor`)")
+    return r
+
+
+def cmd_doctor(_):
+    try:
+        r = probe()
+    except LabError as e:
+        r = base()
+        r["error"] = str(e)
+        return e.code, r, f"criu-lab doctor: {e}"
+    lines = [f"CRIU {r['criuVersion']}, kernel {r['kernel']} ({platform.machine()}), "
+             f"criu check: {'passed' if r['criuCheck']['ok'] else 'FAILED'}, criu check --all: "
+             f"{'passed' if r['criuCheckAll']['ok'] else 'some optional features missing'}"]
+    for name, v in r["features"].items():
+        lines.append(f"  {name:<24}{'yes' if v['ok'] else 'NO':<5}{v['output']}")
+    lines.append(f"  {'network lock':<24}{r['networkLock'] or 'NONE (neither iptables nor nftables)'}")
+    for key, value in r["sysctls"].items():
+        if value is not None:
+            lines.append(f"  {key} = {value}")
+    lines.append("Exercises:")
+    for name, v in r["exercises"].items():
+        lines.append(f"  {name:<24}{'yes' if v['ok'] else 'no':<5}{v['reason']}")
+    if r["fixes"]:
+        lines += ["To fix what is missing:"] + [f"  - {fix}" for fix in r["fixes"]]
+    if not r["ok"]:
+        r["error"] = "criu check failed"
+    return (OK if r["ok"] else BROKEN), r, "\n".join(lines)

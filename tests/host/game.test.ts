@@ -1,0 +1,313 @@
+/**
+ * `criu-lab scenario run game` for real: game_server.py on 127.0.0.1 with game_client.py
+ * players in their own processes, dumped with --tcp-established and the network lock the
+ * doctor picks, restored after a maintenance pause. It passes with every player on its
+ * original connection and score, and fails when connections are lost (a restore with
+ * --tcp-close) or when a client reconnects (and says all is well).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ExitCode } from "../../verify/checks";
+import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { alive, CLOUD_INIT, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+import { Terminals } from "./support/terminals";
+
+const LAB = path.join(CLOUD_INIT, "criu-lab");
+
+interface Game {
+  ok: boolean;
+  error?: string;
+  clients: number;
+  clientsStillConnected: number;
+  scoresPreserved: boolean;
+  pauseMs: number;
+  pid: number;
+  restoredPid: number;
+  clientPids: number[];
+  networkLock: string;
+  frozenUs: number;
+  imagesDir: string;
+  players: Array<{
+    player: string;
+    conn: number;
+    port: number;
+    originalConnection: boolean;
+    scoreBefore: number | null;
+    scoreAfter: number | null;
+  }>;
+}
+
+describe.skipIf(
+  cannotRun("game scenario", [
+    needRoot(),
+    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
+    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
+  ]),
+)("criu-lab scenario run game", () => {
+  let dir: string;
+  let logs: string;
+  const lab = (args: string[], env: Record<string, string> = {}) =>
+    run(LAB, ["scenario", "run", "game", ...args], {
+      env: { ...process.env, CRIU_LAB_LOG_DIR: logs, ...env },
+    });
+  /** Every process the run started is gone. */
+  const ended = (r: Game) => {
+    for (const pid of [r.pid, ...r.clientPids]) expect(alive(pid), `PID ${pid}`).toBe(false);
+  };
+  beforeAll(() => {
+    dir = tempDir("game");
+    logs = path.join(dir, "logs");
+    fs.mkdirSync(logs);
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it("--json: every player keeps its original connection and its score", () => {
+    const ran = lab(["--clients", "3", "--maintenance", "1", "--json"]);
+    expect(ran.stdout.trim().split("\n"), ran.stderr).toHaveLength(1);
+    const r: Game = JSON.parse(ran.stdout);
+    expect(ran.code, r.error).toBe(ExitCode.ok);
+    expect(r.ok).toBe(true);
+    expect(r.clients).toBe(3);
+    expect(r.clientsStillConnected).toBe(3);
+    expect(r.scoresPreserved).toBe(true);
+    expect(r.restoredPid).toBe(r.pid);
+    const doctor = JSON.parse(run(LAB, ["doctor", "--json"]).stdout);
+    expect(r.networkLock).toBe(doctor.networkLock);
+    // The server was away for the 1 s of maintenance at least: every player waited that long.
+    expect(r.pauseMs).toBeGreaterThanOrEqual(1000);
+    expect(r.players.map((p) => p.player).sort()).toEqual(["player-1", "player-2", "player-3"]);
+    for (const p of r.players) {
+      expect(p.originalConnection).toBe(true);
+      expect(p.scoreAfter!).toBeGreaterThanOrEqual(p.scoreBefore!);
+      expect(p.scoreBefore!).toBeGreaterThan(0);
+    }
+    // The images hold the server's TCP connections (crit decodes them): the listener and
+    // one established connection per player, to the player's own port.
+    const files = JSON.parse(run(HOST.crit, ["show", path.join(r.imagesDir, "files.img")]).stdout);
+    const tcp = files.entries
+      .filter((e: { isk?: { proto: string } }) => e.isk?.proto === "TCP")
+      .map((e: { isk: { state: string; dst_port: number } }) => e.isk);
+    expect(tcp.filter((s: { state: string }) => s.state === "LISTEN")).toHaveLength(1);
+    expect(
+      tcp
+        .filter((s: { state: string }) => s.state === "ESTABLISHED")
+        .map((s: { dst_port: number }) => s.dst_port)
+        .sort(),
+    ).toEqual(r.players.map((p) => p.port).sort());
+    ended(r);
+    console.log(
+      `game: ${r.clients} players, pause ${r.pauseMs} ms (1 s maintenance), frozen ${(r.frozenUs / 1000).toFixed(1)} ms, lock ${r.networkLock}`,
+    );
+  });
+
+  it("draws its timeline in the terminal", () => {
+    const ran = lab(["--clients", "2", "--maintenance", "0.5"]);
+    expect(ran.code, ran.stdout).toBe(ExitCode.ok);
+    expect(ran.stdout).toMatch(/^time \(s\) +0\.0/m);
+    expect(ran.stdout).toMatch(/^server +F+\.+R+=+$/m);
+    expect(ran.stdout).toMatch(/^players +-*$/m);
+    expect(ran.stdout).toMatch(
+      /F dump with --tcp-established --network-lock (iptables|nftables): \d+ ms/,
+    );
+    expect(ran.stdout).toMatch(/R restore in \d+ ms after 0\.5 s of maintenance/);
+    expect(ran.stdout).toContain("players: 2/2 on their original connection, scores intact");
+  });
+
+  /** A criu that restores the server's connections closed (--tcp-close): they are lost. */
+  const closingCriu = () => {
+    const fake = path.join(dir, "criu");
+    fs.writeFileSync(
+      fake,
+      `#!/bin/sh\nif [ "$1" = restore ]; then exec ${HOST.criu} "$@" --tcp-close; fi\nexec ${HOST.criu} "$@"\n`,
+      { mode: 0o755 },
+    );
+    return fake;
+  };
+
+  it("fails when the restored server has lost the connections", () => {
+    const ran = lab(["--clients", "2", "--maintenance", "0", "--json"], {
+      CRIU_LAB_CRIU: closingCriu(),
+    });
+    expect(ran.code).toBe(ExitCode.labBroken);
+    const r: Game = JSON.parse(ran.stdout);
+    expect(r.ok).toBe(false);
+    expect(r.clientsStillConnected).toBe(0);
+    expect(r.error).toContain("player-1: not on its original connection");
+    expect(fs.existsSync(path.join(r.imagesDir, "pstree.img"))).toBe(true);
+    ended(r);
+  });
+
+  it("catches a client that reconnects, even one that says its connection is fine", () => {
+    // A player that comes back on a new connection every 0.7 s, through the real client:
+    // each new client believes its connection is the original one.
+    const sneaky = path.join(dir, "reconnecting_game_client.py");
+    fs.writeFileSync(
+      sneaky,
+      [
+        "import signal, subprocess, sys",
+        "child = None",
+        "def forward(signum, _frame):",
+        "    if child: child.send_signal(signum)",
+        "    if signum == signal.SIGTERM: sys.exit(0)",
+        "signal.signal(signal.SIGUSR1, forward)",
+        "signal.signal(signal.SIGTERM, forward)",
+        "while True:",
+        `    child = subprocess.Popen([sys.executable, ${JSON.stringify(path.join(CLOUD_INIT, "game_client.py"))}, *sys.argv[1:]])`,
+        "    try:",
+        "        child.wait(0.7)",
+        "    except subprocess.TimeoutExpired:",
+        "        child.terminate()",
+        "        child.wait()",
+        "",
+      ].join("\n"),
+    );
+    const ran = lab(["--clients", "2", "--maintenance", "0", "--json"], {
+      CRIU_LAB_GAME_CLIENT: sneaky,
+    });
+    expect(ran.code).toBe(ExitCode.labBroken);
+    const r: Game = JSON.parse(ran.stdout);
+    expect(r.clientsStillConnected).toBeLessThan(2);
+    expect(r.error).toMatch(/player-\d: not on its original connection/);
+    ended(r);
+  });
+
+  it.each([
+    [["--clients", "0"], "--clients: '0' is not a number of clients from 1 to 64"],
+    [["--maintenance", "-1"], "--maintenance: '-1' is not a number of seconds from 0 to 600"],
+    [["--network-lock", "pf"], "--network-lock: invalid choice: 'pf'"],
+  ])("bad flags %j: exit 2 naming the flag, nothing started", (args, message) => {
+    const before = fs.readdirSync(logs);
+    const ran = lab([...args, "--json"]);
+    expect(ran.code).toBe(ExitCode.usage);
+    expect(ran.stderr).toContain(message);
+    expect(fs.readdirSync(logs)).toEqual(before);
+  });
+
+  it("game_client.py without a server says so and exits 1 (it never retries)", () => {
+    const ran = run("/usr/bin/python3", [
+      path.join(CLOUD_INIT, "game_client.py"),
+      "--port",
+      "1",
+      "--name",
+      "x",
+    ]);
+    expect(ran.code).toBe(1);
+    expect(ran.stderr).toContain("cannot connect to 127.0.0.1:1:");
+  });
+});
+
+describe.skipIf(
+  cannotRun("game lab steps", [
+    needRoot(),
+    needCommand("tmux"),
+    needCommand("sudo"),
+    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
+    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
+  ]),
+)("the README's game steps, typed into three terminals", () => {
+  const PORT = 7777; // as the README types it
+  let work: string;
+  let t: Terminals;
+  let server = 0;
+  let alice = 0;
+  let alicePort = 0;
+  const scores = (text: string) =>
+    [...text.matchAll(/^alice: score (\d+) after \d+ plays on conn (\d+)$/gm)].map((m) => ({
+      score: Number(m[1]),
+      conn: Number(m[2]),
+    }));
+
+  beforeAll(() => {
+    // The README's port must be free on this machine's loopback.
+    const busy = run("ss", ["-Htln", `sport = :${PORT}`]);
+    expect(busy.stdout.trim(), `port ${PORT} is in use here`).toBe("");
+    work = tempDir("game-steps");
+    for (const name of ["game_server.py", "game_client.py"]) {
+      fs.copyFileSync(path.join(CLOUD_INIT, name), path.join(work, name));
+      fs.chmodSync(path.join(work, name), 0o755);
+    }
+    t = new Terminals(work, 3);
+  });
+  afterAll(() => {
+    for (const pid of [alice, server]) if (pid && alive(pid)) process.kill(pid, "SIGKILL");
+    t?.close();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it("1st terminal: the server; 2nd: alice joins and plays", async () => {
+    t.type(0, `./game_server.py --port ${PORT}`);
+    await t.until(0, "the server to listen", (text) =>
+      text.includes(`listening on 127.0.0.1:${PORT}`),
+    );
+    server = Number(t.screen(0).match(/^PID: (\d+)$/m)?.[1]);
+    t.type(1, `./game_client.py --port ${PORT} --name alice`);
+    await t.until(1, "alice's score", (text) => scores(text).length >= 1);
+    const joined = t.screen(1).match(/^joined player=alice conn=1 port=(\d+) score=0$/m);
+    expect(joined).not.toBeNull();
+    alicePort = Number(joined![1]);
+    alice = Number(t.screen(1).match(/^PID: (\d+)$/m)?.[1]);
+  });
+
+  it("3rd terminal: the dump takes the server away with its connection; alice waits", async () => {
+    t.type(2, "mkdir game_ckpt");
+    t.type(
+      2,
+      `sudo criu dump -t ${server} -D game_ckpt --shell-job --tcp-established --network-lock nftables`,
+    );
+    await waitFor("the server to be dumped", () => (alive(server) ? undefined : true), 120_000);
+    await t.idle(2, "the dump to end");
+    expect(fs.existsSync(path.join(work, "game_ckpt/pstree.img"))).toBe(true);
+    const seen = scores(t.screen(1)).length;
+    await new Promise((resolve) => setTimeout(resolve, 4000)); // maintenance
+    expect(scores(t.screen(1)).length).toBeLessThanOrEqual(seen + 1);
+    expect(alive(alice)).toBe(true);
+  });
+
+  it("3rd terminal: the restore brings it back; alice goes on, on conn 1, score on", async () => {
+    const before = scores(t.screen(1));
+    t.type(2, "clear");
+    t.type(2, "sudo criu restore -D game_ckpt --shell-job --tcp-established");
+    await t.until(
+      1,
+      "alice to play on",
+      (text) => scores(text).length >= before.length + 2,
+      120_000,
+    );
+    const after = scores(t.screen(1)).slice(before.length);
+    expect(after.every((s) => s.conn === 1)).toBe(true);
+    expect(after[0].score).toBeGreaterThan(before[before.length - 1].score);
+    expect(alive(server)).toBe(true);
+  });
+
+  it("1st terminal: alice's report and the server's table agree", async () => {
+    t.type(0, `kill -USR1 ${alice}`);
+    t.type(0, `kill -USR1 ${server}`);
+    await t.until(1, "alice's report", (text) => text.includes("report player=alice"));
+    expect(t.screen(1)).toMatch(
+      new RegExp(
+        `^report player=alice conn=1 original=yes port=${alicePort} plays=\\d+ score=\\d+ scoresOk=yes longestGapMs=\\d+ connected=yes$`,
+        "m",
+      ),
+    );
+    await t.until(2, "the server's table", (text) => text.includes("table end"));
+    expect(t.screen(2)).toMatch(
+      new RegExp(`^table conn=1 player=alice peer=127\\.0\\.0\\.1:${alicePort} score=\\d+$`, "m"),
+    );
+    t.keys(1, "C-c");
+    t.keys(2, "C-c");
+    await waitFor("both to end", () => (alive(alice) || alive(server) ? undefined : true));
+  });
+
+  it("what the checkpoint holds: crit shows the connection, tcp-stream images", () => {
+    const files = JSON.parse(
+      run(HOST.crit, ["show", path.join(work, "game_ckpt/files.img")]).stdout,
+    );
+    const established = files.entries
+      .map((e: { isk?: { state: string; dst_port: number } }) => e.isk)
+      .filter((s: { state: string } | undefined) => s?.state === "ESTABLISHED");
+    expect(established.map((s: { dst_port: number }) => s.dst_port)).toEqual([alicePort]);
+    const ls = run("sh", ["-c", "ls game_ckpt"], { cwd: work });
+    expect(ls.stdout).toMatch(/^tcp-stream-[0-9a-f]+\.img$/m);
+  });
+});

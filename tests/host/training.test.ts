@@ -1,0 +1,272 @@
+/**
+ * `criu-lab scenario run training` for real: trainer.py checkpointed periodically while it
+ * runs, killed with SIGKILL and restored from the latest checkpoint. It passes with every
+ * field right, and fails when the restore comes from the wrong checkpoint. The trainer
+ * runs as root here (root on this host cannot dump another user's process).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ExitCode } from "../../verify/checks";
+import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { alive, CLOUD_INIT, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+import { Terminals } from "./support/terminals";
+
+const LAB = path.join(CLOUD_INIT, "criu-lab");
+// Small and quick: 64 MiB, a checkpoint every 2 s (the bench measures 1 GiB at 60 s).
+const QUICK = ["--size-mib", "64", "--interval", "2", "--count", "3", "--step-seconds", "0.2"];
+
+interface Training {
+  ok: boolean;
+  error?: string;
+  checkpoints: number;
+  incremental: boolean;
+  lastCheckpointStep: number;
+  resumedAtStep: number;
+  crashedAtStep: number;
+  lostSteps: number;
+  stateMatches: boolean;
+  pid: number;
+  restoredPid: number;
+  frozenUs: number[];
+  imageBytes: number[];
+  overheadPercent: number;
+  imagesDir: string;
+}
+
+describe.skipIf(
+  cannotRun("training scenario", [
+    needRoot(),
+    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
+    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
+  ]),
+)("criu-lab scenario run training", () => {
+  let logs: string;
+  const lab = (args: string[], env: Record<string, string> = {}) =>
+    run(LAB, ["scenario", "run", "training", ...args], {
+      env: { ...process.env, CRIU_LAB_LOG_DIR: logs, ...env },
+    });
+  beforeAll(() => {
+    logs = tempDir("training");
+  });
+  afterAll(() => fs.rmSync(logs, { recursive: true, force: true }));
+
+  describe("--json", () => {
+    let r: Training;
+    beforeAll(() => {
+      const ran = lab([...QUICK, "--json"]);
+      expect(ran.stdout.trim().split("\n"), ran.stderr).toHaveLength(1);
+      r = JSON.parse(ran.stdout);
+      expect(ran.code, r.error).toBe(ExitCode.ok);
+    });
+
+    it("resumes at the latest checkpoint's step with its state, with the PID it had", () => {
+      expect(r.ok).toBe(true);
+      expect(r.checkpoints).toBe(3);
+      expect(r.resumedAtStep).toBe(r.lastCheckpointStep);
+      expect(r.lastCheckpointStep).toBeGreaterThan(0);
+      expect(r.lostSteps).toBe(r.crashedAtStep - r.resumedAtStep);
+      expect(r.lostSteps).toBeGreaterThanOrEqual(2);
+      expect(r.stateMatches).toBe(true);
+      expect(r.restoredPid).toBe(r.pid);
+      expect(alive(r.pid)).toBe(false);
+    });
+
+    it("reports frozen time and image size per checkpoint, and the overhead", () => {
+      const doctor = JSON.parse(run(LAB, ["doctor", "--json"]).stdout);
+      expect(r.incremental).toBe(doctor.exercises["training-incremental"].ok);
+      expect(r.frozenUs).toHaveLength(3);
+      expect(r.imageBytes).toHaveLength(3);
+      for (const us of r.frozenUs) expect(us).toBeGreaterThan(0);
+      // A full dump holds the whole state; an incremental one only the first time.
+      const mib = 64 * 2 ** 20;
+      for (const bytes of r.incremental ? r.imageBytes.slice(0, 1) : r.imageBytes) {
+        expect(bytes).toBeGreaterThan(mib);
+      }
+      const mean = r.frozenUs.reduce((a, b) => a + b, 0) / 3;
+      expect(r.overheadPercent).toBeCloseTo((mean / 2e6) * 100, 2);
+      console.log(
+        `training (64 MiB, 2 s): frozen ${r.frozenUs.map((us) => (us / 1000).toFixed(1)).join(", ")} ms, ` +
+          `images ${r.imageBytes.map((b) => (b / 2 ** 20).toFixed(1)).join(", ")} MiB, ` +
+          `overhead ${r.overheadPercent} %, lost ${r.lostSteps} steps`,
+      );
+    });
+
+    it("keeps the numbered checkpoints and the trainer's log, with its passed self-check", () => {
+      expect(fs.readdirSync(r.imagesDir).sort()).toEqual(["1", "2", "3"]);
+      const ran = run(HOST.crit, ["show", path.join(r.imagesDir, "3", "pstree.img")]);
+      expect(JSON.parse(ran.stdout).entries[0].pid).toBe(r.pid);
+      const log = fs.readFileSync(path.join(path.dirname(r.imagesDir), "trainer.log"), "utf8");
+      expect(log).toMatch(/^check step \d+ checksum [0-9a-f]{16}: ok$/m);
+      // The restored job printed the step after its checkpoint's again (the lost work redone).
+      const again = log.match(new RegExp(`^step ${r.lastCheckpointStep + 1} checksum`, "gm"));
+      expect(again).toHaveLength(2);
+    });
+  });
+
+  it("draws its timeline in the terminal", () => {
+    const ran = lab(QUICK);
+    expect(ran.code, ran.stdout).toBe(ExitCode.ok);
+    expect(ran.stdout).toMatch(/^time \(s\) +0\.0/m);
+    expect(ran.stdout).toMatch(/^trainer +=+F=+F=+F=*X\.*R+=*$/m);
+    expect(ran.stdout).toMatch(
+      /^ +\d+\.\d s {2}F checkpoint 1 \((full|incremental)\) at step \d+: frozen/m,
+    );
+    expect(ran.stdout).toMatch(/X kill -9 at step \d+/);
+    expect(ran.stdout).toMatch(/R restore of checkpoint 3 in \d+ ms: resumed at step \d+/);
+    expect(ran.stdout).toContain("training: recovered from the latest checkpoint.");
+  });
+
+  it("fails when the restore comes from the wrong checkpoint, keeping the evidence", () => {
+    // A criu that restores checkpoint 1 whatever directory it is given.
+    const dir = tempDir("wrong-checkpoint");
+    try {
+      const fake = path.join(dir, "criu");
+      fs.writeFileSync(
+        fake,
+        [
+          "#!/bin/sh",
+          'if [ "$1" = restore ]; then',
+          '  for a; do shift; case "$a" in */checkpoints/[0-9]*) a="${a%/*}/1" ;; esac; set -- "$@" "$a"; done',
+          "fi",
+          `exec ${HOST.criu} "$@"`,
+          "",
+        ].join("\n"),
+        { mode: 0o755 },
+      );
+      const ran = lab([...QUICK, "--json"], { CRIU_LAB_CRIU: fake });
+      expect(ran.code).toBe(ExitCode.labBroken);
+      const r: Training = JSON.parse(ran.stdout);
+      expect(r.ok).toBe(false);
+      expect(r.resumedAtStep).toBeLessThan(r.lastCheckpointStep);
+      expect(r.error).toContain(
+        `but the latest checkpoint was taken at step ${r.lastCheckpointStep}`,
+      );
+      expect(fs.readdirSync(r.imagesDir).sort()).toEqual(["1", "2", "3"]);
+      expect(alive(r.pid)).toBe(false);
+      const human = lab(QUICK, { CRIU_LAB_CRIU: fake });
+      expect(human.code).toBe(ExitCode.labBroken);
+      expect(human.stdout).toMatch(/training scenario FAILED: .*not the latest checkpoint/);
+      expect(human.stdout).toMatch(/logs and checkpoints kept in \S+training-/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.each([
+    [["--size-mib", "0"], "--size-mib: '0' is not a positive number"],
+    [["--interval", "soon"], "--interval: 'soon' is not a positive number"],
+    [["--count", "-1"], "--count: '-1' is not a positive number"],
+    [["--full", "--incremental"], "--incremental: not allowed with argument --full"],
+    [["--dirty-percent", "x"], "--dirty-percent: 'x' is not a positive number"],
+  ])("bad flags %j: exit 2 naming the flag, nothing started", (args, message) => {
+    const before = fs.readdirSync(logs);
+    const ran = lab([...args, "--json"]);
+    expect(ran.code).toBe(ExitCode.usage);
+    expect(ran.stderr).toContain(message);
+    expect(fs.readdirSync(logs)).toEqual(before);
+  });
+
+  it("trainer.py checks its flags too", () => {
+    const ran = run("/usr/bin/python3", [
+      path.join(CLOUD_INIT, "trainer.py"),
+      "--dirty-percent",
+      "101",
+    ]);
+    expect(ran.code).toBe(2);
+    expect(ran.stderr).toContain("--dirty-percent 101.0: at most 100");
+  });
+});
+
+describe.skipIf(
+  cannotRun("training lab steps", [
+    needRoot(),
+    needCommand("tmux"),
+    needCommand("sudo"),
+    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
+    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
+  ]),
+)("the README's training steps, typed into two terminals", () => {
+  let work: string;
+  let t: Terminals;
+  let pid = 0;
+  const steps = (text: string) =>
+    new Map(
+      [...text.matchAll(/^step (\d+) checksum ([0-9a-f]{16})$/gm)].map((m) => [Number(m[1]), m[2]]),
+    );
+  const last = (text: string) => Math.max(...steps(text).keys());
+  let dumpStart = 0;
+  let dumpEnd = 0;
+
+  beforeAll(() => {
+    work = tempDir("training-steps");
+    fs.copyFileSync(path.join(CLOUD_INIT, "trainer.py"), path.join(work, "trainer.py"));
+    fs.chmodSync(path.join(work, "trainer.py"), 0o755);
+    t = new Terminals(work, 2);
+  });
+  afterAll(() => {
+    if (pid && alive(pid)) process.kill(pid, "SIGKILL");
+    t?.close();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it("1st terminal: ./trainer.py prints its PID and its steps", async () => {
+    t.type(0, "./trainer.py");
+    await t.until(0, "step 2", (text) => steps(text).has(2));
+    pid = Number(t.screen(0).match(/^PID: (\d+)$/m)?.[1]);
+    expect(t.screen(0)).toContain("trainer: 256 MiB of state, 65536 pages, 655 changed per step");
+  });
+
+  it("2nd terminal: two checkpoints with --leave-running; the job runs on", async () => {
+    t.type(1, "mkdir -p ckpt/1 ckpt/2");
+    for (const n of [1, 2]) {
+      if (n === 2) dumpStart = last(t.screen(0));
+      t.type(1, `sudo criu dump -t ${pid} -D ckpt/${n} --shell-job --leave-running`);
+      const stats = path.join(work, `ckpt/${n}/stats-dump`);
+      await waitFor(`checkpoint ${n}`, () => (fs.existsSync(stats) ? true : undefined), 120_000);
+      await t.idle(1, `the dump of checkpoint ${n} to end`);
+      if (n === 2) dumpEnd = last(t.screen(0));
+      expect(alive(pid)).toBe(true);
+    }
+    const before = last(t.screen(0));
+    await t.until(0, "steps after the checkpoints", (text) => last(text) >= before + 2);
+  });
+
+  it("2nd terminal: kill -9 is the crash; criu restore resumes at checkpoint 2's step", async () => {
+    t.type(1, `kill -9 ${pid}`);
+    await waitFor("the job to die", () => (alive(pid) ? undefined : true));
+    const original = steps(t.screen(0));
+    t.type(1, "clear");
+    t.type(1, "sudo criu restore -D ckpt/2 --shell-job");
+    await t.until(1, "the restored job's steps", (text) => steps(text).size >= 2, 120_000);
+    const restored = steps(t.screen(1));
+    const first = Math.min(...restored.keys());
+    // It resumed where checkpoint 2 was taken (between the start and the end of that dump),
+    // not at 0 and not at the crash, and redoes each step with the original's checksum.
+    expect(first - 1).toBeGreaterThanOrEqual(dumpStart);
+    expect(first - 1).toBeLessThanOrEqual(dumpEnd);
+    expect(Math.max(...original.keys())).toBeGreaterThan(first);
+    expect(restored.get(first)).toBe(original.get(first));
+    expect(alive(pid)).toBe(true);
+  });
+
+  it("1st terminal: kill -USR1 makes it check its memory: ok", async () => {
+    t.type(0, `kill -USR1 ${pid}`);
+    await t.until(1, "the self-check", (text) =>
+      /^check step \d+ checksum [0-9a-f]{16}: /m.test(text),
+    );
+    expect(t.screen(1)).toMatch(/^check step \d+ checksum [0-9a-f]{16}: ok$/m);
+    t.keys(1, "C-c");
+    await waitFor("the restored job to end", () => (alive(pid) ? undefined : true));
+  });
+
+  it("what the checkpoints cost: stats-dump, analyze, du", () => {
+    const stats = JSON.parse(run(HOST.crit, ["show", path.join(work, "ckpt/2/stats-dump")]).stdout);
+    expect(stats.entries[0].dump.frozen_time).toBeGreaterThan(0);
+    const analyze = run(LAB, ["analyze", path.join(work, "ckpt/2")]);
+    expect(analyze.code).toBe(ExitCode.ok);
+    expect(analyze.stdout).toMatch(/^pages-\d+\.img +\d+ B/m);
+    const du = run("sh", ["-c", "du -sh ckpt/*"], { cwd: work });
+    expect(du.stdout).toMatch(/^\d+(\.\d+)?M\tckpt\/1\n\d+(\.\d+)?M\tckpt\/2\n$/);
+  });
+});

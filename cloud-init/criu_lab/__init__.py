@@ -4,6 +4,7 @@
   demo         run the counter, dump it, restore it, check that it counts on
   analyze DIR  explain a checkpoint directory, file by file
   status       what install-criu.sh installed
+  migrate      move a running process to another host over SSH (--to USER@HOST --pid PID)
   autostop     (run by a systemd timer) power off after N minutes with no SSH session
 
 Each takes --json. Exit codes: 0 ok; 1 the lab does not work; 2 bad usage; 3 not installed.

@@ -5,9 +5,9 @@ import signal
 import sys
 
 from . import __doc__ as USAGE_TEXT
-from . import analyze, autostop, check, demo, scenario, status
+from . import analyze, autostop, check, demo, migrate, scenario, status
 
-COMMANDS = (check, demo, analyze, status, autostop, scenario)
+COMMANDS = (check, demo, analyze, status, autostop, scenario, migrate)
 
 
 def main(argv):

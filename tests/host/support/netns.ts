@@ -4,8 +4,10 @@
  * its own where some paths are hidden (an empty tmpfs over them) or replaced (a bind mount),
  * so the destination does not see the source's files and a missing carry would fail.
  *
- * Processes CRIU dumps are entered with `nsenter --net=` only, never `ip netns exec` (a new
- * mount namespace: "unreachable sharing" at dump; DESIGN.md "Facts"). Each sshd runs under a
+ * Each sshd is entered with `nsenter --net=` (never `ip netns exec`: DESIGN.md "Facts") and runs
+ * in a private copy of the machine's mount namespace, so a host's processes and the CRIU that
+ * dumps them share one: run both over that host's ssh (CRIU refuses to dump a process in
+ * another mount namespace than its own, "doesn't have a proper root mount"). Each sshd runs under a
  * small subreaper: this machine's PID 1 reaps no orphans, and a zombie would hold the PID a
  * restore needs. Everything is named `clmig-<pid>-*`, so parallel runs do not collide, and
  * removed afterwards (processes by PID, namespaces and links by name).
@@ -64,8 +66,6 @@ export interface LabPair {
   key: KeyPair;
   /** A known_hosts file with both hosts' keys. */
   knownHosts: string;
-  /** Runs argv in the source's network namespace (nsenter --net=). */
-  onSource(argv: string[]): Ran;
   remove(): Promise<void>;
 }
 
@@ -156,7 +156,6 @@ export async function createLabPair(options: {
       destination: hosts[1],
       key,
       knownHosts,
-      onSource: (argv) => run("nsenter", [`--net=/run/netns/${netnsNames[0]}`, ...argv]),
       remove,
     };
   } catch (e) {

@@ -5,7 +5,8 @@
   analyze DIR  explain a checkpoint directory, file by file
   status       what install-criu.sh installed
   doctor       which exercises this host can run, and why not
-  scenario run training|game
+  migrate      move a running process to another host over SSH (--to USER@HOST --pid PID)
+  scenario run training|game|migration|backup
                one of the lab's stories, unattended, checked and reported
   autostop     (run by a systemd timer) power off after N minutes with no SSH session
 

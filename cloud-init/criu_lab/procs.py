@@ -8,17 +8,19 @@ import time
 from .common import BROKEN, LabError
 
 
-def start_detached(argv, log_path, append=False):
+def start_detached(argv, log_path, append=False, cwd=None):
     """Starts ARGV in its own session with no terminal, output to LOG_PATH: how a process
     started over SSH without a tty must be started to be dumped without --shell-job
-    (DESIGN.md). A `.py` program runs under this interpreter. Returns the Popen.
+    (DESIGN.md). A `.py` program runs under this interpreter, in CWD (default: ours).
+    Returns the Popen.
     APPEND opens the log with O_APPEND: a process restored from an older checkpoint then
     writes after what it wrote before the crash instead of over it (CRIU restores the
     file position it had)."""
     if argv[0].endswith(".py"):
         argv = [sys.executable, *argv]
     with open(log_path, "a" if append else "w") as log:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                cwd=cwd)
 
 
 def wait_for(what, predicate, timeout=30):

@@ -1,9 +1,9 @@
 """criu-lab scenario run NAME: one of the lab's stories, unattended, checked and reported."""
-from . import game, training
+from . import game, migration, training
 
 # Each scenario is a module with `register(runsub)`: it adds its parser to `scenario run`,
 # with its own flags, and sets `fn` to a function returning (exit code, JSON result, text).
-SCENARIOS = (training, game)
+SCENARIOS = (training, game, migration)
 
 
 def register(sub):

@@ -1,0 +1,392 @@
+"""criu-lab migrate: move a running process to another host over SSH (issue 12, section 4).
+
+Modes (https://criu.org/Live_migration, https://criu.org/Lazy_migration):
+  cold         dump here, copy the images, restore there
+  page-server  `criu page-server` there; the dump streams its pages to it (through SSH)
+  pre-copy     pre-dump rounds while the process runs, then a short final dump
+  lazy         post-copy: restore there first, pages follow on demand (`criu lazy-pages`)
+
+Everything, page traffic included, goes through the one SSH connection whose host key was
+checked: the lab's security group lets SSH in and nothing else (DESIGN.md "Data flow").
+"""
+import hashlib
+import os
+import re
+import shlex
+import stat
+import subprocess
+import time
+
+from .common import BROKEN, CRIU, LOG_DIR, NOT_READY, OK, USAGE, LabError, base, crit_show, ready, run, whole
+from .procs import alive, wait_for
+from .remote import Remote, local_port, probe, remote_state, ship
+
+MODES = ("cold", "page-server", "pre-copy", "lazy")
+PRE_COPY_ROUNDS = 2
+
+
+def register(sub):
+    p = sub.add_parser("migrate", help="move a running process to another host over SSH")
+    add_destination_flags(p)
+    p.add_argument("--pid", type=whole, required=True, help="the process to move")
+    p.add_argument("--mode", choices=MODES, default="cold")
+    p.set_defaults(fn=cmd_migrate)
+
+
+def add_destination_flags(p):
+    p.add_argument("--to", required=True, metavar="USER@HOST", help="the destination host")
+    p.add_argument("--port", type=whole, default=22, help="its SSH port (default 22)")
+    p.add_argument("--identity", metavar="FILE", help="the SSH private key to log in with")
+    p.add_argument("--known-hosts", metavar="FILE",
+                   help="known_hosts file holding the destination's host key (default: ssh's own)")
+
+
+def check_destination_flags(a):
+    """Raises LabError(USAGE) naming the flag and what is allowed."""
+    m = re.fullmatch(r"([a-z_][a-z0-9_.-]*)@([A-Za-z0-9][A-Za-z0-9.:-]*)", a.to or "")
+    if not m:
+        raise LabError(USAGE, f"--to '{a.to}': expected USER@HOST (e.g. ubuntu@10.0.1.12)")
+    if not 1 <= a.port <= 65535:
+        raise LabError(USAGE, f"--port {a.port}: expected 1-65535")
+    for flag, path in (("--identity", a.identity), ("--known-hosts", a.known_hosts)):
+        if path is not None and not os.path.isfile(path):
+            raise LabError(USAGE, f"{flag} {path}: no such file")
+    return m.group(1), m.group(2)
+
+
+def mode_unsupported(mode, dest):
+    """Why these two hosts cannot run MODE, or None. One place for the lead to point at
+    `criu-lab doctor` (issue 12, section 1) once it lands."""
+    if mode == "pre-copy" and run([CRIU, "check", "--feature", "mem_dirty_track"]).returncode != 0:
+        return ("pre-copy needs memory dirty tracking (soft-dirty bits), and this kernel has none "
+                "(`criu check --feature mem_dirty_track`: Dirty tracking is OFF); use cold or page-server")
+    if mode == "lazy":
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            if f.read().strip() == dest["bootId"]:
+                return ("lazy needs a second kernel: the source and the destination share this kernel, and the "
+                        "source keeps the process's PID while it serves its pages, so the destination cannot "
+                        "restore it with that PID (use a VM or another host)")
+        if not dest["uffd"]:
+            return "lazy needs userfaultfd on the destination (`criu check --feature uffd-noncoop` fails there)"
+    return None
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def process_files(pid):
+    """From /proc, before anything freezes: (files the process maps, files it has open,
+    directories it uses), or raises what cannot be migrated."""
+    mapped = set()
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) == 6 and parts[5].startswith("/") and not parts[5].endswith(" (deleted)\n"):
+                mapped.add(parts[5].rstrip("\n"))
+    mapped.add(os.readlink(f"/proc/{pid}/exe"))
+    mapped = {p for p in mapped if os.path.isfile(p)}  # /dev/zero and the like are no binaries
+    opened, dirs = {}, {os.readlink(f"/proc/{pid}/cwd")}
+    if os.readlink(f"/proc/{pid}/root") != "/":
+        raise LabError(USAGE, f"PID {pid} runs in a chroot: migrate moves processes that see the host's root")
+    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        if target.startswith("socket:"):
+            raise LabError(USAGE, f"PID {pid} has a socket open (fd {fd}): its peer and address stay on this "
+                           "host, so migrate refuses it (the game exercise keeps TCP connections on one host)")
+        if target.startswith("/dev/pts/") or target.startswith("/dev/tty"):
+            raise LabError(USAGE, f"PID {pid} has a terminal open (fd {fd} -> {target}): start it detached "
+                           "(setsid PROGRAM </dev/null >LOG 2>&1 &) to migrate it")
+        if not target.startswith("/") or target.endswith(" (deleted)"):
+            continue  # pipes, anonymous inodes; deleted files travel inside the images (ghost files)
+        st = os.stat(target)
+        if stat.S_ISDIR(st.st_mode):
+            dirs.add(target)
+        elif stat.S_ISREG(st.st_mode):
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                flags = int(re.search(r"^flags:\s*([0-7]+)", f.read(), re.M).group(1), 8)
+            opened[target] = opened.get(target, False) or (flags & os.O_ACCMODE) != os.O_RDONLY
+    return sorted(mapped), opened, sorted(dirs)
+
+
+def compare_destination(remote, pid):
+    """Refuses (exit 3) when the destination's copy of a mapped file (interpreter, libraries)
+    is missing or different: CRIU restores only where they are identical (DESIGN.md "Facts").
+    Returns (files to carry, the paths compared, the process's stdout file or None)."""
+    mapped, opened, dirs = process_files(pid)
+    there = remote_state(remote, mapped + sorted(opened) + dirs)
+    problems = []
+    for p in mapped:
+        if there.get(p) == "missing":
+            problems.append(f"{p} is missing there")
+        elif there.get(p) != sha256(p):
+            problems.append(f"{p} differs there (sha256 {there.get(p)} vs {sha256(p)} here)")
+    carry = [p for p in dirs if there.get(p) == "missing"]
+    for p in dirs:
+        here = f"dir:{os.stat(p).st_mode & 0o7777:o}"
+        if there.get(p) not in ("missing", here):
+            problems.append(f"directory {p} is {there.get(p)} there, {here} here (CRIU checks its mode)")
+    for p, writes in opened.items():
+        if there.get(p) == "missing":
+            carry.append(p)
+        elif writes:
+            problems.append(f"{p} (which the process writes) already exists there: move it away there first")
+        elif there.get(p) != sha256(p):
+            problems.append(f"{p} (open) differs there")
+    if problems:
+        raise LabError(NOT_READY, f"the destination {remote.host} does not have the same files as this host, and CRIU "
+                       "restores a process only where the files it maps are identical (same image/AMI on both): "
+                       + "; ".join(problems))
+    stdout = os.readlink(f"/proc/{pid}/fd/1") if os.path.exists(f"/proc/{pid}/fd/1") else None
+    return carry, set(there), (stdout if stdout in opened else None)
+
+
+def image_files(images):
+    """Regular files and directories the images refer to (crit files.img), for the carry."""
+    return {e["reg"]["name"] for e in crit_show(os.path.join(images, "files.img")) if "reg" in e}
+
+
+def counts(path):
+    try:
+        with open(path, errors="replace") as f:
+            return [int(n) for n in re.findall(r"^Counter: (\d+)$", f.read(), re.M)]
+    except OSError:
+        return []
+
+
+class Migration:
+    """One migration's state: where its images are (same absolute path on both hosts)."""
+
+    def __init__(self, pid, mode, remote, reap, say, run_dir=None):
+        self.pid, self.mode, self.remote, self.reap, self.say = pid, mode, remote, reap, say
+        self.dir = run_dir or os.path.join(LOG_DIR, time.strftime("migrate-%Y%m%dT%H%M%SZ-", time.gmtime()) + str(os.getpid()))
+        self.images = os.path.join(self.dir, "images")
+        self.r = {**base(), "mode": mode, "pid": pid, "destination": f"{remote.target}", "imagesDir": self.images,
+                  "freezeMs": 0, "transferMs": 0, "restoreMs": 0, "bytesTransferred": 0}
+        self.dumped = False
+        self.page_server_pid = None
+
+    def criu(self, argv, log):
+        started = time.monotonic()
+        p = run([CRIU, *argv, "-o", os.path.join(self.dir, log), "-v4"], timeout=1800)
+        if p.returncode != 0:
+            raise LabError(BROKEN, f"criu {argv[0]} exited {p.returncode}; end of {self.dir}/{log}:\n{tail(os.path.join(self.dir, log))}")
+        return round((time.monotonic() - started) * 1000, 1)
+
+    def dump(self, extra, images=None):
+        ms = self.criu(["dump", "-t", str(self.pid), "-D", images or self.images, *extra], "dump.log")
+        self.dumped = True
+        self.r["freezeMs"] += ms
+        self.reap()  # the dumped process is gone; its PID must be free (no zombie) to come back
+
+    def page_server(self, images):
+        """`criu page-server` on the destination's loopback, forwarded from a local port through
+        the SSH master: the pages are encrypted, and only port 22 must be open between hosts."""
+        q = shlex.quote
+        # CRIU takes no --port 0 from the command line: a free port there, picked just before.
+        free = "/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'"
+        out = self.remote.must(f"mkdir -p {q(images)} && port=$({free}) && {CRIU} page-server -D {q(images)} "
+                               f"--address 127.0.0.1 --port $port -d --pidfile {q(images)}/page-server.pid "
+                               f"-o {q(self.dir)}/page-server.log -v4 && echo $(cat {q(images)}/page-server.pid) $port",
+                               "criu page-server")
+        self.page_server_pid, remote_port = (int(x) for x in out.split()[:2])
+        port = local_port()
+        p = run([*self.remote.ssh, "-O", "forward", "-L", f"127.0.0.1:{port}:127.0.0.1:{remote_port}", self.remote.target], 30)
+        if p.returncode != 0:
+            raise LabError(BROKEN, f"cannot forward a port to {self.remote.host}'s page server: {p.stderr.strip()}")
+        return port
+
+    def restore(self, images, extra=()):
+        started = time.monotonic()
+        q = shlex.quote
+        p = self.remote.run(f"{CRIU} restore -d -D {q(images)} --pidfile {q(self.dir)}/restored.pid "
+                            f"-o {q(self.dir)}/restore.log -v4 {' '.join(extra)} && cat {q(self.dir)}/restored.pid", 1800)
+        self.r["restoreMs"] = round((time.monotonic() - started) * 1000, 1)
+        if p.returncode != 0:
+            log = self.remote.run(f"tail -n 20 {q(self.dir)}/restore.log").stdout
+            raise LabError(BROKEN, f"criu restore on {self.remote.host} exited {p.returncode}; end of "
+                           f"{self.remote.host}:{self.dir}/restore.log:\n{log}")
+        self.r["restoredPid"] = int(p.stdout.split()[-1])
+
+    def restore_back(self):
+        """After a dump whose restore there failed: the process comes back here, from the
+        same images (pages fetched back when they went to the page server)."""
+        if not any(n.startswith("pages-") for n in os.listdir(self.images)):
+            back = subprocess.run(f"{shlex.join(self.remote.argv(f'cd {shlex.quote(self.images)} && tar -cf - pages-*.img pagemap-*.img'))}"
+                                  f" | tar -C {shlex.quote(self.images)} -xf -", shell=True, capture_output=True, text=True)
+            if back.returncode != 0:
+                return f"its pages could not be fetched back ({back.stderr.strip()[-200:]})"
+        p = run([CRIU, "restore", "-d", "-D", self.images, "--pidfile", os.path.join(self.dir, "restored-back.pid"),
+                 "-o", os.path.join(self.dir, "restore-back.log"), "-v4"], 600)
+        if p.returncode != 0:
+            return f"restoring it here failed too (see {self.dir}/restore-back.log)"
+        with open(os.path.join(self.dir, "restored-back.pid")) as f:
+            return f"it runs again here as PID {int(f.read())}"
+
+    def cleanup(self):
+        if self.page_server_pid:
+            self.remote.run(f"kill {self.page_server_pid} 2>/dev/null; true", 30)
+
+
+def tail(path, n=20):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError as e:
+        return str(e)
+
+
+def migrate(pid, mode, remote, reap, say, run_dir=None):
+    """Moves PID to REMOTE. Returns the JSON result; raises LabError with a clear message
+    (images kept, where; the process restored back here when it was dumped and could not
+    come up there)."""
+    m = Migration(pid, mode, remote, reap, say, run_dir)
+    r = m.r
+    try:
+        remote.connect()
+        dest = probe(remote, mode == "lazy")
+        r["destinationKernel"] = dest["kernel"]
+        why = mode_unsupported(mode, dest)
+        if why:
+            raise LabError(USAGE, why)
+        carry, known, out = compare_destination(remote, pid)
+        os.makedirs(m.images)
+        remote.must(f"mkdir -p {shlex.quote(m.images)}", "mkdir")
+        say(f"PID {pid} -> {remote.target} ({dest['kernel']}), mode {mode}; carrying {', '.join(carry) or 'nothing'}")
+        if mode == "pre-copy":
+            prev = None
+            for i in range(1, PRE_COPY_ROUNDS + 1):
+                d = os.path.join(m.dir, f"pre-{i}")
+                os.makedirs(d)
+                m.criu(["pre-dump", "-t", str(pid), "-D", d, "--track-mem", *(["--prev-images-dir", prev] if prev else [])],
+                       f"pre-dump-{i}.log")
+                r["bytesTransferred"] += ship(remote, [d] + [os.path.join(d, n) for n in os.listdir(d)], {"transferMs": 0})
+                prev = f"../pre-{i}"
+                say(f"pre-dump round {i} copied while PID {pid} runs")
+            # Downtime starts here, not at the first round.
+            started = time.monotonic()
+            m.dump(["--track-mem", "--prev-images-dir", prev])
+        elif mode == "page-server":
+            port = m.page_server(m.images)
+            started = time.monotonic()
+            m.dump(["--page-server", "--address", "127.0.0.1", "--port", str(port)])
+        elif mode == "lazy":
+            started = time.monotonic()
+            lazy(m, carry, out)
+        else:
+            started = time.monotonic()
+            m.dump([])
+        if mode != "lazy":
+            # The images are the authority on what the restore opens: a file opened since the
+            # check above is looked up there now (while frozen, so rarely).
+            late = remote_state(remote, sorted(p for p in image_files(m.images) - known
+                                                if os.path.isfile(p) or os.path.isdir(p)))
+            carry += [p for p, state in late.items() if state == "missing"]
+            r["lastBeforeDump"] = (counts(out) or [None])[-1] if out else None
+            names = [os.path.join(m.images, n) for n in sorted(os.listdir(m.images))]
+            r["bytesTransferred"] += ship(remote, names + carry, r)
+            m.restore(m.images)
+        r["downtimeMs"] = round((time.monotonic() - started) * 1000, 1)
+        if mode == "page-server":  # the pages went through the tunnel, not the tar stream
+            r["bytesTransferred"] += int(remote.must(f"cat {shlex.quote(m.images)}/pages-*.img | wc -c", "counting pages"))
+        r["carried"] = carry
+        if out and r.get("lastBeforeDump") is not None:
+            q = shlex.quote(out)
+            after = wait_for("the restored process's next count", lambda: [
+                n for n in (int(x) for x in re.findall(r"^Counter: (\d+)$", remote.run(f"tail -c 2000 {q}").stdout, re.M))
+                if n > r["lastBeforeDump"]] or None, 30)
+            r["firstAfterRestore"] = after[0]
+        r["ok"] = True
+        return r
+    except (LabError, OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
+        r["error"] = str(e) if isinstance(e, LabError) else f"{type(e).__name__}: {e}"
+        if m.dumped and not r.get("restoredPid"):
+            r["error"] += f"\nThe process was dumped; {m.restore_back()}. Images kept here in {m.dir} and on {remote.host} in {m.images}"
+        elif os.path.isdir(m.dir):
+            r["error"] += f"\nLogs kept here in {m.dir}"
+        failed = LabError(getattr(e, "code", BROKEN), r["error"])
+        failed.result = r  # what is known so far (imagesDir...), for --json
+        raise failed from None
+    finally:
+        m.cleanup()
+
+
+def lazy(m, carry, out):
+    """Post-copy: dump with --lazy-pages (this host keeps the pages and serves them), copy the
+    rest, start `criu lazy-pages` there, restore there; pages follow on demand. Needs a second
+    kernel (mode_unsupported), so it is proven in the VM tier, not here."""
+    r, remote, q = m.r, m.remote, shlex.quote
+    ready_r, ready_w = os.pipe()
+    port = local_port()
+    dump = subprocess.Popen([CRIU, "dump", "-t", str(m.pid), "-D", m.images, "--lazy-pages", "--address", "127.0.0.1",
+                             "--port", str(port), "--status-fd", str(ready_w), "-o", os.path.join(m.dir, "dump.log"), "-v4"],
+                            pass_fds=(ready_w,))
+    os.close(ready_w)
+    got = os.read(ready_r, 1)
+    os.close(ready_r)
+    if got != b"\0":
+        dump.wait()
+        raise LabError(BROKEN, f"criu dump --lazy-pages exited {dump.returncode}; end of {m.dir}/dump.log:\n{tail(os.path.join(m.dir, 'dump.log'))}")
+    m.dumped = True
+    r["lastBeforeDump"] = (counts(out) or [None])[-1] if out else None
+    fwd = run([*remote.ssh, "-O", "forward", "-R", f"127.0.0.1:0:127.0.0.1:{port}", remote.target], 30)
+    if fwd.returncode != 0 or not fwd.stdout.strip().isdigit():
+        raise LabError(BROKEN, f"cannot forward {remote.host} back to the lazy page server here: {fwd.stderr.strip()}")
+    names = [os.path.join(m.images, n) for n in sorted(os.listdir(m.images))]
+    r["bytesTransferred"] += ship(remote, names + carry, r)
+    remote.must(f"{CRIU} lazy-pages --page-server --address 127.0.0.1 --port {fwd.stdout.strip()} -D {q(m.images)} -d "
+                f"-o {q(m.dir)}/lazy-pages.log -v4", "criu lazy-pages")
+    m.restore(m.images, ["--lazy-pages"])
+    if dump.wait(1800) != 0:  # all pages went over; CRIU's dump then ends the source process
+        raise LabError(BROKEN, f"the lazy dump exited {dump.returncode} after the restore (see {m.dir}/dump.log)")
+    m.reap()
+
+
+def cmd_migrate(a):
+    r = {**base(), "mode": a.mode, "pid": a.pid}
+    say = (lambda s: None) if a.json else (lambda s: print(s, flush=True))
+    remote = None
+    try:
+        user, host = check_destination_flags(a)
+        ready("migrate")
+        if a.pid in (0, 1, os.getpid()) or not alive(a.pid):
+            raise LabError(USAGE, f"--pid {a.pid}: no such running process")
+        remote = Remote(user, host, a.port, a.identity, a.known_hosts)
+        r = migrate(a.pid, a.mode, remote, lambda: reaped(a.pid), say)
+    except LabError as e:
+        r.update(getattr(e, "result", {}), ok=False, error=str(e))
+        return e.code, r, f"criu-lab migrate FAILED: {e}"
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
+        r.update(ok=False, error=f"{type(e).__name__}: {e}")
+        return BROKEN, r, f"criu-lab migrate FAILED: {r['error']}"
+    finally:
+        if remote:
+            remote.close()
+    return OK, r, timeline(r)
+
+
+def reaped(pid, timeout=5):
+    """Not our child: its parent (a shell, systemd) reaps it once the dump ends it. Only a
+    destination sharing this PID namespace needs that (a zombie holds its PID), so waiting
+    in vain is no error here; the restore there names "File exists" if it matters."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def timeline(r):
+    """The migration drawn in the terminal: freeze, transfer, restore (issue 12, section 6)."""
+    parts = [("freeze", r["freezeMs"], "#"), ("transfer", r["transferMs"], "="), ("restore", r["restoreMs"], "+")]
+    total = sum(p[1] for p in parts) or 1
+    bar = "".join(ch * max(1, round(40 * ms / total)) for _, ms, ch in parts)
+    lines = [f"PID {r['pid']} now runs on {r['destination']} as PID {r['restoredPid']} ({r['mode']}).",
+             f"[{bar}] downtime {r['downtimeMs']} ms",
+             "  " + ", ".join(f"{ch} {name} {ms} ms" for name, ms, ch in parts),
+             f"  {r['bytesTransferred']} bytes sent; carried: {', '.join(r['carried']) or 'nothing'}"]
+    if r.get("firstAfterRestore") is not None:
+        lines.append(f"  counted {r['lastBeforeDump']} here, then {r['firstAfterRestore']} there")
+    return "\n".join(lines)

@@ -1,0 +1,119 @@
+"""The destination of a migration: commands over one SSH master connection whose host key was
+checked, files compared and copied there (criu-lab migrate, scenarios migration and backup)."""
+import os
+import re
+import shlex
+import socket
+import subprocess
+import tempfile
+import time
+
+from .common import BROKEN, CRIU, NOT_READY, LabError
+
+
+class Remote:
+    """Commands on the destination over one SSH master connection (host key checked, no TOFU:
+    StrictHostKeyChecking=yes), as root: through `sudo -n` when USER is not root."""
+
+    def __init__(self, user, host, port, identity, known_hosts):
+        self.user, self.host, self.known_hosts = user, host, known_hosts
+        self.control_dir = tempfile.mkdtemp(prefix="clmig-ssh-")  # a short path: socket names are limited
+        self.ssh = ["ssh", "-p", str(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                    "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", f"ControlPath={self.control_dir}/m"]
+        if identity:
+            self.ssh += ["-i", identity, "-o", "IdentitiesOnly=yes"]
+        if known_hosts:
+            self.ssh += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
+        self.target = f"{user}@{host}"
+        self.sudo = "" if user == "root" else "sudo -n "
+        self.connected = False
+
+    def connect(self):
+        """The master connection every later command shares (no handshake while the process is
+        frozen). Its stderr goes to a file: a pipe would stay open in the backgrounded master."""
+        if self.connected:
+            return
+        err_path = os.path.join(self.control_dir, "master.err")
+        with open(err_path, "w") as err:
+            p = subprocess.run([*self.ssh, "-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-N", "-f",
+                                self.target], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+        with open(err_path) as f:
+            p.stderr = f.read()
+        self.raise_if_unreachable(p)
+        self.connected = True
+
+    def argv(self, script):
+        """ssh argv running SCRIPT (shell text) as root on the destination."""
+        return [*self.ssh, self.target, f"{self.sudo}sh -c {shlex.quote(script)}"]
+
+    def run(self, script, timeout=120, **kw):
+        p = subprocess.run(self.argv(script), capture_output=True, text=True, timeout=timeout, **kw)
+        self.raise_if_unreachable(p)
+        return p
+
+    def must(self, script, what, timeout=120):
+        p = self.run(script, timeout)
+        if p.returncode != 0:
+            raise LabError(BROKEN, f"{what} on {self.host} exited {p.returncode}: {(p.stderr or p.stdout).strip()[-600:]}")
+        return p.stdout
+
+    def raise_if_unreachable(self, p):
+        if p.returncode != 255:
+            return
+        err = p.stderr.strip()
+        if "Host key verification failed" in err or "REMOTE HOST IDENTIFICATION HAS CHANGED" in err:
+            raise LabError(NOT_READY, f"{self.host}'s host key is not the one in "
+                           f"{self.known_hosts or 'your known_hosts'} (Host key verification failed): refusing to connect")
+        raise LabError(NOT_READY, f"cannot reach {self.target} over SSH: {err.splitlines()[-1] if err else 'ssh exited 255'}")
+
+    def close(self):
+        subprocess.run([*self.ssh, "-O", "exit", self.target], capture_output=True, timeout=30)
+        subprocess.run(["rm", "-rf", self.control_dir])
+
+
+def probe(remote, lazy):
+    """What the destination is: kernel, boot id, CRIU (exit 3 when it cannot run CRIU)."""
+    script = (f"cat /proc/sys/kernel/random/boot_id; uname -r; {CRIU} --version | sed -n 's/^Version: *//p'"
+              + (f"; {CRIU} check --feature uffd-noncoop >/dev/null 2>&1 && echo uffd || echo no-uffd" if lazy else ""))
+    p = remote.run(script, timeout=60)
+    if p.returncode != 0 and "password is required" in p.stderr:
+        raise LabError(NOT_READY, f"{remote.user} cannot run sudo without a password on {remote.host}")
+    lines = p.stdout.split("\n")
+    if p.returncode != 0 or len(lines) < 3 or not lines[2]:
+        raise LabError(NOT_READY, f"CRIU is not installed at {CRIU} on {remote.host} ({p.stderr.strip()[-300:] or 'no version'})")
+    return {"bootId": lines[0], "kernel": lines[1], "criuVersion": lines[2], "uffd": lines[3:4] == ["uffd"]}
+
+
+def remote_state(remote, paths):
+    """Per absolute path on the destination: "dir:MODE", its sha256, "other" (a device...)
+    or "missing"."""
+    if not paths:
+        return {}
+    listing = remote.must("for p in " + " ".join(shlex.quote(p) for p in paths) + "; do if [ -d \"$p\" ]; then "
+                          "echo dir:$(stat -c %a \"$p\"); elif [ -f \"$p\" ]; then sha256sum -- \"$p\" | cut -d' ' -f1; "
+                          "elif [ -e \"$p\" ]; then echo other; else echo missing; fi; done", "checking the process's files").split()
+    return dict(zip(paths, listing))
+
+
+def ship(remote, paths, ticker):
+    """One tar stream of PATHS (absolute) to the same paths on the destination; returns bytes."""
+    rel = [p.lstrip("/") for p in paths]
+    started = time.monotonic()
+    tar = subprocess.Popen(["tar", "-C", "/", "--no-recursion", "--totals", "-cf", "-", "--", *rel],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ssh = subprocess.run(remote.argv("tar -C / -xpf -"), stdin=tar.stdout, capture_output=True, text=True, timeout=1800)
+    tar.stdout.close()
+    err = tar.stderr.read().decode(errors="replace")
+    tar.wait()
+    remote.raise_if_unreachable(ssh)
+    if tar.returncode != 0 or ssh.returncode != 0:
+        raise LabError(BROKEN, f"copying to {remote.host} failed: {err.strip()[-300:]} {ssh.stderr.strip()[-300:]}")
+    ticker["transferMs"] += round((time.monotonic() - started) * 1000, 1)
+    m = re.search(r"Total bytes written: (\d+)", err)
+    return int(m.group(1)) if m else 0
+
+
+def local_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,367 @@
+/**
+ * `criu-lab migrate` and the migration/backup scenarios between two lab "hosts" made of network
+ * namespaces (tests/host/support/netns.ts), for real: real CRIU, real sshd, host keys checked.
+ * The destination's sshd runs in a mount namespace where the source's work directory is an
+ * empty tmpfs, so what the process needs there arrives only if migrate carries it.
+ * The command is the repository's (cloud-init/criu-lab), run on the source over its sshd as
+ * a learner would.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ExitCode } from "../../verify/checks";
+import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { alive, CLOUD_INIT, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+import { createLabPair, sshOptions, type LabPair } from "./support/netns";
+import { createTestUser, type TestUser } from "./support/sshd";
+
+const LAB = path.join(CLOUD_INIT, "criu-lab");
+const DST = "10.77.0.2";
+
+interface Migrated {
+  ok: boolean;
+  mode: string;
+  pid: number;
+  restoredPid: number;
+  lastBeforeDump: number;
+  firstAfterRestore: number;
+  downtimeMs: number;
+  freezeMs: number;
+  transferMs: number;
+  restoreMs: number;
+  bytesTransferred: number;
+  destination: string;
+  imagesDir: string;
+  carried: string[];
+  error?: string;
+}
+
+describe.skipIf(
+  cannotRun("criu-lab migrate", [
+    needRoot(),
+    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
+    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
+    needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
+    needCommand("nsenter"),
+    needCommand("unshare"),
+  ]),
+)("criu-lab migrate between two network-namespace hosts", () => {
+  let dir: string;
+  let work: string;
+  let pair: LabPair;
+  let user: TestUser;
+  const started: number[] = [];
+
+  beforeAll(async () => {
+    dir = tempDir("migrate");
+    fs.chmodSync(dir, 0o755); // sshd reads the test user's authorized_keys as that user
+    work = path.join(dir, "work");
+    fs.mkdirSync(work, { mode: 0o755 });
+    fs.copyFileSync(path.join(CLOUD_INIT, "counter.py"), path.join(work, "counter.py"));
+    user = createTestUser(`criulab-mig-${process.pid}`, dir);
+    pair = await createLabPair({ dir, hide: [work], users: [user.name] });
+  });
+
+  afterAll(async () => {
+    // Only the counters these tests started (here or restored there), by PID.
+    for (const pid of started) {
+      if (alive(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("counter.py")) {
+        process.kill(pid, "SIGKILL");
+      }
+    }
+    await pair?.remove();
+    user?.remove();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** criu-lab on the source host, as root over its sshd. */
+  const lab = (args: string[]) =>
+    pair.source.ssh(
+      `CRIU_LAB_LOG_DIR=${work}/logs CRIU_LAB_COUNTER=${work}/counter.py ${LAB} ${args.join(" ")}`,
+    );
+  const migrate = (args: string[]) => lab(["migrate", ...args]);
+  const flags = (to = `root@${DST}`) => [
+    "--to",
+    to,
+    "--identity",
+    pair.key.path,
+    "--known-hosts",
+    pair.knownHosts,
+  ];
+
+  /** The counter, detached, in its own directory under the hidden work dir. */
+  async function startCounter(name: string): Promise<{ pid: number; log: string }> {
+    const runDir = path.join(work, name);
+    const ran = pair.source.ssh(
+      `mkdir -p ${runDir} && cd ${runDir} && { setsid /usr/bin/python3 ${work}/counter.py --interval 0.2 </dev/null >counter.log 2>&1 & echo $!; }`,
+    );
+    expect(ran.code, ran.stderr).toBe(0);
+    const pid = Number(ran.stdout.trim());
+    started.push(pid);
+    const log = path.join(runDir, "counter.log");
+    await waitFor("the counter to count to 3", () =>
+      fs.existsSync(log) && /^Counter: 3$/m.test(fs.readFileSync(log, "utf8")) ? true : undefined,
+    );
+    return { pid, log };
+  }
+
+  const lastCount = (text: string) => Number([...text.matchAll(/^Counter: (\d+)$/gm)].pop()?.[1]);
+
+  /** Still here, not frozen, and counting on. */
+  async function stillCountsHere(pid: number, log: string) {
+    expect(alive(pid)).toBe(true);
+    expect(fs.readFileSync(`/proc/${pid}/status`, "utf8")).not.toMatch(/^State:\s+[tT]/m);
+    expect(fs.readlinkSync(`/proc/${pid}/ns/net`)).toBe(netnsOf("src"));
+    const before = lastCount(fs.readFileSync(log, "utf8"));
+    await waitFor("another count here", () =>
+      lastCount(fs.readFileSync(log, "utf8")) > before ? true : undefined,
+    );
+  }
+
+  const netnsOf = (role: "src" | "dst") =>
+    `net:[${fs.statSync(`/run/netns/clmig-${process.pid}-${role}`).ino}]`;
+
+  function parse(ran: { code: number; stdout: string; stderr: string }): Migrated {
+    expect(ran.stdout.trim().split("\n"), ran.stderr).toHaveLength(1);
+    return JSON.parse(ran.stdout);
+  }
+
+  it("the destination does not see the source's files: a restore there without them fails", async () => {
+    const { pid, log } = await startCounter("control");
+    expect(pair.destination.ssh(`test -e ${log}`).code).toBe(1);
+    const images = path.join(work, "control", "images");
+    fs.mkdirSync(images);
+    // On the source over its sshd: the same mount namespace as the counter, as migrate runs.
+    const dump = pair.source.ssh(`${HOST.criu} dump -t ${pid} -D ${images} -o dump.log`);
+    expect(dump.code, fs.readFileSync(path.join(images, "dump.log"), "utf8").slice(-3000)).toBe(0);
+    await waitFor("the dumped counter to be reaped", () => (alive(pid) ? undefined : true));
+    // The images alone, as a copy that forgets the carry would leave them.
+    const shipped = pair.source.ssh(
+      `tar -C ${images} -cf - . | ssh ${sshOptions(pair.key.path, pair.knownHosts).join(" ")} ` +
+        `root@${DST} 'mkdir -p ${images} && tar -C ${images} -xf -'`,
+    );
+    expect(shipped.code, shipped.stderr).toBe(0);
+    const restore = pair.destination.ssh(
+      `${HOST.criu} restore -d -D ${images} -o restore.log; grep Error ${images}/restore.log`,
+    );
+    expect(restore.stdout).toMatch(/Can't open cwd|No such file/);
+    // CRIU names paths relative to the root: tmp/criu-lab-migrate-.../work/control
+    expect(restore.stdout).toContain(path.join(work, "control").slice(1));
+    expect(alive(pid)).toBe(false);
+  });
+
+  it("cold, as a sudo user: the counter goes on there from the next number, same PID", async () => {
+    const { pid, log } = await startCounter("cold");
+    const ran = migrate([
+      ...flags(`${user.name}@${DST}`),
+      "--pid",
+      String(pid),
+      "--mode",
+      "cold",
+      "--json",
+    ]);
+    expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
+    const r = parse(ran);
+    expect(r).toMatchObject({ ok: true, mode: "cold", pid, restoredPid: pid });
+    expect(r.destination).toBe(`${user.name}@${DST}`);
+    expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
+    expect(r.carried).toEqual(expect.arrayContaining([path.dirname(log), log]));
+    expect(r.bytesTransferred).toBeGreaterThan(1_000_000); // python's pages at least
+    expect(r.downtimeMs).toBeGreaterThanOrEqual(r.freezeMs + r.transferMs + r.restoreMs - 1);
+    // It runs in the destination's namespace now, and its output there goes on.
+    expect(fs.readlinkSync(`/proc/${pid}/ns/net`)).toBe(netnsOf("dst"));
+    const there = pair.destination.ssh(`cat ${log}`).stdout;
+    expect(there).toContain(`Counter: ${r.lastBeforeDump}\nCounter: ${r.firstAfterRestore}\n`);
+    expect(fs.readFileSync(log, "utf8")).not.toContain(`Counter: ${r.firstAfterRestore}\n`);
+    process.kill(pid, "SIGKILL");
+  });
+
+  it("page-server: pages stream to the destination during the dump; same PID, next number", async () => {
+    const { pid, log } = await startCounter("page-server");
+    const ran = migrate([...flags(), "--pid", String(pid), "--mode", "page-server", "--json"]);
+    expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
+    const r = parse(ran);
+    expect(r).toMatchObject({ ok: true, mode: "page-server", pid, restoredPid: pid });
+    expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
+    expect(fs.readdirSync(r.imagesDir).some((n) => n.startsWith("pages-"))).toBe(false);
+    expect(pair.destination.ssh(`ls ${r.imagesDir}`).stdout).toMatch(/^pages-\d+\.img$/m);
+    expect(pair.destination.ssh(`tail -n 3 ${log}`).stdout).toMatch(/Counter: \d+\n$/);
+    process.kill(pid, "SIGKILL");
+  });
+
+  it("pre-copy needs dirty tracking: refused here with the reason (or works where it exists)", async () => {
+    const { pid, log } = await startCounter("pre-copy");
+    const tracks = run(HOST.criu, ["check", "--feature", "mem_dirty_track"]).code === 0;
+    const ran = migrate([...flags(), "--pid", String(pid), "--mode", "pre-copy", "--json"]);
+    if (tracks) {
+      expect(ran.code, ran.stdout).toBe(ExitCode.ok);
+      expect(parse(ran).restoredPid).toBe(pid);
+      return;
+    }
+    expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.usage);
+    expect(parse(ran).error).toMatch(/pre-copy needs memory dirty tracking.*Dirty tracking is OFF/);
+    await stillCountsHere(pid, log);
+  });
+
+  it("lazy between two namespaces of one kernel: refused, naming the shared kernel", async () => {
+    const { pid, log } = await startCounter("lazy");
+    const ran = migrate([...flags(), "--pid", String(pid), "--mode", "lazy", "--json"]);
+    expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.usage);
+    expect(parse(ran).error).toMatch(/lazy needs a second kernel.*share this kernel/);
+    await stillCountsHere(pid, log);
+  });
+
+  it("bad flags and a PID that is not running: exit 2, naming the flag, before connecting", () => {
+    const cases: Array<[string[], RegExp]> = [
+      [["--to", DST, "--pid", "1"], /--to '10\.77\.0\.2': expected USER@HOST/],
+      [["--to", `root@${DST}`, "--port", "70000", "--pid", "1"], /--port 70000: expected 1-65535/],
+      [
+        ["--to", `root@${DST}`, "--identity", "/nonexistent", "--pid", "1"],
+        /--identity \/nonexistent: no such file/,
+      ],
+      [[...flags(), "--pid", "999999999"], /--pid 999999999: no such running process/],
+    ];
+    for (const [args, message] of cases) {
+      const ran = migrate([...args, "--json"]);
+      expect(ran.code, args.join(" ")).toBe(ExitCode.usage);
+      expect(parse(ran).error).toMatch(message);
+    }
+    const mode = migrate([...flags(), "--pid", "1", "--mode", "warp"]);
+    expect(mode.code).toBe(ExitCode.usage);
+    expect(mode.stderr).toContain("argument --mode: invalid choice: 'warp'");
+  });
+
+  describe("a destination it cannot use: exit 3, the process untouched", () => {
+    let pid: number;
+    let log: string;
+    beforeAll(async () => {
+      ({ pid, log } = await startCounter("refusals"));
+      // The same host with sshds that see CRIU missing, or a different python3.11.
+      await pair.destination.addSshd({ port: 2200, hide: [work, "/usr/local/sbin"] });
+      const other = path.join(dir, "python3.11-other");
+      fs.copyFileSync("/usr/bin/python3.11", other);
+      fs.appendFileSync(other, "a different build");
+      await pair.destination.addSshd({
+        port: 2201,
+        hide: [work],
+        replace: [{ file: other, target: "/usr/bin/python3.11" }],
+      });
+    });
+
+    it.each([
+      [
+        "unreachable (nothing listens)",
+        ["--port", "2222"],
+        /cannot reach root@10\.77\.0\.2 over SSH: .*Connection refused/,
+      ],
+      [
+        "CRIU missing there",
+        ["--port", "2200"],
+        /CRIU is not installed at \/usr\/local\/sbin\/criu on 10\.77\.0\.2/,
+      ],
+      [
+        "a different interpreter there",
+        ["--port", "2201"],
+        /does not have the same files.*\/usr\/bin\/python3\.11 differs there \(sha256 /,
+      ],
+    ])("%s", async (_what, extra, message) => {
+      const ran = migrate([...flags(), ...extra, "--pid", String(pid), "--json"]);
+      expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
+      expect(parse(ran).error).toMatch(message);
+      await stillCountsHere(pid, log);
+    });
+
+    it("a wrong host key", async () => {
+      const wrong = path.join(dir, "wrong_known_hosts");
+      fs.writeFileSync(
+        wrong,
+        `${DST} ${pair.source.knownHostsLine.split(" ").slice(1).join(" ")}\n`,
+      );
+      const ran = migrate([
+        "--to",
+        `root@${DST}`,
+        "--identity",
+        pair.key.path,
+        "--known-hosts",
+        wrong,
+        "--pid",
+        String(pid),
+        "--json",
+      ]);
+      expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
+      expect(parse(ran).error).toMatch(
+        /10\.77\.0\.2's host key is not the one in .*wrong_known_hosts \(Host key verification failed\)/,
+      );
+      await stillCountsHere(pid, log);
+    });
+  });
+
+  it("a restore that fails there: the process comes back here, images kept on both hosts", async () => {
+    const { pid, log } = await startCounter("restore-fails");
+    const wrapper = path.join(dir, "criu-fails-restore");
+    const real = path.join(dir, "criu-real");
+    fs.writeFileSync(
+      wrapper,
+      `#!/bin/sh\nif [ "$1" = restore ]; then echo "injected: restore fails" >&2; exit 1; fi\nexec ${real} "$@"\n`,
+      { mode: 0o755 },
+    );
+    await pair.destination.addSshd({
+      port: 2202,
+      hide: [work],
+      replace: [{ file: wrapper, target: HOST.criu, keepOriginalAt: real }],
+    });
+    const ran = migrate([...flags(), "--port", "2202", "--pid", String(pid), "--json"]);
+    expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.labBroken);
+    const r = parse(ran);
+    expect(r.error).toContain(`criu restore on ${DST} exited 1`);
+    expect(r.error).toContain(`The process was dumped; it runs again here as PID ${pid}.`);
+    expect(r.error).toMatch(
+      new RegExp(`Images kept here in \\S+ and on ${DST.replace(/\./g, "\\.")} in ${r.imagesDir}`),
+    );
+    expect(fs.existsSync(path.join(r.imagesDir, "pstree.img"))).toBe(true);
+    expect(pair.destination.ssh(`ls ${r.imagesDir}`, "root", 2202).stdout).toContain("pstree.img");
+    await stillCountsHere(pid, log);
+    process.kill(pid, "SIGKILL");
+  });
+
+  it("scenario run migration: the lab's counter moved, checked and reported", () => {
+    const ran = lab([
+      "scenario",
+      "run",
+      "migration",
+      ...flags(),
+      "--mode",
+      "page-server",
+      "--json",
+    ]);
+    expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
+    const r = parse(ran);
+    started.push(r.pid);
+    expect(r).toMatchObject({ ok: true, mode: "page-server", restoredPid: r.pid });
+    expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
+    expect(alive(r.pid)).toBe(false); // the scenario stops its counter there
+  });
+
+  it("scenario run backup: checkpoints shipped, kill -9 here, the latest restored there", () => {
+    const ran = lab([
+      "scenario",
+      "run",
+      "backup",
+      ...flags(),
+      "--checkpoints",
+      "2",
+      "--every",
+      "1",
+      "--json",
+    ]);
+    expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
+    const r = JSON.parse(ran.stdout);
+    started.push(r.pid);
+    expect(r).toMatchObject({ ok: true, checkpoints: 2, restoredPid: r.pid });
+    expect(r.frozenUs).toHaveLength(2);
+    expect(r.firstAfterRestore).toBe(r.lastCheckpointCount + 1);
+    expect(r.lostCounts).toBe(r.lastBeforeCrash - r.lastCheckpointCount);
+    expect(r.lostCounts).toBeGreaterThan(0);
+    expect(alive(r.pid)).toBe(false);
+  });
+});

@@ -70,7 +70,11 @@ const RUNNER_WRAPPER = /^Running program '[^']*' failed with an unhandled except
  * without the stack trace and properties util.inspect appends (from the first `    at ` frame).
  */
 export function programErrorText(message: string): string {
-  const lines = message.replace(RUNNER_WRAPPER, "").split("\n");
+  // util.inspect marks an error that refers to itself with `<ref *1> `.
+  const lines = message
+    .replace(RUNNER_WRAPPER, "")
+    .replace(/^<ref \*\d+> /, "")
+    .split("\n");
   const frame = lines.findIndex((line) => /^\s+at\s/.test(line));
   return (frame >= 0 ? lines.slice(0, frame) : lines).join("\n").trimEnd();
 }
@@ -111,11 +115,12 @@ export function buildReport(result: PlanResult): PlanReport {
   if (result.exitCode === EXIT_ERROR_ALREADY_LOGGED) {
     // The program's own error, once and without the runner's wrapper or a stack trace
     // (issue 9); --json keeps the whole text under diagnostics.
-    errors.push(
-      ...(programErrors.length > 0
-        ? programErrors.map((d) => programErrorText(d.message))
-        : ["the program failed (it logged no error)"]),
-    );
+    const texts = programErrors
+      .map((d) => programErrorText(d.message))
+      // A refused call is already listed (record.problems); the program's error repeats it.
+      .filter((text) => !record.problems.some((problem) => text.includes(problem)));
+    if (programErrors.length === 0) errors.push("the program failed (it logged no error)");
+    errors.push(...texts);
   } else if (result.exitCode !== 0 && !result.timedOut) {
     errors.push(`the program exited with code ${String(result.exitCode)}`);
   }

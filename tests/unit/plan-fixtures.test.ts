@@ -73,7 +73,12 @@ describe("plans that must fail loudly", () => {
       expect(report.errors[0]).toBe(
         "the offline plan has no placeholder for the lookup 'aws:ec2/getVpc:getVpc': add one to plan/placeholders.ts",
       );
-      expect(run.stderr).toContain("Invoke of 'aws:ec2/getVpc:getVpc' failed");
+      // Once: the program's own "Invoke of ... failed" repeats it and is left out.
+      expect(run.stderr.split("no placeholder for the lookup")).toHaveLength(2);
+      expect(run.stderr).toContain(`criu-lab-local plan: error: ${report.errors[0]}`);
+      expect(report.diagnostics.map((d) => d.message).join("\n")).toContain(
+        "Invoke of 'aws:ec2/getVpc:getVpc' failed",
+      );
     },
     PLAN_TIMEOUT_MS,
   );

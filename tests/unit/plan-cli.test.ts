@@ -69,7 +69,8 @@ describe("the README's --json commands", () => {
         if (existsSync(kept)) renameSync(kept, file);
       }
     },
-    PLAN_TIMEOUT_MS,
+    // npm, tsx and the plan's own start-up on top of the program's run.
+    2 * PLAN_TIMEOUT_MS,
   );
 });
 

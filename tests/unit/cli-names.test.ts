@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it, vi } from "vitest";
 import { run, USAGE as LOCAL_USAGE } from "../../cli";
+import { USAGE as HANDOUT_USAGE } from "../../handout/cli";
 import { main as planMain, USAGE as PLAN_USAGE } from "../../plan/cli";
 import { USAGE as VERIFY_USAGE } from "../../verify/cli";
 import { main as vmMain } from "../../vm/cli";
@@ -18,7 +19,13 @@ const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
   scripts: Record<string, string>;
   bin: Record<string, string>;
 };
-const USAGES = { local: LOCAL_USAGE, plan: PLAN_USAGE, verify: VERIFY_USAGE, vm: VM_USAGE };
+const USAGES = {
+  local: LOCAL_USAGE,
+  plan: PLAN_USAGE,
+  verify: VERIFY_USAGE,
+  vm: VM_USAGE,
+  handout: HANDOUT_USAGE,
+};
 
 /** `criu-lab` followed by a local subcommand, or a usage line that starts with `criu-lab `. */
 const HOST_NAME_MISUSED = /(^|[^-\w])criu-lab (verify|plan|vm)\b|usage: criu-lab /m;
@@ -42,7 +49,7 @@ describe("local command names", () => {
 
   it.each(Object.entries(USAGES))("every command the %s usage names exists", (_, usage) => {
     const scripts = [...usage.matchAll(/npm run (?:-s )?([\w:]+)/g)].map((m) => m[1]);
-    const bins = [...usage.matchAll(/npx ([\w-]+)/g)].map((m) => m[1]);
+    const bins = [...usage.matchAll(/(?:npx |^usage: )(criu-lab-[\w-]+)/gm)].map((m) => m[1]);
     expect(scripts.length + bins.length).toBeGreaterThan(0);
     for (const script of scripts) expect(Object.keys(pkg.scripts)).toContain(script);
     for (const bin of bins) {

@@ -1,20 +1,25 @@
 #!/usr/bin/env -S npx tsx
 /**
- * The local CLI: `criu-lab <verify|plan|vm> [options]`. npm scripts `verify`, `plan` and
- * `lab:vm` call it; the `criu-lab-verify` bin is its `verify`. (The host's `criu-lab` is a
- * different, shell command installed by cloud-init.)
+ * The local CLI: `criu-lab-local <verify|plan|vm> [options]` (bin/criu-lab-local.js). npm
+ * scripts `verify`, `plan` and `lab:vm` call it; the `criu-lab-verify` bin is its `verify`.
+ * The host's `criu-lab` is a different command (Python, installed by cloud-init): no local
+ * usage text may call itself `criu-lab ...` (DESIGN.md, issue 9).
  * Exit codes: 0 ok, 1 the lab does not work, 2 usage or bad input, 3 not reachable/not ready.
  */
 import { ExitCode } from "./verify/checks";
 
-const USAGE = `usage: criu-lab <command> [options]
+export const USAGE = `usage: npx criu-lab-local <command> [options]
 
-commands:
+commands (each also an npm script of this project):
   verify   check a lab host over SSH (criu check + checkpoint/restore demo)
+           = npx criu-lab-verify, npm run verify --
   plan     show what \`pulumi up\` would create, offline (no cloud, credentials or CLI)
+           = npm run plan --
   vm       run the lab in a local QEMU VM from the same cloud-init
+           = npm run lab:vm --
 
-Run \`criu-lab <command> --help\` for a command's options.`;
+Run \`npx criu-lab-local <command> --help\` for a command's options. (On a lab host,
+\`criu-lab\` is the host's own command: check, demo, status...)`;
 
 type Main = (argv: string[]) => Promise<number>;
 
@@ -33,7 +38,7 @@ export async function run(argv: string[]): Promise<number> {
   const load = command === undefined ? undefined : commands[command];
   if (!load) {
     console.error(
-      command === undefined ? USAGE : `criu-lab: unknown command '${command}'\n\n${USAGE}`,
+      command === undefined ? USAGE : `criu-lab-local: unknown command '${command}'\n\n${USAGE}`,
     );
     return ExitCode.usage;
   }
@@ -46,7 +51,7 @@ if (require.main === module) {
       process.exitCode = code;
     },
     (err: unknown) => {
-      console.error(`criu-lab: ${err instanceof Error ? err.message : String(err)}`);
+      console.error(`criu-lab-local: ${err instanceof Error ? err.message : String(err)}`);
       process.exitCode = ExitCode.labBroken;
     },
   );

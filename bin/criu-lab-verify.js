@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `criu-lab-verify` = `criu-lab verify`: the package ships TypeScript, loaded through tsx.
+// `criu-lab-verify` = `criu-lab-local verify`: the package ships TypeScript, loaded through tsx.
 require("tsx/cjs");
 // cli.ts loads its subcommands with `await import()`, which goes through the ESM loader:
 // without tsx's ESM hook it cannot resolve the extension-less "./verify/cli".

@@ -1,23 +1,37 @@
 /**
- * `criu-lab plan` (npm run plan): what `pulumi up` would create, without a cloud account,
- * credentials or the Pulumi CLI. The program runs under @pulumi/pulumi's own runner against a
- * local engine (plan/runner.ts, plan/engine.ts). Issue 6.
+ * `npm run plan` (also `criu-lab-local plan`): what `pulumi up` would create, without a cloud
+ * account, credentials or the Pulumi CLI. The program runs under @pulumi/pulumi's own runner
+ * against a local engine (plan/runner.ts, plan/engine.ts). Issues 6 and 9.
  */
 import { parseArgs } from "node:util";
 import { ExitCode } from "../verify/checks";
-import { buildReport, renderTree } from "./printer";
+import { joinNegativeNumbers } from "../verify/argv";
+import {
+  buildReport,
+  describeRegion,
+  describeStackFile,
+  renderFailure,
+  renderTree,
+} from "./printer";
 import { loadProject, PlanInputError } from "./project";
 import { runPlan } from "./runner";
 
-const USAGE = `usage: criu-lab plan [options]
+/** How messages name this command: a name that exists (the bin), never the host's `criu-lab`. */
+const PROG = "criu-lab-local plan";
+
+export const USAGE = `usage: npm run plan -- [options]      (or: npx criu-lab-local plan [options])
 
 Shows what \`pulumi up\` would create, offline: the program runs under Pulumi's own Node.js
 runtime against a local engine. Lookups (AMI, zones, your public IP) are answered with
-placeholders marked "looked up at deploy"; secrets are shown as [secret].
+placeholders marked "looked up at deploy"; secrets are shown as [secret]. To write --json to
+a file, keep npm's banner out of it: npm run -s plan -- --json > plan.json
 
 options:
   -s, --stack NAME        stack whose Pulumi.<stack>.yaml to read (default: dev)
-  -c, --config KEY=VALUE  override a config value, as \`pulumi up -c\` (repeatable)
+  -c, --config KEY=VALUE  override a config value, as \`pulumi up -c\` (repeatable); keys
+                          Pulumi.yaml does not declare are refused
+      --config-path       KEY is a path, as \`pulumi up --config-path\`:
+                          -c 'sshAllowedCidrs[0]=203.0.113.7/32'
   -C, --dir DIR           project directory with Pulumi.yaml (default: current directory)
       --json              print the plan as JSON
       --timeout SECONDS   stop the program after this long (default: 300)
@@ -29,10 +43,11 @@ export async function main(argv: string[]): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
-      args: argv,
+      args: joinNegativeNumbers(argv, ["--timeout"]),
       options: {
         stack: { type: "string", short: "s", default: "dev" },
         config: { type: "string", short: "c", multiple: true, default: [] },
+        "config-path": { type: "boolean", default: false },
         dir: { type: "string", short: "C", default: process.cwd() },
         json: { type: "boolean", default: false },
         timeout: { type: "string", default: "300" },
@@ -42,7 +57,7 @@ export async function main(argv: string[]): Promise<number> {
       allowPositionals: false,
     }));
   } catch (err) {
-    console.error(`criu-lab plan: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+    console.error(`${PROG}: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
     return ExitCode.usage;
   }
   if (values.help) {
@@ -51,44 +66,64 @@ export async function main(argv: string[]): Promise<number> {
   }
   const timeoutSeconds = Number(values.timeout);
   if (!Number.isInteger(timeoutSeconds) || timeoutSeconds <= 0) {
-    console.error(
-      `criu-lab plan: --timeout '${values.timeout}': expected a whole number of seconds > 0`,
-    );
+    console.error(`${PROG}: --timeout '${values.timeout}': expected a whole number of seconds > 0`);
     return ExitCode.usage;
   }
 
   let project;
   try {
-    project = loadProject({ dir: values.dir, stack: values.stack, overrides: values.config });
+    project = loadProject({
+      dir: values.dir,
+      stack: values.stack,
+      overrides: values.config,
+      configPath: values["config-path"],
+    });
   } catch (err) {
     if (!(err instanceof PlanInputError)) throw err;
-    console.error(`criu-lab plan: error: ${err.message}`);
+    console.error(`${PROG}: error: ${err.message}`);
     return ExitCode.usage;
+  }
+  if (project.stackFile === undefined) {
+    // On stderr as well as in the header, so that --json users see it too.
+    const others = project.otherStackFiles;
+    console.error(
+      `${PROG}: warning: stack '${project.stack}' has no Pulumi.${project.stack}.yaml in ` +
+        `${project.dir}: only Pulumi.yaml's defaults and --config values apply` +
+        (others.length > 0 ? ` (stack files here: ${others.join(", ")})` : ""),
+    );
   }
 
   const result = await runPlan({ project, timeoutSeconds });
   const report = buildReport(result);
-  if (values.json) {
-    console.log(JSON.stringify(report, null, 2));
-  } else {
-    console.log(renderTree(report));
-  }
   const output = [result.stdout, result.stderr].filter((s) => s.trim() !== "").join("\n");
   if (report.ok) {
+    console.log(values.json ? JSON.stringify(report, null, 2) : renderTree(report));
     // What the program printed (console.log): `pulumi up` shows it too. On stderr, so that
     // --json stays parseable.
     if (output !== "") console.error(`--- program output\n${output.trimEnd()}`);
+    if (values.json) {
+      console.error(
+        `${PROG}: stack file ${describeStackFile(report)}; region ${describeRegion(report)}`,
+      );
+    }
     return ExitCode.ok;
   }
-  // The program's own output helps when its error is not in the diagnostics (e.g. it crashed
-  // before the SDK connected).
-  const firstError = report.diagnostics.find((d) => d.severity === "error")?.message;
+  // The error first and once (issue 9): on stderr, before anything else is printed.
+  const [first, ...more] = report.errors;
   console.error(
     [
-      `criu-lab plan: the plan failed: ${report.errors.join("; ")}`,
-      ...(firstError !== undefined && values.json ? [`error: ${firstError}`] : []),
+      `${PROG}: error: ${first ?? "the plan failed"}`,
+      ...more.map((e) => `${PROG}: error: ${e}`),
+      // The program's own output helps when its error is not in the diagnostics (e.g. it
+      // crashed before the SDK connected).
       ...(output !== "" ? ["--- program output", output.trimEnd()] : []),
     ].join("\n"),
   );
+  if (values.json) {
+    console.log(JSON.stringify(report, null, 2));
+  } else {
+    const partial = renderFailure(report);
+    if (partial !== "") console.log(partial);
+  }
   return ExitCode.labBroken;
 }

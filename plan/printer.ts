@@ -4,6 +4,7 @@
  * listed with the property paths they reached, so neither output can show a secret or pass a
  * placeholder off as a real value.
  */
+import { basename } from "node:path";
 import { stripVTControlCharacters } from "node:util";
 import { stringify as toYaml } from "yaml";
 import { STACK_TYPE, PlannedLookup, PlannedResource, Severity } from "./engine";
@@ -27,6 +28,10 @@ export interface ReportDiagnostic {
 export interface PlanReport {
   project: string;
   stack: string;
+  /** The stack file the config came from (its name), or null when the stack has none. */
+  stackFile: string | null;
+  /** The region `pulumi up` would deploy to and where it comes from, or null when none is set. */
+  region: { value: string; source: string } | null;
   /** True when the program ran to the end and every call was answered. */
   ok: boolean;
   /** Fully qualified config key to value ([secret] for secrets). */
@@ -55,6 +60,23 @@ function pathsContaining(value: PlanValue, needles: string[], path: string): str
     );
   }
   return [];
+}
+
+/** What the runner wraps an uncaught error in (@pulumi/pulumi cmd/run/run.js). */
+const RUNNER_WRAPPER = /^Running program '[^']*' failed with an unhandled exception:\n/;
+
+/**
+ * A program error as a user reads it: the error's own text, without the runner's wrapper and
+ * without the stack trace and properties util.inspect appends (from the first `    at ` frame).
+ */
+export function programErrorText(message: string): string {
+  // util.inspect marks an error that refers to itself with `<ref *1> `.
+  const lines = message
+    .replace(RUNNER_WRAPPER, "")
+    .replace(/^<ref \*\d+> /, "")
+    .split("\n");
+  const frame = lines.findIndex((line) => /^\s+at\s/.test(line));
+  return (frame >= 0 ? lines.slice(0, frame) : lines).join("\n").trimEnd();
 }
 
 export function buildReport(result: PlanResult): PlanReport {
@@ -89,8 +111,16 @@ export function buildReport(result: PlanResult): PlanReport {
   if (result.timedOut) {
     errors.push("the program did not finish in time and was stopped");
   }
+  const programErrors = diagnostics.filter((d) => d.severity === "error");
   if (result.exitCode === EXIT_ERROR_ALREADY_LOGGED) {
-    errors.push("the program failed: its error is under Diagnostics");
+    // The program's own error, once and without the runner's wrapper or a stack trace
+    // (issue 9); --json keeps the whole text under diagnostics.
+    const texts = programErrors
+      .map((d) => programErrorText(d.message))
+      // A refused call is already listed (record.problems); the program's error repeats it.
+      .filter((text) => !record.problems.some((problem) => text.includes(problem)));
+    if (programErrors.length === 0) errors.push("the program failed (it logged no error)");
+    errors.push(...texts);
   } else if (result.exitCode !== 0 && !result.timedOut) {
     errors.push(`the program exited with code ${String(result.exitCode)}`);
   }
@@ -109,6 +139,8 @@ export function buildReport(result: PlanResult): PlanReport {
   return {
     project: project.name,
     stack: project.stack,
+    stackFile: project.stackFile === undefined ? null : basename(project.stackFile),
+    region: project.region ?? null,
     ok: result.ok,
     config,
     resources,
@@ -167,6 +199,33 @@ function renderDiagnostics(report: PlanReport, names: Map<string, string>): stri
   return lines;
 }
 
+export function describeStackFile(report: PlanReport): string {
+  return (
+    report.stackFile ??
+    `none (no Pulumi.${report.stack}.yaml: only Pulumi.yaml's defaults and --config values apply)`
+  );
+}
+
+export function describeRegion(report: PlanReport): string {
+  return report.region === null
+    ? "none set (no aws:region, AWS_REGION or AWS_DEFAULT_REGION; the placeholders use us-east-1)"
+    : `${report.region.value} (${report.region.source})`;
+}
+
+/**
+ * What a failed plan shows on stdout after its error: the cloud resources the program
+ * registered before it failed, if any; not the header, the config or the diagnostics, which
+ * would bury the one error the user must read (issue 9). --json has everything.
+ */
+export function renderFailure(report: PlanReport): string {
+  const registered = report.resources.filter((r) => r.custom);
+  if (registered.length === 0) return "";
+  return [
+    "Registered before the program failed:",
+    ...registered.map((r) => `  + ${r.type}  ${r.name}`),
+  ].join("\n");
+}
+
 /** The plan as a tree, for a terminal. */
 export function renderTree(report: PlanReport): string {
   const needles = report.lookups.flatMap((lookup) => lookup.placeholders);
@@ -186,6 +245,8 @@ export function renderTree(report: PlanReport): string {
       `resources to create, ${custom} of them in the cloud.`,
     `Offline: no cloud, credentials or Pulumi CLI; values marked "${LOOKED_UP_AT_DEPLOY}" are ` +
       "placeholders, [secret] hides a secret.",
+    `Stack file: ${describeStackFile(report)}`,
+    `Region: ${describeRegion(report)}`,
     "",
     "Config:",
     ...Object.entries(report.config).map(

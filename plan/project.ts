@@ -7,7 +7,7 @@
  * PULUMI_CONFIG_SECRET_KEYS (https://github.com/pulumi/pulumi, sdk/nodejs/cmd/pulumi-language-nodejs/main.go,
  * constructConfig and constructConfigSecretKeys).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 
@@ -47,6 +47,10 @@ export interface PlanProject {
   config: Map<string, ConfigValue>;
   /** The stack file that was read, if there is one. */
   stackFile?: string;
+  /** The other stacks' files next to Pulumi.yaml (`Pulumi.<stack>.yaml` names), for hints. */
+  otherStackFiles: string[];
+  /** The AWS region `pulumi up` would deploy to, and where it comes from; undefined if none. */
+  region?: { value: string; source: string };
 }
 
 type SchemaType = "string" | "integer" | "boolean" | "array" | "object";
@@ -143,11 +147,125 @@ export function parseOverride(project: string, text: string): [string, string] {
   return [qualify(project, text.slice(0, eq).trim()), text.slice(eq + 1)];
 }
 
+/** A segment of a config key path: a map key or a list index. */
+export type PathSegment = string | number;
+
+/**
+ * Splits a config key's name into path segments the way `pulumi config set --path` and
+ * `pulumi up --config-path` do (resource.ParsePropertyPath): `a.b`, `a[0]`, `a["b.c"]`.
+ */
+export function parseKeyPath(name: string): PathSegment[] {
+  const first = /^[^.[\]"]+/.exec(name);
+  if (first === null) throw new PlanInputError(`invalid config key path '${name}'`);
+  const segments: PathSegment[] = [first[0]];
+  let rest = name.slice(first[0].length);
+  while (rest !== "") {
+    const m = /^\.([^.[\]"]+)/.exec(rest) ?? /^\[(\d+)\]/.exec(rest) ?? /^\["([^"]*)"\]/.exec(rest);
+    if (m === null) {
+      throw new PlanInputError(
+        `invalid config key path '${name}' at '${rest}': expected .key, [index] or ["key"]`,
+      );
+    }
+    segments.push(m[0].startsWith("[") && !m[0].startsWith('["') ? Number(m[1]) : m[1]);
+    rest = rest.slice(m[0].length);
+  }
+  return segments;
+}
+
+/** A path's leaf value as Pulumi stores it: "true"/"false" as booleans, integers as numbers. */
+function pathLeaf(value: string): unknown {
+  if (value === "true" || value === "false") return value === "true";
+  if (/^[+-]?\d+$/.test(value) && !(value.length > 1 && value.startsWith("0"))) {
+    const n = Number(value);
+    if (Number.isSafeInteger(n)) return n;
+  }
+  return value;
+}
+
+/** Sets `leaf` at `path` inside `container` (a copy), creating lists and maps as Pulumi does. */
+function setAtPath(container: unknown, path: PathSegment[], leaf: unknown, key: string): unknown {
+  if (path.length === 0) return leaf;
+  const [segment, ...rest] = path;
+  if (typeof segment === "number") {
+    if (container !== undefined && container !== null && !Array.isArray(container)) {
+      throw new PlanInputError(`--config ${key}: a list was expected for index ${segment}`);
+    }
+    const list = Array.isArray(container) ? [...(container as unknown[])] : [];
+    if (segment > list.length) {
+      throw new PlanInputError(
+        `--config ${key}: index ${segment} is out of range (the list has ${list.length} ` +
+          `item(s); ${list.length} appends)`,
+      );
+    }
+    list[segment] = setAtPath(list[segment], rest, leaf, key);
+    return list;
+  }
+  if (container !== undefined && container !== null && !isRecord(container)) {
+    throw new PlanInputError(`--config ${key}: a map was expected for key "${segment}"`);
+  }
+  const map: Record<string, unknown> = { ...((container as Record<string, unknown>) ?? {}) };
+  map[segment] = setAtPath(map[segment], rest, leaf, key);
+  return map;
+}
+
+/** Edit distance, for naming the declared key closest to a typo. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length];
+}
+
+/** The declared key closest to `key` (case-insensitive edit distance). */
+export function closestKey(key: string, declared: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of declared) {
+    const d = distance(key.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [candidate, d];
+  }
+  return best;
+}
+
+/** Where the AWS provider takes its region from: `aws:region`, then AWS_REGION/AWS_DEFAULT_REGION. */
+function resolveRegion(
+  config: Map<string, ConfigValue>,
+  stackFileName: string,
+  env: NodeJS.ProcessEnv,
+): { value: string; source: string } | undefined {
+  const entry = config.get("aws:region");
+  if (entry !== undefined && entry.value !== "") {
+    const where = {
+      stack: `aws:region in ${stackFileName}`,
+      override: "aws:region from --config",
+      project: "aws:region in Pulumi.yaml",
+      default: "aws:region default in Pulumi.yaml",
+    }[entry.source];
+    return { value: entry.value, source: where };
+  }
+  for (const name of ["AWS_REGION", "AWS_DEFAULT_REGION"]) {
+    const value = env[name];
+    if (value !== undefined && value !== "") return { value, source: `environment ${name}` };
+  }
+  return undefined;
+}
+
 export interface LoadProjectOptions {
   dir: string;
   stack: string;
   /** `key=value` texts from `--config`. */
   overrides?: string[];
+  /** Keys of `overrides` are paths (`pulumi up --config-path`): `sshAllowedCidrs[0]=...`. */
+  configPath?: boolean;
+  /** Where AWS_REGION/AWS_DEFAULT_REGION are read (default: process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export function loadProject(options: LoadProjectOptions): PlanProject {
@@ -213,7 +331,61 @@ export function loadProject(options: LoadProjectOptions): PlanProject {
 
   for (const text of options.overrides ?? []) {
     const [key, value] = parseOverride(name, text);
-    config.set(key, { value, secret: schemas.get(key)?.secret ?? false, source: "override" });
+    const colon = key.indexOf(":");
+    const keyName = key.slice(colon + 1);
+    const looksLikePath = /[.[\]]/.test(keyName);
+    if (!options.configPath || !looksLikePath) {
+      if (looksLikePath && !config.has(key) && !schemas.has(key)) {
+        const top = /^[^.[\]]*/.exec(keyName)?.[0] ?? keyName;
+        const whole =
+          keyName === `${top}[0]` ? `-c '${top}=${JSON.stringify([value])}'` : `-c '${top}=<JSON>'`;
+        throw new PlanInputError(
+          `--config '${text}': '${keyName}' is a path into '${top}': add --config-path (as ` +
+            `\`pulumi up --config-path\` and \`pulumi config set --path\` read it), or set ` +
+            `the whole value: ${whole}`,
+        );
+      }
+      config.set(key, { value, secret: schemas.get(key)?.secret ?? false, source: "override" });
+      continue;
+    }
+    // `pulumi up --config-path`: the path is set inside the stack's own value (not the
+    // project default), as config.Map.Set does (sdk/go/common/resource/config/map.go).
+    const [top, ...path] = parseKeyPath(keyName);
+    const topKey = `${key.slice(0, colon)}:${String(top)}`;
+    const existing = config.get(topKey);
+    let base: unknown;
+    if (existing !== undefined && existing.source !== "default" && existing.source !== "project") {
+      try {
+        const parsed: unknown = JSON.parse(existing.value);
+        base = typeof parsed === "object" ? parsed : undefined;
+      } catch {
+        base = undefined;
+      }
+    }
+    const updated = setAtPath(base, path, pathLeaf(value), text.slice(0, text.indexOf("=")));
+    config.set(topKey, {
+      value: configString(updated),
+      secret: schemas.get(topKey)?.secret ?? false,
+      source: "override",
+    });
+  }
+
+  // The program refuses a key of its own namespace that Pulumi.yaml does not declare (a typo
+  // would otherwise be ignored); the plan refuses it first, as exit 2 (issue 9).
+  if (isRecord(doc.config)) {
+    const declared = Object.keys(projectConfig).map((k) => qualify(name, k));
+    const shortNames = declared.map((k) => k.slice(name.length + 1));
+    for (const [key, entry] of config) {
+      if (!key.startsWith(`${name}:`) || declared.includes(key)) continue;
+      const shortName = key.slice(name.length + 1);
+      const where = entry.source === "override" ? "--config" : `Pulumi.${options.stack}.yaml`;
+      const closest = closestKey(shortName, shortNames);
+      throw new PlanInputError(
+        `${where}: '${key}' is not a config key of ${name}` +
+          (closest !== undefined ? `; did you mean '${closest}'?` : "") +
+          ` (Pulumi.yaml declares: ${shortNames.join(", ")})`,
+      );
+    }
   }
 
   for (const [key, schema] of schemas) {
@@ -239,6 +411,10 @@ export function loadProject(options: LoadProjectOptions): PlanProject {
         : [],
     config,
     stackFile: hasStackFile ? stackFile : undefined,
+    otherStackFiles: readdirSync(dir)
+      .filter((f) => /^Pulumi\.[^.]+\.ya?ml$/.test(f) && f !== `Pulumi.${options.stack}.yaml`)
+      .sort(),
+    region: resolveRegion(config, `Pulumi.${options.stack}.yaml`, options.env ?? process.env),
   };
 }
 

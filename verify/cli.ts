@@ -1,17 +1,20 @@
 /**
- * `criu-lab verify` / `criu-lab-verify`: checks a lab host over SSH for CI after `pulumi up`
+ * `criu-lab-verify` (npm run verify, criu-lab-local verify): checks a lab host over SSH for CI after `pulumi up`
  * and for users. Target from flags or from a stack's outputs (`--stack`). Progress goes to
  * stderr; the result to stdout (`--json`: exactly one JSON report). Exit codes from DESIGN.md.
  */
 import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
+import { joinNegativeNumbers } from "./argv";
 import { ExitCode } from "./checks";
 import { VerifyReport, VerifyTarget, secretScrubber, verifyLab } from "./verifier";
 
 const DEFAULT_TIMEOUT_SECONDS = 3600;
 
-export const USAGE = `usage: criu-lab-verify [options]     (also: criu-lab verify, npm run verify --)
+export const USAGE = `usage: npx criu-lab-verify --host HOST --key-file PATH [options]
+       npx criu-lab-verify --stack NAME [options]
+       (or: npm run verify -- [options], npx criu-lab-local verify [options])
 
 Checks a CRIU lab host over SSH: waits for cloud-init, runs \`sudo criu-lab check --json\` and
 \`sudo criu-lab demo --json\`.
@@ -22,7 +25,8 @@ target (from flags, or from a Pulumi stack's outputs; flags override the stack's
   --host HOST           host name or address
   --port PORT           SSH port (default 22)
   --user NAME           SSH user with passwordless sudo (default ubuntu)
-  --key-file PATH       the user's private key (OpenSSH or PEM, unencrypted)
+  --key-file PATH       required (unless --stack): the user's PRIVATE key (OpenSSH or
+                        PEM, unencrypted), e.g. lab.pem; not its .pub
   --host-key KEY        the host's public key to pin: 'ssh-ed25519 AAAA...' or a known_hosts
                         line (its host field is ignored); without it the host is not verified
 
@@ -54,12 +58,15 @@ export interface Flags {
   help: boolean;
 }
 
+/** Flags whose value is a number: a negative one must reach integerFlag's message. */
+const NUMBER_FLAGS = ["--port", "--timeout"];
+
 /** Parses argv strictly: unknown flags, stray arguments and bad numbers are UsageErrors. */
 export function parseFlags(argv: string[]): Flags {
   let values;
   try {
     ({ values } = parseArgs({
-      args: argv,
+      args: joinNegativeNumbers(argv, NUMBER_FLAGS),
       strict: true,
       allowPositionals: false,
       options: {
@@ -95,16 +102,18 @@ export function parseFlags(argv: string[]): Flags {
     timeoutSeconds:
       values.timeout === undefined
         ? DEFAULT_TIMEOUT_SECONDS
-        : integerFlag("timeout", values.timeout, 1, 24 * 3600),
+        : integerFlag("timeout", values.timeout, 1, 24 * 3600, " of seconds"),
     json: values.json,
     help: values.help,
   };
 }
 
-function integerFlag(flag: string, value: string, min: number, max: number): number {
+function integerFlag(flag: string, value: string, min: number, max: number, unit = ""): number {
   const n = Number(value);
   if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new UsageError(`--${flag}: '${value}' is not a whole number from ${min} to ${max}`);
+    throw new UsageError(
+      `--${flag}: '${value}' is not a whole number${unit} from ${min} to ${max}`,
+    );
   }
   return n;
 }
@@ -176,6 +185,15 @@ export const pulumiStackOutput: StackOutputReader = (stack) =>
     );
   });
 
+/**
+ * The key type when `text` is an OpenSSH public key (a `.pub` file or an authorized_keys
+ * line: `ssh-ed25519 AAAA... comment`), the usual mistake for --key-file.
+ */
+export function publicKeyType(text: string): string | undefined {
+  const m = /^\s*((?:ssh|ecdsa-sha2|sk-ssh|sk-ecdsa-sha2)-[\w@.-]+)\s+AAAA[\w+/=]+/.exec(text);
+  return m?.[1];
+}
+
 /** Builds the target from flags and, with --stack, the stack's outputs. */
 export async function resolveTarget(
   flags: Flags,
@@ -193,6 +211,15 @@ export async function resolveTarget(
     } catch (err) {
       throw new UsageError(
         `--key-file ${flags.keyFile}: cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      );
+    }
+    const publicKey = publicKeyType(privateKey);
+    if (publicKey !== undefined) {
+      const privateFile = flags.keyFile.replace(/\.pub$/, "");
+      throw new UsageError(
+        `--key-file ${flags.keyFile}: this is a public key (${publicKey}); --key-file takes ` +
+          `the private key` +
+          (privateFile !== flags.keyFile ? `, e.g. ${privateFile}` : " (the file without .pub)"),
       );
     }
   }

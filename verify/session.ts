@@ -38,7 +38,7 @@ export interface ConnectParams {
   hostKey?: PinnedHostKey;
   /** Epoch milliseconds after which no further attempt is made. */
   deadline: number;
-  /** Called before each wait between attempts. */
+  /** Called before each wait between attempts (only when another attempt follows it). */
   onRetry?: (attempt: number, reason: string, waitMs: number) => void;
 }
 
@@ -173,11 +173,16 @@ export async function connect(params: ConnectParams): Promise<NodeSSH> {
         throw new VerifyError(`cannot connect to ${where}: ${reason}`, ExitCode.unreachable);
       }
       lastReason = reason;
-      const pause = Math.min(wait, params.deadline - Date.now());
-      if (pause > 0) {
-        params.onRetry?.(attempt, reason, pause);
-        await sleep(pause);
+      if (params.deadline - Date.now() <= wait) {
+        // No attempt would follow the pause: give up now instead of announcing a retry that
+        // never comes (issue 9).
+        throw new VerifyError(
+          `cannot reach ${where} before the deadline (${attempt} attempts); last error: ${reason}`,
+          ExitCode.unreachable,
+        );
       }
+      params.onRetry?.(attempt, reason, wait);
+      await sleep(wait);
       wait = Math.min(wait * 2, MAX_RETRY_MS);
     }
   }

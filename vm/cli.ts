@@ -1,5 +1,5 @@
 /**
- * `criu-lab vm` (npm run lab:vm): the lab in a local QEMU VM, verified; `--destroy` removes it.
+ * `npm run lab:vm` (criu-lab-local vm): the lab in a local QEMU VM, verified; `--destroy` removes it.
  * Progress goes to stderr, so that `--json` leaves stdout to the verifier's report alone.
  */
 import { ExitCode } from "../verify/checks";
@@ -22,7 +22,7 @@ export async function main(argv: string[]): Promise<number> {
     opts = parseVmArgs(argv);
   } catch (err) {
     if (err instanceof UsageError) {
-      console.error(`criu-lab vm: ${err.message}`);
+      console.error(`criu-lab-local vm: ${err.message}`);
       return ExitCode.usage;
     }
     throw err;
@@ -59,7 +59,7 @@ export async function main(argv: string[]): Promise<number> {
     return run.report.exitCode;
   } catch (err) {
     if (err instanceof VmError) {
-      console.error(`criu-lab vm: ${err.message}`);
+      console.error(`criu-lab-local vm: ${err.message}`);
       if (err.evidenceDir) console.error(`evidence: ${err.evidenceDir}`);
       return err.exitCode;
     }

@@ -1,5 +1,5 @@
 /**
- * Flags of `criu-lab vm` (npm run lab:vm), parsed and validated before anything is created:
+ * Flags of `npm run lab:vm` (criu-lab-local vm), parsed and validated before anything is created:
  * a bad flag or value is a usage error that names it and says what is allowed (issue 5).
  */
 import * as path from "node:path";
@@ -34,7 +34,7 @@ export interface VmOptions {
   help: boolean;
 }
 
-export const USAGE = `usage: criu-lab vm [options]        (npm run lab:vm -- [options])
+export const USAGE = `usage: npm run lab:vm -- [options]    (or: npx criu-lab-local vm [options])
 
 Boots the CRIU lab in a local QEMU VM from the same cloud-init user-data that EC2 gets,
 waits for it and verifies it (criu check + checkpoint/restore demo). The VM keeps running

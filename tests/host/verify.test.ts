@@ -170,7 +170,14 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
     const cases: Array<[string[], RegExp]> = [
       [["--hots", "x"], /Unknown option '--hots'/],
       [["--host", "127.0.0.1", "--port", "http", "--key-file", "/dev/null"], /--port: 'http'/],
-      [["--host", "127.0.0.1", "--timeout", "-5", "--key-file", "/dev/null"], /--timeout/],
+      [
+        ["--host", "127.0.0.1", "--timeout", "-5", "--key-file", "/dev/null"],
+        /--timeout: '-5' is not a whole number of seconds from 1 to 86400/,
+      ],
+      [
+        ["--host", "127.0.0.1", "--key-file", `${user.key.path}.pub`],
+        /--key-file .*\.pub: this is a public key \(ssh-ed25519\); --key-file takes the private key/,
+      ],
       [["--key-file", user.key.path], /--host is required/],
       [["--host", "127.0.0.1"], /--key-file is required/],
       [["--host", "127.0.0.1", "--key-file", join(dir, "missing")], /--key-file .*missing.*ENOENT/],
@@ -180,7 +187,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
       const run = await runVerifyCli(args, 60_000);
       expect(run.code, args.join(" ")).toBe(2);
       expect(run.stderr).toMatch(message);
-      expect(run.stderr).toContain("usage: criu-lab-verify");
+      expect(run.stderr).toContain("usage: npx criu-lab-verify");
       expect(run.stdout).toBe("");
     }
     // A malformed host key is bad input too, found before connecting.

@@ -7,6 +7,7 @@ import * as rpc from "@pulumi/pulumi/runtime/rpc";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { programErrorText } from "../../plan/printer";
 import * as values from "../../plan/values";
 
 describe("plan values", () => {
@@ -55,5 +56,26 @@ describe("plan/preload.cjs", () => {
     );
     expect(out).toContain("at async Stack.x (/app/node_modules/@pulumi/resource.ts:1:2)");
     expect(out).not.toContain("\u001b[");
+  });
+});
+
+describe("programErrorText", () => {
+  it("keeps the error's own text: no runner wrapper, frames or inspected properties", () => {
+    const logged = [
+      "Running program '/app/index.ts' failed with an unhandled exception:",
+      "<ref *1> ConfigError: invalid configuration (1 problem):",
+      '  - criu-lab:instanceType: "t3 small" is not valid; allowed: a type name',
+      "    at loadConfig (/app/components/config.ts:238:34)",
+      "    at module.exports (/app/index.ts:11:28) {",
+      "  problems: [ 'criu-lab:instanceType: ...' ]",
+      "}",
+    ].join("\n");
+    expect(programErrorText(logged)).toBe(
+      'ConfigError: invalid configuration (1 problem):\n  - criu-lab:instanceType: "t3 small" is not valid; allowed: a type name',
+    );
+    // A pulumi.RunError is logged as its message alone: kept as it is.
+    expect(programErrorText("criu-lab:amiId: 'x' is not an AMI id")).toBe(
+      "criu-lab:amiId: 'x' is not an AMI id",
+    );
   });
 });

@@ -87,8 +87,8 @@ describe("parseFlags", () => {
       [["--port", "0"], /--port: '0' is not a whole number from 1 to 65535/],
       [["--port", "65536"], /--port: '65536'/],
       [["--port", "22x"], /--port: '22x'/],
-      [["--timeout", "1.5"], /--timeout: '1.5' is not a whole number from 1 to 86400/],
-      [["--timeout", "-3"], /--timeout/],
+      [["--timeout", "1.5"], /--timeout: '1.5' is not a whole number of seconds from 1 to 86400/],
+      [["--timeout", "-3"], /--timeout: '-3' is not a whole number of seconds from 1 to 86400/],
       [["--user", " "], /--user: must not be empty/],
       [["--json=yes"], /--json/],
     ];
@@ -217,7 +217,39 @@ describe("main", () => {
     const c = capture();
     expect(await main(["--port", "x", "--host", "h"], c.deps)).toBe(2);
     expect(c.out).toEqual([]);
-    expect(c.err.join("\n")).toMatch(/^criu-lab-verify: --port: 'x'.*\n\nusage: criu-lab-verify/s);
+    expect(c.err.join("\n")).toMatch(
+      /^criu-lab-verify: --port: 'x'.*\n\nusage: npx criu-lab-verify/s,
+    );
+  });
+
+  it("marks --key-file as required in the usage", () => {
+    expect(USAGE).toMatch(/^usage: npx criu-lab-verify --host HOST --key-file PATH \[options\]$/m);
+    expect(USAGE).toMatch(/--key-file PATH +required \(unless --stack\)/);
+  });
+
+  it("names a .pub given as --key-file as the mistake it is (exit 2)", async () => {
+    const pub = join(dir, "lab.pub");
+    writeFileSync(pub, `${HOST_KEY}\n`);
+    const c = capture();
+    expect(await main(["--host", "h", "--key-file", pub], c.deps)).toBe(2);
+    expect(c.err.join("\n")).toContain(
+      `criu-lab-verify: --key-file ${pub}: this is a public key (ssh-ed25519); ` +
+        `--key-file takes the private key, e.g. ${join(dir, "lab")}`,
+    );
+    expect(c.out).toEqual([]);
+  });
+
+  it("--timeout -5 is a range error, not node's 'argument is ambiguous' (exit 2)", async () => {
+    for (const args of [["--timeout", "-5"], ["--timeout=-5"]]) {
+      const c = capture();
+      expect(await main(["--host", "h", "--key-file", "k", ...args], c.deps)).toBe(2);
+      expect(c.err[0]).toMatch(
+        /^criu-lab-verify: --timeout: '-5' is not a whole number of seconds from 1 to 86400\n/,
+      );
+    }
+    const c = capture();
+    expect(await main(["--host", "h", "--port", "-22"], c.deps)).toBe(2);
+    expect(c.err[0]).toMatch(/^criu-lab-verify: --port: '-22' is not a whole number from 1/);
   });
 
   it("a stack that cannot be read: exit 2 with the reader's message", async () => {
@@ -276,7 +308,13 @@ describe("verifyLab without a server", () => {
         `cannot reach ubuntu@127.0.0.1:${port} before the deadline \\(\\d+ attempts\\); last error: .*ECONNREFUSED`,
       ),
     );
-    expect(lines.filter((l) => /attempt \d+ failed/.test(l)).length).toBeGreaterThanOrEqual(1);
+    // Every announced retry happened: the last failed attempt is not announced as
+    // "retrying in N s" just before giving up.
+    const attempts = Number(/\((\d+) attempts\)/.exec(report.error ?? "")?.[1]);
+    const retries = lines.filter((l) => /attempt \d+ failed .*; retrying in /.test(l));
+    expect(attempts).toBeGreaterThanOrEqual(2);
+    expect(retries).toHaveLength(attempts - 1);
+    expect(lines.join("\n")).not.toContain(`attempt ${attempts} failed`);
     expect(report.steps).toHaveLength(1);
     expect(report.logs).toBeUndefined();
   });

@@ -1,0 +1,17 @@
+#!/usr/bin/env node
+// `criu-lab-local` = cli.ts (verify | plan | vm): the package ships TypeScript, loaded through
+// tsx. Named apart from the host's `criu-lab` command, which it is not (DESIGN.md).
+require("tsx/cjs");
+// cli.ts loads its subcommands with `await import()`, which goes through the ESM loader:
+// without tsx's ESM hook it cannot resolve the extension-less "./plan/cli".
+require("tsx/esm");
+const { run } = require("../cli.ts");
+run(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    console.error(`criu-lab-local: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+  },
+);

@@ -33,10 +33,13 @@ export interface LabInstanceArgs {
   rootVolumeGiB?: number;
   /** Tags for the instance and its root volume; each also gets its own Name. */
   tags?: Tags;
+  /** What the instance waits for: the subnet's route to the internet (see LabNetwork.routed). */
+  routed?: pulumi.Resource[];
 }
 
 /**
- * The lab host: Canonical's Ubuntu LTS image for the instance type's architecture, user-data
+ * The lab host: Canonical's Ubuntu LTS image for the instance type's architecture (the newest
+ * at creation, kept until the release, architecture or amiId changes), user-data
  * from cloud-init/userData.ts (secret: it carries the host's private key), IMDSv2 only, and
  * an encrypted gp3 root volume.
  */
@@ -45,7 +48,13 @@ export class LabInstance extends pulumi.ComponentResource {
   public readonly instanceId: pulumi.Output<string>;
   public readonly publicIp: pulumi.Output<string>;
   public readonly publicDns: pulumi.Output<string>;
+  /** The image the instance runs (kept when a newer one is published; see `image`). */
   public readonly amiId: pulumi.Output<string>;
+  /**
+   * Which image the config asks for: `ubuntu <release> <arch>`, or `ami <id>` with amiId. The
+   * instance is replaced when this changes, never when Canonical publishes a newer build.
+   */
+  public readonly image: pulumi.Output<string>;
   /** The rendered user-data, plain text (secret: it carries the host's private key); EC2 gets
    * it gzip-compressed. */
   public readonly userData: pulumi.Output<string>;
@@ -55,14 +64,15 @@ export class LabInstance extends pulumi.ComponentResource {
   constructor(name: string, args: LabInstanceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("criu-lab:instance:LabInstance", name, {}, opts);
 
-    this.amiId =
-      args.amiId !== undefined
-        ? pulumi.output(args.amiId)
-        : lookupUbuntuAmi(
-            args.ubuntuRelease,
-            lookupArchitecture(args.instanceType, { parent: this }),
-            { parent: this },
-          );
+    let newestAmi: pulumi.Output<string>;
+    if (args.amiId !== undefined) {
+      newestAmi = pulumi.output(args.amiId);
+      this.image = pulumi.output(`ami ${args.amiId}`);
+    } else {
+      const arch = lookupArchitecture(args.instanceType, { parent: this });
+      newestAmi = lookupUbuntuAmi(args.ubuntuRelease, arch, { parent: this });
+      this.image = pulumi.interpolate`ubuntu ${args.ubuntuRelease} ${arch}`;
+    }
 
     // Rendered inside apply from the secret host key, and marked secret again so it stays
     // secret even where the key's secretness is lost (e.g. a provider that does not mark it).
@@ -85,7 +95,7 @@ export class LabInstance extends pulumi.ComponentResource {
     this.instance = new aws.ec2.Instance(
       `${name}-instance`,
       {
-        ami: this.amiId,
+        ami: newestAmi,
         instanceType: args.instanceType,
         subnetId: args.subnetId,
         vpcSecurityGroupIds: args.securityGroupIds,
@@ -114,10 +124,22 @@ export class LabInstance extends pulumi.ComponentResource {
         },
         tags: named(`${name}-instance`, args.tags),
       },
-      { parent: this },
+      {
+        parent: this,
+        // Canonical publishes a new build every few weeks: the lookup's newest image must not
+        // replace a running lab (new address, a rebuild, the learner's files gone). The
+        // image the config asks for (release and architecture, or amiId) still does, through
+        // replacementTrigger (Pulumi CLI >= 3.208.0, which index.ts requires). Issue 9.
+        ignoreChanges: ["ami"],
+        replacementTrigger: this.image,
+        // Boot into a routed subnet (cloud-init's apt), and on destroy leave before the route
+        // and the gateway go.
+        dependsOn: args.routed ?? [],
+      },
     );
 
     this.instanceId = this.instance.id;
+    this.amiId = this.instance.ami;
     this.publicIp = this.instance.publicIp;
     this.publicDns = this.instance.publicDns;
 

@@ -1,3 +1,4 @@
+import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { DemoResult } from "../verify/checks";
 import { LabAccess } from "./access";
@@ -5,7 +6,7 @@ import { LabConfig } from "./config";
 import { LabInstance } from "./instance";
 import { lookupAvailabilityZone } from "./lookups";
 import { LabNetwork } from "./network";
-import { Tags, labTags } from "./tags";
+import { Tags, labTags, named } from "./tags";
 import { LabVerification } from "./verification";
 
 /** The lab's arguments: the validated config, with `auto` in sshAllowedCidrs resolved. */
@@ -24,12 +25,17 @@ export class CriuLab extends pulumi.ComponentResource {
   public readonly network: LabNetwork;
   public readonly access: LabAccess;
   public readonly host: LabInstance;
+  /** The lab's Elastic IP: its address survives stop/start (and a replaced instance). */
+  public readonly address: aws.ec2.Eip;
+  public readonly addressAssociation: aws.ec2.EipAssociation;
   /** Undefined when `verify` is false. */
   public readonly verification?: LabVerification;
 
   public readonly instanceId: pulumi.Output<string>;
   public readonly publicIp: pulumi.Output<string>;
   public readonly publicDns: pulumi.Output<string>;
+  /** The image the instance runs: a newer Ubuntu build never replaces it on its own. */
+  public readonly amiId: pulumi.Output<string>;
   public readonly sshUser: string;
   public readonly sshCommand: pulumi.Output<string>;
   /** The user's OpenSSH private key (secret). */
@@ -80,13 +86,38 @@ export class CriuLab extends pulumi.ComponentResource {
         autoStopMinutes: args.autoStopMinutes,
         rootVolumeGiB: args.rootVolumeGiB,
         tags,
+        routed: this.network.routed,
       },
       { parent: this },
     );
 
+    // A stopped instance loses its public IP, and a refresh while it is stopped stores an
+    // empty one: an Elastic IP keeps the address (and so sshCommand, knownHostsLine and the
+    // verification's connection) across stop/start. Issue 9. AWS: an EIP may need the
+    // internet gateway first (the provider's docs), and is released before it on destroy.
+    this.address = new aws.ec2.Eip(
+      `${name}-address`,
+      { domain: "vpc", tags: named(`${name}-address`, tags) },
+      {
+        parent: this,
+        dependsOn: this.network.internetGateway ? [this.network.internetGateway] : [],
+      },
+    );
+    this.addressAssociation = new aws.ec2.EipAssociation(
+      `${name}-address-assoc`,
+      { allocationId: this.address.id, instanceId: this.host.instanceId },
+      {
+        parent: this,
+        // A replaced instance takes the address over: detach it from the old one first.
+        deleteBeforeReplace: true,
+        dependsOn: this.network.routed,
+      },
+    );
+
     this.instanceId = this.host.instanceId;
-    this.publicIp = this.host.publicIp;
-    this.publicDns = this.host.publicDns;
+    this.publicIp = this.address.publicIp;
+    this.publicDns = this.address.publicDns;
+    this.amiId = this.host.amiId;
     this.privateKey = this.access.privateKey;
     this.sshCommand = pulumi.interpolate`ssh -i criu-lab.pem ${this.sshUser}@${this.publicIp}`;
     this.knownHostsLine = pulumi.interpolate`${this.publicIp} ${this.access.hostPublicKey}`;
@@ -103,7 +134,9 @@ export class CriuLab extends pulumi.ComponentResource {
           user: this.sshUser,
           privateKey: this.access.privateKey,
           hostPublicKey: this.access.hostPublicKey,
-          dependsOn: [this.host.instance],
+          // The address answers only once it is associated with this instance.
+          dependsOn: [this.host.instance, this.addressAssociation],
+          // Not the address: it is the Elastic IP's, stable across stop/start.
           triggers: [this.host.userDataHash, this.instanceId],
         },
         { parent: this },
@@ -119,6 +152,7 @@ export class CriuLab extends pulumi.ComponentResource {
       instanceId: this.instanceId,
       publicIp: this.publicIp,
       publicDns: this.publicDns,
+      amiId: this.amiId,
       sshUser: this.sshUser,
       sshCommand: this.sshCommand,
       privateKey: this.privateKey,

@@ -330,7 +330,9 @@ describe("ConfigError", () => {
     const err = errorFor({ instanceType: "t3 small" });
     expect(pulumi.RunError.isInstance(err)).toBe(true);
     expect(err).toBeInstanceOf(pulumi.RunError);
-    expect(err.message).toMatch(/^invalid configuration \(1 problem\):\n  - criu-lab:instanceType/);
+    expect(err.message).toMatch(
+      /^invalid configuration \(1 problem\):\n {2}- criu-lab:instanceType/,
+    );
   });
 });
 

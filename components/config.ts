@@ -388,8 +388,9 @@ export function undeclaredKeyProblems(keys: readonly string[]): string[] {
     .map((key) => {
       const closest = closestKey(key.slice(prefix.length), declared);
       return (
-        `${key} is not a key of this project; did you mean ${prefix}${closest}? ` +
-        `Move the value there (pulumi config rm ${key}). Declared keys: ${declared.join(", ")}`
+        `${key} is not a key of this project; did you mean ${prefix}${closest}? Set that ` +
+        `one instead and remove this one (pulumi config rm ${key}). Declared keys: ` +
+        declared.join(", ")
       );
     });
 }

@@ -48,13 +48,13 @@ export class LabInstance extends pulumi.ComponentResource {
   public readonly instanceId: pulumi.Output<string>;
   public readonly publicIp: pulumi.Output<string>;
   public readonly publicDns: pulumi.Output<string>;
-  /** The image the instance runs (kept when a newer one is published; see `image`). */
+  /** The image the instance runs: amiId, or the newest Canonical image when the lab was made. */
   public readonly amiId: pulumi.Output<string>;
   /**
-   * Which image the config asks for: `ubuntu <release> <arch>`, or `ami <id>` with amiId. The
-   * instance is replaced when this changes, never when Canonical publishes a newer build.
+   * Where the looked-up image id is kept (undefined with amiId): `pulumi up --replace` of its
+   * URN takes the newest image on purpose.
    */
-  public readonly image: pulumi.Output<string>;
+  public readonly imageStash?: pulumi.Stash;
   /** The rendered user-data, plain text (secret: it carries the host's private key); EC2 gets
    * it gzip-compressed. */
   public readonly userData: pulumi.Output<string>;
@@ -64,14 +64,27 @@ export class LabInstance extends pulumi.ComponentResource {
   constructor(name: string, args: LabInstanceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("criu-lab:instance:LabInstance", name, {}, opts);
 
-    let newestAmi: pulumi.Output<string>;
     if (args.amiId !== undefined) {
-      newestAmi = pulumi.output(args.amiId);
-      this.image = pulumi.output(`ami ${args.amiId}`);
+      // A changed amiId replaces the instance: `ami` cannot change in place.
+      this.amiId = pulumi.output(args.amiId);
     } else {
       const arch = lookupArchitecture(args.instanceType, { parent: this });
-      newestAmi = lookupUbuntuAmi(args.ubuntuRelease, arch, { parent: this });
-      this.image = pulumi.interpolate`ubuntu ${args.ubuntuRelease} ${arch}`;
+      // Canonical publishes a new build every few weeks, and `ami` replaces an instance: the
+      // newest image must not replace a running lab (new host, a rebuild, the learner's files
+      // gone). The stash keeps the image the lab was created with; a new release or
+      // architecture replaces the stash (replacementTrigger), and so the instance. Not
+      // ignoreChanges on ami: the engine would put the old image into the replacement too.
+      // Both need Pulumi CLI >= 3.208.0 (index.ts requires it). Issue 9.
+      const stash = new pulumi.Stash(
+        `${name}-image`,
+        { input: lookupUbuntuAmi(args.ubuntuRelease, arch, { parent: this }) },
+        {
+          parent: this,
+          replacementTrigger: pulumi.interpolate`ubuntu ${args.ubuntuRelease} ${arch}`,
+        },
+      );
+      this.imageStash = stash;
+      this.amiId = stash.output.apply((ami: unknown) => String(ami));
     }
 
     // Rendered inside apply from the secret host key, and marked secret again so it stays
@@ -95,7 +108,7 @@ export class LabInstance extends pulumi.ComponentResource {
     this.instance = new aws.ec2.Instance(
       `${name}-instance`,
       {
-        ami: newestAmi,
+        ami: this.amiId,
         instanceType: args.instanceType,
         subnetId: args.subnetId,
         vpcSecurityGroupIds: args.securityGroupIds,
@@ -126,12 +139,6 @@ export class LabInstance extends pulumi.ComponentResource {
       },
       {
         parent: this,
-        // Canonical publishes a new build every few weeks: the lookup's newest image must not
-        // replace a running lab (new address, a rebuild, the learner's files gone). The
-        // image the config asks for (release and architecture, or amiId) still does, through
-        // replacementTrigger (Pulumi CLI >= 3.208.0, which index.ts requires). Issue 9.
-        ignoreChanges: ["ami"],
-        replacementTrigger: this.image,
         // Boot into a routed subnet (cloud-init's apt), and on destroy leave before the route
         // and the gateway go.
         dependsOn: args.routed ?? [],
@@ -139,7 +146,6 @@ export class LabInstance extends pulumi.ComponentResource {
     );
 
     this.instanceId = this.instance.id;
-    this.amiId = this.instance.ami;
     this.publicIp = this.instance.publicIp;
     this.publicDns = this.instance.publicDns;
 

@@ -35,6 +35,8 @@ import { answerInvoke, InvokeContext, UnknownInvokeError } from "./placeholders"
 import { PlanValue, SECRET, toPlanObject, toPlanValue } from "./values";
 
 export const STACK_TYPE = "pulumi:pulumi:Stack";
+/** The engine's builtin resource that keeps a value in the state (pulumi.Stash). */
+const STASH_TYPE = "pulumi:index:Stash";
 
 export interface PlannedResource {
   urn: string;
@@ -259,8 +261,10 @@ export async function startPlanEngine(options: PlanEngineOptions): Promise<PlanE
       };
       record.resources.push(resource);
       byUrn.set(urn, resource);
-      // A preview's answer: no id yet (unknown), inputs as outputs for custom resources.
+      // A preview's answer: no id yet (unknown), inputs as outputs for custom resources; a new
+      // Stash (the engine's builtin) also holds its input as its output.
       const state = req.getCustom() ? object : {};
+      if (type === STASH_TYPE && !("output" in state)) state.output = object.input ?? null;
       states.set(urn, state);
       const response = new RegisterResourceResponse().setUrn(urn).setId("");
       response.setObject(Struct.fromJavaScript(state));

@@ -39,6 +39,7 @@ const T = {
   instance: "aws:ec2/instance:Instance",
   eip: "aws:ec2/eip:Eip",
   eipAssoc: "aws:ec2/eipAssociation:EipAssociation",
+  stash: "pulumi:index:Stash",
   tlsKey: "tls:index/privateKey:PrivateKey",
   command: "command:remote:Command",
 } as const;
@@ -360,28 +361,41 @@ describe("a lab's later life (issue 9)", () => {
     built = await build("life");
   });
 
-  it("keeps its image when a newer one is published: ami is ignored after creation", async () => {
-    const opts = optionsOf(built, "life", "host-instance");
-    expect(opts.ignoreChanges).toEqual(["ami"]);
-    // The image the instance was created from is an output.
+  it("keeps its image when a newer one is published: the image id is kept in a Stash", async () => {
+    const stash = one(T.stash);
+    expect(stash.name).toBe("life-host-image");
+    // The stash's input is the lookup (the newest image); the instance runs its output, the
+    // image stored when the stash was created, which a newer lookup does not change.
+    expect(stash.inputs.input).toBe("ami-0b8b8b8b8b8b8b8b8");
     expect(one(T.instance).inputs.ami).toBe("ami-0b8b8b8b8b8b8b8b8");
     expect(await valueOf(built.lab.amiId)).toBe("ami-0b8b8b8b8b8b8b8b8");
+    const instance = built.log.constructed.find((c) => c.name === "life-host-instance");
+    expect(instance?.props.ami).toBe(built.lab.host.amiId);
+    expect(await valueOf(built.lab.host.imageStash!.output)).toBe("ami-0b8b8b8b8b8b8b8b8");
+    // Not ignoreChanges: the engine would put the old image into a replacement as well.
+    expect(optionsOf(built, "life", "host-instance").ignoreChanges).toBeUndefined();
   });
 
-  it("is replaced on purpose when the release or the architecture changes", async () => {
+  it("takes a new image on purpose when the release or the architecture changes", async () => {
     const trigger = async (b: Built, prefix: string) =>
-      valueOf(optionsOf(b, prefix, "host-instance").replacementTrigger as pulumi.Output<string>);
+      valueOf(optionsOf(b, prefix, "host-image").replacementTrigger as pulumi.Output<string>);
     expect(await trigger(built, "life")).toBe("ubuntu 24.04 x86_64");
     const jammy = await build("later-jammy", { ubuntuRelease: "22.04", verify: false });
     expect(await trigger(jammy, "later-jammy")).toBe("ubuntu 22.04 x86_64");
     const arm = await build("later-arm", { instanceType: "t4g.small", verify: false });
     expect(await trigger(arm, "later-arm")).toBe("ubuntu 24.04 arm64");
+    expect(mocks.one(T.stash, "later-arm-").inputs.input).toBe("ami-0a4a4a4a4a4a4a4a4");
     // Another type of the same architecture is an in-place change (stop, resize, start).
     const bigger = await build("later-bigger", { instanceType: "t3.large", verify: false });
     expect(await trigger(bigger, "later-bigger")).toBe("ubuntu 24.04 x86_64");
-    // Setting amiId takes that image on purpose.
+  });
+
+  it("with amiId runs that image, with no stash: a new amiId replaces the instance", async () => {
     const pinned = await build("later-pinned", { amiId: "ami-0123456789abcdef0", verify: false });
-    expect(await trigger(pinned, "later-pinned")).toBe("ami ami-0123456789abcdef0");
+    expect(mocks.ofType(T.stash, "later-pinned-")).toEqual([]);
+    expect(pinned.lab.host.imageStash).toBeUndefined();
+    expect(mocks.one(T.instance, "later-pinned-").inputs.ami).toBe("ami-0123456789abcdef0");
+    expect(await valueOf(pinned.lab.amiId)).toBe("ami-0123456789abcdef0");
   });
 
   it("keeps its address across stop/start: an Elastic IP associated with the instance", async () => {

@@ -27,6 +27,7 @@ const T = {
   instance: "aws:ec2/instance:Instance",
   eip: "aws:ec2/eip:Eip",
   eipAssoc: "aws:ec2/eipAssociation:EipAssociation",
+  stash: "pulumi:index:Stash",
   tlsKey: "tls:index/privateKey:PrivateKey",
   command: "command:remote:Command",
 } as const;
@@ -148,10 +149,14 @@ describe("plan of the real program with the dev stack's config", () => {
   });
 
   it("keeps the image until the release or architecture changes (issue 9)", () => {
-    expect(one(T.instance).options).toEqual({
-      ignoreChanges: ["ami"],
-      replacementTrigger: "ubuntu 24.04 x86_64",
-    });
+    // The looked-up image id is kept in a Stash, replaced only when the trigger changes; the
+    // instance runs the stashed id.
+    const stash = one(T.stash);
+    expect(stash.parent).toBe(one(T.labInstance).urn);
+    expect(stash.inputs.input).toBe(PLACEHOLDER_AMI);
+    expect(stash.options).toEqual({ replacementTrigger: "ubuntu 24.04 x86_64" });
+    expect(one(T.instance).dependsOn).toContain(stash.urn);
+    expect(one(T.instance).options).toEqual({});
     expect(report.outputs.amiId).toBe(PLACEHOLDER_AMI);
   });
 
@@ -277,7 +282,7 @@ describe("plan of the real program with the dev stack's config", () => {
 
 describe("plan of the real program on Graviton with Ubuntu 22.04", () => {
   it(
-    "asks for a new instance through the replacement trigger, not through the image id",
+    "asks for a new image through the stash's replacement trigger",
     async () => {
       const result = await runPlan({
         project: loadProject({
@@ -288,11 +293,8 @@ describe("plan of the real program on Graviton with Ubuntu 22.04", () => {
       });
       const report = buildReport(result);
       expect(report.errors).toEqual([]);
-      const instance = report.resources.find((r) => r.type === T.instance);
-      expect(instance?.options).toEqual({
-        ignoreChanges: ["ami"],
-        replacementTrigger: "ubuntu 22.04 arm64",
-      });
+      const stash = report.resources.find((r) => r.type === T.stash);
+      expect(stash?.options).toEqual({ replacementTrigger: "ubuntu 22.04 arm64" });
       expect(renderTree(report)).toContain('# replacementTrigger: "ubuntu 22.04 arm64"');
     },
     PLAN_TIMEOUT_MS,

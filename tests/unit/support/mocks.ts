@@ -206,6 +206,9 @@ function computedState(
         publicIp: MOCK_ELASTIC_IP,
         publicDns: `ec2-${MOCK_ELASTIC_IP.replace(/\./g, "-")}.ap-southeast-1.compute.amazonaws.com`,
       };
+    case "pulumi:index:Stash":
+      // The engine's builtin: a new stash's output is its input.
+      return { ...inputs, output: inputs.input };
     case "aws:ec2/keyPair:KeyPair":
       return { ...inputs, keyName: inputs.keyName ?? `${name}-0a1b2c3` };
     case "tls:index/privateKey:PrivateKey":

@@ -4,6 +4,8 @@
  * engine. The resource graph is checked for the properties tests/unit/lab.test.ts checks under
  * mocks, then a config error and the secrets. Each scenario runs the program once.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { REMOTE_CHECKS } from "../../verify/checks";
 import { PLACEHOLDER_AMI, PLACEHOLDER_PUBLIC_IP } from "../../plan/placeholders";
@@ -158,6 +160,9 @@ describe("plan of the real program with the dev stack's config", () => {
     expect(one(T.instance).dependsOn).toContain(stash.urn);
     expect(one(T.instance).options).toEqual({});
     expect(report.outputs.amiId).toBe(PLACEHOLDER_AMI);
+    // The README's command for taking a newer image names this stash's URN.
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    expect(readme).toContain(`pulumi up --replace '${stash.urn}'`);
   });
 
   it("boots into a routed subnet, and is destroyed before the route (issue 9)", () => {

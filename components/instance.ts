@@ -46,8 +46,6 @@ export interface LabInstanceArgs {
 export class LabInstance extends pulumi.ComponentResource {
   public readonly instance: aws.ec2.Instance;
   public readonly instanceId: pulumi.Output<string>;
-  public readonly publicIp: pulumi.Output<string>;
-  public readonly publicDns: pulumi.Output<string>;
   /** The image the instance runs: amiId, or the newest Canonical image when the lab was made. */
   public readonly amiId: pulumi.Output<string>;
   /**
@@ -112,6 +110,8 @@ export class LabInstance extends pulumi.ComponentResource {
         instanceType: args.instanceType,
         subnetId: args.subnetId,
         vpcSecurityGroupIds: args.securityGroupIds,
+        // The lab's address is its Elastic IP (lab.ts); this launch address lets cloud-init
+        // reach the internet before the EIP is associated, which then takes its place.
         associatePublicIpAddress: true,
         keyName: args.keyName,
         // gzip-compressed to fit EC2's 16 KB; binary, so base64 through userDataBase64 (the
@@ -146,13 +146,9 @@ export class LabInstance extends pulumi.ComponentResource {
     );
 
     this.instanceId = this.instance.id;
-    this.publicIp = this.instance.publicIp;
-    this.publicDns = this.instance.publicDns;
 
     this.registerOutputs({
       instanceId: this.instanceId,
-      publicIp: this.publicIp,
-      publicDns: this.publicDns,
       amiId: this.amiId,
     });
   }

@@ -7,7 +7,7 @@
 #                (--criu-tarball URL|PATH --criu-sha256 HEX |
 #                 --criu-git REPO --criu-version TAG --criu-commit SHA)
 #
-# Steps: the lab files into /usr/local/lib/criu-lab and `criu-lab` into
+# Steps: the lab files into /usr/local/lib/criu-lab and a `criu-lab` link in
 # /usr/local/bin; the lab user (created if missing, passwordless sudo); ~USER/counter.py;
 # the login message; the auto-stop timer (N > 0); CRIU via install-criu.sh (its packages
 # include python3 and iproute2, which criu-lab and the auto-stop use); `criu-lab check`;
@@ -20,6 +20,8 @@ readonly LAB_DIR=/usr/local/lib/criu-lab
 readonly STATE_DIR=/var/lib/criu-lab
 readonly LOG_DIR=/var/log/criu-lab
 readonly LAB_FILES=(setup-lab.sh install-criu.sh criu-lab counter.py motd)
+# The host command's modules (criu-lab is their launcher).
+readonly LAB_PACKAGE=criu_lab
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly HERE
 
@@ -84,9 +86,16 @@ install_lab_files() {
       install -m "$([ "$name" = motd ] && echo 0644 || echo 0755)" "$HERE/$name" "$LAB_DIR/.$name.new"
       mv -f "$LAB_DIR/.$name.new" "$LAB_DIR/$name"
     done
+    # Replaced whole, so that a module removed from the lab does not linger on the host.
+    [ -f "$HERE/$LAB_PACKAGE/__init__.py" ] || fail 2 "missing lab package $HERE/$LAB_PACKAGE"
+    rm -rf "${LAB_DIR:?}/.$LAB_PACKAGE.new"
+    mkdir "$LAB_DIR/.$LAB_PACKAGE.new"
+    install -m 0644 "$HERE/$LAB_PACKAGE"/*.py "$LAB_DIR/.$LAB_PACKAGE.new/"
+    rm -rf "${LAB_DIR:?}/$LAB_PACKAGE"
+    mv "$LAB_DIR/.$LAB_PACKAGE.new" "$LAB_DIR/$LAB_PACKAGE"
   fi
-  install -m 0755 "$LAB_DIR/criu-lab" /usr/local/bin/.criu-lab.new
-  mv -f /usr/local/bin/.criu-lab.new /usr/local/bin/criu-lab
+  # A link, so the launcher finds its package beside its real path.
+  ln -sfn "$LAB_DIR/criu-lab" /usr/local/bin/criu-lab
   say "lab files in $LAB_DIR, criu-lab in /usr/local/bin"
 }
 

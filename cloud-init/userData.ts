@@ -46,11 +46,19 @@ export const DEFAULT_CRIU_REPOSITORY = "https://github.com/checkpoint-restore/cr
 /** Where the lab's files land on the host; `setup-lab.sh` installs them from here. */
 export const LAB_DIR = "/usr/local/lib/criu-lab";
 
-/** The files of this folder that the host gets, with their modes. */
+/** The host command's package (its modules); `criu-lab` is the launcher beside it. */
+const LAB_PACKAGE = "criu_lab";
+
+/** The files of this folder that the host gets (paths relative to it), with their modes. */
 export const LAB_FILES: ReadonlyArray<{ name: string; mode: string }> = [
   { name: "motd", mode: "0644" },
   { name: "counter.py", mode: "0755" },
   { name: "criu-lab", mode: "0755" },
+  ...fs
+    .readdirSync(path.join(__dirname, LAB_PACKAGE))
+    .filter((file) => file.endsWith(".py"))
+    .sort()
+    .map((file) => ({ name: `${LAB_PACKAGE}/${file}`, mode: "0644" })),
   { name: "install-criu.sh", mode: "0755" },
   { name: "setup-lab.sh", mode: "0755" },
 ];

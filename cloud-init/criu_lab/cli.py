@@ -1,0 +1,29 @@
+"""The command line: one subcommand per module, each with --json; prints and exits."""
+import argparse
+import json
+import signal
+import sys
+
+from . import __doc__ as USAGE_TEXT
+from . import analyze, autostop, check, demo, scenario, status
+
+COMMANDS = (check, demo, analyze, status, autostop, scenario)
+
+
+def main(argv):
+    p = argparse.ArgumentParser(prog="criu-lab", description=USAGE_TEXT,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    for module in COMMANDS:
+        module.register(sub)
+    for name, s in sub.choices.items():
+        if name != "scenario":  # its leaves (one per scenario) take --json themselves
+            s.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)  # exits 2 on bad usage, as DESIGN.md wants
+    # A verifier's timeout or a dropped SSH session ends us with SIGTERM/SIGHUP: exit through
+    # Python so `finally` blocks run and a process under test (its own session) is stopped too.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
+    code, result, human = args.fn(args)
+    print(json.dumps(result) if args.json else human, flush=True)
+    return code

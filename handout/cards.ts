@@ -1,0 +1,207 @@
+/**
+ * What a student gets: one folder per seat with the seat's key, a known_hosts with its hosts'
+ * keys (no trust on first use), an ssh_config snippet, and a one-page README.md card. Pure
+ * functions of the parsed `seats` output (verify/seats.ts), so the files are tested as text.
+ * Every command on the card works as printed from inside the seat's folder.
+ */
+import { parseHostKey } from "../verify/hostKey";
+import type { SeatHostOutput, SeatOutput } from "../verify/seats";
+
+export interface HandoutFile {
+  /** Relative to the seat's folder. */
+  name: string;
+  content: string;
+  /** The key is 0600 (ssh refuses a key others can read); the rest 0644. */
+  mode: number;
+}
+
+/** The seat's folder name: `seat-01`. */
+export function seatFolder(seat: SeatOutput): string {
+  return `seat-${seat.seat}`;
+}
+
+/** The key's file name, as the stack's `sshCommand` spells it: `seat-01.pem`. */
+export function keyFile(seat: SeatOutput): string {
+  return `seat-${seat.seat}.pem`;
+}
+
+/** The host's alias in `config` and `known_hosts`: `seat-01-a`. */
+export function hostAlias(seat: SeatOutput, host: SeatHostOutput): string {
+  return `seat-${seat.seat}-${host.role}`;
+}
+
+/**
+ * `seat-01-a,203.0.113.10 ssh-ed25519 AAAA...`: the alias (the config pins the key under it
+ * with HostKeyAlias, whatever the address or port) and the address (plain `ssh -o
+ * UserKnownHostsFile=known_hosts user@address`). The stack's own host field is not trusted:
+ * it may name an old address.
+ */
+export function knownHostsLine(seat: SeatOutput, host: SeatHostOutput): string {
+  const key = parseHostKey(host.knownHostsLine);
+  return `${hostAlias(seat, host)},${host.publicIp} ${key.type} ${key.blob.toString("base64")}`;
+}
+
+export function sshConfig(seat: SeatOutput, stack: string): string {
+  const blocks = seat.hosts.map((h) =>
+    [
+      `Host ${hostAlias(seat, h)}`,
+      `  HostName ${h.publicIp}`,
+      `  User ${seat.sshUser}`,
+      // Relative paths are read from the current directory: run ssh in this folder.
+      `  IdentityFile ${keyFile(seat)}`,
+      "  IdentitiesOnly yes",
+      "  UserKnownHostsFile known_hosts",
+      `  HostKeyAlias ${hostAlias(seat, h)}`,
+      "  StrictHostKeyChecking yes",
+      "",
+    ].join("\n"),
+  );
+  return [
+    `# criu-lab, stack ${stack}, seat ${seat.seat}: from this folder, \`ssh -F config ${hostAlias(seat, seat.hosts[0] as SeatHostOutput)}\``,
+    "",
+    ...blocks,
+  ].join("\n");
+}
+
+function autoStopText(minutes: number | undefined): string {
+  if (minutes === 0) return "This seat does not stop by itself: log out when you are done.";
+  const after =
+    minutes === undefined
+      ? "after the stack's `autoStopMinutes` (120 by default) minutes"
+      : `after ${minutes} minutes`;
+  return (
+    `Each host powers itself off ${after} with no SSH session: stopped, not deleted, so your ` +
+    "files stay. If you cannot connect after a break, ask your instructor to start it again."
+  );
+}
+
+/** The one-page card, README.md in the seat's folder. */
+export function card(seat: SeatOutput, stack: string): string {
+  const [a, b] = seat.hosts as [SeatHostOutput, SeatHostOutput | undefined];
+  const user = seat.sshUser;
+  const hostRows = seat.hosts.map(
+    (h) =>
+      `| ${h.role} | \`${h.publicIp}\` | \`${h.name}\` | \`ssh -F config ${hostAlias(seat, h)}\` |`,
+  );
+  const lines = [
+    `# CRIU lab: seat ${seat.seat}`,
+    "",
+    `Your own lab ${seat.hosts.length === 2 ? "hosts" : "host"} (stack \`${stack}\`): Ubuntu with CRIU built from source, ` +
+      "a counter program to checkpoint and restore, and the `criu-lab` command.",
+    "",
+    "| Host | Address | Name | Connect |",
+    "| --- | --- | --- | --- |",
+    ...hostRows,
+    "",
+    "## Connect",
+    "",
+    "Open a terminal **in this folder** and run:",
+    "",
+    "```sh",
+    `ssh -F config ${hostAlias(seat, a)}`,
+    "```",
+    "",
+    `\`config\` names the address, the user (\`${user}\`), your key (\`${keyFile(seat)}\`) and ` +
+      "the host's own key (`known_hosts`): ssh checks it is really your host and asks nothing. " +
+      "Without `config`:",
+    "",
+    "```sh",
+    `ssh -i ${keyFile(seat)} -o UserKnownHostsFile=known_hosts ${user}@${a.publicIp}`,
+    "```",
+    "",
+    `\`${keyFile(seat)}\` opens this seat only: keep it to yourself. If ssh says its permissions ` +
+      `are too open, run \`chmod 600 ${keyFile(seat)}\`.`,
+    "",
+    "## The lab",
+    "",
+    "The login message repeats these steps; the full Lab guide (why checkpoint/restore, how " +
+      "CRIU works, a tour of the image files) is the *Lab guide* section of criu-lab's README.",
+    "",
+    "1. `./counter.py &` starts the counter: it prints its `PID` and then `Counter: N` every 2 s.",
+    "2. In a second terminal (another ssh, or `tmux` then `Ctrl-b c`): " +
+      "`mkdir checkpoint_dir && sudo criu dump -t PID -D checkpoint_dir -v4 --shell-job`. " +
+      "The counter stops: its whole state is in `checkpoint_dir`.",
+    "3. `sudo criu restore -D checkpoint_dir -v4 --shell-job`: it counts on from the next " +
+      "number, with the same PID. `Ctrl-C` ends it.",
+    "4. `sudo criu-lab analyze checkpoint_dir` explains what was saved, file by file.",
+    "",
+    "`sudo criu-lab demo` runs the whole experiment in one go; `sudo criu-lab check` says " +
+      "whether CRIU works on this kernel.",
+    "",
+  ];
+  if (b) {
+    const peer = `${user}@${b.name}`;
+    lines.push(
+      "## Migration: from host a to host b",
+      "",
+      `Your seat has a second host, **b** (\`${b.name}\`). On **a**, \`${b.name}\` is its ` +
+        "private name, and a already trusts b's key and may log in to it: nothing to set up.",
+      "",
+      "On host a, start a detached counter (`setsid ./counter.py </dev/null >counter.log 2>&1 &`, " +
+        "then `pgrep -f counter.py` for its PID) and move it to b:",
+      "",
+      "```sh",
+      `sudo criu-lab migrate --to ${peer} --pid PID`,
+      "```",
+      "",
+      `Or the whole story unattended: \`sudo criu-lab scenario run migration --to ${peer}\`. ` +
+        `Then see it counting on b: \`ssh -F config ${hostAlias(seat, b)}\` from this folder.`,
+      "",
+    );
+  }
+  lines.push("## Auto-stop", "", autoStopText(seat.autoStopMinutes), "");
+  return lines.join("\n");
+}
+
+/**
+ * The instructor's sheet (DIR/INSTRUCTOR.md, no key in it): every seat's hosts with their
+ * instance ids, and the command that starts a seat again after its auto-stop.
+ */
+export function instructorSheet(seats: SeatOutput[], stack: string): string {
+  const rows = seats.flatMap((s) =>
+    s.hosts.map(
+      (h) =>
+        `| ${s.seat} | ${h.role} | \`${h.name}\` | \`${h.publicIp}\` | \`${h.instanceId || "?"}\` |`,
+    ),
+  );
+  const starts = seats.map((s) => {
+    const ids = s.hosts.map((h) => h.instanceId).filter(Boolean);
+    return ids.length
+      ? `aws ec2 start-instances --instance-ids ${ids.join(" ")}   # seat ${s.seat}`
+      : `# seat ${s.seat}: no instance id in the stack outputs`;
+  });
+  return [
+    `# criu-lab handout: stack \`${stack}\``,
+    "",
+    `Give each student their own \`seat-NN/\` folder only: it holds that seat's private key. ` +
+      "This sheet holds no key.",
+    "",
+    "| Seat | Host | Name | Address | Instance |",
+    "| --- | --- | --- | --- | --- |",
+    ...rows,
+    "",
+    "A seat that stopped itself (auto-stop) keeps its files; start it again with:",
+    "",
+    "```sh",
+    ...starts,
+    "```",
+    "",
+    "When the class is over: `pulumi destroy`, and delete this folder (the seats' keys).",
+    "",
+  ].join("\n");
+}
+
+/** The files of one seat's folder. */
+export function seatFiles(seat: SeatOutput, stack: string): HandoutFile[] {
+  const privateKey = seat.privateKey.endsWith("\n") ? seat.privateKey : `${seat.privateKey}\n`;
+  return [
+    { name: keyFile(seat), content: privateKey, mode: 0o600 },
+    {
+      name: "known_hosts",
+      content: seat.hosts.map((h) => `${knownHostsLine(seat, h)}\n`).join(""),
+      mode: 0o644,
+    },
+    { name: "config", content: sshConfig(seat, stack), mode: 0o644 },
+    { name: "README.md", content: card(seat, stack), mode: 0o644 },
+  ];
+}

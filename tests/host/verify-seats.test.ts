@@ -1,0 +1,318 @@
+/**
+ * A class verified at once: several real sshd on 127.0.0.1, each a seat's host, in front of
+ * this machine's real lab (`criu-lab check`/`demo` with real CRIU). Seat 03's migration is
+ * made to fail by a `criu-lab` wrapper first on its user's sudo PATH (as tests/host/verify.test.ts
+ * does), seat 04 pins a host key its sshd does not have. The good seats must still pass and
+ * report; the table, the JSON report and the exit code must say which seat failed where.
+ * The handout's ssh commands are run for real against the same sshd.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { main as handout } from "../../handout/cli";
+import { KeyPair, generateKey } from "../../vm/keys";
+import { SeatsReport, seatsTable, targetsFromStackOutputs, verifySeats } from "../../verify/seats";
+import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { TestSshd, TestUser, createTestUser, installWrapper, startSshd } from "./support/sshd";
+import { keyMaterial } from "./support/verify-cli";
+
+const GOOD = "criulab-seats-ok";
+const BAD = "criulab-seats-bad";
+const LAB_COMMAND = "/usr/local/bin/criu-lab";
+
+const missing = cannotRun("multi-seat verifier against real sshd and the real lab", [
+  needRoot(),
+  needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
+  needCommand("ssh", "apt-get install openssh-client"),
+  needCommand("ssh-keygen", "apt-get install openssh-client"),
+  needCommand("visudo", "apt-get install sudo"),
+  needCommand("useradd"),
+  needCommand("/usr/local/sbin/criu", "npm run setup:host"),
+  needCommand(LAB_COMMAND, "npm run setup:host"),
+]);
+
+/** Whether this host's criu-lab has the migration scenario yet (issue 10 builds on it). */
+function hasMigrationScenario(): boolean {
+  return (
+    spawnSync(LAB_COMMAND, ["scenario", "run", "migration", "--help"], { stdio: "ignore" })
+      .status === 0
+  );
+}
+
+describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", () => {
+  let dir: string;
+  let good: TestUser;
+  let bad: TestUser;
+  /** "01a" -> its sshd. */
+  const sshds = new Map<string, TestSshd>();
+  const seatKeys = new Map<string, KeyPair>();
+  let outputs: { seats: Array<Record<string, unknown>> };
+  let failed = false;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "criulab-seats-"));
+    // sshd reads each authorized_keys below it as the test user.
+    chmodSync(dir, 0o755);
+    const sub = (name: string) => {
+      const d = join(dir, name);
+      mkdirSync(d);
+      return d;
+    };
+    good = createTestUser(GOOD, sub("user-ok"));
+    bad = createTestUser(BAD, sub("user-bad"));
+    // Seat 03's host a answers the migration scenario with a failure, as a lab whose
+    // migration is broken would; everything else goes to the real criu-lab.
+    installWrapper(
+      bad,
+      "criu-lab",
+      [
+        "#!/bin/sh",
+        'if [ "$1" = scenario ]; then',
+        `  echo '{"ok": false, "error": "restore on the peer failed: File exists (made to fail by the test)"}'`,
+        "  exit 1",
+        "fi",
+        `exec ${LAB_COMMAND} "$@"`,
+        "",
+      ].join("\n"),
+    );
+    const layout: Array<[string, TestUser]> = [
+      ["01a", good],
+      ["02a", good],
+      ["02b", good],
+      ["03a", bad],
+      ["03b", bad],
+      ["04a", good],
+    ];
+    // Every seat has a key of its own (the contract; the handout refuses a shared one).
+    for (const n of ["01", "02", "03", "04"]) {
+      seatKeys.set(n, generateKey(join(dir, `seat-${n}_key`), `seat-${n}`));
+    }
+    for (const [id, user] of layout) {
+      sshds.set(
+        id,
+        await startSshd({
+          dir: sub(`sshd-${id}`),
+          user: user.name,
+          authorizedKey: seatKeys.get(id.slice(0, 2))?.publicKeyOpenssh ?? "",
+        }),
+      );
+    }
+    const stranger = generateKey(join(dir, "stranger_host_key"), "stranger_host_key");
+    const host = (id: string, hostKey?: string) => ({
+      role: id.slice(2),
+      name: `criu-lab-seat-${id.slice(0, 2)}-${id.slice(2)}`,
+      instanceId: "i-0123456789abcdef0",
+      publicIp: "127.0.0.1",
+      sshCommand: `ssh -i seat-${id.slice(0, 2)}.pem ubuntu@127.0.0.1`,
+      knownHostsLine: `127.0.0.1 ${hostKey ?? sshds.get(id)?.hostPublicKey ?? ""}`,
+    });
+    const seat = (n: string, user: TestUser, hosts: unknown[]) => ({
+      seat: n,
+      sshUser: user.name,
+      privateKey: seatKeys.get(n)?.privateKeyOpenssh,
+      autoStopMinutes: 120,
+      hosts,
+    });
+    // The `seats` stack output contract, as the stack will print it.
+    outputs = {
+      seats: [
+        seat("01", good, [host("01a")]),
+        seat("02", good, [host("02a"), host("02b")]),
+        seat("03", bad, [host("03a"), host("03b")]),
+        seat("04", good, [host("04a", stranger.publicKeyOpenssh)]),
+      ],
+    };
+  });
+
+  beforeEach(({ onTestFailed }) =>
+    onTestFailed(() => {
+      failed = true;
+    }),
+  );
+
+  afterAll(async () => {
+    for (const sshd of sshds.values()) await sshd.stop();
+    good?.remove();
+    bad?.remove();
+    if (!dir) return;
+    if (failed) console.warn(`verify-seats host tests failed: sshd logs and keys kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The stack's targets, with each host's loopback port (the contract's hosts use 22). */
+  const targets = (seat?: string) =>
+    targetsFromStackOutputs(outputs, { seat }).map((t) => ({
+      ...t,
+      port: sshds.get(`${t.seat}${t.role}`)?.port ?? 0,
+    }));
+
+  const expectNoKeys = (text: string) => {
+    for (const key of seatKeys.values()) {
+      for (const line of keyMaterial(key.privateKeyOpenssh)) expect(text).not.toContain(line);
+    }
+  };
+
+  it("all seats concurrently within --parallel: the table, the report and the worst exit code", async () => {
+    const lines: string[] = [];
+    const report: SeatsReport = await verifySeats(targets(), {
+      timeoutSeconds: 600,
+      parallel: 3,
+      onProgress: (l) => lines.push(l),
+    });
+    const table = seatsTable(report);
+    const json = JSON.stringify(report, null, 2);
+    console.log(table);
+
+    // The broken lab (1) outranks the unreachable seat (3).
+    expect(report.exitCode, table).toBe(1);
+    expect(report.ok).toBe(false);
+    expect(report.parallel).toBe(3);
+    expect(report.seats.map((s) => [s.seat, s.exitCode])).toEqual([
+      ["01", 0],
+      ["02", 0],
+      ["03", 1],
+      ["04", 3],
+    ]);
+
+    // The good seats passed for real: CRIU's checkpoint/restore on every one of their hosts.
+    for (const s of report.seats.slice(0, 3)) {
+      for (const h of s.hosts) {
+        expect(h.report.ok, `${s.seat} ${h.role}: ${h.report.error}`).toBe(true);
+        expect(h.report.demo?.restoredPid).toBe(h.report.demo?.pid);
+        expect(h.report.target.port).toBe(sshds.get(`${s.seat}${h.role}`)?.port);
+      }
+    }
+    expect(report.seats[0]?.migration).toBeNull();
+    const m2 = report.seats[1]?.migration;
+    if (hasMigrationScenario()) {
+      // The command has landed: it ran (loopback hosts cannot really migrate by name).
+      expect(["pass", "fail"]).toContain(m2?.status);
+    } else {
+      expect(m2).toMatchObject({ status: "not available", exitCode: 0 });
+    }
+    expect(report.seats[2]?.migration).toMatchObject({
+      status: "fail",
+      exitCode: 1,
+      to: `${BAD}@criu-lab-seat-03-b`,
+      error: "migration failed: restore on the peer failed: File exists (made to fail by the test)",
+      result: { ok: false },
+    });
+    const seat4 = report.seats[3]?.hosts[0]?.report;
+    expect(seat4?.error).toMatch(/host key mismatch/);
+    expect(seat4?.steps).toHaveLength(1);
+
+    // The table: a row per host, "-" for migration in one-host seats, the failures named.
+    const rows = table.split("\n").map((l) => l.split(/\s{2,}/));
+    const port = (id: string) => sshds.get(id)?.port;
+    expect(rows[0]).toEqual([
+      "seat",
+      "host",
+      "cloud-init",
+      "check",
+      "demo",
+      "migration",
+      "time",
+      "exit",
+    ]);
+    expect(rows[1]?.slice(0, 6)).toEqual([
+      "01",
+      `a 127.0.0.1:${port("01a")}`,
+      "ok",
+      "ok",
+      "ok",
+      "-",
+    ]);
+    expect(rows[2]?.[5]).toBe(hasMigrationScenario() ? rows[2]?.[5] : "n/a");
+    expect(rows[4]?.slice(0, 6)).toEqual([
+      "03",
+      `a 127.0.0.1:${port("03a")}`,
+      "ok",
+      "ok",
+      "ok",
+      "FAIL",
+    ]);
+    expect(rows[6]).toEqual([
+      "04",
+      `a 127.0.0.1:${port("04a")}`,
+      "no ssh",
+      "-",
+      "-",
+      "-",
+      expect.stringMatching(/ s$/),
+      "3",
+    ]);
+    expect(table).toContain(
+      `seat 03 migration ${BAD}@127.0.0.1:${port("03a")} -> ${BAD}@criu-lab-seat-03-b: fail (exit 1)`,
+    );
+    expect(table).toMatch(
+      new RegExp(
+        `seat 04 host a 127.0.0.1:${port("04a")}: connect .* failed \\(exit 3\\): host key mismatch`,
+      ),
+    );
+    expect(table.split("\n").at(-1)).toBe("2 of 4 seat(s) pass; exit 1");
+
+    // One JSON report that round-trips; nothing secret in it or in the progress.
+    expect(JSON.parse(json)).toEqual(report);
+    expectNoKeys(json + table + lines.join("\n"));
+
+    // Bounded parallelism, and real concurrency: hosts overlapped, never more than 3 at once.
+    let active = 0;
+    let most = 0;
+    for (const l of lines) {
+      if (/^\[seat \d\d [ab]\] \.\.\. connect /.test(l) || /^\[seat \d\d a->b\] \.\.\. /.test(l)) {
+        most = Math.max(most, ++active);
+      }
+      if (/^\[seat \d\d [ab]\] (ok {2}checkpoint\/restore demo|FAIL )/.test(l)) active--;
+      if (/^\[seat \d\d a->b\] (ok|FAIL|n\/a) /.test(l)) active--;
+    }
+    expect(most).toBe(3);
+  });
+
+  it("--seat N verifies that seat only", async () => {
+    const report = await verifySeats(targets("4"), { timeoutSeconds: 60 });
+    expect(report.seats.map((s) => s.seat)).toEqual(["04"]);
+    expect(report.exitCode).toBe(3);
+  });
+
+  it("the handout's ssh commands work as printed from inside a seat's folder", async () => {
+    const out = join(dir, "handout");
+    const printed: string[] = [];
+    const code = await handout(["--stack", "class", "--out", out], {
+      readStack: async () => JSON.stringify(outputs),
+      out: (t) => printed.push(t),
+      err: (t) => printed.push(t),
+    });
+    expect(code, printed.join("\n")).toBe(0);
+    expectNoKeys(printed.join("\n"));
+    // The card's command, with the loopback port added (the stack's hosts listen on 22).
+    const ssh = (seat: string, alias: string, id: string) =>
+      spawnSync(
+        "ssh",
+        ["-F", "config", "-p", String(sshds.get(id)?.port), "-o", "BatchMode=yes", alias, "id -un"],
+        { cwd: join(out, `seat-${seat}`), encoding: "utf8", timeout: 60_000 },
+      );
+    for (const [seat, alias, id, user] of [
+      ["01", "seat-01-a", "01a", GOOD],
+      ["02", "seat-02-b", "02b", GOOD],
+      ["03", "seat-03-a", "03a", BAD],
+    ] as const) {
+      const r = ssh(seat, alias, id);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout.trim()).toBe(user);
+    }
+    // The pinned key is enforced: seat 04's known_hosts has a key its sshd does not hold.
+    const refused = ssh("04", "seat-04-a", "04a");
+    expect(refused.status).toBe(255);
+    expect(refused.stderr).toMatch(
+      /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/,
+    );
+    // ssh itself accepts the key file as written (it refuses keys others can read).
+    expect(
+      execFileSync("stat", ["-c", "%a", join(out, "seat-01", "seat-01.pem")], {
+        encoding: "utf8",
+      }).trim(),
+    ).toBe("600");
+  });
+});

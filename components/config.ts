@@ -124,8 +124,11 @@ export interface LabConfig {
 /** Reads one raw config value (as the CLI passes it: a string, JSON for arrays). */
 export type ConfigReader = (key: ConfigKey) => string | undefined;
 
-/** Every invalid key at once; `problems` holds one line per key. */
-export class ConfigError extends Error {
+/**
+ * Every invalid key at once; `problems` holds one line per key. A RunError, which Pulumi's
+ * runner prints as the message alone (no stack trace, no dump of the object).
+ */
+export class ConfigError extends pulumi.RunError {
   constructor(readonly problems: string[]) {
     super(
       `invalid configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n` +
@@ -145,9 +148,15 @@ export function pulumiConfigReader(): ConfigReader {
   return (key) => config.get(key);
 }
 
-/** Reads, defaults and validates every key; throws ConfigError naming each bad one. */
-export function loadConfig(read: ConfigReader = pulumiConfigReader()): LabConfig {
-  const problems: string[] = [];
+/**
+ * Reads, defaults and validates every key; throws ConfigError naming each bad one. `keys` are
+ * the fully qualified keys the stack sets (all namespaces), checked against CONFIG_SCHEMA.
+ */
+export function loadConfig(
+  read: ConfigReader = pulumiConfigReader(),
+  keys: readonly string[] = configuredKeys(),
+): LabConfig {
+  const problems: string[] = undeclaredKeyProblems(keys);
   const bad = (key: ConfigKey, value: unknown, allowed: string) => {
     problems.push(`${CONFIG_NAMESPACE}:${key}: ${JSON.stringify(value)} is not valid; ${allowed}`);
   };
@@ -368,4 +377,54 @@ export function ipv4CidrProblem(text: string): string | undefined {
 /** True when `text` is a dotted-quad IPv4 address. */
 export function isIpv4(text: string): boolean {
   return ipv4CidrProblem(`${text}/32`) === undefined;
+}
+
+/** The fully qualified keys of every namespace the stack sets, as the CLI hands them over. */
+export function configuredKeys(): string[] {
+  return Object.keys(pulumi.runtime.allConfig());
+}
+
+/**
+ * One problem per key of the `criu-lab` namespace that CONFIG_SCHEMA (and so Pulumi.yaml,
+ * which tests/unit/config.test.ts holds to it) does not declare: Pulumi would pass a typo
+ * such as `criu-lab:instanceTyp` to the program, which would never read it (issue 9).
+ */
+export function undeclaredKeyProblems(keys: readonly string[]): string[] {
+  const declared = Object.keys(CONFIG_SCHEMA);
+  const prefix = `${CONFIG_NAMESPACE}:`;
+  return keys
+    .filter((key) => key.startsWith(prefix) && !declared.includes(key.slice(prefix.length)))
+    .sort()
+    .map((key) => {
+      const closest = closestKey(key.slice(prefix.length), declared);
+      return (
+        `${key} is not a key of this project; did you mean ${prefix}${closest}? Set that ` +
+        `one instead and remove this one (pulumi config rm ${key}). Declared keys: ` +
+        declared.join(", ")
+      );
+    });
+}
+
+/** The declared key with the smallest edit distance to `key`, ignoring case. */
+function closestKey(key: string, declared: readonly string[]): string {
+  const distance = (a: string, b: string): number => {
+    // Levenshtein over one row: row[j] is the distance between a[0..i) and b[0..j).
+    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let diagonal = row[0];
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const above = row[j];
+        row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+        diagonal = above;
+      }
+    }
+    return row[b.length];
+  };
+  const lower = key.toLowerCase();
+  return declared.reduce((best, candidate) =>
+    distance(lower, candidate.toLowerCase()) < distance(lower, best.toLowerCase())
+      ? candidate
+      : best,
+  );
 }

@@ -33,19 +33,26 @@ export interface LabInstanceArgs {
   rootVolumeGiB?: number;
   /** Tags for the instance and its root volume; each also gets its own Name. */
   tags?: Tags;
+  /** What the instance waits for: the subnet's route to the internet (see LabNetwork.routed). */
+  routed?: pulumi.Resource[];
 }
 
 /**
- * The lab host: Canonical's Ubuntu LTS image for the instance type's architecture, user-data
+ * The lab host: Canonical's Ubuntu LTS image for the instance type's architecture (the newest
+ * at creation, kept until the release, architecture or amiId changes), user-data
  * from cloud-init/userData.ts (secret: it carries the host's private key), IMDSv2 only, and
  * an encrypted gp3 root volume.
  */
 export class LabInstance extends pulumi.ComponentResource {
   public readonly instance: aws.ec2.Instance;
   public readonly instanceId: pulumi.Output<string>;
-  public readonly publicIp: pulumi.Output<string>;
-  public readonly publicDns: pulumi.Output<string>;
+  /** The image the instance runs: amiId, or the newest Canonical image when the lab was made. */
   public readonly amiId: pulumi.Output<string>;
+  /**
+   * Where the looked-up image id is kept (undefined with amiId): `pulumi up --replace` of its
+   * URN takes the newest image on purpose.
+   */
+  public readonly imageStash?: pulumi.Stash;
   /** The rendered user-data, plain text (secret: it carries the host's private key); EC2 gets
    * it gzip-compressed. */
   public readonly userData: pulumi.Output<string>;
@@ -55,14 +62,28 @@ export class LabInstance extends pulumi.ComponentResource {
   constructor(name: string, args: LabInstanceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("criu-lab:instance:LabInstance", name, {}, opts);
 
-    this.amiId =
-      args.amiId !== undefined
-        ? pulumi.output(args.amiId)
-        : lookupUbuntuAmi(
-            args.ubuntuRelease,
-            lookupArchitecture(args.instanceType, { parent: this }),
-            { parent: this },
-          );
+    if (args.amiId !== undefined) {
+      // A changed amiId replaces the instance: `ami` cannot change in place.
+      this.amiId = pulumi.output(args.amiId);
+    } else {
+      const arch = lookupArchitecture(args.instanceType, { parent: this });
+      // Canonical publishes a new build every few weeks, and `ami` replaces an instance: the
+      // newest image must not replace a running lab (new host, a rebuild, the learner's files
+      // gone). The stash keeps the image the lab was created with; a new release or
+      // architecture replaces the stash (replacementTrigger), and so the instance. Not
+      // ignoreChanges on ami: the engine would put the old image into the replacement too.
+      // Both need Pulumi CLI >= 3.208.0 (index.ts requires it). Issue 9.
+      const stash = new pulumi.Stash(
+        `${name}-image`,
+        { input: lookupUbuntuAmi(args.ubuntuRelease, arch, { parent: this }) },
+        {
+          parent: this,
+          replacementTrigger: pulumi.interpolate`ubuntu ${args.ubuntuRelease} ${arch}`,
+        },
+      );
+      this.imageStash = stash;
+      this.amiId = stash.output.apply((ami: unknown) => String(ami));
+    }
 
     // Rendered inside apply from the secret host key, and marked secret again so it stays
     // secret even where the key's secretness is lost (e.g. a provider that does not mark it).
@@ -91,6 +112,8 @@ export class LabInstance extends pulumi.ComponentResource {
         instanceType: args.instanceType,
         subnetId: args.subnetId,
         vpcSecurityGroupIds: args.securityGroupIds,
+        // The lab's address is its Elastic IP (lab.ts); this launch address lets cloud-init
+        // reach the internet before the EIP is associated, which then takes its place.
         associatePublicIpAddress: true,
         keyName: args.keyName,
         // gzip-compressed to fit EC2's 16 KB; binary, so base64 through userDataBase64 (the
@@ -116,17 +139,18 @@ export class LabInstance extends pulumi.ComponentResource {
         },
         tags: named(`${name}-instance`, args.tags),
       },
-      { parent: this },
+      {
+        parent: this,
+        // Boot into a routed subnet (cloud-init's apt), and on destroy leave before the route
+        // and the gateway go.
+        dependsOn: args.routed ?? [],
+      },
     );
 
     this.instanceId = this.instance.id;
-    this.publicIp = this.instance.publicIp;
-    this.publicDns = this.instance.publicDns;
 
     this.registerOutputs({
       instanceId: this.instanceId,
-      publicIp: this.publicIp,
-      publicDns: this.publicDns,
       amiId: this.amiId,
     });
   }

@@ -1,3 +1,4 @@
+import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { DemoResult } from "../verify/checks";
 import { LabAccess } from "./access";
@@ -6,7 +7,7 @@ import { LabFiles } from "./labFiles";
 import { LabInstance } from "./instance";
 import { lookupAvailabilityZone } from "./lookups";
 import { LabNetwork } from "./network";
-import { Tags, labTags } from "./tags";
+import { Tags, labTags, named } from "./tags";
 import { LabVerification } from "./verification";
 
 /** The lab's arguments: the validated config, with `auto` in sshAllowedCidrs resolved. */
@@ -25,6 +26,9 @@ export class CriuLab extends pulumi.ComponentResource {
   public readonly network: LabNetwork;
   public readonly access: LabAccess;
   public readonly host: LabInstance;
+  /** The lab's Elastic IP: its address survives stop/start (and a replaced instance). */
+  public readonly address: aws.ec2.Eip;
+  public readonly addressAssociation: aws.ec2.EipAssociation;
   /** The lab's files, copied to the host by `pulumi up` (too big for EC2's user-data). */
   public readonly files: LabFiles;
   /** Undefined when `verify` is false. */
@@ -33,6 +37,8 @@ export class CriuLab extends pulumi.ComponentResource {
   public readonly instanceId: pulumi.Output<string>;
   public readonly publicIp: pulumi.Output<string>;
   public readonly publicDns: pulumi.Output<string>;
+  /** The image the instance runs: a newer Ubuntu build never replaces it on its own. */
+  public readonly amiId: pulumi.Output<string>;
   public readonly sshUser: string;
   public readonly sshCommand: pulumi.Output<string>;
   /** The user's OpenSSH private key (secret). */
@@ -83,13 +89,38 @@ export class CriuLab extends pulumi.ComponentResource {
         autoStopMinutes: args.autoStopMinutes,
         rootVolumeGiB: args.rootVolumeGiB,
         tags,
+        routed: this.network.routed,
       },
       { parent: this },
     );
 
+    // A stopped instance loses its public IP, and a refresh while it is stopped stores an
+    // empty one: an Elastic IP keeps the address (and so sshCommand, knownHostsLine and the
+    // verification's connection) across stop/start. Issue 9. AWS: an EIP may need the
+    // internet gateway first (the provider's docs), and is released before it on destroy.
+    this.address = new aws.ec2.Eip(
+      `${name}-address`,
+      { domain: "vpc", tags: named(`${name}-address`, tags) },
+      {
+        parent: this,
+        dependsOn: this.network.internetGateway ? [this.network.internetGateway] : [],
+      },
+    );
+    this.addressAssociation = new aws.ec2.EipAssociation(
+      `${name}-address-assoc`,
+      { allocationId: this.address.id, instanceId: this.host.instanceId },
+      {
+        parent: this,
+        // A replaced instance takes the address over: detach it from the old one first.
+        deleteBeforeReplace: true,
+        dependsOn: this.network.routed,
+      },
+    );
+
     this.instanceId = this.host.instanceId;
-    this.publicIp = this.host.publicIp;
-    this.publicDns = this.host.publicDns;
+    this.publicIp = this.address.publicIp;
+    this.publicDns = this.address.publicDns;
+    this.amiId = this.host.amiId;
     this.privateKey = this.access.privateKey;
     this.sshCommand = pulumi.interpolate`ssh -i criu-lab.pem ${this.sshUser}@${this.publicIp}`;
     this.knownHostsLine = pulumi.interpolate`${this.publicIp} ${this.access.hostPublicKey}`;
@@ -102,7 +133,8 @@ export class CriuLab extends pulumi.ComponentResource {
         privateKey: this.access.privateKey,
         hostPublicKey: this.access.hostPublicKey,
         instanceId: this.instanceId,
-        dependsOn: [this.host.instance],
+        // Like the verification: the address answers only once it is associated.
+        dependsOn: [this.host.instance, this.addressAssociation],
       },
       { parent: this },
     );
@@ -119,7 +151,9 @@ export class CriuLab extends pulumi.ComponentResource {
           user: this.sshUser,
           privateKey: this.access.privateKey,
           hostPublicKey: this.access.hostPublicKey,
-          dependsOn: [this.host.instance, this.files.ready],
+          // The address answers only once it is associated with this instance.
+          dependsOn: [this.host.instance, this.addressAssociation, this.files.ready],
+          // Not the address: it is the Elastic IP's, stable across stop/start.
           triggers: [this.host.userDataHash, this.instanceId],
         },
         { parent: this },
@@ -135,6 +169,7 @@ export class CriuLab extends pulumi.ComponentResource {
       instanceId: this.instanceId,
       publicIp: this.publicIp,
       publicDns: this.publicDns,
+      amiId: this.amiId,
       sshUser: this.sshUser,
       sshCommand: this.sshCommand,
       privateKey: this.privateKey,

@@ -52,20 +52,37 @@ export function architectureFor(
 ): Architecture {
   if (supportedArchitectures.includes("arm64")) return "arm64";
   if (supportedArchitectures.includes("x86_64")) return "x86_64";
-  throw new Error(
+  throw new pulumi.RunError(
     `${CONFIG_NAMESPACE}:instanceType: "${instanceType}" supports [${supportedArchitectures.join(", ")}]; ` +
       "allowed: a type with x86_64 or arm64 (Ubuntu server images exist for those)",
   );
 }
 
 /**
- * A zone that offers the instance type, chosen deterministically (the first by name) so that
- * repeated `pulumi up`s keep the same subnet.
+ * The DescribeAvailabilityZones filter for real availability zones only. An opted-in Local
+ * Zone (us-west-2-lax-1a) or Wavelength Zone is also an "availability-zone" location to
+ * DescribeInstanceTypeOfferings, and its name sorts before the region's own zones; it has no
+ * internet gateway route of the usual kind and other prices (issue 9).
+ * https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeAvailabilityZones.html
  */
-export function pickAvailabilityZone(instanceType: string, zones: readonly string[]): string {
-  const sorted = [...zones].sort();
+export const AVAILABILITY_ZONES_QUERY: aws.GetAvailabilityZonesArgs = {
+  state: "available",
+  filters: [{ name: "zone-type", values: ["availability-zone"] }],
+};
+
+/**
+ * A zone that offers the instance type and is a real availability zone of the region, chosen
+ * deterministically (the first by name) so that repeated `pulumi up`s keep the same subnet.
+ */
+export function pickAvailabilityZone(
+  instanceType: string,
+  offered: readonly string[],
+  availabilityZones: readonly string[],
+): string {
+  const real = new Set(availabilityZones);
+  const sorted = offered.filter((zone) => real.has(zone)).sort();
   if (sorted.length === 0) {
-    throw new Error(
+    throw new pulumi.RunError(
       `${CONFIG_NAMESPACE}:instanceType: "${instanceType}" is not offered in any availability ` +
         "zone of this region; allowed: a type the region offers (see `aws ec2 " +
         "describe-instance-type-offerings --location-type availability-zone`)",
@@ -84,20 +101,22 @@ export function lookupArchitecture(
     .apply((info) => architectureFor(instanceType, info.supportedArchitectures));
 }
 
-/** Looks up an availability zone of the deploy region that offers `instanceType`. */
+/** Looks up an availability zone (never a Local Zone) of the deploy region that offers `instanceType`. */
 export function lookupAvailabilityZone(
   instanceType: string,
   opts: pulumi.InvokeOutputOptions,
 ): pulumi.Output<string> {
-  return aws.ec2
-    .getInstanceTypeOfferingsOutput(
-      {
-        locationType: "availability-zone",
-        filters: [{ name: "instance-type", values: [instanceType] }],
-      },
-      opts,
-    )
-    .apply((offerings) => pickAvailabilityZone(instanceType, offerings.locations));
+  const offerings = aws.ec2.getInstanceTypeOfferingsOutput(
+    {
+      locationType: "availability-zone",
+      filters: [{ name: "instance-type", values: [instanceType] }],
+    },
+    opts,
+  );
+  const zones = aws.getAvailabilityZonesOutput(AVAILABILITY_ZONES_QUERY, opts);
+  return pulumi
+    .all([offerings.locations, zones.names])
+    .apply(([offered, real]) => pickAvailabilityZone(instanceType, offered, real));
 }
 
 /** Looks up the newest Canonical Ubuntu image id for the release and architecture. */

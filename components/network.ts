@@ -29,6 +29,13 @@ export class LabNetwork extends pulumi.ComponentResource {
   public readonly vpcId: pulumi.Output<string>;
   public readonly subnetId: pulumi.Output<string>;
   public readonly securityGroupId: pulumi.Output<string>;
+  /**
+   * What the instance and its address wait for: the subnet's route to the internet gateway
+   * (the route table association). Empty with `subnetId`, whose routes exist already.
+   */
+  public readonly routed: pulumi.Resource[];
+  /** The internet gateway (undefined with `subnetId`): an Elastic IP needs it first. */
+  public readonly internetGateway?: aws.ec2.InternetGateway;
 
   constructor(name: string, args: LabNetworkArgs, opts?: pulumi.ComponentResourceOptions) {
     super("criu-lab:network:LabNetwork", name, {}, opts);
@@ -38,6 +45,7 @@ export class LabNetwork extends pulumi.ComponentResource {
       const existing = aws.ec2.getSubnetOutput({ id: args.subnetId }, { parent: this });
       this.vpcId = existing.vpcId;
       this.subnetId = pulumi.output(args.subnetId);
+      this.routed = [];
     } else {
       const vpc = new aws.ec2.Vpc(
         `${name}-vpc`,
@@ -59,7 +67,11 @@ export class LabNetwork extends pulumi.ComponentResource {
           mapPublicIpOnLaunch: true,
           tags: named(`${name}-subnet`, tags),
         },
-        { parent: this },
+        // A new zone (an instanceType the old zone lacks) replaces the subnet with the same
+        // CIDR: created first, it would clash with the old one (InvalidSubnet.Conflict). The
+        // engine also deletes what must be replaced with it first (the instance, the route
+        // table association). Issue 9.
+        { parent: this, deleteBeforeReplace: true },
       );
       const gateway = new aws.ec2.InternetGateway(
         `${name}-igw`,
@@ -75,13 +87,16 @@ export class LabNetwork extends pulumi.ComponentResource {
         },
         { parent: this },
       );
-      new aws.ec2.RouteTableAssociation(
+      const association = new aws.ec2.RouteTableAssociation(
         `${name}-routes-assoc`,
         { subnetId: subnet.id, routeTableId: routes.id },
-        { parent: this },
+        // Replaced with the subnet, and like it removed before its successor is made.
+        { parent: this, deleteBeforeReplace: true },
       );
       this.vpcId = vpc.id;
       this.subnetId = subnet.id;
+      this.routed = [association];
+      this.internetGateway = gateway;
     }
 
     const securityGroup = new aws.ec2.SecurityGroup(

@@ -4,6 +4,7 @@
  * gets the exact command to set the key instead of a lab nobody can reach.
  */
 import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
 import { AUTO_CIDR, CONFIG_NAMESPACE, SET_CIDR_HINT, isIpv4 } from "./config";
 
 /** Returns the deployer's public IPv4 address (text; it is validated by the caller). */
@@ -15,9 +16,11 @@ export const CHECKIP_COMMAND = "curl -fsS --max-time 10 https://checkip.amazonaw
 /**
  * The default lookup runs curl through the command provider's `command:local:run` invoke
  * rather than Node's fetch, so Pulumi mocks and the offline plan can answer it as an invoke.
+ * `logging: "none"`: the provider otherwise logs the command's output, the deployer's own
+ * address, on every preview and update (issue 9).
  */
 export const checkipLookup: PublicIpLookup = async () => {
-  const result = await command.local.run({ command: CHECKIP_COMMAND });
+  const result = await command.local.run({ command: CHECKIP_COMMAND, logging: "none" });
   return result.stdout;
 };
 
@@ -41,8 +44,9 @@ export async function resolveSshCidrs(
   return [...new Set(resolved)];
 }
 
+/** A RunError: `pulumi up` prints its message alone, without a stack trace. */
 function autoFailure(reason: string): Error {
-  return new Error(
+  return new pulumi.RunError(
     `${CONFIG_NAMESPACE}:sshAllowedCidrs is '${AUTO_CIDR}', but this machine's public IPv4 ` +
       `could not be found (${CHECKIP_COMMAND}: ${reason}). ` +
       `Set the addresses allowed to SSH in yourself, e.g.\n` +

@@ -27,13 +27,16 @@ import {
 } from "@pulumi/pulumi/proto/resource_grpc_pb";
 import {
   RegisterPackageResponse,
+  RegisterResourceRequest,
   RegisterResourceResponse,
   SupportsFeatureResponse,
 } from "@pulumi/pulumi/proto/resource_pb";
 import { answerInvoke, InvokeContext, UnknownInvokeError } from "./placeholders";
-import { PlanValue, SECRET, toPlanObject } from "./values";
+import { PlanValue, SECRET, toPlanObject, toPlanValue } from "./values";
 
 export const STACK_TYPE = "pulumi:pulumi:Stack";
+/** The engine's builtin resource that keeps a value in the state (pulumi.Stash). */
+const STASH_TYPE = "pulumi:index:Stash";
 
 export interface PlannedResource {
   urn: string;
@@ -47,9 +50,53 @@ export interface PlannedResource {
   provider?: string;
   /** URNs the resource depends on explicitly or through its inputs. */
   dependsOn: string[];
+  /** Resource options that shape later updates and destroys; only those the program set. */
+  options: PlannedOptions;
   inputs: Record<string, PlanValue>;
   /** Outputs a component or the stack registered (registerResourceOutputs). */
   outputs?: Record<string, PlanValue>;
+}
+
+/**
+ * The resource options that decide what a later `pulumi up` or `destroy` does to a resource
+ * (replace or update, in which order, how long to wait): what `pulumi preview` cannot show on
+ * a first deploy, and what the program's tests must see (issue 9).
+ */
+export interface PlannedOptions {
+  ignoreChanges?: string[];
+  replaceOnChanges?: string[];
+  /** The value whose change replaces the resource (Pulumi CLI >= 3.208.0). */
+  replacementTrigger?: PlanValue;
+  deleteBeforeReplace?: boolean;
+  customTimeouts?: { create?: string; update?: string; delete?: string };
+  protect?: boolean;
+  retainOnDelete?: boolean;
+}
+
+/** The options a RegisterResourceRequest carries, leaving out what the program did not set. */
+function optionsOf(req: RegisterResourceRequest): PlannedOptions {
+  const options: PlannedOptions = {};
+  if (req.getIgnorechangesList().length > 0) options.ignoreChanges = req.getIgnorechangesList();
+  if (req.getReplaceonchangesList().length > 0) {
+    options.replaceOnChanges = req.getReplaceonchangesList();
+  }
+  const trigger = req.getReplacementTrigger();
+  if (trigger !== undefined) options.replacementTrigger = toPlanValue(trigger.toJavaScript());
+  if (req.getDeletebeforereplacedefined()) {
+    options.deleteBeforeReplace = req.getDeletebeforereplace();
+  }
+  const timeouts = req.getCustomtimeouts();
+  if (timeouts !== undefined) {
+    const set = Object.entries({
+      create: timeouts.getCreate(),
+      update: timeouts.getUpdate(),
+      delete: timeouts.getDelete(),
+    }).filter(([, value]) => value !== "");
+    if (set.length > 0) options.customTimeouts = Object.fromEntries(set);
+  }
+  if (req.getProtect() === true) options.protect = true;
+  if (req.getRetainondelete() === true) options.retainOnDelete = true;
+  return options;
 }
 
 export interface PlannedLookup {
@@ -209,12 +256,15 @@ export async function startPlanEngine(options: PlanEngineOptions): Promise<PlanE
         custom: req.getCustom(),
         provider: req.getProvider() || undefined,
         dependsOn: [...dependsOn],
+        options: optionsOf(req),
         inputs: toPlanObject(object),
       };
       record.resources.push(resource);
       byUrn.set(urn, resource);
-      // A preview's answer: no id yet (unknown), inputs as outputs for custom resources.
+      // A preview's answer: no id yet (unknown), inputs as outputs for custom resources; a new
+      // Stash (the engine's builtin) also holds its input as its output.
       const state = req.getCustom() ? object : {};
+      if (type === STASH_TYPE && !("output" in state)) state.output = object.input ?? null;
       states.set(urn, state);
       const response = new RegisterResourceResponse().setUrn(urn).setId("");
       response.setObject(Struct.fromJavaScript(state));

@@ -90,6 +90,7 @@ export function buildReport(result: PlanResult): PlanReport {
     custom: r.custom,
     ...(r.provider !== undefined ? { provider: r.provider } : {}),
     dependsOn: r.dependsOn,
+    options: r.options,
     inputs: r.inputs,
     ...(r.outputs !== undefined && r.type !== STACK_TYPE ? { outputs: r.outputs } : {}),
     lookedUpAtDeploy: pathsContaining(r.inputs, needles, ""),
@@ -263,6 +264,9 @@ export function renderTree(report: PlanReport): string {
     lines.push(...renderProperties(r.inputs, needles, inner));
     const deps = r.dependsOn.map((urn) => names.get(urn) ?? urnName(urn));
     if (deps.length > 0) lines.push(`${inner}# depends on: ${deps.join(", ")}`);
+    for (const [option, value] of Object.entries(r.options)) {
+      lines.push(`${inner}# ${option}: ${JSON.stringify(value)}`);
+    }
     for (const child of children.get(r.urn) ?? []) walk(child, depth + 1);
   };
   for (const root of roots) walk(root, 0);

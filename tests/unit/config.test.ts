@@ -14,6 +14,7 @@ import {
   LabConfig,
   ipv4CidrProblem,
   loadConfig,
+  undeclaredKeyProblems,
 } from "../../components/config";
 
 /** loadConfig over a plain map, as the CLI would pass the values (strings, JSON for lists). */
@@ -284,6 +285,79 @@ describe("loadConfig rejects bad input naming key, value and what is allowed", (
     const warn = vi.spyOn(pulumi.log, "warn").mockResolvedValue(undefined);
     load();
     expect(warn).not.toHaveBeenCalled();
+  });
+});
+
+describe("keys Pulumi.yaml does not declare", () => {
+  const errorForKeys = (keys: string[]): ConfigError => {
+    try {
+      loadConfig(() => undefined, keys);
+    } catch (err) {
+      if (err instanceof ConfigError) return err;
+      throw err;
+    }
+    throw new Error(`no ConfigError for ${keys.join(", ")}`);
+  };
+
+  it.each([
+    ["criu-lab:instanceTyp", "instanceType"],
+    ["criu-lab:instancetype", "instanceType"],
+    ["criu-lab:sshAllowedCidr", "sshAllowedCidrs"],
+    ["criu-lab:autostopMinutes", "autoStopMinutes"],
+    ["criu-lab:rootVolumeGb", "rootVolumeGiB"],
+    ["criu-lab:ami", "amiId"],
+  ])("refuses %s, suggesting %s", (key, closest) => {
+    const err = errorForKeys(["aws:region", key]);
+    expect(err.problems).toHaveLength(1);
+    expect(err.problems[0]).toContain(`${key} is not a key of this project`);
+    expect(err.problems[0]).toContain(`did you mean criu-lab:${closest}?`);
+    expect(err.problems[0]).toContain("instanceType, ubuntuRelease, amiId");
+  });
+
+  it("accepts every declared key and leaves other namespaces alone", () => {
+    const keys = [
+      ...Object.keys(CONFIG_SCHEMA).map((k) => `criu-lab:${k}`),
+      "aws:region",
+      "aws:profile",
+      "other-project:instanceTyp",
+    ];
+    expect(undeclaredKeyProblems(keys)).toEqual([]);
+    expect(() => loadConfig(() => undefined, keys)).not.toThrow();
+  });
+
+  it("reports an undeclared key together with bad values", () => {
+    let error: unknown;
+    try {
+      loadConfig((key) => (key === "ubuntuRelease" ? "20.04" : undefined), ["criu-lab:verfy"]);
+    } catch (err) {
+      error = err;
+    }
+    expect((error as ConfigError).problems.map((p) => p.split(/[: ]/)[1])).toEqual([
+      "verfy",
+      "ubuntuRelease",
+    ]);
+  });
+
+  it("reads the keys the stack sets from Pulumi's runtime config by default", () => {
+    pulumi.runtime.setAllConfig({ "criu-lab:instanceTyp": "t4g.small" });
+    try {
+      expect(() => loadConfig()).toThrow(
+        /criu-lab:instanceTyp .*did you mean criu-lab:instanceType\?/,
+      );
+    } finally {
+      pulumi.runtime.setAllConfig({});
+    }
+  });
+});
+
+describe("ConfigError", () => {
+  it("is a RunError, which `pulumi up` prints as its message alone, without a stack trace", () => {
+    const err = errorFor({ instanceType: "t3 small" });
+    expect(pulumi.RunError.isInstance(err)).toBe(true);
+    expect(err).toBeInstanceOf(pulumi.RunError);
+    expect(err.message).toMatch(
+      /^invalid configuration \(1 problem\):\n {2}- criu-lab:instanceType/,
+    );
   });
 });
 

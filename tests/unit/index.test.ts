@@ -8,7 +8,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   LabMocks,
   MOCK_DEPLOYER_IP,
-  MOCK_PUBLIC_IP,
+  MOCK_ELASTIC_IP,
   setLabConfig,
   setupMocks,
   userDataOf,
@@ -42,6 +42,7 @@ describe("index.ts", () => {
         "instanceId",
         "publicIp",
         "publicDns",
+        "amiId",
         "sshUser",
         "sshCommand",
         "privateKey",
@@ -53,11 +54,14 @@ describe("index.ts", () => {
   });
 
   it("gives usable values", async () => {
-    expect(await value("publicIp")).toBe(MOCK_PUBLIC_IP);
+    // The Elastic IP's address and name: they survive stop/start.
+    expect(await value("publicIp")).toBe(MOCK_ELASTIC_IP);
+    expect(await value("publicDns")).toBe("ec2-203-0-113-20.ap-southeast-1.compute.amazonaws.com");
+    expect(await value("amiId")).toBe("ami-0b8b8b8b8b8b8b8b8");
     expect(await value("sshUser")).toBe("ubuntu");
-    expect(await value("sshCommand")).toBe(`ssh -i criu-lab.pem ubuntu@${MOCK_PUBLIC_IP}`);
+    expect(await value("sshCommand")).toBe(`ssh -i criu-lab.pem ubuntu@${MOCK_ELASTIC_IP}`);
     expect(await value("knownHostsLine")).toMatch(
-      new RegExp(`^${MOCK_PUBLIC_IP.replace(/\./g, "\\.")} ssh-ed25519 [A-Za-z0-9+/=]+$`),
+      new RegExp(`^${MOCK_ELASTIC_IP.replace(/\./g, "\\.")} ssh-ed25519 [A-Za-z0-9+/=]+$`),
     );
     expect(await value("instanceId")).toMatch(/^criu-lab-host-instance-id-/);
     expect(await value("criuVersion")).toBe("4.2");
@@ -71,6 +75,8 @@ describe("index.ts", () => {
 
   it("resolves the default 'auto' CIDR to the deployer's /32 via command:local:run", () => {
     expect(mocks.invokesOf("command:local:run")).toHaveLength(1);
+    // ... without the provider logging the answer, the deployer's address.
+    expect(mocks.invokesOf("command:local:run")[0].inputs.logging).toBe("none");
     const sg = mocks.one("aws:ec2/securityGroup:SecurityGroup");
     expect(sg.inputs.ingress[0].cidrBlocks).toEqual([`${MOCK_DEPLOYER_IP}/32`]);
   });
@@ -98,6 +104,18 @@ describe("index.ts fails before creating anything", () => {
     await expect(program()).rejects.toThrow(
       /criu-lab:ubuntuRelease: "20.04".*\n.*criu-lab:rootVolumeGiB: "4"/,
     );
+    expect(mocks.resources.length).toBe(before);
+  });
+
+  it("on a key Pulumi.yaml does not declare, naming the closest declared key", async () => {
+    const before = mocks.resources.length;
+    setLabConfig({ instanceTyp: "t4g.small" });
+    const error = await program().catch((err: unknown) => err);
+    expect((error as Error).message).toMatch(
+      /criu-lab:instanceTyp is not a key of this project; did you mean criu-lab:instanceType\?/,
+    );
+    // Printed by Pulumi's runner as the message alone, without a stack trace.
+    expect(pulumi.RunError.isInstance(error)).toBe(true);
     expect(mocks.resources.length).toBe(before);
   });
 

@@ -8,7 +8,8 @@ import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   ConstructionLog,
   LabMocks,
-  MOCK_PUBLIC_IP,
+  MOCK_ELASTIC_IP,
+  MOCK_LOCAL_ZONE,
   PASSING_CHECK,
   PASSING_DEMO,
   constructionLog,
@@ -36,6 +37,9 @@ const T = {
   sg: "aws:ec2/securityGroup:SecurityGroup",
   keyPair: "aws:ec2/keyPair:KeyPair",
   instance: "aws:ec2/instance:Instance",
+  eip: "aws:ec2/eip:Eip",
+  eipAssoc: "aws:ec2/eipAssociation:EipAssociation",
+  stash: "pulumi:index:Stash",
   tlsKey: "tls:index/privateKey:PrivateKey",
   command: "command:remote:Command",
 } as const;
@@ -44,6 +48,7 @@ const INVOKE = {
   ami: "aws:ec2/getAmi:getAmi",
   instanceType: "aws:ec2/getInstanceType:getInstanceType",
   offerings: "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings",
+  zones: "aws:index/getAvailabilityZones:getAvailabilityZones",
   subnet: "aws:ec2/getSubnet:getSubnet",
 } as const;
 
@@ -129,6 +134,15 @@ describe("the default lab (new VPC, verify on)", () => {
     expect(offerings[0].inputs).toMatchObject({
       locationType: "availability-zone",
       filters: [{ name: "instance-type", values: ["t3.small"] }],
+    });
+    // The offerings include an opted-in Local Zone, which sorts first: only real
+    // availability zones are candidates.
+    expect([MOCK_LOCAL_ZONE, "ap-southeast-1a"].sort()[0]).toBe(MOCK_LOCAL_ZONE);
+    const zones = built.invokes.filter((i) => i.token === INVOKE.zones);
+    expect(zones).toHaveLength(1);
+    expect(zones[0].inputs).toEqual({
+      state: "available",
+      filters: [{ name: "zone-type", values: ["availability-zone"] }],
     });
     const igw = one(T.igw);
     expect(igw.inputs.vpcId).toBe(vpc.id);
@@ -220,7 +234,7 @@ describe("the default lab (new VPC, verify on)", () => {
   });
 
   it("tags everything taggable with Name, Project and Stack", () => {
-    const taggable = [T.vpc, T.subnet, T.igw, T.routes, T.sg, T.keyPair, T.instance];
+    const taggable = [T.vpc, T.subnet, T.igw, T.routes, T.sg, T.keyPair, T.instance, T.eip];
     for (const type of taggable) {
       const resource = one(type);
       expect(resource.inputs.tags, type).toEqual({
@@ -248,7 +262,8 @@ describe("the default lab (new VPC, verify on)", () => {
     const checks = [CHECKS.cloudInit, CHECKS.check, CHECKS.demo];
     commands.forEach((command, i) => {
       expect(command.inputs.connection).toMatchObject({
-        host: MOCK_PUBLIC_IP,
+        // The Elastic IP, not the instance's launch address (which a stop loses).
+        host: MOCK_ELASTIC_IP,
         user: "ubuntu",
         hostKey: hostPublicKey,
         privateKey: userPrivateKey,
@@ -277,8 +292,10 @@ describe("the default lab (new VPC, verify on)", () => {
       return found;
     };
     const dependsOn = (suffix: string) => constructed(suffix).opts.dependsOn;
+    // The address answers for this instance only once it is associated.
     expect(dependsOn("verify-cloud-init")).toEqual([
       constructed("host-instance").resource,
+      constructed("address-assoc").resource,
       constructed("files-ready").resource,
     ]);
     expect(dependsOn("verify-check")).toEqual([constructed("verify-cloud-init").resource]);
@@ -317,10 +334,121 @@ describe("the default lab (new VPC, verify on)", () => {
 
   it("prints a working ssh command and a known_hosts line", async () => {
     expect(await valueOf(built.lab.sshCommand)).toBe(
-      `ssh -i criu-lab.pem ubuntu@${MOCK_PUBLIC_IP}`,
+      `ssh -i criu-lab.pem ubuntu@${MOCK_ELASTIC_IP}`,
     );
     const hostPublicKey = (await valueOf(built.lab.access.hostPublicKey)).trim();
-    expect(await valueOf(built.lab.knownHostsLine)).toBe(`${MOCK_PUBLIC_IP} ${hostPublicKey}`);
+    expect(await valueOf(built.lab.knownHostsLine)).toBe(`${MOCK_ELASTIC_IP} ${hostPublicKey}`);
+  });
+});
+
+/** The construction options (resource options) of a lab's child, by name suffix. */
+function optionsOf(b: Built, prefix: string, suffix: string): pulumi.CustomResourceOptions {
+  const found = b.log.constructed.find((c) => c.name === `${prefix}-${suffix}`);
+  if (!found) throw new Error(`not constructed: ${prefix}-${suffix}`);
+  return found.opts as pulumi.CustomResourceOptions;
+}
+
+/** The constructed resource of a lab's child, by name suffix. */
+function resourceOf(b: Built, prefix: string, suffix: string): pulumi.Resource {
+  const found = b.log.constructed.find((c) => c.name === `${prefix}-${suffix}`);
+  if (!found) throw new Error(`not constructed: ${prefix}-${suffix}`);
+  return found.resource;
+}
+
+describe("a lab's later life (issue 9)", () => {
+  let built: Built;
+  const one = (type: string) => mocks.one(type, "life-");
+
+  beforeAll(async () => {
+    built = await build("life");
+  });
+
+  it("keeps its image when a newer one is published: the image id is kept in a Stash", async () => {
+    const stash = one(T.stash);
+    expect(stash.name).toBe("life-host-image");
+    // The stash's input is the lookup (the newest image); the instance runs its output, the
+    // image stored when the stash was created, which a newer lookup does not change.
+    expect(stash.inputs.input).toBe("ami-0b8b8b8b8b8b8b8b8");
+    expect(one(T.instance).inputs.ami).toBe("ami-0b8b8b8b8b8b8b8b8");
+    expect(await valueOf(built.lab.amiId)).toBe("ami-0b8b8b8b8b8b8b8b8");
+    const instance = built.log.constructed.find((c) => c.name === "life-host-instance");
+    expect(instance?.props.ami).toBe(built.lab.host.amiId);
+    expect(await valueOf(built.lab.host.imageStash!.output)).toBe("ami-0b8b8b8b8b8b8b8b8");
+    // Not ignoreChanges: the engine would put the old image into a replacement as well.
+    expect(optionsOf(built, "life", "host-instance").ignoreChanges).toBeUndefined();
+  });
+
+  it("takes a new image on purpose when the release or the architecture changes", async () => {
+    const trigger = async (b: Built, prefix: string) =>
+      valueOf(optionsOf(b, prefix, "host-image").replacementTrigger as pulumi.Output<string>);
+    expect(await trigger(built, "life")).toBe("ubuntu 24.04 x86_64");
+    const jammy = await build("later-jammy", { ubuntuRelease: "22.04", verify: false });
+    expect(await trigger(jammy, "later-jammy")).toBe("ubuntu 22.04 x86_64");
+    const arm = await build("later-arm", { instanceType: "t4g.small", verify: false });
+    expect(await trigger(arm, "later-arm")).toBe("ubuntu 24.04 arm64");
+    expect(mocks.one(T.stash, "later-arm-").inputs.input).toBe("ami-0a4a4a4a4a4a4a4a4");
+    // Another type of the same architecture is an in-place change (stop, resize, start).
+    const bigger = await build("later-bigger", { instanceType: "t3.large", verify: false });
+    expect(await trigger(bigger, "later-bigger")).toBe("ubuntu 24.04 x86_64");
+  });
+
+  it("with amiId runs that image, with no stash: a new amiId replaces the instance", async () => {
+    const pinned = await build("later-pinned", { amiId: "ami-0123456789abcdef0", verify: false });
+    expect(mocks.ofType(T.stash, "later-pinned-")).toEqual([]);
+    expect(pinned.lab.host.imageStash).toBeUndefined();
+    expect(mocks.one(T.instance, "later-pinned-").inputs.ami).toBe("ami-0123456789abcdef0");
+    expect(await valueOf(pinned.lab.amiId)).toBe("ami-0123456789abcdef0");
+  });
+
+  it("keeps its address across stop/start: an Elastic IP associated with the instance", async () => {
+    const eip = one(T.eip);
+    expect(eip.inputs).toMatchObject({ domain: "vpc" });
+    expect(one(T.eipAssoc).inputs).toEqual(
+      expect.objectContaining({ allocationId: eip.id, instanceId: one(T.instance).id }),
+    );
+    expect(await valueOf(built.lab.publicIp)).toBe(MOCK_ELASTIC_IP);
+    expect(await valueOf(built.lab.publicDns)).toBe(
+      "ec2-203-0-113-20.ap-southeast-1.compute.amazonaws.com",
+    );
+    // A replaced instance takes the address over: the old association goes first.
+    expect(optionsOf(built, "life", "address-assoc").deleteBeforeReplace).toBe(true);
+    // The address needs the gateway, and is released before it on destroy.
+    expect(optionsOf(built, "life", "address").dependsOn).toEqual([
+      resourceOf(built, "life", "network-igw"),
+    ]);
+  });
+
+  it("re-verifies only when the instance or its user-data changes, not the address", () => {
+    const instance = one(T.instance);
+    for (const command of mocks.ofType(T.command, "life-")) {
+      expect(command.inputs.triggers).toHaveLength(2);
+      expect(command.inputs.triggers[1]).toBe(instance.id);
+      expect(JSON.stringify(command.inputs.triggers)).not.toContain(MOCK_ELASTIC_IP);
+      expect(command.inputs.connection.host).toBe(MOCK_ELASTIC_IP);
+    }
+  });
+
+  it("replaces the subnet delete-before-create when the zone changes", () => {
+    expect(optionsOf(built, "life", "network-subnet").deleteBeforeReplace).toBe(true);
+    expect(optionsOf(built, "life", "network-routes-assoc").deleteBeforeReplace).toBe(true);
+  });
+
+  it("boots into a routed subnet and is destroyed before the route goes", () => {
+    const routed = resourceOf(built, "life", "network-routes-assoc");
+    expect(optionsOf(built, "life", "host-instance").dependsOn).toEqual([routed]);
+    expect(optionsOf(built, "life", "address-assoc").dependsOn).toEqual([routed]);
+  });
+
+  it("with an existing subnet, waits for nothing of its own network", async () => {
+    const b = await build("later-existing", {
+      subnetId: "subnet-0123456789abcdef0",
+      verify: false,
+    });
+    expect(optionsOf(b, "later-existing", "host-instance").dependsOn).toEqual([]);
+    expect(optionsOf(b, "later-existing", "address").dependsOn).toEqual([]);
+    expect(mocks.one(T.eipAssoc, "later-existing-").inputs.instanceId).toBe(
+      mocks.one(T.instance, "later-existing-").id,
+    );
   });
 });
 

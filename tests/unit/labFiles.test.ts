@@ -96,8 +96,10 @@ describe("LabFiles", () => {
     expect(constructed(log, "handover-files-ready").opts.dependsOn).toEqual([
       constructed(log, "handover-files-copy").resource,
     ]);
+    // The Elastic IP answers for this instance only once it is associated.
     expect(constructed(log, "handover-files-copy").opts.dependsOn).toEqual([
       constructed(log, "handover-host-instance").resource,
+      constructed(log, "handover-address-assoc").resource,
     ]);
     const timeouts = constructed(log, "handover-files-ready").opts.customTimeouts;
     expect(timeouts?.update).toBe(timeouts?.create);

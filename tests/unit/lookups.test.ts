@@ -1,6 +1,8 @@
 /** The pure halves of the lookups: image query, architecture choice, zone choice. */
+import * as pulumi from "@pulumi/pulumi";
 import { describe, expect, it } from "vitest";
 import {
+  AVAILABILITY_ZONES_QUERY,
   CANONICAL_OWNER_ID,
   architectureFor,
   pickAvailabilityZone,
@@ -45,17 +47,47 @@ describe("architectureFor", () => {
 });
 
 describe("pickAvailabilityZone", () => {
+  const real = ["ap-southeast-1a", "ap-southeast-1b", "ap-southeast-1c"];
   it("picks the first zone by name whatever order EC2 answers in", () => {
-    expect(pickAvailabilityZone("t3.small", ["ap-southeast-1c", "ap-southeast-1a"])).toBe(
+    expect(pickAvailabilityZone("t3.small", ["ap-southeast-1c", "ap-southeast-1a"], real)).toBe(
       "ap-southeast-1a",
     );
-    expect(pickAvailabilityZone("t3.small", ["ap-southeast-1a", "ap-southeast-1c"])).toBe(
+    expect(pickAvailabilityZone("t3.small", ["ap-southeast-1a", "ap-southeast-1c"], real)).toBe(
       "ap-southeast-1a",
     );
   });
+  it("never picks a Local Zone, whose name sorts first", () => {
+    const offered = ["us-west-2b", "us-west-2-lax-1a", "us-west-2a"];
+    expect([...offered].sort()[0]).toBe("us-west-2-lax-1a");
+    expect(pickAvailabilityZone("t3.small", offered, ["us-west-2a", "us-west-2b"])).toBe(
+      "us-west-2a",
+    );
+  });
   it("says so when no zone offers the type", () => {
-    expect(() => pickAvailabilityZone("p5.48xlarge", [])).toThrow(
+    expect(() => pickAvailabilityZone("p5.48xlarge", [], real)).toThrow(
       /criu-lab:instanceType: "p5.48xlarge" is not offered in any availability zone/,
     );
+    // Offered only in a Local Zone is not offered for the lab.
+    expect(() => pickAvailabilityZone("p5.48xlarge", ["ap-southeast-1-bkk-1a"], real)).toThrow(
+      /is not offered in any availability zone/,
+    );
+  });
+  it("throws RunErrors, which `pulumi up` prints without a stack trace", () => {
+    let error: unknown;
+    try {
+      pickAvailabilityZone("p5.48xlarge", [], real);
+    } catch (err) {
+      error = err;
+    }
+    expect(pulumi.RunError.isInstance(error)).toBe(true);
+  });
+});
+
+describe("AVAILABILITY_ZONES_QUERY", () => {
+  it("asks only for available zones of zone-type availability-zone", () => {
+    expect(AVAILABILITY_ZONES_QUERY).toEqual({
+      state: "available",
+      filters: [{ name: "zone-type", values: ["availability-zone"] }],
+    });
   });
 });

@@ -4,6 +4,8 @@
  * engine. The resource graph is checked for the properties tests/unit/lab.test.ts checks under
  * mocks, then a config error and the secrets. Each scenario runs the program once.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { REMOTE_CHECKS } from "../../verify/checks";
 import { PLACEHOLDER_AMI, PLACEHOLDER_PUBLIC_IP } from "../../plan/placeholders";
@@ -25,6 +27,9 @@ const T = {
   sg: "aws:ec2/securityGroup:SecurityGroup",
   keyPair: "aws:ec2/keyPair:KeyPair",
   instance: "aws:ec2/instance:Instance",
+  eip: "aws:ec2/eip:Eip",
+  eipAssoc: "aws:ec2/eipAssociation:EipAssociation",
+  stash: "pulumi:index:Stash",
   tlsKey: "tls:index/privateKey:PrivateKey",
   command: "command:remote:Command",
 } as const;
@@ -88,6 +93,9 @@ describe("plan of the real program with the dev stack's config", () => {
       vpcId: UNKNOWN,
     });
     expect(subnet.lookedUpAtDeploy).toEqual(["availabilityZone"]);
+    // A new zone replaces the subnet (same CIDR) delete-before-create; its route association too.
+    expect(subnet.options).toEqual({ deleteBeforeReplace: true });
+    expect(one(T.assoc).options).toEqual({ deleteBeforeReplace: true });
     expect(subnet.dependsOn).toContain(one(T.vpc).urn);
     expect(one(T.routes).inputs.routes).toEqual([{ cidrBlock: "0.0.0.0/0", gatewayId: UNKNOWN }]);
     expect(one(T.assoc).dependsOn.sort()).toEqual([one(T.routes).urn, subnet.urn].sort());
@@ -142,14 +150,62 @@ describe("plan of the real program with the dev stack's config", () => {
     );
   });
 
+  it("keeps the image until the release or architecture changes (issue 9)", () => {
+    // The looked-up image id is kept in a Stash, replaced only when the trigger changes; the
+    // instance runs the stashed id.
+    const stash = one(T.stash);
+    expect(stash.parent).toBe(one(T.labInstance).urn);
+    expect(stash.inputs.input).toBe(PLACEHOLDER_AMI);
+    expect(stash.options).toEqual({ replacementTrigger: "ubuntu 24.04 x86_64" });
+    expect(one(T.instance).dependsOn).toContain(stash.urn);
+    expect(one(T.instance).options).toEqual({});
+    expect(report.outputs.amiId).toBe(PLACEHOLDER_AMI);
+    // The README's command for taking a newer image names this stash's URN.
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    expect(readme).toContain(`pulumi up --replace '${stash.urn}'`);
+  });
+
+  it("boots into a routed subnet, and is destroyed before the route (issue 9)", () => {
+    expect(one(T.instance).dependsOn).toContain(one(T.assoc).urn);
+    expect(one(T.eipAssoc).dependsOn).toContain(one(T.assoc).urn);
+  });
+
+  it("gives the lab an Elastic IP that every connection and output uses (issue 9)", () => {
+    const eip = one(T.eip);
+    expect(eip.inputs).toMatchObject({
+      domain: "vpc",
+      tags: { Name: eip.name, Project: "criu-lab", Stack: "dev" },
+    });
+    expect(eip.dependsOn).toEqual([one(T.igw).urn]);
+    const assoc = one(T.eipAssoc);
+    expect(assoc.options).toEqual({ deleteBeforeReplace: true });
+    expect(assoc.dependsOn).toEqual(expect.arrayContaining([eip.urn, one(T.instance).urn]));
+    for (const command of ofType(T.command)) {
+      // The connection (a secret) takes its host from the Elastic IP.
+      expect(command.dependsOn, command.name).toContain(eip.urn);
+    }
+    expect(report.outputs.publicIp).toBe(UNKNOWN);
+    expect(report.outputs.publicDns).toBe(UNKNOWN);
+  });
+
   it("looks up Canonical's Ubuntu 24.04 amd64 image, the type's architecture and zones", () => {
     const tokens = report.lookups.map((l) => l.token).sort();
     expect(tokens).toEqual([
       "aws:ec2/getAmi:getAmi",
       "aws:ec2/getInstanceType:getInstanceType",
       "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings",
+      "aws:index/getAvailabilityZones:getAvailabilityZones",
       "command:local:run",
     ]);
+    // Real availability zones only: never a Local Zone.
+    const zones = report.lookups.find((l) => l.token.endsWith("getAvailabilityZones"));
+    expect(zones?.args).toEqual({
+      state: "available",
+      filters: [{ name: "zone-type", values: ["availability-zone"] }],
+    });
+    // The deployer's address is not logged by the command provider.
+    const checkip = report.lookups.find((l) => l.token === "command:local:run");
+    expect(checkip?.args).toMatchObject({ logging: "none" });
     const ami = report.lookups.find((l) => l.token === "aws:ec2/getAmi:getAmi");
     expect(ami?.args).toMatchObject({
       owners: ["099720109477"],
@@ -183,6 +239,8 @@ describe("plan of the real program with the dev stack's config", () => {
     const demo = running(REMOTE_CHECKS.demo);
     expect(commands).toHaveLength(3);
     expect(cloudInit.dependsOn).toContain(one(T.instance).urn);
+    // The address answers for the instance once it is associated.
+    expect(cloudInit.dependsOn).toContain(one(T.eipAssoc).urn);
     expect(check.dependsOn).toContain(cloudInit.urn);
     expect(demo.dependsOn).toContain(check.urn);
     // The SSH connection carries the private key: a secret, or unknown before deploy.
@@ -192,6 +250,7 @@ describe("plan of the real program with the dev stack's config", () => {
   it("exports DESIGN.md's outputs, none of them a value that only exists after deploy", () => {
     expect(Object.keys(report.outputs).sort()).toEqual(
       [
+        "amiId",
         "criuVersion",
         "instanceId",
         "knownHostsLine",
@@ -227,6 +286,27 @@ describe("plan of the real program with the dev stack's config", () => {
   });
 });
 
+describe("plan of the real program on Graviton with Ubuntu 22.04", () => {
+  it(
+    "asks for a new image through the stash's replacement trigger",
+    async () => {
+      const result = await runPlan({
+        project: loadProject({
+          dir: ROOT,
+          stack: "dev",
+          overrides: ["instanceType=t4g.small", "ubuntuRelease=22.04"],
+        }),
+      });
+      const report = buildReport(result);
+      expect(report.errors).toEqual([]);
+      const stash = report.resources.find((r) => r.type === T.stash);
+      expect(stash?.options).toEqual({ replacementTrigger: "ubuntu 22.04 arm64" });
+      expect(renderTree(report)).toContain('# replacementTrigger: "ubuntu 22.04 arm64"');
+    },
+    PLAN_TIMEOUT_MS,
+  );
+});
+
 describe("plan of the real program with a bad config value", () => {
   it(
     "fails like `pulumi up`: the program's own error, once and first, names the key and what is allowed",
@@ -242,6 +322,20 @@ describe("plan of the real program with a bad config value", () => {
       // No stack trace, no header, no config table: nothing but the error to read.
       expect(all).not.toMatch(/^\s+at |resources to create|^Config:|problems:/m);
       expect(run.stdout).toBe("");
+    },
+    PLAN_TIMEOUT_MS,
+  );
+
+  it(
+    "refuses a key Pulumi.yaml does not declare, once, naming the closest key, no stack trace",
+    async () => {
+      const run = await runCli(["-C", ROOT, "-c", "instanceTyp=t4g.small"]);
+      expect(run.code).toBe(1);
+      const message =
+        "criu-lab:instanceTyp is not a key of this project; did you mean criu-lab:instanceType?";
+      expect(run.stdout.split(message)).toHaveLength(2);
+      expect(run.stdout).not.toMatch(/^\s+at /m);
+      expect(run.stdout).not.toContain(`+ ${T.instance}`);
     },
     PLAN_TIMEOUT_MS,
   );

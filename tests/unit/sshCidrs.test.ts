@@ -3,6 +3,7 @@
  * an error that says exactly how to set the key. The default lookup is the command
  * provider's local.run invoke (answered here by the mocks).
  */
+import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it } from "vitest";
 import { LabMocks, MOCK_DEPLOYER_IP, setupMocks } from "./support/mocks";
 import type * as SshCidrs from "../../components/sshCidrs";
@@ -62,6 +63,13 @@ describe("resolveSshCidrs", () => {
     expect(calls).toHaveLength(1);
     expect(calls[0].inputs.command).toBe(CHECKIP_COMMAND);
     expect(CHECKIP_COMMAND).toContain("https://checkip.amazonaws.com");
+    // The provider would otherwise log the answer, the deployer's address, on every preview.
+    expect(calls[0].inputs.logging).toBe("none");
+  });
+
+  it("fails with a RunError: `pulumi up` prints the message without a stack trace", async () => {
+    const err = await resolveSshCidrs(["auto"], async () => "nope").catch((e: unknown) => e);
+    expect(pulumi.RunError.isInstance(err)).toBe(true);
   });
 
   it("is answered only because the mocks answer it: an unmocked invoke fails loudly", async () => {

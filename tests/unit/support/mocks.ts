@@ -48,13 +48,21 @@ export interface LabMocks {
   invokesOf(token: string): RecordedInvoke[];
 }
 
-/** The public address every mocked instance gets. */
+/** The public address every mocked instance gets at launch (lost on stop; nothing uses it). */
 export const MOCK_PUBLIC_IP = "203.0.113.10";
+/** The address every mocked Elastic IP gets: what the lab's outputs and connections use. */
+export const MOCK_ELASTIC_IP = "203.0.113.20";
 /** What the mocked `curl checkip` answers. */
 export const MOCK_DEPLOYER_IP = "198.51.100.7";
 /** Instance types the mocked DescribeInstanceTypes reports as arm64. */
 export const MOCK_ARM64_TYPES = ["t4g.small", "t4g.medium", "m7g.large", "c6gn.large"];
 export const MOCK_ZONES = ["ap-southeast-1c", "ap-southeast-1a", "ap-southeast-1b"];
+/**
+ * An opted-in Local Zone: EC2 offers instance types there as an "availability-zone" location,
+ * and its name sorts before the region's own zones. The mocked offerings include it; the
+ * mocked DescribeAvailabilityZones leaves it out when asked for zone-type availability-zone.
+ */
+export const MOCK_LOCAL_ZONE = "ap-southeast-1-bkk-1a";
 
 export const PASSING_CHECK = JSON.stringify({
   ok: true,
@@ -106,12 +114,26 @@ function defaultAnswers(): Record<string, InvokeAnswer> {
         ? ["arm64"]
         : ["i386", "x86_64"],
     }),
-    "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": () => ({
-      id: "ap-southeast-1",
-      instanceTypes: MOCK_ZONES.map(() => "t3.small"),
-      locations: MOCK_ZONES,
-      locationTypes: MOCK_ZONES.map(() => "availability-zone"),
-    }),
+    "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": () => {
+      const locations = [...MOCK_ZONES, MOCK_LOCAL_ZONE];
+      return {
+        id: "ap-southeast-1",
+        instanceTypes: locations.map(() => "t3.small"),
+        locations,
+        locationTypes: locations.map(() => "availability-zone"),
+      };
+    },
+    "aws:index/getAvailabilityZones:getAvailabilityZones": (inputs) => {
+      // As EC2 filters: zone-type availability-zone leaves Local Zones out.
+      const zoneTypes = (
+        inputs.filters as Array<{ name: string; values: string[] }> | undefined
+      )?.find((f) => f.name === "zone-type")?.values;
+      const names =
+        zoneTypes === undefined || zoneTypes.includes("local-zone")
+          ? [...MOCK_ZONES, MOCK_LOCAL_ZONE]
+          : MOCK_ZONES;
+      return { id: "ap-southeast-1", names, zoneIds: names.map((_, i) => `apse1-az${i + 1}`) };
+    },
     "aws:ec2/getAmi:getAmi": (inputs) => {
       const arch = (inputs.filters as Array<{ name: string; values: string[] }>).find(
         (f) => f.name === "architecture",
@@ -177,6 +199,16 @@ function computedState(
         publicIp: MOCK_PUBLIC_IP,
         publicDns: `ec2-${MOCK_PUBLIC_IP.replace(/\./g, "-")}.ap-southeast-1.compute.amazonaws.com`,
       };
+    case "aws:ec2/eip:Eip":
+      return {
+        ...inputs,
+        allocationId: `eipalloc-${name}`,
+        publicIp: MOCK_ELASTIC_IP,
+        publicDns: `ec2-${MOCK_ELASTIC_IP.replace(/\./g, "-")}.ap-southeast-1.compute.amazonaws.com`,
+      };
+    case "pulumi:index:Stash":
+      // The engine's builtin: a new stash's output is its input.
+      return { ...inputs, output: inputs.input };
     case "aws:ec2/keyPair:KeyPair":
       return { ...inputs, keyName: inputs.keyName ?? `${name}-0a1b2c3` };
     case "tls:index/privateKey:PrivateKey":

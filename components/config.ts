@@ -11,6 +11,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { CriuSource } from "../cloud-init/userData";
+import { closestKey } from "./closestKey";
 
 /** The config namespace: the project name in Pulumi.yaml. */
 export const CONFIG_NAMESPACE = "criu-lab";
@@ -398,33 +399,12 @@ export function undeclaredKeyProblems(keys: readonly string[]): string[] {
     .map((key) => {
       const closest = closestKey(key.slice(prefix.length), declared);
       return (
-        `${key} is not a key of this project; did you mean ${prefix}${closest}? Set that ` +
-        `one instead and remove this one (pulumi config rm ${key}). Declared keys: ` +
+        `${key} is not a key of this project; ` +
+        (closest
+          ? `did you mean ${prefix}${closest}? Set that one instead and remove `
+          : "Remove ") +
+        `this one (pulumi config rm ${key}). Declared keys: ` +
         declared.join(", ")
       );
     });
-}
-
-/** The declared key with the smallest edit distance to `key`, ignoring case. */
-function closestKey(key: string, declared: readonly string[]): string {
-  const distance = (a: string, b: string): number => {
-    // Levenshtein over one row: row[j] is the distance between a[0..i) and b[0..j).
-    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-    for (let i = 1; i <= a.length; i++) {
-      let diagonal = row[0];
-      row[0] = i;
-      for (let j = 1; j <= b.length; j++) {
-        const above = row[j];
-        row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-        diagonal = above;
-      }
-    }
-    return row[b.length];
-  };
-  const lower = key.toLowerCase();
-  return declared.reduce((best, candidate) =>
-    distance(lower, candidate.toLowerCase()) < distance(lower, best.toLowerCase())
-      ? candidate
-      : best,
-  );
 }

@@ -7,11 +7,11 @@
  * Exit codes (DESIGN.md): 0 written; 2 bad flags or an --out that cannot be used;
  * 3 the stack's outputs cannot be read or are not a lab's.
  */
-import { execFile } from "node:child_process";
 import { chmod, mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ExitCode } from "../verify/checks";
+import { StackOutputError, StackOutputReader, pulumiStackOutput } from "../verify/stackOutput";
 import { secretScrubber } from "../verify/verifier";
 import { SeatOutput, SeatOutputsError, parseSeatOutputs, selectSeat } from "../verify/seats";
 import { instructorSheet, seatFiles, seatFolder } from "./cards";
@@ -87,29 +87,6 @@ export function parseHandoutFlags(argv: string[]): HandoutFlags | "help" {
   }
   return { stack: values.stack, out: values.out, seat: values.seat, force: values.force };
 }
-
-/** Runs `pulumi stack output --json --show-secrets --stack NAME`; its stdout. */
-export type StackOutputReader = (stack: string) => Promise<string>;
-
-export const pulumiStackOutput: StackOutputReader = (stack) =>
-  new Promise((resolve, reject) => {
-    execFile(
-      "pulumi",
-      ["stack", "output", "--json", "--show-secrets", "--stack", stack],
-      { encoding: "utf8", maxBuffer: 64 * 1024 * 1024, timeout: 120_000 },
-      (err, stdout, stderr) => {
-        if (!err) return resolve(stdout);
-        const code = (err as NodeJS.ErrnoException).code;
-        reject(
-          new StackError(
-            code === "ENOENT"
-              ? "--stack needs the pulumi CLI on PATH (https://www.pulumi.com/docs/install/)"
-              : `--stack ${stack}: \`pulumi stack output\` failed: ${stderr.trim().split("\n").slice(-5).join("\n") || err.message}`,
-          ),
-        );
-      },
-    );
-  });
 
 /** Any private key block, for text whose secrets are not known (e.g. a runner's message). */
 const KEY_BLOCK = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)/g;
@@ -219,7 +196,7 @@ export async function main(argv: string[], deps: HandoutDeps = {}): Promise<numb
       err(`criu-lab-handout: ${e.message}`);
       return e.exitCode;
     }
-    if (e instanceof StackError) {
+    if (e instanceof StackError || e instanceof StackOutputError) {
       err(`criu-lab-handout: ${e.message}`);
       return ExitCode.unreachable;
     }

@@ -10,6 +10,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
+import { closestKey } from "../components/closestKey";
 
 /** Bad input to the plan (project files, flags): reported with exit code 2, nothing run. */
 export class PlanInputError extends Error {
@@ -206,32 +207,6 @@ function setAtPath(container: unknown, path: PathSegment[], leaf: unknown, key: 
   const map: Record<string, unknown> = { ...((container as Record<string, unknown>) ?? {}) };
   map[segment] = setAtPath(map[segment], rest, leaf, key);
   return map;
-}
-
-/** Edit distance, for naming the declared key closest to a typo. */
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length];
-}
-
-/** The declared key closest to `key` (case-insensitive edit distance). */
-export function closestKey(key: string, declared: string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const candidate of declared) {
-    const d = distance(key.toLowerCase(), candidate.toLowerCase());
-    if (d < bestDistance) [best, bestDistance] = [candidate, d];
-  }
-  return best;
 }
 
 /** Where the AWS provider takes its region from: `aws:region`, then AWS_REGION/AWS_DEFAULT_REGION. */

@@ -3,11 +3,11 @@
  * and for users. Target from flags or from a stack's outputs (`--stack`). Progress goes to
  * stderr; the result to stdout (`--json`: exactly one JSON report). Exit codes from DESIGN.md.
  */
-import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { joinNegativeNumbers } from "./argv";
 import { ExitCode } from "./checks";
+import { StackOutputError, StackOutputReader, pulumiStackOutput } from "./stackOutput";
 import { VerifyReport, VerifyTarget, secretScrubber, verifyLab } from "./verifier";
 
 const DEFAULT_TIMEOUT_SECONDS = 3600;
@@ -162,29 +162,6 @@ export function parseStackOutputs(stack: string, json: string): StackTarget {
   return { host, privateKey, user: text("sshUser") ?? "ubuntu", hostKey: text("knownHostsLine") };
 }
 
-/** Runs `pulumi stack output --json --show-secrets --stack NAME` and returns its stdout. */
-export type StackOutputReader = (stack: string) => Promise<string>;
-
-export const pulumiStackOutput: StackOutputReader = (stack) =>
-  new Promise((resolve, reject) => {
-    execFile(
-      "pulumi",
-      ["stack", "output", "--json", "--show-secrets", "--stack", stack],
-      { encoding: "utf8", maxBuffer: 16 * 1024 * 1024, timeout: 120_000 },
-      (err, stdout, stderr) => {
-        if (!err) return resolve(stdout);
-        const code = (err as NodeJS.ErrnoException).code;
-        reject(
-          new UsageError(
-            code === "ENOENT"
-              ? "--stack needs the pulumi CLI on PATH (https://www.pulumi.com/docs/install/)"
-              : `--stack ${stack}: \`pulumi stack output\` failed: ${stderr.trim().split("\n").slice(-5).join("\n") || err.message}`,
-          ),
-        );
-      },
-    );
-  });
-
 /**
  * The key type when `text` is an OpenSSH public key (a `.pub` file or an authorized_keys
  * line: `ssh-ed25519 AAAA... comment`), the usual mistake for --key-file.
@@ -200,7 +177,13 @@ export async function resolveTarget(
   readStack: StackOutputReader,
 ): Promise<VerifyTarget> {
   const fromStack = flags.stack
-    ? parseStackOutputs(flags.stack, await readStack(flags.stack))
+    ? parseStackOutputs(
+        flags.stack,
+        // A stack that cannot be read is bad input to the verifier: exit 2, as before.
+        await readStack(flags.stack).catch((err: unknown) => {
+          throw err instanceof StackOutputError ? new UsageError(err.message) : err;
+        }),
+      )
     : undefined;
   const host = flags.host ?? fromStack?.host;
   if (!host) throw new UsageError("--host is required (or --stack NAME)");

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { card } from "../../handout/cards";
-import { StackError, USAGE, main, pulumiStackOutput } from "../../handout/cli";
+import { StackError, USAGE, main } from "../../handout/cli";
 import { parseSeatOutputs } from "../../verify/seats";
 
 /** A real ED25519 key pair: the private key as PEM, the public one as an OpenSSH line. */
@@ -346,8 +346,14 @@ describe("criu-lab-handout", () => {
     const path = process.env.PATH;
     process.env.PATH = root; // holds no pulumi
     try {
-      await expect(pulumiStackOutput("dev")).rejects.toThrow(
-        "--stack needs the pulumi CLI on PATH (https://www.pulumi.com/docs/install/)",
+      const err: string[] = [];
+      const code = await main(["--stack", "dev", "--out", freshDir()], {
+        out: () => undefined,
+        err: (t) => err.push(t),
+      });
+      expect(code).toBe(3);
+      expect(err.join("\n")).toContain(
+        "criu-lab-handout: --stack needs the pulumi CLI on PATH (https://www.pulumi.com/docs/install/)",
       );
     } finally {
       process.env.PATH = path;

@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { PlanReport } from "../../plan/printer";
-import { closestKey, loadProject, parseKeyPath, PlanInputError } from "../../plan/project";
+import { closestKey } from "../../components/closestKey";
+import { loadProject, parseKeyPath, PlanInputError } from "../../plan/project";
 import { fixture, PLAN_TIMEOUT_MS, ROOT, runCli } from "./fixtures/plan-cli";
 
 const README = readFileSync(join(ROOT, "README.md"), "utf8");

@@ -10,11 +10,11 @@ import {
   main,
   parseFlags,
   parseStackOutputs,
-  pulumiStackOutput,
   resolveTarget,
   summary,
 } from "../../verify/cli";
 import { isRetryable } from "../../verify/session";
+import { pulumiStackOutput } from "../../verify/stackOutput";
 import {
   VerifyReport,
   parseLogSections,

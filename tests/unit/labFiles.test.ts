@@ -14,7 +14,7 @@ import {
   constructionLog,
   type ConstructionLog,
   type LabMocks,
-  MOCK_PUBLIC_IP,
+  MOCK_ELASTIC_IP,
   setupMocks,
   userDataOf,
   valueOf,
@@ -68,7 +68,7 @@ describe("LabFiles", () => {
     expect(copy.name).toBe("files-files-copy");
     const hostKey = await valueOf(lab.access.hostPublicKey);
     expect(copy.inputs.connection).toMatchObject({
-      host: MOCK_PUBLIC_IP,
+      host: MOCK_ELASTIC_IP, // the Elastic IP: every connection uses it
       user: "ubuntu",
       hostKey,
       privateKey: await valueOf(lab.privateKey),

@@ -4,6 +4,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import time
 
@@ -93,3 +94,16 @@ def whole(v):
     if not v.isdigit():
         raise argparse.ArgumentTypeError(f"'{v}' is not a whole number")
     return int(v)
+
+
+def keep_latest_passing(run_dir):
+    """Marks RUN_DIR (LOG_DIR/KIND-TIME-PID) as passed and removes the earlier passing runs of
+    the same KIND: a passing demo, training or game keeps its images until the next one of its
+    kind passes, and never removes another kind's; failed runs stay as evidence."""
+    kind = os.path.basename(run_dir).split("-", 1)[0] + "-"
+    for old in os.listdir(LOG_DIR):
+        path = os.path.join(LOG_DIR, old)
+        if (old.startswith(kind) and path != run_dir and not os.path.islink(path)
+                and os.path.isfile(os.path.join(path, "passed"))):
+            shutil.rmtree(path, ignore_errors=True)
+    open(os.path.join(run_dir, "passed"), "w").close()

@@ -1,11 +1,11 @@
 """criu-lab demo: run the counter detached, dump it, restore it, check that it counts on."""
 import os
 import re
-import shutil
 import subprocess
 import time
 
-from .common import BROKEN, COUNTER, LOG_DIR, OK, LabError, base, checked, criu, crit_show, human_bytes, ready
+from .common import (BROKEN, COUNTER, LOG_DIR, OK, LabError, base, checked, criu, crit_show, human_bytes,
+                     keep_latest_passing, ready)
 from .procs import alive, start_detached, stop, wait_for
 
 
@@ -50,13 +50,9 @@ def problems(r):
 
 
 def keep_latest(run_dir):
-    """Keeps the images of the latest passing run only (failed runs stay as evidence) and
+    """Keeps the images of the latest passing demo only (failed runs stay as evidence) and
     points LOG_DIR/demo-latest at it; returns the link's path."""
-    for old in os.listdir(LOG_DIR):
-        path = os.path.join(LOG_DIR, old)
-        if not os.path.islink(path) and os.path.isfile(os.path.join(path, "passed")):
-            shutil.rmtree(path, ignore_errors=True)
-    open(os.path.join(run_dir, "passed"), "w").close()
+    keep_latest_passing(run_dir)
     link = os.path.join(LOG_DIR, LATEST)
     tmp = f"{link}.{os.getpid()}"
     os.symlink(os.path.basename(run_dir), tmp)

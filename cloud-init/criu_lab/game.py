@@ -11,13 +11,12 @@ with every score intact.
 import argparse
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
 
 from . import doctor, timeline
-from .common import BROKEN, LOG_DIR, OK, LabError, base, criu, crit_show, ready
+from .common import BROKEN, LOG_DIR, OK, LabError, base, criu, crit_show, keep_latest_passing, ready
 from .procs import start_detached, stop, wait_for
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -174,10 +173,7 @@ def cmd_game(args):
             c.poll()
     r["imagesDir"] = images
     if r["ok"]:
-        for old in os.listdir(LOG_DIR):
-            if old.startswith("game-") and os.path.isfile(os.path.join(LOG_DIR, old, "passed")):
-                shutil.rmtree(os.path.join(LOG_DIR, old), ignore_errors=True)
-        open(os.path.join(run_dir, "passed"), "w").close()
+        keep_latest_passing(run_dir)  # earlier passing game runs go; failed runs stay
         return OK, r, draw(r, events, args) + "\ngame: every player kept its connection and its score."
     kept = f"\nlogs and images kept in {run_dir}" if os.path.isdir(run_dir) else ""
     return code, r, (draw(r, events, args) + "\n" if events else "") + f"game scenario FAILED: {r['error']}{kept}"

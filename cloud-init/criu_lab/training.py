@@ -10,13 +10,12 @@ with the checksum it had then, and its own check of its memory must pass.
 import argparse
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
 
 from . import doctor, timeline
-from .common import BROKEN, LOG_DIR, OK, LabError, base, criu, crit_show, ready
+from .common import BROKEN, LOG_DIR, OK, LabError, base, criu, crit_show, keep_latest_passing, ready
 from .procs import start_detached, stop, wait_for
 
 # Beside the package: /usr/local/lib/criu-lab on a lab host, cloud-init/ in the repository.
@@ -172,11 +171,7 @@ def cmd_training(args):
             child.poll()
     r["imagesDir"] = os.path.join(run_dir, "checkpoints")
     if r["ok"]:
-        # Keep the latest passing run's checkpoints only (they are large); failed runs stay.
-        for old in os.listdir(LOG_DIR):
-            if old.startswith("training-") and os.path.isfile(os.path.join(LOG_DIR, old, "passed")):
-                shutil.rmtree(os.path.join(LOG_DIR, old), ignore_errors=True)
-        open(os.path.join(run_dir, "passed"), "w").close()
+        keep_latest_passing(run_dir)  # earlier passing training runs go; failed runs stay
         return OK, r, draw(r, events, args) + "\ntraining: recovered from the latest checkpoint."
     kept = f"\nlogs and checkpoints kept in {run_dir}" if os.path.isdir(run_dir) else ""
     return code, r, (draw(r, events, args) + "\n" if events else "") + f"training scenario FAILED: {r['error']}{kept}"

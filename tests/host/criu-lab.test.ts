@@ -179,6 +179,10 @@ describe.skipIf(
     it("a later passing demo replaces earlier images; a failed run's stay", () => {
       const failed = path.join(logDir, "demo-failed-before");
       fs.mkdirSync(failed);
+      // Another kind's passing run (a scenario's) is not the demo's to remove.
+      const training = path.join(logDir, "training-passed-before");
+      fs.mkdirSync(training);
+      fs.writeFileSync(path.join(training, "passed"), "");
       const before = fs.realpathSync(path.join(logDir, "demo-latest"));
       const again = parseDemo(lab("demo", "--json").stdout);
       expect(again.ok, again.error).toBe(true);
@@ -186,6 +190,7 @@ describe.skipIf(
       expect(fs.existsSync(again.imagesDir)).toBe(true);
       expect(fs.realpathSync(path.join(logDir, "demo-latest/images"))).toBe(again.imagesDir);
       expect(fs.existsSync(failed)).toBe(true);
+      expect(fs.existsSync(training)).toBe(true);
     });
   });
 

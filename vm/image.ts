@@ -197,11 +197,14 @@ export function debianPackages(
     "locales",
     "curl",
     "ca-certificates",
+    // cloud-init's resizefs runs resize2fs: without it cloud-init ends in "status: error".
+    // trixie's minbase no longer carries e2fsprogs (found by a Debian 13 run of the VM tier).
+    "e2fsprogs",
   ];
 }
 
 /** Bumped when the recipe below changes, so that a cached image from an older one is rebuilt. */
-export const DEBIAN_RECIPE_VERSION = 3;
+export const DEBIAN_RECIPE_VERSION = 4;
 
 /** Size of the ext4 file system (sparse file): room for CRIU's build deps and build. */
 export const DEBIAN_DISK_GIB = 8;

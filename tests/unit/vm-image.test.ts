@@ -161,6 +161,7 @@ describe("Debian image recipe", () => {
       "locales",
       "sudo",
       "ifupdown",
+      "e2fsprogs",
     ];
     expect(debianPackages("12", "x64")).toEqual(
       expect.arrayContaining([...common, "isc-dhcp-client"]),

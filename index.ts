@@ -38,5 +38,8 @@ export = async () => {
     knownHostsLine: lab.knownHostsLine,
     criuVersion: lab.criuVersion,
     verification: lab.verificationResult,
+    // Per seat its hosts and key (secret): what criu-lab-verify --stack and criu-lab-handout
+    // read. A one-host lab is seat 01 (issue 10).
+    seats: lab.seatsOutput,
   };
 };

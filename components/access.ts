@@ -6,6 +6,24 @@ import { Tags, named } from "./tags";
 export interface LabAccessArgs {
   /** Tags for the EC2 key pair (the only taggable child); it also gets its own Name. */
   tags?: Tags;
+  /**
+   * The hosts that get a host key each, by role: `${name}-host-key-<role>`. Unset: one host,
+   * its key `${name}-host-key` (a single-seat lab's name since before seats existed).
+   */
+  hostRoles?: string[];
+  /**
+   * A host-to-host key for a two-host seat (`${name}-peer-key`): both hosts hold its private
+   * key and authorize its public key, so `criu-lab migrate` goes from one to the other.
+   */
+  peerKey?: boolean;
+}
+
+/** One host's generated SSH host key. */
+export interface HostKey {
+  /** OpenSSH private key (secret): it only travels inside user-data. */
+  privateKeyOpenssh: pulumi.Output<string>;
+  /** OpenSSH public key line (`ssh-ed25519 AAAA...`). */
+  publicKeyOpenssh: pulumi.Output<string>;
 }
 
 /**
@@ -25,6 +43,10 @@ export class LabAccess extends pulumi.ComponentResource {
   public readonly hostPrivateKey: pulumi.Output<string>;
   /** The host key's OpenSSH public key line (`ssh-ed25519 AAAA...`). */
   public readonly hostPublicKey: pulumi.Output<string>;
+  /** Every host's key by role (`hostRoles`); the single host's under "" when unset. */
+  public readonly hostKeys: Record<string, HostKey>;
+  /** The host-to-host key (with `peerKey`): private (secret) and public line. */
+  public readonly peerKey?: HostKey;
 
   constructor(name: string, args: LabAccessArgs = {}, opts?: pulumi.ComponentResourceOptions) {
     super("criu-lab:access:LabAccess", name, {}, opts);
@@ -39,19 +61,30 @@ export class LabAccess extends pulumi.ComponentResource {
       { publicKey: userKey.publicKeyOpenssh, tags: named(`${name}-key-pair`, args.tags) },
       { parent: this },
     );
-    const hostKey = new tls.PrivateKey(
-      `${name}-host-key`,
-      { algorithm: "ED25519" },
-      { parent: this },
+    const key = (keyName: string): HostKey => {
+      const generated = new tls.PrivateKey(keyName, { algorithm: "ED25519" }, { parent: this });
+      return {
+        privateKeyOpenssh: pulumi.secret(generated.privateKeyOpenssh),
+        publicKeyOpenssh: generated.publicKeyOpenssh.apply((k) => k.trim()),
+      };
+    };
+    this.hostKeys = Object.fromEntries(
+      (args.hostRoles ?? [""]).map((role) => [
+        role,
+        key(role === "" ? `${name}-host-key` : `${name}-host-key-${role}`),
+      ]),
     );
+    if (args.peerKey) this.peerKey = key(`${name}-peer-key`);
+    const first = Object.values(this.hostKeys)[0];
+    if (first === undefined) throw new Error(`${name}: hostRoles must name at least one host`);
 
     // The tls provider marks private keys secret; saying so here as well keeps them secret
     // whatever the provider does, and lets the unit tests (mocks) check it.
     this.privateKey = pulumi.secret(userKey.privateKeyOpenssh);
     this.publicKey = userKey.publicKeyOpenssh;
     this.keyName = keyPair.keyName;
-    this.hostPrivateKey = pulumi.secret(hostKey.privateKeyOpenssh);
-    this.hostPublicKey = hostKey.publicKeyOpenssh.apply((key) => key.trim());
+    this.hostPrivateKey = first.privateKeyOpenssh;
+    this.hostPublicKey = first.publicKeyOpenssh;
 
     this.registerOutputs({
       publicKey: this.publicKey,

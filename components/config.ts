@@ -103,6 +103,27 @@ export const CONFIG_SCHEMA = {
     default: 120,
     description: "Idle minutes with no SSH session before the instance powers off; 0 = never.",
   },
+  seats: {
+    type: "integer",
+    default: 1,
+    description: "Independent lab seats in this stack (a class): 1 to 50.",
+  },
+  hostsPerSeat: {
+    type: "integer",
+    default: 1,
+    description: "Hosts per seat: 1, or 2 for migration between a source a and a peer b.",
+  },
+  budgetMonthlyUsd: {
+    type: "integer",
+    default: 0,
+    description:
+      "Monthly AWS Budgets limit in whole USD for this stack's resources; 0 = no budget.",
+  },
+  budgetEmail: {
+    type: "string",
+    default: "",
+    description: "Where the budget's 80 % and 100 % alerts go (required with budgetMonthlyUsd).",
+  },
 } as const satisfies Record<string, ConfigKeySpec>;
 
 export type ConfigKey = keyof typeof CONFIG_SCHEMA;
@@ -120,6 +141,21 @@ export interface LabConfig {
   criu: CriuSource;
   verify: boolean;
   autoStopMinutes: number;
+  /** Independent seats in the stack (1..MAX_SEATS). */
+  seats: number;
+  /** Hosts per seat: 1, or 2 (a source `a` and its peer `b`). */
+  hostsPerSeat: HostsPerSeat;
+  /** An AWS Budgets budget for the stack's resources, when budgetMonthlyUsd is set. */
+  budget?: BudgetConfig;
+}
+
+export type HostsPerSeat = 1 | 2;
+
+export interface BudgetConfig {
+  /** The monthly limit in whole USD (> 0). */
+  monthlyUsd: number;
+  /** Who gets the 80 % and 100 % alerts. */
+  email: string;
 }
 
 /** Reads one raw config value (as the CLI passes it: a string, JSON for arrays). */
@@ -140,6 +176,10 @@ export class ConfigError extends pulumi.RunError {
 }
 
 export const MIN_ROOT_VOLUME_GIB = 8;
+/** At most this many seats in one stack (issue 10); verify/seats.ts reads the same bound. */
+export const MAX_SEATS = 50;
+/** A sanity bound on budgetMonthlyUsd: a typo of a few digits is an error, not a budget. */
+export const MAX_BUDGET_USD = 1_000_000;
 /** EBS gp3's maximum volume size. */
 export const MAX_ROOT_VOLUME_GIB = 16384;
 
@@ -245,6 +285,26 @@ export function loadConfig(
     "allowed: a whole number of minutes >= 0 (0 = never power off)",
   );
 
+  const seats = integer(
+    "seats",
+    1,
+    MAX_SEATS,
+    `allowed: a whole number of seats from 1 to ${MAX_SEATS}`,
+  );
+  const hostsPerSeat = integer(
+    "hostsPerSeat",
+    1,
+    2,
+    "allowed: 1 (one host per seat) or 2 (a source and a peer, for migration)",
+  ) as HostsPerSeat;
+  const budgetMonthlyUsd = integer(
+    "budgetMonthlyUsd",
+    0,
+    MAX_BUDGET_USD,
+    `allowed: a whole number of US dollars from 1 to ${MAX_BUDGET_USD}, or 0 for no budget`,
+  );
+  const budget = budgetConfig(budgetMonthlyUsd, optional("budgetEmail"), bad);
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   if (sshAllowedCidrs.includes("0.0.0.0/0")) {
@@ -265,7 +325,41 @@ export function loadConfig(
     criu,
     verify: verifyText === "true",
     autoStopMinutes,
+    seats,
+    hostsPerSeat,
+    budget,
   };
+}
+
+/** The optional budget: budgetMonthlyUsd > 0 with budgetEmail, or neither (0 = no budget). */
+function budgetConfig(
+  monthlyUsd: number,
+  email: string | undefined,
+  bad: (key: ConfigKey, value: unknown, allowed: string) => void,
+): BudgetConfig | undefined {
+  if (email !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) {
+    bad("budgetEmail", email, "allowed: one email address such as teacher@example.org, or unset");
+    return undefined;
+  }
+  if (monthlyUsd === 0) {
+    if (email !== undefined) {
+      bad(
+        "budgetMonthlyUsd",
+        "0",
+        "budgetEmail is set, so budgetMonthlyUsd must be the monthly limit (a whole number of USD from 1)",
+      );
+    }
+    return undefined;
+  }
+  if (email === undefined) {
+    bad(
+      "budgetEmail",
+      "",
+      "budgetMonthlyUsd is set, so budgetEmail must be the address for the budget's alerts",
+    );
+    return undefined;
+  }
+  return { monthlyUsd, email };
 }
 
 /** The CRIU source: a tarball when criuTarballUrl is set, otherwise the pinned git tag. */

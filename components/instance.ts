@@ -23,8 +23,8 @@ export interface LabInstanceArgs {
     privateKeyOpenssh: pulumi.Input<string>;
     publicKeyOpenssh: pulumi.Input<string>;
   };
-  /** Extra OpenSSH public keys for the lab user. */
-  authorizedKeys?: string[];
+  /** Extra OpenSSH public keys for the lab user (a two-host seat's peer key among them). */
+  authorizedKeys?: pulumi.Input<string>[];
   /** Where CRIU's source comes from. */
   criu: CriuSource;
   /** Idle minutes with no SSH session before power-off; 0 = never. */
@@ -33,6 +33,11 @@ export interface LabInstanceArgs {
   rootVolumeGiB?: number;
   /** Tags for the instance and its root volume; each also gets its own Name. */
   tags?: Tags;
+  /**
+   * The instance's Name tag (its root volume's is `<nameTag>-root`), e.g. criu-lab-seat-03-a
+   * so the EC2 console shows a class at a glance. Default `${name}-instance`.
+   */
+  nameTag?: string;
   /** What the instance waits for: the subnet's route to the internet (see LabNetwork.routed). */
   routed?: pulumi.Resource[];
 }
@@ -46,6 +51,8 @@ export interface LabInstanceArgs {
 export class LabInstance extends pulumi.ComponentResource {
   public readonly instance: aws.ec2.Instance;
   public readonly instanceId: pulumi.Output<string>;
+  /** The address in the subnet: kept across stop/start; a seat's peer reaches it by name. */
+  public readonly privateIp: pulumi.Output<string>;
   /** The image the instance runs: amiId, or the newest Canonical image when the lab was made. */
   public readonly amiId: pulumi.Output<string>;
   /**
@@ -89,12 +96,16 @@ export class LabInstance extends pulumi.ComponentResource {
     // secret even where the key's secretness is lost (e.g. a provider that does not mark it).
     this.userData = pulumi.secret(
       pulumi
-        .all([args.hostKey.privateKeyOpenssh, args.hostKey.publicKeyOpenssh])
-        .apply(([privateKeyOpenssh, publicKeyOpenssh]) =>
+        .all([
+          args.hostKey.privateKeyOpenssh,
+          args.hostKey.publicKeyOpenssh,
+          pulumi.all(args.authorizedKeys ?? []),
+        ])
+        .apply(([privateKeyOpenssh, publicKeyOpenssh, authorizedKeys]) =>
           renderUserData({
             criu: args.criu,
             hostKey: { privateKeyOpenssh, publicKeyOpenssh },
-            authorizedKeys: args.authorizedKeys,
+            authorizedKeys: args.authorizedKeys === undefined ? undefined : authorizedKeys,
             autoStopMinutes: args.autoStopMinutes,
             // EC2's 16 KB cannot hold the lab's files: LabFiles copies them (issue 12).
             labFiles: "copied",
@@ -135,9 +146,9 @@ export class LabInstance extends pulumi.ComponentResource {
           volumeSize: args.rootVolumeGiB ?? 16,
           encrypted: true,
           deleteOnTermination: true,
-          tags: named(`${name}-root`, args.tags),
+          tags: named(args.nameTag ? `${args.nameTag}-root` : `${name}-root`, args.tags),
         },
-        tags: named(`${name}-instance`, args.tags),
+        tags: named(args.nameTag ?? `${name}-instance`, args.tags),
       },
       {
         parent: this,
@@ -148,6 +159,7 @@ export class LabInstance extends pulumi.ComponentResource {
     );
 
     this.instanceId = this.instance.id;
+    this.privateIp = this.instance.privateIp;
 
     this.registerOutputs({
       instanceId: this.instanceId,

@@ -2,25 +2,34 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { DemoResult } from "../verify/checks";
 import { LabAccess } from "./access";
-import { LabConfig } from "./config";
+import { LabBudget } from "./budget";
+import { HostsPerSeat, LabConfig } from "./config";
 import { LabFiles } from "./labFiles";
 import { LabInstance } from "./instance";
 import { lookupAvailabilityZone } from "./lookups";
 import { LabNetwork } from "./network";
-import { Tags, labTags, named } from "./tags";
+import { HostArgs, LabSeat, SeatOutput, buildHost, keyFileOf, seatId } from "./seat";
+import { Tags, labTags } from "./tags";
 import { LabVerification } from "./verification";
 
 /** The lab's arguments: the validated config, with `auto` in sshAllowedCidrs resolved. */
-export interface CriuLabArgs extends LabConfig {
+export interface CriuLabArgs extends Omit<LabConfig, "seats" | "hostsPerSeat"> {
   /** Tags for every taggable resource (each also gets its own Name). Default Project/Stack. */
   tags?: Tags;
   /** Login user of the Ubuntu image. Default "ubuntu". */
   sshUser?: string;
+  /** Independent seats (default 1). One seat of one host is the lab as it always was. */
+  seats?: number;
+  /** Hosts per seat (default 1); 2 adds a peer `b` to every seat for migration. */
+  hostsPerSeat?: HostsPerSeat;
 }
 
 /**
  * A CRIU checkpoint/restore lab on EC2: network and security group, keys, the Ubuntu host
  * built by cloud-init, and (with `verify`) the proof that checkpoint/restore works on it.
+ * With `seats`/`hostsPerSeat` (issue 10), a class: one network and security group, and per
+ * seat a LabSeat (its own key, one or two hosts); the single-seat members then describe
+ * seat 01's host a.
  */
 export class CriuLab extends pulumi.ComponentResource {
   public readonly network: LabNetwork;
@@ -33,6 +42,12 @@ export class CriuLab extends pulumi.ComponentResource {
   public readonly files: LabFiles;
   /** Undefined when `verify` is false. */
   public readonly verification?: LabVerification;
+  public readonly seatCount: number;
+  public readonly hostsPerSeat: HostsPerSeat;
+  /** The seats of a class; empty for one seat of one host (built directly, as always). */
+  public readonly seats: LabSeat[];
+  /** With `budgetMonthlyUsd`: the AWS Budgets budget of the stack's resources. */
+  public readonly budget?: LabBudget;
 
   public readonly instanceId: pulumi.Output<string>;
   public readonly publicIp: pulumi.Output<string>;
@@ -49,6 +64,11 @@ export class CriuLab extends pulumi.ComponentResource {
   public readonly criuVersion: pulumi.Output<string>;
   /** The parsed demo result, or null when `verify` is false. */
   public readonly verificationResult: pulumi.Output<DemoResult | null>;
+  /**
+   * The `seats` stack output (verify/seats.ts and handout/ read it): per seat its user, key
+   * (secret, so the whole output is), auto-stop and hosts. A one-host lab is seat 01.
+   */
+  public readonly seatsOutput: pulumi.Output<SeatOutput[]>;
 
   constructor(name: string, args: CriuLabArgs, opts?: pulumi.ComponentResourceOptions) {
     super("criu-lab:lab:CriuLab", name, {}, opts);
@@ -64,105 +84,96 @@ export class CriuLab extends pulumi.ComponentResource {
             ? lookupAvailabilityZone(args.instanceType, { parent: this })
             : undefined,
         sshAllowedCidrs: args.sshAllowedCidrs,
+        peerSsh: (args.hostsPerSeat ?? 1) === 2,
         tags,
       },
       { parent: this },
     );
 
-    this.access = new LabAccess(`${name}-access`, { tags }, { parent: this });
+    this.seatCount = args.seats ?? 1;
+    this.hostsPerSeat = args.hostsPerSeat ?? 1;
+    const hostArgs: HostArgs = {
+      config: args,
+      network: this.network,
+      sshUser: this.sshUser,
+    };
 
-    this.host = new LabInstance(
-      `${name}-host`,
-      {
-        instanceType: args.instanceType,
-        ubuntuRelease: args.ubuntuRelease,
-        amiId: args.amiId,
-        subnetId: this.network.subnetId,
-        securityGroupIds: [this.network.securityGroupId],
+    if (this.seatCount === 1 && this.hostsPerSeat === 1) {
+      // One seat, one host: the resources and names of a lab from before seats existed, so
+      // that such a stack is not replaced (issue 10).
+      this.access = new LabAccess(`${name}-access`, { tags }, { parent: this });
+      const host = buildHost(this, name, {
+        ...hostArgs,
+        tags,
         keyName: this.access.keyName,
-        hostKey: {
-          privateKeyOpenssh: this.access.hostPrivateKey,
-          publicKeyOpenssh: this.access.hostPublicKey,
-        },
-        authorizedKeys: args.sshPublicKey === undefined ? undefined : [args.sshPublicKey],
-        criu: args.criu,
-        autoStopMinutes: args.autoStopMinutes,
-        rootVolumeGiB: args.rootVolumeGiB,
-        tags,
-        routed: this.network.routed,
-      },
-      { parent: this },
-    );
-
-    // A stopped instance loses its public IP, and a refresh while it is stopped stores an
-    // empty one: an Elastic IP keeps the address (and so sshCommand, knownHostsLine and the
-    // verification's connection) across stop/start. Issue 9. AWS: an EIP may need the
-    // internet gateway first (the provider's docs), and is released before it on destroy.
-    this.address = new aws.ec2.Eip(
-      `${name}-address`,
-      { domain: "vpc", tags: named(`${name}-address`, tags) },
-      {
-        parent: this,
-        dependsOn: this.network.internetGateway ? [this.network.internetGateway] : [],
-      },
-    );
-    this.addressAssociation = new aws.ec2.EipAssociation(
-      `${name}-address-assoc`,
-      { allocationId: this.address.id, instanceId: this.host.instanceId },
-      {
-        parent: this,
-        // A replaced instance takes the address over: detach it from the old one first.
-        deleteBeforeReplace: true,
-        dependsOn: this.network.routed,
-      },
-    );
+        userKey: this.access.privateKey,
+        hostKey: this.access.hostKeys[""]!,
+        keyFile: "criu-lab.pem",
+      });
+      this.host = host.instance;
+      this.address = host.address;
+      this.addressAssociation = host.addressAssociation;
+      this.files = host.files;
+      this.verification = host.verification;
+      this.seats = [];
+      this.seatsOutput = pulumi
+        .all([host.output, this.access.privateKey])
+        .apply(([h, privateKey]): SeatOutput[] => [
+          {
+            seat: "01",
+            sshUser: this.sshUser,
+            privateKey,
+            autoStopMinutes: args.autoStopMinutes,
+            // As verify/seats.ts reads a stack from before seats: host a named criu-lab.
+            hosts: [{ role: "a", name, ...h }],
+          },
+        ]);
+    } else {
+      this.seats = Array.from({ length: this.seatCount }, (_, i) => {
+        const seat = seatId(i + 1);
+        return new LabSeat(
+          `${name}-seat-${seat}`,
+          { ...hostArgs, seat, hosts: this.hostsPerSeat, tags },
+          { parent: this },
+        );
+      });
+      const first = this.seats[0]!;
+      // The single-seat outputs name seat 01's host a: scripts written for one lab keep
+      // working on a class (they reach its first seat).
+      this.access = first.access;
+      this.host = first.hosts[0]!.instance;
+      this.address = first.hosts[0]!.address;
+      this.addressAssociation = first.hosts[0]!.addressAssociation;
+      this.files = first.hosts[0]!.files;
+      this.verification = first.hosts[0]!.verification;
+      this.seatsOutput = pulumi.all(this.seats.map((s) => s.output));
+    }
 
     this.instanceId = this.host.instanceId;
     this.publicIp = this.address.publicIp;
     this.publicDns = this.address.publicDns;
     this.amiId = this.host.amiId;
     this.privateKey = this.access.privateKey;
-    this.sshCommand = pulumi.interpolate`ssh -i criu-lab.pem ${this.sshUser}@${this.publicIp}`;
+    this.sshCommand =
+      this.seats.length === 0
+        ? pulumi.interpolate`ssh -i criu-lab.pem ${this.sshUser}@${this.publicIp}`
+        : pulumi.interpolate`ssh -i ${keyFileOf("01")} ${this.sshUser}@${this.publicIp}`;
     this.knownHostsLine = pulumi.interpolate`${this.publicIp} ${this.access.hostPublicKey}`;
-
-    this.files = new LabFiles(
-      `${name}-files`,
-      {
-        host: this.publicIp,
-        user: this.sshUser,
-        privateKey: this.access.privateKey,
-        hostPublicKey: this.access.hostPublicKey,
-        instanceId: this.instanceId,
-        // Like the verification: the address answers only once it is associated.
-        dependsOn: [this.host.instance, this.addressAssociation],
-      },
-      { parent: this },
-    );
 
     const configured =
       args.criu.kind === "git"
         ? args.criu.version
         : args.criu.url.split("/").pop() || args.criu.url;
-    if (args.verify) {
-      this.verification = new LabVerification(
-        `${name}-verify`,
-        {
-          host: this.publicIp,
-          user: this.sshUser,
-          privateKey: this.access.privateKey,
-          hostPublicKey: this.access.hostPublicKey,
-          // The address answers only once it is associated with this instance.
-          dependsOn: [this.host.instance, this.addressAssociation, this.files.ready],
-          // Not the address: it is the Elastic IP's, stable across stop/start.
-          triggers: [this.host.userDataHash, this.instanceId],
-        },
-        { parent: this },
-      );
+    if (this.verification) {
       this.verificationResult = this.verification.demo;
       this.criuVersion = this.verification.check.criuVersion;
     } else {
       this.verificationResult = pulumi.output(null);
       this.criuVersion = pulumi.output(configured);
+    }
+
+    if (args.budget) {
+      this.budget = new LabBudget(`${name}-budget`, args.budget, { parent: this });
     }
 
     this.registerOutputs({

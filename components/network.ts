@@ -12,10 +12,20 @@ export interface LabNetworkArgs {
   availabilityZone?: pulumi.Input<string>;
   /** CIDR of the new VPC. Default 10.0.0.0/16, as in the original lab. */
   vpcCidr?: string;
-  /** CIDR of the new public subnet. Default 10.0.1.0/24, as in the original lab. */
+  /**
+   * CIDR of the new public subnet. Default 10.0.1.0/24, as in the original lab: AWS keeps 5
+   * of its addresses, leaving 251, and a class has at most 50 seats of 2 hosts (100).
+   */
   subnetCidr?: string;
   /** IPv4 CIDRs allowed to reach SSH (22/tcp); `auto` must already be resolved. */
   sshAllowedCidrs: pulumi.Input<string[]>;
+  /**
+   * Two-host seats: SSH (22/tcp) between the lab's hosts, by a rule whose source is the
+   * security group itself (never a CIDR). The only port a migration needs: `criu-lab
+   * migrate` runs CRIU's page-server and lazy-pages on the peer's loopback and forwards them
+   * through that SSH connection (cloud-init/criu_lab/migrate.py), so no rule opens their ports.
+   */
+  peerSsh?: boolean;
   /** Tags for every taggable child; each also gets its own Name. */
   tags?: Tags;
 }
@@ -112,6 +122,18 @@ export class LabNetwork extends pulumi.ComponentResource {
             toPort: 22,
             cidrBlocks: args.sshAllowedCidrs,
           },
+          ...(args.peerSsh
+            ? [
+                {
+                  description:
+                    "SSH between the lab's hosts (migration; CRIU's ports go through it)",
+                  protocol: "tcp",
+                  fromPort: 22,
+                  toPort: 22,
+                  self: true,
+                },
+              ]
+            : []),
         ],
         // apt, the CRIU source and the auto-stop need the internet; nothing listens but sshd.
         egress: [

@@ -23,6 +23,11 @@ export interface LabVerificationArgs {
   dependsOn?: pulumi.Resource[];
   /** The checks re-run when any of these change (the user-data hash, the instance id). */
   triggers: pulumi.Input<unknown>[];
+  /**
+   * Which host a failure names, e.g. "seat 03 host a (criu-lab-seat-03-a)" in a class.
+   * Default "the lab host".
+   */
+  label?: string;
   /** Seconds per dial attempt. Default 20. */
   perDialTimeout?: number;
   /**
@@ -75,7 +80,7 @@ export class LabVerification extends pulumi.ComponentResource {
     const connection = pinnedConnection(args);
 
     const run = (role: string, check: RemoteCheck, dependsOn: pulumi.Resource[]) => {
-      const step = remoteStep(check);
+      const step = remoteStep(check, args.label);
       // The host-side `timeout` inside the step is what bounds a running command; these only
       // bound the provider's work around it, dialling included. `update` too: with no
       // `update` command, an update (new triggers) re-runs `create`.
@@ -103,8 +108,8 @@ export class LabVerification extends pulumi.ComponentResource {
 
     // The host judged these already (remoteStep): a Command that succeeded passed there, so
     // these parse a pass. They still throw, saying so, should the two judges ever disagree.
-    this.check = this.checkCommand.stdout.apply(requirePassingCheck);
-    this.demo = this.demoCommand.stdout.apply(requirePassingDemo);
+    this.check = this.checkCommand.stdout.apply((out) => requirePassingCheck(out, args.label));
+    this.demo = this.demoCommand.stdout.apply((out) => requirePassingDemo(out, args.label));
 
     // A failed step fails its Command, and check/demo throw on a failed lab; they reach
     // `pulumi up` through the resource and the stack outputs (index.ts), so registering any
@@ -138,7 +143,7 @@ export interface RemoteStep {
  * does not drop the silent SSH connection while cloud-init builds CRIU (the provider sends no
  * keepalives): a terminal shows nothing of it, and the reason stays the first line of text.
  */
-export function remoteStep(check: RemoteCheck): RemoteStep {
+export function remoteStep(check: RemoteCheck, where = LAB_HOST): RemoteStep {
   const quote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
   const judge = check.contract
     ? [
@@ -171,7 +176,7 @@ export function remoteStep(check: RemoteCheck): RemoteStep {
     "fi",
     'if [ "$failed" -eq 0 ]; then cat "$out"; cat "$err" >&2; exit 0; fi',
     'exited=""; if [ "$rc" -ne 0 ]; then exited=" (exit $rc)"; fi',
-    'echo "criu-lab: $step failed on the lab host: $(head -n 1 "$verdict")$exited"',
+    `echo "criu-lab: $step failed on ${where.replace(/["$`\\]/g, "")}: $(head -n 1 "$verdict")$exited"`,
     'tail -n +2 "$verdict"',
     'echo "--- stdout of $step:"; cat "$out"',
     'echo "--- stderr of $step:"; cat "$err"',
@@ -244,12 +249,15 @@ print("\\n".join(lines))
 sys.exit(1)
 `;
 
+/** Who a failure names by default: the one host of a single-seat lab. */
+const LAB_HOST = "the lab host";
+
 /** The parsed check; throws (failing `pulumi up`) with what failed when it did not pass. */
-export function requirePassingCheck(stdout: string): CheckResult {
+export function requirePassingCheck(stdout: string, where = LAB_HOST): CheckResult {
   const result = parsed(() => parseCheck(stdout));
   if (!result.ok) {
     throw new Error(
-      `criu-lab verification failed: ${REMOTE_CHECKS.check.name} on the lab host did not pass` +
+      `criu-lab verification failed: ${REMOTE_CHECKS.check.name} on ${where} did not pass` +
         ` (CRIU ${result.criuVersion || "?"}, kernel ${result.kernel || "?"}): ` +
         `${result.error ?? "no error given"}${result.output ? `\n${result.output}` : ""}`,
     );
@@ -258,11 +266,11 @@ export function requirePassingCheck(stdout: string): CheckResult {
 }
 
 /** The parsed demo; throws (failing `pulumi up`) with what failed when it did not pass. */
-export function requirePassingDemo(stdout: string): DemoResult {
+export function requirePassingDemo(stdout: string, where = LAB_HOST): DemoResult {
   const result = parsed(() => parseDemo(stdout));
   if (!result.ok) {
     throw new Error(
-      `criu-lab verification failed: ${REMOTE_CHECKS.demo.name} on the lab host did not pass: ` +
+      `criu-lab verification failed: ${REMOTE_CHECKS.demo.name} on ${where} did not pass: ` +
         `${result.error ?? "no error given"}` +
         (result.imagesDir ? ` (checkpoint images kept in ${result.imagesDir} on the host)` : ""),
     );

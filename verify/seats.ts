@@ -325,6 +325,17 @@ export function migrationCheck(peer: string): RemoteCheck {
     name: "migration",
     command: `sudo criu-lab scenario run migration --to ${shellQuote(peer)} --json`,
     timeoutSeconds: 600,
+    // For the judge on the host (`pulumi up`'s migration Command, components/seat.ts): the
+    // scenario itself checks that the counter went on there; this holds it to the same PID.
+    contract: {
+      fields: { ok: "boolean", mode: "string", pid: "number", restoredPid: "number" },
+      requires: [
+        {
+          python: "restoredPid == pid",
+          message: "the counter runs as PID {restoredPid} on the peer, not as PID {pid}",
+        },
+      ],
+    },
   };
 }
 

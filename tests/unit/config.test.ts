@@ -53,6 +53,9 @@ describe("loadConfig defaults", () => {
       },
       verify: true,
       autoStopMinutes: 120,
+      seats: 1,
+      hostsPerSeat: 1,
+      budget: undefined,
     });
   });
 

@@ -49,6 +49,7 @@ describe("index.ts", () => {
         "knownHostsLine",
         "criuVersion",
         "verification",
+        "seats",
       ].sort(),
     );
   });

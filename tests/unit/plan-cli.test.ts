@@ -140,7 +140,8 @@ describe("keys Pulumi.yaml does not declare", () => {
         "Pulumi.typo.yaml: 'criu-lab:autoStopMinute' is not a config key of criu-lab; did you " +
           "mean 'autoStopMinutes'? (Pulumi.yaml declares: " +
           "instanceType, ubuntuRelease, amiId, sshAllowedCidrs, sshPublicKey, rootVolumeGiB, " +
-          "subnetId, criuVersion, criuCommit, criuTarballUrl, criuSha256, verify, autoStopMinutes)",
+          "subnetId, criuVersion, criuCommit, criuTarballUrl, criuSha256, verify, autoStopMinutes, " +
+          "seats, hostsPerSeat, budgetMonthlyUsd, budgetEmail)",
       ),
     );
   });

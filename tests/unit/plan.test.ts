@@ -260,10 +260,13 @@ describe("plan of the real program with the dev stack's config", () => {
         "sshCommand",
         "sshUser",
         "verification",
+        "seats",
       ].sort(),
     );
     expect(report.outputs.sshUser).toBe("ubuntu");
     expect([SECRET, UNKNOWN]).toContain(report.outputs.privateKey);
+    // It holds the seat's key: secret as a whole (or unknown before deploy).
+    expect([SECRET, UNKNOWN]).toContain(report.outputs.seats);
   });
 
   it("never shows key material or the user-data", () => {

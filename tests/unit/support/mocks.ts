@@ -86,6 +86,18 @@ export const PASSING_DEMO = JSON.stringify({
   kernel: "6.8.0-1012-aws",
 });
 
+export const PASSING_MIGRATION = JSON.stringify({
+  ok: true,
+  mode: "cold",
+  pid: 5150,
+  restoredPid: 5150,
+  lastBeforeDump: 9,
+  firstAfterRestore: 10,
+  destination: "ubuntu@criu-lab-seat-01-b",
+  criuVersion: "4.2",
+  kernel: "6.8.0-1012-aws",
+});
+
 /** A real ED25519 public key line, and a private key block in OpenSSH's PEM armour. */
 export function fakeOpensshKeyPair(comment: string): {
   publicKeyOpenssh: string;
@@ -185,6 +197,7 @@ function unwrapSecrets(value: unknown): unknown {
 }
 
 let nextId = 1;
+let nextPrivate = 0;
 
 function computedState(
   type: string,
@@ -196,6 +209,8 @@ function computedState(
     case "aws:ec2/instance:Instance":
       return {
         ...inputs,
+        // A distinct address in the subnet per instance, as EC2 hands them out.
+        privateIp: `10.0.1.${10 + (nextPrivate++ % 240)}`,
         publicIp: MOCK_PUBLIC_IP,
         publicDns: `ec2-${MOCK_PUBLIC_IP.replace(/\./g, "-")}.ap-southeast-1.compute.amazonaws.com`,
       };
@@ -238,6 +253,9 @@ export async function setupMocks(config: Record<string, string> = {}): Promise<L
       "cloud-init": "status: done",
       check: PASSING_CHECK,
       demo: PASSING_DEMO,
+      // A two-host seat's set-up of its peer, and the migration a -> b (issue 10).
+      peer: "criu-lab: criu-lab-seat-01-b is 10.0.1.11 here",
+      migration: PASSING_MIGRATION,
     },
     ofType: (type, prefix = "") =>
       mocks.resources.filter((r) => r.custom && r.type === type && r.name.startsWith(prefix)),

@@ -1,0 +1,422 @@
+import * as aws from "@pulumi/aws";
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { migrationCheck } from "../verify/seats";
+import { HostKey, LabAccess } from "./access";
+import { HostsPerSeat, LabConfig } from "./config";
+import { LabFiles } from "./labFiles";
+import { LabInstance } from "./instance";
+import { LabNetwork } from "./network";
+import { Tags, named } from "./tags";
+import { LabVerification, pinnedConnection, remoteStep } from "./verification";
+
+/** `3` -> "03": seats are numbered with two digits (Name tags, the handout's folders). */
+export function seatId(n: number): string {
+  return String(n).padStart(2, "0");
+}
+
+/** The seat's key file as the handout writes it and sshCommand names it: `seat-03.pem`. */
+export function keyFileOf(seat: string): string {
+  return `seat-${seat}.pem`;
+}
+
+/** One host in the `seats` stack output (verify/seats.ts SeatHostOutput, plus privateIp). */
+export interface SeatHostOutput {
+  role: "a" | "b";
+  name: string;
+  instanceId: string;
+  publicIp: string;
+  /** The address in the subnet, by which the seat's other host reaches this one. */
+  privateIp: string;
+  sshCommand: string;
+  knownHostsLine: string;
+}
+
+/** One seat in the `seats` stack output (verify/seats.ts SeatOutput). */
+export interface SeatOutput {
+  seat: string;
+  sshUser: string;
+  /** The seat's user key: secret, and so is the whole output. */
+  privateKey: string;
+  autoStopMinutes: number;
+  hosts: SeatHostOutput[];
+}
+
+/** What every host of the lab shares. */
+export interface HostArgs {
+  config: Omit<LabConfig, "seats" | "hostsPerSeat">;
+  network: LabNetwork;
+  sshUser: string;
+}
+
+interface OneHostArgs extends HostArgs {
+  tags: Tags;
+  keyName: pulumi.Input<string>;
+  /** The user's private key (secret): every connection of `pulumi up` logs in with it. */
+  userKey: pulumi.Output<string>;
+  hostKey: HostKey;
+  /** The key file sshCommand names. */
+  keyFile: string;
+  /** Extra public keys for the lab user (the peer key in a two-host seat). */
+  authorizedKeys?: pulumi.Input<string>[];
+  /** The instance's Name tag; default `${name}-host-instance`. */
+  nameTag?: string;
+  /** Who a failed check names (LabVerification's label). */
+  label?: string;
+}
+
+/** One host: instance, Elastic IP, the copied lab files and (with verify) its verification. */
+export interface LabHost {
+  instance: LabInstance;
+  address: aws.ec2.Eip;
+  addressAssociation: aws.ec2.EipAssociation;
+  files: LabFiles;
+  verification?: LabVerification;
+  publicIp: pulumi.Output<string>;
+  hostPublicKey: pulumi.Output<string>;
+  /** This host's part of the `seats` output (role and name are the seat's to say). */
+  output: pulumi.Output<Omit<SeatHostOutput, "role" | "name">>;
+}
+
+/**
+ * Builds one lab host under `scope`, its children named `${name}-host`, `${name}-address`,
+ * `${name}-address-assoc`, `${name}-files`, `${name}-verify`: for the lab `criu-lab`, exactly
+ * the names a single-host lab always had (its stacks are not replaced); for a seat's host,
+ * `criu-lab-seat-03-a-...`.
+ */
+export function buildHost(
+  scope: pulumi.ComponentResource,
+  name: string,
+  args: OneHostArgs,
+): LabHost {
+  const config = args.config;
+  const network = args.network;
+  const extraKeys = [
+    ...(config.sshPublicKey === undefined ? [] : [config.sshPublicKey]),
+    ...(args.authorizedKeys ?? []),
+  ];
+  const instance = new LabInstance(
+    `${name}-host`,
+    {
+      instanceType: config.instanceType,
+      ubuntuRelease: config.ubuntuRelease,
+      amiId: config.amiId,
+      subnetId: network.subnetId,
+      securityGroupIds: [network.securityGroupId],
+      keyName: args.keyName,
+      hostKey: args.hostKey,
+      authorizedKeys: extraKeys.length === 0 ? undefined : extraKeys,
+      criu: config.criu,
+      autoStopMinutes: config.autoStopMinutes,
+      rootVolumeGiB: config.rootVolumeGiB,
+      tags: args.tags,
+      nameTag: args.nameTag,
+      routed: network.routed,
+    },
+    { parent: scope },
+  );
+
+  // A stopped instance loses its public IP, and a refresh while it is stopped stores an
+  // empty one: an Elastic IP keeps the address (and so sshCommand, knownHostsLine and the
+  // verification's connection) across stop/start. Issue 9. AWS: an EIP may need the
+  // internet gateway first (the provider's docs), and is released before it on destroy.
+  const address = new aws.ec2.Eip(
+    `${name}-address`,
+    { domain: "vpc", tags: named(args.nameTag ?? `${name}-address`, args.tags) },
+    { parent: scope, dependsOn: network.internetGateway ? [network.internetGateway] : [] },
+  );
+  const addressAssociation = new aws.ec2.EipAssociation(
+    `${name}-address-assoc`,
+    { allocationId: address.id, instanceId: instance.instanceId },
+    {
+      parent: scope,
+      // A replaced instance takes the address over: detach it from the old one first.
+      deleteBeforeReplace: true,
+      dependsOn: network.routed,
+    },
+  );
+  const publicIp = address.publicIp;
+  const connection = {
+    host: publicIp,
+    user: args.sshUser,
+    privateKey: args.userKey,
+    hostPublicKey: args.hostKey.publicKeyOpenssh,
+  };
+
+  const files = new LabFiles(
+    `${name}-files`,
+    {
+      ...connection,
+      instanceId: instance.instanceId,
+      // Like the verification: the address answers only once it is associated.
+      dependsOn: [instance.instance, addressAssociation],
+    },
+    { parent: scope },
+  );
+
+  const verification = config.verify
+    ? new LabVerification(
+        `${name}-verify`,
+        {
+          ...connection,
+          // The address answers only once it is associated with this instance.
+          dependsOn: [instance.instance, addressAssociation, files.ready],
+          // Not the address: it is the Elastic IP's, stable across stop/start.
+          triggers: [instance.userDataHash, instance.instanceId],
+          label: args.label,
+        },
+        { parent: scope },
+      )
+    : undefined;
+
+  const output = pulumi
+    .all([instance.instanceId, publicIp, instance.privateIp, args.hostKey.publicKeyOpenssh])
+    .apply(([instanceId, ip, privateIp, hostKey]) => ({
+      instanceId,
+      publicIp: ip,
+      privateIp,
+      sshCommand: `ssh -i ${args.keyFile} ${args.sshUser}@${ip}`,
+      knownHostsLine: `${ip} ${hostKey}`,
+    }));
+
+  return {
+    instance,
+    address,
+    addressAssociation,
+    files,
+    verification,
+    publicIp,
+    hostPublicKey: args.hostKey.publicKeyOpenssh,
+    output,
+  };
+}
+
+export interface LabSeatArgs extends HostArgs {
+  /** Two digits, "01".."50". */
+  seat: string;
+  /** 1 (host a) or 2 (a and its peer b). */
+  hosts: HostsPerSeat;
+  /** The lab's tags; the seat adds Seat, its hosts Role. */
+  tags: Tags;
+}
+
+/** A seat's host as built: its role, its Name (how the peer reaches it) and its parts. */
+export interface SeatHost extends LabHost {
+  role: "a" | "b";
+  /** EC2 Name tag, e.g. criu-lab-seat-03-a; in a two-host seat the peer's name for it. */
+  hostName: string;
+}
+
+/**
+ * One student's seat (issue 10): its own user key (a student gets only their seat's key),
+ * one host `a` or two (`a` and its peer `b`), each with its generated host key, Elastic IP
+ * and Name `criu-lab-seat-03-a` (tags Seat=03, Role=a). In a two-host seat both hosts hold
+ * a host-to-host key and know each other by name (LabPeer), and with `verify` the counter is
+ * migrated from `a` to `b` once both pass, judged on `a`.
+ */
+export class LabSeat extends pulumi.ComponentResource {
+  public readonly seat: string;
+  public readonly access: LabAccess;
+  public readonly hosts: SeatHost[];
+  /** Two-host seats: each host's set-up for its peer (key, known_hosts, name). */
+  public readonly peers: command.remote.Command[];
+  /** Two-host seats with verify: the counter migrated a -> b (judged on a). */
+  public readonly migration?: command.remote.Command;
+  /** This seat in the `seats` stack output. */
+  public readonly output: pulumi.Output<SeatOutput>;
+
+  constructor(name: string, args: LabSeatArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("criu-lab:seat:LabSeat", name, {}, opts);
+    this.seat = args.seat;
+    const roles = args.hosts === 2 ? (["a", "b"] as const) : (["a"] as const);
+    const seatTags = { ...args.tags, Seat: args.seat };
+    this.access = new LabAccess(
+      `${name}-access`,
+      { tags: seatTags, hostRoles: [...roles], peerKey: args.hosts === 2 },
+      { parent: this },
+    );
+    const peerKey = this.access.peerKey;
+
+    this.hosts = roles.map((role) => {
+      const hostName = `${name}-${role}`;
+      const host = buildHost(this, hostName, {
+        ...args,
+        tags: { ...seatTags, Role: role },
+        keyName: this.access.keyName,
+        userKey: this.access.privateKey,
+        hostKey: this.access.hostKeys[role]!,
+        keyFile: keyFileOf(args.seat),
+        authorizedKeys: peerKey ? [peerKey.publicKeyOpenssh] : undefined,
+        nameTag: hostName,
+        label: `seat ${args.seat} host ${role} (${hostName})`,
+      });
+      return { ...host, role, hostName };
+    });
+
+    this.peers = [];
+    const [a, b] = this.hosts;
+    if (a && b && peerKey) {
+      for (const [self, other] of [
+        [a, b],
+        [b, a],
+      ] as const) {
+        this.peers.push(
+          new command.remote.Command(
+            `${self.hostName}-peer`,
+            {
+              connection: pinnedConnection({
+                host: self.publicIp,
+                user: args.sshUser,
+                privateKey: this.access.privateKey,
+                hostPublicKey: self.hostPublicKey,
+              }),
+              create: `bash -s  # criu-lab: set up the peer ${other.hostName} (script on stdin)`,
+              // Secret: it carries the host-to-host private key.
+              stdin: pulumi.secret(
+                pulumi
+                  .all([other.instance.privateIp, other.hostPublicKey, peerKey.privateKeyOpenssh])
+                  .apply(([ip, hostKey, key]) =>
+                    peerSetupScript({ peerName: other.hostName, peerIp: ip, hostKey, key }),
+                  ),
+              ),
+              // A new instance (either one) or a new peer address or key: set up again.
+              triggers: [
+                self.instance.instanceId,
+                other.instance.privateIp,
+                other.hostPublicKey,
+                peerKey.publicKeyOpenssh,
+              ],
+              logging: "stdout",
+              addPreviousOutputInEnv: false,
+            },
+            {
+              parent: this,
+              dependsOn: [self.instance.instance, self.addressAssociation, self.files.ready],
+              customTimeouts: { create: "15m", update: "15m" },
+            },
+          ),
+        );
+      }
+      if (args.config.verify && a.verification && b.verification) {
+        const step = remoteStep(
+          migrationCheck(`${args.sshUser}@${b.hostName}`),
+          `seat ${args.seat} host a (${a.hostName}) migrating to host b (${b.hostName})`,
+        );
+        const limit = `${migrationCheck("").timeoutSeconds + 300}s`;
+        this.migration = new command.remote.Command(
+          `${name}-migration`,
+          {
+            connection: pinnedConnection({
+              host: a.publicIp,
+              user: args.sshUser,
+              privateKey: this.access.privateKey,
+              hostPublicKey: a.hostPublicKey,
+            }),
+            create: step.create,
+            stdin: step.stdin,
+            triggers: [
+              a.instance.userDataHash,
+              a.instance.instanceId,
+              b.instance.userDataHash,
+              b.instance.instanceId,
+            ],
+            logging: "stdout",
+            addPreviousOutputInEnv: false,
+          },
+          {
+            parent: this,
+            // Both hosts verified, both know each other.
+            dependsOn: [a.verification.demoCommand, b.verification.demoCommand, ...this.peers],
+            customTimeouts: { create: limit, update: limit },
+          },
+        );
+      }
+    }
+
+    this.output = pulumi
+      .all([this.access.privateKey, pulumi.all(this.hosts.map((h) => h.output))])
+      .apply(([privateKey, hosts]): SeatOutput => ({
+        seat: args.seat,
+        sshUser: args.sshUser,
+        privateKey,
+        autoStopMinutes: args.config.autoStopMinutes,
+        hosts: hosts.map((h, i) => ({
+          role: this.hosts[i]!.role,
+          name: this.hosts[i]!.hostName,
+          ...h,
+        })),
+      }));
+
+    this.registerOutputs({});
+  }
+}
+
+/** Marks the lines the peer set-up writes, so that a re-run replaces them. */
+const PEER_MARK = "# criu-lab peer";
+
+export interface PeerSetup {
+  /** The peer's name (its Name tag), e.g. criu-lab-seat-03-b. */
+  peerName: string;
+  /** The peer's private address. */
+  peerIp: string;
+  /** The peer's host public key line. */
+  hostKey: string;
+  /** The seat's host-to-host private key (OpenSSH). */
+  key: string;
+}
+
+/**
+ * The shell script (run by the lab user, on stdin) that makes a seat's host reach its peer
+ * by name with no trust on first use: the peer's name resolves to its private address
+ * (/etc/hosts), its host key is known under that name and address (/etc/ssh/ssh_known_hosts,
+ * for root's `sudo criu-lab migrate` and the user's own ssh), and the host-to-host key is
+ * root's and the user's `~/.ssh/criu-lab-peer`, which ssh uses for that name
+ * (/etc/ssh/ssh_config.d). The peer authorizes the key through its user-data. Idempotent:
+ * lines it wrote before are replaced.
+ */
+export function peerSetupScript(p: PeerSetup): string {
+  for (const [what, value, pattern] of [
+    ["peer name", p.peerName, /^[A-Za-z0-9][A-Za-z0-9.-]*$/],
+    ["peer address", p.peerIp, /^\d{1,3}(\.\d{1,3}){3}$/],
+    ["peer host key", p.hostKey.trim(), /^ssh-ed25519 [A-Za-z0-9+/]+={0,3}$/],
+  ] as const) {
+    if (!pattern.test(value)) throw new Error(`peer set-up: bad ${what} '${value}'`);
+  }
+  const key = p.key.trim();
+  if (
+    !/^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+\n-----END OPENSSH PRIVATE KEY-----$/.test(
+      key,
+    )
+  ) {
+    throw new Error("peer set-up: the host-to-host key is not an OpenSSH private key");
+  }
+  return [
+    "{",
+    "set -euo pipefail",
+    "umask 077",
+    `peer=${p.peerName} ip=${p.peerIp} mark='${PEER_MARK}'`,
+    'key="$(mktemp)"',
+    "trap 'rm -f \"$key\"' EXIT",
+    `cat >"$key" <<'CRIU_LAB_PEER_KEY'`,
+    key,
+    "CRIU_LAB_PEER_KEY",
+    // Root's for `sudo criu-lab migrate`, the user's for their own ssh.
+    'install_key() { sudo install -d -m 700 -o "$2" -g "$3" "$1/.ssh" && sudo install -m 600 -o "$2" -g "$3" "$key" "$1/.ssh/criu-lab-peer"; }',
+    'me="$(id -un)"',
+    'install_key "$(getent passwd "$me" | cut -d: -f6)" "$me" "$(id -gn)"',
+    "install_key /root root root",
+    // Lines written before (an earlier address or key) go; cloud-init does not manage
+    // /etc/hosts on Ubuntu's EC2 images (manage_etc_hosts is false), so the line stays.
+    "for file in /etc/hosts /etc/ssh/ssh_known_hosts; do",
+    '  sudo touch "$file"',
+    '  sudo sed -i "/ $mark\\$/d" "$file"',
+    "done",
+    'echo "$ip $peer $mark" | sudo tee -a /etc/hosts >/dev/null',
+    `echo "$peer,$ip ${p.hostKey.trim()} $mark" | sudo tee -a /etc/ssh/ssh_known_hosts >/dev/null`,
+    `printf '%s\\n' "$mark" "Host $peer $ip" '  IdentityFile ~/.ssh/criu-lab-peer' | sudo tee /etc/ssh/ssh_config.d/criu-lab-peer.conf >/dev/null`,
+    "sudo chmod 644 /etc/hosts /etc/ssh/ssh_known_hosts /etc/ssh/ssh_config.d/criu-lab-peer.conf",
+    'echo "criu-lab: $peer is $ip here; its host key is known; $me and root log in to it with ~/.ssh/criu-lab-peer"',
+    "} </dev/null",
+    "",
+  ].join("\n");
+}

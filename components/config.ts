@@ -297,13 +297,18 @@ export function loadConfig(
     2,
     "allowed: 1 (one host per seat) or 2 (a source and a peer, for migration)",
   ) as HostsPerSeat;
+  const before = problems.length;
   const budgetMonthlyUsd = integer(
     "budgetMonthlyUsd",
     0,
     MAX_BUDGET_USD,
     `allowed: a whole number of US dollars from 1 to ${MAX_BUDGET_USD}, or 0 for no budget`,
   );
-  const budget = budgetConfig(budgetMonthlyUsd, optional("budgetEmail"), bad);
+  // A bad amount is reported once: not again as "budgetEmail is set, so ...".
+  const budget =
+    problems.length === before
+      ? budgetConfig(budgetMonthlyUsd, optional("budgetEmail"), bad)
+      : undefined;
 
   if (problems.length > 0) throw new ConfigError(problems);
 

@@ -106,6 +106,22 @@ describe("loadConfig defaults", () => {
     });
   });
 
+  it("reads a class and its budget", () => {
+    expect(
+      load({
+        seats: "20",
+        hostsPerSeat: "2",
+        budgetMonthlyUsd: "60",
+        budgetEmail: "t@example.org",
+      }),
+    ).toMatchObject({
+      seats: 20,
+      hostsPerSeat: 2,
+      budget: { monthlyUsd: 60, email: "t@example.org" },
+    });
+    expect(load({ seats: "50" }).seats).toBe(50);
+  });
+
   it("reads the stack's criu-lab namespace through pulumi.Config by default", () => {
     pulumi.runtime.setAllConfig({ "criu-lab:instanceType": "m7g.large" });
     try {
@@ -248,6 +264,43 @@ describe("loadConfig rejects bad input naming key, value and what is allowed", (
     },
     { values: { verify: "yes" }, key: "verify", value: "yes", allowed: "true, false" },
     { values: { autoStopMinutes: "-1" }, key: "autoStopMinutes", value: "-1", allowed: ">= 0" },
+    // A class (issue 10).
+    { values: { seats: "0" }, key: "seats", value: "0", allowed: "from 1 to 50" },
+    { values: { seats: "51" }, key: "seats", value: "51", allowed: "from 1 to 50" },
+    { values: { seats: "2.5" }, key: "seats", value: "2.5", allowed: "a whole number" },
+    { values: { seats: "ten" }, key: "seats", value: "ten", allowed: "from 1 to 50" },
+    { values: { hostsPerSeat: "3" }, key: "hostsPerSeat", value: "3", allowed: "1 (one host" },
+    { values: { hostsPerSeat: "0" }, key: "hostsPerSeat", value: "0", allowed: "or 2" },
+    {
+      values: { budgetMonthlyUsd: "-5", budgetEmail: "t@example.org" },
+      key: "budgetMonthlyUsd",
+      value: "-5",
+      allowed: "a whole number of US dollars",
+    },
+    {
+      values: { budgetMonthlyUsd: "12.5", budgetEmail: "t@example.org" },
+      key: "budgetMonthlyUsd",
+      value: "12.5",
+      allowed: "or 0 for no budget",
+    },
+    {
+      values: { budgetMonthlyUsd: "50" },
+      key: "budgetEmail",
+      value: "",
+      allowed: "budgetMonthlyUsd is set, so budgetEmail must be",
+    },
+    {
+      values: { budgetEmail: "t@example.org" },
+      key: "budgetMonthlyUsd",
+      value: "0",
+      allowed: "budgetEmail is set, so budgetMonthlyUsd must be",
+    },
+    {
+      values: { budgetMonthlyUsd: "50", budgetEmail: "teacher" },
+      key: "budgetEmail",
+      value: "teacher",
+      allowed: "one email address",
+    },
   ];
 
   for (const { values, key, value, allowed } of cases) {

@@ -1,0 +1,452 @@
+/**
+ * A class in one stack (issue 10) under the Pulumi mocks: seats x hosts instances with their
+ * names and tags, a key per seat that no other seat's outputs hold, the security group's
+ * rule between lab hosts, the peer set-up and the migration of two-host seats, the budget,
+ * and one seat of one host building exactly the resources a lab always had.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { execFileSync, spawnSync } from "node:child_process";
+import { beforeAll, describe, expect, it } from "vitest";
+import {
+  ConstructionLog,
+  LabMocks,
+  constructionLog,
+  fakeOpensshKeyPair,
+  isSecretValue,
+  setupMocks,
+  userDataOf,
+  valueOf,
+} from "./support/mocks";
+
+// Types only: the modules themselves load after the mocks are installed.
+import type { CriuLab, CriuLabArgs } from "../../components/lab";
+import type { SeatOutput } from "../../components/seat";
+import type * as SeatModule from "../../components/seat";
+
+let mocks: LabMocks;
+let CriuLabClass: typeof CriuLab;
+let seatModule: typeof SeatModule;
+
+const T = {
+  sg: "aws:ec2/securityGroup:SecurityGroup",
+  keyPair: "aws:ec2/keyPair:KeyPair",
+  instance: "aws:ec2/instance:Instance",
+  eip: "aws:ec2/eip:Eip",
+  tlsKey: "tls:index/privateKey:PrivateKey",
+  command: "command:remote:Command",
+  budget: "aws:budgets/budget:Budget",
+} as const;
+
+function args(overrides: Partial<CriuLabArgs> = {}): CriuLabArgs {
+  return {
+    instanceType: "t3.small",
+    ubuntuRelease: "24.04",
+    sshAllowedCidrs: ["203.0.113.7/32"],
+    rootVolumeGiB: 16,
+    criu: { kind: "git", version: "v4.2", commit: "3c7d4fa013297b431da48eff821db7f2e8b90c27" },
+    verify: true,
+    autoStopMinutes: 45,
+    ...overrides,
+  };
+}
+
+interface Built {
+  lab: CriuLab;
+  seats: SeatOutput[];
+  log: ConstructionLog;
+}
+
+async function build(name: string, overrides: Partial<CriuLabArgs> = {}): Promise<Built> {
+  const log = constructionLog();
+  const lab = new CriuLabClass(name, args(overrides), { transformations: [log.transformation] });
+  const seats = await valueOf(lab.seatsOutput);
+  await valueOf(lab.knownHostsLine);
+  await log.settled(mocks);
+  return { lab, seats, log };
+}
+
+beforeAll(async () => {
+  mocks = await setupMocks();
+  CriuLabClass = (await import("../../components/lab")).CriuLab;
+  seatModule = await import("../../components/seat");
+});
+
+describe("one seat of one host (the default)", () => {
+  let built: Built;
+  beforeAll(async () => {
+    built = await build("solo");
+  });
+
+  it("builds exactly the resources a lab always had, under the same names", () => {
+    const names = mocks.resources
+      .filter((r) => r.name.startsWith("solo"))
+      .map((r) => `${r.type} ${r.name}`)
+      .sort();
+    expect(names).toEqual(
+      [
+        "criu-lab:lab:CriuLab solo",
+        "criu-lab:network:LabNetwork solo-network",
+        "aws:ec2/vpc:Vpc solo-network-vpc",
+        "aws:ec2/subnet:Subnet solo-network-subnet",
+        "aws:ec2/internetGateway:InternetGateway solo-network-igw",
+        "aws:ec2/routeTable:RouteTable solo-network-routes",
+        "aws:ec2/routeTableAssociation:RouteTableAssociation solo-network-routes-assoc",
+        "aws:ec2/securityGroup:SecurityGroup solo-network-sg",
+        "criu-lab:access:LabAccess solo-access",
+        "tls:index/privateKey:PrivateKey solo-access-user-key",
+        "aws:ec2/keyPair:KeyPair solo-access-key-pair",
+        "tls:index/privateKey:PrivateKey solo-access-host-key",
+        "criu-lab:instance:LabInstance solo-host",
+        "pulumi:index:Stash solo-host-image",
+        "aws:ec2/instance:Instance solo-host-instance",
+        "aws:ec2/eip:Eip solo-address",
+        "aws:ec2/eipAssociation:EipAssociation solo-address-assoc",
+        "criu-lab:files:LabFiles solo-files",
+        "command:remote:CopyToRemote solo-files-copy",
+        "command:remote:Command solo-files-ready",
+        "criu-lab:verification:LabVerification solo-verify",
+        "command:remote:Command solo-verify-cloud-init",
+        "command:remote:Command solo-verify-check",
+        "command:remote:Command solo-verify-demo",
+      ].sort(),
+    );
+  });
+
+  it("keeps the security group to SSH from the allowed CIDRs (no rule between hosts)", () => {
+    const sg = mocks.one(T.sg, "solo-");
+    expect(sg.inputs.ingress).toHaveLength(1);
+    expect(sg.inputs.ingress[0].self).toBeUndefined();
+  });
+
+  it("keeps the Name tags of old and describes itself as seat 01, host a named after the lab", async () => {
+    expect(mocks.one(T.instance, "solo-").inputs.tags.Name).toBe("solo-host-instance");
+    const [seat] = built.seats;
+    expect(built.seats).toHaveLength(1);
+    expect(seat).toMatchObject({ seat: "01", sshUser: "ubuntu", autoStopMinutes: 45 });
+    expect(seat!.privateKey).toBe(await valueOf(built.lab.privateKey));
+    expect(seat!.hosts).toEqual([
+      {
+        role: "a",
+        name: "solo",
+        instanceId: await valueOf(built.lab.instanceId),
+        publicIp: await valueOf(built.lab.publicIp),
+        privateIp: expect.stringMatching(/^10\.0\.1\.\d+$/),
+        sshCommand: await valueOf(built.lab.sshCommand),
+        knownHostsLine: await valueOf(built.lab.knownHostsLine),
+      },
+    ]);
+  });
+
+  it("keeps the seats output secret: it holds the key", async () => {
+    expect(await pulumi.isSecret(built.lab.seatsOutput)).toBe(true);
+  });
+
+  it("creates no budget without budgetMonthlyUsd", () => {
+    expect(mocks.ofType(T.budget, "solo")).toHaveLength(0);
+  });
+});
+
+describe("a class of 3 seats with 2 hosts each", () => {
+  let built: Built;
+  beforeAll(async () => {
+    built = await build("class", { seats: 3, hostsPerSeat: 2 });
+    await valueOf(built.lab.verificationResult);
+  });
+
+  it("creates seats x hosts instances named and tagged by seat and role", () => {
+    const instances = mocks.ofType(T.instance, "class-");
+    expect(instances.map((i) => i.inputs.tags.Name).sort()).toEqual([
+      "class-seat-01-a",
+      "class-seat-01-b",
+      "class-seat-02-a",
+      "class-seat-02-b",
+      "class-seat-03-a",
+      "class-seat-03-b",
+    ]);
+    for (const i of instances) {
+      const [, seat, role] = /seat-(\d\d)-([ab])$/.exec(i.inputs.tags.Name as string) ?? [];
+      expect(i.inputs.tags).toEqual({
+        Name: `class-seat-${seat}-${role}`,
+        Project: "criu-lab",
+        Stack: "dev",
+        Seat: seat,
+        Role: role,
+      });
+      expect(i.inputs.rootBlockDevice.tags).toMatchObject({ Seat: seat, Role: role });
+    }
+    // Every host its own address that survives stop/start, tagged like its instance.
+    const eips = mocks.ofType(T.eip, "class-").map((e) => e.inputs.tags.Name);
+    expect(eips.sort()).toEqual(instances.map((i) => i.inputs.tags.Name).sort());
+  });
+
+  it("names hosts criu-lab-seat-NN-a/b in the program that index.ts builds", () => {
+    // index.ts names the lab criu-lab: the seat's hosts are criu-lab-seat-03-a, as the
+    // handout's cards and the verifier's peer name say.
+    expect(seatModule.seatId(3)).toBe("03");
+    expect(seatModule.keyFileOf("03")).toBe("seat-03.pem");
+  });
+
+  it("has one network and one security group; SSH between hosts only by the group itself", () => {
+    expect(mocks.ofType("aws:ec2/vpc:Vpc", "class-")).toHaveLength(1);
+    const sg = mocks.one(T.sg, "class-");
+    const ingress = sg.inputs.ingress as Array<Record<string, unknown>>;
+    expect(ingress).toHaveLength(2);
+    expect(ingress[0]).toMatchObject({ fromPort: 22, toPort: 22, cidrBlocks: ["203.0.113.7/32"] });
+    expect(ingress[1]).toEqual({
+      description: expect.stringContaining("between the lab's hosts"),
+      protocol: "tcp",
+      fromPort: 22,
+      toPort: 22,
+      self: true,
+    });
+    // No CIDR on the rule between hosts, and nothing but SSH opened to anyone.
+    expect(ingress[1]!.cidrBlocks).toBeUndefined();
+    for (const rule of ingress) expect([rule.fromPort, rule.toPort]).toEqual([22, 22]);
+    expect(JSON.stringify(ingress)).not.toContain("0.0.0.0/0");
+  });
+
+  it("gives every seat its own user key pair, and every host its own host key", async () => {
+    expect(mocks.ofType(T.keyPair, "class-")).toHaveLength(3);
+    const userKeys = built.seats.map((s) => s.privateKey);
+    expect(new Set(userKeys).size).toBe(3);
+    const hostKeys = built.seats.flatMap((s) => s.hosts.map((h) => h.knownHostsLine.split(" ")[2]));
+    expect(new Set(hostKeys).size).toBe(6);
+    for (const s of built.seats) {
+      expect(s.hosts.map((h) => h.sshCommand)).toEqual(
+        s.hosts.map((h) => `ssh -i seat-${s.seat}.pem ubuntu@${h.publicIp}`),
+      );
+    }
+  });
+
+  it("never puts a seat's private key in another seat's outputs or resources", () => {
+    for (const s of built.seats) {
+      const others = built.seats.filter((o) => o.seat !== s.seat);
+      expect(JSON.stringify(others)).not.toContain(s.privateKey.trim().split("\n")[1]);
+      const foreign = mocks.resources.filter(
+        (r) => r.name.startsWith("class-seat-") && !r.name.startsWith(`class-seat-${s.seat}`),
+      );
+      expect(JSON.stringify(foreign.map((r) => r.inputs))).not.toContain(
+        s.privateKey.trim().split("\n")[1],
+      );
+    }
+  });
+
+  it("lists seats in order with hosts a then b, each with its private address", () => {
+    expect(built.seats.map((s) => s.seat)).toEqual(["01", "02", "03"]);
+    for (const s of built.seats) {
+      expect(s.autoStopMinutes).toBe(45);
+      expect(s.hosts.map((h) => [h.role, h.name])).toEqual([
+        ["a", `class-seat-${s.seat}-a`],
+        ["b", `class-seat-${s.seat}-b`],
+      ]);
+      for (const h of s.hosts) {
+        expect(h.privateIp).toMatch(/^10\.0\.1\.\d+$/);
+        expect(h.knownHostsLine).toMatch(new RegExp(`^${h.publicIp} ssh-ed25519 `));
+      }
+    }
+  });
+
+  it("authorizes the seat's host-to-host key on both hosts through their user-data", async () => {
+    const keys = mocks.ofType(T.tlsKey, "class-seat-").filter((k) => k.name.endsWith("-peer-key"));
+    expect(keys.map((k) => k.name).sort()).toEqual([
+      "class-seat-01-access-peer-key",
+      "class-seat-02-access-peer-key",
+      "class-seat-03-access-peer-key",
+    ]);
+    const seat = built.lab.seats[1]!;
+    const peer = await valueOf(seat.access.peerKey!.publicKeyOpenssh);
+    for (const role of ["a", "b"]) {
+      const userData = userDataOf(mocks.one(T.instance, `class-seat-02-${role}-`));
+      expect(userData).toContain(peer);
+    }
+    // ... and not on another seat's hosts.
+    expect(userDataOf(mocks.one(T.instance, "class-seat-01-a-"))).not.toContain(peer);
+  });
+
+  it("sets up each host for its peer: name, address, host key and key, over SSH pinned", async () => {
+    const seat = built.seats[2]!;
+    const [a, b] = seat.hosts;
+    const peerCommand = mocks.one(T.command, "class-seat-03-a-peer");
+    expect(peerCommand.inputs.create).toContain(b!.name);
+    expect(peerCommand.inputs.connection.host).toBe(a!.publicIp);
+    expect(peerCommand.inputs.connection.hostKey).toBe(
+      a!.knownHostsLine.split(" ").slice(1).join(" "),
+    );
+    expect(isSecretValue(peerCommand.rawInputs.stdin)).toBe(true);
+    const script = peerCommand.inputs.stdin as string;
+    expect(script).toContain(`peer=${b!.name} ip=${b!.privateIp}`);
+    expect(script).toContain(b!.knownHostsLine.split(" ").slice(1).join(" "));
+    const peerKey = await valueOf(built.lab.seats[2]!.access.peerKey!.privateKeyOpenssh);
+    expect(script).toContain(peerKey.trim());
+    // Host b gets the same for host a.
+    expect(mocks.one(T.command, "class-seat-03-b-peer").inputs.stdin).toContain(
+      `peer=${a!.name} ip=${a!.privateIp}`,
+    );
+  });
+
+  it("verifies every host, then migrates the counter a -> b by the peer's name, judged on a", () => {
+    for (const s of built.seats) {
+      for (const role of ["a", "b"]) {
+        for (const step of ["cloud-init", "check", "demo"]) {
+          mocks.one(T.command, `class-seat-${s.seat}-${role}-verify-${step}`);
+        }
+      }
+      const migration = mocks.one(T.command, `class-seat-${s.seat}-migration`);
+      const a = s.hosts[0]!;
+      expect(migration.inputs.connection.host).toBe(a.publicIp);
+      expect(migration.inputs.stdin).toContain(
+        `sudo criu-lab scenario run migration --to '\\''ubuntu@class-seat-${s.seat}-b'\\'' --json`,
+      );
+      // A failure names the seat, the host and the step.
+      expect(migration.inputs.stdin).toContain(
+        `failed on seat ${s.seat} host a (class-seat-${s.seat}-a) migrating to host b`,
+      );
+      expect(migration.inputs.triggers).toHaveLength(4);
+    }
+    expect(mocks.one(T.command, "class-seat-02-b-verify-check").inputs.stdin).toContain(
+      "failed on seat 02 host b (class-seat-02-b)",
+    );
+  });
+
+  it("orders the migration after both hosts' demo and both peer set-ups", () => {
+    const migration = built.log.constructed.find((c) => c.name === "class-seat-01-migration");
+    const after = (migration?.opts.dependsOn as pulumi.Resource[]).map(
+      (r) => built.log.constructed.find((c) => c.resource === r)?.name,
+    );
+    expect(after.sort()).toEqual([
+      "class-seat-01-a-peer",
+      "class-seat-01-a-verify-demo",
+      "class-seat-01-b-peer",
+      "class-seat-01-b-verify-demo",
+    ]);
+  });
+
+  it("keeps today's single-seat outputs: seat 01's host a", async () => {
+    const first = built.seats[0]!;
+    expect(await valueOf(built.lab.publicIp)).toBe(first.hosts[0]!.publicIp);
+    expect(await valueOf(built.lab.privateKey)).toBe(first.privateKey);
+    expect(await valueOf(built.lab.sshCommand)).toBe(first.hosts[0]!.sshCommand);
+    expect(await valueOf(built.lab.knownHostsLine)).toBe(first.hosts[0]!.knownHostsLine);
+  });
+
+  it("is read back by the verifier as 6 hosts, a's peer being b by name", async () => {
+    const { targetsFromStackOutputs } = await import("../../verify/seats");
+    // Mocked instance ids are not EC2's (i-...), which the verifier insists on.
+    const seats = built.seats.map((s, i) => ({
+      ...s,
+      hosts: s.hosts.map((h, j) => ({ ...h, instanceId: `i-0123456789abcde${i}${j}` })),
+    }));
+    const targets = targetsFromStackOutputs({ seats });
+    expect(targets).toHaveLength(6);
+    expect(targets[0]).toMatchObject({ seat: "01", role: "a", peer: "ubuntu@class-seat-01-b" });
+    expect(targets[1]).toMatchObject({ seat: "01", role: "b" });
+    expect(targets[1]!.peer).toBeUndefined();
+  });
+});
+
+describe("a class of one-host seats", () => {
+  it("has no rule between hosts, no peer key and no migration", async () => {
+    const built = await build("solos", { seats: 2, hostsPerSeat: 1 });
+    expect(mocks.ofType(T.instance, "solos-").map((i) => i.inputs.tags.Name)).toEqual([
+      "solos-seat-01-a",
+      "solos-seat-02-a",
+    ]);
+    expect(mocks.one(T.sg, "solos-").inputs.ingress).toHaveLength(1);
+    expect(
+      mocks.ofType(T.tlsKey, "solos-").filter((k) => k.name.endsWith("-peer-key")),
+    ).toHaveLength(0);
+    expect(
+      mocks.ofType(T.command, "solos-").filter((c) => /-(peer|migration)$/.test(c.name)),
+    ).toEqual([]);
+    expect(built.seats.map((s) => s.hosts.length)).toEqual([1, 1]);
+  });
+});
+
+describe("the migration's judge on host a", () => {
+  it("holds the scenario's JSON to ok: true and the same PID there", async () => {
+    // A failure on the host fails the Command itself (remoteStep), which mocks cannot run:
+    // the judge's contract travels in the stdin.
+    await build("judged", { seats: 1, hostsPerSeat: 2 });
+    const stdin = mocks.one(T.command, "judged-seat-01-migration").inputs.stdin as string;
+    expect(stdin).toContain("restoredPid == pid");
+    expect(stdin).toContain('"restoredPid": "number"'.replace(/ /g, ""));
+  });
+});
+
+describe("verify: false", () => {
+  it("sets up the peers but verifies nothing and migrates nothing", async () => {
+    await build("quiet", { seats: 1, hostsPerSeat: 2, verify: false });
+    const names = mocks.ofType(T.command, "quiet-").map((c) => c.name);
+    expect(names.filter((n) => n.endsWith("-peer")).sort()).toEqual([
+      "quiet-seat-01-a-peer",
+      "quiet-seat-01-b-peer",
+    ]);
+    expect(names.filter((n) => /verify|migration/.test(n))).toEqual([]);
+  });
+});
+
+describe("the budget", () => {
+  it("counts the stack's tag monthly and alerts by email at 80 % and 100 %", async () => {
+    await build("budgeted", { budget: { monthlyUsd: 40, email: "teacher@example.org" } });
+    const budget = mocks.one(T.budget, "budgeted-");
+    expect(budget.inputs).toMatchObject({
+      budgetType: "COST",
+      timeUnit: "MONTHLY",
+      limitAmount: "40",
+      limitUnit: "USD",
+      costFilters: [{ name: "TagKeyValue", values: ["user:Stack$dev"] }],
+    });
+    expect(
+      (budget.inputs.notifications as Array<Record<string, unknown>>).map((n) => [
+        n.threshold,
+        n.thresholdType,
+        n.notificationType,
+        n.comparisonOperator,
+        n.subscriberEmailAddresses,
+      ]),
+    ).toEqual([
+      [80, "PERCENTAGE", "ACTUAL", "GREATER_THAN", ["teacher@example.org"]],
+      [100, "PERCENTAGE", "ACTUAL", "GREATER_THAN", ["teacher@example.org"]],
+    ]);
+  });
+});
+
+describe("peerSetupScript", () => {
+  const key = fakeOpensshKeyPair("peer");
+  const setup = () => ({
+    peerName: "criu-lab-seat-03-b",
+    peerIp: "10.0.1.23",
+    hostKey: key.publicKeyOpenssh.trim(),
+    key: key.privateKeyOpenssh,
+  });
+
+  it("is valid bash, and shellcheck-clean where shellcheck is installed", () => {
+    const script = seatModule.peerSetupScript(setup());
+    expect(spawnSync("bash", ["-n"], { input: script }).status).toBe(0);
+    const shellcheck = spawnSync("shellcheck", ["--version"]);
+    if (shellcheck.status !== 0) {
+      console.log("peerSetupScript: shellcheck not installed here; only bash -n ran");
+      return;
+    }
+    execFileSync("shellcheck", ["-s", "bash", "-"], { input: script });
+  });
+
+  it("writes the name, the pinned host key and the client config, replacing earlier lines", () => {
+    const script = seatModule.peerSetupScript(setup());
+    expect(script).toContain('echo "$ip $peer $mark" | sudo tee -a /etc/hosts');
+    expect(script).toContain(
+      `echo "$peer,$ip ${key.publicKeyOpenssh.trim()} $mark" | sudo tee -a /etc/ssh/ssh_known_hosts`,
+    );
+    expect(script).toContain('sudo sed -i "/ $mark\\$/d" "$file"');
+    expect(script).toContain("IdentityFile ~/.ssh/criu-lab-peer");
+    expect(script).toContain("install_key /root root root");
+  });
+
+  it("refuses a name, an address or a key that could break the script", () => {
+    const f = seatModule.peerSetupScript;
+    expect(() => f({ ...setup(), peerName: "b; rm -rf /" })).toThrow(/bad peer name/);
+    expect(() => f({ ...setup(), peerIp: "10.0.1.x" })).toThrow(/bad peer address/);
+    expect(() => f({ ...setup(), hostKey: "ssh-rsa AAAA" })).toThrow(/bad peer host key/);
+    expect(() => f({ ...setup(), key: "CRIU_LAB_PEER_KEY" })).toThrow(/not an OpenSSH private key/);
+  });
+});

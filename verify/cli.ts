@@ -7,13 +7,22 @@ import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { joinNegativeNumbers } from "./argv";
 import { ExitCode } from "./checks";
+import {
+  DEFAULT_PARALLEL,
+  MAX_PARALLEL,
+  SeatOutputsError,
+  SeatTarget,
+  seatsTable,
+  targetsFromStackOutputs,
+  verifySeats,
+} from "./seats";
 import { StackOutputError, StackOutputReader, pulumiStackOutput } from "./stackOutput";
 import { VerifyReport, VerifyTarget, secretScrubber, verifyLab } from "./verifier";
 
 const DEFAULT_TIMEOUT_SECONDS = 3600;
 
 export const USAGE = `usage: npx criu-lab-verify --host HOST --key-file PATH [options]
-       npx criu-lab-verify --stack NAME [options]
+       npx criu-lab-verify --stack NAME [--seat N] [--parallel N] [options]
        (or: npm run verify -- [options], npx criu-lab-local verify [options])
 
 Checks a CRIU lab host over SSH: waits for cloud-init, runs \`sudo criu-lab check --json\` and
@@ -25,6 +34,8 @@ target (from flags, or from a Pulumi stack's outputs; flags override the stack's
   --host HOST           host name or address
   --port PORT           SSH port (default 22)
   --user NAME           SSH user with passwordless sudo (default ubuntu)
+  --seat N              a class (the stack's \`seats\` output): verify seat N only (1..50)
+  --parallel N          a class: hosts verified at once (default ${DEFAULT_PARALLEL}, at most ${MAX_PARALLEL})
   --key-file PATH       required (unless --stack): the user's PRIVATE key (OpenSSH or
                         PEM, unencrypted), e.g. lab.pem; not its .pub
   --host-key KEY        the host's public key to pin: 'ssh-ed25519 AAAA...' or a known_hosts
@@ -34,6 +45,13 @@ options:
   --timeout SECONDS     overall deadline, connection retries included (default ${DEFAULT_TIMEOUT_SECONDS})
   --json                print one JSON report on stdout
   -h, --help            this help
+
+A stack with more than one seat, or two hosts a seat, is a class: every host is verified,
+at most --parallel at once, then in two-host seats the counter migrates from a to b; the
+result is a table (seat, host, cloud-init, check, demo, migration, time) or one --json
+report, and the exit code is the worst of the seats' (1, then 2, then 3). --seat or
+--parallel verify a one-host stack this way too. --host, --port, --user, --key-file and
+--host-key take one host and do not go with a class.
 
 exit codes: 0 the lab works; 1 the lab does not work (check or demo failed, a command hung);
 2 usage or bad input; 3 unreachable, not ready, authentication failed or host key mismatch`;
@@ -53,13 +71,17 @@ export interface Flags {
   user?: string;
   keyFile?: string;
   hostKey?: string;
+  /** A class: only this seat (as typed: "3" or "03"). */
+  seat?: string;
+  /** A class: hosts verified at once. */
+  parallel?: number;
   timeoutSeconds: number;
   json: boolean;
   help: boolean;
 }
 
 /** Flags whose value is a number: a negative one must reach integerFlag's message. */
-const NUMBER_FLAGS = ["--port", "--timeout"];
+const NUMBER_FLAGS = ["--port", "--timeout", "--seat", "--parallel"];
 
 /** Parses argv strictly: unknown flags, stray arguments and bad numbers are UsageErrors. */
 export function parseFlags(argv: string[]): Flags {
@@ -76,6 +98,8 @@ export function parseFlags(argv: string[]): Flags {
         user: { type: "string" },
         "key-file": { type: "string" },
         "host-key": { type: "string" },
+        seat: { type: "string" },
+        parallel: { type: "string" },
         timeout: { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -99,6 +123,11 @@ export function parseFlags(argv: string[]): Flags {
     user: nonEmpty("user", values.user),
     keyFile: nonEmpty("key-file", values["key-file"]),
     hostKey: nonEmpty("host-key", values["host-key"]),
+    seat: nonEmpty("seat", values.seat),
+    parallel:
+      values.parallel === undefined
+        ? undefined
+        : integerFlag("parallel", values.parallel, 1, MAX_PARALLEL),
     timeoutSeconds:
       values.timeout === undefined
         ? DEFAULT_TIMEOUT_SECONDS
@@ -223,9 +252,70 @@ export interface CliDeps {
   err?: (text: string) => void;
 }
 
+/** Flags that name one host: they do not go with a class. */
+const ONE_HOST_FLAGS = ["host", "port", "user", "keyFile", "hostKey"] as const;
+
+/**
+ * The class's hosts when `--stack` names a class (more than one seat, or two hosts a seat)
+ * or `--seat`/`--parallel` ask for one; undefined for one host (today's report and summary).
+ * Outputs that do not match the contract are SeatOutputsErrors (3), a bad --seat one (2).
+ */
+export async function classTargets(
+  flags: Flags,
+  readStack: StackOutputReader,
+): Promise<SeatTarget[] | undefined> {
+  const asked = flags.seat !== undefined || flags.parallel !== undefined;
+  if (!flags.stack) {
+    if (asked) throw new UsageError("--seat and --parallel need --stack NAME (a class's outputs)");
+    return undefined;
+  }
+  const oneHost = ONE_HOST_FLAGS.filter((f) => flags[f] !== undefined);
+  if (asked && oneHost.length > 0) {
+    throw new UsageError(
+      `--${oneHost[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} takes one host and ` +
+        "does not go with --seat or --parallel (a class's hosts come from the stack)",
+    );
+  }
+  if (oneHost.length > 0) return undefined;
+  let outputs: unknown;
+  try {
+    outputs = JSON.parse(
+      await readStack(flags.stack).catch((e: unknown) => {
+        throw e instanceof StackOutputError ? new UsageError(e.message) : e;
+      }),
+    );
+  } catch (e) {
+    if (e instanceof SyntaxError) {
+      throw new UsageError(
+        `--stack ${flags.stack}: \`pulumi stack output --json\` did not print JSON`,
+      );
+    }
+    throw e;
+  }
+  const seats = (outputs as { seats?: unknown } | null)?.seats;
+  const isClass =
+    Array.isArray(seats) &&
+    (seats.length > 1 ||
+      seats.some(
+        (s: unknown) =>
+          Array.isArray((s as { hosts?: unknown })?.hosts) &&
+          (s as { hosts: unknown[] }).hosts.length > 1,
+      ));
+  if (!asked && !isClass) return undefined;
+  return targetsFromStackOutputs(outputs, { seat: flags.seat });
+}
+
 export async function main(argv: string[], deps: CliDeps = {}): Promise<number> {
   const out = deps.out ?? ((text: string) => process.stdout.write(`${text}\n`));
   const err = deps.err ?? ((text: string) => process.stderr.write(`${text}\n`));
+  // Read once: classTargets and resolveTarget may both want the outputs.
+  const reader = deps.readStack ?? pulumiStackOutput;
+  const read = new Map<string, Promise<string>>();
+  const readStack: StackOutputReader = (stack) => {
+    const text = read.get(stack) ?? reader(stack);
+    read.set(stack, text);
+    return text;
+  };
   let flags: Flags;
   let target: VerifyTarget;
   try {
@@ -234,8 +324,14 @@ export async function main(argv: string[], deps: CliDeps = {}): Promise<number> 
       out(USAGE);
       return ExitCode.ok;
     }
-    target = await resolveTarget(flags, deps.readStack ?? pulumiStackOutput);
+    const seats = await classTargets(flags, readStack);
+    if (seats !== undefined) return await verifyClass(seats, flags, out, err);
+    target = await resolveTarget(flags, readStack);
   } catch (e) {
+    if (e instanceof SeatOutputsError) {
+      err(`criu-lab-verify: ${e.message}${e.exitCode === ExitCode.usage ? `\n\n${USAGE}` : ""}`);
+      return e.exitCode;
+    }
     if (!(e instanceof UsageError)) throw e;
     err(`criu-lab-verify: ${e.message}\n\n${USAGE}`);
     return ExitCode.usage;
@@ -252,6 +348,24 @@ export async function main(argv: string[], deps: CliDeps = {}): Promise<number> 
   } else {
     out(scrub(summary(report)));
   }
+  return report.exitCode;
+}
+
+/** Verifies a class: progress on stderr, the table or one JSON report on stdout. */
+async function verifyClass(
+  targets: SeatTarget[],
+  flags: Flags,
+  out: (text: string) => void,
+  err: (text: string) => void,
+): Promise<number> {
+  const report = await verifySeats(targets, {
+    timeoutSeconds: flags.timeoutSeconds,
+    parallel: flags.parallel ?? DEFAULT_PARALLEL,
+    onProgress: (line) => err(`[verify] ${line}`),
+  });
+  // verifySeats scrubs its report; this second pass guards fields added later.
+  const scrub = secretScrubber([...new Set(targets.map((t) => t.privateKey))]);
+  out(scrub(flags.json ? JSON.stringify(report, null, 2) : seatsTable(report)));
   return report.exitCode;
 }
 

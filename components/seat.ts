@@ -396,7 +396,8 @@ export function peerSetupScript(p: PeerSetup): string {
     "umask 077",
     `peer=${p.peerName} ip=${p.peerIp} mark='${PEER_MARK}'`,
     'key="$(mktemp)"',
-    "trap 'rm -f \"$key\"' EXIT",
+    'kept="$(mktemp)"',
+    'trap \'rm -f "$key" "$kept"\' EXIT',
     `cat >"$key" <<'CRIU_LAB_PEER_KEY'`,
     key,
     "CRIU_LAB_PEER_KEY",
@@ -407,9 +408,12 @@ export function peerSetupScript(p: PeerSetup): string {
     "install_key /root root root",
     // Lines written before (an earlier address or key) go; cloud-init does not manage
     // /etc/hosts on Ubuntu's EC2 images (manage_etc_hosts is false), so the line stays.
+    // Rewritten in place, not renamed (sed -i): /etc/hosts may be a bind mount (containers).
     "for file in /etc/hosts /etc/ssh/ssh_known_hosts; do",
     '  sudo touch "$file"',
-    '  sudo sed -i "/ $mark\\$/d" "$file"',
+    // The user's temporary file gets what root reads; cp then writes over the file in place.
+    '  { sudo grep -v " $mark\\$" "$file" || true; } >"$kept"',
+    '  sudo cp "$kept" "$file"',
     "done",
     'echo "$ip $peer $mark" | sudo tee -a /etc/hosts >/dev/null',
     `echo "$peer,$ip ${p.hostKey.trim()} $mark" | sudo tee -a /etc/ssh/ssh_known_hosts >/dev/null`,

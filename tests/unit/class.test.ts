@@ -437,7 +437,7 @@ describe("peerSetupScript", () => {
     expect(script).toContain(
       `echo "$peer,$ip ${key.publicKeyOpenssh.trim()} $mark" | sudo tee -a /etc/ssh/ssh_known_hosts`,
     );
-    expect(script).toContain('sudo sed -i "/ $mark\\$/d" "$file"');
+    expect(script).toContain('{ sudo grep -v " $mark\\$" "$file" || true; } >"$kept"');
     expect(script).toContain("IdentityFile ~/.ssh/criu-lab-peer");
     expect(script).toContain("install_key /root root root");
   });

@@ -35,6 +35,8 @@ export interface SeatHostOutput {
   name: string;
   instanceId: string;
   publicIp: string;
+  /** The address in the subnet, which the seat's other host reaches by `name`; absent in stacks from before seats. */
+  privateIp?: string;
   sshCommand: string;
   /** `<publicIp> ssh-ed25519 AAAA...`: the host key, pinned by every client. */
   knownHostsLine: string;
@@ -109,6 +111,7 @@ const SSH_USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 /** An address or DNS name: no spaces, no shell or ssh_config metacharacters. */
 const ADDRESS = /^[A-Za-z0-9][A-Za-z0-9.:-]*$/;
 const HOST_NAME = /^[A-Za-z0-9][A-Za-z0-9.-]*$/;
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
 
 function privateKeyOf(obj: Json, path: string): string {
@@ -147,6 +150,9 @@ function hostOf(value: unknown, path: string, expectedRole: HostRole): SeatHostO
     name: str(value, "name", path, HOST_NAME, "a host name (letters, digits, '.', '-')"),
     instanceId: str(value, "instanceId", path, INSTANCE_ID, "an EC2 instance id (i-...)"),
     publicIp: str(value, "publicIp", path, ADDRESS, "an IP address or DNS name"),
+    ...(value.privateIp === undefined
+      ? {}
+      : { privateIp: str(value, "privateIp", path, IPV4, "an IPv4 address") }),
     sshCommand: str(value, "sshCommand", path),
     knownHostsLine: knownHostsLineOf(value, path),
   };

@@ -330,13 +330,20 @@ describe("a class of 3 seats with 2 hosts each", () => {
   });
 
   it("is read back by the verifier as 6 hosts, a's peer being b by name", async () => {
-    const { targetsFromStackOutputs } = await import("../../verify/seats");
+    const { parseSeatOutputs, targetsFromStackOutputs } = await import("../../verify/seats");
     // Mocked instance ids are not EC2's (i-...), which the verifier insists on.
     const seats = built.seats.map((s, i) => ({
       ...s,
       hosts: s.hosts.map((h, j) => ({ ...h, instanceId: `i-0123456789abcde${i}${j}` })),
     }));
     const targets = targetsFromStackOutputs({ seats });
+    expect(parseSeatOutputs({ seats })[2]!.hosts[1]!.privateIp).toBe(seats[2]!.hosts[1]!.privateIp);
+    const badIp = seats.map((s, i) =>
+      i === 1 ? { ...s, hosts: [{ ...s.hosts[0]!, privateIp: "10.0.1.x; id" }, s.hosts[1]!] } : s,
+    );
+    expect(() => parseSeatOutputs({ seats: badIp })).toThrow(
+      "stack output 'seats[1].hosts[0].privateIp' is '10.0.1.x; id'; allowed: an IPv4 address",
+    );
     expect(targets).toHaveLength(6);
     expect(targets[0]).toMatchObject({ seat: "01", role: "a", peer: "ubuntu@class-seat-01-b" });
     expect(targets[1]).toMatchObject({ seat: "01", role: "b" });

@@ -10,7 +10,9 @@ import { beforeAll, describe, expect, it } from "vitest";
 import {
   ConstructionLog,
   LabMocks,
+  PASSING_DEMO,
   constructionLog,
+  failureOf,
   fakeOpensshKeyPair,
   isSecretValue,
   setupMocks,
@@ -366,6 +368,32 @@ describe("a class of one-host seats", () => {
       mocks.ofType(T.command, "solos-").filter((c) => /-(peer|migration)$/.test(c.name)),
     ).toEqual([]);
     expect(built.seats.map((s) => s.hosts.length)).toEqual([1, 1]);
+  });
+});
+
+describe("a failed host fails the deploy naming its seat, host and step", () => {
+  it("a demo that did not pass on seat 01's host b", async () => {
+    mocks.commandStdout.demo = JSON.stringify({
+      ok: false,
+      error: "restore failed: File exists",
+      imagesDir: "/var/lib/criu-lab/demo/img",
+    });
+    try {
+      const log = constructionLog();
+      const lab = new CriuLabClass("failing", args({ seats: 1, hostsPerSeat: 2 }), {
+        transformations: [log.transformation],
+      });
+      // Taken at once, as `pulumi up` takes them (see lab.test.ts build()).
+      const [a, b] = lab.seats[0]!.hosts.map((h) => failureOf(h.verification!.demo));
+      await valueOf(lab.seatsOutput);
+      await log.settled(mocks);
+      expect((await b!).message).toContain(
+        "criu-lab verification failed: checkpoint/restore demo on seat 01 host b (failing-seat-01-b) did not pass: restore failed: File exists",
+      );
+      expect((await a!).message).toContain("on seat 01 host a (failing-seat-01-a)");
+    } finally {
+      mocks.commandStdout.demo = PASSING_DEMO;
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { BudgetConfig } from "./config";
+import { Tags, named } from "./tags";
 
 /** Alerts at these percentages of the monthly limit (issue 10). */
 export const BUDGET_ALERT_PERCENTS = [80, 100] as const;
@@ -8,6 +9,8 @@ export const BUDGET_ALERT_PERCENTS = [80, 100] as const;
 export interface LabBudgetArgs extends BudgetConfig {
   /** The cost allocation tag the budget counts: Stack=<this stack> (components/tags.ts). */
   stack?: string;
+  /** Tags for the budget itself; it also gets its own Name. */
+  tags?: Tags;
 }
 
 /**
@@ -25,7 +28,7 @@ export class LabBudget extends pulumi.ComponentResource {
     super("criu-lab:budget:LabBudget", name, {}, opts);
     const stack = args.stack ?? pulumi.getStack();
     this.budget = new aws.budgets.Budget(
-      name,
+      `${name}-monthly`,
       {
         budgetType: "COST",
         timeUnit: "MONTHLY",
@@ -40,6 +43,7 @@ export class LabBudget extends pulumi.ComponentResource {
           thresholdType: "PERCENTAGE",
           subscriberEmailAddresses: [args.email],
         })),
+        tags: named(`${name}-monthly`, args.tags),
       },
       { parent: this },
     );

@@ -173,7 +173,7 @@ export class CriuLab extends pulumi.ComponentResource {
     }
 
     if (args.budget) {
-      this.budget = new LabBudget(`${name}-budget`, args.budget, { parent: this });
+      this.budget = new LabBudget(`${name}-budget`, { ...args.budget, tags }, { parent: this });
     }
 
     this.registerOutputs({

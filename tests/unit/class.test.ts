@@ -430,6 +430,7 @@ describe("the budget", () => {
       limitAmount: "40",
       limitUnit: "USD",
       costFilters: [{ name: "TagKeyValue", values: ["user:Stack$dev"] }],
+      tags: { Name: "budgeted-budget-monthly", Project: "criu-lab", Stack: "dev" },
     });
     expect(
       (budget.inputs.notifications as Array<Record<string, unknown>>).map((n) => [

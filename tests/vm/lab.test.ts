@@ -1,5 +1,5 @@
 /**
- * The lab in a local VM, end to end (issues 5, 11): the Debian 13 image built with debootstrap
+ * The lab in a local VM, end to end (issues 5, 11): the Debian 12 image built with debootstrap
  * from the host's own mirror (cached in .cache/vm across runs; CI starts without it), booted
  * with the user-data rendered for the VM target, CRIU built inside from the release tarball
  * served to it, then the verifier: cloud-init finished, `criu check` and the
@@ -79,11 +79,19 @@ function listensBeyondLoopback(port: number): string[] {
   return found;
 }
 
-describe.skipIf(skip)("the lab in a local QEMU VM (Debian 13 image, CRIU from the tarball)", () => {
+// Debian 12, although `lab:vm --image debian` builds Debian 13 by default: under software
+// emulation on this 2-core machine Debian 13's CRIU build takes 4-5x as long as Debian 12's
+// (1322 s on a quiet machine; unfinished after 28 min at load 6, against 520 s for Debian 12),
+// and the whole tier on it would not fit CI's 60 minutes. Why is not known: not the guest's
+// kernel or process spawns (about the same on both, measured with init=/bin/bash), nor the
+// verifier's own polling (fixed: verify/checks.ts); gcc 14 is the likeliest remaining cause.
+describe.skipIf(skip)("the lab in a local QEMU VM (Debian 12 image, CRIU from the tarball)", () => {
   const name = `test-${process.pid}`;
   const opts = parseVmArgs([
     "--image",
     "debian",
+    "--debian-release",
+    "12",
     "--name",
     name,
     "--timeout",
@@ -136,13 +144,13 @@ describe.skipIf(skip)("the lab in a local QEMU VM (Debian 13 image, CRIU from th
     expect(report?.demo?.firstAfterRestore).toBe((report?.demo?.lastBeforeDump ?? NaN) + 1);
   });
 
-  it("is the Debian 13 guest, its apt sources naming the host's mirror", () => {
-    expect(opts.debianRelease).toBe("13");
+  it("is the Debian 12 guest, its apt sources naming the host's mirror", () => {
+    expect(opts.debianRelease).toBe("12");
     const manifest = JSON.parse(fs.readFileSync(path.join(baseDir, "manifest.json"), "utf8"));
-    expect(manifest).toMatchObject({ release: "13", suite: "trixie" });
-    expect(manifest.sources).toMatch(/^deb \S+ trixie main$/m);
-    // Debian 13's kernel (6.12), as the verifier's criu check saw it in the guest.
-    expect(run?.report.check?.kernel).toMatch(/^6\.12\./);
+    expect(manifest).toMatchObject({ release: "12", suite: "bookworm" });
+    expect(manifest.sources).toMatch(/^deb \S+ bookworm main$/m);
+    // Debian 12's kernel (6.1), as the verifier's criu check saw it in the guest.
+    expect(run?.report.check?.kernel).toMatch(/^6\.1\./);
   });
 
   // The original lab's interactive steps, as the learner types them (./support/learner).

@@ -3,8 +3,17 @@
  * Progress goes to stderr, so that `--json` leaves stdout to the verifier's report alone.
  */
 import { ExitCode } from "../verify/checks";
+import { worstExitCode } from "../verify/seats";
 import { destroyLab, runLab, sshCommand, VmError, type PhaseTime } from "./lab";
 import { parseVmArgs, UsageError, USAGE, type VmOptions } from "./options";
+import {
+  migrateInPair,
+  migrationTable,
+  PAIR,
+  PAIR_MODES,
+  runPair,
+  type PairMigration,
+} from "./pair";
 
 export function formatPhases(phases: PhaseTime[]): string {
   const width = Math.max(...phases.map((p) => p.name.length), 5);
@@ -52,11 +61,36 @@ export async function main(argv: string[]): Promise<number> {
       log(`\nthe lab did not verify: ${run.report.error ?? "see the steps above"}`);
       if (run.evidenceDir) log(`evidence: ${run.evidenceDir}`);
     }
-    log(`\nthe VM keeps running. SSH in with:\n  ${sshCommand(run.vm)}`);
+    const destroy = `npm run lab:vm -- --destroy${opts.name === "criu-lab" ? "" : ` --name ${opts.name}`}`;
+    if (opts.hosts === 1 || !run.report.ok) {
+      log(`\nthe VM keeps running. SSH in with:\n  ${sshCommand(run.vm)}`);
+      log(`remove it with: ${destroy}`);
+      return run.report.exitCode;
+    }
+    log("\ntwo hosts: booting a and b from the verified VM's disk");
+    const pair = await runPair(opts, run, log);
+    const rows: PairMigration[] = [];
+    for (const mode of PAIR_MODES) {
+      log(`migrating the counter a -> b (${mode})`);
+      rows.push(await migrateInPair(pair, "a", mode));
+    }
+    log("and back, b -> a (cold)");
+    rows.push(await migrateInPair(pair, "b", "cold"));
+    log(`\n${migrationTable(rows)}`);
+    for (const m of rows.filter((row) => !row.report.ok)) {
+      log(`${m.mode} ${m.from}->${m.to} failed: ${m.report.error ?? "no error given"}`);
+    }
+    if (opts.json) console.log(JSON.stringify(rows, null, 2));
     log(
-      `remove it with: npm run lab:vm -- --destroy${opts.name === "criu-lab" ? "" : ` --name ${opts.name}`}`,
+      `\nboth hosts keep running; from either, root reaches the other as ubuntu@${PAIR.a.name} / ubuntu@${PAIR.b.name}`,
     );
-    return run.report.exitCode;
+    for (const role of ["a", "b"] as const) log(`  host ${role}: ${sshCommand(pair.hosts[role])}`);
+    log(`remove them with: ${destroy}`);
+    return worstExitCode(
+      rows.map((row) =>
+        row.report.ok ? ExitCode.ok : ((row.exitCode ?? ExitCode.labBroken) as ExitCode),
+      ),
+    );
   } catch (err) {
     if (err instanceof VmError) {
       console.error(`criu-lab-local vm: ${err.message}`);

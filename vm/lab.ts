@@ -21,6 +21,7 @@ import {
   GUEST_HOSTNAME,
   run,
   sha256File,
+  type BaseImage,
   type DebianSpec,
 } from "./image";
 import { generateKey } from "./keys";
@@ -84,6 +85,8 @@ export interface PhaseTime {
 
 export interface LabRun {
   vm: VmState;
+  /** The image it booted (its kernel, for direct boot): `--hosts 2` boots clones of it. */
+  base: BaseImage;
   report: VerifyReport;
   phases: PhaseTime[];
   /** Where the failure's evidence was kept, when the lab did not verify. */
@@ -95,10 +98,13 @@ export function stateDirOf(cacheDir: string, name: string): string {
 }
 
 export function readState(cacheDir: string, name: string): VmState | undefined {
+  return readStateIn(stateDirOf(cacheDir, name));
+}
+
+/** The `state.json` in `dir`, or undefined. */
+function readStateIn(dir: string): VmState | undefined {
   try {
-    return JSON.parse(
-      fs.readFileSync(path.join(stateDirOf(cacheDir, name), "state.json"), "utf8"),
-    ) as VmState;
+    return JSON.parse(fs.readFileSync(path.join(dir, "state.json"), "utf8")) as VmState;
   } catch {
     return undefined;
   }
@@ -432,7 +438,7 @@ export async function runLab(opts: VmOptions, log: (line: string) => void): Prom
         fs.writeFileSync(path.join(stateDir, "file-server.log"), server.requests.join("\n"));
       evidenceDir = await keepEvidence(opts, running, userKey.privateKeyOpenssh, report, log);
     }
-    return { vm: running, report, phases, evidenceDir };
+    return { vm: running, base, report, phases, evidenceDir };
   } catch (err) {
     if (err instanceof VmError) throw err;
     throw new VmError(
@@ -474,8 +480,19 @@ export async function destroyLab(cacheDir: string, name: string): Promise<string
   if (!fs.existsSync(stateDir)) return `no VM named '${name}' (nothing in ${stateDir})`;
   const state = readState(cacheDir, name);
   const stopped = state ? await stopQemu(state.pid, stateDir) : false;
+  // `--hosts 2`: the two hosts booted from the first VM's disk (./pair), each in its own
+  // directory under this one, recorded the same way.
+  const hosts: string[] = [];
+  const pairDir = path.join(stateDir, "pair");
+  for (const role of fs.existsSync(pairDir) ? fs.readdirSync(pairDir).sort() : []) {
+    const host = readStateIn(path.join(pairDir, role));
+    if (host && (await stopQemu(host.pid, host.stateDir))) {
+      hosts.push(`host ${role} (QEMU PID ${host.pid})`);
+    }
+  }
   fs.rmSync(stateDir, { recursive: true, force: true });
-  return stopped
-    ? `stopped VM '${name}' (QEMU PID ${state?.pid}) and removed ${stateDir}`
+  const what = [...(stopped ? [`VM '${name}' (QEMU PID ${state?.pid})`] : []), ...hosts];
+  return what.length > 0
+    ? `stopped ${what.join(", ")} and removed ${stateDir}`
     : `VM '${name}' was not running; removed ${stateDir}`;
 }

@@ -27,6 +27,9 @@ export interface VmOptions {
   cacheDir: string;
   /** Build CRIU from this local tarball (served to the guest) instead of GitHub. */
   criuTarball?: { path: string; sha256: string };
+  /** 2: the verified VM becomes two hosts on a private link, and the counter migrates
+   * between them in every mode (./pair). */
+  hosts: 1 | 2;
   /** How long to wait for cloud-init (which includes the CRIU build) and the checks. */
   timeoutMinutes: number;
   json: boolean;
@@ -55,6 +58,9 @@ options:
   --criu-tarball PATH     build CRIU from this local source tarball (with --criu-sha256)
   --criu-sha256 HEX       sha256 of that tarball (64 hex digits)
   --cache-dir DIR         images and VM state (default .cache/vm in this project)
+  --hosts 1|2             2: once the lab verifies, two VMs boot from its disk (the same
+                          CRIU build) on a private link, and the counter migrates between
+                          them in every mode: cold, page-server, pre-copy, lazy (default 1)
   --timeout MINUTES       wait for cloud-init and the checks, 5-600 (default 90)
   --json                  print the verifier's report as JSON
   --destroy               stop the VM (by its recorded PID) and remove its state; the
@@ -100,6 +106,7 @@ export function parseVmArgs(argv: readonly string[], cwd = process.cwd()): VmOpt
     accel: "auto",
     cacheDir: DEFAULT_CACHE_DIR,
     timeoutMinutes: 90,
+    hosts: 1,
     json: false,
     destroy: false,
     help: false,
@@ -180,6 +187,9 @@ export function parseVmArgs(argv: readonly string[], cwd = process.cwd()): VmOpt
         break;
       case "--timeout":
         opts.timeoutMinutes = intFlag(flag, value(), 5, 600);
+        break;
+      case "--hosts":
+        opts.hosts = oneOf(flag, value(), ["1", "2"] as const) === "2" ? 2 : 1;
         break;
       case "--json":
         opts.json = noValue();

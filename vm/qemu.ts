@@ -20,6 +20,9 @@ export interface VmLaunch {
   serialLog: string;
   pidFile: string;
   base: Pick<BaseImage, "kernel" | "initrd" | "append">;
+  /** A second NIC on a private link to another VM (`--hosts 2`): QEMU's socket netdev, one VM
+   * listening on a 127.0.0.1 port and the other connecting to it; nothing else is on it. */
+  link?: { role: "listen" | "connect"; port: number; mac: string };
 }
 
 /** UEFI firmware for arm64 guests (Debian/Ubuntu package qemu-efi-aarch64). */
@@ -56,6 +59,14 @@ export function qemuCommand(vm: VmLaunch, arch: string = process.arch): string[]
     `user,id=net0,hostfwd=tcp:127.0.0.1:${vm.sshPort}-:22`,
     "-device",
     "virtio-net-pci,netdev=net0",
+    ...(vm.link === undefined
+      ? []
+      : [
+          "-netdev",
+          `socket,id=net1,${vm.link.role}=127.0.0.1:${vm.link.port}`,
+          "-device",
+          `virtio-net-pci,netdev=net1,mac=${vm.link.mac}`,
+        ]),
     // Entropy for the guest's first boot (sshd, Python's hash seeds) without waiting.
     "-device",
     "virtio-rng-pci",
@@ -73,7 +84,11 @@ export function qemuCommand(vm: VmLaunch, arch: string = process.arch): string[]
 }
 
 /** `qemu-img create` argv for an overlay backed by `base` (left untouched: copy-on-write). */
-export function overlayArgs(base: BaseImage, overlay: string, sizeGiB?: number): string[] {
+export function overlayArgs(
+  base: Pick<BaseImage, "disk" | "format">,
+  overlay: string,
+  sizeGiB?: number,
+): string[] {
   return [
     "create",
     "-q",

@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { migrationTable } from "../../vm/pair";
 import { formatPhases, main } from "../../vm/cli";
 import { destroyLab, runLab, VmError } from "../../vm/lab";
 import { parseVmArgs } from "../../vm/options";
@@ -134,3 +135,46 @@ describe("before anything is created", () => {
     expect(fs.existsSync(cacheDir)).toBe(false);
   });
 });
+
+describe("the two-host migration table (--hosts 2)", () => {
+  it("shows each migration's mode, direction, result and the parts of its downtime", () => {
+    const table = migrationTable([
+      {
+        from: "a",
+        to: "b",
+        mode: "pre-copy",
+        exitCode: 0,
+        report: {
+          ok: true,
+          pid: 812,
+          restoredPid: 812,
+          lastBeforeDump: 41,
+          firstAfterRestore: 42,
+          downtimeMs: 1234.5,
+          freezeMs: 300,
+          transferMs: 400.2,
+          restoreMs: 534,
+          bytesTransferred: 3 * 2 ** 20,
+        },
+      },
+      { from: "b", to: "a", mode: "lazy", exitCode: 2, report: { ok: false, error: "no" } },
+    ]).split("\n");
+    expect(lines(table[0])).toEqual([
+      "mode",
+      "from->to",
+      "result",
+      "downtime",
+      "freeze",
+      "transfer",
+      "restore",
+      "sent",
+    ]);
+    expect(table[1]).toMatch(
+      /^pre-copy +a->b +ok, PID 812, 41 -> 42 +1235 ms +300 ms +400 ms +534 ms +3\.0 MiB$/,
+    );
+    expect(table[2]).toMatch(/^lazy +b->a +FAILED \(exit 2\) +- +- +- +- +-$/);
+  });
+});
+
+/** A table row's cells (two or more spaces apart). */
+const lines = (row: string) => row.split(/ {2,}/);

@@ -62,6 +62,8 @@ describe("criu-lab vm flags", () => {
       criuTarball: { path: path.resolve("/home/u/lab", "src/criu.tar.xz"), sha256: SHA },
     });
     expect(parseVmArgs(["--destroy", "--name", "x"])).toMatchObject({ destroy: true, name: "x" });
+    expect(parseVmArgs([]).hosts).toBe(1);
+    expect(parseVmArgs(["--hosts", "2"]).hosts).toBe(2);
     expect(
       parseVmArgs([
         "--image",
@@ -87,6 +89,7 @@ describe("criu-lab vm flags", () => {
     [["--name", "--json"], "--name: needs a value"],
     [["--json=yes"], "--json: takes no value, got 'yes'"],
     [["--bogus"], "unknown option '--bogus'"],
+    [["--hosts", "3"], "--hosts: '3' is not allowed: use one of 1, 2"],
     [
       ["--image", "debian", "--debian-release", "11"],
       "--debian-release: '11' is not allowed: use one of 13, 12",

@@ -70,6 +70,25 @@ describe("QEMU command line", () => {
     expect(after(argv, "-bios")).toBe("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd");
   });
 
+  it("links two VMs privately (--hosts 2): a second NIC on a socket netdev over 127.0.0.1", () => {
+    const argv = qemuCommand(launch, "x64");
+    expect(allAfter(argv, "-netdev")).toHaveLength(1);
+    const a = qemuCommand(
+      { ...launch, link: { role: "listen", port: 40100, mac: "52:54:00:77:00:01" } },
+      "x64",
+    );
+    expect(allAfter(a, "-netdev")).toEqual([
+      "user,id=net0,hostfwd=tcp:127.0.0.1:2299-:22",
+      "socket,id=net1,listen=127.0.0.1:40100",
+    ]);
+    expect(allAfter(a, "-device")).toContain("virtio-net-pci,netdev=net1,mac=52:54:00:77:00:01");
+    const b = qemuCommand(
+      { ...launch, link: { role: "connect", port: 40100, mac: "52:54:00:77:00:02" } },
+      "x64",
+    );
+    expect(allAfter(b, "-netdev")).toContain("socket,id=net1,connect=127.0.0.1:40100");
+  });
+
   it("makes a copy-on-write overlay on the base in the base's own format", () => {
     const raw: BaseImage = { kind: "debian", disk: "/i/disk.raw", format: "raw", cached: true };
     expect(overlayArgs(raw, "/s/disk.qcow2")).toEqual([

@@ -13,8 +13,18 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatPhases } from "../../vm/cli";
 import { debianImageDir } from "../../vm/image";
-import { destroyLab, runLab, stateDirOf, VmError, type LabRun } from "../../vm/lab";
+import { destroyLab, LAB_USER, runLab, stateDirOf, VmError, type LabRun } from "../../vm/lab";
 import { parseVmArgs } from "../../vm/options";
+import {
+  migrateInPair,
+  migrationTable,
+  onVm,
+  PAIR,
+  PAIR_MODES,
+  runPair,
+  type PairMigration,
+  type PairRun,
+} from "../../vm/pair";
 import { isOurQemu } from "../../vm/qemu";
 import { probeBoots } from "../../vm/accel";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
@@ -69,10 +79,12 @@ function listensBeyondLoopback(port: number): string[] {
   return found;
 }
 
-// Debian 12 until a Debian 13 run has passed end to end on this machine: its first runs found
-// a missing resize2fs (fixed) and a CRIU build about 4x as long under TCG (1322 s against 323 s),
-// too close to this tier's deadline to land unproven. `npm run lab:vm -- --image debian`
-// builds Debian 13 by default.
+// Debian 12, although `lab:vm --image debian` builds Debian 13 by default: under software
+// emulation on this 2-core machine Debian 13's CRIU build takes 4-5x as long as Debian 12's
+// (1322 s on a quiet machine; unfinished after 28 min at load 6, against 520 s for Debian 12),
+// and the whole tier on it would not fit CI's 60 minutes. Why is not known: not the guest's
+// kernel or process spawns (about the same on both, measured with init=/bin/bash), nor the
+// verifier's own polling (fixed: verify/checks.ts); gcc 14 is the likeliest remaining cause.
 describe.skipIf(skip)("the lab in a local QEMU VM (Debian 12 image, CRIU from the tarball)", () => {
   const name = `test-${process.pid}`;
   const opts = parseVmArgs([
@@ -92,6 +104,7 @@ describe.skipIf(skip)("the lab in a local QEMU VM (Debian 12 image, CRIU from th
   const log = (line: string) =>
     console.log(`[vm ${((Date.now() - started) / 1000).toFixed(0).padStart(5)} s] ${line}`);
   let run: LabRun | undefined;
+  let pair: PairRun | undefined;
   let terminals: Terminals | undefined;
   const baseDir = debianImageDir(opts.cacheDir, opts.debianRelease);
 
@@ -108,10 +121,10 @@ describe.skipIf(skip)("the lab in a local QEMU VM (Debian 12 image, CRIU from th
 
   afterAll(async () => {
     terminals?.close();
-    // Ends only the QEMU this test started (by its recorded PID) and removes its overlay.
-    const pid = run?.vm.pid;
+    // Ends only the QEMUs this test started (by their recorded PIDs) and removes their overlays.
+    const pids = [run?.vm, pair?.hosts.a, pair?.hosts.b].flatMap((vm) => (vm ? [vm.pid] : []));
     log(await destroyLab(opts.cacheDir, name));
-    if (pid !== undefined) expect(isOurQemu(pid, stateDirOf(opts.cacheDir, name))).toBe(false);
+    for (const pid of pids) expect(isOurQemu(pid, stateDirOf(opts.cacheDir, name))).toBe(false);
     expect(fs.existsSync(stateDirOf(opts.cacheDir, name))).toBe(false);
   });
 
@@ -182,5 +195,62 @@ describe.skipIf(skip)("the lab in a local QEMU VM (Debian 12 image, CRIU from th
     const disk = fs.statSync(path.join(baseDir, "disk.raw"));
     const manifest = fs.statSync(path.join(baseDir, "manifest.json"));
     expect(disk.mtimeMs).toBeLessThanOrEqual(manifest.mtimeMs);
+  });
+
+  // Issue 12: what this host's kernel cannot do (no soft-dirty tracking), the guest's can.
+  it("on the guest's kernel, which tracks dirty pages: the doctor allows incremental checkpoints, and the training job's are", async () => {
+    expect(run?.report.ok, "the lab did not verify").toBe(true);
+    if (!run) return;
+    const doctor = JSON.parse((await onVm(run.vm, "sudo criu-lab doctor --json", 300)).stdout);
+    expect(doctor.features.mem_dirty_track.ok).toBe(true);
+    for (const exercise of ["training-incremental", "migration-pre-copy", "migration-lazy"]) {
+      const e = doctor.exercises[exercise];
+      expect(e.ok, `${exercise}: ${e.reason}`).toBe(true);
+    }
+    const training = await onVm(
+      run.vm,
+      "sudo criu-lab scenario run training --incremental --size-mib 64 --count 3 --interval 5 --json",
+      900,
+    );
+    const r = JSON.parse(training.stdout);
+    log(
+      `training (incremental, 64 MiB): images ${r.imageBytes}, frozen ${r.frozenUs} us, ` +
+        `resumed at ${r.resumedAtStep} (checkpoint ${r.lastCheckpointStep}, lost ${r.lostSteps})`,
+    );
+    expect(r.ok, r.error).toBe(true);
+    expect(training.code).toBe(0);
+    expect(r.incremental).toBe(true);
+    expect(r.checkpoints).toBe(3);
+    expect(r.resumedAtStep).toBe(r.lastCheckpointStep);
+    expect(r.stateMatches).toBe(true);
+    // After the first, a checkpoint writes only the pages changed since the one before.
+    expect(r.imageBytes[2]).toBeLessThan(r.imageBytes[0] / 2);
+  });
+
+  // Issues 10 and 12: migration between two kernels, with the same CRIU build on both. Last:
+  // it powers the first VM off (its disk becomes the two hosts' base).
+  it("two hosts from the verified disk: the counter migrates a -> b in every mode, each under its own kernel, and back", async () => {
+    expect(run?.report.ok, "the lab did not verify").toBe(true);
+    if (!run) return;
+    terminals?.close();
+    terminals = undefined;
+    pair = await runPair(opts, run, log);
+    const hosts = pair.hosts;
+    const bootId = async (vm: typeof hosts.a) =>
+      (await onVm(vm, "cat /proc/sys/kernel/random/boot_id", 60)).stdout.trim();
+    expect(await bootId(hosts.a)).not.toBe(await bootId(hosts.b));
+    const rows: PairMigration[] = [];
+    for (const mode of PAIR_MODES) rows.push(await migrateInPair(pair, "a", mode));
+    rows.push(await migrateInPair(pair, "b", "cold"));
+    log(`migrations:\n${migrationTable(rows)}`);
+    for (const m of rows) {
+      const what = `${m.mode} ${m.from}->${m.to}`;
+      expect(m.report.ok, `${what}: ${m.report.error}`).toBe(true);
+      expect(m.exitCode, what).toBe(0);
+      expect(m.report.mode, what).toBe(m.mode);
+      expect(m.report.destination, what).toBe(`${LAB_USER}@${PAIR[m.to].name}`);
+      expect(m.report.restoredPid, what).toBe(m.report.pid);
+      expect(m.report.firstAfterRestore, what).toBe((m.report.lastBeforeDump ?? NaN) + 1);
+    }
   });
 });

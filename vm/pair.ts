@@ -1,0 +1,330 @@
+/**
+ * Two lab hosts in local VMs (`npm run lab:vm -- --hosts 2`, issues 10 and 12): migration
+ * between two real kernels, with no cloud account.
+ *
+ * CRIU is built once: the first VM is set up and verified as usual (cloud-init builds CRIU
+ * under software emulation, the longest phase by far), a host-to-host key and both peers'
+ * names and host key are installed in it, it is shut down cleanly, and two VMs boot from
+ * copy-on-write overlays of its disk. Both thus run the same verified build (CRIU restores a
+ * process only where the files it maps are identical, DESIGN.md "Facts"), each under its own
+ * kernel (its own boot id: `lazy` needs that), on a private link between them that nothing
+ * else is on: QEMU's socket netdev, one VM listening on a 127.0.0.1 port, the other
+ * connecting. SSH from this host still reaches each only through its own 127.0.0.1 forward.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ExitCode } from "../verify/checks";
+import { parseHostKey } from "../verify/hostKey";
+import { connect, runCommand, type CommandResult } from "../verify/session";
+import { run } from "./image";
+import { generateKey } from "./keys";
+import { stateDirOf, VmError, type LabRun, type PhaseTime, type VmState } from "./lab";
+import type { VmOptions } from "./options";
+import { freePort, isOurQemu, overlayArgs, startQemu, stopQemu, waitForSsh } from "./qemu";
+
+export type Role = "a" | "b";
+
+/** The private link's addresses and the names each host knows its peer by (/etc/hosts). */
+export const PAIR: Record<Role, { ip: string; mac: string; name: string }> = {
+  a: { ip: "10.77.0.1", mac: "52:54:00:77:00:01", name: "criu-lab-vm-a" },
+  b: { ip: "10.77.0.2", mac: "52:54:00:77:00:02", name: "criu-lab-vm-b" },
+};
+
+export const peerOf = (role: Role): Role => (role === "a" ? "b" : "a");
+
+export interface PairRun {
+  hosts: Record<Role, VmState>;
+  phases: PhaseTime[];
+}
+
+/** Where host `role` of the pair keeps its overlay, PID and serial log. */
+export function pairDirOf(cacheDir: string, name: string, role: Role): string {
+  return path.join(stateDirOf(cacheDir, name), "pair", role);
+}
+
+/** Runs `command` on `vm` over a fresh SSH session (host key pinned). */
+export async function onVm(
+  vm: VmState,
+  command: string,
+  timeoutSeconds: number,
+): Promise<CommandResult> {
+  const ssh = await connect({
+    host: "127.0.0.1",
+    port: vm.sshPort,
+    user: vm.user,
+    privateKey: fs.readFileSync(vm.privateKeyPath, "utf8"),
+    hostKey: parseHostKey(vm.hostKeyPublic),
+    deadline: Date.now() + 120_000,
+  });
+  try {
+    return await runCommand(ssh, command, timeoutSeconds);
+  } finally {
+    ssh.dispose();
+  }
+}
+
+async function must(vm: VmState, command: string, what: string, timeoutSeconds = 120) {
+  const r = await onVm(vm, command, timeoutSeconds);
+  if (r.code !== 0) {
+    throw new VmError(
+      `${what} failed in VM '${vm.name}' (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-600)}`,
+      ExitCode.labBroken,
+    );
+  }
+  return r.stdout;
+}
+
+/**
+ * The shell text that lets root on either host reach the lab user on the other, as on a
+ * two-host EC2 seat: a host-to-host key (root's default identity, authorized for the lab
+ * user), the peers' names in /etc/hosts, and their host key in the system-wide known_hosts
+ * (both clones share the first VM's host key), so no connection trusts on first use.
+ */
+export function peerAccessScript(
+  peerKey: string,
+  peerPub: string,
+  hostKeyPublic: string,
+  user: string,
+): string {
+  const hosts = (["a", "b"] as const).map((r) => `${PAIR[r].ip} ${PAIR[r].name}`).join("\n");
+  const known = (["a", "b"] as const)
+    .map((r) => `${PAIR[r].name},${PAIR[r].ip} ${hostKeyPublic}`)
+    .join("\n");
+  return [
+    "set -eu",
+    "umask 077",
+    "mkdir -p /root/.ssh",
+    `cat > /root/.ssh/id_ed25519 <<'KEY'\n${peerKey.trim()}\nKEY`,
+    `echo '${peerPub}' > /root/.ssh/id_ed25519.pub`,
+    `echo '${peerPub}' >> ~${user}/.ssh/authorized_keys`,
+    "umask 022",
+    `cat >> /etc/hosts <<'HOSTS'\n${hosts}\nHOSTS`,
+    `cat >> /etc/ssh/ssh_known_hosts <<'KNOWN'\n${known}\nKNOWN`,
+  ].join("\n");
+}
+
+/** Gives the link's NIC (found by its MAC) the host's address. */
+export function linkScript(role: Role): string {
+  const me = PAIR[role];
+  return [
+    "set -eu",
+    // `ip -o link` names a device "NAME:" or, for a veth, "NAME@PEER:".
+    `dev=$(ip -o link | awk -v mac=${me.mac} '$0 ~ mac { sub(/@.*/, "", $2); sub(":", "", $2); print $2 }')`,
+    `[ -n "$dev" ] || { echo "no NIC with MAC ${me.mac}" >&2; exit 1; }`,
+    `ip addr replace ${me.ip}/24 dev "$dev"`,
+    `ip link set "$dev" up`,
+  ].join("\n");
+}
+
+async function powerOff(vm: VmState, log: (line: string) => void): Promise<void> {
+  // The connection drops as the guest goes down: its error is expected.
+  await onVm(vm, "sudo systemctl poweroff", 30).catch(() => undefined);
+  const deadline = Date.now() + 180_000;
+  while (isOurQemu(vm.pid, vm.stateDir) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+  if (isOurQemu(vm.pid, vm.stateDir)) {
+    log(`VM '${vm.name}' did not power off within 180 s: stopping its QEMU (PID ${vm.pid})`);
+    await stopQemu(vm.pid, vm.stateDir);
+  }
+}
+
+/**
+ * Turns the verified VM of `first` into two hosts a and b (see the module's comment). The
+ * first VM is gone afterwards; its disk stays as the read-only base of both.
+ */
+export async function runPair(
+  opts: VmOptions,
+  first: LabRun,
+  log: (line: string) => void,
+): Promise<PairRun> {
+  const phases: PhaseTime[] = [];
+  const phase = (name: string, t0: number, note?: string) => {
+    const p = { name, ms: Date.now() - t0, note };
+    phases.push(p);
+    log(`phase ${name}: ${(p.ms / 1000).toFixed(1)} s${note ? ` (${note})` : ""}`);
+  };
+  const vm = first.vm;
+  let t0 = Date.now();
+  const peerKey = generateKey(path.join(vm.stateDir, "peer_ed25519"), "criu-lab-vm-peer");
+  await must(
+    vm,
+    `sudo sh -c ${shellQuote(peerAccessScript(peerKey.privateKeyOpenssh, peerKey.publicKeyOpenssh, vm.hostKeyPublic, vm.user))}`,
+    "installing the host-to-host key",
+  );
+  await powerOff(vm, log);
+  phase("pair: key installed, first VM powered off", t0);
+
+  t0 = Date.now();
+  const linkPort = await freePort();
+  const seedIso = path.join(vm.stateDir, "seed", "seed.iso");
+  const firstDisk = path.join(vm.stateDir, "disk.qcow2");
+  const hosts = {} as Record<Role, VmState>;
+  for (const role of ["a", "b"] as const) {
+    const dir = pairDirOf(opts.cacheDir, opts.name, role);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const overlay = path.join(dir, "disk.qcow2");
+    await run(
+      "qemu-img",
+      overlayArgs({ disk: firstDisk, format: "qcow2" }, overlay),
+      path.join(dir, "vm.log"),
+    );
+    const sshPort = await freePort();
+    const serialLog = path.join(dir, "serial.log");
+    const pid = startQemu({
+      name: `${opts.name}-${role}`,
+      accel: vm.accel,
+      memoryMiB: opts.memoryMiB,
+      cpus: opts.cpus,
+      sshPort,
+      overlay,
+      seedIso,
+      serialLog,
+      pidFile: path.join(dir, "qemu.pid"),
+      base: first.base,
+      // a listens first, so that b's connect finds it.
+      link: { role: role === "a" ? "listen" : "connect", port: linkPort, mac: PAIR[role].mac },
+    });
+    hosts[role] = {
+      ...vm,
+      name: `${opts.name}-${role}`,
+      pid,
+      sshPort,
+      stateDir: dir,
+      serialLog,
+      knownHostsPath: path.join(dir, "known_hosts"),
+      startedAt: new Date().toISOString(),
+    };
+    fs.writeFileSync(hosts[role].knownHostsPath, `[127.0.0.1]:${sshPort} ${vm.hostKeyPublic}\n`);
+    fs.writeFileSync(path.join(dir, "state.json"), `${JSON.stringify(hosts[role], null, 2)}\n`);
+    log(`host ${role}: QEMU PID ${pid}, SSH on 127.0.0.1:${sshPort}, link ${PAIR[role].ip}`);
+  }
+  await Promise.all(
+    (["a", "b"] as const).map((role) =>
+      waitForSsh(
+        hosts[role].sshPort,
+        () => isOurQemu(hosts[role].pid, hosts[role].stateDir),
+        10 * 60_000,
+      ).catch((err: unknown) => {
+        throw new VmError(
+          `host ${role}: ${err instanceof Error ? err.message : String(err)} (serial console: ${hosts[role].serialLog})`,
+          ExitCode.unreachable,
+        );
+      }),
+    ),
+  );
+  phase("pair: both hosts booted", t0, "from overlays of the first VM's disk");
+
+  t0 = Date.now();
+  await Promise.all(
+    (["a", "b"] as const).map((role) =>
+      must(hosts[role], `sudo sh -c ${shellQuote(linkScript(role))}`, "bringing up the link", 180),
+    ),
+  );
+  // The path every migration takes: root on each host logs in to the lab user on the other,
+  // by name, with the host-to-host key, the host key checked (StrictHostKeyChecking=yes).
+  await Promise.all(
+    (["a", "b"] as const).map((role) =>
+      must(
+        hosts[role],
+        `sudo ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=10 ` +
+          `${vm.user}@${PAIR[peerOf(role)].name} true`,
+        `ssh from ${role} to ${PAIR[peerOf(role)].name}`,
+      ),
+    ),
+  );
+  phase("pair: private link up", t0, `${PAIR.a.ip} <-> ${PAIR.b.ip}, SSH both ways`);
+  return { hosts, phases };
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The modes `criu-lab migrate` has, each proven between the two hosts. */
+export const PAIR_MODES = ["cold", "page-server", "pre-copy", "lazy"] as const;
+export type PairMode = (typeof PAIR_MODES)[number];
+
+/** What `criu-lab scenario run migration --json` reports (cloud-init/criu_lab/migration.py). */
+export interface MigrationReport {
+  ok: boolean;
+  error?: string;
+  mode?: string;
+  pid?: number;
+  restoredPid?: number;
+  lastBeforeDump?: number | null;
+  firstAfterRestore?: number;
+  destination?: string;
+  destinationKernel?: string;
+  downtimeMs?: number;
+  freezeMs?: number;
+  transferMs?: number;
+  restoreMs?: number;
+  bytesTransferred?: number;
+}
+
+export interface PairMigration {
+  from: Role;
+  to: Role;
+  mode: PairMode;
+  exitCode: number | null;
+  report: MigrationReport;
+}
+
+/**
+ * Runs the lab's migration scenario on host `from` as root: the counter moves to the lab user
+ * on the peer, by the peer's name (its host key and the host-to-host key installed above), and
+ * must count on there with the same PID.
+ */
+export async function migrateInPair(
+  pair: PairRun,
+  from: Role,
+  mode: PairMode,
+): Promise<PairMigration> {
+  const to = peerOf(from);
+  const r = await onVm(
+    pair.hosts[from],
+    `sudo criu-lab scenario run migration --to ${pair.hosts[to].user}@${PAIR[to].name} --mode ${mode} --json`,
+    900,
+  );
+  let report: MigrationReport;
+  try {
+    report = JSON.parse(r.stdout) as MigrationReport;
+  } catch {
+    report = {
+      ok: false,
+      error: `no JSON from criu-lab (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-400)}`,
+    };
+  }
+  return { from, to, mode, exitCode: r.code, report };
+}
+
+/** A table of the pair's migrations, for the terminal and the test's log. */
+export function migrationTable(rows: PairMigration[]): string {
+  const head = ["mode", "from->to", "result", "downtime", "freeze", "transfer", "restore", "sent"];
+  const ms = (v: number | undefined) => (v === undefined ? "-" : `${v.toFixed(0)} ms`);
+  const body = rows.map((m) => [
+    m.mode,
+    `${m.from}->${m.to}`,
+    m.report.ok
+      ? `ok, PID ${m.report.pid}, ${m.report.lastBeforeDump} -> ${m.report.firstAfterRestore}`
+      : `FAILED (exit ${m.exitCode})`,
+    ms(m.report.downtimeMs),
+    ms(m.report.freezeMs),
+    ms(m.report.transferMs),
+    ms(m.report.restoreMs),
+    m.report.bytesTransferred === undefined
+      ? "-"
+      : `${(m.report.bytesTransferred / 2 ** 20).toFixed(1)} MiB`,
+  ]);
+  const width = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
+  return [head, ...body]
+    .map((row) =>
+      row
+        .map((cell, i) => cell.padEnd(width[i]))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}

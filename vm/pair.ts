@@ -3,9 +3,9 @@
  * between two real kernels, with no cloud account.
  *
  * CRIU is built once: the first VM is set up and verified as usual (cloud-init builds CRIU
- * under software emulation, the longest phase by far), a host-to-host key and both peers'
- * names and host key are installed in it, it is shut down cleanly, and two VMs boot from
- * copy-on-write overlays of its disk. Both thus run the same verified build (CRIU restores a
+ * under software emulation, the longest phase by far), a host-to-host key is authorized in
+ * it, it is shut down cleanly, and two VMs boot from copy-on-write overlays of its disk; each
+ * then runs the peer set-up of a two-host EC2 seat (components/peerSetup.ts). Both thus run the same verified build (CRIU restores a
  * process only where the files it maps are identical, DESIGN.md "Facts"), each under its own
  * kernel (its own boot id: `lazy` needs that), on a private link between them that nothing
  * else is on: QEMU's socket netdev, one VM listening on a 127.0.0.1 port, the other
@@ -13,6 +13,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { peerSetupScript } from "../components/peerSetup";
 import { ExitCode } from "../verify/checks";
 import { parseHostKey } from "../verify/hostKey";
 import { connect, runCommand, type CommandResult } from "../verify/session";
@@ -75,32 +76,11 @@ async function must(vm: VmState, command: string, what: string, timeoutSeconds =
 }
 
 /**
- * The shell text that lets root on either host reach the lab user on the other, as on a
- * two-host EC2 seat: a host-to-host key (root's default identity, authorized for the lab
- * user), the peers' names in /etc/hosts, and their host key in the system-wide known_hosts
- * (both clones share the first VM's host key), so no connection trusts on first use.
+ * What the user-data does for a two-host EC2 seat (components/seat.ts): the host-to-host key
+ * authorized for the lab user. Run once, on the first VM, so both clones have it.
  */
-export function peerAccessScript(
-  peerKey: string,
-  peerPub: string,
-  hostKeyPublic: string,
-  user: string,
-): string {
-  const hosts = (["a", "b"] as const).map((r) => `${PAIR[r].ip} ${PAIR[r].name}`).join("\n");
-  const known = (["a", "b"] as const)
-    .map((r) => `${PAIR[r].name},${PAIR[r].ip} ${hostKeyPublic}`)
-    .join("\n");
-  return [
-    "set -eu",
-    "umask 077",
-    "mkdir -p /root/.ssh",
-    `cat > /root/.ssh/id_ed25519 <<'KEY'\n${peerKey.trim()}\nKEY`,
-    `echo '${peerPub}' > /root/.ssh/id_ed25519.pub`,
-    `echo '${peerPub}' >> ~${user}/.ssh/authorized_keys`,
-    "umask 022",
-    `cat >> /etc/hosts <<'HOSTS'\n${hosts}\nHOSTS`,
-    `cat >> /etc/ssh/ssh_known_hosts <<'KNOWN'\n${known}\nKNOWN`,
-  ].join("\n");
+function authorizeScript(peerPub: string, user: string): string {
+  return `echo '${peerPub}' >> ~${user}/.ssh/authorized_keys`;
 }
 
 /** Gives the link's NIC (found by its MAC) the host's address. */
@@ -149,11 +129,11 @@ export async function runPair(
   const peerKey = generateKey(path.join(vm.stateDir, "peer_ed25519"), "criu-lab-vm-peer");
   await must(
     vm,
-    `sudo sh -c ${shellQuote(peerAccessScript(peerKey.privateKeyOpenssh, peerKey.publicKeyOpenssh, vm.hostKeyPublic, vm.user))}`,
-    "installing the host-to-host key",
+    authorizeScript(peerKey.publicKeyOpenssh, vm.user),
+    "authorizing the host-to-host key",
   );
   await powerOff(vm, log);
-  phase("pair: key installed, first VM powered off", t0);
+  phase("pair: host-to-host key authorized, first VM powered off", t0);
 
   t0 = Date.now();
   const linkPort = await freePort();
@@ -221,6 +201,20 @@ export async function runPair(
     (["a", "b"] as const).map((role) =>
       must(hosts[role], `sudo sh -c ${shellQuote(linkScript(role))}`, "bringing up the link", 180),
     ),
+  );
+  // The peer set-up a two-host EC2 seat runs (components/peerSetup.ts), as the lab user: the
+  // peer's name, its host key (both clones have the first VM's), the host-to-host key.
+  await Promise.all(
+    (["a", "b"] as const).map((role) => {
+      const peer = PAIR[peerOf(role)];
+      const script = peerSetupScript({
+        peerName: peer.name,
+        peerIp: peer.ip,
+        hostKey: vm.hostKeyPublic,
+        key: peerKey.privateKeyOpenssh,
+      });
+      return must(hosts[role], `bash -c ${shellQuote(script)}`, "the peer set-up");
+    }),
   );
   // The path every migration takes: root on each host logs in to the lab user on the other,
   // by name, with the host-to-host key, the host key checked (StrictHostKeyChecking=yes).

@@ -1,5 +1,5 @@
 /**
- * A two-host seat's peer set-up (components/seat.ts peerSetupScript), run for real: in a
+ * A two-host seat's peer set-up (components/peerSetup.ts), run for real: in a
  * private mount and network namespace (this machine's /etc/hosts, /etc/ssh and /root are
  * replaced there by scratch copies), the script as `pulumi up` sends it, then a real sshd as
  * the peer on 127.0.0.1:22 of that namespace. Plain `ssh root@criu-lab-seat-09-b` must then
@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { peerSetupScript } from "../../components/seat";
+import { peerSetupScript } from "../../components/peerSetup";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 
 const PEER = "criu-lab-seat-09-b";

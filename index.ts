@@ -38,5 +38,6 @@ export = async () => {
     knownHostsLine: lab.knownHostsLine,
     criuVersion: lab.criuVersion,
     verification: lab.verificationResult,
+    doctor: lab.doctor,
   };
 };

@@ -1,6 +1,6 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { DemoResult } from "../verify/checks";
+import { DemoResult, DoctorResult, ScenarioName } from "../verify/checks";
 import { LabAccess } from "./access";
 import { LabConfig } from "./config";
 import { LabFiles } from "./labFiles";
@@ -11,7 +11,9 @@ import { Tags, labTags, named } from "./tags";
 import { LabVerification } from "./verification";
 
 /** The lab's arguments: the validated config, with `auto` in sshAllowedCidrs resolved. */
-export interface CriuLabArgs extends LabConfig {
+export interface CriuLabArgs extends Omit<LabConfig, "verifyScenarios"> {
+  /** Scenarios the verification runs after the demo (needs `verify`). Default none. */
+  verifyScenarios?: ScenarioName[];
   /** Tags for every taggable resource (each also gets its own Name). Default Project/Stack. */
   tags?: Tags;
   /** Login user of the Ubuntu image. Default "ubuntu". */
@@ -49,6 +51,8 @@ export class CriuLab extends pulumi.ComponentResource {
   public readonly criuVersion: pulumi.Output<string>;
   /** The parsed demo result, or null when `verify` is false. */
   public readonly verificationResult: pulumi.Output<DemoResult | null>;
+  /** What the host can run and why not (`criu-lab doctor`), or null when `verify` is false. */
+  public readonly doctor: pulumi.Output<DoctorResult | null>;
 
   constructor(name: string, args: CriuLabArgs, opts?: pulumi.ComponentResourceOptions) {
     super("criu-lab:lab:CriuLab", name, {}, opts);
@@ -155,13 +159,16 @@ export class CriuLab extends pulumi.ComponentResource {
           dependsOn: [this.host.instance, this.addressAssociation, this.files.ready],
           // Not the address: it is the Elastic IP's, stable across stop/start.
           triggers: [this.host.userDataHash, this.instanceId],
+          scenarios: args.verifyScenarios,
         },
         { parent: this },
       );
       this.verificationResult = this.verification.demo;
+      this.doctor = this.verification.doctor;
       this.criuVersion = this.verification.check.criuVersion;
     } else {
       this.verificationResult = pulumi.output(null);
+      this.doctor = pulumi.output(null);
       this.criuVersion = pulumi.output(configured);
     }
 

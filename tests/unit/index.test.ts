@@ -49,6 +49,7 @@ describe("index.ts", () => {
         "knownHostsLine",
         "criuVersion",
         "verification",
+        "doctor",
       ].sort(),
     );
   });
@@ -66,6 +67,11 @@ describe("index.ts", () => {
     expect(await value("instanceId")).toMatch(/^criu-lab-host-instance-id-/);
     expect(await value("criuVersion")).toBe("4.2");
     expect(await value("verification")).toMatchObject({ ok: true, pid: 4242, restoredPid: 4242 });
+    expect(await value("doctor")).toMatchObject({
+      ok: true,
+      criuVersion: "4.2.1",
+      exercises: { game: { ok: true } },
+    });
     expect(await value("privateKey")).toContain("BEGIN OPENSSH PRIVATE KEY");
   });
 

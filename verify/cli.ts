@@ -46,8 +46,7 @@ options:
   --json                print one JSON report on stdout
   -h, --help            this help
 
-exit codes: 0 the lab works; 1 the lab does not work (check, demo or a scenario failed, a
-command hung);
+exit codes: 0 the lab works; 1 the lab does not work (check, demo or scenario failed, hung);
 2 usage or bad input; 3 unreachable, not ready, authentication failed or host key mismatch`;
 
 /** Bad flags or input: exit 2 with the message and the usage. */

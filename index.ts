@@ -38,6 +38,7 @@ export = async () => {
     knownHostsLine: lab.knownHostsLine,
     criuVersion: lab.criuVersion,
     verification: lab.verificationResult,
+    doctor: lab.doctor,
     // Per seat its hosts and key (secret): what criu-lab-verify --stack and criu-lab-handout
     // read. A one-host lab is seat 01 (issue 10).
     seats: lab.seatsOutput,

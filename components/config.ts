@@ -11,6 +11,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { CriuSource } from "../cloud-init/userData";
+import { SCENARIOS, ScenarioName, parseScenarioNames } from "../verify/checks";
 import { closestKey } from "./closestKey";
 
 /** The config namespace: the project name in Pulumi.yaml. */
@@ -98,6 +99,11 @@ export const CONFIG_SCHEMA = {
     default: true,
     description: "Run criu-lab check and demo on the instance as part of pulumi up.",
   },
+  verifyScenarios: {
+    type: "array",
+    default: [],
+    description: "Scenarios pulumi up also runs on the instance after the demo: training, game.",
+  },
   autoStopMinutes: {
     type: "integer",
     default: 120,
@@ -140,6 +146,8 @@ export interface LabConfig {
   subnetId?: string;
   criu: CriuSource;
   verify: boolean;
+  /** Scenarios the post-deploy verification runs after the demo (none by default). */
+  verifyScenarios: ScenarioName[];
   autoStopMinutes: number;
   /** Independent seats in the stack (1..MAX_SEATS). */
   seats: number;
@@ -277,6 +285,11 @@ export function loadConfig(
   if (verifyText !== "true" && verifyText !== "false") {
     bad("verify", verifyText, "allowed: true, false");
   }
+  const verifyScenarios = scenarioList(
+    raw("verifyScenarios"),
+    verifyText === "false",
+    (value, allowed) => bad("verifyScenarios", value, allowed),
+  );
 
   const autoStopMinutes = integer(
     "autoStopMinutes",
@@ -329,6 +342,7 @@ export function loadConfig(
     subnetId,
     criu,
     verify: verifyText === "true",
+    verifyScenarios,
     autoStopMinutes,
     seats,
     hostsPerSeat,
@@ -420,6 +434,49 @@ function isHttpUrl(text: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** How to set the scenario list from the CLI (list config needs --path). */
+export const SET_SCENARIOS_HINT = `pulumi config set --path '${CONFIG_NAMESPACE}:verifyScenarios[0]' training`;
+
+/**
+ * Parses `verifyScenarios` (the JSON list the CLI passes): names the verifier knows
+ * (verify/checks.ts SCENARIOS), none that needs a second host, and only with `verify` on.
+ */
+function scenarioList(
+  text: string,
+  verifyOff: boolean,
+  bad: (value: unknown, allowed: string) => void,
+): ScenarioName[] {
+  const allowed = `allowed: a list of ${SCENARIOS.join(", ")} (or []), set with ${SET_SCENARIOS_HINT}`;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    bad(text, allowed);
+    return [];
+  }
+  if (!Array.isArray(value)) {
+    bad(text, allowed);
+    return [];
+  }
+  const names: string[] = [];
+  for (const entry of value) {
+    if (typeof entry === "string") names.push(entry);
+    else bad(entry, allowed);
+  }
+  const parsed = parseScenarioNames(names);
+  if ("problems" in parsed) {
+    for (const problem of parsed.problems) bad(value, `${problem}; set with ${SET_SCENARIOS_HINT}`);
+    return [];
+  }
+  if (verifyOff && parsed.scenarios.length > 0) {
+    bad(
+      value,
+      `scenarios run as part of the verification, which ${CONFIG_NAMESPACE}:verify false turns off`,
+    );
+  }
+  return parsed.scenarios;
 }
 
 /** How to set the CIDR list from the CLI (list config needs --path). */

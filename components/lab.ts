@@ -1,6 +1,6 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { DemoResult } from "../verify/checks";
+import { DemoResult, DoctorResult, ScenarioName } from "../verify/checks";
 import { LabAccess } from "./access";
 import { LabBudget } from "./budget";
 import { HostsPerSeat, LabConfig } from "./config";
@@ -13,7 +13,9 @@ import { Tags, labTags } from "./tags";
 import { LabVerification } from "./verification";
 
 /** The lab's arguments: the validated config, with `auto` in sshAllowedCidrs resolved. */
-export interface CriuLabArgs extends Omit<LabConfig, "seats" | "hostsPerSeat"> {
+export interface CriuLabArgs extends Omit<LabConfig, "seats" | "hostsPerSeat" | "verifyScenarios"> {
+  /** Scenarios every host's verification runs after the demo (needs `verify`). Default none. */
+  verifyScenarios?: ScenarioName[];
   /** Tags for every taggable resource (each also gets its own Name). Default Project/Stack. */
   tags?: Tags;
   /** Login user of the Ubuntu image. Default "ubuntu". */
@@ -69,6 +71,8 @@ export class CriuLab extends pulumi.ComponentResource {
    * (secret, so the whole output is), auto-stop and hosts. A one-host lab is seat 01.
    */
   public readonly seatsOutput: pulumi.Output<SeatOutput[]>;
+  /** What the host can run and why not (`criu-lab doctor`), or null when `verify` is false. */
+  public readonly doctor: pulumi.Output<DoctorResult | null>;
 
   constructor(name: string, args: CriuLabArgs, opts?: pulumi.ComponentResourceOptions) {
     super("criu-lab:lab:CriuLab", name, {}, opts);
@@ -166,9 +170,11 @@ export class CriuLab extends pulumi.ComponentResource {
         : args.criu.url.split("/").pop() || args.criu.url;
     if (this.verification) {
       this.verificationResult = this.verification.demo;
+      this.doctor = this.verification.doctor;
       this.criuVersion = this.verification.check.criuVersion;
     } else {
       this.verificationResult = pulumi.output(null);
+      this.doctor = pulumi.output(null);
       this.criuVersion = pulumi.output(configured);
     }
 

@@ -1,6 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import type { ScenarioName } from "../verify/checks";
 import { migrationCheck } from "../verify/seats";
 import { peerSetupScript } from "./peerSetup";
 import { HostKey, LabAccess } from "./access";
@@ -45,7 +46,9 @@ export interface SeatOutput {
 
 /** What every host of the lab shares. */
 export interface HostArgs {
-  config: Omit<LabConfig, "seats" | "hostsPerSeat">;
+  config: Omit<LabConfig, "seats" | "hostsPerSeat" | "verifyScenarios"> & {
+    verifyScenarios?: ScenarioName[];
+  };
   network: LabNetwork;
   sshUser: string;
 }
@@ -165,6 +168,7 @@ export function buildHost(
           // Not the address: it is the Elastic IP's, stable across stop/start.
           triggers: [instance.userDataHash, instance.instanceId],
           label: args.label,
+          scenarios: config.verifyScenarios,
         },
         { parent: scope },
       )

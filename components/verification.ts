@@ -4,10 +4,14 @@ import {
   CheckOutputError,
   CheckResult,
   DemoResult,
+  DoctorResult,
   REMOTE_CHECKS,
   RemoteCheck,
+  SCENARIO_CHECKS,
+  ScenarioName,
   parseCheck,
   parseDemo,
+  parseDoctor,
 } from "../verify/checks";
 
 export interface LabVerificationArgs {
@@ -28,6 +32,11 @@ export interface LabVerificationArgs {
    * Default "the lab host".
    */
   label?: string;
+  /**
+   * Scenarios to run after the demo (config `verifyScenarios`), one after another, each judged
+   * on the host like the demo. Default none.
+   */
+  scenarios?: readonly ScenarioName[];
   /** Seconds per dial attempt. Default 20. */
   perDialTimeout?: number;
   /**
@@ -62,18 +71,26 @@ export function pinnedConnection(
 
 /**
  * Proves the lab works as part of `pulumi up`: over SSH with the host key pinned, it waits
- * for cloud-init, then runs `criu-lab check` and `criu-lab demo`, the same commands and the
- * same parsers as the node-ssh verifier (verify/checks.ts). A failed check fails the deploy,
- * its first line saying which step failed and why (`remoteStep`).
+ * for cloud-init, then runs `criu-lab check`, `criu-lab doctor` (what the host can run: the
+ * stack output `doctor`), `criu-lab demo` and the scenarios the stack opted in to
+ * (`verifyScenarios`), the same commands and the same contracts as the node-ssh verifier
+ * (verify/checks.ts). A failed check fails the deploy, its first line saying which step
+ * failed and why (`remoteStep`).
  */
 export class LabVerification extends pulumi.ComponentResource {
   public readonly cloudInit: command.remote.Command;
   public readonly checkCommand: command.remote.Command;
   public readonly demoCommand: command.remote.Command;
+  /** `criu-lab doctor --json`: always run, after the check. */
+  public readonly doctorCommand: command.remote.Command;
+  /** One per scenario asked for (`scenarios`), in that order; empty when none were. */
+  public readonly scenarioCommands: command.remote.Command[];
   /** Parsed `criu-lab check --json`; resolving it throws when the check failed. */
   public readonly check: pulumi.Output<CheckResult>;
   /** Parsed `criu-lab demo --json`; resolving it throws when the demo failed. */
   public readonly demo: pulumi.Output<DemoResult>;
+  /** What the host can run and why not (the stack output `doctor`): plain data, no secrets. */
+  public readonly doctor: pulumi.Output<DoctorResult>;
 
   constructor(name: string, args: LabVerificationArgs, opts?: pulumi.ComponentResourceOptions) {
     super("criu-lab:verification:LabVerification", name, {}, opts);
@@ -105,11 +122,28 @@ export class LabVerification extends pulumi.ComponentResource {
     this.cloudInit = run("cloud-init", REMOTE_CHECKS.cloudInit, args.dependsOn ?? []);
     this.checkCommand = run("check", REMOTE_CHECKS.check, [this.cloudInit]);
     this.demoCommand = run("demo", REMOTE_CHECKS.demo, [this.checkCommand]);
+    this.doctorCommand = run("doctor", REMOTE_CHECKS.doctor, [this.checkCommand]);
+    // After the demo and the doctor, one at a time: each fills memory and disk with images.
+    // The host judges each (remoteStep): a failed scenario fails its Command, and the line
+    // after the provider's names the scenario and its error. A scenario the doctor says this
+    // host cannot run fails too, with the doctor's reason: the stack asked for it to be proven.
+    this.scenarioCommands = [];
+    for (const name of args.scenarios ?? []) {
+      const previous = this.scenarioCommands.at(-1);
+      this.scenarioCommands.push(
+        run(
+          `scenario-${name}`,
+          SCENARIO_CHECKS[name],
+          previous ? [previous] : [this.demoCommand, this.doctorCommand],
+        ),
+      );
+    }
 
     // The host judged these already (remoteStep): a Command that succeeded passed there, so
     // these parse a pass. They still throw, saying so, should the two judges ever disagree.
     this.check = this.checkCommand.stdout.apply((out) => requirePassingCheck(out, args.label));
     this.demo = this.demoCommand.stdout.apply((out) => requirePassingDemo(out, args.label));
+    this.doctor = this.doctorCommand.stdout.apply((out) => requirePassingDoctor(out, args.label));
 
     // A failed step fails its Command, and check/demo throw on a failed lab; they reach
     // `pulumi up` through the resource and the stack outputs (index.ts), so registering any
@@ -162,11 +196,14 @@ export function remoteStep(check: RemoteCheck, where = LAB_HOST): RemoteStep {
     // step runs can read the rest of the script from stdin.
     "{",
     `step=${quote(check.name)}`,
-    'out="$(mktemp)" err="$(mktemp)" verdict="$(mktemp)"',
-    'trap \'rm -f "$out" "$err" "$verdict"\' EXIT',
-    // sleep gets no inherited output: the session ends as soon as the check does.
+    // sleep gets no inherited output: the session ends as soon as the check does. Started
+    // before the EXIT trap exists: a subshell killed before it has reset the traps it
+    // inherited runs that trap, and removed the verdict before it was read (seen here, about
+    // 1 run in 40, when the check ends at once).
     "( while sleep 60 </dev/null >/dev/null 2>&1; do printf '\\r' >&2; done ) &",
     "keepalive=$!",
+    'out="$(mktemp)" err="$(mktemp)" verdict="$(mktemp)"',
+    'trap \'rm -f "$out" "$err" "$verdict"\' EXIT',
     "rc=0 failed=0",
     `timeout --kill-after=10 ${check.timeoutSeconds} bash -c ${quote(check.command)} >"$out" 2>"$err" </dev/null || rc=$?`,
     'kill "$keepalive" 2>/dev/null || true',
@@ -219,7 +256,7 @@ def first_line(text):
 def typed(value, kind):
     if kind == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return isinstance(value, {"string": str, "boolean": bool}[kind])
+    return isinstance(value, {"string": str, "boolean": bool, "object": dict, "array": list}[kind])
 result, problem = last_object(out), None
 if result is None:
     problem = "no JSON object in its output"
@@ -229,7 +266,8 @@ elif result.get("ok") is not True:
 else:
     for key, kind in contract["fields"].items():
         if not typed(result.get(key), kind):
-            problem = "field '%s' should be a %s, got %s" % (key, kind, json.dumps(result.get(key)))
+            article = "an" if kind[0] in "aeiou" else "a"
+            problem = "field '%s' should be %s %s, got %s" % (key, article, kind, json.dumps(result.get(key)))
             break
     else:
         for rule in contract.get("requires", []):
@@ -273,6 +311,18 @@ export function requirePassingDemo(stdout: string, where = LAB_HOST): DemoResult
       `criu-lab verification failed: ${REMOTE_CHECKS.demo.name} on ${where} did not pass: ` +
         `${result.error ?? "no error given"}` +
         (result.imagesDir ? ` (checkpoint images kept in ${result.imagesDir} on the host)` : ""),
+    );
+  }
+  return result;
+}
+
+/** The parsed doctor; throws (failing `pulumi up`) with what failed when it did not pass. */
+export function requirePassingDoctor(stdout: string, where = LAB_HOST): DoctorResult {
+  const result = parsed(() => parseDoctor(stdout));
+  if (!result.ok) {
+    throw new Error(
+      `criu-lab verification failed: ${REMOTE_CHECKS.doctor.name} on ${where} did not pass: ` +
+        `${result.error ?? "no error given"}`,
     );
   }
   return result;

@@ -17,6 +17,19 @@ export const ExitCode = {
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
+/**
+ * The worst of several exit codes; 0 only when all are 0. Severity 1 > 2 > 3: a broken lab
+ * (1) is a definite failure that no retry fixes, and it must not hide behind a seat that is
+ * merely not ready (3), the one outcome a CI loop may retry; bad input for a seat (2) means
+ * that seat was not verified at all and needs a fix, not a retry, so it outranks 3 too.
+ */
+export function worstExitCode(codes: ExitCode[]): ExitCode {
+  for (const code of [ExitCode.labBroken, ExitCode.usage, ExitCode.unreachable]) {
+    if (codes.includes(code)) return code;
+  }
+  return ExitCode.ok;
+}
+
 /** Where the lab keeps its logs on the host. */
 export const REMOTE_LOG_DIR = "/var/log/criu-lab";
 
@@ -35,10 +48,26 @@ export interface RemoteCheck {
   contract?: JsonContract;
 }
 
+/** The JSON types a contract can require of a field. */
+export type JsonFieldType = "string" | "number" | "boolean" | "object" | "array";
+
 export interface JsonContract {
-  fields: Record<string, "string" | "number" | "boolean">;
+  fields: Record<string, JsonFieldType>;
   /** Python expressions over the fields, each with the message (str.format) when false. */
-  requires?: ReadonlyArray<{ python: string; message: string }>;
+  requires?: ReadonlyArray<ContractRule>;
+}
+
+export interface ContractRule {
+  /** Evaluated by the host-side judge (components/verification.ts JSON_JUDGE). */
+  python: string;
+  /**
+   * The same rule for the verifier's judge (judgeContract). A function, so JSON.stringify
+   * leaves it out of what goes to the host; tests/unit/checks.test.ts runs both judges on the
+   * same real outputs and holds them to the same verdicts.
+   */
+  holds?: (r: Record<string, unknown>) => boolean;
+  /** Why it failed: `{field}` is replaced by the field's value (Python's str.format). */
+  message: string;
 }
 
 const CHECK_CONTRACT: JsonContract = {
@@ -70,6 +99,112 @@ const DEMO_CONTRACT: JsonContract = {
       python: "firstAfterRestore == lastBeforeDump + 1",
       message:
         "the counter did not continue: last before dump {lastBeforeDump}, first after restore {firstAfterRestore}",
+    },
+  ],
+};
+
+/**
+ * `criu-lab doctor --json` (cloud-init/criu_lab/doctor.py): which exercises the host can run
+ * and why not. `ok` is `criu check`'s verdict; `exercises` maps each exercise to
+ * `{ok, reason, fix}`.
+ */
+const DOCTOR_CONTRACT: JsonContract = {
+  fields: {
+    ok: "boolean",
+    criuVersion: "string",
+    kernel: "string",
+    exercises: "object",
+    features: "object",
+    fixes: "array",
+  },
+};
+
+/**
+ * `criu-lab scenario run training --json` (cloud-init/criu_lab/training.py): the job was
+ * checkpointed, killed and restored from its latest checkpoint, same PID, same state.
+ */
+const TRAINING_CONTRACT: JsonContract = {
+  fields: {
+    ok: "boolean",
+    pid: "number",
+    restoredPid: "number",
+    checkpoints: "number",
+    incremental: "boolean",
+    lastCheckpointStep: "number",
+    resumedAtStep: "number",
+    lostSteps: "number",
+    stateMatches: "boolean",
+    frozenUs: "array",
+    imageBytes: "array",
+    overheadPercent: "number",
+    imagesDir: "string",
+    criuVersion: "string",
+    kernel: "string",
+  },
+  requires: [
+    {
+      python: "checkpoints >= 1",
+      holds: (r) => Number(r.checkpoints) >= 1,
+      message: "no checkpoint was taken (checkpoints: {checkpoints})",
+    },
+    {
+      python: "restoredPid == pid",
+      holds: (r) => r.restoredPid === r.pid,
+      message: "restored PID {restoredPid} differs from the checkpointed PID {pid}",
+    },
+    {
+      python: "resumedAtStep == lastCheckpointStep",
+      holds: (r) => r.resumedAtStep === r.lastCheckpointStep,
+      message:
+        "the job resumed at step {resumedAtStep}, but the latest checkpoint was taken at step " +
+        "{lastCheckpointStep}: not restored from the latest checkpoint",
+    },
+    {
+      python: "stateMatches is True",
+      holds: (r) => r.stateMatches === true,
+      message: "the restored job's state differs from its checkpoint's (stateMatches is false)",
+    },
+  ],
+};
+
+/**
+ * `criu-lab scenario run game --json` (cloud-init/criu_lab/game.py): every player still on
+ * its original TCP connection after the server's checkpoint/restore, every score intact.
+ */
+const GAME_CONTRACT: JsonContract = {
+  fields: {
+    ok: "boolean",
+    pid: "number",
+    restoredPid: "number",
+    clients: "number",
+    clientsStillConnected: "number",
+    scoresPreserved: "boolean",
+    pauseMs: "number",
+    networkLock: "string",
+    imagesDir: "string",
+    criuVersion: "string",
+    kernel: "string",
+  },
+  requires: [
+    {
+      python: "clients >= 1",
+      holds: (r) => Number(r.clients) >= 1,
+      message: "no player took part (clients: {clients})",
+    },
+    {
+      python: "restoredPid == pid",
+      holds: (r) => r.restoredPid === r.pid,
+      message: "restored PID {restoredPid} differs from the checkpointed PID {pid}",
+    },
+    {
+      python: "clientsStillConnected == clients",
+      holds: (r) => r.clientsStillConnected === r.clients,
+      message: "only {clientsStillConnected} of {clients} players kept their original connection",
+    },
+    {
+      python: "scoresPreserved is True",
+      holds: (r) => r.scoresPreserved === true,
+      message: "the players' scores were not preserved (scoresPreserved is false)",
     },
   ],
 };
@@ -133,6 +268,12 @@ export const REMOTE_CHECKS = {
     timeoutSeconds: 120,
     contract: CHECK_CONTRACT,
   },
+  doctor: {
+    name: "doctor",
+    command: "sudo criu-lab doctor --json",
+    timeoutSeconds: 300,
+    contract: DOCTOR_CONTRACT,
+  },
   demo: {
     name: "checkpoint/restore demo",
     command: "sudo criu-lab demo --json",
@@ -140,6 +281,69 @@ export const REMOTE_CHECKS = {
     contract: DEMO_CONTRACT,
   },
 } as const satisfies Record<string, RemoteCheck>;
+
+/** The scenarios one host can run (`criu-lab scenario run NAME --json`), in the order they run. */
+export const SCENARIOS = ["training", "game"] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+
+/** Scenarios that need more than one host, and why they cannot be asked of one. */
+export const MULTI_HOST_SCENARIOS: Record<string, string> = {
+  migration:
+    "it needs a second host (`criu-lab scenario run migration --to USER@HOST`); a two-host " +
+    "seat's verification runs it",
+};
+
+export interface ScenarioCheck extends RemoteCheck {
+  /** The doctor's exercise (`exercises` in `criu-lab doctor --json`) the scenario needs. */
+  exercise: string;
+}
+
+/** Each scenario as a remote check with its contract; run after the demo, by choice. */
+export const SCENARIO_CHECKS = {
+  training: {
+    name: "scenario training",
+    command: "sudo criu-lab scenario run training --json",
+    // 256 MiB of state filled, three checkpoints 5 s apart, a crash, a restore: 26 s here,
+    // minutes on a small instance's disk.
+    timeoutSeconds: 900,
+    contract: TRAINING_CONTRACT,
+    // The scenario takes incremental dumps only where the doctor says they work.
+    exercise: "training-full",
+  },
+  game: {
+    name: "scenario game",
+    command: "sudo criu-lab scenario run game --json",
+    timeoutSeconds: 600,
+    contract: GAME_CONTRACT,
+    exercise: "game",
+  },
+} as const satisfies Record<ScenarioName, ScenarioCheck>;
+
+/**
+ * Reads a list of scenario names (`--scenarios training,game`, the `verifyScenarios` config):
+ * unknown names and the ones a single host cannot run are refused with the reason and what
+ * is allowed; duplicates are dropped; the result is in SCENARIOS' order. Returns the problems
+ * instead of the list when there are any.
+ */
+export function parseScenarioNames(
+  names: readonly string[],
+): { scenarios: ScenarioName[] } | { problems: string[] } {
+  const problems: string[] = [];
+  const wanted = new Set<string>();
+  const allowed = `allowed: ${SCENARIOS.join(", ")}`;
+  for (const raw of names) {
+    const name = raw.trim();
+    if ((SCENARIOS as readonly string[]).includes(name)) {
+      wanted.add(name);
+    } else if (Object.hasOwn(MULTI_HOST_SCENARIOS, name)) {
+      problems.push(`'${name}' cannot run on one host: ${MULTI_HOST_SCENARIOS[name]}; ${allowed}`);
+    } else {
+      problems.push(`'${name}' is not a scenario; ${allowed}`);
+    }
+  }
+  if (problems.length > 0) return { problems };
+  return { scenarios: SCENARIOS.filter((s) => wanted.has(s)) };
+}
 
 /** `criu-lab check --json`. */
 export interface CheckResult {
@@ -292,4 +496,143 @@ export function demoContractViolation(r: DemoResult): string | undefined {
     return `the counter did not continue: last before dump ${r.lastBeforeDump}, first after restore ${r.firstAfterRestore} (expected ${r.lastBeforeDump + 1})`;
   }
   return undefined;
+}
+
+/** Whether `value` has the contract's JSON type (numbers finite, as JSON_JUDGE's `typed`). */
+function hasType(value: unknown, type: JsonFieldType): boolean {
+  switch (type) {
+    case "number":
+      return typeof value === "number" && Number.isFinite(value);
+    case "array":
+      return Array.isArray(value);
+    case "object":
+      return value !== null && typeof value === "object" && !Array.isArray(value);
+    default:
+      return typeof value === type;
+  }
+}
+
+/** A rule's message with `{field}` replaced by the field's value, as Python's str.format. */
+function formatRule(message: string, r: Record<string, unknown>): string {
+  return message.replace(/\{(\w+)\}/g, (_, key: string) => String(r[key]));
+}
+
+/** The verdict of a JSON result held to its contract. */
+export interface ContractVerdict {
+  ok: boolean;
+  /** Why it did not pass: the result's own error, a mistyped field or a broken rule. */
+  error?: string;
+  /** The result as the host printed it (the last JSON object of its output). */
+  result: Record<string, unknown>;
+}
+
+/**
+ * The verifier's judge of a check with a contract, the same rules as the host-side judge
+ * (components/verification.ts JSON_JUDGE): `ok: true`, every field of its type, every rule.
+ * Throws CheckOutputError when the output has no JSON object.
+ */
+export function judgeContract(
+  what: string,
+  contract: JsonContract,
+  stdout: string,
+): ContractVerdict {
+  const result = lastJsonObject(what, stdout);
+  if (result.ok !== true) {
+    const error = optionalString(result, "error")?.trim();
+    return { ok: false, error: error || "it reported ok: false without an error", result };
+  }
+  for (const [key, type] of Object.entries(contract.fields)) {
+    if (!hasType(result[key], type)) {
+      return {
+        ok: false,
+        error: `field '${key}' should be ${/^[aeiou]/.test(type) ? "an" : "a"} ${type}, got ${JSON.stringify(result[key] ?? null)}`,
+        result,
+      };
+    }
+  }
+  for (const rule of contract.requires ?? []) {
+    if (rule.holds && !rule.holds(result)) {
+      return { ok: false, error: formatRule(rule.message, result), result };
+    }
+  }
+  return { ok: true, result };
+}
+
+/** One exercise in the doctor's result. */
+export interface DoctorExercise {
+  ok: boolean;
+  /** Why it cannot run here ("" when it can). */
+  reason: string;
+  /** The known fix, when it cannot. */
+  fix?: string;
+}
+
+/**
+ * `criu-lab doctor --json`, the part that says what the host can do: plain data without
+ * secrets, exported as the stack output `doctor` and put in the verifier's report.
+ */
+export interface DoctorResult {
+  ok: boolean;
+  criuVersion: string;
+  kernel: string;
+  /** The network-lock backend CRIU uses here (iptables, nftables), or null: none. */
+  networkLock: string | null;
+  /** `criu check --feature NAME` -> supported. */
+  features: Record<string, boolean>;
+  exercises: Record<string, DoctorExercise>;
+  /** What to do about what is missing. */
+  fixes: string[];
+  error?: string;
+}
+
+/** Parses `criu-lab doctor --json`; a result that breaks the contract is a failed doctor. */
+export function parseDoctor(stdout: string): DoctorResult {
+  const verdict = judgeContract("criu-lab doctor", DOCTOR_CONTRACT, stdout);
+  const r = verdict.result;
+  const text = (v: unknown) => (typeof v === "string" ? v : "");
+  const entries = (v: unknown): Array<[string, Record<string, unknown>]> =>
+    hasType(v, "object")
+      ? Object.entries(v as Record<string, unknown>).filter(
+          (e): e is [string, Record<string, unknown>] => hasType(e[1], "object"),
+        )
+      : [];
+  return {
+    ok: verdict.ok,
+    criuVersion: text(r.criuVersion),
+    kernel: text(r.kernel),
+    networkLock: typeof r.networkLock === "string" ? r.networkLock : null,
+    features: Object.fromEntries(entries(r.features).map(([k, v]) => [k, v.ok === true])),
+    exercises: Object.fromEntries(
+      entries(r.exercises).map(([k, v]) => [
+        k,
+        {
+          ok: v.ok === true,
+          reason: text(v.reason),
+          ...(typeof v.fix === "string" ? { fix: v.fix } : {}),
+        },
+      ]),
+    ),
+    fixes: Array.isArray(r.fixes) ? r.fixes.filter((f): f is string => typeof f === "string") : [],
+    ...(verdict.error === undefined ? {} : { error: verdict.error }),
+  };
+}
+
+/** A scenario's JSON judged by its contract: the verdict and the host's fields as they came. */
+export interface ScenarioResult {
+  ok: boolean;
+  error?: string;
+  /** Where the scenario kept its images and logs on the host (also on failure). */
+  imagesDir?: string;
+  result: Record<string, unknown>;
+}
+
+/** Parses `criu-lab scenario run NAME --json` and holds it to the scenario's contract. */
+export function parseScenario(name: ScenarioName, stdout: string): ScenarioResult {
+  const verdict = judgeContract(
+    `criu-lab scenario run ${name}`,
+    SCENARIO_CHECKS[name].contract,
+    stdout,
+  );
+  const imagesDir = optionalString(verdict.result, "imagesDir");
+  return { ...verdict, ...(imagesDir ? { imagesDir } : {}) };
 }

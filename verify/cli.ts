@@ -6,7 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { joinNegativeNumbers } from "./argv";
-import { ExitCode } from "./checks";
+import { ExitCode, SCENARIOS, ScenarioName, parseScenarioNames } from "./checks";
 import {
   DEFAULT_PARALLEL,
   MAX_PARALLEL,
@@ -17,7 +17,14 @@ import {
   verifySeats,
 } from "./seats";
 import { StackOutputError, StackOutputReader, pulumiStackOutput } from "./stackOutput";
-import { VerifyReport, VerifyTarget, secretScrubber, verifyLab } from "./verifier";
+import {
+  VerifyReport,
+  VerifyTarget,
+  describeDoctor,
+  describeScenario,
+  secretScrubber,
+  verifyLab,
+} from "./verifier";
 
 const DEFAULT_TIMEOUT_SECONDS = 3600;
 
@@ -25,8 +32,9 @@ export const USAGE = `usage: npx criu-lab-verify --host HOST --key-file PATH [op
        npx criu-lab-verify --stack NAME [--seat N] [--parallel N] [options]
        (or: npm run verify -- [options], npx criu-lab-local verify [options])
 
-Checks a CRIU lab host over SSH: waits for cloud-init, runs \`sudo criu-lab check --json\` and
-\`sudo criu-lab demo --json\`.
+Checks a CRIU lab host over SSH: waits for cloud-init, runs \`sudo criu-lab check --json\`,
+\`sudo criu-lab doctor --json\` (what the host can run) and \`sudo criu-lab demo --json\`, then
+the scenarios asked for with --scenarios.
 
 target (from flags, or from a Pulumi stack's outputs; flags override the stack's values):
   --stack NAME          read publicIp, sshUser, privateKey and knownHostsLine from
@@ -42,6 +50,9 @@ target (from flags, or from a Pulumi stack's outputs; flags override the stack's
                         line (its host field is ignored); without it the host is not verified
 
 options:
+  --scenarios LIST      also run these scenarios after the demo, comma-separated: ${SCENARIOS.join(", ")}
+                        (\`sudo criu-lab scenario run NAME --json\`); one the doctor says the host
+                        cannot run is reported as skipped with its reason, not as a failure
   --timeout SECONDS     overall deadline, connection retries included (default ${DEFAULT_TIMEOUT_SECONDS})
   --json                print one JSON report on stdout
   -h, --help            this help
@@ -53,7 +64,7 @@ report, and the exit code is the worst of the seats' (1, then 2, then 3). --seat
 --parallel verify a one-host stack this way too. --host, --port, --user, --key-file and
 --host-key take one host and do not go with a class.
 
-exit codes: 0 the lab works; 1 the lab does not work (check or demo failed, a command hung);
+exit codes: 0 the lab works; 1 the lab does not work (check, demo or scenario failed, hung);
 2 usage or bad input; 3 unreachable, not ready, authentication failed or host key mismatch`;
 
 /** Bad flags or input: exit 2 with the message and the usage. */
@@ -75,6 +86,8 @@ export interface Flags {
   seat?: string;
   /** A class: hosts verified at once. */
   parallel?: number;
+  /** Scenarios to run after the demo (none unless asked). */
+  scenarios: ScenarioName[];
   timeoutSeconds: number;
   json: boolean;
   help: boolean;
@@ -100,6 +113,7 @@ export function parseFlags(argv: string[]): Flags {
         "host-key": { type: "string" },
         seat: { type: "string" },
         parallel: { type: "string" },
+        scenarios: { type: "string" },
         timeout: { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -128,6 +142,7 @@ export function parseFlags(argv: string[]): Flags {
       values.parallel === undefined
         ? undefined
         : integerFlag("parallel", values.parallel, 1, MAX_PARALLEL),
+    scenarios: values.scenarios === undefined ? [] : scenariosFlag(values.scenarios),
     timeoutSeconds:
       values.timeout === undefined
         ? DEFAULT_TIMEOUT_SECONDS
@@ -135,6 +150,19 @@ export function parseFlags(argv: string[]): Flags {
     json: values.json,
     help: values.help,
   };
+}
+
+/** `--scenarios training,game`: every name known and runnable on one host, or a UsageError. */
+function scenariosFlag(value: string): ScenarioName[] {
+  const names = value.split(",").map((n) => n.trim());
+  if (names.every((n) => n === "")) {
+    throw new UsageError(
+      `--scenarios: '${value}' names no scenario; allowed: ${SCENARIOS.join(", ")}`,
+    );
+  }
+  const parsed = parseScenarioNames(names.filter((n) => n !== ""));
+  if ("problems" in parsed) throw new UsageError(`--scenarios: ${parsed.problems.join("; ")}`);
+  return parsed.scenarios;
 }
 
 function integerFlag(flag: string, value: string, min: number, max: number, unit = ""): number {
@@ -325,6 +353,13 @@ export async function main(argv: string[], deps: CliDeps = {}): Promise<number> 
       return ExitCode.ok;
     }
     const seats = await classTargets(flags, readStack);
+    if (seats !== undefined && flags.scenarios.length > 0) {
+      // verifySeats runs the lab's own steps and the migration, not scenarios (yet).
+      throw new UsageError(
+        "--scenarios verifies one host: it does not go with a class (a stack of several " +
+          "seats or two-host seats, or --seat/--parallel); use --host with a seat's address",
+      );
+    }
     if (seats !== undefined) return await verifyClass(seats, flags, out, err);
     target = await resolveTarget(flags, readStack);
   } catch (e) {
@@ -339,6 +374,7 @@ export async function main(argv: string[], deps: CliDeps = {}): Promise<number> 
 
   const report = await verifyLab(target, {
     timeoutSeconds: flags.timeoutSeconds,
+    scenarios: flags.scenarios,
     onProgress: (line) => err(`[verify] ${line}`),
   });
   // The report is scrubbed by verifyLab; this second pass guards fields added later.
@@ -369,23 +405,44 @@ async function verifyClass(
   return report.exitCode;
 }
 
-/** The human-readable result: one line when ok; the error and the log tails when not. */
+/**
+ * The human-readable result: the verdict line; then the doctor's line and a line per scenario
+ * when scenarios were asked for; on failure the error and the log tails.
+ */
 export function summary(report: VerifyReport): string {
   const where = `${report.target.user}@${report.target.host}:${report.target.port}`;
+  const lines: string[] = [];
   if (report.ok) {
     const d = report.demo;
-    return (
+    lines.push(
       `criu-lab-verify: OK: ${where}: CRIU ${report.check?.criuVersion ?? "?"}, kernel ${report.check?.kernel ?? "?"}` +
-      (d
-        ? `; checkpoint/restore of PID ${d.pid}: dump ${d.dumpMs} ms, restore ${d.restoreMs} ms, frozen ${d.frozenUs} us, ${d.imageBytes} bytes of images`
-        : "")
+        (d
+          ? `; checkpoint/restore of PID ${d.pid}: dump ${d.dumpMs} ms, restore ${d.restoreMs} ms, frozen ${d.frozenUs} us, ${d.imageBytes} bytes of images`
+          : ""),
+    );
+  } else {
+    lines.push(
+      `criu-lab-verify: FAILED (exit ${report.exitCode}): ${where}: ${report.error ?? ""}`,
     );
   }
-  const lines = [
-    `criu-lab-verify: FAILED (exit ${report.exitCode}): ${where}: ${report.error ?? ""}`,
-  ];
+  if (report.scenarios) {
+    if (report.doctor) lines.push(describeDoctor(report.doctor));
+    for (const s of report.scenarios) {
+      const what =
+        s.status === "pass" && s.result
+          ? describeScenario(s.name, s.result)
+          : `${s.name}: ${(s.error ?? "").split("\n")[0] ?? ""}`;
+      lines.push(`  ${s.status.padEnd(7)} ${what}`);
+    }
+  }
+  if (report.ok) return lines.join("\n");
   if (report.demo?.imagesDir) {
     lines.push(`checkpoint images kept on the host in ${report.demo.imagesDir}`);
+  }
+  for (const s of report.scenarios ?? []) {
+    if (s.status === "fail" && s.imagesDir) {
+      lines.push(`${s.name}: images and logs kept on the host in ${s.imagesDir}`);
+    }
   }
   for (const [path, text] of Object.entries(report.logs ?? {})) {
     lines.push(`--- ${path} (tail)`, text.trimEnd());

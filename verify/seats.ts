@@ -8,7 +8,10 @@
  * one exit code: the worst of the seats' (see worstExitCode).
  */
 import type { NodeSSH } from "node-ssh";
-import { CheckOutputError, ExitCode, RemoteCheck } from "./checks";
+import { CheckOutputError, ExitCode, RemoteCheck, worstExitCode } from "./checks";
+
+// Moved to ./checks (the single-host verifier needs it too); kept importable from here.
+export { worstExitCode };
 import { HostKeyFormatError, parseHostKey } from "./hostKey";
 import { CommandTimeoutError, VerifyError, connect, runCommand } from "./session";
 import {
@@ -397,19 +400,6 @@ export interface SeatsOptions {
    * Off until every lab host ships the command (issue 10 builds on the scenarios issue).
    */
   requireMigration?: boolean;
-}
-
-/**
- * The worst of several exit codes; 0 only when all are 0. Severity 1 > 2 > 3: a broken lab
- * (1) is a definite failure that no retry fixes, and it must not hide behind a seat that is
- * merely not ready (3), the one outcome a CI loop may retry; bad input for a seat (2) means
- * that seat was not verified at all and needs a fix, not a retry, so it outranks 3 too.
- */
-export function worstExitCode(codes: ExitCode[]): ExitCode {
-  for (const code of [ExitCode.labBroken, ExitCode.usage, ExitCode.unreachable]) {
-    if (codes.includes(code)) return code;
-  }
-  return ExitCode.ok;
 }
 
 /** A semaphore: at most `n` bodies run at once. */

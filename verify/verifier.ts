@@ -1,6 +1,7 @@
 /**
- * The verification flow: connect, wait for cloud-init, `criu-lab check`, `criu-lab demo`, each
- * from the one definition in ./checks, judged by its one parser. Used by the CLI (./cli), the
+ * The verification flow: connect, wait for cloud-init, `criu-lab check`, `criu-lab doctor`,
+ * `criu-lab demo`, then the scenarios asked for (`criu-lab scenario run NAME`), each from the
+ * one definition in ./checks, judged by its one parser. Used by the CLI (./cli), the
  * local VM target (vm/) and the tests. It never throws: every outcome is a VerifyReport whose
  * exitCode follows DESIGN.md (0 ok, 1 lab broken, 2 bad input, 3 unreachable or not ready).
  */
@@ -10,12 +11,19 @@ import {
   CheckOutputError,
   CheckResult,
   DemoResult,
+  DoctorResult,
   ExitCode,
   REMOTE_CHECKS,
   REMOTE_LOG_DIR,
   RemoteCheck,
+  SCENARIO_CHECKS,
+  ScenarioName,
+  ScenarioResult,
   parseCheck,
   parseDemo,
+  parseDoctor,
+  parseScenario,
+  worstExitCode,
 } from "./checks";
 import { HostKeyFormatError, parseHostKey } from "./hostKey";
 import { CommandResult, CommandTimeoutError, VerifyError, connect, runCommand } from "./session";
@@ -40,6 +48,11 @@ export interface VerifyOptions {
    * command that hangs or fails on purpose; production callers leave it unset.
    */
   checks?: Partial<Record<keyof typeof REMOTE_CHECKS, RemoteCheck>>;
+  /**
+   * Scenarios to run after the demo, in this order (`--scenarios`). Each runs even when an
+   * earlier one failed; one the doctor says this host cannot run is skipped with its reason.
+   */
+  scenarios?: readonly ScenarioName[];
 }
 
 export interface VerifyStep {
@@ -58,10 +71,29 @@ export interface VerifyReport {
   steps: VerifyStep[];
   check?: CheckResult;
   demo?: DemoResult;
+  /** What the host can run and why not (`criu-lab doctor --json`). */
+  doctor?: DoctorResult;
+  /** The scenarios asked for, in order; absent when none were. */
+  scenarios?: ScenarioReport[];
   error?: string;
   /** On failure: remote log path -> its tail (bounded), e.g. /var/log/criu-lab/demo.log. */
   logs?: Record<string, string>;
   durationMs: number;
+}
+
+/** One scenario's outcome: `skipped` when the doctor says the host cannot run it. */
+export interface ScenarioReport {
+  name: ScenarioName;
+  status: "pass" | "fail" | "skipped";
+  /** 0 for a pass or a skip. */
+  exitCode: ExitCode;
+  ms: number;
+  /** Why it failed (fail), or the doctor's reason and fix (skipped). */
+  error?: string;
+  /** Where the scenario kept its images and logs on the host. */
+  imagesDir?: string;
+  /** The scenario's JSON as the host printed it (`criu-lab scenario run NAME --json`). */
+  result?: Record<string, unknown>;
 }
 
 /** How much of a command's stderr goes into an error message. */
@@ -143,6 +175,63 @@ export async function verifyLab(
     }
   };
 
+  /**
+   * Runs one scenario as a step, or skips it on the doctor's word (not a failure: the host
+   * lacks what the exercise needs, and the doctor says what and how to fix it). Never throws:
+   * the outcome goes into the report, so that the next scenario still runs.
+   */
+  const runScenario = async (name: ScenarioName, ssh: NodeSSH): Promise<ScenarioReport> => {
+    const check = SCENARIO_CHECKS[name];
+    const verdict = report.doctor?.exercises[check.exercise];
+    if (verdict && !verdict.ok) {
+      const reason =
+        `the doctor says this host cannot run ${check.exercise}: ${verdict.reason || "no reason given"}` +
+        (verdict.fix ? `; ${verdict.fix}` : "");
+      progress(`skip ${check.name}: ${reason}`);
+      return { name, status: "skipped", exitCode: ExitCode.ok, ms: 0, error: scrub(reason) };
+    }
+    const t0 = Date.now();
+    let parsed: ScenarioResult | undefined;
+    try {
+      await step(check.name, async () => {
+        const r = await remote(check, ssh, ExitCode.labBroken);
+        if (r.code === ExitCode.usage && /invalid choice/.test(r.stderr)) {
+          // argparse: the host's criu-lab predates the scenario (lab files of an older version).
+          throw new VerifyError(
+            `${check.name}: this host's criu-lab has no 'scenario run ${name}'; ` +
+              "its lab files are older than this verifier",
+            ExitCode.unreachable,
+          );
+        }
+        parsed = parseIfPresent((out) => parseScenario(name, out), r);
+        judge(check, r, parsed);
+        if (parsed) progress(`    ${describeScenario(name, parsed.result)}`);
+      });
+      return {
+        name,
+        status: "pass",
+        exitCode: ExitCode.ok,
+        ms: Date.now() - t0,
+        imagesDir: parsed?.imagesDir,
+        result: parsed?.result,
+      };
+    } catch (err) {
+      const failure =
+        err instanceof VerifyError
+          ? err
+          : new VerifyError(err instanceof Error ? err.message : String(err), ExitCode.labBroken);
+      return {
+        name,
+        status: "fail",
+        exitCode: failure.exitCode,
+        ms: Date.now() - t0,
+        error: scrub(failure.message),
+        imagesDir: parsed?.imagesDir,
+        result: parsed?.result,
+      };
+    }
+  };
+
   let ssh: NodeSSH | undefined;
   try {
     let pinned;
@@ -191,12 +280,34 @@ export async function verifyLab(
       }
     });
 
+    await step(checks.doctor.name, async () => {
+      const r = await remote(checks.doctor, session, ExitCode.labBroken);
+      report.doctor = parseIfPresent(parseDoctor, r);
+      judge(checks.doctor, r, report.doctor);
+      if (report.doctor) progress(`    ${describeDoctor(report.doctor)}`);
+    });
+
     await step(checks.demo.name, async () => {
       const r = await remote(checks.demo, session, ExitCode.labBroken);
       report.demo = parseIfPresent(parseDemo, r);
       judge(checks.demo, r, report.demo);
       if (report.demo) progress(`    ${describeDemo(report.demo)}`);
     });
+
+    if (options.scenarios?.length) {
+      report.scenarios = [];
+      for (const name of options.scenarios) {
+        report.scenarios.push(await runScenario(name, session));
+      }
+      const failed = report.scenarios.filter((s) => s.status === "fail");
+      if (failed.length > 0) {
+        // Every scenario ran and is in the report; the verdict is the worst of them.
+        throw new VerifyError(
+          failed.map((s) => s.error).join("\n"),
+          worstExitCode(failed.map((s) => s.exitCode)),
+        );
+      }
+    }
 
     report.ok = true;
   } catch (err) {
@@ -208,7 +319,10 @@ export async function verifyLab(
     report.error = scrub(failure.message);
     if (ssh?.isConnected()) {
       progress("... fetching remote logs");
-      const logs = await fetchLogs(ssh, report.demo?.imagesDir);
+      const logs = await fetchLogs(ssh, [
+        report.demo?.imagesDir,
+        ...(report.scenarios ?? []).filter((s) => s.status === "fail").map((s) => s.imagesDir),
+      ]);
       report.logs = Object.fromEntries(
         Object.entries(logs).map(([path, text]) => [path, scrub(text)]),
       );
@@ -216,6 +330,13 @@ export async function verifyLab(
         progress(
           `    the demo's checkpoint images are kept on the host in ${report.demo.imagesDir}`,
         );
+      }
+      for (const s of report.scenarios ?? []) {
+        if (s.status === "fail" && s.imagesDir) {
+          progress(
+            `    the ${s.name} scenario's images and logs are kept on the host in ${s.imagesDir}`,
+          );
+        }
       }
     }
   } finally {
@@ -281,22 +402,53 @@ function describeDemo(d: DemoResult): string {
   );
 }
 
+/** The doctor's verdict in one line: the CRIU, the kernel, what cannot run here and why. */
+export function describeDoctor(d: DoctorResult): string {
+  const no = Object.entries(d.exercises).filter(([, v]) => !v.ok);
+  const yes = Object.keys(d.exercises).filter((k) => d.exercises[k]?.ok);
+  return (
+    `doctor: CRIU ${d.criuVersion} on kernel ${d.kernel}, network lock ${d.networkLock ?? "none"}; ` +
+    `can run: ${yes.join(", ") || "nothing"}` +
+    (no.length ? `; cannot: ${no.map(([k, v]) => `${k} (${v.reason})`).join(", ")}` : "")
+  );
+}
+
+/** A scenario's figures in one line (its JSON fields, as criu-lab printed them). */
+export function describeScenario(name: ScenarioName, r: Record<string, unknown>): string {
+  if (name === "training") {
+    return (
+      `training: PID ${String(r.pid)} checkpointed ${String(r.checkpoints)} times ` +
+      `(${r.incremental ? "incremental" : "full"}), killed at step ${String(r.crashedAtStep)}, ` +
+      `restored as PID ${String(r.restoredPid)} at step ${String(r.resumedAtStep)} ` +
+      `(the latest checkpoint's: ${String(r.lastCheckpointStep)}), ${String(r.lostSteps)} steps lost, ` +
+      `state ${r.stateMatches ? "matches" : "DIFFERS"}, overhead ${String(r.overheadPercent)} %`
+    );
+  }
+  return (
+    `game: ${String(r.clientsStillConnected)}/${String(r.clients)} players kept their connection ` +
+    `through the server's restore (PID ${String(r.pid)} -> ${String(r.restoredPid)}, ` +
+    `--network-lock ${String(r.networkLock)}), scores ${r.scoresPreserved ? "preserved" : "NOT preserved"}, ` +
+    `longest pause ${String(r.pauseMs)} ms`
+  );
+}
+
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
 /**
- * Tails of the lab's logs, the cloud-init output, and the demo's logs (criu-lab keeps the CRIU
- * dump/restore logs beside the images: <run>/dump.log, <run>/images): path -> text. Best
+ * Tails of the lab's logs, the cloud-init output, and the demo's and failed scenarios' logs
+ * (criu-lab keeps the CRIU dump/restore logs beside the images: <run>/dump.log, <run>/images):
+ * path -> text. Best
  * effort and bounded: a failure to fetch is reported as an entry.
  */
 async function fetchLogs(
   ssh: NodeSSH,
-  imagesDir: string | undefined,
+  imagesDirs: Array<string | undefined>,
 ): Promise<Record<string, string>> {
   const dirs = new Set([
     REMOTE_LOG_DIR,
-    ...(imagesDir ? [posix.dirname(imagesDir), imagesDir] : []),
+    ...imagesDirs.flatMap((d) => (d ? [posix.dirname(d), d] : [])),
   ]);
   const script = [
     `for f in /var/log/cloud-init-output.log ${[...dirs].map((d) => `${shellQuote(d)}/*.log`).join(" ")}; do`,

@@ -303,8 +303,12 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
         `connect ${USER}@127.0.0.1:${sshd.port}`,
         REMOTE_CHECKS.cloudInit.name,
         REMOTE_CHECKS.check.name,
+        REMOTE_CHECKS.doctor.name,
         REMOTE_CHECKS.demo.name,
       ]);
+      // The doctor's result is in the report (issue 12); no scenario unless asked for.
+      expect(report.doctor?.exercises["training-full"]?.ok).toBe(true);
+      expect(report.scenarios).toBeUndefined();
       expect(report.steps.every((s) => s.ok && s.ms >= 0)).toBe(true);
 
       const version = execFileSync(LAB_CRIU, ["--version"], { encoding: "utf8" });
@@ -323,7 +327,13 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
       // The demo ran on this machine: its images are really there.
       expect(readdirSync(demo?.imagesDir ?? "/nonexistent")).toContain("pstree.img");
 
-      for (const step of ["connect", "cloud-init", "criu check", "checkpoint/restore demo"]) {
+      for (const step of [
+        "connect",
+        "cloud-init",
+        "criu check",
+        "doctor",
+        "checkpoint/restore demo",
+      ]) {
         expect(run.stderr).toContain(`ok  ${step}`);
       }
       expectNoKeyMaterial(run.stdout + run.stderr, user.key.privateKeyOpenssh);

@@ -52,6 +52,7 @@ describe("loadConfig defaults", () => {
         commit: "3c7d4fa013297b431da48eff821db7f2e8b90c27",
       },
       verify: true,
+      verifyScenarios: [],
       autoStopMinutes: 120,
       seats: 1,
       hostsPerSeat: 1,
@@ -263,6 +264,12 @@ describe("loadConfig rejects bad input naming key, value and what is allowed", (
       allowed: "64 hex characters",
     },
     { values: { verify: "yes" }, key: "verify", value: "yes", allowed: "true, false" },
+    {
+      values: { verifyScenarios: "training" },
+      key: "verifyScenarios",
+      value: "training",
+      allowed: "pulumi config set --path 'criu-lab:verifyScenarios[0]' training",
+    },
     { values: { autoStopMinutes: "-1" }, key: "autoStopMinutes", value: "-1", allowed: ">= 0" },
     // A class (issue 10).
     { values: { seats: "0" }, key: "seats", value: "0", allowed: "from 1 to 50" },
@@ -314,6 +321,26 @@ describe("loadConfig rejects bad input naming key, value and what is allowed", (
       expect(err.message).toContain(problem);
     });
   }
+
+  it("verifyScenarios: known names, in the verifier's order, once each; only with verify", () => {
+    expect(load({ verifyScenarios: '["game","training","game"]' }).verifyScenarios).toEqual([
+      "training",
+      "game",
+    ]);
+    expect(load({ verifyScenarios: "[]", verify: "false" }).verifyScenarios).toEqual([]);
+    // The list as the user wrote it, the name that is wrong, and what is allowed.
+    const [chess] = errorFor({ verifyScenarios: '["training","chess"]' }).problems;
+    expect(chess).toMatch(
+      /^criu-lab:verifyScenarios: \["training","chess"\] is not valid; 'chess' is not a scenario; allowed: training, game; set with pulumi config set --path/,
+    );
+    const [migration] = errorFor({ verifyScenarios: '["migration"]' }).problems;
+    expect(migration).toContain(
+      "criu-lab:verifyScenarios: [\"migration\"] is not valid; 'migration' cannot run on one host: it needs a second host",
+    );
+    const [problem] = errorFor({ verifyScenarios: '["game"]', verify: "false" }).problems;
+    expect(problem).toContain('criu-lab:verifyScenarios: ["game"] is not valid');
+    expect(problem).toContain("criu-lab:verify false turns off");
+  });
 
   it("accepts CRIU v4.2 and later (the floor is v4.2, not a pin)", () => {
     for (const version of ["v4.2", "v4.2.1", "v4.10", "v5.0"]) {

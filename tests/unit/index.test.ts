@@ -50,6 +50,7 @@ describe("index.ts", () => {
         "criuVersion",
         "verification",
         "seats",
+        "doctor",
       ].sort(),
     );
   });
@@ -67,6 +68,11 @@ describe("index.ts", () => {
     expect(await value("instanceId")).toMatch(/^criu-lab-host-instance-id-/);
     expect(await value("criuVersion")).toBe("4.2");
     expect(await value("verification")).toMatchObject({ ok: true, pid: 4242, restoredPid: 4242 });
+    expect(await value("doctor")).toMatchObject({
+      ok: true,
+      criuVersion: "4.2.1",
+      exercises: { game: { ok: true } },
+    });
     expect(await value("privateKey")).toContain("BEGIN OPENSSH PRIVATE KEY");
   });
 

@@ -250,7 +250,7 @@ describe("the default lab (new VPC, verify on)", () => {
     });
   });
 
-  it("runs cloud-init wait, check and demo over SSH with the host key pinned", async () => {
+  it("runs cloud-init wait, check, demo and the doctor over SSH with the host key pinned", async () => {
     const hostPublicKey = (await valueOf(built.lab.access.hostPublicKey)).trim();
     const userPrivateKey = await valueOf(built.lab.privateKey);
     const commands = mocks.ofType(T.command, "default-verify-");
@@ -258,8 +258,9 @@ describe("the default lab (new VPC, verify on)", () => {
       "default-verify-cloud-init",
       "default-verify-check",
       "default-verify-demo",
+      "default-verify-doctor",
     ]);
-    const checks = [CHECKS.cloudInit, CHECKS.check, CHECKS.demo];
+    const checks = [CHECKS.cloudInit, CHECKS.check, CHECKS.demo, CHECKS.doctor];
     commands.forEach((command, i) => {
       expect(command.inputs.connection).toMatchObject({
         // The Elastic IP, not the instance's launch address (which a stop loses).
@@ -285,7 +286,7 @@ describe("the default lab (new VPC, verify on)", () => {
     expect(userDataOf(one(T.instance))).toContain(hostPublicKey);
   });
 
-  it("orders the commands: instance, then cloud-init, then check, then demo", () => {
+  it("orders the commands: instance, then cloud-init, then check, then demo and doctor", () => {
     const constructed = (suffix: string) => {
       const found = built.log.constructed.find((c) => c.name === `default-${suffix}`);
       if (!found) throw new Error(`not constructed: default-${suffix}`);
@@ -300,6 +301,7 @@ describe("the default lab (new VPC, verify on)", () => {
     ]);
     expect(dependsOn("verify-check")).toEqual([constructed("verify-cloud-init").resource]);
     expect(dependsOn("verify-demo")).toEqual([constructed("verify-check").resource]);
+    expect(dependsOn("verify-doctor")).toEqual([constructed("verify-check").resource]);
   });
 
   it("re-runs the checks when the user-data changes: triggers are its hash and the instance", () => {
@@ -313,6 +315,32 @@ describe("the default lab (new VPC, verify on)", () => {
   it("exposes the parsed demo and the CRIU version the host reports", async () => {
     expect(await valueOf(built.lab.verificationResult)).toEqual(JSON.parse(PASSING_DEMO));
     expect(await valueOf(built.lab.criuVersion)).toBe("4.2");
+  });
+
+  it("exposes the doctor's result as plain data: exercises, kernel, CRIU, reasons", async () => {
+    const doctor = await valueOf(built.lab.doctor);
+    // From the real `criu-lab doctor --json` of the test host (no dirty-page tracking).
+    expect(doctor).toMatchObject({
+      ok: true,
+      criuVersion: "4.2.1",
+      kernel: "6.18.44-fc-v782",
+      networkLock: "nftables",
+      features: { mem_dirty_track: false, uffd: true },
+      exercises: {
+        "training-full": { ok: true, reason: "" },
+        game: { ok: true, reason: "" },
+        "training-incremental": { ok: false, reason: expect.stringContaining("dirty-page") },
+      },
+    });
+    expect(doctor?.exercises["training-incremental"]?.fix).toContain("soft-dirty");
+    expect(await pulumi.isSecret(built.lab.doctor)).toBe(false);
+    // Plain JSON: it survives a round trip unchanged.
+    expect(JSON.parse(JSON.stringify(doctor))).toEqual(doctor);
+  });
+
+  it("runs no scenario unless the stack opts in", () => {
+    expect(mocks.ofType(T.command, "default-verify-scenario")).toEqual([]);
+    expect(built.lab.verification?.scenarioCommands).toEqual([]);
   });
 
   it("keeps keys and user-data secret", async () => {
@@ -512,8 +540,46 @@ describe("options", () => {
     expect(mocks.ofType(T.command, "noverify-verify-")).toEqual([]);
     expect(b.lab.verification).toBeUndefined();
     expect(await valueOf(b.lab.verificationResult)).toBeNull();
+    expect(await valueOf(b.lab.doctor)).toBeNull();
     expect(await valueOf(b.lab.criuVersion)).toBe("v4.2");
     expect(mocks.ofType(T.instance, "noverify-")).toHaveLength(1);
+  });
+
+  it("verifyScenarios adds one step per scenario, after the demo and the doctor, one at a time", async () => {
+    const b = await build("scenarios", { verifyScenarios: ["training", "game"] });
+    const commands = mocks.ofType(T.command, "scenarios-verify-");
+    expect(commands.map((c) => c.name)).toEqual([
+      "scenarios-verify-cloud-init",
+      "scenarios-verify-check",
+      "scenarios-verify-demo",
+      "scenarios-verify-doctor",
+      "scenarios-verify-scenario-training",
+      "scenarios-verify-scenario-game",
+    ]);
+    const { SCENARIO_CHECKS } = await import("../../verify/checks");
+    const byName = (n: string) => commands.find((c) => c.name === `scenarios-verify-${n}`);
+    for (const name of ["training", "game"] as const) {
+      const stdin = String(byName(`scenario-${name}`)?.inputs.stdin);
+      expect(stdin).toContain(SCENARIO_CHECKS[name].command);
+      expect(stdin).toContain(`timeout --kill-after=10 ${SCENARIO_CHECKS[name].timeoutSeconds} `);
+      // Judged on the host against the scenario's contract.
+      expect(stdin).toContain(
+        name === "training"
+          ? "resumedAtStep == lastCheckpointStep"
+          : "clientsStillConnected == clients",
+      );
+      expect(byName(`scenario-${name}`)?.inputs.create).toContain(`criu-lab: scenario ${name}`);
+    }
+    const constructed = (suffix: string) =>
+      b.log.constructed.find((c) => c.name === `scenarios-verify-${suffix}`)?.resource;
+    const dependsOn = (suffix: string) =>
+      b.log.constructed.find((c) => c.name === `scenarios-verify-${suffix}`)?.opts.dependsOn;
+    expect(dependsOn("scenario-training")).toEqual([constructed("demo"), constructed("doctor")]);
+    expect(dependsOn("scenario-game")).toEqual([constructed("scenario-training")]);
+    // The same triggers as the other steps: re-run only on new user-data or a new instance.
+    const triggers = byName("demo")?.inputs.triggers;
+    for (const c of commands) expect(c.inputs.triggers).toEqual(triggers);
+    expect(b.lab.verification?.scenarioCommands).toHaveLength(2);
   });
 
   it("sshPublicKey is authorized for the lab user through user-data", async () => {

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { PlanReport } from "../../plan/printer";
 import { closestKey } from "../../components/closestKey";
+import { CONFIG_SCHEMA } from "../../components/config";
 import { loadProject, parseKeyPath, PlanInputError } from "../../plan/project";
 import { fixture, PLAN_TIMEOUT_MS, ROOT, runCli } from "./fixtures/plan-cli";
 
@@ -138,10 +139,7 @@ describe("keys Pulumi.yaml does not declare", () => {
     expect(() => loadProject({ dir, stack: "typo", env: {} })).toThrow(
       new PlanInputError(
         "Pulumi.typo.yaml: 'criu-lab:autoStopMinute' is not a config key of criu-lab; did you " +
-          "mean 'autoStopMinutes'? (Pulumi.yaml declares: " +
-          "instanceType, ubuntuRelease, amiId, sshAllowedCidrs, sshPublicKey, rootVolumeGiB, " +
-          "subnetId, criuVersion, criuCommit, criuTarballUrl, criuSha256, verify, autoStopMinutes, " +
-          "seats, hostsPerSeat, budgetMonthlyUsd, budgetEmail)",
+          `mean 'autoStopMinutes'? (Pulumi.yaml declares: ${Object.keys(CONFIG_SCHEMA).join(", ")})`,
       ),
     );
   });

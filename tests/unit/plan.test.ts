@@ -222,7 +222,7 @@ describe("plan of the real program with the dev stack's config", () => {
     expect(one(T.keyPair).inputs.publicKey).toBe(UNKNOWN);
   });
 
-  it("verifies with the shared remote checks, in order: cloud-init, check, demo", () => {
+  it("verifies with the shared remote checks, in order: cloud-init, check, demo and doctor", () => {
     const commands = ofType(T.command).filter((c) => c.name.includes("-verify-"));
     // The one definition of each check (verify/checks.ts), quoted inside a timeout wrapper
     // (the Command's stdin: components/verification.ts remoteStep),
@@ -237,12 +237,15 @@ describe("plan of the real program with the dev stack's config", () => {
     const cloudInit = running(REMOTE_CHECKS.cloudInit);
     const check = running(REMOTE_CHECKS.check);
     const demo = running(REMOTE_CHECKS.demo);
-    expect(commands).toHaveLength(3);
+    const doctor = running(REMOTE_CHECKS.doctor);
+    // No scenario unless the stack opts in (verifyScenarios).
+    expect(commands).toHaveLength(4);
     expect(cloudInit.dependsOn).toContain(one(T.instance).urn);
     // The address answers for the instance once it is associated.
     expect(cloudInit.dependsOn).toContain(one(T.eipAssoc).urn);
     expect(check.dependsOn).toContain(cloudInit.urn);
     expect(demo.dependsOn).toContain(check.urn);
+    expect(doctor.dependsOn).toContain(check.urn);
     // The SSH connection carries the private key: a secret, or unknown before deploy.
     for (const c of commands) expect([SECRET, UNKNOWN]).toContain(c.inputs.connection);
   });
@@ -261,6 +264,7 @@ describe("plan of the real program with the dev stack's config", () => {
         "sshUser",
         "verification",
         "seats",
+        "doctor",
       ].sort(),
     );
     expect(report.outputs.sshUser).toBe("ubuntu");

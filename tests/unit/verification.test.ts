@@ -10,14 +10,21 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type * as Verification from "../../components/verification";
-import { REMOTE_CHECKS, type RemoteCheck } from "../../verify/checks";
 import {
+  REMOTE_CHECKS,
+  SCENARIO_CHECKS,
+  type RemoteCheck,
+  parseScenario,
+} from "../../verify/checks";
+import {
+  capturedStdout,
   constructionLog,
   failureOf,
   PASSING_CHECK,
   PASSING_DEMO,
+  PASSING_DOCTOR,
   type Props,
   valueOf,
 } from "./support/mocks";
@@ -66,8 +73,9 @@ function providerError(create: string, status: number, output: string): Error {
  */
 function takeFailures(verification: Verification.LabVerification): void {
   const ignore = () => undefined;
-  const { cloudInit, checkCommand, demoCommand, check, demo } = verification;
-  for (const owner of [cloudInit, checkCommand, demoCommand, { check, demo }]) {
+  const { cloudInit, checkCommand, demoCommand, doctorCommand, check, demo, doctor } = verification;
+  const owners = [cloudInit, checkCommand, demoCommand, doctorCommand, { check, demo, doctor }];
+  for (const owner of [...owners, ...verification.scenarioCommands]) {
     for (const value of Object.values(owner)) {
       if (!pulumi.Output.isInstance(value)) continue;
       const internal = value as unknown as {
@@ -166,7 +174,7 @@ const stepOf = (command: string, timeoutSeconds = 30): RemoteCheck => ({
 
 describe("remoteStep", () => {
   it("has a one-line create naming the step, and the script on stdin", () => {
-    for (const check of Object.values(REMOTE_CHECKS)) {
+    for (const check of [...Object.values(REMOTE_CHECKS), ...Object.values(SCENARIO_CHECKS)]) {
       const step = V.remoteStep(check);
       expect(step.create).not.toContain("\n");
       expect(step.create).toContain(`criu-lab: ${check.name}`);
@@ -233,6 +241,58 @@ describe("remoteStep", () => {
     20_000,
   );
 
+  /** [scenario, stdout (real, or real with fields changed), exit code of criu-lab]. */
+  const real = (name: "training" | "game", changes: Record<string, unknown> = {}) =>
+    JSON.stringify({ ...JSON.parse(capturedStdout(name)), ...changes });
+  const SCENARIO_CASES: Array<["training" | "game", string, number]> = [
+    ["training", capturedStdout("training").trim(), 0],
+    ["game", capturedStdout("game").trim(), 0],
+    ["training", capturedStdout("training-refused").trim(), 1],
+    ["game", capturedStdout("game-iptables").trim(), 1],
+    ["training", real("training", { resumedAtStep: 11 }), 0],
+    ["training", real("training", { stateMatches: false }), 0],
+    ["training", real("training", { restoredPid: 1 }), 0],
+    ["training", real("training", { imageBytes: 0 }), 0],
+    ["game", real("game", { clientsStillConnected: 3 }), 0],
+    ["game", real("game", { scoresPreserved: false }), 0],
+    ["game", real("game", { networkLock: undefined }), 0],
+  ];
+
+  it.each(SCENARIO_CASES)(
+    "judges the %s scenario on the host as the verifier does (%#)",
+    (name, stdout, exit) => {
+      const ran = runStep(V.remoteStep(SCENARIO_CHECKS[name]), {
+        STUB_OUT: stdout,
+        STUB_EXIT: String(exit),
+      });
+      const verifier = parseScenario(name, stdout);
+      if (verifier.ok) {
+        expect(ran.status).toBe(0);
+        expect(ran.stdout).toBe(`${stdout}\n`);
+      } else {
+        expect(ran.status).toBe(exit === 0 ? 1 : exit);
+        // The first line names the scenario and the same reason the verifier gives.
+        const first = linesOf(ran.stdout)[0] ?? "";
+        const reason = (verifier.error ?? "").split("\n")[0] ?? "";
+        expect(first).toContain(`criu-lab: scenario ${name} failed on the lab host: ${reason}`);
+      }
+    },
+    20_000,
+  );
+
+  it("judges the doctor on the host: the real output passes, a broken one does not", () => {
+    expect(runStep(V.remoteStep(REMOTE_CHECKS.doctor), { STUB_OUT: PASSING_DOCTOR }).status).toBe(
+      0,
+    );
+    const rest = JSON.parse(PASSING_DOCTOR) as Record<string, unknown>;
+    delete rest.exercises;
+    const ran = runStep(V.remoteStep(REMOTE_CHECKS.doctor), { STUB_OUT: JSON.stringify(rest) });
+    expect(ran.status).toBe(1);
+    expect(linesOf(ran.stdout)[0]).toBe(
+      "criu-lab: doctor failed on the lab host: field 'exercises' should be an object, got null",
+    );
+  });
+
   it("judges the check on the host: a failed check names its error", () => {
     const failed = JSON.stringify({
       ok: false,
@@ -260,6 +320,7 @@ describe("LabVerification under a provider that fails non-zero exits", () => {
   const stepEnv = (role: string, env: Record<string, string>) => {
     process.env[`STEP_${role.toUpperCase()}`] = JSON.stringify(env);
   };
+  beforeEach(() => stepEnv("doctor", { STUB_OUT: PASSING_DOCTOR }));
 
   it("passes a working lab, with update and create bounded", async () => {
     stepEnv("check", { STUB_OUT: PASSING_CHECK });
@@ -272,7 +333,13 @@ describe("LabVerification under a provider that fails non-zero exits", () => {
     expect((await valueOf(verification.demo)).restoredPid).toBe(4242);
     expect((await valueOf(verification.check)).criuVersion).toBe("4.2");
     const commands = log.constructed.filter((c) => c.type === "command:remote:Command");
-    expect(commands.map((c) => c.name)).toEqual(["ok-cloud-init", "ok-check", "ok-demo"]);
+    expect(commands.map((c) => c.name)).toEqual([
+      "ok-cloud-init",
+      "ok-check",
+      "ok-demo",
+      "ok-doctor",
+    ]);
+    expect((await valueOf(verification.doctor)).exercises.game?.ok).toBe(true);
     for (const c of commands) {
       const timeouts = c.opts.customTimeouts;
       expect(timeouts?.create, c.name).toMatch(/^\d+s$/);
@@ -330,6 +397,74 @@ describe("LabVerification under a provider that fails non-zero exits", () => {
     const lines = linesOf((await failureOf(verification.demo)).message);
     expect(lines).toContain(
       "criu-lab: checkpoint/restore demo failed on the lab host: no JSON object in its output: sudo: criu-lab: command not found (exit 3)",
+    );
+  });
+});
+
+describe("LabVerification with scenarios (verifyScenarios)", () => {
+  const connection = {
+    host: "203.0.113.10",
+    privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n",
+    hostPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHost",
+    triggers: ["hash", "i-0123"],
+  };
+  const stepEnv = (role: string, env: Record<string, string>) => {
+    process.env[`STEP_${role.toUpperCase()}`] = JSON.stringify(env);
+  };
+  beforeEach(() => {
+    stepEnv("init", { STUB_OUT: "status: done" });
+    stepEnv("check", { STUB_OUT: PASSING_CHECK });
+    stepEnv("demo", { STUB_OUT: PASSING_DEMO });
+    stepEnv("doctor", { STUB_OUT: PASSING_DOCTOR });
+  });
+
+  it("runs each scenario asked for, judged on the host; real passing runs pass", async () => {
+    stepEnv("training", { STUB_OUT: capturedStdout("training") });
+    stepEnv("game", { STUB_OUT: capturedStdout("game") });
+    const log = constructionLog();
+    const verification = new V.LabVerification(
+      "both",
+      { ...connection, scenarios: ["training", "game"] },
+      { transformations: [log.transformation] },
+    );
+    const stdout = await Promise.all(verification.scenarioCommands.map((c) => valueOf(c.stdout)));
+    expect(JSON.parse(stdout[0] ?? "").resumedAtStep).toBe(31);
+    expect(JSON.parse(stdout[1] ?? "").clientsStillConnected).toBe(4);
+    const names = log.constructed.filter((c) => c.type === "command:remote:Command");
+    expect(names.map((c) => c.name)).toContain("both-scenario-game");
+  });
+
+  it("a scenario that did not restore the latest checkpoint fails its Command, naming both", async () => {
+    const wrong = { ...JSON.parse(capturedStdout("training")), resumedAtStep: 11 };
+    stepEnv("training", { STUB_OUT: JSON.stringify(wrong) });
+    const verification = new V.LabVerification("wrongckpt", {
+      ...connection,
+      scenarios: ["training"],
+    });
+    takeFailures(verification);
+    const training = verification.scenarioCommands[0];
+    if (!training) throw new Error("no training step");
+    const lines = linesOf((await failureOf(training.stdout)).message);
+    const at = lines.findIndex((l) => l.includes("Process exited with status 1: running"));
+    expect(lines[at]).toContain('running "bash -s  # criu-lab: scenario training');
+    expect(lines[at + 1]).toBe(
+      "criu-lab: scenario training failed on the lab host: the job resumed at step 11, but the " +
+        "latest checkpoint was taken at step 31: not restored from the latest checkpoint",
+    );
+  });
+
+  it("a scenario the host cannot run fails with the doctor's reason (exit 1 kept)", async () => {
+    stepEnv("training", { STUB_OUT: capturedStdout("training-refused"), STUB_EXIT: "1" });
+    const verification = new V.LabVerification("refused", {
+      ...connection,
+      scenarios: ["training"],
+    });
+    takeFailures(verification);
+    const training = verification.scenarioCommands[0];
+    if (!training) throw new Error("no training step");
+    const lines = linesOf((await failureOf(training.stdout)).message);
+    expect(lines.find((l) => l.startsWith("criu-lab: scenario training failed"))).toMatch(
+      /^criu-lab: scenario training failed on the lab host: training-incremental cannot run on this host: no dirty-page tracking .* \(checkpoint images kept in \/var\/log\/criu-lab\/training-.*\/checkpoints on the host\) \(exit 1\)$/,
     );
   });
 });

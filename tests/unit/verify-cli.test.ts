@@ -46,6 +46,7 @@ describe("parseFlags", () => {
       user: undefined,
       keyFile: undefined,
       hostKey: undefined,
+      scenarios: [],
       timeoutSeconds: 3600,
       json: false,
       help: false,
@@ -65,6 +66,8 @@ describe("parseFlags", () => {
       HOST_KEY,
       "--timeout",
       "90",
+      "--scenarios",
+      "game,training",
       "--json",
     ]);
     expect(f).toMatchObject({
@@ -74,6 +77,7 @@ describe("parseFlags", () => {
       keyFile: "k.pem",
       hostKey: HOST_KEY,
       timeoutSeconds: 90,
+      scenarios: ["training", "game"],
       json: true,
     });
     expect(parseFlags(["-h"]).help).toBe(true);
@@ -91,6 +95,16 @@ describe("parseFlags", () => {
       [["--timeout", "-3"], /--timeout: '-3' is not a whole number of seconds from 1 to 86400/],
       [["--user", " "], /--user: must not be empty/],
       [["--json=yes"], /--json/],
+      [
+        ["--scenarios", "training,chess"],
+        /^--scenarios: 'chess' is not a scenario; allowed: training, game$/,
+      ],
+      [
+        ["--scenarios", "migration"],
+        /^--scenarios: 'migration' cannot run on one host: it needs a second host \(`criu-lab scenario run migration --to USER@HOST`\)/,
+      ],
+      [["--scenarios", ","], /^--scenarios: ',' names no scenario; allowed: training, game$/],
+      [["--scenarios"], /--scenarios/],
     ];
     for (const [argv, message] of cases) {
       expect(() => parseFlags(argv), argv.join(" ")).toThrow(UsageError);
@@ -412,5 +426,48 @@ describe("helpers", () => {
         "Error: File exists",
       ].join("\n"),
     );
+  });
+
+  it("summary with scenarios: the doctor's line, then one line per scenario", async () => {
+    const { parseDoctor } = await import("../../verify/checks");
+    const { capturedStdout } = await import("./support/mocks");
+    const report: VerifyReport = {
+      ok: true,
+      exitCode: 0,
+      target: { host: "h", port: 22, user: "ubuntu" },
+      steps: [],
+      durationMs: 1,
+      check: { ok: true, criuVersion: "4.2.1", kernel: "6.18.44-fc-v782" },
+      doctor: parseDoctor(capturedStdout("doctor")),
+      scenarios: [
+        {
+          name: "training",
+          status: "pass",
+          exitCode: 0,
+          ms: 26_000,
+          result: JSON.parse(capturedStdout("training")) as Record<string, unknown>,
+        },
+        {
+          name: "game",
+          status: "skipped",
+          exitCode: 0,
+          ms: 0,
+          error: "the doctor says this host cannot run game: no network-lock backend",
+        },
+      ],
+    };
+    const lines = summary(report).split("\n");
+    expect(lines[0]).toBe("criu-lab-verify: OK: ubuntu@h:22: CRIU 4.2.1, kernel 6.18.44-fc-v782");
+    expect(lines[1]).toMatch(
+      /^doctor: CRIU 4\.2\.1 on kernel 6\.18\.44-fc-v782, network lock nftables; can run: training-full, game, .*; cannot: training-incremental \(no dirty-page tracking/,
+    );
+    expect(lines[2]).toBe(
+      "  pass    training: PID 17527 checkpointed 3 times (full), killed at step 33, restored as " +
+        "PID 17527 at step 31 (the latest checkpoint's: 31), 2 steps lost, state matches, overhead 4.358 %",
+    );
+    expect(lines[3]).toBe(
+      "  skipped game: the doctor says this host cannot run game: no network-lock backend",
+    );
+    expect(lines).toHaveLength(4);
   });
 });

@@ -7,6 +7,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { generateKeyPairSync } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 
 /**
@@ -39,7 +41,10 @@ export interface LabMocks {
   invokes: RecordedInvoke[];
   /** Answers by invoke token; replace one to change what a lookup returns. */
   answers: Record<string, InvokeAnswer>;
-  /** stdout of remote Commands by role (the name's last part: ready, cloud-init, check, demo). */
+  /**
+   * stdout of remote Commands by role (the name's end: ready, cloud-init, check, doctor, demo,
+   * scenario-training, scenario-game).
+   */
   commandStdout: Record<string, string>;
   /** Recorded custom resources of a type, optionally only those whose name starts with prefix. */
   ofType(type: string, prefix?: string): RecordedResource[];
@@ -97,6 +102,14 @@ export const PASSING_MIGRATION = JSON.stringify({
   criuVersion: "4.2",
   kernel: "6.8.0-1012-aws",
 });
+/** Real stdout of the host command, captured on the test host (fixtures/criu-lab/README.md). */
+export function capturedStdout(
+  name: "doctor" | "training" | "game" | "training-refused" | "game-iptables",
+): string {
+  return readFileSync(join(__dirname, "..", "fixtures", "criu-lab", `${name}.stdout`), "utf8");
+}
+
+export const PASSING_DOCTOR = capturedStdout("doctor");
 
 /** A real ED25519 public key line, and a private key block in OpenSSH's PEM armour. */
 export function fakeOpensshKeyPair(comment: string): {
@@ -256,6 +269,9 @@ export async function setupMocks(config: Record<string, string> = {}): Promise<L
       // A two-host seat's set-up of its peer, and the migration a -> b (issue 10).
       peer: "criu-lab: criu-lab-seat-01-b is 10.0.1.11 here",
       migration: PASSING_MIGRATION,
+      doctor: PASSING_DOCTOR,
+      "scenario-training": capturedStdout("training"),
+      "scenario-game": capturedStdout("game"),
     },
     ofType: (type, prefix = "") =>
       mocks.resources.filter((r) => r.custom && r.type === type && r.name.startsWith(prefix)),

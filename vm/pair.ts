@@ -210,7 +210,8 @@ export async function runPair(
       const script = peerSetupScript({
         peerName: peer.name,
         peerIp: peer.ip,
-        hostKey: vm.hostKeyPublic,
+        // "ssh-ed25519 AAAA...": the key without its comment.
+        hostKey: vm.hostKeyPublic.split(" ").slice(0, 2).join(" "),
         key: peerKey.privateKeyOpenssh,
       });
       return must(hosts[role], `bash -c ${shellQuote(script)}`, "the peer set-up");

@@ -112,6 +112,7 @@ describe("one seat of one host (the default)", () => {
         "command:remote:Command solo-verify-cloud-init",
         "command:remote:Command solo-verify-check",
         "command:remote:Command solo-verify-demo",
+        "command:remote:Command solo-verify-doctor",
       ].sort(),
     );
   });

@@ -228,9 +228,9 @@ const waitForCloudInit = [
   "  echo 'cloud-init has not run on this host (set up without it): nothing to wait for'; exit 0",
   "fi",
   // Polled every 5 s rather than `status --wait`: since cloud-init 24 (Ubuntu 24.04, Debian 13)
-  // each of --wait's polls, four a second, runs systemctl six times. In the VM tier that took
-  // about half the guest's CPU from the CRIU build it waited for; on a small EC2 instance it
-  // spends burst credits the build needs. Without --wait the exit code is the same once done.
+  // each of --wait's polls, four a second, runs systemctl six times. In the VM tier `top` showed
+  // it beside the compiler of the CRIU build it waited for; on a small EC2 instance it spends
+  // burst credits the build needs. Without --wait the exit code is the same once done.
   "while :; do",
   "  rc=0; out=$(sudo cloud-init status 2>/dev/null) || rc=$?",
   '  case "$out" in *"status: running"*) sleep 5 ;; *) break ;; esac',

@@ -80,8 +80,8 @@ function listensBeyondLoopback(port: number): string[] {
 }
 
 // Debian 12, although `lab:vm --image debian` builds Debian 13 by default: under software
-// emulation on this 2-core machine Debian 13's CRIU build takes 4-5x as long as Debian 12's
-// (1322 s on a quiet machine; unfinished after 28 min at load 6, against 520 s for Debian 12),
+// emulation on this 2-core machine Debian 13's CRIU build takes 2-4x as long as Debian 12's
+// (1322 s against 323-520 s on a quiet machine; about 50 min against 24 at load 6),
 // and the whole tier on it would not fit CI's 60 minutes. Why is not known: not the guest's
 // kernel or process spawns (about the same on both, measured with init=/bin/bash), nor the
 // verifier's own polling (fixed: verify/checks.ts); gcc 14 is the likeliest remaining cause.

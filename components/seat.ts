@@ -2,7 +2,11 @@ import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { ScenarioName } from "../verify/checks";
-import { migrationCheck } from "../verify/seats";
+import {
+  migrationCheck,
+  type SeatHostOutput as ReadSeatHostOutput,
+  type SeatOutput as ReadSeatOutput,
+} from "../verify/seats";
 import { peerSetupScript } from "./peerSetup";
 import { HostKey, LabAccess } from "./access";
 import { HostsPerSeat, LabConfig } from "./config";
@@ -22,24 +26,17 @@ export function keyFileOf(seat: string): string {
   return `seat-${seat}.pem`;
 }
 
-/** One host in the `seats` stack output (verify/seats.ts SeatHostOutput, plus privateIp). */
-export interface SeatHostOutput {
-  role: "a" | "b";
-  name: string;
-  instanceId: string;
-  publicIp: string;
+/**
+ * One host in the `seats` stack output: the contract verify/seats.ts reads (where privateIp is
+ * optional, for stacks from before seats), which this program always fills in.
+ */
+export interface SeatHostOutput extends ReadSeatHostOutput {
   /** The address in the subnet, by which the seat's other host reaches this one. */
   privateIp: string;
-  sshCommand: string;
-  knownHostsLine: string;
 }
 
-/** One seat in the `seats` stack output (verify/seats.ts SeatOutput). */
-export interface SeatOutput {
-  seat: string;
-  sshUser: string;
-  /** The seat's user key: secret, and so is the whole output. */
-  privateKey: string;
+/** One seat in the `seats` stack output, as this program writes it. */
+export interface SeatOutput extends Omit<ReadSeatOutput, "autoStopMinutes" | "hosts"> {
   autoStopMinutes: number;
   hosts: SeatHostOutput[];
 }

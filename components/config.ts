@@ -449,17 +449,8 @@ function scenarioList(
   bad: (value: unknown, allowed: string) => void,
 ): ScenarioName[] {
   const allowed = `allowed: a list of ${SCENARIOS.join(", ")} (or []), set with ${SET_SCENARIOS_HINT}`;
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    bad(text, allowed);
-    return [];
-  }
-  if (!Array.isArray(value)) {
-    bad(text, allowed);
-    return [];
-  }
+  const value = jsonList(text, bad, allowed, { emptyAllowed: true });
+  if (value === undefined) return [];
   const names: string[] = [];
   for (const entry of value) {
     if (typeof entry === "string") names.push(entry);
@@ -479,23 +470,38 @@ function scenarioList(
   return parsed.scenarios;
 }
 
+/**
+ * The JSON list the CLI passes for a list key (`pulumi config set --path`), or undefined after
+ * reporting `text` as bad: not JSON, not a list, or (unless `emptyAllowed`) an empty one.
+ */
+function jsonList(
+  text: string,
+  bad: (value: unknown, allowed: string) => void,
+  allowed: string,
+  { emptyAllowed }: { emptyAllowed: boolean },
+): unknown[] | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    bad(text, allowed);
+    return undefined;
+  }
+  if (!Array.isArray(value) || (!emptyAllowed && value.length === 0)) {
+    bad(text, allowed);
+    return undefined;
+  }
+  return value;
+}
+
 /** How to set the CIDR list from the CLI (list config needs --path). */
 export const SET_CIDR_HINT = `pulumi config set --path '${CONFIG_NAMESPACE}:sshAllowedCidrs[0]' 203.0.113.7/32`;
 
 /** Parses the JSON list the CLI passes and checks every entry; returns the normalised list. */
 function parseCidrs(text: string, bad: (value: unknown, allowed: string) => void): string[] {
   const allowed = `allowed: a list of IPv4 CIDRs (a.b.c.d/n) or '${AUTO_CIDR}', set with ${SET_CIDR_HINT}`;
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    bad(text, allowed);
-    return [];
-  }
-  if (!Array.isArray(value) || value.length === 0) {
-    bad(text, allowed);
-    return [];
-  }
+  const value = jsonList(text, bad, allowed, { emptyAllowed: false });
+  if (value === undefined) return [];
   const cidrs: string[] = [];
   for (const entry of value) {
     if (typeof entry !== "string") {

@@ -21,7 +21,7 @@ import {
   removeWrappers,
   startSshd,
 } from "./support/sshd";
-import { keyMaterial, runVerifyCli } from "./support/verify-cli";
+import { keyMaterial, runVerifyCli, cliTargetArgs } from "./support/verify-cli";
 
 const USER = "criulab-scenarios-test";
 const LAB_CRIU = "/usr/local/sbin/criu";
@@ -44,18 +44,7 @@ describe.skipIf(missing)("criu-lab-verify --scenarios against a real sshd and re
   let sshd: TestSshd;
   /** Run directories of failed runs this file made on purpose: removed afterwards. */
   const madeToFail: string[] = [];
-  const cliTarget = () => [
-    "--host",
-    "127.0.0.1",
-    "--port",
-    String(sshd.port),
-    "--user",
-    USER,
-    "--key-file",
-    user.key.path,
-    "--host-key",
-    sshd.hostPublicKey,
-  ];
+  const cliTarget = () => cliTargetArgs(sshd, user);
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "criulab-verify-scenarios-"));

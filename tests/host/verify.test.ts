@@ -21,7 +21,7 @@ import {
   removeWrappers,
   startSshd,
 } from "./support/sshd";
-import { keyMaterial, runVerifyCli } from "./support/verify-cli";
+import { keyMaterial, runVerifyCli, cliTargetArgs } from "./support/verify-cli";
 import { generateKey } from "../../vm/keys";
 
 const USER = "criulab-verify-test";
@@ -80,18 +80,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
     privateKey: user.key.privateKeyOpenssh,
     hostKey: sshd.hostPublicKey,
   });
-  const cliTarget = () => [
-    "--host",
-    "127.0.0.1",
-    "--port",
-    String(sshd.port),
-    "--user",
-    USER,
-    "--key-file",
-    user.key.path,
-    "--host-key",
-    sshd.hostPublicKey,
-  ];
+  const cliTarget = () => cliTargetArgs(sshd, user);
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "criulab-verify-"));

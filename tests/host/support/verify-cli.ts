@@ -5,6 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
+import type { TestSshd, TestUser } from "./sshd";
 
 export interface CliRun {
   code: number | null;
@@ -47,4 +48,20 @@ export function keyMaterial(privateKey: string): string[] {
     .split("\n")
     .map((l) => l.trim())
     .filter((l) => l.length >= 16 && !l.startsWith("-----"));
+}
+
+/** The CLI flags naming one test host: its sshd on 127.0.0.1 (host key pinned) and its user. */
+export function cliTargetArgs(sshd: TestSshd, user: TestUser): string[] {
+  return [
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(sshd.port),
+    "--user",
+    user.name,
+    "--key-file",
+    user.key.path,
+    "--host-key",
+    sshd.hostPublicKey,
+  ];
 }

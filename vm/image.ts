@@ -14,7 +14,9 @@ import * as path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { guestSourcesList, type DebianMirrors } from "./mirror";
-import type { ImageKind } from "./options";
+
+/** The base image: the official Ubuntu cloud image, or Debian built with debootstrap. */
+export type ImageKind = "ubuntu" | "debian";
 
 export interface BaseImage {
   kind: ImageKind;

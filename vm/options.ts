@@ -3,10 +3,9 @@
  * a bad flag or value is a usage error that names it and says what is allowed (issue 5).
  */
 import * as path from "node:path";
-import { DEFAULT_DEBIAN_RELEASE, type DebianRelease } from "./image";
+import { DEFAULT_DEBIAN_RELEASE, type DebianRelease, type ImageKind } from "./image";
 import { checkMirrorUrl } from "./mirror";
 
-export type ImageKind = "ubuntu" | "debian";
 export type AccelChoice = "auto" | "kvm" | "tcg";
 
 export interface VmOptions {

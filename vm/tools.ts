@@ -3,7 +3,7 @@
  * one is a clear error naming the Debian/Ubuntu package to install (issue 5).
  */
 import { execFileSync } from "node:child_process";
-import type { ImageKind } from "./options";
+import type { ImageKind } from "./image";
 
 export interface Tool {
   command: string;

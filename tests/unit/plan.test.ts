@@ -65,6 +65,11 @@ describe("plan of the real program with the dev stack's config", () => {
     });
   });
 
+  it("says which Pulumi CLI `pulumi up` needs: the program's requirePulumiVersion range", () => {
+    expect(report.pulumiCli).toBe(">=3.226.0");
+    expect(tree).toContain("Pulumi CLI: >=3.226.0 (what `pulumi up` needs; not checked offline)");
+  });
+
   it("nests the resources under the components, with the engine's URNs", () => {
     const instance = one(T.instance);
     const labInstance = byUrn(instance.parent);

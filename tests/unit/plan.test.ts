@@ -98,6 +98,12 @@ describe("plan of the real program with the dev stack's config", () => {
       vpcId: UNKNOWN,
     });
     expect(subnet.lookedUpAtDeploy).toEqual(["availabilityZone"]);
+    // The zone is kept in a Stash (no trigger: kept while it offers the type), the lab's child.
+    const zone = ofType(T.stash).find((r) => r.name === "criu-lab-zone")!;
+    expect(zone.parent).toBe(one(T.lab).urn);
+    expect(zone.inputs.input).toBe("ap-southeast-1a");
+    expect(zone.options).toEqual({});
+    expect(subnet.dependsOn).toContain(zone.urn);
     // A new zone replaces the subnet (same CIDR) delete-before-create; its route association too.
     expect(subnet.options).toEqual({ deleteBeforeReplace: true });
     expect(one(T.assoc).options).toEqual({ deleteBeforeReplace: true });
@@ -158,7 +164,7 @@ describe("plan of the real program with the dev stack's config", () => {
   it("keeps the image until the release or architecture changes (issue 9)", () => {
     // The looked-up image id is kept in a Stash, replaced only when the trigger changes; the
     // instance runs the stashed id.
-    const stash = one(T.stash);
+    const stash = ofType(T.stash).find((r) => r.name === "criu-lab-host-image")!;
     expect(stash.parent).toBe(one(T.labInstance).urn);
     expect(stash.inputs.input).toBe(PLACEHOLDER_AMI);
     expect(stash.options).toEqual({ replacementTrigger: "ubuntu 24.04 x86_64" });
@@ -311,7 +317,7 @@ describe("plan of the real program on Graviton with Ubuntu 22.04", () => {
       });
       const report = buildReport(result);
       expect(report.errors).toEqual([]);
-      const stash = report.resources.find((r) => r.type === T.stash);
+      const stash = report.resources.find((r) => r.name === "criu-lab-host-image");
       expect(stash?.options).toEqual({ replacementTrigger: "ubuntu 22.04 arm64" });
       expect(renderTree(report)).toContain('# replacementTrigger: "ubuntu 22.04 arm64"');
     },

@@ -46,6 +46,13 @@ export interface LabMocks {
    * scenario-training, scenario-game).
    */
   commandStdout: Record<string, string>;
+  /**
+   * What the state already holds for a Stash, by name: an existing stack's kept value. The
+   * engine keeps a Stash's output when its input changes (pulumi/pulumi's builtin Stash
+   * provider), so the program sees this value whatever the input; a Stash not listed is new
+   * and holds its input.
+   */
+  stashed: Record<string, unknown>;
   /** Recorded custom resources of a type, optionally only those whose name starts with prefix. */
   ofType(type: string, prefix?: string): RecordedResource[];
   /** The single recorded resource of a type (under prefix); throws when there is not exactly one. */
@@ -235,8 +242,8 @@ function computedState(
         publicDns: `ec2-${MOCK_ELASTIC_IP.replace(/\./g, "-")}.ap-southeast-1.compute.amazonaws.com`,
       };
     case "pulumi:index:Stash":
-      // The engine's builtin: a new stash's output is its input.
-      return { ...inputs, output: inputs.input };
+      // The engine's builtin: a new stash's output is its input; an existing one keeps its own.
+      return { ...inputs, output: name in mocks.stashed ? mocks.stashed[name] : inputs.input };
     case "aws:ec2/keyPair:KeyPair":
       return { ...inputs, keyName: inputs.keyName ?? `${name}-0a1b2c3` };
     case "tls:index/privateKey:PrivateKey":
@@ -260,6 +267,7 @@ export async function setupMocks(config: Record<string, string> = {}): Promise<L
     resources: [],
     invokes: [],
     answers: defaultAnswers(),
+    stashed: {},
     commandStdout: {
       // LabFiles' hand-over of the copied archive (cloud-init/receive-lab-files.sh deliver).
       ready: "receive-lab-files: the lab's files are on the host",

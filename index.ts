@@ -1,18 +1,25 @@
 /**
  * The criu-lab Pulumi program: read and validate the config, resolve `auto` SSH CIDRs, build
  * the lab, export its outputs (names in DESIGN.md's contract). An async program so that a bad
- * config, a Pulumi CLI too old (components/pulumiCli.ts) or an unresolvable `auto` fails before
- * any resource is created.
+ * config, a Pulumi CLI too old (components/pulumiCli.ts), an unresolvable `auto` or a class past
+ * the account's quotas (components/quotas.ts) fails before any resource is created.
  */
 import { loadConfig } from "./components/config";
 import { CriuLab } from "./components/lab";
 import { requirePulumiCli } from "./components/pulumiCli";
+import { checkQuotas } from "./components/quotas";
 import { resolveSshCidrs } from "./components/sshCidrs";
+import { labTags } from "./components/tags";
 
 export = async () => {
   const config = loadConfig();
   await requirePulumiCli();
   const sshAllowedCidrs = await resolveSshCidrs(config.sshAllowedCidrs);
+  await checkQuotas({
+    instanceType: config.instanceType,
+    hosts: config.seats * config.hostsPerSeat,
+    tags: labTags(),
+  });
   const lab = new CriuLab("criu-lab", { ...config, sshAllowedCidrs });
   return {
     instanceId: lab.instanceId,

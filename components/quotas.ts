@@ -46,16 +46,21 @@ export function isStandardFamily(instanceType: string): boolean {
   return letters !== undefined && STANDARD_FAMILIES.has(letters);
 }
 
-/** Where to ask for more of a quota (the Service Quotas console, in the region). */
-export function quotaUrl(region: string, quotaCode: string): string {
-  return `https://${region}.console.aws.amazon.com/servicequotas/home/services/ec2/quotas/${quotaCode}`;
+/**
+ * Where to ask for more of a quota: the Service Quotas console in the region (the console's
+ * own region when the provider did not say which).
+ */
+export function quotaUrl(region: string | undefined, quotaCode = ""): string {
+  const host = region ? `${region}.console.aws.amazon.com` : "console.aws.amazon.com";
+  return `https://${host}/servicequotas/home/services/ec2/quotas/${quotaCode}`.replace(/\/$/, "");
 }
 
 /** A read that may fail: the value, or why it could not be read. */
 export type Read<T> = { value: T } | { error: string };
 
 export interface QuotaFacts {
-  region: string;
+  /** The deploy region, as the quota lookup reports it (undefined when it did not). */
+  region?: string;
   instanceType: string;
   /** Hosts of the stack: seats x hostsPerSeat. */
   hosts: number;
@@ -82,7 +87,9 @@ const errorOf = <T>(read: Read<T>): string | undefined =>
 /** The check itself, on the numbers read: pure, for the tests. */
 export function assessQuotas(f: QuotaFacts): QuotaAssessment {
   const result: QuotaAssessment = { found: [], skipped: [], short: [] };
-  const { hosts, region } = f;
+  const { hosts } = f;
+  const region = f.region ?? "this region";
+  const regionFlag = f.region ? ` --region ${f.region}` : "";
 
   const eipError = errorOf(f.elasticIpQuota) ?? errorOf(f.addresses);
   if ("value" in f.elasticIpQuota && "value" in f.addresses) {
@@ -99,9 +106,9 @@ export function assessQuotas(f: QuotaFacts): QuotaAssessment {
       result.short.push(
         `${hosts} hosts need ${needed} new Elastic IPs, but ${region} allows ${quota} ` +
           `(quota ${ELASTIC_IP_QUOTA}) and ${all} are allocated, so only ${free} more can be. ` +
-          `Ask for ${wanted} or more: ${quotaUrl(region, ELASTIC_IP_QUOTA)} (or \`aws ` +
+          `Ask for ${wanted} or more: ${quotaUrl(f.region, ELASTIC_IP_QUOTA)} (or \`aws ` +
           `service-quotas request-service-quota-increase --service-code ec2 --quota-code ` +
-          `${ELASTIC_IP_QUOTA} --desired-value ${wanted} --region ${region}\`), or release ` +
+          `${ELASTIC_IP_QUOTA} --desired-value ${wanted}${regionFlag}\`), or release ` +
           `addresses nothing uses, or lower ${CONFIG_NAMESPACE}:seats.`,
       );
     }
@@ -116,7 +123,7 @@ export function assessQuotas(f: QuotaFacts): QuotaAssessment {
     result.skipped.push(
       `On-demand vCPUs not checked: ${f.instanceType} is not in the Standard families (A, C, D, ` +
         `H, I, M, R, T, Z) of quota ${STANDARD_VCPU_QUOTA}; its family has a quota of its own ` +
-        `(https://${region}.console.aws.amazon.com/servicequotas/home/services/ec2/quotas).`,
+        `(${quotaUrl(f.region)}).`,
     );
   } else {
     const quotaError = errorOf(f.vcpuQuota) ?? errorOf(f.vcpusPerHost);
@@ -133,9 +140,9 @@ export function assessQuotas(f: QuotaFacts): QuotaAssessment {
           `${hosts} x ${f.instanceType} need ${needed} vCPUs running at once, but ${region} ` +
             `allows ${quota} on-demand Standard vCPUs (quota ${STANDARD_VCPU_QUOTA}), and ` +
             `other running instances count too. Ask for ${needed} or more plus what else ` +
-            `runs: ${quotaUrl(region, STANDARD_VCPU_QUOTA)} (or \`aws service-quotas ` +
+            `runs: ${quotaUrl(f.region, STANDARD_VCPU_QUOTA)} (or \`aws service-quotas ` +
             `request-service-quota-increase --service-code ec2 --quota-code ` +
-            `${STANDARD_VCPU_QUOTA} --desired-value ${needed} --region ${region}\`), or lower ` +
+            `${STANDARD_VCPU_QUOTA} --desired-value ${needed}${regionFlag}\`), or lower ` +
             `${CONFIG_NAMESPACE}:seats, or pick a smaller ${CONFIG_NAMESPACE}:instanceType.`,
         );
       }
@@ -207,7 +214,7 @@ export async function checkQuotas(
   const region =
     ("value" in elasticIpQuota && elasticIpQuota.value.region) ||
     (vcpuQuota && "value" in vcpuQuota && vcpuQuota.value.region) ||
-    "the region";
+    undefined;
   const addresses: Read<{ all: number; ours: number }> =
     "value" in all && "value" in ours
       ? { value: { all: all.value, ours: ours.value } }

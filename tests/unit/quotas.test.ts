@@ -93,6 +93,15 @@ describe("assessQuotas", () => {
     expect(skipped[1]).toContain(`On-demand vCPUs (L-1216C47A) not checked: ${denied}`);
   });
 
+  it("names no region it was not told (the console's own region instead)", () => {
+    const [line] = quotas.assessQuotas(facts({ hosts: 6, region: undefined })).short;
+    expect(line).toContain("but this region allows 5");
+    expect(line).toContain(
+      "https://console.aws.amazon.com/servicequotas/home/services/ec2/quotas/L-0263D0A3 ",
+    );
+    expect(line).toContain("--desired-value 6`");
+  });
+
   it("says a type outside the Standard families has a quota of its own (not checked)", () => {
     const gpu = quotas.assessQuotas(facts({ instanceType: "g5.xlarge", vcpuQuota: undefined }));
     expect(gpu.skipped).toEqual([

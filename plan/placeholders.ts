@@ -171,7 +171,10 @@ const ANSWERS: Record<string, Answer> = {
   },
   "aws:ec2/getEips:getEips": (args, ctx) => ({
     result: { ...args, id: ctx.region ?? "us-east-1", allocationIds: [], publicIps: [] },
-    note: "Elastic IPs allocated in the region: none (a new account); counted at deploy",
+    note:
+      args.tags === undefined
+        ? "Elastic IPs allocated in the region: none (a new account); counted at deploy"
+        : "Elastic IPs of this stack (by its tags): none (a new stack); counted at deploy",
     placeholders: [],
   }),
   "aws:ec2/getSubnet:getSubnet": (args, ctx) => ({

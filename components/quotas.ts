@@ -9,7 +9,9 @@
  *   or not (DescribeAddresses through `aws.ec2.getEips`). The stack's own addresses (tagged
  *   Project=criu-lab and Stack=<stack>, as components/tags.ts tags them) are already among
  *   them: the class needs only its hosts minus those, so an update of a built class never
- *   refuses itself.
+ *   refuses itself. Two criu-lab stacks of the same name in one account and region (another
+ *   deployer's `dev`) share those tags: each then counts the other's addresses as its own, and
+ *   the check can pass a class AWS will stop; it never refuses one that fits.
  * - On-demand vCPUs (quota L-1216C47A, the "Standard" families A, C, D, H, I, M, R, T, Z): the
  *   class's hosts running at once must fit. Other running instances count too, but reading
  *   their types would mean describing every instance of the account; the check compares the

@@ -122,6 +122,7 @@ describe("plan of the real program with the dev stack's config", () => {
     expect(subnet.dependsOn).toContain(zone.urn);
     const readme = readFileSync(join(ROOT, "README.md"), "utf8");
     expect(readme).toContain(`(a \`pulumi:index:Stash\` named \`${zone.name}\`)`);
+    expect(readme).toContain(`\`pulumi up --replace '${zone.urn}'\``);
     // A new zone replaces the subnet (same CIDR) delete-before-create; its route association too.
     expect(subnet.options).toEqual({ deleteBeforeReplace: true });
     expect(one(T.assoc).options).toEqual({ deleteBeforeReplace: true });

@@ -1,31 +1,25 @@
 /**
  * The criu-lab Pulumi program: read and validate the config, resolve `auto` SSH CIDRs, build
  * the lab, export its outputs (names in DESIGN.md's contract). An async program so that a bad
- * config or an unresolvable `auto` fails before any resource is created.
+ * config, a Pulumi CLI too old (components/pulumiCli.ts), an unresolvable `auto` or a class past
+ * the account's quotas (components/quotas.ts) fails before any resource is created.
  */
-import * as pulumi from "@pulumi/pulumi";
 import { loadConfig } from "./components/config";
 import { CriuLab } from "./components/lab";
+import { requirePulumiCli } from "./components/pulumiCli";
+import { checkQuotas } from "./components/quotas";
 import { resolveSshCidrs } from "./components/sshCidrs";
-
-/**
- * The instance's `replacementTrigger` (a new Ubuntu release or architecture replaces the lab,
- * a newer build of the same image does not) needs the engine of Pulumi CLI 3.208.0 or later;
- * an older CLI would silently ignore it (https://github.com/pulumi/pulumi/pull/20936).
- */
-const PULUMI_CLI_RANGE = ">=3.208.0";
+import { labTags } from "./components/tags";
 
 export = async () => {
   const config = loadConfig();
-  await pulumi.requirePulumiVersion(PULUMI_CLI_RANGE).catch((err: unknown) => {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new pulumi.RunError(
-      `criu-lab needs Pulumi CLI ${PULUMI_CLI_RANGE} (its engine replaces the instance only ` +
-        `when the Ubuntu release or architecture changes): ${reason}. Upgrade the CLI: ` +
-        "https://www.pulumi.com/docs/iac/download-install/",
-    );
-  });
+  await requirePulumiCli();
   const sshAllowedCidrs = await resolveSshCidrs(config.sshAllowedCidrs);
+  await checkQuotas({
+    instanceType: config.instanceType,
+    hosts: config.seats * config.hostsPerSeat,
+    tags: labTags(),
+  });
   const lab = new CriuLab("criu-lab", { ...config, sshAllowedCidrs });
   return {
     instanceId: lab.instanceId,

@@ -79,7 +79,7 @@ export class LabInstance extends pulumi.ComponentResource {
       // gone). The stash keeps the image the lab was created with; a new release or
       // architecture replaces the stash (replacementTrigger), and so the instance. Not
       // ignoreChanges on ami: the engine would put the old image into the replacement too.
-      // Both need Pulumi CLI >= 3.208.0 (index.ts requires it). Issue 9.
+      // Both need Pulumi CLI >= 3.226.0 (components/pulumiCli.ts says why). Issue 9.
       const stash = new pulumi.Stash(
         `${name}-image`,
         { input: lookupUbuntuAmi(args.ubuntuRelease, arch, { parent: this }) },

@@ -6,7 +6,7 @@ import { LabBudget } from "./budget";
 import { HostsPerSeat, LabConfig } from "./config";
 import { LabFiles } from "./labFiles";
 import { LabInstance } from "./instance";
-import { lookupAvailabilityZone } from "./lookups";
+import { keptAvailabilityZone } from "./lookups";
 import { LabNetwork } from "./network";
 import { HostArgs, LabSeat, SeatOutput, buildHost, keyFileOf, seatId } from "./seat";
 import { Tags, labTags } from "./tags";
@@ -35,6 +35,8 @@ export interface CriuLabArgs extends Omit<LabConfig, "seats" | "hostsPerSeat" | 
  */
 export class CriuLab extends pulumi.ComponentResource {
   public readonly network: LabNetwork;
+  /** The new subnet's zone and the Stash that keeps it (undefined with `subnetId`). */
+  public readonly zone?: { zone: pulumi.Output<string>; stash: pulumi.Stash };
   public readonly access: LabAccess;
   public readonly host: LabInstance;
   /** The lab's Elastic IP: its address survives stop/start (and a replaced instance). */
@@ -79,14 +81,14 @@ export class CriuLab extends pulumi.ComponentResource {
     const tags = args.tags ?? labTags();
     this.sshUser = args.sshUser ?? "ubuntu";
 
+    if (args.subnetId === undefined) {
+      this.zone = keptAvailabilityZone(name, args.instanceType, { parent: this });
+    }
     this.network = new LabNetwork(
       `${name}-network`,
       {
         subnetId: args.subnetId,
-        availabilityZone:
-          args.subnetId === undefined
-            ? lookupAvailabilityZone(args.instanceType, { parent: this })
-            : undefined,
+        availabilityZone: this.zone?.zone,
         sshAllowedCidrs: args.sshAllowedCidrs,
         peerSsh: (args.hostsPerSeat ?? 1) === 2,
         tags,

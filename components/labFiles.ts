@@ -15,8 +15,8 @@ export interface LabFilesArgs extends PinnedConnectionArgs {
 
 /**
  * Where the SSH user's upload lands: relative, so in that user's home directory (sshd starts
- * the SFTP server there), which only that user and root can write. CopyToRemote does not
- * create a missing parent folder, and nothing makes one before the first connection.
+ * the SFTP server there), which only that user and root can write, and where the hand-over
+ * (`deliver`) looks for it.
  */
 export const STAGED_ARCHIVE = ".criu-lab-files.tar";
 
@@ -47,7 +47,8 @@ export class LabFiles extends pulumi.ComponentResource {
       `${name}-copy`,
       {
         connection,
-        // CopyToRemote takes only path-based sources (its Check refuses an AssetArchive).
+        // A file: the archive is binary, and CopyToRemote 1.2.1 takes a FileAsset, a text
+        // StringAsset or a FileArchive (its Check refuses an AssetArchive).
         source: new pulumi.asset.FileAsset(writeArchive(archive)),
         remotePath: STAGED_ARCHIVE,
         triggers,

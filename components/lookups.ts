@@ -1,6 +1,7 @@
 /**
  * The lookups the lab makes instead of hard-coding: the CPU architecture of the instance type,
- * an availability zone that offers it, and Canonical's Ubuntu image for that architecture.
+ * an availability zone that offers it (kept once chosen), and Canonical's Ubuntu image for that
+ * architecture.
  * The pure parts (filters, choices) are exported for the unit tests.
  */
 import * as aws from "@pulumi/aws";
@@ -71,13 +72,15 @@ export const AVAILABILITY_ZONES_QUERY: aws.GetAvailabilityZonesArgs = {
 };
 
 /**
- * A zone that offers the instance type and is a real availability zone of the region, chosen
- * deterministically (the first by name) so that repeated `pulumi up`s keep the same subnet.
+ * A zone that offers the instance type and is a real availability zone of the region: `kept`
+ * (the lab's zone) while it offers the type, else the first by name, so that repeated
+ * `pulumi up`s keep the same subnet.
  */
 export function pickAvailabilityZone(
   instanceType: string,
   offered: readonly string[],
   availabilityZones: readonly string[],
+  kept?: string,
 ): string {
   const real = new Set(availabilityZones);
   const sorted = offered.filter((zone) => real.has(zone)).sort();
@@ -88,7 +91,7 @@ export function pickAvailabilityZone(
         "describe-instance-type-offerings --location-type availability-zone`)",
     );
   }
-  return sorted[0];
+  return kept !== undefined && sorted.includes(kept) ? kept : sorted[0];
 }
 
 /** Looks up the architecture of `instanceType` in the deploy region. */
@@ -101,11 +104,11 @@ export function lookupArchitecture(
     .apply((info) => architectureFor(instanceType, info.supportedArchitectures));
 }
 
-/** Looks up an availability zone (never a Local Zone) of the deploy region that offers `instanceType`. */
-export function lookupAvailabilityZone(
+/** Looks up the availability zones (never Local Zones) of the deploy region offering `instanceType`. */
+function lookupOfferedZones(
   instanceType: string,
   opts: pulumi.InvokeOutputOptions,
-): pulumi.Output<string> {
+): pulumi.Output<{ offered: string[]; real: string[] }> {
   const offerings = aws.ec2.getInstanceTypeOfferingsOutput(
     {
       locationType: "availability-zone",
@@ -114,9 +117,56 @@ export function lookupAvailabilityZone(
     opts,
   );
   const zones = aws.getAvailabilityZonesOutput(AVAILABILITY_ZONES_QUERY, opts);
-  return pulumi
-    .all([offerings.locations, zones.names])
-    .apply(([offered, real]) => pickAvailabilityZone(instanceType, offered, real));
+  return pulumi.all([offerings.locations, zones.names]).apply(([offered, real]) => ({
+    offered,
+    real,
+  }));
+}
+
+/**
+ * The lab subnet's availability zone, kept across `pulumi up`s in a Stash, as the image is:
+ * the first zone (by name) offering the type when the Stash is made, then that zone for as long
+ * as it offers the type. Without it, a new `instanceType`, or EC2 offering the type in a zone
+ * whose name sorts first, re-picked the zone and replaced the subnet and every host with it,
+ * though the lab's zone offered the type.
+ *
+ * The Stash has no replacementTrigger: the condition for a new zone (the kept one lacks the
+ * type) depends on the kept value itself, which the program reads only after registering the
+ * Stash. So when the kept zone lacks the type, the subnet moves to the first zone offering it
+ * while the Stash still holds the old zone, and a warning gives the command that makes the new
+ * zone the kept one. A stack made before the Stash existed gets one holding the zone picked
+ * today: its subnet's zone, unless the type (or EC2's offerings) changed since.
+ */
+export function keptAvailabilityZone(
+  name: string,
+  instanceType: string,
+  opts: pulumi.CustomResourceOptions & { parent: pulumi.Resource },
+): { zone: pulumi.Output<string>; stash: pulumi.Stash } {
+  const zones = lookupOfferedZones(instanceType, { parent: opts.parent });
+  const stash = new pulumi.Stash(
+    `${name}-zone`,
+    {
+      input: zones.apply(({ offered, real }) => pickAvailabilityZone(instanceType, offered, real)),
+    },
+    opts,
+  );
+  const zone = pulumi
+    .all([zones, stash.output, stash.urn])
+    .apply(([{ offered, real }, stored, urn]) => {
+      const kept = typeof stored === "string" ? stored : undefined;
+      const chosen = pickAvailabilityZone(instanceType, offered, real, kept);
+      if (kept !== undefined && chosen !== kept) {
+        void pulumi.log.warn(
+          `${CONFIG_NAMESPACE}:instanceType: "${instanceType}" is not offered in the lab's ` +
+            `zone ${kept}: the subnet moves to ${chosen}, which replaces every host. Once that ` +
+            `\`pulumi up\` is done, keep ${chosen} as the lab's zone with ` +
+            `\`pulumi up --replace '${urn}'\` (it replaces only the stash).`,
+          stash,
+        );
+      }
+      return chosen;
+    });
+  return { zone, stash };
 }
 
 /** Looks up the newest Canonical Ubuntu image id for the release and architecture. */

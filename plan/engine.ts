@@ -65,7 +65,7 @@ export interface PlannedResource {
 export interface PlannedOptions {
   ignoreChanges?: string[];
   replaceOnChanges?: string[];
-  /** The value whose change replaces the resource (Pulumi CLI >= 3.208.0). */
+  /** The value whose change replaces the resource (components/pulumiCli.ts: which CLI). */
   replacementTrigger?: PlanValue;
   deleteBeforeReplace?: boolean;
   customTimeouts?: { create?: string; update?: string; delete?: string };
@@ -123,6 +123,8 @@ export interface PlanRecord {
   logs: EngineLog[];
   /** Calls this engine cannot honour offline (unknown lookups, remote components...). */
   problems: string[];
+  /** The Pulumi CLI range the program asked for (requirePulumiVersion), when it did. */
+  pulumiVersionRange?: string;
 }
 
 /**
@@ -375,8 +377,10 @@ export async function startPlanEngine(options: PlanEngineOptions): Promise<PlanE
     startDebugging(_call, callback) {
       callback(unimplemented(record, "attach a debugger"));
     },
-    requirePulumiVersion(_call, callback) {
-      // No Pulumi CLI is involved: there is no CLI version to check against.
+    requirePulumiVersion(call, callback) {
+      // No Pulumi CLI is involved: there is no CLI version to check against. The range is
+      // recorded so that the plan says which CLI `pulumi up` needs.
+      record.pulumiVersionRange = call.request.getPulumiVersionRange();
       callback(null, new RequirePulumiVersionResponse());
     },
   };

@@ -52,6 +52,33 @@ function architectureOf(instanceType: unknown): "arm64" | "x86_64" {
   return /^[a-z]+\d+g/.test(family) ? "arm64" : "x86_64";
 }
 
+/**
+ * vCPUs of a type from its size name, as most families number them (large 2, xlarge 4,
+ * 8xlarge 32; smaller sizes 2, as t3's): a placeholder, EC2 answers at deploy.
+ */
+function vcpusOf(instanceType: unknown): number {
+  const size = typeof instanceType === "string" ? (instanceType.split(".")[1] ?? "") : "";
+  const match = /^(\d*)xlarge$/.exec(size);
+  if (match) return 4 * Number(match[1] || "1");
+  return 2;
+}
+
+const QUOTA_TOKEN = "aws:servicequotas/getServiceQuota:getServiceQuota";
+
+/** What the plan answers for the quotas the program reads (components/quotas.ts). */
+const DEFAULT_QUOTAS: Record<string, { name: string; value: number; why: string }> = {
+  "L-0263D0A3": {
+    name: "Elastic IPs per region",
+    value: 5,
+    why: "AWS's default (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/elastic-ip-addresses-eip.html#using-instance-addressing-limit)",
+  },
+  "L-1216C47A": {
+    name: "on-demand Standard vCPUs",
+    value: 32,
+    why: "a placeholder (accounts differ widely, new ones often have less)",
+  },
+};
+
 /** First value of the filter `name` in an AWS lookup's `filters` argument. */
 function filterValue(args: Record<string, unknown>, name: string): string | undefined {
   const filters = Array.isArray(args.filters) ? args.filters : [];
@@ -118,8 +145,36 @@ const ANSWERS: Record<string, Answer> = {
       ...args,
       id: String(args.instanceType),
       supportedArchitectures: [architectureOf(args.instanceType)],
+      defaultVcpus: vcpusOf(args.instanceType),
     },
-    note: `architecture of ${String(args.instanceType)} (from its family name)`,
+    note:
+      `architecture and vCPUs of ${String(args.instanceType)} (from its family and size ` +
+      "names; EC2's own figures at deploy)",
+    placeholders: [],
+  }),
+  "aws:servicequotas/getServiceQuota:getServiceQuota": (args, ctx) => {
+    const code = String(args.quotaCode);
+    const known = DEFAULT_QUOTAS[code];
+    if (known === undefined) throw new UnknownInvokeError(`${QUOTA_TOKEN} (quotaCode: ${code})`);
+    return {
+      result: {
+        ...args,
+        id: `ec2/${code}`,
+        region: ctx.region ?? "us-east-1",
+        value: known.value,
+        defaultValue: known.value,
+        adjustable: true,
+      },
+      note: `${known.name}: ${known.value}, ${known.why}; your account's quota is read at deploy`,
+      placeholders: [],
+    };
+  },
+  "aws:ec2/getEips:getEips": (args, ctx) => ({
+    result: { ...args, id: ctx.region ?? "us-east-1", allocationIds: [], publicIps: [] },
+    note:
+      args.tags === undefined
+        ? "Elastic IPs allocated in the region: none (a new account); counted at deploy"
+        : "Elastic IPs of this stack (by its tags): none (a new stack); counted at deploy",
     placeholders: [],
   }),
   "aws:ec2/getSubnet:getSubnet": (args, ctx) => ({

@@ -34,6 +34,8 @@ export interface PlanReport {
   region: { value: string; source: string } | null;
   /** True when the program ran to the end and every call was answered. */
   ok: boolean;
+  /** The Pulumi CLI range `pulumi up` needs (the program's requirePulumiVersion), or null. */
+  pulumiCli: string | null;
   /** Fully qualified config key to value ([secret] for secrets). */
   config: Record<string, { value: string; source: string }>;
   resources: ReportResource[];
@@ -143,6 +145,7 @@ export function buildReport(result: PlanResult): PlanReport {
     stackFile: project.stackFile === undefined ? null : basename(project.stackFile),
     region: project.region ?? null,
     ok: result.ok,
+    pulumiCli: record.pulumiVersionRange ?? null,
     config,
     resources,
     lookups: record.lookups,
@@ -248,6 +251,8 @@ export function renderTree(report: PlanReport): string {
       "placeholders, [secret] hides a secret.",
     `Stack file: ${describeStackFile(report)}`,
     `Region: ${describeRegion(report)}`,
+    `Pulumi CLI: ${report.pulumiCli ?? "any (the program asks for no version)"}` +
+      (report.pulumiCli === null ? "" : " (what `pulumi up` needs; not checked offline)"),
     "",
     "Config:",
     ...Object.entries(report.config).map(

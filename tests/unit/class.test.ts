@@ -89,6 +89,7 @@ describe("one seat of one host (the default)", () => {
     expect(names).toEqual(
       [
         "criu-lab:lab:CriuLab solo",
+        "pulumi:index:Stash solo-zone",
         "criu-lab:network:LabNetwork solo-network",
         "aws:ec2/vpc:Vpc solo-network-vpc",
         "aws:ec2/subnet:Subnet solo-network-subnet",

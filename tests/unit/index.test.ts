@@ -80,6 +80,16 @@ describe("index.ts", () => {
     expect(await pulumi.isSecret(outputs.privateKey as pulumi.Output<string>)).toBe(true);
   });
 
+  it("reads the Elastic IP and vCPU quotas before building", () => {
+    const codes = mocks
+      .invokesOf("aws:servicequotas/getServiceQuota:getServiceQuota")
+      .map((i) => i.inputs.quotaCode);
+    expect(codes.sort()).toEqual(["L-0263D0A3", "L-1216C47A"]);
+    expect(mocks.invokesOf("aws:ec2/getEips:getEips").map((i) => i.inputs)).toContainEqual({
+      tags: { Project: "criu-lab", Stack: "dev" },
+    });
+  });
+
   it("resolves the default 'auto' CIDR to the deployer's /32 via command:local:run", () => {
     expect(mocks.invokesOf("command:local:run")).toHaveLength(1);
     // ... without the provider logging the answer, the deployer's address.
@@ -123,6 +133,15 @@ describe("index.ts fails before creating anything", () => {
     );
     // Printed by Pulumi's runner as the message alone, without a stack trace.
     expect(pulumi.RunError.isInstance(error)).toBe(true);
+    expect(mocks.resources.length).toBe(before);
+  });
+
+  it("when a class needs more Elastic IPs than the region allows (5 by default)", async () => {
+    const before = mocks.resources.length;
+    setLabConfig({ seats: "3", hostsPerSeat: "2" });
+    await expect(program()).rejects.toThrow(
+      /^criu-lab: not enough quota; nothing was created\. 6 hosts need 6 new Elastic IPs, but ap-southeast-1 allows 5 \(quota L-0263D0A3\)/,
+    );
     expect(mocks.resources.length).toBe(before);
   });
 

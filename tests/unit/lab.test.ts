@@ -4,7 +4,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
-import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   ConstructionLog,
   LabMocks,
@@ -392,7 +392,7 @@ describe("a lab's later life (issue 9)", () => {
   });
 
   it("keeps its image when a newer one is published: the image id is kept in a Stash", async () => {
-    const stash = one(T.stash);
+    const stash = mocks.one(T.stash, "life-host-");
     expect(stash.name).toBe("life-host-image");
     // The stash's input is the lookup (the newest image); the instance runs its output, the
     // image stored when the stash was created, which a newer lookup does not change.
@@ -414,7 +414,7 @@ describe("a lab's later life (issue 9)", () => {
     expect(await trigger(jammy, "later-jammy")).toBe("ubuntu 22.04 x86_64");
     const arm = await build("later-arm", { instanceType: "t4g.small", verify: false });
     expect(await trigger(arm, "later-arm")).toBe("ubuntu 24.04 arm64");
-    expect(mocks.one(T.stash, "later-arm-").inputs.input).toBe("ami-0a4a4a4a4a4a4a4a4");
+    expect(mocks.one(T.stash, "later-arm-host-").inputs.input).toBe("ami-0a4a4a4a4a4a4a4a4");
     // Another type of the same architecture is an in-place change (stop, resize, start).
     const bigger = await build("later-bigger", { instanceType: "t3.large", verify: false });
     expect(await trigger(bigger, "later-bigger")).toBe("ubuntu 24.04 x86_64");
@@ -422,7 +422,7 @@ describe("a lab's later life (issue 9)", () => {
 
   it("with amiId runs that image, with no stash: a new amiId replaces the instance", async () => {
     const pinned = await build("later-pinned", { amiId: "ami-0123456789abcdef0", verify: false });
-    expect(mocks.ofType(T.stash, "later-pinned-")).toEqual([]);
+    expect(mocks.ofType(T.stash, "later-pinned-host-")).toEqual([]);
     expect(pinned.lab.host.imageStash).toBeUndefined();
     expect(mocks.one(T.instance, "later-pinned-").inputs.ami).toBe("ami-0123456789abcdef0");
     expect(await valueOf(pinned.lab.amiId)).toBe("ami-0123456789abcdef0");
@@ -454,6 +454,50 @@ describe("a lab's later life (issue 9)", () => {
       expect(JSON.stringify(command.inputs.triggers)).not.toContain(MOCK_ELASTIC_IP);
       expect(command.inputs.connection.host).toBe(MOCK_ELASTIC_IP);
     }
+  });
+
+  it("keeps its zone when instanceType changes to a type that zone offers too", async () => {
+    // A stack whose subnet is in 1b (the first zone offering its type when it was made). The
+    // new type is offered in every zone: the subnet, and so every host, stays in 1b, though
+    // 1a now sorts first among the zones offering it.
+    mocks.stashed["zone-kept-zone"] = "ap-southeast-1b";
+    const kept = await build("zone-kept", { instanceType: "t3.large", verify: false });
+    expect(mocks.one(T.subnet, "zone-kept-").inputs.availabilityZone).toBe("ap-southeast-1b");
+    expect(await valueOf(kept.lab.zone!.zone)).toBe("ap-southeast-1b");
+    // The Stash's input is today's pick; its output, what the subnet gets, is the kept zone.
+    const stash = mocks.one(T.stash, "zone-kept-zone");
+    expect(stash.inputs.input).toBe("ap-southeast-1a");
+    expect(optionsOf(kept, "zone-kept", "zone").replacementTrigger).toBeUndefined();
+  });
+
+  it("moves to the first zone offering the type when its zone lacks it, and says how to keep that", async () => {
+    mocks.stashed["zone-moved-zone"] = "ap-southeast-1b";
+    const offerings = mocks.answers[INVOKE.offerings];
+    mocks.answers[INVOKE.offerings] = () => ({
+      locations: ["ap-southeast-1c", "ap-southeast-1a"],
+    });
+    const warn = vi.spyOn(pulumi.log, "warn");
+    try {
+      const moved = await build("zone-moved", { instanceType: "c7i.large", verify: false });
+      expect(mocks.one(T.subnet, "zone-moved-").inputs.availabilityZone).toBe("ap-southeast-1a");
+      expect(await valueOf(moved.lab.zone!.zone)).toBe("ap-southeast-1a");
+      const messages = warn.mock.calls.map(([message]) => message);
+      expect(messages).toContainEqual(
+        expect.stringMatching(
+          /"c7i\.large" is not offered in the lab's zone ap-southeast-1b: the subnet moves to ap-southeast-1a[\s\S]*pulumi up --replace 'urn:pulumi:dev::criu-lab::criu-lab:lab:CriuLab\$pulumi:index:Stash::zone-moved-zone'/,
+        ),
+      );
+    } finally {
+      warn.mockRestore();
+      mocks.answers[INVOKE.offerings] = offerings;
+    }
+  });
+
+  it("a new stack keeps the first zone offering the type, as before", async () => {
+    const fresh = await build("zone-new", { verify: false });
+    expect(mocks.one(T.stash, "zone-new-zone").inputs.input).toBe("ap-southeast-1a");
+    expect(await valueOf(fresh.lab.zone!.stash.output)).toBe("ap-southeast-1a");
+    expect(mocks.one(T.subnet, "zone-new-").inputs.availabilityZone).toBe("ap-southeast-1a");
   });
 
   it("replaces the subnet delete-before-create when the zone changes", () => {

@@ -63,6 +63,30 @@ describe("pickAvailabilityZone", () => {
       "us-west-2a",
     );
   });
+  it("keeps the lab's zone while it offers the type, though another sorts first", () => {
+    const offered = ["ap-southeast-1c", "ap-southeast-1b", "ap-southeast-1a"];
+    expect(pickAvailabilityZone("t3.large", offered, real, "ap-southeast-1b")).toBe(
+      "ap-southeast-1b",
+    );
+    // The kept zone lacks the type: the first that offers it.
+    expect(
+      pickAvailabilityZone(
+        "c7i.large",
+        ["ap-southeast-1c", "ap-southeast-1a"],
+        real,
+        "ap-southeast-1b",
+      ),
+    ).toBe("ap-southeast-1a");
+    // A kept value that is no real zone of the region (a Local Zone) is not kept.
+    expect(
+      pickAvailabilityZone(
+        "t3.small",
+        [...offered, "ap-southeast-1-bkk-1a"],
+        real,
+        "ap-southeast-1-bkk-1a",
+      ),
+    ).toBe("ap-southeast-1a");
+  });
   it("says so when no zone offers the type", () => {
     expect(() => pickAvailabilityZone("p5.48xlarge", [], real)).toThrow(
       /criu-lab:instanceType: "p5.48xlarge" is not offered in any availability zone/,

@@ -77,6 +77,17 @@ describe("plan of a class: seats=3, hostsPerSeat=2, a budget", () => {
     expect(tree).toMatch(/self: true/);
   });
 
+  it("warns, as a preview would, that 6 hosts need more than the placeholder 5 Elastic IPs", () => {
+    const warnings = report.diagnostics.filter((d) => d.severity === "warning");
+    expect(warnings.map((d) => d.message)).toContainEqual(
+      expect.stringContaining(
+        "criu-lab quota check: `pulumi up` will stop before creating anything: 6 hosts need 6 " +
+          "new Elastic IPs, but ap-southeast-1 allows 5 (quota L-0263D0A3)",
+      ),
+    );
+    expect(tree).toContain("warning: criu-lab quota check: `pulumi up` will stop");
+  });
+
   it("shows the budget on the stack's tag", () => {
     const [budget] = ofType("aws:budgets/budget:Budget");
     expect(budget!.inputs).toMatchObject({

@@ -5,7 +5,15 @@
  * says which stack file and region it used.
  */
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -44,32 +52,35 @@ describe("the README's --json commands", () => {
     async () => {
       const command = readmeCommands().find((c) => /\bplan\b.* --json > plan\.json$/.test(c));
       expect(command).toBe("npm run -s plan -- --json > plan.json");
-      const file = join(ROOT, "plan.json");
-      // A user's own plan.json is put back afterwards.
-      const kept = join(tmp, "users-plan.json");
-      if (existsSync(file)) renameSync(file, kept);
-      try {
-        const run = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-          const child = execFile("bash", ["-c", command as string], { cwd: ROOT }, (err, _o, e) =>
-            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr: e }),
-          );
-          child.stdin?.end();
-        });
-        expect(run.code, run.stderr).toBe(0);
-        const report = JSON.parse(readFileSync(file, "utf8")) as PlanReport;
-        expect(report.ok).toBe(true);
-        expect(report.stackFile).toBe("Pulumi.dev.yaml");
-        expect(report.region).toEqual({
-          value: "ap-southeast-1",
-          source: "aws:region in Pulumi.dev.yaml",
-        });
-        expect(run.stderr).toContain(
-          "stack file Pulumi.dev.yaml; region ap-southeast-1 (aws:region in Pulumi.dev.yaml)",
-        );
-      } finally {
-        rmSync(file, { force: true });
-        if (existsSync(kept)) renameSync(kept, file);
+      // Run where nothing else writes: a folder of links to the project's files, so the file
+      // lands there, never on a user's plan.json or on another run's at the repository root.
+      const dir = mkdtempSync(join(tmp, "project-"));
+      for (const entry of readdirSync(ROOT)) {
+        if (entry !== ".git" && entry !== "plan.json")
+          symlinkSync(join(ROOT, entry), join(dir, entry));
       }
+      const file = join(dir, "plan.json");
+      const atRoot = join(ROOT, "plan.json");
+      const rootBefore = existsSync(atRoot) ? readFileSync(atRoot, "utf8") : undefined;
+      const run = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = execFile("bash", ["-c", command as string], { cwd: dir }, (err, _o, e) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr: e }),
+        );
+        child.stdin?.end();
+      });
+      expect(run.code, run.stderr).toBe(0);
+      const report = JSON.parse(readFileSync(file, "utf8")) as PlanReport;
+      expect(report.ok).toBe(true);
+      expect(report.stackFile).toBe("Pulumi.dev.yaml");
+      expect(report.region).toEqual({
+        value: "ap-southeast-1",
+        source: "aws:region in Pulumi.dev.yaml",
+      });
+      expect(run.stderr).toContain(
+        "stack file Pulumi.dev.yaml; region ap-southeast-1 (aws:region in Pulumi.dev.yaml)",
+      );
+      // The repository root is left as it was.
+      expect(existsSync(atRoot) ? readFileSync(atRoot, "utf8") : undefined).toBe(rootBefore);
     },
     // npm, tsx and the plan's own start-up on top of the program's run.
     2 * PLAN_TIMEOUT_MS,

@@ -65,6 +65,27 @@ describe("plan of the real program with the dev stack's config", () => {
     });
   });
 
+  it("says which Pulumi CLI `pulumi up` needs: the program's requirePulumiVersion range", () => {
+    expect(report.pulumiCli).toBe(">=3.226.0");
+    expect(tree).toContain("Pulumi CLI: >=3.226.0 (what `pulumi up` needs; not checked offline)");
+  });
+
+  it("shows the quota check: what it read (placeholders) and what the stack needs", () => {
+    const infos = report.diagnostics.filter((d) => d.severity === "info").map((d) => d.message);
+    expect(infos).toContainEqual(
+      expect.stringContaining(
+        "criu-lab quota check: Elastic IPs in ap-southeast-1: quota 5 (L-0263D0A3), 0 " +
+          "allocated (0 of them this stack's); this stack needs 1 (one a host), 1 new",
+      ),
+    );
+    expect(infos).toContainEqual(
+      expect.stringContaining("quota 32 (L-1216C47A); this stack needs 2 (1 x t3.small, 2 each)"),
+    );
+    expect(tree).toMatch(/^ {4}info: criu-lab quota check: Elastic IPs in ap-southeast-1/m);
+    const quota = report.lookups.find((l) => l.token.endsWith("getServiceQuota"));
+    expect(quota?.note).toMatch(/your account's quota is read at deploy$/);
+  });
+
   it("nests the resources under the components, with the engine's URNs", () => {
     const instance = one(T.instance);
     const labInstance = byUrn(instance.parent);
@@ -93,6 +114,15 @@ describe("plan of the real program with the dev stack's config", () => {
       vpcId: UNKNOWN,
     });
     expect(subnet.lookedUpAtDeploy).toEqual(["availabilityZone"]);
+    // The zone is kept in a Stash (no trigger: kept while it offers the type), the lab's child.
+    const zone = ofType(T.stash).find((r) => r.name === "criu-lab-zone")!;
+    expect(zone.parent).toBe(one(T.lab).urn);
+    expect(zone.inputs.input).toBe("ap-southeast-1a");
+    expect(zone.options).toEqual({});
+    expect(subnet.dependsOn).toContain(zone.urn);
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    expect(readme).toContain(`(a \`pulumi:index:Stash\` named \`${zone.name}\`)`);
+    expect(readme).toContain(`\`pulumi up --replace '${zone.urn}'\``);
     // A new zone replaces the subnet (same CIDR) delete-before-create; its route association too.
     expect(subnet.options).toEqual({ deleteBeforeReplace: true });
     expect(one(T.assoc).options).toEqual({ deleteBeforeReplace: true });
@@ -153,7 +183,7 @@ describe("plan of the real program with the dev stack's config", () => {
   it("keeps the image until the release or architecture changes (issue 9)", () => {
     // The looked-up image id is kept in a Stash, replaced only when the trigger changes; the
     // instance runs the stashed id.
-    const stash = one(T.stash);
+    const stash = ofType(T.stash).find((r) => r.name === "criu-lab-host-image")!;
     expect(stash.parent).toBe(one(T.labInstance).urn);
     expect(stash.inputs.input).toBe(PLACEHOLDER_AMI);
     expect(stash.options).toEqual({ replacementTrigger: "ubuntu 24.04 x86_64" });
@@ -163,6 +193,11 @@ describe("plan of the real program with the dev stack's config", () => {
     // The README's command for taking a newer image names this stash's URN.
     const readme = readFileSync(join(ROOT, "README.md"), "utf8");
     expect(readme).toContain(`pulumi up --replace '${stash.urn}'`);
+    // ... and says what every preview shows once Canonical publishes a newer image.
+    expect(readme).toContain(
+      "every `pulumi preview` (and the preview of each\n`pulumi up`) shows each host's image " +
+        `stash as \`~ update\` (\`${stash.name}\``,
+    );
   });
 
   it("boots into a routed subnet, and is destroyed before the route (issue 9)", () => {
@@ -190,11 +225,13 @@ describe("plan of the real program with the dev stack's config", () => {
 
   it("looks up Canonical's Ubuntu 24.04 amd64 image, the type's architecture and zones", () => {
     const tokens = report.lookups.map((l) => l.token).sort();
-    expect(tokens).toEqual([
+    expect([...new Set(tokens)]).toEqual([
       "aws:ec2/getAmi:getAmi",
+      "aws:ec2/getEips:getEips",
       "aws:ec2/getInstanceType:getInstanceType",
       "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings",
       "aws:index/getAvailabilityZones:getAvailabilityZones",
+      "aws:servicequotas/getServiceQuota:getServiceQuota",
       "command:local:run",
     ]);
     // Real availability zones only: never a Local Zone.
@@ -306,7 +343,7 @@ describe("plan of the real program on Graviton with Ubuntu 22.04", () => {
       });
       const report = buildReport(result);
       expect(report.errors).toEqual([]);
-      const stash = report.resources.find((r) => r.type === T.stash);
+      const stash = report.resources.find((r) => r.name === "criu-lab-host-image");
       expect(stash?.options).toEqual({ replacementTrigger: "ubuntu 22.04 arm64" });
       expect(renderTree(report)).toContain('# replacementTrigger: "ubuntu 22.04 arm64"');
     },

@@ -46,6 +46,13 @@ export interface LabMocks {
    * scenario-training, scenario-game).
    */
   commandStdout: Record<string, string>;
+  /**
+   * What the state already holds for a Stash, by name: an existing stack's kept value. The
+   * engine keeps a Stash's output when its input changes (pulumi/pulumi's builtin Stash
+   * provider), so the program sees this value whatever the input; a Stash not listed is new
+   * and holds its input.
+   */
+  stashed: Record<string, unknown>;
   /** Recorded custom resources of a type, optionally only those whose name starts with prefix. */
   ofType(type: string, prefix?: string): RecordedResource[];
   /** The single recorded resource of a type (under prefix); throws when there is not exactly one. */
@@ -59,6 +66,9 @@ export const MOCK_PUBLIC_IP = "203.0.113.10";
 export const MOCK_ELASTIC_IP = "203.0.113.20";
 /** What the mocked `curl checkip` answers. */
 export const MOCK_DEPLOYER_IP = "198.51.100.7";
+/** Quota codes the mocked Service Quotas answers (Elastic IPs, on-demand Standard vCPUs). */
+export const MOCK_ELASTIC_IP_QUOTA = "L-0263D0A3";
+export const MOCK_VCPU_QUOTA = "L-1216C47A";
 /** Instance types the mocked DescribeInstanceTypes reports as arm64. */
 export const MOCK_ARM64_TYPES = ["t4g.small", "t4g.medium", "m7g.large", "c6gn.large"];
 export const MOCK_ZONES = ["ap-southeast-1c", "ap-southeast-1a", "ap-southeast-1b"];
@@ -135,6 +145,8 @@ function defaultAnswers(): Record<string, InvokeAnswer> {
   return {
     "aws:ec2/getInstanceType:getInstanceType": (inputs) => ({
       instanceType: inputs.instanceType,
+      // t3.small and t4g.small have 2 (DescribeInstanceTypes' DefaultVCpus).
+      defaultVcpus: 2,
       supportedArchitectures: MOCK_ARM64_TYPES.includes(inputs.instanceType)
         ? ["arm64"]
         : ["i386", "x86_64"],
@@ -171,6 +183,14 @@ function defaultAnswers(): Record<string, InvokeAnswer> {
       availabilityZone: "ap-southeast-1b",
     }),
     "command:local:run": () => ({ stdout: `${MOCK_DEPLOYER_IP}\n`, stderr: "" }),
+    // An account with AWS's default 5 Elastic IPs and room for 32 vCPUs, none of it in use.
+    "aws:servicequotas/getServiceQuota:getServiceQuota": (inputs) => ({
+      serviceCode: inputs.serviceCode,
+      quotaCode: inputs.quotaCode,
+      region: "ap-southeast-1",
+      value: { [MOCK_ELASTIC_IP_QUOTA]: 5, [MOCK_VCPU_QUOTA]: 32 }[String(inputs.quotaCode)],
+    }),
+    "aws:ec2/getEips:getEips": () => ({ id: "ap-southeast-1", allocationIds: [], publicIps: [] }),
   };
 }
 
@@ -235,8 +255,8 @@ function computedState(
         publicDns: `ec2-${MOCK_ELASTIC_IP.replace(/\./g, "-")}.ap-southeast-1.compute.amazonaws.com`,
       };
     case "pulumi:index:Stash":
-      // The engine's builtin: a new stash's output is its input.
-      return { ...inputs, output: inputs.input };
+      // The engine's builtin: a new stash's output is its input; an existing one keeps its own.
+      return { ...inputs, output: name in mocks.stashed ? mocks.stashed[name] : inputs.input };
     case "aws:ec2/keyPair:KeyPair":
       return { ...inputs, keyName: inputs.keyName ?? `${name}-0a1b2c3` };
     case "tls:index/privateKey:PrivateKey":
@@ -260,6 +280,7 @@ export async function setupMocks(config: Record<string, string> = {}): Promise<L
     resources: [],
     invokes: [],
     answers: defaultAnswers(),
+    stashed: {},
     commandStdout: {
       // LabFiles' hand-over of the copied archive (cloud-init/receive-lab-files.sh deliver).
       ready: "receive-lab-files: the lab's files are on the host",

@@ -101,7 +101,8 @@ def cmd_clean(a):
     freed = sum(k["bytes"] for k in by_kind.values())
     result = {"ok": not failed, "freedBytes": freed, "freedByKind": by_kind, "removed": remove, "kept": kept,
               "disk": disk()}
-    lines = [f"removed {len(remove) - len(failed)} runs, {human_bytes(freed)} freed"
+    n = len(remove) - len(failed)
+    lines = [f"removed {n} run{'' if n == 1 else 's'}, {human_bytes(freed)} freed"
              + (": " + ", ".join(f"{k} {v['runs']} ({human_bytes(v['bytes'])})" for k, v in sorted(by_kind.items()))
                 if by_kind else "")]
     lines += [f"  kept {r['path']} ({human_bytes(r['bytes'])}): {r['why']}" for r in kept]

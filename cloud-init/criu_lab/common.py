@@ -169,9 +169,9 @@ def disk():
 
 def disk_text(d):
     kinds = ", ".join(f"{k} {human_bytes(v)}" for k, v in sorted(d["runBytes"].items()))
-    return (f"Disk: {human_bytes(d['usedBytes'])} in {d['dir']} ({d['runs']} kept runs{': ' + kinds if kinds else ''}); "
-            f"{human_bytes(d['freeBytes'])} free of {human_bytes(d['totalBytes'])}"
-            + ("; `sudo criu-lab clean` removes what is not kept" if d["runs"] else ""))
+    return (f"Disk: {human_bytes(d['usedBytes'])} in {d['dir']} ({d['runs']} run{'' if d['runs'] == 1 else 's'} with "
+            f"their images{': ' + kinds if kinds else ''}); {human_bytes(d['freeBytes'])} free of "
+            f"{human_bytes(d['totalBytes'])}" + ("; to free space: sudo criu-lab clean [--all]" if d["runs"] else ""))
 
 
 def process_tree(pid):

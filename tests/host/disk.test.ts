@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ExitCode } from "../../verify/checks";
+import { ExitCode, parseDoctor } from "../../verify/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { alive, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
 
@@ -189,7 +189,7 @@ describe.skipIf(
       expect(text.code).toBe(ExitCode.ok);
       expect(text.stdout).toMatch(/^removed 0 runs, 0 B freed\n/);
       expect(text.stdout).toContain(`kept ${failed} (`);
-      expect(text.stdout).toMatch(/Disk: [\d.]+ [KMG]?i?B in .* \(5 kept runs: demo/);
+      expect(text.stdout).toMatch(/Disk: [\d.]+ [KMG]?i?B in .* \(5 runs with their images: demo/);
     });
 
     it("status and doctor show the space the runs use and what is free", () => {
@@ -213,6 +213,15 @@ describe.skipIf(
         expect(Math.abs(d.freeBytes - df)).toBeLessThan(64 * 2 ** 20); // others write meanwhile
         expect(d.totalBytes).toBeGreaterThan(d.freeBytes);
         expect(lab(command).stdout).toMatch(/^Disk: .* free of /m);
+        // The verifier (and the stack output `doctor`) carry it on.
+        if (command === "doctor") {
+          expect(parseDoctor(ran.stdout).disk).toEqual({
+            dir: logs,
+            usedBytes: d.usedBytes,
+            freeBytes: d.freeBytes,
+            totalBytes: d.totalBytes,
+          });
+        }
       }
     });
 

@@ -123,6 +123,16 @@ describe.skipIf(
     expect(alive(refused.result.pid)).toBe(false);
   });
 
+  it("doctor: with little room for the images, says how to make some", () => {
+    const d = inSmallDisk("6m", ["doctor", "--json"]);
+    expect(d.code, d.stderr).toBe(ExitCode.ok);
+    expect(d.result.disk.freeBytes).toBeLessThanOrEqual(6 * 2 ** 20);
+    expect(d.result.fixes).toContain(
+      `only ${(d.result.disk.freeBytes / 2 ** 20).toFixed(1)} MiB free for the images in ${d.result.disk.dir}: ` +
+        "`sudo criu-lab clean` (or `clean --all`) removes the runs not kept",
+    );
+  });
+
   describe("clean, status and doctor", () => {
     let logs: string;
     let realDemo: string;
@@ -213,6 +223,10 @@ describe.skipIf(
         expect(Math.abs(d.freeBytes - df)).toBeLessThan(64 * 2 ** 20); // others write meanwhile
         expect(d.totalBytes).toBeGreaterThan(d.freeBytes);
         expect(lab(command).stdout).toMatch(/^Disk: .* free of /m);
+        // Plenty of room here: no fix about it.
+        if (command === "doctor") {
+          expect(JSON.parse(ran.stdout).fixes.join("\n")).not.toContain("free for the images");
+        }
         // The verifier (and the stack output `doctor`) carry it on.
         if (command === "doctor") {
           expect(parseDoctor(ran.stdout).disk).toEqual({

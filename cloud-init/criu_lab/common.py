@@ -215,11 +215,12 @@ def room_for_dump(pid, images, pages_elsewhere=False):
     need = 8 * 2**20 if pages_elsewhere else estimate
     free, _ = free_bytes(images)
     if need > free:
-        raise no_room(pid, images, need, free)
+        raise no_room(pid, images, need, free, "the images but its pages" if pages_elsewhere else None)
     return estimate
 
 
-def no_room(pid, where, need, free):
+def no_room(pid, where, need, free, what=None):
+    what = what or "its memory, plus a tenth and 8 MiB"
     return LabError(NOT_READY, f"no room for the images of PID {pid} in {where}: about {human_bytes(need)} needed "
-                    f"(its memory, plus a tenth and 8 MiB), {human_bytes(free)} free there; nothing was frozen. "
+                    f"({what}), {human_bytes(free)} free there; nothing was frozen. "
                     "Free space with `sudo criu-lab clean` (or `clean --all`), or dump a smaller process")

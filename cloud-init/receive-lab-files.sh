@@ -16,6 +16,9 @@
 #       waiting step never sees a partial archive. If the waiting step already gave up, it
 #       starts it again now, as the transient unit criu-lab-setup.service (which the
 #       verification's cloud-init step then waits for).
+#       Run again after a delivery `pulumi up` did not record (SSH dropped, Ctrl-C), FILE is
+#       gone (that delivery removed it): the archive in place with HEX (and HEX unpacked, if
+#       it was) is a success, anything else exit 2.
 #
 # Trust: FILE is written by the SSH user (who has sudo anyway, but so may any process running
 # as that user). Root never runs or unpacks it where it was written: it copies it into a
@@ -34,6 +37,8 @@ readonly ARCHIVE="$INCOMING/lab-files.tar"
 readonly GAVE_UP="$INCOMING/gave-up"
 # Written by `deliver` when it started the set-up itself (read by the verification).
 readonly RESUMED="$INCOMING/resumed"
+# Written by `wait` once it unpacked the archive into LAB_DIR: the archive's SHA-256.
+readonly UNPACKED="$INCOMING/unpacked"
 readonly UNIT=criu-lab-setup
 
 say() { echo "receive-lab-files: $*"; }
@@ -106,6 +111,7 @@ wait_for_archive() {
   mkdir -p "$LAB_DIR"
   # Owned by root whatever the archive says; modes as the archive has them (root's default).
   tar -x --no-same-owner --touch -f "$ARCHIVE" -C "$LAB_DIR"
+  echo "$sha256" >"$UNPACKED"
   say "the lab's files ($sha256) are in $LAB_DIR; setting up"
   exec bash "$LAB_DIR/setup-lab.sh" "$@"
 }
@@ -129,10 +135,18 @@ deliver() {
   done
   check_sha256 "$sha256"
   [ -n "$file" ] || usage "deliver: no FILE given"
-  [ -f "$file" ] || usage "deliver: $file is not a file (was the copy made?)"
   prepare_incoming
+  if [ -f "$file" ]; then
+    take_archive "$sha256" "$file"
+  else
+    already_delivered "$sha256" "$file"
+  fi
+  resume_if_gave_up
+}
 
-  local copy="$INCOMING/.lab-files.tar.new" actual
+# Root's own checked copy of FILE, renamed into place; FILE is removed once it is.
+take_archive() {
+  local sha256="$1" file="$2" copy="$INCOMING/.lab-files.tar.new" actual
   install -m 0600 -o root -g root "$file" "$copy"
   actual="$(sha256_of "$copy")"
   if [ "$actual" != "$sha256" ]; then
@@ -145,20 +159,49 @@ deliver() {
   mv -f "$copy" "$ARCHIVE"
   rm -f "$file"
   say "the lab's files ($sha256) are on the host"
-  if [ -f "$GAVE_UP" ]; then
-    local args=()
-    mapfile -d '' args <"$GAVE_UP"
-    if ! systemd-run --unit="$UNIT" --collect --setenv=CRIU_LAB_INCOMING="$INCOMING" \
-      --description="criu-lab set-up from the copied lab files" \
-      bash "$(realpath "${BASH_SOURCE[0]}")" "${args[@]}"; then
-      echo "receive-lab-files: could not start $UNIT.service" >&2
-      exit 3
-    fi
-    rm -f "$GAVE_UP"
-    : >"$RESUMED"
-    say "cloud-init had given up waiting for them: the set-up runs now as $UNIT.service" \
-      "(journalctl -u $UNIT; log /var/log/criu-lab/setup.log)"
+}
+
+# No FILE: an unrecorded delivery removed it if the archive in place is the expected one.
+already_delivered() {
+  local sha256="$1" file="$2" actual unpacked
+  flock 9
+  if [ ! -f "$ARCHIVE" ]; then
+    echo "receive-lab-files: deliver: $file is not a file, and no archive was delivered to" \
+      "$INCOMING before: the copy was not made. Run \`pulumi up\` again (it copies the lab's" \
+      "files first), or \`pulumi up --replace\` the copy step if it says there is nothing to do" >&2
+    exit 2
   fi
+  actual="$(sha256_of "$ARCHIVE")"
+  if [ "$actual" != "$sha256" ]; then
+    echo "receive-lab-files: deliver: $file is not a file, and the archive delivered before" \
+      "($ARCHIVE) has SHA-256 $actual, not the expected $sha256: copy the lab's files again" \
+      "(\`pulumi up --replace\` the copy step)" >&2
+    exit 2
+  fi
+  unpacked="$(cat "$UNPACKED" 2>/dev/null || true)"
+  if [ -n "$unpacked" ] && [ "$unpacked" != "$sha256" ]; then
+    echo "receive-lab-files: deliver: the lab's files in $LAB_DIR were unpacked from an" \
+      "archive with SHA-256 $unpacked, not the expected $sha256: this host needs a new instance" >&2
+    exit 2
+  fi
+  say "the lab's files ($sha256) were already delivered${unpacked:+; unpacked into $LAB_DIR}"
+}
+
+# If the waiting step gave up before the archive came, the set-up starts now (as a unit).
+resume_if_gave_up() {
+  [ -f "$GAVE_UP" ] || return 0
+  local args=()
+  mapfile -d '' args <"$GAVE_UP"
+  if ! systemd-run --unit="$UNIT" --collect --setenv=CRIU_LAB_INCOMING="$INCOMING" \
+    --description="criu-lab set-up from the copied lab files" \
+    bash "$(realpath "${BASH_SOURCE[0]}")" "${args[@]}"; then
+    echo "receive-lab-files: could not start $UNIT.service" >&2
+    exit 3
+  fi
+  rm -f "$GAVE_UP"
+  : >"$RESUMED"
+  say "cloud-init had given up waiting for them: the set-up runs now as $UNIT.service" \
+    "(journalctl -u $UNIT; log /var/log/criu-lab/setup.log)"
 }
 
 main() {

@@ -1,8 +1,9 @@
 /**
  * What a student gets: one folder per seat with the seat's key, a known_hosts with its hosts'
- * keys (no trust on first use), an ssh_config snippet, and a one-page README.md card. Pure
- * functions of the parsed `seats` output (verify/seats.ts), so the files are tested as text.
- * Every command on the card works as printed from inside the seat's folder.
+ * keys (no trust on first use), an ssh_config snippet, a one-page README.md card, and the Lab
+ * guide the card points to. Pure functions of the parsed `seats` output (verify/seats.ts) and
+ * criu-lab's README, so the files are tested as text. Every command on the card works as
+ * printed from inside the seat's folder, and every file it names is in that folder.
  */
 import { parseHostKey } from "../verify/hostKey";
 import type { SeatHostOutput, SeatOutput } from "../verify/seats";
@@ -23,6 +24,38 @@ export function seatFolder(seat: SeatOutput): string {
 /** The key's file name, as the stack's `sshCommand` spells it: `seat-01.pem`. */
 export function keyFile(seat: SeatOutput): string {
   return `seat-${seat.seat}.pem`;
+}
+
+/** The Lab guide in the seat's folder, which the card points to. */
+export const GUIDE_FILE = "LAB-GUIDE.md";
+
+/** GitHub's anchor for a heading: what a `[text](#anchor)` link must match. */
+function anchor(heading: string): string {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\w\- ]/g, "")
+    .replace(/ /g, "-");
+}
+
+/**
+ * The "Lab guide" section of criu-lab's README as a file of its own: a student has the seat's
+ * folder, not the project. A link to a part of the README outside the guide keeps its text
+ * only, so that no link in the file points nowhere.
+ */
+export function labGuide(readme: string): string {
+  const start = readme.indexOf("\n## Lab guide\n");
+  if (start < 0) throw new Error("criu-lab's README has no '## Lab guide' section");
+  const rest = readme.slice(start + 1);
+  const end = rest.indexOf("\n## ", 1);
+  const body = (end < 0 ? rest : rest.slice(0, end + 1)).replace(/^## Lab guide\n/, "");
+  const anchors = new Set(
+    [...body.matchAll(/^#{2,6} (.+)$/gm)].map((m) => anchor((m[1] as string).replace(/`/g, ""))),
+  );
+  const linked = body.replace(/\[([^\]]+)\]\(#([^)]+)\)/g, (link, text: string, target: string) =>
+    anchors.has(target) ? link : text,
+  );
+  return `# CRIU lab guide\n\nFrom criu-lab's README: why checkpoint/restore, how CRIU works, the lab's exercises.\n${linked}`;
 }
 
 /** The host's alias in `config` and `known_hosts`: `seat-01-a`. */
@@ -84,7 +117,8 @@ export function card(seat: SeatOutput, stack: string): string {
       `| ${h.role} | \`${h.publicIp}\` | \`${h.name}\` | \`ssh -F config ${hostAlias(seat, h)}\` |`,
   );
   const lines = [
-    `# CRIU lab: seat ${seat.seat}`,
+    // Which class and seat this is, at a glance: a student may hold folders of two classes.
+    `# CRIU lab \`${stack}\`: seat ${seat.seat}`,
     "",
     `Your own lab ${seat.hosts.length === 2 ? "hosts" : "host"} (stack \`${stack}\`): Ubuntu with CRIU built from source, ` +
       "a counter program to checkpoint and restore, and the `criu-lab` command.",
@@ -115,7 +149,8 @@ export function card(seat: SeatOutput, stack: string): string {
     "## The lab",
     "",
     "The login message repeats these steps; the full Lab guide (why checkpoint/restore, how " +
-      "CRIU works, a tour of the image files) is the *Lab guide* section of criu-lab's README.",
+      `CRIU works, a tour of the image files, the other exercises) is [${GUIDE_FILE}](${GUIDE_FILE}) ` +
+      "in this folder.",
     "",
     "1. `./counter.py &` starts the counter: it prints its `PID` and then `Counter: N` every 2 s.",
     "2. In a second terminal (another ssh, or `tmux` then `Ctrl-b c`): " +
@@ -191,8 +226,8 @@ export function instructorSheet(seats: SeatOutput[], stack: string): string {
   ].join("\n");
 }
 
-/** The files of one seat's folder. */
-export function seatFiles(seat: SeatOutput, stack: string): HandoutFile[] {
+/** The files of one seat's folder; GUIDE is labGuide() of criu-lab's README. */
+export function seatFiles(seat: SeatOutput, stack: string, guide: string): HandoutFile[] {
   const privateKey = seat.privateKey.endsWith("\n") ? seat.privateKey : `${seat.privateKey}\n`;
   return [
     { name: keyFile(seat), content: privateKey, mode: 0o600 },
@@ -203,5 +238,6 @@ export function seatFiles(seat: SeatOutput, stack: string): HandoutFile[] {
     },
     { name: "config", content: sshConfig(seat, stack), mode: 0o644 },
     { name: "README.md", content: card(seat, stack), mode: 0o644 },
+    { name: GUIDE_FILE, content: guide, mode: 0o644 },
   ];
 }

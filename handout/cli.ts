@@ -7,23 +7,23 @@
  * Exit codes (DESIGN.md): 0 written; 2 bad flags or an --out that cannot be used;
  * 3 the stack's outputs cannot be read or are not a lab's.
  */
-import { chmod, mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ExitCode } from "../verify/checks";
 import { StackOutputError, StackOutputReader, pulumiStackOutput } from "../verify/stackOutput";
 import { secretScrubber } from "../verify/verifier";
 import { SeatOutput, SeatOutputsError, parseSeatOutputs, selectSeat } from "../verify/seats";
-import { instructorSheet, seatFiles, seatFolder } from "./cards";
+import { instructorSheet, labGuide, seatFiles, seatFolder } from "./cards";
 
 export const USAGE = `usage: criu-lab-handout --stack NAME --out DIR [--seat N] [--force]
 
 Writes one folder per seat of a deployed class for the students, and DIR/INSTRUCTOR.md (the
 seats' hosts and instance ids, how to start a stopped seat; no key). DIR/seat-01/ holds the
 seat's private key (seat-01.pem, mode 600), known_hosts (its hosts' keys), config (an
-ssh_config: \`ssh -F config seat-01-a\` from that folder) and README.md (a one-page card:
-how to connect, the lab's steps, the migration peer in a two-host seat, auto-stop).
-Nothing printed holds a key.
+ssh_config: \`ssh -F config seat-01-a\` from that folder), README.md (a one-page card:
+how to connect, the lab's steps, the migration peer in a two-host seat, auto-stop) and
+LAB-GUIDE.md (the Lab guide the card points to). Nothing printed holds a key.
 
   --stack NAME   read \`pulumi stack output --json --show-secrets --stack NAME\`
   --out DIR      where to write; refused if it exists and is not empty, unless --force
@@ -120,7 +120,12 @@ async function checkOut(out: string, force: boolean): Promise<void> {
 }
 
 /** Writes the seats' folders; the folders are 0700 (they hold keys), each file its mode. */
-async function writeSeats(out: string, stack: string, seats: SeatOutput[]): Promise<void> {
+async function writeSeats(
+  out: string,
+  stack: string,
+  seats: SeatOutput[],
+  guide: string,
+): Promise<void> {
   try {
     await mkdir(out, { recursive: true, mode: 0o700 });
     for (const seat of seats) {
@@ -128,7 +133,7 @@ async function writeSeats(out: string, stack: string, seats: SeatOutput[]): Prom
       // --force: a previous handout's folder for this seat is replaced, not merged.
       await rm(dir, { recursive: true, force: true });
       await mkdir(dir, { mode: 0o700 });
-      for (const file of seatFiles(seat, stack)) {
+      for (const file of seatFiles(seat, stack, guide)) {
         const path = join(dir, file.name);
         // `mode` applies at creation only, and the umask narrows it: set it explicitly.
         await writeFile(path, file.content, { mode: file.mode, flag: "wx" });
@@ -176,7 +181,9 @@ export async function main(argv: string[], deps: HandoutDeps = {}): Promise<numb
     const known = secretScrubber(keysIn(outputs));
     scrub = (t) => known(t).replace(KEY_BLOCK, "[redacted]");
     const seats = selectSeat(parseSeatOutputs(outputs), flags.seat);
-    await writeSeats(flags.out, flags.stack, seats);
+    // The guide the cards point to, from the README shipped with this package.
+    const guide = labGuide(await readFile(resolve(__dirname, "../README.md"), "utf8"));
+    await writeSeats(flags.out, flags.stack, seats, guide);
     for (const s of seats) {
       const hosts = s.hosts.map((h) => `${h.role} ${h.publicIp}`).join(", ");
       const stop = s.autoStopMinutes === undefined ? "" : `; auto-stop ${s.autoStopMinutes} min`;

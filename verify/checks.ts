@@ -582,7 +582,18 @@ export interface DoctorResult {
   exercises: Record<string, DoctorExercise>;
   /** What to do about what is missing. */
   fixes: string[];
+  /** The space the lab's kept runs use in its log directory and what is free there (a host
+   * whose criu-lab predates it says nothing). */
+  disk?: DoctorDisk;
   error?: string;
+}
+
+/** `disk` in `criu-lab doctor --json`: bytes the lab's directory uses, free and total there. */
+export interface DoctorDisk {
+  dir: string;
+  usedBytes: number;
+  freeBytes: number;
+  totalBytes: number;
 }
 
 /** Parses `criu-lab doctor --json`; a result that breaks the contract is a failed doctor. */
@@ -613,8 +624,25 @@ export function parseDoctor(stdout: string): DoctorResult {
       ]),
     ),
     fixes: Array.isArray(r.fixes) ? r.fixes.filter((f): f is string => typeof f === "string") : [],
+    ...doctorDisk(r.disk),
     ...(verdict.error === undefined ? {} : { error: verdict.error }),
   };
+}
+
+function doctorDisk(v: unknown): { disk?: DoctorDisk } {
+  if (!hasType(v, "object")) return {};
+  const d = v as Record<string, unknown>;
+  const n = (k: string) => (hasType(d[k], "number") ? (d[k] as number) : undefined);
+  const [usedBytes, freeBytes, totalBytes] = [n("usedBytes"), n("freeBytes"), n("totalBytes")];
+  if (
+    typeof d.dir !== "string" ||
+    usedBytes === undefined ||
+    freeBytes === undefined ||
+    totalBytes === undefined
+  ) {
+    return {};
+  }
+  return { disk: { dir: d.dir, usedBytes, freeBytes, totalBytes } };
 }
 
 /** A scenario's JSON judged by its contract: the verdict and the host's fields as they came. */

@@ -195,14 +195,7 @@ export async function verifyLab(
     try {
       await step(check.name, async () => {
         const r = await remote(check, ssh, ExitCode.labBroken);
-        if (r.code === ExitCode.usage && /invalid choice/.test(r.stderr)) {
-          // argparse: the host's criu-lab predates the scenario (lab files of an older version).
-          throw new VerifyError(
-            `${check.name}: this host's criu-lab has no 'scenario run ${name}'; ` +
-              "its lab files are older than this verifier",
-            ExitCode.unreachable,
-          );
-        }
+        throwIfOlderLab(check, r, `scenario run ${name}`);
         parsed = parseIfPresent((out) => parseScenario(name, out), r);
         judge(check, r, parsed);
         if (parsed) progress(`    ${describeScenario(name, parsed.result)}`);
@@ -282,6 +275,7 @@ export async function verifyLab(
 
     await step(checks.doctor.name, async () => {
       const r = await remote(checks.doctor, session, ExitCode.labBroken);
+      throwIfOlderLab(checks.doctor, r, "doctor");
       report.doctor = parseIfPresent(parseDoctor, r);
       judge(checks.doctor, r, report.doctor);
       if (report.doctor) progress(`    ${describeDoctor(report.doctor)}`);
@@ -359,6 +353,20 @@ function parseIfPresent<T>(parse: (stdout: string) => T, r: CommandResult): T | 
       ExitCode.labBroken,
     );
   }
+}
+
+/**
+ * argparse's "invalid choice" (exit 2): the host's criu-lab has no COMMAND, its lab files are
+ * older than this verifier (set up before the command existed). Not ready (3), not broken: the
+ * lab may work, and setting the host up again with these lab files gives it the command.
+ */
+function throwIfOlderLab(check: RemoteCheck, r: CommandResult, command: string): void {
+  if (r.code !== ExitCode.usage || !/invalid choice/.test(r.stderr)) return;
+  throw new VerifyError(
+    `${check.name}: this host's criu-lab has no '${command}'; its lab files are older than ` +
+      "this verifier (set the host up again: a new instance, or `sudo npm run setup:host` there)",
+    ExitCode.unreachable,
+  );
 }
 
 /** Throws the right VerifyError unless the command exited 0 with `ok: true`. */

@@ -3,14 +3,17 @@
   check        does `criu check` pass on this kernel?
   demo         run the counter, dump it, restore it, check that it counts on
   analyze DIR  explain a checkpoint directory, file by file
-  status       what install-criu.sh installed
+  status       what install-criu.sh installed, and the disk space the lab's runs use
   doctor       which exercises this host can run, and why not
+  clean [--all]  remove the images of runs not kept (kept: failed runs, the latest
+               passing run of each kind; --all: those too), and say how much
   migrate      move a running process to another host over SSH (--to USER@HOST --pid PID)
   scenario run training|game|migration|backup
                one of the lab's stories, unattended, checked and reported
   autostop     (run by a systemd timer) power off after N minutes with no SSH session
 
-Each takes --json. Exit codes: 0 ok; 1 the lab does not work; 2 bad usage; 3 not installed.
+Each takes --json. Exit codes: 0 ok; 1 the lab does not work; 2 bad usage; 3 not installed or not ready
+(a dump whose images would not fit is refused with 3, before anything is frozen).
 """
 # A package with a module per command (DESIGN.md "Style"); /usr/local/bin/criu-lab is a
 # symlink to the launcher beside it in /usr/local/lib/criu-lab. Standard library only, run by

@@ -5,9 +5,9 @@ import signal
 import sys
 
 from . import __doc__ as USAGE_TEXT
-from . import analyze, autostop, check, demo, doctor, migrate, scenario, status
+from . import analyze, autostop, check, clean, demo, doctor, migrate, scenario, status
 
-COMMANDS = (check, demo, analyze, status, doctor, autostop, scenario, migrate)
+COMMANDS = (check, demo, analyze, status, doctor, clean, autostop, scenario, migrate)
 
 
 def main(argv):

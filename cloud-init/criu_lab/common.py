@@ -48,7 +48,10 @@ def base():
 
 
 def criu(argv, log):
-    """Runs `criu ARGV -o LOG -v4`; returns its wall time in ms, or raises with the log's tail."""
+    """Runs `criu ARGV -o LOG -v4`; returns its wall time in ms, or raises with the log's tail.
+    A dump first checks that its images fit (room_for_dump)."""
+    if argv[0] == "dump":
+        room_for_dump(int(argv[argv.index("-t") + 1]), argv[argv.index("-D") + 1])
     started = time.monotonic()
     p = run([CRIU, *argv, "-o", log, "-v4"])
     if p.returncode != 0:
@@ -96,14 +99,128 @@ def whole(v):
     return int(v)
 
 
+# A run's directory: LOG_DIR/KIND-TIME-PID, PID being the criu-lab process that made it (on a
+# migration's destination: the source's). A passing run holds a file named PASSED.
+RUN = re.compile(r"^([a-z]+)-\d{8}T\d{6}Z-(\d+)$")
+PASSED = "passed"
+
+
+def run_root(path):
+    """The run directory (LOG_DIR/KIND-TIME-PID) that PATH is in or is."""
+    rel = os.path.relpath(path, LOG_DIR).split(os.sep)[0]
+    return os.path.join(LOG_DIR, rel)
+
+
 def keep_latest_passing(run_dir):
-    """Marks RUN_DIR (LOG_DIR/KIND-TIME-PID) as passed and removes the earlier passing runs of
-    the same KIND: a passing demo, training or game keeps its images until the next one of its
-    kind passes, and never removes another kind's; failed runs stay as evidence."""
+    """Marks the run RUN_DIR is in as passed and removes the earlier passing runs of the same
+    KIND: a passing run keeps its images until the next one of its kind passes, and never
+    removes another kind's; failed runs stay as evidence (`criu-lab clean --all` removes them)."""
+    run_dir = run_root(run_dir)
     kind = os.path.basename(run_dir).split("-", 1)[0] + "-"
     for old in os.listdir(LOG_DIR):
         path = os.path.join(LOG_DIR, old)
         if (old.startswith(kind) and path != run_dir and not os.path.islink(path)
-                and os.path.isfile(os.path.join(path, "passed"))):
+                and os.path.isfile(os.path.join(path, PASSED))):
             shutil.rmtree(path, ignore_errors=True)
-    open(os.path.join(run_dir, "passed"), "w").close()
+    open(os.path.join(run_dir, PASSED), "w").close()
+
+
+def du(path):
+    """Bytes PATH takes on its filesystem (blocks, as `du` counts them), links not followed."""
+    try:
+        total = os.lstat(path).st_blocks * 512
+    except OSError:
+        return 0
+    for top, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                total += os.lstat(os.path.join(top, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def free_bytes(path):
+    """Bytes an unprivileged writer may still use on PATH's filesystem, and its size."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def disk():
+    """What the lab's runs take in LOG_DIR (per kind) and what is free there: for status and
+    doctor. Images of every kept run stay until `criu-lab clean`."""
+    by_kind, runs = {}, 0
+    try:
+        names = os.listdir(LOG_DIR)
+    except OSError:
+        names = []
+    for name in names:
+        m = RUN.match(name)
+        if m and not os.path.islink(os.path.join(LOG_DIR, name)):
+            runs += 1
+            by_kind[m.group(1)] = by_kind.get(m.group(1), 0) + du(os.path.join(LOG_DIR, name))
+    d = {"dir": LOG_DIR, "usedBytes": du(LOG_DIR) if names else 0, "runs": runs, "runBytes": by_kind}
+    where = LOG_DIR
+    while not os.path.isdir(where):  # not made yet: the filesystem it will be made on
+        where = os.path.dirname(where)
+    d["freeBytes"], d["totalBytes"] = free_bytes(where)
+    return d
+
+
+def disk_text(d):
+    kinds = ", ".join(f"{k} {human_bytes(v)}" for k, v in sorted(d["runBytes"].items()))
+    return (f"Disk: {human_bytes(d['usedBytes'])} in {d['dir']} ({d['runs']} run{'' if d['runs'] == 1 else 's'} with "
+            f"their images{': ' + kinds if kinds else ''}); {human_bytes(d['freeBytes'])} free of "
+            f"{human_bytes(d['totalBytes'])}" + ("; to free space: sudo criu-lab clean [--all]" if d["runs"] else ""))
+
+
+def process_tree(pid):
+    """PID and its descendants (what `criu dump -t PID` dumps)."""
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return tree
+
+
+def dump_estimate(pid):
+    """Bytes the images of PID's tree may take: the memory CRIU writes out (anonymous, shared
+    memory and swapped-out pages, /proc/PID/smaps_rollup), plus a tenth and 8 MiB for the rest
+    of the images. None when /proc cannot say (CRIU then reports what is wrong)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                fields = dict(re.findall(r"^(\w+):\s+(\d+) kB$", f.read(), re.M))
+        except OSError:
+            return None
+        total += sum(int(fields.get(k, 0)) for k in ("Anonymous", "Pss_Shmem", "Swap")) * 1024
+    return total + total // 10 + 8 * 2**20
+
+
+def room_for_dump(pid, images, pages_elsewhere=False):
+    """Refuses (exit 3) a dump of PID into IMAGES whose images would not fit in the free space
+    there, before anything is frozen: a disk filling up halfway leaves a failed dump behind.
+    PAGES_ELSEWHERE: the pages go to a page server (or stay in memory for a lazy restore), only
+    the rest is written here. Returns the estimate of all the images (None: /proc could not say)."""
+    estimate = dump_estimate(pid)
+    if estimate is None:
+        return None
+    need = 8 * 2**20 if pages_elsewhere else estimate
+    free, _ = free_bytes(images)
+    if need > free:
+        raise no_room(pid, images, need, free, "the images but its pages" if pages_elsewhere else None)
+    return estimate
+
+
+def no_room(pid, where, need, free, what=None):
+    what = what or "its memory, plus a tenth and 8 MiB"
+    return LabError(NOT_READY, f"no room for the images of PID {pid} in {where}: about {human_bytes(need)} needed "
+                    f"({what}), {human_bytes(free)} free there; nothing was frozen. "
+                    "Free space with `sudo criu-lab clean` (or `clean --all`), or dump a smaller process")

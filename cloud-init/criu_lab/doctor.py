@@ -7,7 +7,7 @@ import platform
 import re
 import shutil
 
-from .common import BROKEN, CRIU, OK, LabError, base, ready, run
+from .common import BROKEN, CRIU, OK, LabError, base, disk, disk_text, human_bytes, ready, run
 
 # The `criu check --feature` names the exercises need (criu/cr-check.c).
 FEATURES = ("mem_dirty_track", "uffd", "uffd-noncoop", "tcp_half_closed", "network_lock_nftables")
@@ -27,6 +27,9 @@ FIXES = {
                  "Ubuntu 23.10 and later AppArmor may block it: "
                  "`sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0`",
 }
+
+# Below this much free space for the images, the doctor says how to make room.
+LOW_DISK = 2**30
 
 SYSCTLS = {
     "kernel.apparmor_restrict_unprivileged_userns": "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
@@ -80,6 +83,11 @@ def probe():
             r["sysctls"][key] = None
     r["exercises"] = verdicts(r)
     r["fixes"] = [FIXES[k] for k in fix_keys(r)]
+    r["disk"] = disk()
+    if r["disk"]["freeBytes"] < LOW_DISK:
+        # Each kept run is as large as the process it dumped; a dump that would not fit is refused.
+        r["fixes"].append(f"only {human_bytes(r['disk']['freeBytes'])} free for the images in {r['disk']['dir']}: "
+                          "`sudo criu-lab clean` (or `clean --all`) removes the runs not kept")
     r["ok"] = r["criuCheck"]["ok"]
     return r
 
@@ -147,6 +155,7 @@ def cmd_doctor(_):
     for key, value in r["sysctls"].items():
         if value is not None:
             lines.append(f"  {key} = {value}")
+    lines.append(disk_text(r["disk"]))
     lines.append("Exercises:")
     for name, v in r["exercises"].items():
         lines.append(f"  {name:<24}{'yes' if v['ok'] else 'no':<5}{v['reason']}")

@@ -17,9 +17,10 @@ import stat
 import subprocess
 import time
 
-from .common import BROKEN, CRIU, LOG_DIR, NOT_READY, OK, USAGE, LabError, base, crit_show, ready, run, whole
+from .common import (BROKEN, CRIU, LOG_DIR, NOT_READY, OK, USAGE, LabError, base, crit_show, keep_latest_passing, no_room,
+                     ready, room_for_dump, run, whole)
 from .procs import alive, wait_for
-from .remote import Remote, local_port, probe, remote_state, ship
+from .remote import Remote, free_there, keep_latest_passing_there, local_port, probe, remote_state, ship
 
 MODES = ("cold", "page-server", "pre-copy", "lazy")
 PRE_COPY_ROUNDS = 2
@@ -171,11 +172,30 @@ class Migration:
         self.page_server_pid = None
 
     def criu(self, argv, log):
+        if argv[0] in ("dump", "pre-dump"):
+            self.room(argv[argv.index("-D") + 1], pages_here="--page-server" not in argv)
         started = time.monotonic()
         p = run([CRIU, *argv, "-o", os.path.join(self.dir, log), "-v4"], timeout=1800)
         if p.returncode != 0:
             raise LabError(BROKEN, f"criu {argv[0]} exited {p.returncode}; end of {self.dir}/{log}:\n{tail(os.path.join(self.dir, log))}")
         return round((time.monotonic() - started) * 1000, 1)
+
+    def room(self, images, pages_here=True, pages_there=True):
+        """Refuses (exit 3), before the freeze, a dump whose images would not fit: here (only the
+        rest of them when the pages go to the page server or stay in memory for a lazy restore)
+        and on the destination, which receives them (the pages too, unless lazy)."""
+        estimate = room_for_dump(self.pid, images, pages_elsewhere=not pages_here)
+        if estimate is None or not pages_there:
+            return
+        free = free_there(self.remote, self.images)
+        if free is not None and estimate > free:
+            raise no_room(self.pid, f"{self.remote.host}:{self.images}", estimate, free)
+
+    def passed(self):
+        """Marks the run passed here and on the destination, where the earlier passing runs of
+        its kind go as they do here (keep_latest_passing): both ends keep only the latest."""
+        keep_latest_passing(self.dir)
+        keep_latest_passing_there(self.remote, self.dir)
 
     def dump(self, extra, images=None):
         ms = self.criu(["dump", "-t", str(self.pid), "-D", images or self.images, *extra], "dump.log")
@@ -301,6 +321,7 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
                 if n > r["lastBeforeDump"]] or None, 30)
             r["firstAfterRestore"] = after[0]
         r["ok"] = True
+        m.passed()
         return r
     except (LabError, OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
         r["error"] = str(e) if isinstance(e, LabError) else f"{type(e).__name__}: {e}"
@@ -320,6 +341,7 @@ def lazy(m, carry, out):
     rest, start `criu lazy-pages` there, restore there; pages follow on demand. Needs a second
     kernel (mode_unsupported), so it is proven in the VM tier, not here."""
     r, remote, q = m.r, m.remote, shlex.quote
+    m.room(m.images, pages_here=False, pages_there=False)  # the pages stay in memory, then go to memory there
     ready_r, ready_w = os.pipe()
     port = local_port()
     dump = subprocess.Popen([CRIU, "dump", "-t", str(m.pid), "-D", m.images, "--lazy-pages", "--address", "127.0.0.1",

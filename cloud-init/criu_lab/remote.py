@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 
-from .common import BROKEN, CRIU, NOT_READY, LabError
+from .common import BROKEN, CRIU, LOG_DIR, NOT_READY, PASSED, LabError
 
 
 class Remote:
@@ -117,3 +117,24 @@ def local_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_there(remote, path):
+    """Bytes free on the destination's filesystem that holds (or will hold) PATH, or None."""
+    q = shlex.quote(path)
+    out = remote.run(f"d={q}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done; "
+                     "df -P -B1 \"$d\" | awk 'NR == 2 {print $4}'", 60).stdout.strip()
+    return int(out) if out.isdigit() else None
+
+
+def keep_latest_passing_there(remote, run_dir):
+    """common.keep_latest_passing on the destination, for its copy of the run RUN_DIR is in:
+    marked passed, the earlier passing runs of its kind there removed. Best effort: when the
+    destination cannot be reached now, `criu-lab clean` there removes them later."""
+    top = os.path.relpath(run_dir, LOG_DIR).split(os.sep)[0]
+    q = shlex.quote
+    try:
+        remote.run(f"cd {q(LOG_DIR)} && for d in {q(top.split('-', 1)[0])}-*; do [ \"$d\" != {q(top)} ] && "
+                   f"[ -f \"$d/{PASSED}\" ] && rm -rf -- \"$d\"; done; [ -d {q(top)} ] && : > {q(top)}/{PASSED}; true", 120)
+    except (LabError, subprocess.SubprocessError):
+        pass

@@ -1,12 +1,12 @@
-"""criu-lab status: what install-criu.sh and setup-lab.sh installed."""
+"""criu-lab status: what install-criu.sh and setup-lab.sh installed, and the lab's disk use."""
 import json
 import os
 
-from .common import BROKEN, NOT_READY, OK, STATE_DIR, criu_version
+from .common import BROKEN, NOT_READY, OK, STATE_DIR, criu_version, disk, disk_text
 
 
 def register(sub):
-    sub.add_parser("status", help="what install-criu.sh installed").set_defaults(fn=cmd_status)
+    sub.add_parser("status", help="what install-criu.sh installed, the lab's disk use").set_defaults(fn=cmd_status)
 
 
 def source_text(source):
@@ -32,7 +32,7 @@ def human(r):
         state = "ready" if setup.get("ok") else f"FAILED: {setup.get('error')}"
         lines += [f"Lab user:  {setup.get('user')} (set up {setup.get('finishedAt')}: {state})",
                   f"Auto-stop: {stop}"]
-    return "\n".join(lines)
+    return "\n".join(lines + [disk_text(r["disk"])])
 
 
 def cmd_status(_):
@@ -40,12 +40,14 @@ def cmd_status(_):
         with open(os.path.join(STATE_DIR, "install.json")) as f:
             install = json.load(f)
     except (OSError, ValueError) as e:
-        return NOT_READY, {"ok": False, "error": f"CRIU is not installed by criu-lab: {e}"}, f"not installed: {e}"
+        d = disk()
+        return (NOT_READY, {"ok": False, "error": f"CRIU is not installed by criu-lab: {e}", "disk": d},
+                f"not installed: {e}\n{disk_text(d)}")
     try:
         with open(os.path.join(STATE_DIR, "setup.json")) as f:
             setup = json.load(f)
     except (OSError, ValueError):
         setup = None
     v = criu_version()
-    r = {"ok": bool(v), "criuVersion": v, "install": install, "setup": setup}
+    r = {"ok": bool(v), "criuVersion": v, "install": install, "setup": setup, "disk": disk()}
     return (OK if v else BROKEN), r, human(r)

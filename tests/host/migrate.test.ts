@@ -150,6 +150,8 @@ describe.skipIf(
     expect(alive(pid)).toBe(false);
   });
 
+  let coldRun = "";
+
   it("cold, as a sudo user: the counter goes on there from the next number, same PID", async () => {
     const { pid, log } = await startCounter("cold");
     const ran = migrate([
@@ -173,6 +175,10 @@ describe.skipIf(
     const there = pair.destination.ssh(`cat ${log}`).stdout;
     expect(there).toContain(`Counter: ${r.lastBeforeDump}\nCounter: ${r.firstAfterRestore}\n`);
     expect(fs.readFileSync(log, "utf8")).not.toContain(`Counter: ${r.firstAfterRestore}\n`);
+    // A passing run, on both ends: the next passing migration removes its images there too.
+    coldRun = path.dirname(r.imagesDir);
+    expect(fs.existsSync(path.join(coldRun, "passed"))).toBe(true);
+    expect(pair.destination.ssh(`test -f ${coldRun}/passed`).code).toBe(0);
     process.kill(pid, "SIGKILL");
   });
 
@@ -186,7 +192,59 @@ describe.skipIf(
     expect(fs.readdirSync(r.imagesDir).some((n) => n.startsWith("pages-"))).toBe(false);
     expect(pair.destination.ssh(`ls ${r.imagesDir}`).stdout).toMatch(/^pages-\d+\.img$/m);
     expect(pair.destination.ssh(`tail -n 3 ${log}`).stdout).toMatch(/Counter: \d+\n$/);
+    // Only the latest passing migration keeps its images, here and there (1.1 GB each for a
+    // 1 GiB process).
+    expect(coldRun).not.toBe("");
+    expect(fs.existsSync(coldRun)).toBe(false);
+    expect(pair.destination.ssh(`test -e ${coldRun}`).code).toBe(1);
+    expect(pair.destination.ssh(`test -f ${path.dirname(r.imagesDir)}/passed`).code).toBe(0);
     process.kill(pid, "SIGKILL");
+  });
+
+  describe("images that would not fit: refused before the freeze (exit 3), the process counts on here", () => {
+    /** A small tmpfs over the log dir in one host's own mount namespace, for FN only. */
+    async function smallLogs(host: "source" | "destination", fn: () => Promise<void>) {
+      const h = host === "source" ? pair.source : pair.destination;
+      const mounted = h.ssh(
+        `mkdir -p ${work}/logs && mount -t tmpfs -o size=4m clmig-small ${work}/logs`,
+      );
+      expect(mounted.code, mounted.stderr).toBe(0);
+      try {
+        await fn();
+      } finally {
+        h.ssh(`umount ${work}/logs`);
+      }
+    }
+
+    it("no room on the destination: named there, with the numbers", async () => {
+      const { pid, log } = await startCounter("no-room-there");
+      await smallLogs("destination", async () => {
+        const ran = migrate([...flags(), "--pid", String(pid), "--mode", "page-server", "--json"]);
+        expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
+        expect(parse(ran).error).toMatch(
+          new RegExp(
+            `no room for the images of PID ${pid} in ${DST.replace(/\./g, "\\.")}:${work}/logs/migrate-\\S+/images: about [\\d.]+ MiB needed .*, [\\d.]+ MiB free there; nothing was frozen`,
+          ),
+        );
+      });
+      await stillCountsHere(pid, log);
+      process.kill(pid, "SIGKILL");
+    });
+
+    it("no room here", async () => {
+      const { pid, log } = await startCounter("no-room-here");
+      await smallLogs("source", async () => {
+        const ran = migrate([...flags(), "--pid", String(pid), "--json"]);
+        expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
+        expect(parse(ran).error).toMatch(
+          new RegExp(
+            `no room for the images of PID ${pid} in ${work}/logs/migrate-\\S+/images: about`,
+          ),
+        );
+      });
+      await stillCountsHere(pid, log);
+      process.kill(pid, "SIGKILL");
+    });
   });
 
   it("pre-copy needs dirty tracking: refused here with the reason (or works where it exists)", async () => {

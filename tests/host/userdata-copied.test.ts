@@ -124,6 +124,36 @@ describe.skipIf(
     expect(fs.readdirSync(inbox).filter((f) => !f.startsWith(".lock"))).toEqual([]);
   });
 
+  it("a delivery `pulumi up` did not record succeeds again without its file; a missing or different archive fails clearly", () => {
+    const inbox = incoming("incoming-again");
+    const sha256 = runcmd[runcmd.indexOf("--sha256") + 1];
+    const staged = upload(labFilesArchive().tar);
+    const first = receive(["deliver", "--sha256", sha256, staged], inbox);
+    expect(first.code, first.stderr).toBe(0);
+    expect(fs.existsSync(staged)).toBe(false);
+    // The SSH connection dropped before the engine recorded it: the same step runs again.
+    const again = receive(["deliver", "--sha256", sha256, staged], inbox);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain(`the lab's files (${sha256}) were already delivered`);
+
+    // Another archive was pinned since: the one in place is not it.
+    const other = "0".repeat(64);
+    const different = receive(["deliver", "--sha256", other, staged], inbox);
+    expect(different.code).toBe(2);
+    expect(different.stderr).toContain(`has SHA-256 ${sha256}, not the expected ${other}`);
+
+    // Unpacked from another archive (what the waiting step records): not these files.
+    fs.writeFileSync(path.join(inbox, "unpacked"), `${other}\n`);
+    const unpacked = receive(["deliver", "--sha256", sha256, staged], inbox);
+    expect(unpacked.code).toBe(2);
+    expect(unpacked.stderr).toContain(`were unpacked from an archive with SHA-256 ${other}`);
+
+    // Nothing was ever delivered here.
+    const none = receive(["deliver", "--sha256", sha256, staged], incoming("incoming-none"));
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain(`${staged} is not a file, and no archive was delivered`);
+  });
+
   it("sets the host up when the copy arrives while it waits: the same lab as setup:host", async () => {
     const inbox = incoming("incoming");
     const waiting = new Promise<Ran>((resolve, reject) => {
@@ -163,5 +193,10 @@ describe.skipIf(
     expect(fs.realpathSync(HOST.criuLab)).toBe(path.join(LAB_DIR, "criu-lab"));
     const setup = JSON.parse(fs.readFileSync("/var/lib/criu-lab/setup.json", "utf8"));
     expect(setup).toMatchObject({ ok: true, user: LAB_USER, error: "" });
+    // What the files in LAB_DIR were unpacked from: a repeated hand-over checks it.
+    expect(fs.readFileSync(path.join(inbox, "unpacked"), "utf8")).toBe(`${sha256}\n`);
+    const again = receive(["deliver", "--sha256", sha256, staged], inbox);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain(`unpacked into ${LAB_DIR}`);
   }, 900_000);
 });

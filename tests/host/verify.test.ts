@@ -4,8 +4,16 @@
  * real: a late sshd, foreign keys, and `sudo criu-lab` wrappers placed first on the test user's
  * sudo PATH (tests/host/support/sshd.ts), never by editing the lab's installed files.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -22,6 +30,7 @@ import {
   startSshd,
 } from "./support/sshd";
 import { keyMaterial, runVerifyCli, cliTargetArgs } from "./support/verify-cli";
+import { REPO } from "./support/lab-helpers";
 import { generateKey } from "../../vm/keys";
 
 const USER = "criulab-verify-test";
@@ -63,6 +72,34 @@ async function waitGone(pid: number): Promise<boolean> {
 
 function readPid(file: string): number | undefined {
   return existsSync(file) ? Number(readFileSync(file, "utf8").trim()) : undefined;
+}
+
+/**
+ * The commit that added the doctor (cloud-init/criu_lab/doctor.py): its parent's lab files are
+ * a host's set up before the doctor existed. Undefined in a checkout without that history.
+ */
+const doctorAdded = ((): string | undefined => {
+  const added = spawnSync(
+    "git",
+    ["-C", REPO, "log", "--diff-filter=A", "--format=%H", "--", "cloud-init/criu_lab/doctor.py"],
+    { encoding: "utf8" },
+  );
+  return added.status === 0 ? added.stdout.trim().split("\n").pop() || undefined : undefined;
+})();
+
+/** That older lab's command extracted into DIR; returns its launcher's path. */
+function olderLab(dir: string, commit: string): string {
+  const into = join(dir, "older-lab");
+  mkdirSync(into, { recursive: true });
+  execFileSync("sh", [
+    "-c",
+    'git -C "$1" archive "$2^" cloud-init/criu-lab cloud-init/criu_lab | tar -x -C "$3"',
+    "sh",
+    REPO,
+    commit,
+    into,
+  ]);
+  return join(into, "cloud-init", "criu-lab");
 }
 
 function expectNoKeyMaterial(text: string, privateKey: string) {
@@ -412,6 +449,29 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
         }
       }
     });
+
+    it.skipIf(
+      cannotRun("a host with older lab files", [
+        doctorAdded ? undefined : "no history of cloud-init/criu_lab/doctor.py (a shallow clone?)",
+      ]),
+    )(
+      "a host whose lab files predate the doctor: not ready (3), naming the older lab files",
+      async () => {
+        const older = olderLab(dir, doctorAdded as string);
+        // What `sudo criu-lab` runs on such a host: that version's command, with this host's CRIU.
+        installWrapper(user, "criu-lab", `#!/bin/sh\nexec /usr/bin/python3 ${older} "$@"\n`);
+        const run = await runVerifyCli([...cliTarget(), "--timeout", "300", "--json"], 360_000);
+        expect(run.hung).toBe(false);
+        const report = JSON.parse(run.stdout) as VerifyReport;
+        expect(report.check?.ok, run.stderr).toBe(true);
+        expect(run.code, run.stderr).toBe(3);
+        expect(report.exitCode).toBe(3);
+        expect(report.error).toBe(
+          "doctor: this host's criu-lab has no 'doctor'; its lab files are older than this " +
+            "verifier (set the host up again: a new instance, or `sudo npm run setup:host` there)",
+        );
+      },
+    );
 
     it("--stack reads the target from stack outputs through the injected runner", async () => {
       const asked: string[] = [];

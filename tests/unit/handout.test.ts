@@ -133,6 +133,7 @@ describe("criu-lab-handout", () => {
       const dir = join(out, `seat-${seat}`);
       expect(mode(dir)).toBe(0o700);
       expect(readdirSync(dir).sort()).toEqual([
+        "LAB-GUIDE.md",
         "README.md",
         "config",
         "known_hosts",
@@ -141,7 +142,7 @@ describe("criu-lab-handout", () => {
       const pem = join(dir, `seat-${seat}.pem`);
       expect(mode(pem)).toBe(0o600);
       expect(readFileSync(pem, "utf8")).toBe(keys[i]);
-      for (const f of ["README.md", "config", "known_hosts"]) {
+      for (const f of ["README.md", "config", "known_hosts", "LAB-GUIDE.md"]) {
         expect(mode(join(dir, f))).toBe(0o644);
         // A student's key is in their key file only, and never another seat's key anywhere.
         expectNoKey(readFileSync(join(dir, f), "utf8"), keys);
@@ -170,13 +171,14 @@ describe("criu-lab-handout", () => {
     );
 
     const one = readFileSync(join(out, "seat-01", "README.md"), "utf8");
-    expect(one).toMatch(/^# CRIU lab: seat 01\n/);
+    // The heading says which class and which seat.
+    expect(one).toMatch(/^# CRIU lab `class`: seat 01\n/);
     expect(one).toContain("ssh -F config seat-01-a\n");
     expect(one).toContain(
       "ssh -i seat-01.pem -o UserKnownHostsFile=known_hosts ubuntu@203.0.113.10",
     );
     expect(one).toContain("sudo criu dump -t PID -D checkpoint_dir -v4 --shell-job");
-    expect(one).toContain("*Lab guide*");
+    expect(one).toContain("is [LAB-GUIDE.md](LAB-GUIDE.md) in this folder");
     expect(one).toContain("powers itself off after 120 minutes with no SSH session");
     expect(one).not.toContain("Migration");
     const two = readFileSync(join(out, "seat-02", "README.md"), "utf8");
@@ -187,6 +189,54 @@ describe("criu-lab-handout", () => {
     expect(two).toContain("after 45 minutes");
     // One page: a card, not a manual.
     expect(two.split("\n").length).toBeLessThan(70);
+  });
+
+  it("everything the card points to is in the seat's folder; the guide's links point inside it", async () => {
+    const { outputs } = classOutputs();
+    const out = freshDir();
+    const r = await run(["--stack", "class", "--out", out], JSON.stringify(outputs));
+    expect(r.code, r.stderr).toBe(0);
+    const dir = join(out, "seat-02");
+    const text = readFileSync(join(dir, "README.md"), "utf8");
+    const targets = [...text.matchAll(/\]\(([^)]+)\)/g)].map((m) => m[1] as string);
+    expect(targets).toContain("LAB-GUIDE.md");
+    for (const t of targets) expect(existsSync(join(dir, t)), t).toBe(true);
+
+    const readme = readFileSync(resolve(__dirname, "../../README.md"), "utf8");
+    const guide = readFileSync(join(dir, "LAB-GUIDE.md"), "utf8");
+    expect(guide).toMatch(/^# CRIU lab guide\n/);
+    const section = readme.slice(readme.indexOf("\n## Lab guide\n"));
+    const next = section.indexOf("\n## ", 1);
+    // Every subsection of the README's guide, and nothing after it.
+    for (const h of section.slice(0, next).match(/^### .+$/gm) ?? [])
+      expect(guide).toContain(`${h}\n`);
+    expect(guide).not.toContain(section.slice(next + 1).split("\n")[0]);
+    // In-page links only to headings of the guide itself (GitHub's anchors).
+    const anchors = new Set(
+      (guide.match(/^#{2,6} .+$/gm) ?? []).map((h) =>
+        h
+          .replace(/^#+ /, "")
+          .replace(/`/g, "")
+          .toLowerCase()
+          .replace(/[^\w\- ]/g, "")
+          .replace(/ /g, "-"),
+      ),
+    );
+    for (const m of guide.matchAll(/\]\(#([^)]+)\)/g))
+      expect(anchors.has(m[1] as string), m[1]).toBe(true);
+  });
+
+  it("the README's handout folder is a new one, never the project's own (which `rm -rf` would delete)", () => {
+    const readme = readFileSync(resolve(__dirname, "../../README.md"), "utf8");
+    const outs = [...readme.matchAll(/criu-lab-handout [^\n]*--out (\S+)/g)].map((m) => m[1]);
+    const removed = [...readme.matchAll(/^rm -rf (\S+)\s+# the seats' private keys/gm)].map(
+      (m) => m[1],
+    );
+    expect(outs.length).toBeGreaterThan(0);
+    expect(removed).toEqual([outs[0]]);
+    for (const folder of [...outs, ...removed]) {
+      expect(existsSync(resolve(__dirname, "../..", folder as string)), folder).toBe(false);
+    }
   });
 
   it("the card's lab steps are the README Lab guide's commands (tested in a real terminal there)", () => {

@@ -21,9 +21,17 @@ def draw(lanes, legend, total):
     out = [f"{'time (s)':<13}{''.join(ticks).rstrip()}"]
     for name, spans, marks in lanes:
         row = [" "] * WIDTH
+        prev = None  # the span painted before: its end (s) and first column
         for start, end, char in spans:
-            for c in range(col(start), col(end) + 1):
-                row[c] = char
+            first = col(start)
+            if prev and prev[0] <= start:
+                # It follows that span: give it a column of its own, however short it was (a
+                # 100 ms restore right after a kill would otherwise vanish under the kill).
+                first = max(first, prev[1] + 1)
+            last = max(col(end), first)
+            row += [" "] * (last + 1 - len(row))
+            row[first:last + 1] = char * (last + 1 - first)
+            prev = (end, first)
         for t, char in marks:
             row[col(t)] = char
         out.append(f"{name:<13}{''.join(row).rstrip()}")

@@ -282,6 +282,26 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
     }
   });
 
+  it("a host without cloud-init (set up by hand) has nothing to wait for: the checks go on", async () => {
+    // The real wait, in a session whose PATH has no cloud-init, as on a host where it is not
+    // installed; the next check is made to stop the run once it is reached.
+    const report = await verifyLab(target(), {
+      timeoutSeconds: 60,
+      checks: {
+        cloudInit: {
+          ...REMOTE_CHECKS.cloudInit,
+          command: `PATH=${join(dir, "no-such-dir")}\n${REMOTE_CHECKS.cloudInit.command}`,
+        },
+        check: { name: "criu check", command: "echo reached; exit 3", timeoutSeconds: 10 },
+      },
+    });
+    expect(report.steps.map((s) => [s.name.split(" ")[0], s.ok])).toEqual([
+      ["connect", true],
+      ["cloud-init", true],
+      ["criu", false],
+    ]);
+  });
+
   it("a check without its JSON is a broken lab (1); a missing criu-lab is not installed (3)", async () => {
     const garbage = await verifyLab(target(), {
       timeoutSeconds: 60,

@@ -148,6 +148,8 @@ fail() {
 
 setup_logging() {
   mkdir -p "$LOG_DIR" "$STATE_DIR"
+  # Root's alone: the lab keeps checkpoint images (a process's memory) under it.
+  chmod 700 "$LOG_DIR"
   LOG="$LOG_DIR/install.log"
   : >>"$LOG"
   say "--- install-criu $(source_id) prefix=$PREFIX"

@@ -67,6 +67,8 @@ say() {
 
 setup_logging() {
   mkdir -p "$LOG_DIR" "$STATE_DIR"
+  # Root's alone: the lab keeps checkpoint images (a process's memory) under it.
+  chmod 700 "$LOG_DIR"
   : >>"$LOG"
   say "--- setup-lab user=$LAB_USER auto-stop=$AUTO_STOP"
 }

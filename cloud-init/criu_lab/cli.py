@@ -1,6 +1,7 @@
 """The command line: one subcommand per module, each with --json; prints and exits."""
 import argparse
 import json
+import os
 import signal
 import sys
 
@@ -24,6 +25,9 @@ def main(argv):
     # Python so `finally` blocks run and a process under test (its own session) is stopped too.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
+    # What a command writes (checkpoint images hold a process's memory, logs name its files) is
+    # root's alone; run directories are made private too (common.private_dir).
+    os.umask(0o077)
     code, result, human = args.fn(args)
     print(json.dumps(result) if args.json else human, flush=True)
     return code

@@ -111,6 +111,21 @@ def run_root(path):
     return os.path.join(LOG_DIR, rel)
 
 
+def new_run(kind):
+    """Where a new run of KIND keeps its logs and images: LOG_DIR/KIND-TIME-PID (made by
+    private_dir)."""
+    return os.path.join(LOG_DIR, time.strftime(f"{kind}-%Y%m%dT%H%M%SZ-", time.gmtime()) + str(os.getpid()))
+
+
+def private_dir(path):
+    """Makes PATH (a run's directory, or one in it) root's alone, 0700, and LOG_DIR too, whatever
+    made it before: checkpoint images hold a process's memory, its secrets with it. The files
+    in it are private by the command's umask (cli.main)."""
+    os.makedirs(LOG_DIR, 0o700, exist_ok=True)
+    os.chmod(LOG_DIR, 0o700)
+    os.makedirs(path, 0o700)
+
+
 def keep_latest_passing(run_dir):
     """Marks the run RUN_DIR is in as passed and removes the earlier passing runs of the same
     KIND: a passing run keeps its images until the next one of its kind passes, and never

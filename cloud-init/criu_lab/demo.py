@@ -2,10 +2,9 @@
 import os
 import re
 import subprocess
-import time
 
 from .common import (BROKEN, COUNTER, LOG_DIR, OK, LabError, base, checked, criu, crit_show, human_bytes,
-                     keep_latest_passing, ready)
+                     keep_latest_passing, new_run, private_dir, ready)
 from .procs import alive, start_detached, stop, wait_for
 
 
@@ -62,14 +61,14 @@ def keep_latest(run_dir):
 
 def cmd_demo(args):
     r = base()
-    run_dir = os.path.join(LOG_DIR, time.strftime("demo-%Y%m%dT%H%M%SZ-", time.gmtime()) + str(os.getpid()))
+    run_dir = new_run("demo")
     images = r["imagesDir"] = os.path.join(run_dir, "images")
     out = os.path.join(run_dir, "counter.log")
     say = (lambda m: print(m, flush=True)) if not args.json else (lambda m: None)
     pid, code = None, BROKEN
     try:
         ready("demo")
-        os.makedirs(images)
+        private_dir(images)
         # Detached, as a process started over SSH without a tty must be: so no --shell-job.
         child = start_detached([COUNTER, "--interval", str(args.interval)], out)
         pid = r["pid"] = child.pid

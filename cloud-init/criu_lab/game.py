@@ -16,7 +16,7 @@ import subprocess
 import time
 
 from . import doctor, timeline
-from .common import BROKEN, LOG_DIR, OK, LabError, base, criu, crit_show, keep_latest_passing, ready
+from .common import BROKEN, OK, LabError, base, criu, crit_show, keep_latest_passing, new_run, private_dir, ready
 from .procs import start_detached, stop, wait_for
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,7 +90,7 @@ def client_report(pid, log, timeout=10):
 def cmd_game(args):
     r = base()
     r.update(clients=args.clients, clientsStillConnected=0, scoresPreserved=False)
-    run_dir = os.path.join(LOG_DIR, time.strftime("game-%Y%m%dT%H%M%SZ-", time.gmtime()) + str(os.getpid()))
+    run_dir = new_run("game")
     images = os.path.join(run_dir, "images")
     say = (lambda m: print(m, flush=True)) if not args.json else (lambda m: None)
     server, clients, code, events = None, [], BROKEN, []
@@ -98,7 +98,7 @@ def cmd_game(args):
         ready("scenario run game")
         found = doctor.require("game")
         lock = r["networkLock"] = found["networkLock"] if args.network_lock == "auto" else args.network_lock
-        os.makedirs(images)
+        private_dir(images)
         server_log = os.path.join(run_dir, "server.log")
         server = start_detached([SERVER, "--port", "0"], server_log, append=True)
         pid = r["pid"] = server.pid

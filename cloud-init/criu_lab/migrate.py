@@ -18,7 +18,7 @@ import subprocess
 import time
 
 from .common import (BROKEN, CRIU, LOG_DIR, NOT_READY, OK, USAGE, LabError, base, crit_show, keep_latest_passing, no_room,
-                     ready, room_for_dump, run, whole)
+                     new_run, private_dir, ready, room_for_dump, run, whole)
 from .procs import alive, wait_for
 from .remote import Remote, free_there, keep_latest_passing_there, local_port, probe, remote_state, ship
 
@@ -164,7 +164,7 @@ class Migration:
 
     def __init__(self, pid, mode, remote, reap, say, run_dir=None):
         self.pid, self.mode, self.remote, self.reap, self.say = pid, mode, remote, reap, say
-        self.dir = run_dir or os.path.join(LOG_DIR, time.strftime("migrate-%Y%m%dT%H%M%SZ-", time.gmtime()) + str(os.getpid()))
+        self.dir = run_dir or new_run("migrate")
         self.images = os.path.join(self.dir, "images")
         self.r = {**base(), "mode": mode, "pid": pid, "destination": f"{remote.target}", "imagesDir": self.images,
                   "freezeMs": 0, "transferMs": 0, "restoreMs": 0, "bytesTransferred": 0}
@@ -274,8 +274,9 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
         if why:
             raise LabError(USAGE, why)
         carry, known, out = compare_destination(remote, pid)
-        os.makedirs(m.images)
-        remote.must(f"mkdir -p {shlex.quote(m.images)}", "mkdir")
+        private_dir(m.images)
+        # There too (the Remote's umask makes what it creates private): an older lab's LOG_DIR is 0755.
+        remote.must(f"mkdir -p {shlex.quote(m.images)} && chmod 700 {shlex.quote(LOG_DIR)}", "mkdir")
         say(f"PID {pid} -> {remote.target} ({dest['kernel']}), mode {mode}; carrying {', '.join(carry) or 'nothing'}")
         if mode == "pre-copy":
             prev = None

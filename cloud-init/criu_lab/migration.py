@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from .common import BROKEN, COUNTER, LOG_DIR, OK, USAGE, LabError, base, crit_show, ready, whole
+from .common import BROKEN, COUNTER, OK, USAGE, LabError, base, crit_show, new_run, private_dir, ready, whole
 from .migrate import (MODES, Migration, Remote, add_destination_flags, check_destination_flags, compare_destination,
                       counts, migrate, probe, ship, timeline)
 from .procs import start_detached, stop, wait_for
@@ -31,8 +31,8 @@ def register(runsub):
 def start_counter(kind, interval):
     """The counter, detached, in a run directory the destination does not have (so its log and
     working directory must be carried)."""
-    run_dir = os.path.join(LOG_DIR, time.strftime(f"{kind}-%Y%m%dT%H%M%SZ-", time.gmtime()) + str(os.getpid()))
-    os.makedirs(run_dir)
+    run_dir = new_run(kind)
+    private_dir(run_dir)
     out = os.path.join(run_dir, "counter.log")
     child = start_detached([COUNTER, "--interval", str(interval)], out, cwd=run_dir)
     wait_for("the counter to count to 3", lambda: len(counts(out)) >= 4)

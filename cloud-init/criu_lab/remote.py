@@ -44,7 +44,8 @@ class Remote:
 
     def argv(self, script):
         """ssh argv running SCRIPT (shell text) as root on the destination."""
-        return [*self.ssh, self.target, f"{self.sudo}sh -c {shlex.quote(script)}"]
+        # umask 077: what it creates there (images, logs) is root's alone, as on the source.
+        return [*self.ssh, self.target, f"{self.sudo}sh -c {shlex.quote('umask 077; ' + script)}"]
 
     def run(self, script, timeout=120, **kw):
         p = subprocess.run(self.argv(script), capture_output=True, text=True, timeout=timeout, **kw)

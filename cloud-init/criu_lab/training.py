@@ -15,7 +15,7 @@ import subprocess
 import time
 
 from . import doctor, timeline
-from .common import BROKEN, LOG_DIR, OK, LabError, base, criu, crit_show, keep_latest_passing, ready
+from .common import BROKEN, OK, LabError, base, criu, crit_show, keep_latest_passing, new_run, private_dir, ready
 from .procs import start_detached, stop, wait_for
 
 # Beside the package: /usr/local/lib/criu-lab on a lab host, cloud-init/ in the repository.
@@ -78,7 +78,7 @@ def checkpoint_step(images, log):
 def cmd_training(args):
     r = base()
     r.update(checkpoints=0, incremental=False, frozenUs=[], imageBytes=[], dumpMs=[])
-    run_dir = os.path.join(LOG_DIR, time.strftime("training-%Y%m%dT%H%M%SZ-", time.gmtime()) + str(os.getpid()))
+    run_dir = new_run("training")
     out = os.path.join(run_dir, "trainer.log")
     say = (lambda m: print(m, flush=True)) if not args.json else (lambda m: None)
     child, code, events = None, BROKEN, []
@@ -86,7 +86,7 @@ def cmd_training(args):
         ready("scenario run training")
         found = doctor.require("training-full", *(["training-incremental"] if args.incremental else []))
         incremental = r["incremental"] = not args.full and found["exercises"]["training-incremental"]["ok"]
-        os.makedirs(run_dir)
+        private_dir(run_dir)
         child = start_detached([TRAINER, "--size-mib", str(args.size_mib), "--step-seconds", str(args.step_seconds),
                                 "--dirty-percent", str(args.dirty_percent)], out, append=True)
         pid = r["pid"] = child.pid

@@ -14,6 +14,14 @@ import { alive, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-h
 
 const SETUP = "run `sudo npm run setup:host` first";
 
+/** Every path under DIR, links not followed. */
+function walk(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name);
+    return e.isDirectory() ? [p, ...walk(p)] : [p];
+  });
+}
+
 describe.skipIf(
   cannotRun("criu-lab", [needRoot(), needCommand(HOST.criu, SETUP), needCommand(HOST.crit, SETUP)]),
 )("criu-lab on this host", () => {
@@ -88,6 +96,8 @@ describe.skipIf(
     let demo: DemoResult;
     let raw: string;
     beforeAll(() => {
+      // As setup:host made it before the lab kept images private: readable by every user.
+      fs.chmodSync(logDir, 0o755);
       const ran = lab("demo", "--json");
       raw = ran.stdout;
       expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
@@ -128,6 +138,28 @@ describe.skipIf(
       expect(fs.readFileSync(path.join(runDir, "restore.log"), "utf8")).toContain(
         "Restore finished successfully",
       );
+    });
+
+    it("keeps them root's alone: no other user reads the log dir, the run or its images", () => {
+      const runDir = path.dirname(demo.imagesDir);
+      const open: string[] = [];
+      for (const p of [logDir, runDir, ...walk(runDir)]) {
+        const st = fs.lstatSync(p);
+        if (st.uid !== 0 || (st.mode & 0o077) !== 0) open.push(`${p} ${(st.mode & 0o7777).toString(8)}`);
+      }
+      expect(open).toEqual([]);
+      // What the issue of a readable dump is: another user reading the process's memory.
+      const pages = fs.readdirSync(demo.imagesDir).find((f) => /^pages-\d+\.img$/.test(f));
+      expect(pages).toBeDefined();
+      for (const argv of [
+        ["ls", logDir],
+        ["ls", demo.imagesDir],
+        ["cat", path.join(demo.imagesDir, pages as string)],
+      ]) {
+        const ran = run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...argv]);
+        expect(ran.code, argv.join(" ")).not.toBe(0);
+        expect(ran.stderr, argv.join(" ")).toContain("Permission denied");
+      }
     });
 
     it("analyze explains each image of the dump, decoded with crit", () => {
@@ -276,6 +308,14 @@ describe.skipIf(
     expect(status.install).toEqual(record);
     expect(status.criuVersion).toBe(record.criuVersion);
     expect(status.setup.ok).toBe(true);
+  });
+
+  it("this host's set-up made the lab's log dir root's alone (it holds checkpoint images)", () => {
+    const st = fs.statSync("/var/log/criu-lab");
+    expect(
+      [st.uid, (st.mode & 0o777).toString(8)],
+      "/var/log/criu-lab: run `sudo npm run setup:host` again to set it up as this checkout does",
+    ).toEqual([0, "700"]);
   });
 
   it("status exits 3 where nothing is installed", () => {

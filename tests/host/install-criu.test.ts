@@ -73,6 +73,8 @@ describe.skipIf(
         log: path.join(d().log, "install.log"),
       });
       expect(version.stdout).toContain(`Version: ${record.criuVersion}`);
+      // The lab keeps checkpoint images under its log dir: root's alone.
+      expect(fs.statSync(d().log).mode & 0o777).toBe(0o700);
       expect(fs.readFileSync(path.join(d().log, "install.log"), "utf8")).toContain("CC");
     });
 

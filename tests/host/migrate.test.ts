@@ -192,6 +192,11 @@ describe.skipIf(
     expect(fs.readdirSync(r.imagesDir).some((n) => n.startsWith("pages-"))).toBe(false);
     expect(pair.destination.ssh(`ls ${r.imagesDir}`).stdout).toMatch(/^pages-\d+\.img$/m);
     expect(pair.destination.ssh(`tail -n 3 ${log}`).stdout).toMatch(/Counter: \d+\n$/);
+    // The process's memory is root's alone at both ends: the log dir, the run, its images.
+    const runDir = path.dirname(r.imagesDir);
+    const open = `find ${path.dirname(runDir)} -maxdepth 0 -perm /077; find ${runDir} ! -user root -o -perm /077`;
+    expect(run("sh", ["-c", open]).stdout).toBe("");
+    expect(pair.destination.ssh(open).stdout).toBe("");
     // Only the latest passing migration keeps its images, here and there (1.1 GB each for a
     // 1 GiB process).
     expect(coldRun).not.toBe("");

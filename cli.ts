@@ -3,7 +3,7 @@
  * The local CLI: `criu-lab-local <verify|plan|vm> [options]` (bin/criu-lab-local.js). npm
  * scripts `verify`, `plan` and `lab:vm` call it; the `criu-lab-verify` bin is its `verify`.
  * The host's `criu-lab` is a different command (Python, installed by cloud-init): no local
- * usage text may call itself `criu-lab ...` (DESIGN.md, issue 9).
+ * usage text may call itself `criu-lab ...` (docs/design.md, intro).
  * Exit codes: 0 ok, 1 the lab does not work, 2 usage or bad input, 3 not reachable/not ready.
  */
 import { ExitCode } from "./verify/checks";

@@ -1,6 +1,6 @@
 /**
  * The criu-lab Pulumi program: read and validate the config, resolve `auto` SSH CIDRs, build
- * the lab, export its outputs (names in DESIGN.md's contract). An async program so that a bad
+ * the lab, export its outputs (names in docs/design.md "Contracts"). An async program so that a bad
  * config, a Pulumi CLI too old (components/pulumiCli.ts), an unresolvable `auto` or a class past
  * the account's quotas (components/quotas.ts) fails before any resource is created.
  */

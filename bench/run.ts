@@ -2,7 +2,7 @@
  * `npm run bench`: the lab's figures, measured (issue 12, section 5). Loads every
  * bench/cases/*.ts, runs each, prints the machine and a table of medians with their spread,
  * ratios to a baseline and the issue's targets beside them, and writes JSON. A benchmark
- * reports; it never fails on a figure (speed goals live here, not in tests: DESIGN.md).
+ * reports; it never fails on a figure (speed lives here, not in tests: docs/design.md "Style").
  *
  *   npm run bench -- [--runs N] [--sizes 256,1024] [--modes cold,page-server] [--only NAME]
  *                    [--out FILE]

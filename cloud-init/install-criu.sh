@@ -11,9 +11,9 @@
 # directory first and moved into place only when `criu --version` and `crit --version` work,
 # so a failure leaves nothing half-installed on PATH. A second run with the same source does
 # nothing. CRIU's `make install` would pip-install crit and build man pages (asciidoc); the
-# lab needs neither (DESIGN.md "Facts that shape the code").
+# lab needs neither (docs/design.md "Facts that shape the code").
 #
-# Exit codes (DESIGN.md): 0 installed or already installed; 1 the build or the installed
+# Exit codes (docs/design.md "Contracts"): 0 installed, or already; 1 the build or the installed
 # binaries failed; 2 usage or bad input, including a sha256 or commit that does not match;
 # 3 a dependency or the source could not be fetched. The log is LOG_DIR/install.log.
 set -euo pipefail

@@ -25,7 +25,7 @@
 # directory only root can write, and uses that copy only if its SHA-256 is the one the
 # deployer put in the user-data.
 #
-# Exit codes (DESIGN.md): 0 ok; 2 usage, or an archive that is not the deployer's;
+# Exit codes (docs/design.md "Contracts"): 0 ok; 2 usage, or an archive that is not the deployer's;
 # 3 no archive in time, or the set-up could not be started; else setup-lab.sh's own.
 # CRIU_LAB_INCOMING overrides the incoming directory (tests).
 set -euo pipefail

@@ -13,8 +13,8 @@
 # the login message; the auto-stop timer (N > 0); CRIU via install-criu.sh (its packages
 # include python3 and iproute2, which criu-lab and the auto-stop use); `criu-lab check`;
 # the result in /var/lib/criu-lab/setup.json. Log: /var/log/criu-lab/setup.log.
-# Exit codes (DESIGN.md): 0 ok; 1 CRIU built but the lab does not work; 2 usage or bad input;
-# 3 something could not be fetched or installed.
+# Exit codes (docs/design.md "Contracts"): 0 ok; 1 CRIU built but the lab does not work;
+# 2 usage or bad input; 3 something could not be fetched or installed.
 set -euo pipefail
 
 readonly LAB_DIR=/usr/local/lib/criu-lab

@@ -4,7 +4,7 @@
  * injectable runner, as `criu-lab-verify --stack` does, and writes DIR/seat-NN/ per seat:
  * the seat's key (0600), known_hosts, an ssh_config snippet and a README.md card
  * (./cards). Keys go to files only: nothing printed, errors included, ever holds one.
- * Exit codes (DESIGN.md): 0 written; 2 bad flags or an --out that cannot be used;
+ * Exit codes (docs/design.md "Contracts"): 0 written; 2 bad flags or an --out that cannot be used;
  * 3 the stack's outputs cannot be read or are not a lab's.
  */
 import { chmod, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Downloads CRIU's release source (the .orig.tar.xz of Debian's criu source package) into
 # .cache/criu/ and checks it against a pinned sha256. Debian's archive is the one place on
-# this project's machines that serves CRIU's source (see DESIGN.md "Facts that shape the
-# code"). A private apt state dir is used so the system's apt sources stay untouched.
+# this project's machines that serves CRIU's source (see docs/design.md "Facts that
+# shape the code"). A private apt state dir is used so the system's apt sources stay untouched.
 #
 # Usage: scripts/fetch-criu-source.sh [--cache-dir DIR]
 # Prints one line on stdout, "<sha256>  <path>" (sha256sum format); progress goes to stderr
 # and to <cache-dir>/fetch.log. Idempotent: a verified tarball already in the cache is reused.
-# Exit codes (DESIGN.md): 0 ok, 2 usage, 3 the archive could not be used (no Debian keyring,
-# as on Ubuntu, or keys too old to check it), could not be reached, or had no match.
+# Exit codes (docs/design.md "Contracts"): 0 ok, 2 usage, 3 the archive could not be used (no
+# Debian keyring, as on Ubuntu, or keys too old to check it), could not be reached, or had no match.
 set -euo pipefail
 
 # suite, version, sha256 of criu_<version>.orig.tar.xz. Only v4.2 and later: older CRIU hangs

@@ -5,7 +5,7 @@
  * so a deploy and a CI run judge the lab the same way.
  */
 
-/** Exit codes everywhere (host scripts and the local CLI), as in DESIGN.md. */
+/** Exit codes everywhere (host scripts and the local CLI), as in docs/design.md "Contracts". */
 export const ExitCode = {
   ok: 0,
   /** The lab does not work: `criu check` or the checkpoint/restore demo failed. */
@@ -74,7 +74,7 @@ const CHECK_CONTRACT: JsonContract = {
   fields: { ok: "boolean", criuVersion: "string", kernel: "string" },
 };
 
-/** DESIGN.md's `criu-lab demo --json` fields, and what `demoContractViolation` checks. */
+/** The `demo --json` fields of docs/design.md "Contracts", checked by `demoContractViolation`. */
 const DEMO_CONTRACT: JsonContract = {
   fields: {
     ok: "boolean",
@@ -359,7 +359,7 @@ export interface CheckResult {
   error?: string;
 }
 
-/** `criu-lab demo --json`, field for field as DESIGN.md specifies. */
+/** `criu-lab demo --json`, field for field as docs/design.md "Contracts" specifies. */
 export interface DemoResult {
   ok: boolean;
   pid: number;

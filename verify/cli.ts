@@ -1,7 +1,8 @@
 /**
  * `criu-lab-verify` (npm run verify, criu-lab-local verify): checks a lab host over SSH for CI after `pulumi up`
  * and for users. Target from flags or from a stack's outputs (`--stack`). Progress goes to
- * stderr; the result to stdout (`--json`: exactly one JSON report). Exit codes from DESIGN.md.
+ * stderr; the result to stdout (`--json`: exactly one JSON report). Exit codes from
+ * docs/design.md "Contracts".
  */
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
@@ -175,7 +176,7 @@ function integerFlag(flag: string, value: string, min: number, max: number, unit
   return n;
 }
 
-/** What `--stack` needs from the stack outputs (names from DESIGN.md). */
+/** What `--stack` needs from the stack outputs (names from docs/design.md "Contracts"). */
 export interface StackTarget {
   host: string;
   user: string;

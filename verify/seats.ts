@@ -188,7 +188,7 @@ function seatOf(value: unknown, index: number): SeatOutput {
   };
 }
 
-/** Today's single-seat outputs (DESIGN.md) as seat "01" with host "a". */
+/** Today's single-seat outputs (docs/design.md "Contracts") as seat "01" with host "a". */
 function singleSeat(o: Json): SeatOutput {
   const host = typeof o.publicIp === "string" && o.publicIp ? "publicIp" : "publicDns";
   const present = Object.keys(o).sort();
@@ -352,7 +352,7 @@ export type MigrationStatus = "pass" | "fail" | "not available" | "not run";
 
 export interface MigrationReport {
   status: MigrationStatus;
-  /** 0 for pass and (unless required) "not available"; else 1 or 3 as DESIGN.md. */
+  /** 0 for pass and (unless required) "not available"; else 1 or 3 (docs/design.md "Contracts"). */
   exitCode: ExitCode;
   from: string;
   to: string;

@@ -8,7 +8,10 @@ import { NodeSSH } from "node-ssh";
 import { ExitCode } from "./checks";
 import { PinnedHostKey, fingerprint, hostKeyAlgorithms } from "./hostKey";
 
-/** A failure with the exit code it maps to (DESIGN.md: 1 lab broken, 2 bad input, 3 unreachable). */
+/**
+ * A failure with the exit code it maps to (docs/design.md "Contracts": 1 lab broken, 2 bad input,
+ * 3 unreachable).
+ */
 export class VerifyError extends Error {
   constructor(
     message: string,

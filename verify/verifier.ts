@@ -3,7 +3,7 @@
  * `criu-lab demo`, then the scenarios asked for (`criu-lab scenario run NAME`), each from the
  * one definition in ./checks, judged by its one parser. Used by the CLI (./cli), the
  * local VM target (vm/) and the tests. It never throws: every outcome is a VerifyReport whose
- * exitCode follows DESIGN.md (0 ok, 1 lab broken, 2 bad input, 3 unreachable or not ready).
+ * exitCode (docs/design.md "Contracts"): 0 ok, 1 lab broken, 2 bad input, 3 unreachable/not ready.
  */
 import { posix } from "node:path";
 import type { NodeSSH } from "node-ssh";
@@ -376,8 +376,8 @@ function judge(
   result: { ok: boolean; error?: string } | undefined,
 ) {
   if (r.code === 0 && result?.ok) return;
-  // criu-lab exits 3 when the lab is not installed or not ready (DESIGN.md); a missing
-  // criu-lab (sudo: "command not found", a shell: 127) is not installed either.
+  // criu-lab exits 3 when the lab is not installed or not ready (docs/design.md "Contracts");
+  // a missing criu-lab (sudo: "command not found", a shell: 127) is not installed either.
   const notInstalled =
     r.code === ExitCode.unreachable || r.code === 127 || /command not found/.test(r.stderr);
   const exitCode = notInstalled ? ExitCode.unreachable : ExitCode.labBroken;

@@ -40,7 +40,7 @@ import { renderMetaData, writeSeed } from "./seed";
 import { serveFile, type FileServer } from "./serve";
 import { missingTools, missingToolsMessage, requiredTools } from "./tools";
 
-/** The lab user, as on EC2 (DESIGN.md: `~ubuntu/counter.py`). */
+/** The lab user, as on EC2 (docs/design.md "Contracts": `~ubuntu/counter.py`). */
 export const LAB_USER = "ubuntu";
 
 /** Overlay size for the Ubuntu image (its own disk is ~3.5 GiB; cloud-init grows the root). */
@@ -49,7 +49,7 @@ const UBUNTU_DISK_GIB = 16;
 /** How long the guest may take from QEMU's start to sshd's banner (TCG is slow). */
 const BOOT_TIMEOUT_MS = 15 * 60_000;
 
-/** A failure with the exit code it maps to (DESIGN.md), and where its evidence is. */
+/** A failure with its exit code (docs/design.md "Contracts"), and where its evidence is. */
 export class VmError extends Error {
   constructor(
     message: string,

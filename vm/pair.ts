@@ -6,7 +6,7 @@
  * under software emulation, the longest phase by far), a host-to-host key is authorized in
  * it, it is shut down cleanly, and two VMs boot from copy-on-write overlays of its disk; each
  * then runs the peer set-up of a two-host EC2 seat (components/peerSetup.ts). Both thus run the same verified build (CRIU restores a
- * process only where the files it maps are identical, DESIGN.md "Facts"), each under its own
+ * process only where the files it maps are identical, docs/design.md "Facts"), each under its own
  * kernel (its own boot id: `lazy` needs that), on a private link between them that nothing
  * else is on: QEMU's socket netdev, one VM listening on a 127.0.0.1 port, the other
  * connecting. SSH from this host still reaches each only through its own 127.0.0.1 forward.

@@ -15,6 +15,6 @@
 Each takes --json. Exit codes: 0 ok; 1 the lab does not work; 2 bad usage; 3 not installed or not ready
 (a dump whose images would not fit is refused with 3, before anything is frozen).
 """
-# A package with a module per command (DESIGN.md "Style"); /usr/local/bin/criu-lab is a
+# A package with a module per command (docs/design.md "Style"); /usr/local/bin/criu-lab is a
 # symlink to the launcher beside it in /usr/local/lib/criu-lab. Standard library only, run by
 # the system python3 (the one crit needs).

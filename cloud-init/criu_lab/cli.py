@@ -20,7 +20,7 @@ def main(argv):
     for name, s in sub.choices.items():
         if name != "scenario":  # its leaves (one per scenario) take --json themselves
             s.add_argument("--json", action="store_true", help="print one JSON object")
-    args = p.parse_args(argv)  # exits 2 on bad usage, as DESIGN.md wants
+    args = p.parse_args(argv)  # exits 2 on bad usage (docs/design.md "Contracts")
     # A verifier's timeout or a dropped SSH session ends us with SIGTERM/SIGHUP: exit through
     # Python so `finally` blocks run and a process under test (its own session) is stopped too.
     for sig in (signal.SIGTERM, signal.SIGHUP):

@@ -19,7 +19,7 @@ def counts(path):
         return [int(n) for n in re.findall(r"^Counter: (\d+)$", f.read(), re.M)]
 
 
-# DESIGN.md "Contracts": what `demo --json` prints, and the type of each field.
+# docs/design.md "Contracts": what `demo --json` prints, and the type of each field.
 FIELDS = {"ok": bool, "pid": int, "restoredPid": int, "lastBeforeDump": int, "firstAfterRestore": int,
           "dumpMs": (int, float), "restoreMs": (int, float), "frozenUs": int, "imageBytes": int,
           "imagesDir": str, "criuVersion": str, "kernel": str}

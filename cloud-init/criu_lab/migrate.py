@@ -7,7 +7,7 @@ Modes (https://criu.org/Live_migration, https://criu.org/Lazy_migration):
   lazy         post-copy: restore there first, pages follow on demand (`criu lazy-pages`)
 
 Everything, page traffic included, goes through the one SSH connection whose host key was
-checked: the lab's security group lets SSH in and nothing else (DESIGN.md "Data flow").
+checked: the lab's security group lets SSH in and nothing else (docs/design.md "Data flow").
 """
 import hashlib
 import os
@@ -116,7 +116,7 @@ def process_files(pid):
 
 def compare_destination(remote, pid):
     """Refuses (exit 3) when the destination's copy of a mapped file (interpreter, libraries)
-    is missing or different: CRIU restores only where they are identical (DESIGN.md "Facts").
+    is missing or different: CRIU restores only where they are identical (docs/design.md "Facts").
     Returns (files to carry, the paths compared, the process's stdout file or None)."""
     mapped, opened, dirs = process_files(pid)
     there = remote_state(remote, mapped + sorted(opened) + dirs)

@@ -11,7 +11,7 @@ from .common import BROKEN, LabError
 def start_detached(argv, log_path, append=False, cwd=None):
     """Starts ARGV in its own session with no terminal, output to LOG_PATH: how a process
     started over SSH without a tty must be started to be dumped without --shell-job
-    (DESIGN.md). A `.py` program runs under this interpreter, in CWD (default: ours).
+    (docs/design.md "Facts"). A `.py` program runs under this interpreter, in CWD (default: ours).
     Returns the Popen.
     APPEND opens the log with O_APPEND: a process restored from an older checkpoint then
     writes after what it wrote before the crash instead of over it (CRIU restores the

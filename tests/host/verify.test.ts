@@ -412,7 +412,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
     it("a failing demo: exit 1, the CRIU log tail in the report, the images kept", async () => {
       // criu-lab honours CRIU_LAB_CRIU. This wrapper runs the real CRIU, but just before the
       // restore another process takes the checkpointed PID (PID reuse, via ns_last_pid as
-      // CRIU itself does it), so CRIU's restore fails for real: "File exists" (DESIGN.md).
+      // CRIU itself does it): the restore fails for real: "File exists" (docs/design.md "Facts").
       const occupierFile = join(user.faultDir, "occupier.pid");
       const criu = installWrapper(
         user,

@@ -18,7 +18,7 @@ const skip = cannotRun("the two-VM link script", [
 const tag = `clpair-${process.pid}`;
 const ns = { a: `${tag}-a`, b: `${tag}-b`, lonely: `${tag}-c` };
 
-/** Runs `script` with sh in namespace `netns` (nsenter, DESIGN.md "Facts"), asynchronously. */
+/** Runs `script` with sh in namespace `netns` (nsenter, docs/design.md "Facts"), asynchronously. */
 function inNetns(netns: string, script: string): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn("nsenter", [`--net=/run/netns/${netns}`, "sh", "-c", script]);

@@ -37,7 +37,7 @@ afterEach(() => {
 });
 
 describe("loadConfig defaults", () => {
-  it("match DESIGN.md when nothing is set", () => {
+  it("match docs/design.md when nothing is set", () => {
     expect(load()).toEqual({
       instanceType: "t3.small",
       ubuntuRelease: "24.04",

@@ -1,7 +1,7 @@
 /**
  * Smoke test of the Pulumi program itself (index.ts) under the mocks: default config from
  * Pulumi.yaml's defaults, `auto` resolved through the mocked `command:local:run` invoke, and
- * every stack output DESIGN.md names.
+ * every stack output docs/design.md "Contracts" names.
  */
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -36,7 +36,7 @@ const value = (key: string) => {
 };
 
 describe("index.ts", () => {
-  it("exports exactly the outputs of DESIGN.md's contract", () => {
+  it("exports exactly the outputs of docs/design.md's contract", () => {
     expect(Object.keys(outputs).sort()).toEqual(
       [
         "instanceId",

@@ -287,7 +287,7 @@ describe("plan of the real program with the dev stack's config", () => {
     for (const c of commands) expect([SECRET, UNKNOWN]).toContain(c.inputs.connection);
   });
 
-  it("exports DESIGN.md's outputs, none of them a value that only exists after deploy", () => {
+  it("exports docs/design.md's outputs, none of them a value that only exists after deploy", () => {
     expect(Object.keys(report.outputs).sort()).toEqual(
       [
         "amiId",

@@ -10,7 +10,7 @@ import * as path from "node:path";
 export const REPO = path.resolve(__dirname, "../../..");
 export const CLOUD_INIT = path.join(REPO, "cloud-init");
 
-/** What the lab installs on a host (DESIGN.md "Contracts"). */
+/** What the lab installs on a host (docs/design.md "Contracts"). */
 export const HOST = {
   criu: "/usr/local/sbin/criu",
   crit: "/usr/local/bin/crit",

@@ -4,7 +4,7 @@
  * its own where some paths are hidden (an empty tmpfs over them) or replaced (a bind mount),
  * so the destination does not see the source's files and a missing carry would fail.
  *
- * Each sshd is entered with `nsenter --net=` (never `ip netns exec`: DESIGN.md "Facts") and runs
+ * Each sshd is entered with `nsenter --net=` (not `ip netns exec`: docs/design.md "Facts") and runs
  * in a private copy of the machine's mount namespace, so a host's processes and the CRIU that
  * dumps them share one: run both over that host's ssh (CRIU refuses to dump a process in
  * another mount namespace than its own, "doesn't have a proper root mount"). Each sshd runs under a

@@ -34,7 +34,7 @@ export = async () => {
     verification: lab.verificationResult,
     doctor: lab.doctor,
     // Per seat its hosts and key (secret): what criu-lab-verify --stack and criu-lab-handout
-    // read. A one-host lab is seat 01 (issue 10).
+    // read. A one-host lab is seat 01.
     seats: lab.seatsOutput,
   };
 };

@@ -1,7 +1,7 @@
 /**
- * `npm run bench`: the lab's figures, measured (issue 12, section 5). Loads every
+ * `npm run bench`: the lab's figures, measured. Loads every
  * bench/cases/*.ts, runs each, prints the machine and a table of medians with their spread,
- * ratios to a baseline and the issue's targets beside them, and writes JSON. A benchmark
+ * ratios to a baseline and each case's target beside them, and writes JSON. A benchmark
  * reports; it never fails on a figure (speed lives here, not in tests: docs/design.md "Style").
  *
  *   npm run bench -- [--runs N] [--sizes 256,1024] [--modes cold,page-server] [--only NAME]
@@ -29,7 +29,7 @@ export interface BenchResult {
   values: number[];
   /** Another metric of the same case whose median this one is divided by (e.g. cold). */
   baseline?: string;
-  /** The issue's target: the ratio to the baseline (or the value) at most this. */
+  /** The case's target: the ratio to the baseline (or the value) at most this. */
   target?: { atMost: number; of: "ratio" | "value"; text: string };
   /** Why there are no values (e.g. "no dirty tracking on this kernel"). */
   note?: string;

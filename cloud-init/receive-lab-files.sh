@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How an EC2 lab host gets the lab's files (issue 12). EC2 takes at most 16 KB of user-data,
+# How an EC2 lab host gets the lab's files. EC2 takes at most 16 KB of user-data,
 # which the lab's files outgrew, so on EC2 the user-data carries only this script and the
 # SHA-256 of the files as one tar archive, and `pulumi up` copies the archive over SSH with
 # the host key pinned (components/labFiles.ts). Two steps, both as root:

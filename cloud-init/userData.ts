@@ -10,7 +10,7 @@
  *
  * EC2 takes 16 KB of user-data "in raw form, before it is base64-encoded"
  * (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-add-user-data.html), and
- * the lab's files outgrew it (issue 12). So the user-data comes in two forms (`labFiles`):
+ * the lab's files outgrew it. So the user-data comes in two forms (`labFiles`):
  * - "embedded" (the local VM's NoCloud seed, no size limit): every lab file in `write_files`.
  * - "copied" (EC2): only the bootstrap, i.e. the users, the host key, `receive-lab-files.sh`
  *   and the SHA-256 of the lab's files as one tar archive (`labFilesArchive`). `pulumi up`

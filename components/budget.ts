@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { BudgetConfig } from "./config";
 import { Tags, named } from "./tags";
 
-/** Alerts at these percentages of the monthly limit (issue 10). */
+/** Alerts at these percentages of the monthly limit (actual spend): one early, one at the limit. */
 export const BUDGET_ALERT_PERCENTS = [80, 100] as const;
 
 export interface LabBudgetArgs extends BudgetConfig {

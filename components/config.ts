@@ -184,7 +184,7 @@ export class ConfigError extends pulumi.RunError {
 }
 
 export const MIN_ROOT_VOLUME_GIB = 8;
-/** At most this many seats in one stack (issue 10); verify/seats.ts reads the same bound. */
+/** At most this many seats in one stack; verify/seats.ts reads the same bound. */
 export const MAX_SEATS = 50;
 /** A sanity bound on budgetMonthlyUsd: a typo of a few digits is an error, not a budget. */
 export const MAX_BUDGET_USD = 1_000_000;
@@ -550,7 +550,7 @@ export function configuredKeys(): string[] {
 /**
  * One problem per key of the `criu-lab` namespace that CONFIG_SCHEMA (and so Pulumi.yaml,
  * which tests/unit/config.test.ts holds to it) does not declare: Pulumi would pass a typo
- * such as `criu-lab:instanceTyp` to the program, which would never read it (issue 9).
+ * such as `criu-lab:instanceTyp` to the program, which would never read it.
  */
 export function undeclaredKeyProblems(keys: readonly string[]): string[] {
   const declared = Object.keys(CONFIG_SCHEMA);

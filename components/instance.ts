@@ -79,7 +79,7 @@ export class LabInstance extends pulumi.ComponentResource {
       // gone). The stash keeps the image the lab was created with; a new release or
       // architecture replaces the stash (replacementTrigger), and so the instance. Not
       // ignoreChanges on ami: the engine would put the old image into the replacement too.
-      // Both need Pulumi CLI >= 3.226.0 (components/pulumiCli.ts says why). Issue 9.
+      // Both need Pulumi CLI >= 3.226.0 (components/pulumiCli.ts says why).
       const stash = new pulumi.Stash(
         `${name}-image`,
         { input: lookupUbuntuAmi(args.ubuntuRelease, arch, { parent: this }) },
@@ -107,7 +107,7 @@ export class LabInstance extends pulumi.ComponentResource {
             hostKey: { privateKeyOpenssh, publicKeyOpenssh },
             authorizedKeys: args.authorizedKeys === undefined ? undefined : authorizedKeys,
             autoStopMinutes: args.autoStopMinutes,
-            // EC2's 16 KB cannot hold the lab's files: LabFiles copies them (issue 12).
+            // EC2's 16 KB cannot hold the lab's files: LabFiles copies them.
             labFiles: "copied",
           }),
         ),

@@ -29,7 +29,7 @@ export interface CriuLabArgs extends Omit<LabConfig, "seats" | "hostsPerSeat" | 
 /**
  * A CRIU checkpoint/restore lab on EC2: network and security group, keys, the Ubuntu host
  * built by cloud-init, and (with `verify`) the proof that checkpoint/restore works on it.
- * With `seats`/`hostsPerSeat` (issue 10), a class: one network and security group, and per
+ * With `seats`/`hostsPerSeat`, a class: one network and security group, and per
  * seat a LabSeat (its own key, one or two hosts); the single-seat members then describe
  * seat 01's host a.
  */
@@ -106,7 +106,7 @@ export class CriuLab extends pulumi.ComponentResource {
 
     if (this.seatCount === 1 && this.hostsPerSeat === 1) {
       // One seat, one host: the resources and names of a lab from before seats existed, so
-      // that such a stack is not replaced (issue 10).
+      // that such a stack is not replaced.
       this.access = new LabAccess(`${name}-access`, { tags }, { parent: this });
       const host = buildHost(this, name, {
         ...hostArgs,

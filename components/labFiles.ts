@@ -21,7 +21,7 @@ export interface LabFilesArgs extends PinnedConnectionArgs {
 export const STAGED_ARCHIVE = ".criu-lab-files.tar";
 
 /**
- * The lab's files on an EC2 host, whose user-data has no room for them (issue 12): the archive
+ * The lab's files on an EC2 host, whose user-data has no room for them: the archive
  * of cloud-init/userData.ts LAB_FILES, copied over SFTP with the host key pinned, then handed
  * to root by `receive-lab-files.sh deliver`, which checks it against the SHA-256 the user-data
  * carries and renames it into place at once, for the runcmd waiting on it (or, when that gave

@@ -63,7 +63,7 @@ export function architectureFor(
  * The DescribeAvailabilityZones filter for real availability zones only. An opted-in Local
  * Zone (us-west-2-lax-1a) or Wavelength Zone is also an "availability-zone" location to
  * DescribeInstanceTypeOfferings, and its name sorts before the region's own zones; it has no
- * internet gateway route of the usual kind and other prices (issue 9).
+ * internet gateway route of the usual kind and other prices.
  * https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeAvailabilityZones.html
  */
 export const AVAILABILITY_ZONES_QUERY: aws.GetAvailabilityZonesArgs = {

@@ -80,7 +80,7 @@ export class LabNetwork extends pulumi.ComponentResource {
         // A new zone (an instanceType the old zone lacks) replaces the subnet with the same
         // CIDR: created first, it would clash with the old one (InvalidSubnet.Conflict). The
         // engine also deletes what must be replaced with it first (the instance, the route
-        // table association). Issue 9.
+        // table association).
         { parent: this, deleteBeforeReplace: true },
       );
       const gateway = new aws.ec2.InternetGateway(

@@ -119,7 +119,7 @@ export function buildHost(
 
   // A stopped instance loses its public IP, and a refresh while it is stopped stores an
   // empty one: an Elastic IP keeps the address (and so sshCommand, knownHostsLine and the
-  // verification's connection) across stop/start. Issue 9. AWS: an EIP may need the
+  // verification's connection) across stop/start. AWS: an EIP may need the
   // internet gateway first (the provider's docs), and is released before it on destroy.
   const address = new aws.ec2.Eip(
     `${name}-address`,
@@ -210,7 +210,7 @@ export interface SeatHost extends LabHost {
 }
 
 /**
- * One student's seat (issue 10): its own user key (a student gets only their seat's key),
+ * One student's seat: its own user key (a student gets only their seat's key),
  * one host `a` or two (`a` and its peer `b`), each with its generated host key, Elastic IP
  * and Name `criu-lab-seat-03-a` (tags Seat=03, Role=a). In a two-host seat both hosts hold
  * a host-to-host key and know each other by name (LabPeer), and with `verify` the counter is

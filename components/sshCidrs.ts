@@ -17,7 +17,7 @@ export const CHECKIP_COMMAND = "curl -fsS --max-time 10 https://checkip.amazonaw
  * The default lookup runs curl through the command provider's `command:local:run` invoke
  * rather than Node's fetch, so Pulumi mocks and the offline plan can answer it as an invoke.
  * `logging: "none"`: the provider otherwise logs the command's output, the deployer's own
- * address, on every preview and update (issue 9).
+ * address, on every preview and update.
  */
 export const checkipLookup: PublicIpLookup = async () => {
   const result = await command.local.run({ command: CHECKIP_COMMAND, logging: "none" });

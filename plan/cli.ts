@@ -1,7 +1,7 @@
 /**
  * `npm run plan` (also `criu-lab-local plan`): what `pulumi up` would create, without a cloud
  * account, credentials or the Pulumi CLI. The program runs under @pulumi/pulumi's own runner
- * against a local engine (plan/runner.ts, plan/engine.ts). Issues 6 and 9.
+ * against a local engine (plan/runner.ts, plan/engine.ts).
  */
 import { parseArgs } from "node:util";
 import { ExitCode } from "../verify/checks";
@@ -108,7 +108,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return ExitCode.ok;
   }
-  // The error first and once (issue 9): on stderr, before anything else is printed.
+  // The error first and once, on stderr, before anything else: the line the user must read.
   const [first, ...more] = report.errors;
   console.error(
     [

@@ -60,7 +60,7 @@ export interface PlannedResource {
 /**
  * The resource options that decide what a later `pulumi up` or `destroy` does to a resource
  * (replace or update, in which order, how long to wait): what `pulumi preview` cannot show on
- * a first deploy, and what the program's tests must see (issue 9).
+ * a first deploy, and what the program's tests must see.
  */
 export interface PlannedOptions {
   ignoreChanges?: string[];

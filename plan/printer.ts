@@ -117,7 +117,7 @@ export function buildReport(result: PlanResult): PlanReport {
   const programErrors = diagnostics.filter((d) => d.severity === "error");
   if (result.exitCode === EXIT_ERROR_ALREADY_LOGGED) {
     // The program's own error, once and without the runner's wrapper or a stack trace
-    // (issue 9); --json keeps the whole text under diagnostics.
+    // (the one line the user must read); --json keeps the whole text under diagnostics.
     const texts = programErrors
       .map((d) => programErrorText(d.message))
       // A refused call is already listed (record.problems); the program's error repeats it.
@@ -219,7 +219,7 @@ export function describeRegion(report: PlanReport): string {
 /**
  * What a failed plan shows on stdout after its error: the cloud resources the program
  * registered before it failed, if any; not the header, the config or the diagnostics, which
- * would bury the one error the user must read (issue 9). --json has everything.
+ * would bury the one error the user must read. --json has everything.
  */
 export function renderFailure(report: PlanReport): string {
   const registered = report.resources.filter((r) => r.custom);

@@ -346,7 +346,7 @@ export function loadProject(options: LoadProjectOptions): PlanProject {
   }
 
   // The program refuses a key of its own namespace that Pulumi.yaml does not declare (a typo
-  // would otherwise be ignored); the plan refuses it first, as exit 2 (issue 9).
+  // would otherwise be ignored); the plan refuses it first, as exit 2.
   if (isRecord(doc.config)) {
     const declared = Object.keys(projectConfig).map((k) => qualify(name, k));
     const shortNames = declared.map((k) => k.slice(name.length + 1));

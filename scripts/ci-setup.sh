@@ -2,7 +2,7 @@
 # Makes a fresh Debian 12 machine ready for every test tier, as .ci/run does before the tests:
 # Debian packages the tests use for real, the npm packages, CRIU's release source from Debian's
 # archive (checked by sha256), this machine set up as a lab host exactly as cloud-init would, and
-# the current Node LTS for a second run of the unit tier (issue 9: Node 20 is end of life).
+# the current Node LTS for a second run of the unit tier (Node 20 is end of life).
 # Needs root. Log: .cache/ci-setup.log.
 set -euo pipefail
 

@@ -6,7 +6,7 @@
 /**
  * `--timeout -5` as `--timeout=-5`: node's parseArgs takes a value that starts with a dash for
  * a forgotten argument ("argument is ambiguous"), so the range check that says what is allowed
- * never runs (issue 9). Only for `numberFlags`, and only a dash followed by a digit.
+ * never runs. Only for `numberFlags`, and only a dash followed by a digit.
  */
 export function joinNegativeNumbers(argv: string[], numberFlags: string[]): string[] {
   const out: string[] = [];

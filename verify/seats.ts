@@ -1,5 +1,5 @@
 /**
- * A class in one stack: the `seats` stack output (issue 10) read strictly, and every seat's
+ * A class in one stack: the `seats` stack output read strictly, and every seat's
  * hosts verified concurrently with bounded parallelism. Each host goes through verifyLab()
  * unchanged (connect, cloud-init, `criu-lab check`, `criu-lab demo`); in a two-host seat host
  * `a` then migrates the counter to its peer `b` (`criu-lab scenario run migration`), a check
@@ -23,7 +23,7 @@ import {
   verifyLab,
 } from "./verifier";
 
-/** At most this many seats in a stack (issue 10: `seats` is at most 50). */
+/** At most this many seats in a stack (components/config.ts MAX_SEATS: `seats` is at most 50). */
 export const MAX_SEATS = 50;
 /** Concurrent SSH verifications unless told otherwise (`--parallel N`). */
 export const DEFAULT_PARALLEL = 8;
@@ -397,7 +397,7 @@ export interface SeatsOptions {
   migration?: (peer: string) => RemoteCheck;
   /**
    * When true, a host without the migration scenario fails its seat (3: not installed).
-   * Off until every lab host ships the command (issue 10 builds on the scenarios issue).
+   * Off by default: a host set up by an older lab has no such scenario ("not available").
    */
   requireMigration?: boolean;
 }

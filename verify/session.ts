@@ -178,7 +178,7 @@ export async function connect(params: ConnectParams): Promise<NodeSSH> {
       lastReason = reason;
       if (params.deadline - Date.now() <= wait) {
         // No attempt would follow the pause: give up now instead of announcing a retry that
-        // never comes (issue 9).
+        // never comes.
         throw new VerifyError(
           `cannot reach ${where} before the deadline (${attempt} attempts); last error: ${reason}`,
           ExitCode.unreachable,

@@ -1,7 +1,7 @@
 /**
  * Chooses KVM or TCG by booting a guest, not by looking at /dev/kvm: on some hosts (this
  * project's own CI among them) /dev/kvm exists and a VM can be created, but a guest never
- * runs under it (issue 5). Measured here: a real-mode boot sector runs under KVM, but
+ * runs under it. Measured here: a real-mode boot sector runs under KVM, but
  * `-cpu host` aborts ("failed to set MSR 0x10a") and a Linux kernel with another CPU model
  * prints nothing in 60 s. So the probe boots what the VM will boot, the same way: the image's
  * own kernel, with the VM's machine and CPU model, until it gets as far as mounting the root

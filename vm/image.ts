@@ -4,8 +4,8 @@
  * - `ubuntu`: the official Ubuntu 24.04 cloud image for the host's architecture, checked
  *   against Canonical's published SHA256SUMS.
  * - `debian`: Debian 13 (or 12) built here with debootstrap from Debian's packages, from the
- *   host's own mirror (./mirror), booted with the kernel and initrd of its own tree (issue 5
- *   has the measurements behind each choice, issue 11 why 13 is the default).
+ *   host's own mirror (./mirror), booted with the kernel and initrd of its own tree (a bare
+ *   ext4 file system, no boot loader; DEBIAN_RELEASES says why 13 is the default).
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -162,7 +162,7 @@ export type DebianRelease = "12" | "13";
 /**
  * The Debian releases the image can be: 13 (trixie: kernel 6.12, gcc 14, Python 3.13, glibc
  * 2.41, cloud-init 25) is the default because it is the nearest to Ubuntu 24.04 on EC2 that
- * Debian's archive serves (issue 11); 12 (bookworm) stays selectable.
+ * Debian's archive serves; 12 (bookworm) stays selectable.
  */
 export const DEBIAN_RELEASES: Record<DebianRelease, { suite: string; dhcpClient: string }> = {
   "12": { suite: "bookworm", dhcpClient: "isc-dhcp-client" },
@@ -175,7 +175,7 @@ export const DEFAULT_DEBIAN_RELEASE: DebianRelease = "13";
 export const GUEST_HOSTNAME = "criu-lab";
 
 /**
- * What a minbase debootstrap needs to be a cloud image (issue 5): python3-cffi-backend or
+ * What a minbase debootstrap needs to be a cloud image: python3-cffi-backend or
  * cloud-init's dependencies fail to configure; locales or cloud-init's locale module fails;
  * a DHCP client for ifupdown, which cloud-init renders the NIC's config for; curl and
  * ca-certificates as on Ubuntu's cloud image, for the lab's downloads. (debootstrap installs

@@ -1,5 +1,5 @@
 /**
- * The lab in a local QEMU VM (issue 5): checks tools and input, chooses the accelerator, gets
+ * The lab in a local QEMU VM: checks tools and input, chooses the accelerator, gets
  * the base image, generates the VM's keys, renders the very user-data EC2 gets into a NoCloud
  * seed, boots the VM on a copy-on-write overlay with SSH on 127.0.0.1, and verifies it with
  * the same verifier as an EC2 host. Each phase is timed. The VM is recorded (PID, port, keys)
@@ -279,7 +279,7 @@ async function keepEvidence(
  */
 export async function runLab(opts: VmOptions, log: (line: string) => void): Promise<LabRun> {
   const phases: PhaseTime[] = [];
-  // Each phase's time is printed as it ends, and listed again at the end (issue 11).
+  // Each phase's time is printed as it ends, and listed again at the end: TCG runs are long.
   const phase = (p: PhaseTime) => {
     phases.push(p);
     log(`phase ${p.name}: ${(p.ms / 1000).toFixed(1)} s${p.note ? ` (${p.note})` : ""}`);

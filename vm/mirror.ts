@@ -2,7 +2,7 @@
  * The Debian mirror for the VM's image: read from the host's own apt configuration
  * (`/etc/apt/sources.list` and `/etc/apt/sources.list.d/*.list|*.sources`), so that a local
  * mirror or cache the host already uses serves debootstrap and the guest too, or given with
- * `--mirror URL` (issue 11). No mirror host is written in this project's code.
+ * `--mirror URL`. No mirror host is written in this project's code.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";

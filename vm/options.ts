@@ -1,6 +1,6 @@
 /**
  * Flags of `npm run lab:vm` (criu-lab-local vm), parsed and validated before anything is created:
- * a bad flag or value is a usage error that names it and says what is allowed (issue 5).
+ * a bad flag or value is a usage error that names it and says what is allowed.
  */
 import * as path from "node:path";
 import { DEFAULT_DEBIAN_RELEASE, type DebianRelease, type ImageKind } from "./image";
@@ -11,7 +11,7 @@ export type AccelChoice = "auto" | "kvm" | "tcg";
 export interface VmOptions {
   /** Base image: the official Ubuntu 24.04 cloud image, or Debian built with debootstrap. */
   image: ImageKind;
-  /** Which Debian release `--image debian` builds (13 by default, issue 11). */
+  /** Which Debian release `--image debian` builds (13 by default: DEBIAN_RELEASES says why). */
   debianRelease: DebianRelease;
   /** The Debian mirror for the image and the guest; undefined = the host's apt config's. */
   mirror?: string;

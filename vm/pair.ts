@@ -1,5 +1,5 @@
 /**
- * Two lab hosts in local VMs (`npm run lab:vm -- --hosts 2`, issues 10 and 12): migration
+ * Two lab hosts in local VMs (`npm run lab:vm -- --hosts 2`): migration
  * between two real kernels, with no cloud account.
  *
  * CRIU is built once: the first VM is set up and verified as usual (cloud-init builds CRIU

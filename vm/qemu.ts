@@ -54,7 +54,7 @@ export function qemuCommand(vm: VmLaunch, arch: string = process.arch): string[]
     "-drive",
     `file=${vm.seedIso},format=raw,if=virtio,readonly=on`,
     // User networking: no privileges, and the guest's sshd is reachable only through this
-    // forward on the host's loopback (issue 5: "SSH forwarded on 127.0.0.1 only").
+    // forward on the host's loopback: no other machine can reach it.
     "-netdev",
     `user,id=net0,hostfwd=tcp:127.0.0.1:${vm.sshPort}-:22`,
     "-device",
@@ -201,7 +201,7 @@ export async function waitForSsh(
 /**
  * CPU seconds (user + system) a process has used, from the `/proc/PID/stat` line: on a host
  * that other work shares, the guest's phases are compared by what QEMU got to run, not only by
- * the wall clock (issue 11). Fields 14 and 15 after the `(comm)`, in clock ticks (100 a second
+ * the wall clock. Fields 14 and 15 after the `(comm)`, in clock ticks (100 a second
  * on Linux).
  */
 export function cpuSecondsFromStat(stat: string, ticksPerSecond = 100): number {

@@ -1,6 +1,6 @@
 /**
  * The host tools the VM target runs, checked before anything is created, so that a missing
- * one is a clear error naming the Debian/Ubuntu package to install (issue 5).
+ * one is a clear error naming the Debian/Ubuntu package to install.
  */
 import { execFileSync } from "node:child_process";
 import type { ImageKind } from "./image";

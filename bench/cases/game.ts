@@ -1,5 +1,5 @@
 /**
- * The game server's pause (issue 12, section 5): the longest a player waited for a reply
+ * The game server's pause: the longest a player waited for a reply
  * while the server was dumped with --tcp-established and restored with no maintenance
  * wait, and the time the server was frozen. CRIU_LAB_BENCH_CLIENTS sets the players (4).
  */

@@ -1,7 +1,7 @@
 /**
  * Migration downtime per mode, as a ratio to cold, for processes holding 256 MiB and 1 GiB,
  * between two network-namespace hosts (tests/host/support/netns.ts) on this kernel. Targets
- * (issue 12, section 5): page-server at most 0.8x cold at 1 GiB; pre-copy at most 0.3x cold
+ * (savings over cold): page-server at most 0.8x cold at 1 GiB; pre-copy at most 0.3x cold
  * where dirty tracking works. lazy needs a second kernel, so it is not measurable here.
  */
 import * as fs from "node:fs";

@@ -1,14 +1,14 @@
 /**
- * The training job's periodic checkpoints (issue 12, section 5): frozen time per checkpoint
+ * The training job's periodic checkpoints: frozen time per checkpoint
  * and its overhead (frozen time over the interval) for a 1 GiB job checkpointed every 60 s,
  * full dumps, and incremental ones (--track-mem) where the doctor says dirty tracking works.
  *
- * At the issue's 60 s interval one run is three checkpoints, about 3.5 minutes. The frozen
+ * At this case's default 60 s interval one run is three checkpoints, about 3.5 minutes. The frozen
  * time does not depend on the interval, only the overhead does (frozen / interval), so
  * CRIU_LAB_BENCH_INTERVAL=10 measures the same frozen times six times faster, with the
  * overhead of that shorter interval (60 s figure = 10 s figure / 6).
  * CRIU_LAB_BENCH_SIZE_MIB changes the size. Between two checkpoints the job changes 10 % of
- * its memory (the issue's condition for the incremental target), whatever the interval.
+ * its memory (what an incremental checkpoint then writes), whatever the interval.
  */
 import { criuLab, envNumber, type BenchContext, type BenchResult } from "../criu-lab";
 

@@ -78,7 +78,7 @@ def human_bytes(n):
 
 
 def checked(r, problems, code):
-    """Issue 9 item 4: a command validates the JSON it is about to print, so that "exit 0 but
+    """A command validates the JSON it is about to print, so that "exit 0 but
     broken" cannot happen. PROBLEMS lists what is wrong with R; if any (or R is not strict
     JSON), R becomes a failure with an `error` naming them and the exit code BROKEN."""
     try:

@@ -1,4 +1,4 @@
-"""criu-lab migrate: move a running process to another host over SSH (issue 12, section 4).
+"""criu-lab migrate: move a running process to another host over SSH.
 
 Modes (https://criu.org/Live_migration, https://criu.org/Lazy_migration):
   cold         dump here, copy the images, restore there
@@ -56,8 +56,8 @@ def check_destination_flags(a):
 
 
 def mode_unsupported(mode, dest):
-    """Why these two hosts cannot run MODE, or None. One place for the lead to point at
-    `criu-lab doctor` (issue 12, section 1) once it lands."""
+    """Why these two hosts cannot run MODE, or None, before anything freezes. `criu-lab doctor`
+    judges the same features on one host (migration-pre-copy, migration-lazy)."""
     if mode == "pre-copy" and run([CRIU, "check", "--feature", "mem_dirty_track"]).returncode != 0:
         return ("pre-copy needs memory dirty tracking (soft-dirty bits), and this kernel has none "
                 "(`criu check --feature mem_dirty_track`: Dirty tracking is OFF); use cold or page-server")
@@ -402,7 +402,7 @@ def reaped(pid, timeout=5):
 
 
 def timeline(r):
-    """The migration drawn in the terminal: freeze, transfer, restore (issue 12, section 6)."""
+    """The migration drawn in the terminal: freeze, transfer, restore."""
     parts = [("freeze", r["freezeMs"], "#"), ("transfer", r["transferMs"], "="), ("restore", r["restoreMs"], "+")]
     total = sum(p[1] for p in parts) or 1
     bar = "".join(ch * max(1, round(40 * ms / total)) for _, ms, ch in parts)

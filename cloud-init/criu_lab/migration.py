@@ -1,5 +1,5 @@
 """criu-lab scenario run migration|backup: the counter moved to another host, or restored on a
-backup host after the source dies (issue 12, section 4; the original lab's web service that is
+backup host after the source dies (the original lab's web service that is
 "checkpointed periodically and restored on a backup server when the primary fails")."""
 import os
 import re

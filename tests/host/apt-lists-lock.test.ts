@@ -1,5 +1,5 @@
 /**
- * install-criu.sh's apt step on a first boot (issue 11 item 4), with the real apt-get on a
+ * install-criu.sh's apt step on a first boot, with the real apt-get on a
  * scratch apt state (APT_CONFIG: its own Dir::State::Lists, cache and an empty source list,
  * so nothing is downloaded and the machine's own lock is never touched): `apt-get update`
  * fails at once while another process holds the package lists lock, so the step waits for

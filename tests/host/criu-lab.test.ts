@@ -332,7 +332,7 @@ describe.skipIf(
     }
   });
 
-  describe("check --json and demo --json validate their own output (issue 9 item 4)", () => {
+  describe("check --json and demo --json validate their own output", () => {
     // Faults injected through the real path overrides: a criu or crit that "succeeds" but
     // says something inconsistent must never become exit 0.
     let dir: string;

@@ -1,6 +1,6 @@
 /**
  * `npm run setup:host` (scripts/setup-host.sh) chooses CRIU's source: Debian's source archive
- * where it can be used, else the pinned git source EC2 uses (issue 11 item 3: Ubuntu has no
+ * where it can be used, else the pinned git source EC2 uses (Ubuntu has no
  * debian-archive-keyring, jammy's lacks current Debian keys). The choice is read with
  * --dry-run (the set-up command, run nothing), and the git path is then built for real from
  * a local repository into a temp prefix, as install-criu.test.ts's git-path test does: the

@@ -265,7 +265,7 @@ describe.skipIf(
     expect(stats.entries[0].dump.frozen_time).toBeGreaterThan(0);
     const analyze = run(LAB, ["analyze", path.join(work, "ckpt/2")]);
     expect(analyze.code).toBe(ExitCode.ok);
-    // Sizes in human units (issue 11): "pages-1.img   256.0 MiB".
+    // Sizes in human units: "pages-1.img   256.0 MiB".
     expect(analyze.stdout).toMatch(/^pages-\d+\.img +[\d.]+ (B|KiB|MiB|GiB) {2}/m);
     const du = run("sh", ["-c", "du -sh ckpt/*"], { cwd: work });
     expect(du.stdout).toMatch(/^\d+(\.\d+)?M\tckpt\/1\n\d+(\.\d+)?M\tckpt\/2\n$/);

@@ -1,5 +1,5 @@
 /**
- * The user-data EC2 gets (lab files "copied", issue 12), with this machine's cloud-init and
+ * The user-data EC2 gets (lab files "copied"), with this machine's cloud-init and
  * on this host: `cloud-init schema` on it; cloud-init's own code reads the gzip form and
  * writes its one file; then its runcmd runs here for real while the test plays `pulumi up`
  * (LabFiles): the archive lands as the SSH user's file and `receive-lab-files.sh deliver`

@@ -1,7 +1,7 @@
 /**
  * `criu-lab-verify --scenarios` against a real sshd on 127.0.0.1 and this lab host's real
  * `criu-lab`: the doctor, the demo, then `criu-lab scenario run training|game` with real CRIU,
- * judged by the verifier's contracts (issue 12). Faults are made for real, as in
+ * judged by the verifier's contracts. Faults are made for real, as in
  * verify.test.ts: wrappers first on the test user's sudo PATH run the real CRIU with one thing
  * changed (a missing network-lock backend; a restore from an older checkpoint), never an
  * edit of the lab's installed files.

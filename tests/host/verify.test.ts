@@ -352,7 +352,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
         REMOTE_CHECKS.doctor.name,
         REMOTE_CHECKS.demo.name,
       ]);
-      // The doctor's result is in the report (issue 12); no scenario unless asked for.
+      // The doctor's result is in the report; no scenario unless asked for.
       expect(report.doctor?.exercises["training-full"]?.ok).toBe(true);
       expect(report.scenarios).toBeUndefined();
       expect(report.steps.every((s) => s.ok && s.ms >= 0)).toBe(true);

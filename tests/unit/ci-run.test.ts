@@ -1,6 +1,6 @@
 /**
  * The README's Testing section shows what CI runs: the commands .ci/run runs after its set-up
- * are the ones in the section's shell block, in order (issue 9: the Node LTS run included).
+ * are the ones in the section's shell block, in order (the Node LTS run included).
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";

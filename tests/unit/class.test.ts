@@ -1,5 +1,5 @@
 /**
- * A class in one stack (issue 10) under the Pulumi mocks: seats x hosts instances with their
+ * A class in one stack under the Pulumi mocks: seats x hosts instances with their
  * names and tags, a key per seat that no other seat's outputs hold, the security group's
  * rule between lab hosts, the peer set-up and the migration of two-host seats, the budget,
  * and one seat of one host building exactly the resources a lab always had.

@@ -1,5 +1,5 @@
 /**
- * The local commands' names (issue 9): the host's command is `criu-lab` (check, demo, ...), so
+ * The local commands' names: the host's command is `criu-lab` (check, demo, ...), so
  * no local usage text or message may call itself `criu-lab <subcommand>` (docs/design.md), and
  * every command a usage text names exists: an npm script or a bin of this package.
  */

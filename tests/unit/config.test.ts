@@ -271,7 +271,7 @@ describe("loadConfig rejects bad input naming key, value and what is allowed", (
       allowed: "pulumi config set --path 'criu-lab:verifyScenarios[0]' training",
     },
     { values: { autoStopMinutes: "-1" }, key: "autoStopMinutes", value: "-1", allowed: ">= 0" },
-    // A class (issue 10).
+    // A class: seats and hosts per seat.
     { values: { seats: "0" }, key: "seats", value: "0", allowed: "from 1 to 50" },
     { values: { seats: "51" }, key: "seats", value: "51", allowed: "from 1 to 50" },
     { values: { seats: "2.5" }, key: "seats", value: "2.5", allowed: "a whole number" },

@@ -383,7 +383,7 @@ function resourceOf(b: Built, prefix: string, suffix: string): pulumi.Resource {
   return found.resource;
 }
 
-describe("a lab's later life (issue 9)", () => {
+describe("a lab's later life", () => {
   let built: Built;
   const one = (type: string) => mocks.one(type, "life-");
 

@@ -1,5 +1,5 @@
 /**
- * LabFiles under mocks (issue 12): the lab's files reach an EC2 host by a CopyToRemote of
+ * LabFiles under mocks: the lab's files reach an EC2 host by a CopyToRemote of
  * their archive and a hand-over Command, over the same connection as the verification, host
  * key pinned; they run with or without `verify`, re-run for new files or a new instance, and
  * the verification waits for them. The user-data pins the same archive's SHA-256.

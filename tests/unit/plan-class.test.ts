@@ -1,5 +1,5 @@
 /**
- * The offline plan of a class (issue 10), as the README runs it:
+ * The offline plan of a class, as the README runs it:
  * `npm run plan -- -c seats=3 -c hostsPerSeat=2` shows every seat's resources, the security
  * group's rule between lab hosts (the group itself, no CIDR) and no secret.
  */

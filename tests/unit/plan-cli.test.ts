@@ -1,5 +1,5 @@
 /**
- * The offline plan's command line as a newcomer meets it (issue 9): the README's `--json`
+ * The offline plan's command line as a newcomer meets it: the README's `--json`
  * command writes a parseable file, `-c` takes the `--config-path` form or refuses it saying
  * which form works, undeclared keys are refused naming the closest declared one, and the plan
  * says which stack file and region it used.

@@ -1,5 +1,5 @@
 /**
- * The offline plan (issue 6) on small fixture programs: secrets known at plan time stay hidden
+ * The offline plan on small fixture programs: secrets known at plan time stay hidden
  * in the tree and in --json, a program that throws or makes an unknown lookup fails the plan
  * loudly, and bad flags or project files are refused before anything runs. A program that
  * throws: tests/unit/plan-cli.test.ts.

@@ -1,5 +1,5 @@
 /**
- * The lab's files in the offline plan of the real program (issue 12): the plan runs index.ts
+ * The lab's files in the offline plan of the real program: the plan runs index.ts
  * under Pulumi's own runtime, so it sees what mocks cannot, such as `dependsOn` as the engine
  * gets it and the CopyToRemote's asset. EC2 gets the files by a CopyToRemote and a hand-over
  * Command under LabFiles, on the pinned connection, before the verification.

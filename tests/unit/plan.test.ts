@@ -1,5 +1,5 @@
 /**
- * The offline plan (issue 6) on the real program: index.ts runs under @pulumi/pulumi's own
+ * The offline plan on the real program: index.ts runs under @pulumi/pulumi's own
  * runner (ts-node with the project's tsconfig, config from PULUMI_CONFIG) against the local
  * engine. The resource graph is checked for the properties tests/unit/lab.test.ts checks under
  * mocks, then a config error and the secrets. Each scenario runs the program once.
@@ -180,7 +180,7 @@ describe("plan of the real program with the dev stack's config", () => {
     );
   });
 
-  it("keeps the image until the release or architecture changes (issue 9)", () => {
+  it("keeps the image until the release or architecture changes", () => {
     // The looked-up image id is kept in a Stash, replaced only when the trigger changes; the
     // instance runs the stashed id.
     const stash = ofType(T.stash).find((r) => r.name === "criu-lab-host-image")!;
@@ -200,12 +200,12 @@ describe("plan of the real program with the dev stack's config", () => {
     );
   });
 
-  it("boots into a routed subnet, and is destroyed before the route (issue 9)", () => {
+  it("boots into a routed subnet, and is destroyed before the route", () => {
     expect(one(T.instance).dependsOn).toContain(one(T.assoc).urn);
     expect(one(T.eipAssoc).dependsOn).toContain(one(T.assoc).urn);
   });
 
-  it("gives the lab an Elastic IP that every connection and output uses (issue 9)", () => {
+  it("gives the lab an Elastic IP that every connection and output uses", () => {
     const eip = one(T.eip);
     expect(eip.inputs).toMatchObject({
       domain: "vpc",

@@ -1,5 +1,5 @@
 /**
- * LabVerification's steps, run for real in bash as the host would run them (issue 9 item 4):
+ * LabVerification's steps, run for real in bash as the host would run them:
  * the step decides pass or fail itself, so a broken lab fails the Command (and the next
  * `pulumi up` runs it again), and its first line of output says which step failed and why.
  * Under Pulumi mocks that play the command provider, a failing step fails the Command with

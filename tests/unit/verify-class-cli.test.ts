@@ -1,5 +1,5 @@
 /**
- * `criu-lab-verify --stack NAME` on a class (issue 10): --seat, --parallel, --json, the table
+ * `criu-lab-verify --stack NAME` on a class: --seat, --parallel, --json, the table
  * and the exit code, against an injected stack output whose hosts cannot be reached (the
  * verifier against real sshd is tests/host/verify-seats.test.ts). No key is ever printed.
  */

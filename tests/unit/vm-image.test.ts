@@ -152,7 +152,7 @@ describe("Debian image recipe", () => {
     from: "test",
   };
 
-  it("names the packages a minbase cloud image needs, per release (issues 5, 11)", () => {
+  it("names the packages a minbase cloud image needs, per release", () => {
     const common = [
       "cloud-init",
       "openssh-server",

@@ -1,5 +1,5 @@
 /**
- * The Debian mirror read from the host's apt configuration (issue 11): both file formats, the
+ * The Debian mirror read from the host's apt configuration: both file formats, the
  * files apt reads and those it ignores, Debian's archive told apart from third-party
  * repositories and from the security archive, and the URL as the guest reaches it.
  */

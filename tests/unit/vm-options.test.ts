@@ -20,7 +20,7 @@ describe("criu-lab vm flags", () => {
     expect(o.sshPort).toBeUndefined();
     expect(o.criuTarball).toBeUndefined();
     expect(o.mirror).toBeUndefined();
-    // --image debian builds Debian 13 unless told otherwise (issue 11).
+    // --image debian builds Debian 13 unless told otherwise.
     expect(parseVmArgs(["--image", "debian"]).debianRelease).toBe("13");
   });
 

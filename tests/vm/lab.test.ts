@@ -1,5 +1,5 @@
 /**
- * The lab in a local VM, end to end (issues 5, 11): the Debian 12 image built with debootstrap
+ * The lab in a local VM, end to end: the Debian 12 image built with debootstrap
  * from the host's own mirror (cached in .cache/vm across runs; CI starts without it), booted
  * with the user-data rendered for the VM target, CRIU built inside from the release tarball
  * served to it, then the verifier: cloud-init finished, `criu check` and the
@@ -197,7 +197,7 @@ describe.skipIf(skip)("the lab in a local QEMU VM (Debian 12 image, CRIU from th
     expect(disk.mtimeMs).toBeLessThanOrEqual(manifest.mtimeMs);
   });
 
-  // Issue 12: what this host's kernel cannot do (no soft-dirty tracking), the guest's can.
+  // What this host's kernel cannot do (no soft-dirty tracking), the guest's can.
   it("on the guest's kernel, which tracks dirty pages: the doctor allows incremental checkpoints, and the training job's are", async () => {
     expect(run?.report.ok, "the lab did not verify").toBe(true);
     if (!run) return;
@@ -227,7 +227,7 @@ describe.skipIf(skip)("the lab in a local QEMU VM (Debian 12 image, CRIU from th
     expect(r.imageBytes[2]).toBeLessThan(r.imageBytes[0] / 2);
   });
 
-  // Issues 10 and 12: migration between two kernels, with the same CRIU build on both. Last:
+  // Migration between two kernels, with the same CRIU build on both. Last:
   // it powers the first VM off (its disk becomes the two hosts' base).
   it("two hosts from the verified disk: the counter migrates a -> b in every mode, each under its own kernel, and back", async () => {
     expect(run?.report.ok, "the lab did not verify").toBe(true);

@@ -1,5 +1,5 @@
 /**
- * Lab "hosts" made of network namespaces (issue 12, section 4): two namespaces with their own
+ * Lab "hosts" made of network namespaces: two namespaces with their own
  * addresses on a veth link, each with its own sshd. An sshd may run in a mount namespace of
  * its own where some paths are hidden (an empty tmpfs over them) or replaced (a bind mount),
  * so the destination does not see the source's files and a missing carry would fail.

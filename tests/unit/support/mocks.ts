@@ -287,7 +287,7 @@ export async function setupMocks(config: Record<string, string> = {}): Promise<L
       "cloud-init": "status: done",
       check: PASSING_CHECK,
       demo: PASSING_DEMO,
-      // A two-host seat's set-up of its peer, and the migration a -> b (issue 10).
+      // A two-host seat's set-up of its peer, and the migration a -> b.
       peer: "criu-lab: criu-lab-seat-01-b is 10.0.1.11 here",
       migration: PASSING_MIGRATION,
       doctor: PASSING_DOCTOR,

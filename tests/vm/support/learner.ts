@@ -1,5 +1,5 @@
 /**
- * The original lab's interactive steps, exactly as a learner types them on EC2 (issue 11):
+ * The original lab's interactive steps, exactly as a learner types them on EC2:
  * user `ubuntu`, two SSH sessions with a pty each (`ssh -tt` in two windows of a tmux on
  * this host, so the guest's sshd gives each its own terminal), the counter started as a shell
  * job in the first, dumped and restored with `--shell-job` from the second, where it counts

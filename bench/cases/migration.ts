@@ -1,14 +1,14 @@
 /**
  * Migration downtime per mode, as a ratio to cold, for processes holding 256 MiB and 1 GiB,
- * between two network-namespace hosts (tests/host/support/netns.ts) on this kernel. Targets
+ * between two network-namespace hosts (netlab/netns.ts) on this kernel. Targets
  * (savings over cold): page-server at most 0.8x cold at 1 GiB; pre-copy at most 0.3x cold
  * where dirty tracking works. lazy needs a second kernel, so it is not measurable here.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { createLabPair, type LabPair } from "../../tests/host/support/netns";
-import { run, waitFor } from "../../tests/host/support/lab-helpers";
+import { createLabPair, type LabPair } from "../../netlab/netns";
+import { run, waitFor } from "../../netlab/run";
 import type { BenchContext, BenchResult } from "../run";
 
 const LAB = path.join(__dirname, "..", "..", "cloud-init", "criu-lab");

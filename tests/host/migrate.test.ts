@@ -1,6 +1,6 @@
 /**
  * `criu-lab migrate` and the migration/backup scenarios between two lab "hosts" made of network
- * namespaces (tests/host/support/netns.ts), for real: real CRIU, real sshd, host keys checked.
+ * namespaces (netlab/netns.ts), for real: real CRIU, real sshd, host keys checked.
  * The destination's sshd runs in a mount namespace where the source's work directory is an
  * empty tmpfs, so what the process needs there arrives only if migrate carries it.
  * The command is the repository's (cloud-init/criu-lab), run on the source over its sshd as
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../verify/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { alive, CLOUD_INIT, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
-import { createLabPair, sshOptions, type LabPair } from "./support/netns";
+import { createLabPair, sshOptions, type LabPair } from "../../netlab/netns";
 import { createTestUser, type TestUser } from "./support/sshd";
 
 const LAB = path.join(CLOUD_INIT, "criu-lab");

@@ -2,10 +2,10 @@
  * Shared helpers of the instance-side host tests (cloud-init/, scripts/): run a command and
  * keep its exit code and output, make temp dirs, find the CRIU release tarball.
  */
-import { spawnSync, type SpawnSyncOptions } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { run } from "../../../netlab/run";
 
 export const REPO = path.resolve(__dirname, "../../..");
 export const CLOUD_INIT = path.join(REPO, "cloud-init");
@@ -31,27 +31,7 @@ export function labEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...process.env, CRIU_LAB_COUNTER: LAB.counter, ...extra };
 }
 
-export interface Ran {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command to completion; never throws on a non-zero exit (the tests assert on it). */
-export function run(command: string, args: string[], options: SpawnSyncOptions = {}): Ran {
-  const result = spawnSync(command, args, {
-    encoding: "utf8",
-    maxBuffer: 64 * 1024 * 1024,
-    timeout: 15 * 60_000,
-    ...options,
-  });
-  if (result.error) throw result.error;
-  return {
-    code: result.status ?? 128,
-    stdout: String(result.stdout),
-    stderr: String(result.stderr),
-  };
-}
+export { run, type Ran, waitFor } from "../../../netlab/run";
 
 /** A fresh temp dir; the caller removes it (fs.rmSync(dir, { recursive: true })). */
 export function tempDir(prefix: string): string {
@@ -67,22 +47,6 @@ export function criuTarball(): { path: string; sha256: string } {
   }
   const [sha256, file] = ran.stdout.trim().split(/\s+/);
   return { path: file, sha256 };
-}
-
-/** Polls `probe` until it returns a value (not undefined) or `timeoutMs` passes; a guard
- * against hanging, not a timed assertion. */
-export async function waitFor<T>(
-  what: string,
-  probe: () => T | undefined,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /** True while a process exists and is not a zombie. */

@@ -15,8 +15,8 @@
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { generateKey, type KeyPair } from "../../../vm/keys";
-import { run, type Ran, waitFor } from "./lab-helpers";
+import { generateKey, type KeyPair } from "../vm/keys";
+import { run, type Ran, waitFor } from "./run";
 
 /** PR_SET_CHILD_SUBREAPER, then runs argv and reaps every child (and orphan) until none is
  * left; SIGTERM goes on to argv. */

@@ -145,7 +145,8 @@ describe.skipIf(
       const open: string[] = [];
       for (const p of [logDir, runDir, ...walk(runDir)]) {
         const st = fs.lstatSync(p);
-        if (st.uid !== 0 || (st.mode & 0o077) !== 0) open.push(`${p} ${(st.mode & 0o7777).toString(8)}`);
+        if (st.uid !== 0 || (st.mode & 0o077) !== 0)
+          open.push(`${p} ${(st.mode & 0o7777).toString(8)}`);
       }
       expect(open).toEqual([]);
       // What the issue of a readable dump is: another user reading the process's memory.

@@ -12,6 +12,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { CriuSource } from "../cloud-init/userData";
 import { SCENARIOS, ScenarioName, parseScenarioNames } from "../verify/checks";
+import { MIGRATION_MODES, MigrationMode } from "../verify/seats";
 import { closestKey } from "./closestKey";
 
 /** The config namespace: the project name in Pulumi.yaml. */
@@ -104,6 +105,12 @@ export const CONFIG_SCHEMA = {
     default: [],
     description: "Scenarios pulumi up also runs on the instance after the demo: training, game.",
   },
+  migrationMode: {
+    type: "string",
+    default: "auto",
+    description:
+      "How pulumi up migrates a two-host seat a -> b: auto (the best the hosts can run), cold, page-server, pre-copy, lazy.",
+  },
   autoStopMinutes: {
     type: "integer",
     default: 120,
@@ -148,6 +155,8 @@ export interface LabConfig {
   verify: boolean;
   /** Scenarios the post-deploy verification runs after the demo (none by default). */
   verifyScenarios: ScenarioName[];
+  /** The `--mode` of a two-host seat's post-deploy migration a -> b (default auto). */
+  migrationMode: MigrationMode;
   autoStopMinutes: number;
   /** Independent seats in the stack (1..MAX_SEATS). */
   seats: number;
@@ -291,6 +300,15 @@ export function loadConfig(
     (value, allowed) => bad("verifyScenarios", value, allowed),
   );
 
+  const migrationMode = raw("migrationMode").trim();
+  if (!(MIGRATION_MODES as readonly string[]).includes(migrationMode)) {
+    bad(
+      "migrationMode",
+      migrationMode,
+      `allowed: ${MIGRATION_MODES.join(", ")} (auto: the first of pre-copy, page-server, cold the seat's hosts can run)`,
+    );
+  }
+
   const autoStopMinutes = integer(
     "autoStopMinutes",
     0,
@@ -343,6 +361,7 @@ export function loadConfig(
     criu,
     verify: verifyText === "true",
     verifyScenarios,
+    migrationMode: migrationMode as MigrationMode,
     autoStopMinutes,
     seats,
     hostsPerSeat,

@@ -1,6 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { DemoResult, DoctorResult, ScenarioName } from "../verify/checks";
+import type { MigrationMode } from "../verify/seats";
 import { LabAccess } from "./access";
 import { LabBudget } from "./budget";
 import { HostsPerSeat, LabConfig } from "./config";
@@ -13,9 +14,14 @@ import { Tags, labTags } from "./tags";
 import { LabVerification } from "./verification";
 
 /** The lab's arguments: the validated config, with `auto` in sshAllowedCidrs resolved. */
-export interface CriuLabArgs extends Omit<LabConfig, "seats" | "hostsPerSeat" | "verifyScenarios"> {
+export interface CriuLabArgs extends Omit<
+  LabConfig,
+  "seats" | "hostsPerSeat" | "verifyScenarios" | "migrationMode"
+> {
   /** Scenarios every host's verification runs after the demo (needs `verify`). Default none. */
   verifyScenarios?: ScenarioName[];
+  /** The `--mode` of a two-host seat's migration a -> b (with `verify`). Default auto. */
+  migrationMode?: MigrationMode;
   /** Tags for every taggable resource (each also gets its own Name). Default Project/Stack. */
   tags?: Tags;
   /** Login user of the Ubuntu image. Default "ubuntu". */

@@ -1,15 +1,18 @@
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import type { ScenarioName } from "../verify/checks";
+import { CheckOutputError, type ScenarioName } from "../verify/checks";
 import {
   migrationCheck,
+  seatMigrationOutput,
+  type MigrationMode,
   type SeatHostOutput as ReadSeatHostOutput,
+  type SeatMigrationOutput,
   type SeatOutput as ReadSeatOutput,
 } from "../verify/seats";
 import { peerSetupScript } from "./peerSetup";
 import { HostKey, LabAccess } from "./access";
-import { HostsPerSeat, LabConfig } from "./config";
+import { CONFIG_SCHEMA, HostsPerSeat, LabConfig } from "./config";
 import { LabFiles } from "./labFiles";
 import { LabInstance } from "./instance";
 import { LabNetwork } from "./network";
@@ -43,8 +46,10 @@ export interface SeatOutput extends Omit<ReadSeatOutput, "autoStopMinutes" | "ho
 
 /** What every host of the lab shares. */
 export interface HostArgs {
-  config: Omit<LabConfig, "seats" | "hostsPerSeat" | "verifyScenarios"> & {
+  config: Omit<LabConfig, "seats" | "hostsPerSeat" | "verifyScenarios" | "migrationMode"> & {
     verifyScenarios?: ScenarioName[];
+    /** Default CONFIG_SCHEMA's (auto). */
+    migrationMode?: MigrationMode;
   };
   network: LabNetwork;
   sshUser: string;
@@ -214,7 +219,8 @@ export interface SeatHost extends LabHost {
  * one host `a` or two (`a` and its peer `b`), each with its generated host key, Elastic IP
  * and Name `criu-lab-seat-03-a` (tags Seat=03, Role=a). In a two-host seat both hosts hold
  * a host-to-host key and know each other by name (LabPeer), and with `verify` the counter is
- * migrated from `a` to `b` once both pass, judged on `a`.
+ * migrated from `a` to `b` once both pass (in `migrationMode`, default auto), judged on `a`;
+ * the mode that ran and its downtime go to the seat's `migration` in the `seats` output.
  */
 export class LabSeat extends pulumi.ComponentResource {
   public readonly seat: string;
@@ -224,6 +230,8 @@ export class LabSeat extends pulumi.ComponentResource {
   public readonly peers: command.remote.Command[];
   /** Two-host seats with verify: the counter migrated a -> b (judged on a). */
   public readonly migration?: command.remote.Command;
+  /** Two-host seats: the mode asked for, the mode that ran and its downtime (the `seats` output). */
+  public readonly migrationOutput?: pulumi.Output<SeatMigrationOutput>;
   /** This seat in the `seats` stack output. */
   public readonly output: pulumi.Output<SeatOutput>;
 
@@ -299,11 +307,10 @@ export class LabSeat extends pulumi.ComponentResource {
           ),
         );
       }
+      const modeAsked = args.config.migrationMode ?? CONFIG_SCHEMA.migrationMode.default;
+      const where = `seat ${args.seat} host a (${a.hostName}) migrating to host b (${b.hostName})`;
       if (args.config.verify && a.verification && b.verification) {
-        const step = remoteStep(
-          migrationCheck(`${args.sshUser}@${b.hostName}`),
-          `seat ${args.seat} host a (${a.hostName}) migrating to host b (${b.hostName})`,
-        );
+        const step = remoteStep(migrationCheck(`${args.sshUser}@${b.hostName}`, modeAsked), where);
         const limit = `${migrationCheck("").timeoutSeconds + 300}s`;
         this.migration = new command.remote.Command(
           `${name}-migration`,
@@ -316,11 +323,14 @@ export class LabSeat extends pulumi.ComponentResource {
             }),
             create: step.create,
             stdin: step.stdin,
+            // Another migrationMode migrates again in the new mode: a changed trigger re-runs
+            // `create` (@pulumi/command remote/command.d.ts `triggers`), as does the new stdin.
             triggers: [
               a.instance.userDataHash,
               a.instance.instanceId,
               b.instance.userDataHash,
               b.instance.instanceId,
+              modeAsked,
             ],
             logging: "stdout",
             addPreviousOutputInEnv: false,
@@ -332,12 +342,31 @@ export class LabSeat extends pulumi.ComponentResource {
             customTimeouts: { create: limit, update: limit },
           },
         );
+        // A Command that succeeded passed the judge on a (remoteStep): its stdout ends with the
+        // scenario's JSON. Reading it still fails loudly, naming the seat, should it not.
+        this.migrationOutput = this.migration.stdout.apply((out) => {
+          try {
+            return seatMigrationOutput(out, modeAsked);
+          } catch (err) {
+            if (!(err instanceof CheckOutputError)) throw err;
+            throw new Error(
+              `criu-lab verification failed: ${where}: ${err.message}; it printed: ${JSON.stringify(out.slice(0, 500))}`,
+            );
+          }
+        });
+      } else {
+        // No migration ran (verify false): what the verifier will ask for, nothing measured.
+        this.migrationOutput = pulumi.output({ modeAsked, mode: null, downtimeMs: null });
       }
     }
 
     this.output = pulumi
-      .all([this.access.privateKey, pulumi.all(this.hosts.map((h) => h.output))])
-      .apply(([privateKey, hosts]): SeatOutput => ({
+      .all([
+        this.access.privateKey,
+        pulumi.all(this.hosts.map((h) => h.output)),
+        this.migrationOutput ?? pulumi.output(undefined),
+      ])
+      .apply(([privateKey, hosts, migration]): SeatOutput => ({
         seat: args.seat,
         sshUser: args.sshUser,
         privateKey,
@@ -347,6 +376,8 @@ export class LabSeat extends pulumi.ComponentResource {
           name: this.hosts[i]!.hostName,
           ...h,
         })),
+        // Two-host seats only: a one-host seat has no migration field, as stacks before it.
+        ...(migration ? { migration } : {}),
       }));
 
     this.registerOutputs({});

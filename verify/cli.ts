@@ -59,9 +59,11 @@ options:
   -h, --help            this help
 
 A stack with more than one seat, or two hosts a seat, is a class: every host is verified,
-at most --parallel at once, then in two-host seats the counter migrates from a to b; the
-result is a table (seat, host, cloud-init, check, demo, migration, time) or one --json
-report, and the exit code is the worst of the seats' (1, then 2, then 3). --seat or
+at most --parallel at once, then in two-host seats the counter migrates from a to b in the
+mode the stack asked for (its migrationMode; none from a stack older than that key: the
+scenario's default); the result is a table (seat, host, cloud-init, check, demo, migration
+and the mode that ran, time) or one --json report, and the exit code is the worst of the
+seats' (1, then 2, then 3). --seat or
 --parallel verify a one-host stack this way too. --host, --port, --user, --key-file and
 --host-key take one host and do not go with a class.
 

@@ -31,6 +31,27 @@ export const MAX_PARALLEL = 64;
 
 export type HostRole = "a" | "b";
 
+/**
+ * What `criu-lab scenario run migration --mode` takes (cloud-init/criu_lab/migrate.py
+ * MODE_CHOICES): `auto` runs the first of pre-copy, page-server, cold the two hosts can do.
+ */
+export const MIGRATION_MODES = ["auto", "cold", "page-server", "pre-copy", "lazy"] as const;
+export type MigrationMode = (typeof MIGRATION_MODES)[number];
+/** A mode that runs: everything --mode takes but `auto`, which picks one of these. */
+export type RanMode = Exclude<MigrationMode, "auto">;
+const RAN_MODES: readonly string[] = MIGRATION_MODES.filter((m) => m !== "auto");
+
+/**
+ * A two-host seat's post-deploy migration a -> b in the `seats` output: the mode asked for
+ * (config `migrationMode`), the one that ran and its downtime, both null when `pulumi up` ran
+ * no migration (`verify` false).
+ */
+export interface SeatMigrationOutput {
+  modeAsked: MigrationMode;
+  mode: RanMode | null;
+  downtimeMs: number | null;
+}
+
 /** One host of a seat, as the `seats` stack output describes it. */
 export interface SeatHostOutput {
   role: HostRole;
@@ -56,6 +77,11 @@ export interface SeatOutput {
   autoStopMinutes?: number;
   /** One host (`a`) or two (`a`, `b`). */
   hosts: SeatHostOutput[];
+  /**
+   * Two-host seats: the post-deploy migration a -> b. Absent in one-host seats and in stacks
+   * from before `migrationMode`.
+   */
+  migration?: SeatMigrationOutput;
 }
 
 /**
@@ -179,13 +205,82 @@ function seatOf(value: unknown, index: number): SeatOutput {
       `should list 1 or 2 hosts, got ${Array.isArray(hosts) ? hosts.length : kindOf(hosts)}`,
     );
   }
+  const migration = migrationOf(value.migration, `${path}.migration`, hosts.length);
   return {
     seat,
     sshUser: str(value, "sshUser", path, SSH_USER, "a Linux user name"),
     privateKey: privateKeyOf(value, path),
     autoStopMinutes: minutes,
     hosts: hosts.map((h, i) => hostOf(h, `${path}.hosts[${i}]`, i === 0 ? "a" : "b")),
+    ...(migration ? { migration } : {}),
   };
+}
+
+/**
+ * A seat's `migration`: absent (or null) in one-host seats and in stacks from before it;
+ * in a two-host seat `modeAsked` becomes the verifier's `--mode`, so only a known mode passes.
+ */
+function migrationOf(
+  value: unknown,
+  path: string,
+  hostCount: number,
+): SeatMigrationOutput | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!isObject(value)) throw bad(path, `should be an object, got ${kindOf(value)}`);
+  if (hostCount !== 2) {
+    throw bad(path, "is for two-host seats (a migration a -> b); this seat has one host");
+  }
+  const modeAsked = value.modeAsked;
+  if (
+    typeof modeAsked !== "string" ||
+    !(MIGRATION_MODES as readonly string[]).includes(modeAsked)
+  ) {
+    throw bad(
+      `${path}.modeAsked`,
+      `is ${typeof modeAsked === "string" ? `'${modeAsked.slice(0, 40)}'` : kindOf(modeAsked)}; allowed: ${MIGRATION_MODES.join(", ")}`,
+    );
+  }
+  const mode = value.mode;
+  if (mode !== null && (typeof mode !== "string" || !RAN_MODES.includes(mode))) {
+    throw bad(
+      `${path}.mode`,
+      `is ${typeof mode === "string" ? `'${mode.slice(0, 40)}'` : kindOf(mode)}; allowed: ${RAN_MODES.join(", ")}, or null (no migration ran)`,
+    );
+  }
+  const downtimeMs = value.downtimeMs;
+  if (
+    downtimeMs !== null &&
+    (typeof downtimeMs !== "number" || !Number.isFinite(downtimeMs) || downtimeMs < 0)
+  ) {
+    throw bad(
+      `${path}.downtimeMs`,
+      `should be milliseconds (a number >= 0) or null, got ${typeof downtimeMs === "number" ? downtimeMs : kindOf(downtimeMs)}`,
+    );
+  }
+  return { modeAsked: modeAsked as MigrationMode, mode: mode as RanMode | null, downtimeMs };
+}
+
+/**
+ * The mode that ran and its downtime, from the migration scenario's JSON result; null where
+ * the result does not say (a failure before auto picked, an older criu-lab).
+ */
+export function migrationFacts(result: Record<string, unknown>): {
+  mode: RanMode | null;
+  downtimeMs: number | null;
+} {
+  const { mode, downtimeMs } = result;
+  return {
+    mode: typeof mode === "string" && RAN_MODES.includes(mode) ? (mode as RanMode) : null,
+    downtimeMs: typeof downtimeMs === "number" && Number.isFinite(downtimeMs) ? downtimeMs : null,
+  };
+}
+
+/**
+ * A two-host seat's `migration` output from its post-deploy migration's stdout (the scenario's
+ * JSON, last line). Throws a CheckOutputError when there is no JSON object in it.
+ */
+export function seatMigrationOutput(stdout: string, modeAsked: MigrationMode): SeatMigrationOutput {
+  return { modeAsked, ...migrationFacts(lastJsonObject(stdout)) };
 }
 
 /** Today's single-seat outputs (docs/design.md "Contracts") as seat "01" with host "a". */
@@ -295,6 +390,11 @@ export interface SeatTarget extends VerifyTarget {
   role: HostRole;
   /** On host `a` of a two-host seat: how `a` reaches `b` (`user@name`) for the migration. */
   peer?: string;
+  /**
+   * On host `a`: the migration's `--mode`, the seat's `migration.modeAsked`; absent for a
+   * stack from before it, whose hosts get the scenario's default.
+   */
+  migrationMode?: MigrationMode;
 }
 
 /**
@@ -319,25 +419,33 @@ export function targetsFromStackOutputs(
         privateKey: s.privateKey,
         hostKey: h.knownHostsLine,
         ...(peer ? { peer: `${s.sshUser}@${peer.name}` } : {}),
+        ...(peer && s.migration ? { migrationMode: s.migration.modeAsked } : {}),
       };
     }),
   );
 }
 
 /**
- * The two-host check, run on host `a` once both hosts pass: the counter migrated to `b`
- * (`cold` mode, the scenario's default). Defined here and not in REMOTE_CHECKS because hosts
- * without the command must still verify (see classifyMigration).
+ * The two-host check, run on host `a` once both hosts pass: the counter migrated to `b` in
+ * `mode` (config `migrationMode`; without it no `--mode`: the scenario's default, cold, which
+ * a host from before `--mode auto` also has). Defined here and not in REMOTE_CHECKS because
+ * hosts without the command must still verify (see classifyMigration).
  */
-export function migrationCheck(peer: string): RemoteCheck {
+export function migrationCheck(peer: string, mode?: MigrationMode): RemoteCheck {
   return {
     name: "migration",
-    command: `sudo criu-lab scenario run migration --to ${shellQuote(peer)} --json`,
+    command: `sudo criu-lab scenario run migration --to ${shellQuote(peer)}${mode ? ` --mode ${shellQuote(mode)}` : ""} --json`,
     timeoutSeconds: 600,
     // For the judge on the host (`pulumi up`'s migration Command, components/seat.ts): the
     // scenario itself checks that the counter went on there; this holds it to the same PID.
     contract: {
-      fields: { ok: "boolean", mode: "string", pid: "number", restoredPid: "number" },
+      fields: {
+        ok: "boolean",
+        mode: "string",
+        pid: "number",
+        restoredPid: "number",
+        downtimeMs: "number",
+      },
       requires: [
         {
           python: "restoredPid == pid",
@@ -356,6 +464,12 @@ export interface MigrationReport {
   exitCode: ExitCode;
   from: string;
   to: string;
+  /** The `--mode` passed (the seat's `migration.modeAsked`); absent: none, the scenario's default. */
+  modeAsked?: MigrationMode;
+  /** The mode that ran (or was running when it failed), from the scenario's result. */
+  mode?: RanMode;
+  /** The process's downtime, from the scenario's result. */
+  downtimeMs?: number;
   ms: number;
   error?: string;
   /** The scenario's own JSON object, as it printed it. */
@@ -394,7 +508,7 @@ export interface SeatsOptions {
   /** For tests: replaces some of REMOTE_CHECKS, as verifyLab's option does. */
   checks?: VerifyOptions["checks"];
   /** For tests: replaces the migration check. */
-  migration?: (peer: string) => RemoteCheck;
+  migration?: (peer: string, mode?: MigrationMode) => RemoteCheck;
   /**
    * When true, a host without the migration scenario fails its seat (3: not installed).
    * Off by default: a host set up by an older lab has no such scenario ("not available").
@@ -461,9 +575,9 @@ export async function verifySeats(
         const to = a.peer ?? `${a.user}@${hosts[1]?.host ?? "?"}`;
         const from = `${a.user}@${a.host}:${a.port}`;
         if (reports.every((r) => r.report.ok)) {
-          const check = (options.migration ?? migrationCheck)(to);
+          const check = (options.migration ?? migrationCheck)(to, a.migrationMode);
           migration = await limit(() =>
-            runMigration(a, check, from, to, options, (l) =>
+            runMigration(a, check, { from, to, modeAsked: a.migrationMode }, options, (l) =>
               options.onProgress?.(scrub(`[seat ${seat} a->b] ${l}`)),
             ),
           );
@@ -527,13 +641,12 @@ function groupTargets(targets: SeatTarget[]): Map<string, SeatTarget[]> {
 async function runMigration(
   a: SeatTarget,
   check: RemoteCheck,
-  from: string,
-  to: string,
+  { from, to, modeAsked }: { from: string; to: string; modeAsked?: MigrationMode },
   options: SeatsOptions,
   progress: (line: string) => void,
 ): Promise<MigrationReport> {
   const t0 = Date.now();
-  const base = { from, to };
+  const base = { from, to, ...(modeAsked ? { modeAsked } : {}) };
   progress(`... ${check.name} to ${to}`);
   let ssh: NodeSSH | undefined;
   let report: MigrationReport;
@@ -545,7 +658,17 @@ async function runMigration(
     });
     const limit = Math.min(check.timeoutSeconds, options.timeoutSeconds);
     const r = await runCommand(ssh, check.command, limit);
-    report = { ...base, ...classifyMigration(r, options.requireMigration ?? false), ms: 0 };
+    const judged = classifyMigration(r, options.requireMigration ?? false);
+    const { mode, downtimeMs } = judged.result
+      ? migrationFacts(judged.result)
+      : { mode: null, downtimeMs: null };
+    report = {
+      ...base,
+      ...(mode ? { mode } : {}),
+      ...(downtimeMs === null ? {} : { downtimeMs }),
+      ...judged,
+      ms: 0,
+    };
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     report = {
@@ -570,15 +693,16 @@ async function runMigration(
   report.ms = Date.now() - t0;
   progress(
     report.status === "pass"
-      ? `ok  ${check.name} (${(report.ms / 1000).toFixed(1)} s)`
+      ? `ok  ${check.name}${report.mode ? ` ${report.mode}` : ""} (${(report.ms / 1000).toFixed(1)} s)`
       : `${report.status === "fail" ? "FAIL" : "n/a "} ${check.name}: ${report.error ?? ""}`,
   );
   return report;
 }
 
 /**
- * Judges the migration command's result. argparse's "invalid choice" (exit 2) means the host's
- * criu-lab has no such scenario yet: "not available", not a failure. Otherwise its last JSON
+ * Judges the migration command's result. argparse's "invalid choice" of `scenario` or
+ * `migration` (exit 2) means the host's criu-lab has no such scenario yet: "not available", not
+ * a failure. Otherwise its last JSON
  * object must say `ok: true` with exit 0; the scenario's exit 3 (peer not reachable, not
  * installed) stays 3, anything else is a broken lab (1).
  */
@@ -586,7 +710,8 @@ export function classifyMigration(
   r: { stdout: string; stderr: string; code: number | null; signal?: string | null },
   required: boolean,
 ): Omit<MigrationReport, "from" | "to" | "ms"> {
-  if (r.code === ExitCode.usage && /invalid choice/.test(r.stderr)) {
+  // Not `--mode`'s invalid choice: a host without the mode asked for fails, saying so.
+  if (r.code === ExitCode.usage && /invalid choice: '(scenario|migration)'/.test(r.stderr)) {
     return {
       status: "not available",
       exitCode: required ? ExitCode.unreachable : ExitCode.ok,
@@ -647,14 +772,19 @@ function stepCell(report: VerifyReport, stepName: string): string {
   return stepName === "cloud-init" && connect && !connect.ok ? "no ssh" : "-";
 }
 
+/** ok, FAIL, n/a or "not run", then the mode that ran (or failed) when the scenario said. */
 function migrationCell(m: MigrationReport): string {
-  return { pass: "ok", fail: "FAIL", "not available": "n/a", "not run": "not run" }[m.status];
+  const status = { pass: "ok", fail: "FAIL", "not available": "n/a", "not run": "not run" }[
+    m.status
+  ];
+  return m.mode ? `${status} ${m.mode}` : status;
 }
 
 /**
  * The table (seat, host, cloud-init, check, demo, migration, time, exit), then one line per
  * failure naming the seat, the host and the step, then the verdict. Migration is "-" in a
- * one-host seat; in a two-host seat it is on host a's row.
+ * one-host seat; in a two-host seat it is on host a's row, with the mode that ran
+ * ("ok page-server").
  */
 export function seatsTable(report: SeatsReport): string {
   const rows: string[][] = [

@@ -5,6 +5,7 @@ Modes (https://criu.org/Live_migration, https://criu.org/Lazy_migration):
   page-server  `criu page-server` there; the dump streams its pages to it (through SSH)
   pre-copy     pre-dump rounds while the process runs, then a short final dump
   lazy         post-copy: restore there first, pages follow on demand (`criu lazy-pages`)
+  auto         the first of AUTO_ORDER these two hosts can run (mode_unsupported)
 
 Everything, page traffic included, goes through the one SSH connection whose host key was
 checked: the lab's security group lets SSH in and nothing else (docs/design.md "Data flow").
@@ -23,6 +24,10 @@ from .procs import alive, wait_for
 from .remote import Remote, free_there, keep_latest_passing_there, local_port, probe, remote_state, ship
 
 MODES = ("cold", "page-server", "pre-copy", "lazy")
+# What `--mode auto` tries, best (shortest freeze) first. Never lazy: it needs a second kernel,
+# and until the last page has gone the process lives on both hosts, lost if the source dies.
+AUTO_ORDER = ("pre-copy", "page-server", "cold")
+MODE_CHOICES = (*MODES, "auto")
 PRE_COPY_ROUNDS = 2
 
 
@@ -30,7 +35,7 @@ def register(sub):
     p = sub.add_parser("migrate", help="move a running process to another host over SSH")
     add_destination_flags(p)
     p.add_argument("--pid", type=whole, required=True, help="the process to move")
-    p.add_argument("--mode", choices=MODES, default="cold")
+    add_mode_flag(p)
     p.set_defaults(fn=cmd_migrate)
 
 
@@ -40,6 +45,12 @@ def add_destination_flags(p):
     p.add_argument("--identity", metavar="FILE", help="the SSH private key to log in with")
     p.add_argument("--known-hosts", metavar="FILE",
                    help="known_hosts file holding the destination's host key (default: ssh's own)")
+
+
+def add_mode_flag(p):
+    p.add_argument("--mode", choices=MODE_CHOICES, default="cold",
+                   help="cold (default), page-server, pre-copy, lazy, or auto: the best of "
+                        f"{', '.join(AUTO_ORDER)} these two hosts can run")
 
 
 def check_destination_flags(a):
@@ -56,11 +67,12 @@ def check_destination_flags(a):
 
 
 def mode_unsupported(mode, dest):
-    """Why these two hosts cannot run MODE, or None, before anything freezes. `criu-lab doctor`
-    judges the same features on one host (migration-pre-copy, migration-lazy)."""
+    """Why these two hosts cannot run MODE, or None: the doctor's verdicts (migration-*) for
+    the pair. Pre-copy's rounds run here, so this kernel's dirty tracking decides; page-server
+    and cold need nothing past `criu check` (CRIU 4.x, any kernel)."""
     if mode == "pre-copy" and run([CRIU, "check", "--feature", "mem_dirty_track"]).returncode != 0:
-        return ("pre-copy needs memory dirty tracking (soft-dirty bits), and this kernel has none "
-                "(`criu check --feature mem_dirty_track`: Dirty tracking is OFF); use cold or page-server")
+        return ("pre-copy needs memory dirty tracking (soft-dirty bits), and this host's kernel (the source's) has "
+                "none (`criu check --feature mem_dirty_track`: Dirty tracking is OFF)")
     if mode == "lazy":
         with open("/proc/sys/kernel/random/boot_id") as f:
             if f.read().strip() == dest["bootId"]:
@@ -70,6 +82,18 @@ def mode_unsupported(mode, dest):
         if not dest["uffd"]:
             return "lazy needs userfaultfd on the destination (`criu check --feature uffd-noncoop` fails there)"
     return None
+
+
+def pick_mode(dest):
+    """`--mode auto`: (the first of AUTO_ORDER these hosts can run, [{mode, why}] for the better
+    ones passed over). Cold always can, so there is always a pick."""
+    passed_over = []
+    for mode in AUTO_ORDER:
+        why = mode_unsupported(mode, dest)
+        if why is None:
+            break
+        passed_over.append({"mode": mode, "why": why})
+    return mode, passed_over
 
 
 def sha256(path):
@@ -166,7 +190,9 @@ class Migration:
         self.pid, self.mode, self.remote, self.reap, self.say = pid, mode, remote, reap, say
         self.dir = run_dir or new_run("migrate")
         self.images = os.path.join(self.dir, "images")
-        self.r = {**base(), "mode": mode, "pid": pid, "destination": f"{remote.target}", "imagesDir": self.images,
+        # mode: what runs; with --mode auto, null until the destination is probed and a mode picked.
+        self.r = {**base(), "modeAsked": mode, "mode": None if mode == "auto" else mode, "modesPassedOver": [],
+                  "pid": pid, "destination": f"{remote.target}", "imagesDir": self.images,
                   "freezeMs": 0, "transferMs": 0, "restoreMs": 0, "bytesTransferred": 0}
         self.dumped = False
         self.page_server_pid = None
@@ -270,14 +296,19 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
         remote.connect()
         dest = probe(remote, mode == "lazy")
         r["destinationKernel"] = dest["kernel"]
-        why = mode_unsupported(mode, dest)
-        if why:
-            raise LabError(USAGE, why)
+        if mode == "auto":
+            mode, r["modesPassedOver"] = pick_mode(dest)
+            r["mode"] = mode
+        else:
+            why = mode_unsupported(mode, dest)
+            if why:
+                raise LabError(USAGE, f"{why}; --mode auto picks the best mode these two hosts can run")
         carry, known, out = compare_destination(remote, pid)
         private_dir(m.images)
         # There too (the Remote's umask makes what it creates private): an older lab's LOG_DIR is 0755.
         remote.must(f"mkdir -p {shlex.quote(m.images)} && chmod 700 {shlex.quote(LOG_DIR)}", "mkdir")
-        say(f"PID {pid} -> {remote.target} ({dest['kernel']}), mode {mode}; carrying {', '.join(carry) or 'nothing'}")
+        say(f"PID {pid} -> {remote.target} ({dest['kernel']}), mode {mode}{picked(r)}; "
+            f"carrying {', '.join(carry) or 'nothing'}")
         if mode == "pre-copy":
             prev = None
             for i in range(1, PRE_COPY_ROUNDS + 1):
@@ -370,7 +401,7 @@ def lazy(m, carry, out):
 
 
 def cmd_migrate(a):
-    r = {**base(), "mode": a.mode, "pid": a.pid}
+    r = {**base(), "modeAsked": a.mode, "mode": None if a.mode == "auto" else a.mode, "pid": a.pid}
     say = (lambda s: None) if a.json else (lambda s: print(s, flush=True))
     remote = None
     try:
@@ -406,10 +437,16 @@ def timeline(r):
     parts = [("freeze", r["freezeMs"], "#"), ("transfer", r["transferMs"], "="), ("restore", r["restoreMs"], "+")]
     total = sum(p[1] for p in parts) or 1
     bar = "".join(ch * max(1, round(40 * ms / total)) for _, ms, ch in parts)
-    lines = [f"PID {r['pid']} now runs on {r['destination']} as PID {r['restoredPid']} ({r['mode']}).",
+    lines = [f"PID {r['pid']} now runs on {r['destination']} as PID {r['restoredPid']} ({r['mode']}{picked(r)}).",
              f"[{bar}] downtime {r['downtimeMs']} ms",
              "  " + ", ".join(f"{ch} {name} {ms} ms" for name, ms, ch in parts),
              f"  {r['bytesTransferred']} bytes sent; carried: {', '.join(r['carried']) or 'nothing'}"]
     if r.get("firstAfterRestore") is not None:
         lines.append(f"  counted {r['lastBeforeDump']} here, then {r['firstAfterRestore']} there")
+    lines += [f"  --mode auto passed over {p['mode']}: {p['why']}" for p in r.get("modesPassedOver", [])]
     return "\n".join(lines)
+
+
+def picked(r):
+    """", picked by --mode auto" when auto picked the mode, so the terminal says which it was."""
+    return ", picked by --mode auto" if r.get("modeAsked") == "auto" else ""

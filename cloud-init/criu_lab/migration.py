@@ -9,15 +9,15 @@ import subprocess
 import time
 
 from .common import BROKEN, COUNTER, OK, USAGE, LabError, base, crit_show, new_run, private_dir, ready, whole
-from .migrate import (MODES, Migration, Remote, add_destination_flags, check_destination_flags, compare_destination,
-                      counts, migrate, probe, ship, timeline)
+from .migrate import (Migration, Remote, add_destination_flags, add_mode_flag, check_destination_flags,
+                      compare_destination, counts, migrate, probe, ship, timeline)
 from .procs import start_detached, stop, wait_for
 
 
 def register(runsub):
     p = runsub.add_parser("migration", help="move the counter to another host; check it counts on there, same PID")
     add_destination_flags(p)
-    p.add_argument("--mode", choices=MODES, default="cold")
+    add_mode_flag(p)
     p.add_argument("--interval", type=float, default=0.5, help="seconds between counts")
     p.set_defaults(fn=cmd_migration)
     b = runsub.add_parser("backup", help="checkpoint the counter to a backup host, kill it, restore it there")
@@ -45,7 +45,7 @@ def stop_there(remote, pid):
 
 
 def cmd_migration(a):
-    r = base()
+    r = {**base(), "modeAsked": a.mode, "mode": None if a.mode == "auto" else a.mode}
     say = (lambda s: None) if a.json else (lambda s: print(s, flush=True))
     child = remote = None
     try:
@@ -61,7 +61,8 @@ def cmd_migration(a):
             raise LabError(BROKEN, f"on {host} the counter runs as PID {r['restoredPid']} (expected {child.pid}) and "
                            f"counted {r.get('firstAfterRestore')} after {r['lastBeforeDump']}")
     except LabError as e:
-        r.update(ok=False, error=str(e))
+        # What the migration knew when it failed: the mode --mode auto picked, where the images are.
+        r.update(getattr(e, "result", {}), ok=False, error=str(e))
         return e.code, r, f"criu-lab scenario run migration FAILED: {e}"
     except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
         r.update(ok=False, error=f"{type(e).__name__}: {e}")
@@ -129,6 +130,7 @@ def cmd_backup(a):
             raise LabError(BROKEN, f"the backup runs PID {r['restoredPid']} (expected {child.pid}) from "
                            f"{r['firstAfterRestore']} (expected {r['lastCheckpointCount'] + 1})")
         r["ok"] = True
+        m.passed()  # only the latest passing backup keeps its checkpoints, here and on the backup host
     except LabError as e:
         r.update(ok=False, error=str(e))
         return e.code, r, f"criu-lab scenario run backup FAILED: {e}"

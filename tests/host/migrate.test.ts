@@ -20,7 +20,9 @@ const DST = "10.77.0.2";
 
 interface Migrated {
   ok: boolean;
+  modeAsked: string;
   mode: string;
+  modesPassedOver: Array<{ mode: string; why: string }>;
   pid: number;
   restoredPid: number;
   lastBeforeDump: number;
@@ -266,6 +268,39 @@ describe.skipIf(
     await stillCountsHere(pid, log);
   });
 
+  it("auto: the best mode these hosts can run (page-server here), the better ones passed over with why", async () => {
+    const { pid, log } = await startCounter("auto");
+    const tracks = run(HOST.criu, ["check", "--feature", "mem_dirty_track"]).code === 0;
+    const ran = migrate([...flags(), "--pid", String(pid), "--mode", "auto", "--json"]);
+    expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
+    const r = parse(ran);
+    expect(r).toMatchObject({ ok: true, modeAsked: "auto", pid, restoredPid: pid });
+    if (tracks) {
+      expect(r.mode).toBe("pre-copy");
+      expect(r.modesPassedOver).toEqual([]);
+    } else {
+      // This project's test host: no soft-dirty tracking (docs/design.md "Facts").
+      expect(r.mode).toBe("page-server");
+      expect(r.modesPassedOver).toEqual([
+        {
+          mode: "pre-copy",
+          why: expect.stringMatching(
+            /^pre-copy needs memory dirty tracking.*Dirty tracking is OFF/,
+          ),
+        },
+      ]);
+      // The pages went to the page server there, not into the images here.
+      expect(fs.readdirSync(r.imagesDir).some((n) => n.startsWith("pages-"))).toBe(false);
+    }
+    // The counter went on there with the same PID, from the next number.
+    expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
+    expect(fs.readlinkSync(`/proc/${pid}/ns/net`)).toBe(netnsOf("dst"));
+    expect(pair.destination.ssh(`cat ${log}`).stdout).toContain(
+      `Counter: ${r.lastBeforeDump}\nCounter: ${r.firstAfterRestore}\n`,
+    );
+    process.kill(pid, "SIGKILL");
+  });
+
   it("lazy between two namespaces of one kernel: refused, naming the shared kernel", async () => {
     const { pid, log } = await startCounter("lazy");
     const ran = migrate([...flags(), "--pid", String(pid), "--mode", "lazy", "--json"]);
@@ -405,7 +440,36 @@ describe.skipIf(
     expect(alive(r.pid)).toBe(false); // the scenario stops its counter there
   });
 
+  it("scenario run migration --mode auto: the terminal says which mode auto picked and why not the better ones", () => {
+    const ran = lab(["scenario", "run", "migration", ...flags(), "--mode", "auto"]);
+    expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
+    const pid = Number(/^counter\.py runs as PID (\d+),/m.exec(ran.stdout)?.[1]);
+    started.push(pid);
+    const mode =
+      run(HOST.criu, ["check", "--feature", "mem_dirty_track"]).code === 0
+        ? "pre-copy"
+        : "page-server";
+    expect(ran.stdout).toContain(`, mode ${mode}, picked by --mode auto; carrying `);
+    expect(ran.stdout).toContain(
+      `PID ${pid} now runs on root@${DST} as PID ${pid} (${mode}, picked by --mode auto).`,
+    );
+    if (mode === "page-server") {
+      expect(ran.stdout).toMatch(
+        /^ {2}--mode auto passed over pre-copy: pre-copy needs memory dirty tracking .*Dirty tracking is OFF\)$/m,
+      );
+    } else {
+      expect(ran.stdout).not.toContain("passed over");
+    }
+    expect(ran.stdout).toContain("the counter went on with the same PID there (stopped now)");
+    expect(alive(pid)).toBe(false);
+  });
+
   it("scenario run backup: checkpoints shipped, kill -9 here, the latest restored there", () => {
+    // An earlier passing backup on each host: a passing one removes it on both, as migrate does.
+    const earlier = `${work}/logs/backup-20000101T000000Z-1`;
+    const plant = `mkdir -p ${earlier} && touch ${earlier}/passed ${earlier}/checkpoint.img`;
+    expect(run("sh", ["-c", plant]).code).toBe(0);
+    expect(pair.destination.ssh(plant).code).toBe(0);
     const ran = lab([
       "scenario",
       "run",
@@ -426,5 +490,12 @@ describe.skipIf(
     expect(r.lostCounts).toBe(r.lastBeforeCrash - r.lastCheckpointCount);
     expect(r.lostCounts).toBeGreaterThan(0);
     expect(alive(r.pid)).toBe(false);
+    // Marked passed on both hosts; the earlier passing backup is gone from both.
+    const runDir = path.dirname(r.imagesDir);
+    expect(path.basename(runDir)).toMatch(/^backup-/);
+    expect(fs.existsSync(path.join(runDir, "passed"))).toBe(true);
+    expect(pair.destination.ssh(`test -f ${runDir}/passed`).code).toBe(0);
+    expect(fs.existsSync(earlier)).toBe(false);
+    expect(pair.destination.ssh(`test -e ${earlier}`).code).toBe(1);
   });
 });

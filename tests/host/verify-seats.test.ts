@@ -7,7 +7,7 @@
  * The handout's ssh commands are run for real against the same sshd.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -55,13 +55,15 @@ describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", 
     good = createTestUser(GOOD, sub("user-ok"));
     bad = createTestUser(BAD, sub("user-bad"));
     // Seat 03's host a answers the migration scenario with a failure, as a lab whose
-    // migration is broken would; everything else goes to the real criu-lab.
+    // migration is broken would, keeping the arguments it got; everything else goes to the
+    // real criu-lab.
     installWrapper(
       bad,
       "criu-lab",
       [
         "#!/bin/sh",
         'if [ "$1" = scenario ]; then',
+        `  echo "$*" >>${join(dir, "seat-03-migration-args")}`,
         `  echo '{"ok": false, "error": "restore on the peer failed: File exists (made to fail by the test)"}'`,
         "  exit 1",
         "fi",
@@ -100,18 +102,24 @@ describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", 
       sshCommand: `ssh -i seat-${id.slice(0, 2)}.pem ubuntu@127.0.0.1`,
       knownHostsLine: `127.0.0.1 ${hostKey ?? sshds.get(id)?.hostPublicKey ?? ""}`,
     });
-    const seat = (n: string, user: TestUser, hosts: unknown[]) => ({
+    const seat = (n: string, user: TestUser, hosts: unknown[], migration?: unknown) => ({
       seat: n,
       sshUser: user.name,
       privateKey: seatKeys.get(n)?.privateKeyOpenssh,
       autoStopMinutes: 120,
       hosts,
+      ...(migration ? { migration } : {}),
     });
-    // The `seats` stack output contract, as the stack will print it.
+    // The `seats` stack output contract, as the stack will print it: seat 02 as today's
+    // program writes it (its migration's mode), seat 03 as a stack from before that.
     outputs = {
       seats: [
         seat("01", good, [host("01a")]),
-        seat("02", good, [host("02a"), host("02b")]),
+        seat("02", good, [host("02a"), host("02b")], {
+          modeAsked: "auto",
+          mode: "page-server",
+          downtimeMs: 919.2,
+        }),
         seat("03", bad, [host("03a"), host("03b")]),
         seat("04", good, [host("04a", stranger.publicKeyOpenssh)]),
       ],
@@ -179,11 +187,16 @@ describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", 
       }
     }
     expect(report.seats[0]?.migration).toBeNull();
+    // Asked in the stack's mode: the real criu-lab took --mode auto and failed before it
+    // could pick one (the peer is unreachable), so no mode ran.
     expect(report.seats[1]?.migration).toMatchObject({
       status: "fail",
       exitCode: 3,
       to: expect.stringMatching(/@criu-lab-seat-02-b$/),
+      modeAsked: "auto",
+      result: { ok: false, modeAsked: "auto", mode: null },
     });
+    expect(report.seats[1]?.migration?.mode).toBeUndefined();
     expect(report.seats[2]?.migration).toMatchObject({
       status: "fail",
       exitCode: 1,
@@ -191,6 +204,11 @@ describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", 
       error: "migration failed: restore on the peer failed: File exists (made to fail by the test)",
       result: { ok: false },
     });
+    // A stack from before migrationMode: no --mode, the scenario's default, which any host has.
+    expect(report.seats[2]?.migration?.modeAsked).toBeUndefined();
+    expect(readFileSync(join(dir, "seat-03-migration-args"), "utf8")).toBe(
+      `scenario run migration --to ${BAD}@criu-lab-seat-03-b --json\n`,
+    );
     const seat4 = report.seats[3]?.hosts[0]?.report;
     expect(seat4?.error).toMatch(/host key mismatch/);
     expect(seat4?.steps).toHaveLength(1);

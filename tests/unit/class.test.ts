@@ -12,6 +12,7 @@ import {
   ConstructionLog,
   LabMocks,
   PASSING_DEMO,
+  PASSING_MIGRATION,
   constructionLog,
   failureOf,
   fakeOpensshKeyPair,
@@ -129,6 +130,7 @@ describe("one seat of one host (the default)", () => {
     const [seat] = built.seats;
     expect(built.seats).toHaveLength(1);
     expect(seat).toMatchObject({ seat: "01", sshUser: "ubuntu", autoStopMinutes: 45 });
+    expect(seat).not.toHaveProperty("migration"); // one host: nothing to migrate to
     expect(seat!.privateKey).toBe(await valueOf(built.lab.privateKey));
     expect(seat!.hosts).toEqual([
       {
@@ -300,18 +302,33 @@ describe("a class of 3 seats with 2 hosts each", () => {
       const migration = mocks.one(T.command, `class-seat-${s.seat}-migration`);
       const a = s.hosts[0]!;
       expect(migration.inputs.connection.host).toBe(a.publicIp);
+      // migrationMode's default: the best mode the two hosts can run.
       expect(migration.inputs.stdin).toContain(
-        `sudo criu-lab scenario run migration --to '\\''ubuntu@class-seat-${s.seat}-b'\\'' --json`,
+        `sudo criu-lab scenario run migration --to '\\''ubuntu@class-seat-${s.seat}-b'\\'' --mode '\\''auto'\\'' --json`,
       );
       // A failure names the seat, the host and the step.
       expect(migration.inputs.stdin).toContain(
         `failed on seat ${s.seat} host a (class-seat-${s.seat}-a) migrating to host b`,
       );
-      expect(migration.inputs.triggers).toHaveLength(4);
+      expect(migration.inputs.triggers).toHaveLength(5);
+      expect(migration.inputs.triggers[4]).toBe("auto");
     }
     expect(mocks.one(T.command, "class-seat-02-b-verify-check").inputs.stdin).toContain(
       "failed on seat 02 host b (class-seat-02-b)",
     );
+  });
+
+  it("puts each seat's migration in the seats output: mode asked, mode that ran, downtime", () => {
+    // From the Command's stdout: a real `scenario run migration --mode auto --json` run.
+    const ran = JSON.parse(PASSING_MIGRATION) as { mode: string; downtimeMs: number };
+    expect(ran.mode).toBe("page-server");
+    for (const s of built.seats) {
+      expect(s.migration).toEqual({
+        modeAsked: "auto",
+        mode: "page-server",
+        downtimeMs: ran.downtimeMs,
+      });
+    }
   });
 
   it("orders the migration after both hosts' demo and both peer set-ups", () => {
@@ -351,9 +368,16 @@ describe("a class of 3 seats with 2 hosts each", () => {
       "stack output 'seats[1].hosts[0].privateIp' is '10.0.1.x; id'; allowed: an IPv4 address",
     );
     expect(targets).toHaveLength(6);
-    expect(targets[0]).toMatchObject({ seat: "01", role: "a", peer: "ubuntu@class-seat-01-b" });
+    expect(targets[0]).toMatchObject({
+      seat: "01",
+      role: "a",
+      peer: "ubuntu@class-seat-01-b",
+      // The verifier migrates in the mode the stack asked for.
+      migrationMode: "auto",
+    });
     expect(targets[1]).toMatchObject({ seat: "01", role: "b" });
     expect(targets[1]!.peer).toBeUndefined();
+    expect(targets[1]!.migrationMode).toBeUndefined();
   });
 });
 
@@ -372,6 +396,8 @@ describe("a class of one-host seats", () => {
       mocks.ofType(T.command, "solos-").filter((c) => /-(peer|migration)$/.test(c.name)),
     ).toEqual([]);
     expect(built.seats.map((s) => s.hosts.length)).toEqual([1, 1]);
+    // A one-host seat has no migration field (as stacks from before it).
+    for (const s of built.seats) expect(s).not.toHaveProperty("migration");
   });
 });
 
@@ -401,6 +427,33 @@ describe("a failed host fails the deploy naming its seat, host and step", () => 
   });
 });
 
+describe("migrationMode", () => {
+  it("is the migration's --mode, and a change of it re-runs the migration (a trigger)", async () => {
+    const built = await build("colder", { seats: 1, hostsPerSeat: 2, migrationMode: "cold" });
+    const migration = mocks.one(T.command, "colder-seat-01-migration");
+    expect(migration.inputs.stdin).toContain("--mode '\\''cold'\\'' --json");
+    expect(migration.inputs.triggers.at(-1)).toBe("cold");
+    expect(built.seats[0]!.migration?.modeAsked).toBe("cold");
+  });
+
+  it("a migration whose stdout holds no JSON fails the seats output, naming the seat", async () => {
+    mocks.commandStdout.migration = "migrated, trust me";
+    try {
+      const log = constructionLog();
+      const lab = new CriuLabClass("unread", args({ seats: 1, hostsPerSeat: 2 }), {
+        transformations: [log.transformation],
+      });
+      const failure = failureOf(lab.seatsOutput);
+      await log.settled(mocks);
+      expect((await failure).message).toContain(
+        "criu-lab verification failed: seat 01 host a (unread-seat-01-a) migrating to host b (unread-seat-01-b): migration: no JSON object in its output",
+      );
+    } finally {
+      mocks.commandStdout.migration = PASSING_MIGRATION;
+    }
+  });
+});
+
 describe("the migration's judge on host a", () => {
   it("holds the scenario's JSON to ok: true and the same PID there", async () => {
     // A failure on the host fails the Command itself (remoteStep), which mocks cannot run:
@@ -409,6 +462,8 @@ describe("the migration's judge on host a", () => {
     const stdin = mocks.one(T.command, "judged-seat-01-migration").inputs.stdin as string;
     expect(stdin).toContain("restoredPid == pid");
     expect(stdin).toContain('"restoredPid": "number"'.replace(/ /g, ""));
+    // The seats output reads the downtime from it.
+    expect(stdin).toContain('"downtimeMs": "number"'.replace(/ /g, ""));
   });
 });
 
@@ -421,6 +476,11 @@ describe("verify: false", () => {
       "quiet-seat-01-b-peer",
     ]);
     expect(names.filter((n) => /verify|migration/.test(n))).toEqual([]);
+  });
+
+  it("says in the seats output what the verifier will ask for, and that nothing ran", async () => {
+    const built = await build("idle", { seats: 1, hostsPerSeat: 2, verify: false });
+    expect(built.seats[0]!.migration).toEqual({ modeAsked: "auto", mode: null, downtimeMs: null });
   });
 });
 

@@ -53,6 +53,7 @@ describe("loadConfig defaults", () => {
       },
       verify: true,
       verifyScenarios: [],
+      migrationMode: "auto",
       autoStopMinutes: 120,
       seats: 1,
       hostsPerSeat: 1,
@@ -121,6 +122,12 @@ describe("loadConfig defaults", () => {
       budget: { monthlyUsd: 60, email: "t@example.org" },
     });
     expect(load({ seats: "50" }).seats).toBe(50);
+  });
+
+  it("reads migrationMode: each mode criu-lab's migration scenario takes", () => {
+    for (const mode of ["auto", "cold", "page-server", "pre-copy", "lazy"]) {
+      expect(load({ seats: "3", hostsPerSeat: "2", migrationMode: mode }).migrationMode).toBe(mode);
+    }
   });
 
   it("reads the stack's criu-lab namespace through pulumi.Config by default", () => {
@@ -270,6 +277,15 @@ describe("loadConfig rejects bad input naming key, value and what is allowed", (
       value: "training",
       allowed: "pulumi config set --path 'criu-lab:verifyScenarios[0]' training",
     },
+    {
+      values: { migrationMode: "warm" },
+      key: "migrationMode",
+      value: "warm",
+      allowed:
+        "allowed: auto, cold, page-server, pre-copy, lazy (auto: the first of pre-copy, page-server, cold",
+    },
+    { values: { migrationMode: "" }, key: "migrationMode", value: "", allowed: "auto, cold" },
+    { values: { migrationMode: "Cold" }, key: "migrationMode", value: "Cold", allowed: "cold" },
     { values: { autoStopMinutes: "-1" }, key: "autoStopMinutes", value: "-1", allowed: ">= 0" },
     // A class: seats and hosts per seat.
     { values: { seats: "0" }, key: "seats", value: "0", allowed: "from 1 to 50" },

@@ -1,5 +1,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { CheckOutputError } from "../../verify/checks";
+import { capturedStdout } from "./support/mocks";
 import type { VerifyReport } from "../../verify/verifier";
 import {
   SeatOutputsError,
@@ -8,6 +10,7 @@ import {
   classifyMigration,
   migrationCheck,
   parseSeatOutputs,
+  seatMigrationOutput,
   seatsTable,
   targetsFromStackOutputs,
   verifySeats,
@@ -65,6 +68,9 @@ function classOutputs() {
   };
 }
 
+/** A two-host seat's `migration` as the program writes it. */
+const MIGRATED = { modeAsked: "auto", mode: "page-server", downtimeMs: 919.2 };
+
 /** Lines of key material long enough to be recognised. */
 function material(key: string): string[] {
   return key.split("\n").filter((l) => l.length >= 16 && !l.startsWith("-----"));
@@ -94,6 +100,22 @@ describe("parseSeatOutputs", () => {
     ]);
     expect(seats[1]?.privateKey).toBe(keys[1]);
     expect(seats[1]?.hosts[1]?.name).toBe("criu-lab-seat-02-b");
+  });
+
+  it("reads a two-host seat's migration; a stack without it (older) reads as before", () => {
+    const { outputs } = classOutputs();
+    // classOutputs is a stack from before the migration field: no seat has one.
+    expect(parseSeatOutputs(outputs).map((s) => s.migration)).toEqual([undefined, undefined]);
+    const migration = { modeAsked: "auto", mode: "page-server", downtimeMs: 919.2 };
+    const withIt = { seats: [outputs.seats[0], { ...outputs.seats[1], migration }] };
+    expect(parseSeatOutputs(withIt)[1]?.migration).toEqual(migration);
+    // verify false: nothing ran, nothing measured.
+    const idle = { modeAsked: "cold", mode: null, downtimeMs: null };
+    const withIdle = { seats: [{ ...outputs.seats[1], migration: idle }] };
+    expect(parseSeatOutputs(withIdle)[0]?.migration).toEqual(idle);
+    // null reads as absent.
+    const withNull = { seats: [{ ...outputs.seats[0], migration: null }] };
+    expect(parseSeatOutputs(withNull)[0]).not.toHaveProperty("migration");
   });
 
   it("reads today's single-seat outputs as seat 01, host a", () => {
@@ -193,6 +215,37 @@ describe("parseSeatOutputs", () => {
         (o) => ({ seats: [{ ...o.seats[0], privateKey: 42 }] }),
         /privateKey' should be the seat's private key, got a number/,
       ],
+      // The migration's modeAsked becomes a flag of a command on the host: known modes only.
+      [
+        (o) => ({
+          seats: [{ ...o.seats[1], migration: { ...MIGRATED, modeAsked: "auto; reboot" } }],
+        }),
+        /'seats\[0\].migration.modeAsked' is 'auto; reboot'; allowed: auto, cold, page-server, pre-copy, lazy/,
+      ],
+      [
+        (o) => ({ seats: [{ ...o.seats[1], migration: { ...MIGRATED, modeAsked: undefined } }] }),
+        /migration.modeAsked' is missing; allowed: auto,/,
+      ],
+      [
+        (o) => ({ seats: [{ ...o.seats[1], migration: { ...MIGRATED, mode: "auto" } }] }),
+        /migration.mode' is 'auto'; allowed: cold, page-server, pre-copy, lazy, or null/,
+      ],
+      [
+        (o) => ({ seats: [{ ...o.seats[1], migration: { ...MIGRATED, downtimeMs: -1 } }] }),
+        /migration.downtimeMs' should be milliseconds \(a number >= 0\) or null, got -1/,
+      ],
+      [
+        (o) => ({ seats: [{ ...o.seats[1], migration: { ...MIGRATED, downtimeMs: "fast" } }] }),
+        /migration.downtimeMs' should be .* got a string/,
+      ],
+      [
+        (o) => ({ seats: [{ ...o.seats[1], migration: "page-server" }] }),
+        /'seats\[0\].migration' should be an object, got a string/,
+      ],
+      [
+        (o) => ({ seats: [{ ...o.seats[0], migration: MIGRATED }] }),
+        /'seats\[0\].migration' is for two-host seats .* this seat has one host/,
+      ],
     ];
     for (const [make, message] of cases) {
       const { outputs, keys } = classOutputs();
@@ -216,6 +269,21 @@ describe("parseSeatOutputs", () => {
 });
 
 describe("targetsFromStackOutputs", () => {
+  it("migrates in the seat's modeAsked; without it (an older stack) passes no mode", () => {
+    const { outputs } = classOutputs();
+    expect(targetsFromStackOutputs(outputs).map((t) => t.migrationMode)).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    const seats = [outputs.seats[0], { ...outputs.seats[1], migration: MIGRATED }];
+    expect(targetsFromStackOutputs({ seats }).map((t) => [t.role, t.migrationMode])).toEqual([
+      ["a", undefined],
+      ["a", "auto"],
+      ["b", undefined],
+    ]);
+  });
+
   it("gives one target per host, port 22, pinned, with a's peer by b's name", () => {
     const { outputs, keys } = classOutputs();
     const targets = targetsFromStackOutputs(outputs);
@@ -269,6 +337,25 @@ describe("classifyMigration", () => {
     expect(classifyMigration(r, true)).toMatchObject({ status: "not available", exitCode: 3 });
   });
 
+  it("a criu-lab without the --mode asked for fails, saying so (it is not 'not available')", () => {
+    const r = {
+      stdout: "",
+      stderr:
+        "criu-lab scenario run migration: error: argument --mode: invalid choice: 'auto' (choose from 'cold', 'page-server', 'pre-copy', 'lazy')\n",
+      code: 2,
+    };
+    expect(classifyMigration(r, false)).toMatchObject({
+      status: "fail",
+      exitCode: 1,
+      error: expect.stringContaining("argument --mode: invalid choice: 'auto'"),
+    });
+    const noScenarios = {
+      ...r,
+      stderr: "criu-lab: error: argument command: invalid choice: 'scenario'",
+    };
+    expect(classifyMigration(noScenarios, false)).toMatchObject({ status: "not available" });
+  });
+
   it("passes only on exit 0 with ok: true; keeps the scenario's JSON", () => {
     const ok = { stdout: 'migrating...\n{"ok": true, "mode": "cold"}\n', stderr: "", code: 0 };
     expect(classifyMigration(ok, false)).toEqual({
@@ -310,10 +397,39 @@ describe("classifyMigration", () => {
     });
   });
 
-  it("the check runs the scenario on a with the peer quoted", () => {
+  it("the check runs the scenario on a with the peer quoted, in the mode asked (if any)", () => {
     expect(migrationCheck("ubuntu@criu-lab-seat-02-b").command).toBe(
       "sudo criu-lab scenario run migration --to 'ubuntu@criu-lab-seat-02-b' --json",
     );
+    expect(migrationCheck("ubuntu@criu-lab-seat-02-b", "auto").command).toBe(
+      "sudo criu-lab scenario run migration --to 'ubuntu@criu-lab-seat-02-b' --mode 'auto' --json",
+    );
+  });
+});
+
+describe("seatMigrationOutput", () => {
+  it("reads the mode that ran and its downtime from the scenario's real JSON", () => {
+    const stdout = capturedStdout("migration");
+    const ran = JSON.parse(stdout) as { modeAsked: string; downtimeMs: number };
+    expect(ran.modeAsked).toBe("auto");
+    expect(seatMigrationOutput(stdout, "auto")).toEqual({
+      modeAsked: "auto",
+      mode: "page-server",
+      downtimeMs: ran.downtimeMs,
+    });
+    // After progress lines, as the judge on the host passes them on.
+    expect(seatMigrationOutput(`counter.py runs as PID 1\n${stdout}`, "auto").mode).toBe(
+      "page-server",
+    );
+  });
+
+  it("says null for what the result does not say, and throws without any JSON", () => {
+    expect(seatMigrationOutput('{"ok": true, "mode": "warp"}', "cold")).toEqual({
+      modeAsked: "cold",
+      mode: null,
+      downtimeMs: null,
+    });
+    expect(() => seatMigrationOutput("migrated\n", "auto")).toThrow(CheckOutputError);
   });
 });
 
@@ -417,8 +533,28 @@ describe("seatsTable", () => {
             exitCode: 1,
             from: "ubuntu@127.0.0.1:2206",
             to: "ubuntu@b",
+            mode: "cold",
             ms: 40,
             error: "migration failed: no",
+          },
+        },
+        {
+          seat: "05",
+          ok: true,
+          exitCode: 0,
+          hosts: [
+            { role: "a", report: hostReport(2208, ALL_OK, 0) },
+            { role: "b", report: hostReport(2209, ALL_OK, 0) },
+          ],
+          migration: {
+            status: "pass",
+            exitCode: 0,
+            from: "ubuntu@127.0.0.1:2208",
+            to: "ubuntu@b",
+            modeAsked: "auto",
+            mode: "page-server",
+            downtimeMs: 919.2,
+            ms: 40,
           },
         },
       ],
@@ -449,7 +585,25 @@ describe("seatsTable", () => {
       "1",
     ]);
     expect(cells(5)).toEqual(["03", "b 127.0.0.1:2205", "no ssh", "-", "-", "12.3 s", "3"]);
-    expect(cells(6)).toEqual(["04", "a 127.0.0.1:2206", "ok", "ok", "ok", "FAIL", "12.3 s", "0"]);
+    // The mode that ran (or failed), as the scenario said.
+    expect(cells(6)).toEqual([
+      "04",
+      "a 127.0.0.1:2206",
+      "ok",
+      "ok",
+      "ok",
+      "FAIL cold",
+      "12.3 s",
+      "0",
+    ]);
+    expect(cells(8)?.slice(0, 6)).toEqual([
+      "05",
+      "a 127.0.0.1:2208",
+      "ok",
+      "ok",
+      "ok",
+      "ok page-server",
+    ]);
     const text = lines.join("\n");
     expect(text).toContain(
       "seat 03 host a 127.0.0.1:2204: checkpoint/restore demo failed (exit 1): checkpoint/restore demo failed: File exists\n",
@@ -461,7 +615,7 @@ describe("seatsTable", () => {
       "seat 04 migration ubuntu@127.0.0.1:2206 -> ubuntu@b: fail (exit 1): migration failed: no",
     );
     expect(text).not.toContain("seat 02 migration");
-    expect(lines.at(-1)).toBe("2 of 4 seat(s) pass; exit 1");
+    expect(lines.at(-1)).toBe("3 of 5 seat(s) pass; exit 1");
   });
 });
 

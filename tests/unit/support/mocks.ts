@@ -101,25 +101,16 @@ export const PASSING_DEMO = JSON.stringify({
   kernel: "6.8.0-1012-aws",
 });
 
-export const PASSING_MIGRATION = JSON.stringify({
-  ok: true,
-  mode: "cold",
-  pid: 5150,
-  restoredPid: 5150,
-  lastBeforeDump: 9,
-  firstAfterRestore: 10,
-  destination: "ubuntu@criu-lab-seat-01-b",
-  criuVersion: "4.2",
-  kernel: "6.8.0-1012-aws",
-});
 /** Real stdout of the host command, captured on the test host (fixtures/criu-lab/README.md). */
 export function capturedStdout(
-  name: "doctor" | "training" | "game" | "training-refused" | "game-iptables",
+  name: "doctor" | "training" | "game" | "training-refused" | "game-iptables" | "migration",
 ): string {
   return readFileSync(join(__dirname, "..", "fixtures", "criu-lab", `${name}.stdout`), "utf8");
 }
 
 export const PASSING_DOCTOR = capturedStdout("doctor");
+/** `scenario run migration --mode auto --json`: auto picked page-server (no dirty tracking). */
+export const PASSING_MIGRATION = capturedStdout("migration");
 
 /** A real ED25519 public key line, and a private key block in OpenSSH's PEM armour. */
 export function fakeOpensshKeyPair(comment: string): {

@@ -33,6 +33,8 @@ export = async () => {
     criuVersion: lab.criuVersion,
     verification: lab.verificationResult,
     doctor: lab.doctor,
+    // With an instance id, what `aws ec2 start-instances` needs: criu-lab-verify names it.
+    region: lab.region,
     // Per seat its hosts and key (secret): what criu-lab-verify --stack and criu-lab-handout
     // read. A one-host lab is seat 01.
     seats: lab.seatsOutput,

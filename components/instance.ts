@@ -65,6 +65,11 @@ export class LabInstance extends pulumi.ComponentResource {
   public readonly userData: pulumi.Output<string>;
   /** SHA-256 of the user-data (secret, as the user-data is): changes exactly when it does. */
   public readonly userDataHash: pulumi.Output<string>;
+  /**
+   * Starts the instance when the auto-stop (or anyone) powered it off: every remote Command on
+   * this host depends on it, so none dials a stopped host.
+   */
+  public readonly running: aws.ec2transitgateway.InstanceState;
 
   constructor(name: string, args: LabInstanceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("criu-lab:instance:LabInstance", name, {}, opts);
@@ -160,6 +165,37 @@ export class LabInstance extends pulumi.ComponentResource {
 
     this.instanceId = this.instance.id;
     this.privateIp = this.instance.privateIp;
+
+    // The auto-stop powers an idle host off, and a Command that dials it fails after its 30
+    // attempts. The provider's InstanceState (Terraform's aws_ec2_instance_state,
+    // internal/service/ec2/ec2_instance_state.go) starts it: create waits while the instance
+    // is pending or stopping, then calls StartInstances and waits for running unless it is
+    // running already (updateInstanceState returns at once when the state is the one asked
+    // for); delete is a no-op (schema.NoopContext: the instance is left as it is). But a plain
+    // `pulumi up` never reads a resource's live state (only `--refresh` does), so on its own
+    // it would not see a stopped host. The lookup below does, on every run (invokes run in
+    // previews too): a stopping or stopped instance changes the replacementTrigger to
+    // "stopped", the engine replaces the InstanceState, and its create starts the instance
+    // before any Command on it runs. The run after that sees "running" again and replaces it
+    // once more: a no-op on a running host, shown as a replacement. replacementTrigger needs
+    // Pulumi CLI >= 3.226.0, as the image stash does (components/pulumiCli.ts).
+    const stopped = aws.ec2.getInstancesOutput(
+      {
+        filters: [{ name: "instance-id", values: [this.instance.id] }],
+        // The data source's instance_state_names (an `instance-state-name` filter); an empty
+        // answer is not an error there (ec2_instances_data_source.go).
+        instanceStateNames: ["stopping", "stopped"],
+      },
+      { parent: this },
+    );
+    this.running = new aws.ec2transitgateway.InstanceState(
+      `${name}-running`,
+      { instanceId: this.instance.id, state: "running" },
+      {
+        parent: this,
+        replacementTrigger: stopped.ids.apply((ids) => (ids.length > 0 ? "stopped" : "running")),
+      },
+    );
 
     this.registerOutputs({
       instanceId: this.instanceId,

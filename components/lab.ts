@@ -81,6 +81,11 @@ export class CriuLab extends pulumi.ComponentResource {
   public readonly seatsOutput: pulumi.Output<SeatOutput[]>;
   /** What the host can run and why not (`criu-lab doctor`), or null when `verify` is false. */
   public readonly doctor: pulumi.Output<DoctorResult | null>;
+  /**
+   * The stack's AWS region: with an instance id, what `aws ec2 start-instances` needs (the
+   * verifier prints that command for a host the auto-stop powered off).
+   */
+  public readonly region: pulumi.Output<string>;
 
   constructor(name: string, args: CriuLabArgs, opts?: pulumi.ComponentResourceOptions) {
     super("criu-lab:lab:CriuLab", name, {}, opts);
@@ -161,6 +166,8 @@ export class CriuLab extends pulumi.ComponentResource {
       this.seatsOutput = pulumi.all(this.seats.map((s) => s.output));
     }
 
+    // `region`, not the deprecated `name` (@pulumi/aws 7.x getRegion.d.ts).
+    this.region = aws.getRegionOutput({}, { parent: this }).region;
     this.instanceId = this.host.instanceId;
     this.publicIp = this.address.publicIp;
     this.publicDns = this.address.publicDns;
@@ -199,6 +206,7 @@ export class CriuLab extends pulumi.ComponentResource {
       sshCommand: this.sshCommand,
       privateKey: this.privateKey,
       knownHostsLine: this.knownHostsLine,
+      region: this.region,
       // criuVersion and verification are left out: they throw on a failed lab, and the stack
       // outputs (index.ts) already surface that error once.
     });

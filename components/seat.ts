@@ -154,8 +154,9 @@ export function buildHost(
     {
       ...connection,
       instanceId: instance.instanceId,
-      // Like the verification: the address answers only once it is associated.
-      dependsOn: [instance.instance, addressAssociation],
+      // Like the verification: the address answers only once it is associated, and the
+      // instance once it runs (a host the auto-stop powered off is started first).
+      dependsOn: [instance.instance, instance.running, addressAssociation],
     },
     { parent: scope },
   );
@@ -165,8 +166,9 @@ export function buildHost(
         `${name}-verify`,
         {
           ...connection,
-          // The address answers only once it is associated with this instance.
-          dependsOn: [instance.instance, addressAssociation, files.ready],
+          // The address answers only once it is associated with this instance, and the
+          // instance once it runs.
+          dependsOn: [instance.instance, instance.running, addressAssociation, files.ready],
           // Not the address: it is the Elastic IP's, stable across stop/start.
           triggers: [instance.userDataHash, instance.instanceId],
           label: args.label,
@@ -301,7 +303,12 @@ export class LabSeat extends pulumi.ComponentResource {
             },
             {
               parent: this,
-              dependsOn: [self.instance.instance, self.addressAssociation, self.files.ready],
+              dependsOn: [
+                self.instance.instance,
+                self.instance.running,
+                self.addressAssociation,
+                self.files.ready,
+              ],
               customTimeouts: { create: "15m", update: "15m" },
             },
           ),

@@ -13,12 +13,16 @@ import {
   MAX_PARALLEL,
   SeatOutputsError,
   SeatTarget,
+  isInstanceId,
+  regionOf,
   seatsTable,
   targetsFromStackOutputs,
   verifySeats,
 } from "./seats";
 import { StackOutputError, StackOutputReader, pulumiStackOutput } from "./stackOutput";
 import {
+  AutoStop,
+  DEFAULT_STOPPED_AFTER_SECONDS,
   VerifyReport,
   VerifyTarget,
   describeDoctor,
@@ -55,6 +59,10 @@ options:
                         (\`sudo criu-lab scenario run NAME --json\`); one the doctor says the host
                         cannot run is reported as skipped with its reason, not as a failure
   --timeout SECONDS     overall deadline, connection retries included (default ${DEFAULT_TIMEOUT_SECONDS})
+  --stopped-after SECONDS
+                        with --stack and the stack's auto-stop on: a host whose port has not
+                        answered for this long looks stopped (exit 3, with the command that
+                        starts it) instead of being retried until --timeout (default ${DEFAULT_STOPPED_AFTER_SECONDS})
   --json                print one JSON report on stdout
   -h, --help            this help
 
@@ -68,7 +76,8 @@ seats' (1, then 2, then 3). --seat or
 --host-key take one host and do not go with a class.
 
 exit codes: 0 the lab works; 1 the lab does not work (check, demo or scenario failed, hung);
-2 usage or bad input; 3 unreachable, not ready, authentication failed or host key mismatch`;
+2 usage or bad input; 3 unreachable, stopped (by the auto-stop), not ready, authentication
+failed or host key mismatch`;
 
 /** Bad flags or input: exit 2 with the message and the usage. */
 export class UsageError extends Error {
@@ -92,12 +101,14 @@ export interface Flags {
   /** Scenarios to run after the demo (none unless asked). */
   scenarios: ScenarioName[];
   timeoutSeconds: number;
+  /** A host of the stack with auto-stop that never answers counts as stopped after this. */
+  stoppedAfterSeconds: number;
   json: boolean;
   help: boolean;
 }
 
 /** Flags whose value is a number: a negative one must reach integerFlag's message. */
-const NUMBER_FLAGS = ["--port", "--timeout", "--seat", "--parallel"];
+const NUMBER_FLAGS = ["--port", "--timeout", "--seat", "--parallel", "--stopped-after"];
 
 /** Parses argv strictly: unknown flags, stray arguments and bad numbers are UsageErrors. */
 export function parseFlags(argv: string[]): Flags {
@@ -118,6 +129,7 @@ export function parseFlags(argv: string[]): Flags {
         parallel: { type: "string" },
         scenarios: { type: "string" },
         timeout: { type: "string" },
+        "stopped-after": { type: "string" },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -150,6 +162,10 @@ export function parseFlags(argv: string[]): Flags {
       values.timeout === undefined
         ? DEFAULT_TIMEOUT_SECONDS
         : integerFlag("timeout", values.timeout, 1, 24 * 3600, " of seconds"),
+    stoppedAfterSeconds:
+      values["stopped-after"] === undefined
+        ? DEFAULT_STOPPED_AFTER_SECONDS
+        : integerFlag("stopped-after", values["stopped-after"], 1, 24 * 3600, " of seconds"),
     json: values.json,
     help: values.help,
   };
@@ -184,6 +200,35 @@ export interface StackTarget {
   user: string;
   privateKey: string;
   hostKey?: string;
+  /** From the `seats` output (seat 01's host a) and `region`; absent in older stacks. */
+  autoStop?: AutoStop;
+}
+
+/**
+ * The auto-stop of the stack's one host: `seats[0].autoStopMinutes`, its host's instance id
+ * (or `instanceId`) and `region`. Undefined when the outputs do not say (a stack from before
+ * seats); an id or region that does not look like one is left out (the hint then says `pulumi
+ * up`), never printed.
+ */
+export function autoStopOf(outputs: Record<string, unknown>): AutoStop | undefined {
+  const seats = outputs.seats;
+  const seat: unknown = Array.isArray(seats) ? seats[0] : undefined;
+  if (seat === null || typeof seat !== "object") return undefined;
+  const { autoStopMinutes: minutes, hosts } = seat as {
+    autoStopMinutes?: unknown;
+    hosts?: unknown;
+  };
+  if (typeof minutes !== "number" || !Number.isSafeInteger(minutes) || minutes < 0) {
+    return undefined;
+  }
+  const host: unknown = Array.isArray(hosts) ? hosts[0] : undefined;
+  const id = (host as { instanceId?: unknown } | undefined)?.instanceId ?? outputs.instanceId;
+  const region = regionOf(outputs);
+  return {
+    minutes,
+    ...(isInstanceId(id) ? { instanceId: id } : {}),
+    ...(region ? { region } : {}),
+  };
 }
 
 /**
@@ -219,7 +264,13 @@ export function parseStackOutputs(stack: string, json: string): StackTarget {
         `(present: ${present.length ? present.join(", ") : "none"}); has \`pulumi up\` run for this stack?`,
     );
   }
-  return { host, privateKey, user: text("sshUser") ?? "ubuntu", hostKey: text("knownHostsLine") };
+  return {
+    host,
+    privateKey,
+    user: text("sshUser") ?? "ubuntu",
+    hostKey: text("knownHostsLine"),
+    autoStop: autoStopOf(o),
+  };
 }
 
 /**
@@ -273,6 +324,8 @@ export async function resolveTarget(
     user: flags.user ?? fromStack?.user ?? "ubuntu",
     privateKey,
     hostKey: flags.hostKey ?? fromStack?.hostKey,
+    // The stack's host only: another --host is not the instance the outputs name.
+    autoStop: flags.host === undefined ? fromStack?.autoStop : undefined,
   };
 }
 
@@ -377,6 +430,7 @@ export async function main(argv: string[], deps: CliDeps = {}): Promise<number> 
 
   const report = await verifyLab(target, {
     timeoutSeconds: flags.timeoutSeconds,
+    stoppedAfterSeconds: flags.stoppedAfterSeconds,
     scenarios: flags.scenarios,
     onProgress: (line) => err(`[verify] ${line}`),
   });
@@ -399,6 +453,7 @@ async function verifyClass(
 ): Promise<number> {
   const report = await verifySeats(targets, {
     timeoutSeconds: flags.timeoutSeconds,
+    stoppedAfterSeconds: flags.stoppedAfterSeconds,
     parallel: flags.parallel ?? DEFAULT_PARALLEL,
     onProgress: (line) => err(`[verify] ${line}`),
   });

@@ -142,6 +142,21 @@ const ADDRESS = /^[A-Za-z0-9][A-Za-z0-9.:-]*$/;
 const HOST_NAME = /^[A-Za-z0-9][A-Za-z0-9.-]*$/;
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+
+/** Whether `text` is an EC2 instance id: public, and safe to print inside a command line. */
+export function isInstanceId(text: unknown): text is string {
+  return typeof text === "string" && INSTANCE_ID.test(text);
+}
+
+/**
+ * The stack's `region` output when it holds a region name (stacks from before it have none):
+ * public, and safe to print inside a command line.
+ */
+export function regionOf(outputs: unknown): string | undefined {
+  const region = isObject(outputs) ? outputs.region : undefined;
+  return typeof region === "string" && REGION.test(region) ? region : undefined;
+}
 
 function privateKeyOf(obj: Json, path: string): string {
   const value = obj.privateKey;
@@ -407,6 +422,7 @@ export function targetsFromStackOutputs(
   outputs: unknown,
   options: { seat?: string } = {},
 ): SeatTarget[] {
+  const region = regionOf(outputs);
   return selectSeat(parseSeatOutputs(outputs), options.seat).flatMap((s) =>
     s.hosts.map((h) => {
       const peer = h.role === "a" ? s.hosts[1] : undefined;
@@ -418,6 +434,16 @@ export function targetsFromStackOutputs(
         user: s.sshUser,
         privateKey: s.privateKey,
         hostKey: h.knownHostsLine,
+        // What verifyLab says of a host that never answers: stopped, and how to start it.
+        ...(s.autoStopMinutes === undefined
+          ? {}
+          : {
+              autoStop: {
+                minutes: s.autoStopMinutes,
+                ...(isInstanceId(h.instanceId) ? { instanceId: h.instanceId } : {}),
+                ...(region ? { region } : {}),
+              },
+            }),
         ...(peer ? { peer: `${s.sshUser}@${peer.name}` } : {}),
         ...(peer && s.migration ? { migrationMode: s.migration.modeAsked } : {}),
       };
@@ -501,6 +527,8 @@ export interface SeatsReport {
 export interface SeatsOptions {
   /** Each host's overall deadline (verifyLab's), and the migration's. */
   timeoutSeconds: number;
+  /** A host with auto-stop that never answers counts as stopped after this (verifyLab's). */
+  stoppedAfterSeconds?: number;
   /** Hosts verified at the same time (default DEFAULT_PARALLEL). */
   parallel?: number;
   /** Progress lines, prefixed `[seat 01 a]`. */
@@ -562,6 +590,7 @@ export async function verifySeats(
           const report = await limit(() =>
             verifyLab(target, {
               timeoutSeconds: options.timeoutSeconds,
+              stoppedAfterSeconds: options.stoppedAfterSeconds,
               onProgress: options.onProgress && ((l) => options.onProgress?.(prefix + l)),
               checks: options.checks,
             }),

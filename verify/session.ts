@@ -43,6 +43,12 @@ export interface ConnectParams {
   deadline: number;
   /** Called before each wait between attempts (only when another attempt follows it). */
   onRetry?: (attempt: number, reason: string, waitMs: number) => void;
+  /**
+   * A host that powers itself off (the auto-stop): when no attempt has reached its TCP port
+   * for `afterMs`, give up (exit 3) saying `message` instead of retrying to the deadline. A
+   * host that accepts the TCP connection is up, whatever happens after: it never counts.
+   */
+  stopped?: { afterMs: number; message: string };
 }
 
 /** Socket-level error codes worth another attempt: the host or its sshd is not up yet. */
@@ -107,6 +113,17 @@ export async function connect(params: ConnectParams): Promise<NodeSSH> {
   const where = `${params.user}@${params.host}:${params.port}`;
   let wait = FIRST_RETRY_MS;
   let lastReason = "no attempt was made";
+  // Until some attempt reaches the TCP port, the host may be powered off (params.stopped).
+  let answered = false;
+  const silentUntil = params.stopped ? Date.now() + params.stopped.afterMs : Infinity;
+  /** Milliseconds left before a host that never answered counts as stopped. */
+  const silentLeft = () => (answered ? Infinity : silentUntil - Date.now());
+  const looksStopped = (attempts: number, reason: string) =>
+    new VerifyError(
+      `cannot reach ${where}: no answer on its port for ${Math.round((params.stopped?.afterMs ?? 0) / 1000)} s ` +
+        `(${attempts} attempts; last error: ${reason}): ${params.stopped?.message ?? ""}`,
+      ExitCode.unreachable,
+    );
   for (let attempt = 1; ; attempt++) {
     const remaining = params.deadline - Date.now();
     if (remaining <= 0) {
@@ -119,12 +136,13 @@ export async function connect(params: ConnectParams): Promise<NodeSSH> {
     const pinned = params.hostKey;
     const ssh = new NodeSSH();
     try {
-      await ssh.connect({
+      const connecting = ssh.connect({
         host: params.host,
         port: params.port,
         username: params.user,
         privateKey: params.privateKey,
-        readyTimeout: Math.max(1_000, Math.min(MAX_ATTEMPT_MS, remaining)),
+        // A silent host's attempt ends with its window, so that "stopped" comes on time.
+        readyTimeout: Math.max(1_000, Math.min(MAX_ATTEMPT_MS, remaining, silentLeft())),
         // Detects a host that vanished mid-command (e.g. the instance stopped) within a minute.
         keepaliveInterval: 15_000,
         keepaliveCountMax: 4,
@@ -141,6 +159,14 @@ export async function connect(params: ConnectParams): Promise<NodeSSH> {
             }
           : {}),
       });
+      // ssh2's Client emits 'connect' once the TCP connection is up, before the handshake
+      // (https://github.com/mscdex/ssh2#client-events). node-ssh 13 creates that Client and
+      // calls its connect() before its first await when the key is given as text
+      // (lib/cjs/index.js connect()), so the listener is in place before any socket event.
+      ssh.connection?.once("connect", () => {
+        answered = true;
+      });
+      await connecting;
       // node-ssh stops listening for 'error' once connected; an unheard 'error' (a reset, a
       // keepalive timeout) would crash the process. The 'close' that follows fails runCommand.
       ssh.connection?.on("error", (error: unknown) => lostWith.set(ssh, describeError(error)));
@@ -176,6 +202,12 @@ export async function connect(params: ConnectParams): Promise<NodeSSH> {
         throw new VerifyError(`cannot connect to ${where}: ${reason}`, ExitCode.unreachable);
       }
       lastReason = reason;
+      // Never reached the port for the whole window, and it ends before the deadline does: a
+      // host powered off (by the auto-stop) answers no retry, so say so now.
+      const silent = silentLeft();
+      if (silent <= wait && silent < params.deadline - Date.now()) {
+        throw looksStopped(attempt, reason);
+      }
       if (params.deadline - Date.now() <= wait) {
         // No attempt would follow the pause: give up now instead of announcing a retry that
         // never comes.

@@ -36,6 +36,39 @@ export interface VerifyTarget {
   privateKey: string;
   /** OpenSSH public key "ssh-ed25519 AAAA..." to pin; undefined = not pinned (warn) */
   hostKey?: string;
+  /**
+   * From the stack's outputs: the host powers itself off after `minutes` without an SSH
+   * session (0: never), and where to start it. Undefined for a host named by flags.
+   */
+  autoStop?: AutoStop;
+}
+
+/** A host's auto-stop, as the stack's outputs describe it. */
+export interface AutoStop {
+  /** Idle minutes before the host powers off; 0 = never. */
+  minutes: number;
+  /** The EC2 instance id, when the outputs give one. */
+  instanceId?: string;
+  /** The stack's AWS region (the `region` output), when it has one. */
+  region?: string;
+}
+
+/** Seconds without any answer on its port after which an auto-stopping host counts as stopped. */
+export const DEFAULT_STOPPED_AFTER_SECONDS = 180;
+
+/**
+ * What a host that never answered is told about: it looks powered off by the auto-stop, and
+ * how to start it (`pulumi up` starts stopped hosts too: components/instance.ts).
+ */
+export function stoppedHostHint(autoStop: AutoStop): string {
+  const start =
+    autoStop.instanceId && autoStop.region
+      ? `start it: aws ec2 start-instances --instance-ids ${autoStop.instanceId} --region ${autoStop.region}`
+      : "start it: run `pulumi up`, which starts stopped hosts";
+  return (
+    `the host looks stopped by the auto-stop (it powers off after ${autoStop.minutes} idle ` +
+    `minutes); ${start}, then verify again`
+  );
 }
 
 export interface VerifyOptions {
@@ -53,6 +86,12 @@ export interface VerifyOptions {
    * earlier one failed; one the doctor says this host cannot run is skipped with its reason.
    */
   scenarios?: readonly ScenarioName[];
+  /**
+   * With the target's auto-stop on: give up after this many seconds without any answer on the
+   * host's port, saying it looks stopped and how to start it (`--stopped-after`; default
+   * DEFAULT_STOPPED_AFTER_SECONDS), instead of retrying until the deadline.
+   */
+  stoppedAfterSeconds?: number;
 }
 
 export interface VerifyStep {
@@ -242,11 +281,19 @@ export async function verifyLab(
     );
 
     const where = `${target.user}@${target.host}:${target.port}`;
+    const autoStop = target.autoStop;
     ssh = await step(`connect ${where}`, () =>
       connect({
         ...target,
         hostKey: pinned,
         deadline,
+        stopped:
+          autoStop && autoStop.minutes > 0
+            ? {
+                afterMs: (options.stoppedAfterSeconds ?? DEFAULT_STOPPED_AFTER_SECONDS) * 1000,
+                message: stoppedHostHint(autoStop),
+              }
+            : undefined,
         onRetry: (attempt, reason, waitMs) =>
           progress(`    attempt ${attempt} failed (${reason}); retrying in ${seconds(waitMs)}`),
       }),

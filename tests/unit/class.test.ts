@@ -105,6 +105,7 @@ describe("one seat of one host (the default)", () => {
         "criu-lab:instance:LabInstance solo-host",
         "pulumi:index:Stash solo-host-image",
         "aws:ec2/instance:Instance solo-host-instance",
+        "aws:ec2transitgateway/instanceState:InstanceState solo-host-running",
         "aws:ec2/eip:Eip solo-address",
         "aws:ec2/eipAssociation:EipAssociation solo-address-assoc",
         "criu-lab:files:LabFiles solo-files",

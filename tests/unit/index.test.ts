@@ -51,6 +51,7 @@ describe("index.ts", () => {
         "verification",
         "seats",
         "doctor",
+        "region",
       ].sort(),
     );
   });
@@ -74,6 +75,9 @@ describe("index.ts", () => {
       exercises: { game: { ok: true } },
     });
     expect(await value("privateKey")).toContain("BEGIN OPENSSH PRIVATE KEY");
+    // The provider's region (getRegion's `region`): the verifier's start-instances command.
+    expect(await value("region")).toBe("ap-southeast-1");
+    expect(mocks.invokesOf("aws:index/getRegion:getRegion")).toHaveLength(1);
   });
 
   it("keeps the private key a secret output", async () => {

@@ -42,6 +42,7 @@ const T = {
   stash: "pulumi:index:Stash",
   tlsKey: "tls:index/privateKey:PrivateKey",
   command: "command:remote:Command",
+  running: "aws:ec2transitgateway/instanceState:InstanceState",
 } as const;
 
 const INVOKE = {
@@ -50,6 +51,7 @@ const INVOKE = {
   offerings: "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings",
   zones: "aws:index/getAvailabilityZones:getAvailabilityZones",
   subnet: "aws:ec2/getSubnet:getSubnet",
+  instances: "aws:ec2/getInstances:getInstances",
 } as const;
 
 const CIDR = "203.0.113.7/32";
@@ -296,6 +298,7 @@ describe("the default lab (new VPC, verify on)", () => {
     // The address answers for this instance only once it is associated.
     expect(dependsOn("verify-cloud-init")).toEqual([
       constructed("host-instance").resource,
+      constructed("host-running").resource,
       constructed("address-assoc").resource,
       constructed("files-ready").resource,
     ]);
@@ -444,6 +447,43 @@ describe("a lab's later life", () => {
     expect(optionsOf(built, "life", "address").dependsOn).toEqual([
       resourceOf(built, "life", "network-igw"),
     ]);
+  });
+
+  it("asks for its instance running, replaced (so started) when a live lookup finds it stopped", async () => {
+    const instance = one(T.instance);
+    const running = one(T.running);
+    expect(running.name).toBe("life-host-running");
+    expect(running.inputs).toEqual({ instanceId: instance.id, state: "running" });
+    // The lookup names this instance, in the states the auto-stop leaves it in.
+    const lookup = built.invokes.filter((i) => i.token === INVOKE.instances);
+    expect(lookup).toHaveLength(1);
+    expect(lookup[0].inputs).toEqual({
+      filters: [{ name: "instance-id", values: [instance.id] }],
+      instanceStateNames: ["stopping", "stopped"],
+    });
+    const trigger = (b: Built, prefix: string) =>
+      valueOf(optionsOf(b, prefix, "host-running").replacementTrigger as pulumi.Output<string>);
+    // Running (the lookup lists nothing): the trigger stays, nothing is replaced.
+    expect(await trigger(built, "life")).toBe("running");
+    // Powered off by the auto-stop: EC2 lists it, the trigger changes, the engine replaces the
+    // InstanceState, and its create starts the instance.
+    const answer = mocks.answers[INVOKE.instances];
+    mocks.answers[INVOKE.instances] = (inputs) => ({
+      ...answer(inputs),
+      ids: (inputs.filters as Array<{ values: string[] }>)[0].values,
+    });
+    try {
+      const stopped = await build("stopped", { verify: false });
+      expect(await trigger(stopped, "stopped")).toBe("stopped");
+    } finally {
+      mocks.answers[INVOKE.instances] = answer;
+    }
+    // Every remote Command and copy on the host waits for it, the first ones directly (the
+    // rest wait for those: tests/unit/plan.test.ts follows the whole graph).
+    const dependsOn = (suffix: string) => optionsOf(built, "life", suffix).dependsOn;
+    for (const suffix of ["files-copy", "verify-cloud-init"]) {
+      expect(dependsOn(suffix), suffix).toContain(resourceOf(built, "life", "host-running"));
+    }
   });
 
   it("re-verifies only when the instance or its user-data changes, not the address", () => {

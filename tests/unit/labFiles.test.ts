@@ -96,9 +96,11 @@ describe("LabFiles", () => {
     expect(constructed(log, "handover-files-ready").opts.dependsOn).toEqual([
       constructed(log, "handover-files-copy").resource,
     ]);
-    // The Elastic IP answers for this instance only once it is associated.
+    // The Elastic IP answers for this instance only once it is associated, the instance once
+    // it runs (a host the auto-stop powered off is started first).
     expect(constructed(log, "handover-files-copy").opts.dependsOn).toEqual([
       constructed(log, "handover-host-instance").resource,
+      constructed(log, "handover-host-running").resource,
       constructed(log, "handover-address-assoc").resource,
     ]);
     const timeouts = constructed(log, "handover-files-ready").opts.customTimeouts;

@@ -8,7 +8,7 @@ import { buildReport, PlanReport, renderTree } from "../../plan/printer";
 import { loadProject } from "../../plan/project";
 import { runPlan } from "../../plan/runner";
 import { SECRET, UNKNOWN } from "../../plan/values";
-import { PLAN_TIMEOUT_MS, ROOT } from "./fixtures/plan-cli";
+import { PLAN_TIMEOUT_MS, ROOT, dependencyClosure } from "./fixtures/plan-cli";
 
 describe("plan of a class: seats=3, hostsPerSeat=2, a budget", () => {
   let report: PlanReport;
@@ -66,6 +66,32 @@ describe("plan of a class: seats=3, hostsPerSeat=2, a budget", () => {
       "criu-lab-seat-03-migration",
     ]);
     expect(ofType("aws:ec2/vpc:Vpc")).toHaveLength(1);
+  });
+
+  it("starts each stopped host before any command on it: peer set-ups and migrations too", () => {
+    const running = new Map(
+      ofType("aws:ec2transitgateway/instanceState:InstanceState").map((r) => [r.name, r.urn]),
+    );
+    expect([...running.keys()].sort()).toEqual(
+      ["01", "02", "03"].flatMap((s) => [
+        `criu-lab-seat-${s}-a-host-running`,
+        `criu-lab-seat-${s}-b-host-running`,
+      ]),
+    );
+    const remote = [...ofType("command:remote:Command"), ...ofType("command:remote:CopyToRemote")];
+    for (const r of remote) {
+      // A host's own commands wait for that host; a seat's migration for both of its hosts.
+      const migration = /^(criu-lab-seat-\d\d)-migration$/.exec(r.name);
+      const hosts = migration
+        ? [`${migration[1]}-a`, `${migration[1]}-b`]
+        : [/^criu-lab-seat-\d\d-[ab]/.exec(r.name)![0]];
+      const closure = dependencyClosure(report, r.urn);
+      for (const host of hosts) {
+        expect(closure.has(running.get(`${host}-host-running`)!), `${r.name} -> ${host}`).toBe(
+          true,
+        );
+      }
+    }
   });
 
   it("shows the security group's rule between lab hosts: the group itself, SSH only", () => {

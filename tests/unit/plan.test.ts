@@ -13,7 +13,7 @@ import { buildReport, PlanReport, renderTree, ReportResource } from "../../plan/
 import { loadProject } from "../../plan/project";
 import { runPlan } from "../../plan/runner";
 import { SECRET, UNKNOWN } from "../../plan/values";
-import { PLAN_TIMEOUT_MS, ROOT, runCli } from "./fixtures/plan-cli";
+import { PLAN_TIMEOUT_MS, ROOT, dependencyClosure, runCli } from "./fixtures/plan-cli";
 
 const T = {
   stack: "pulumi:pulumi:Stack",
@@ -32,6 +32,8 @@ const T = {
   stash: "pulumi:index:Stash",
   tlsKey: "tls:index/privateKey:PrivateKey",
   command: "command:remote:Command",
+  copy: "command:remote:CopyToRemote",
+  running: "aws:ec2transitgateway/instanceState:InstanceState",
 } as const;
 
 describe("plan of the real program with the dev stack's config", () => {
@@ -223,6 +225,30 @@ describe("plan of the real program with the dev stack's config", () => {
     expect(report.outputs.publicDns).toBe(UNKNOWN);
   });
 
+  it("starts a host the auto-stop powered off before any command dials it", () => {
+    // Per host the provider's InstanceState, asking for "running"; its replacementTrigger
+    // comes from a live lookup of the instance, unknown until the instance exists (the plan
+    // does not make that lookup: its instance id is not known offline).
+    const running = one(T.running);
+    expect(running.name).toBe("criu-lab-host-running");
+    expect(running.parent).toBe(one(T.labInstance).urn);
+    expect(running.inputs).toEqual({ instanceId: UNKNOWN, state: "running" });
+    expect(running.dependsOn).toEqual([one(T.instance).urn]);
+    expect(running.options).toEqual({ replacementTrigger: UNKNOWN });
+    expect(report.lookups.map((l) => l.token)).not.toContain("aws:ec2/getInstances:getInstances");
+    // Every remote Command and copy on the host waits for it: directly the first ones...
+    const copy = one(T.copy);
+    const cloudInit = ofType(T.command).find((c) => c.name === "criu-lab-verify-cloud-init")!;
+    expect(copy.dependsOn).toContain(running.urn);
+    expect(cloudInit.dependsOn).toContain(running.urn);
+    // ... and every one, through what it waits for.
+    const remote = [...ofType(T.command), ...ofType(T.copy)];
+    expect(remote.length).toBeGreaterThanOrEqual(6);
+    for (const r of remote) {
+      expect(dependencyClosure(report, r.urn).has(running.urn), r.name).toBe(true);
+    }
+  });
+
   it("looks up Canonical's Ubuntu 24.04 amd64 image, the type's architecture and zones", () => {
     const tokens = report.lookups.map((l) => l.token).sort();
     expect([...new Set(tokens)]).toEqual([
@@ -231,6 +257,7 @@ describe("plan of the real program with the dev stack's config", () => {
       "aws:ec2/getInstanceType:getInstanceType",
       "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings",
       "aws:index/getAvailabilityZones:getAvailabilityZones",
+      "aws:index/getRegion:getRegion",
       "aws:servicequotas/getServiceQuota:getServiceQuota",
       "command:local:run",
     ]);
@@ -302,9 +329,12 @@ describe("plan of the real program with the dev stack's config", () => {
         "verification",
         "seats",
         "doctor",
+        "region",
       ].sort(),
     );
     expect(report.outputs.sshUser).toBe("ubuntu");
+    // The stack's region: with instanceId, the verifier's `aws ec2 start-instances` command.
+    expect(report.outputs.region).toBe("ap-southeast-1");
     expect([SECRET, UNKNOWN]).toContain(report.outputs.privateKey);
     // It holds the seat's key: secret as a whole (or unknown before deploy).
     expect([SECRET, UNKNOWN]).toContain(report.outputs.seats);

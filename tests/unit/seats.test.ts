@@ -294,6 +294,14 @@ describe("targetsFromStackOutputs", () => {
     ]);
     expect(targets[1]?.privateKey).toBe(keys[1]);
     expect(targets[2]?.hostKey).toBe(outputs.seats[1]?.hosts[1]?.knownHostsLine);
+    // Each host's auto-stop, for the hint on a host that looks stopped; no region output.
+    expect(targets.map((t) => t.autoStop)).toEqual([
+      { minutes: 120, instanceId: outputs.seats[0]?.hosts[0]?.instanceId },
+      { minutes: 0, instanceId: outputs.seats[1]?.hosts[0]?.instanceId },
+      { minutes: 0, instanceId: outputs.seats[1]?.hosts[1]?.instanceId },
+    ]);
+    const inRegion = targetsFromStackOutputs({ ...outputs, region: "ap-southeast-1" });
+    expect(inRegion[0]?.autoStop?.region).toBe("ap-southeast-1");
   });
 
   it("--seat N picks one seat; a seat the stack lacks or a bad number is exit 2", () => {

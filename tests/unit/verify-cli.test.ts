@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
   USAGE,
   UsageError,
+  autoStopOf,
   main,
   parseFlags,
   parseStackOutputs,
@@ -20,6 +21,7 @@ import {
   parseLogSections,
   secretScrubber,
   shellQuote,
+  stoppedHostHint,
   verifyLab,
 } from "../../verify/verifier";
 
@@ -48,6 +50,7 @@ describe("parseFlags", () => {
       hostKey: undefined,
       scenarios: [],
       timeoutSeconds: 3600,
+      stoppedAfterSeconds: 180,
       json: false,
       help: false,
     });
@@ -66,6 +69,8 @@ describe("parseFlags", () => {
       HOST_KEY,
       "--timeout",
       "90",
+      "--stopped-after",
+      "45",
       "--scenarios",
       "game,training",
       "--json",
@@ -77,6 +82,7 @@ describe("parseFlags", () => {
       keyFile: "k.pem",
       hostKey: HOST_KEY,
       timeoutSeconds: 90,
+      stoppedAfterSeconds: 45,
       scenarios: ["training", "game"],
       json: true,
     });
@@ -93,6 +99,14 @@ describe("parseFlags", () => {
       [["--port", "22x"], /--port: '22x'/],
       [["--timeout", "1.5"], /--timeout: '1.5' is not a whole number of seconds from 1 to 86400/],
       [["--timeout", "-3"], /--timeout: '-3' is not a whole number of seconds from 1 to 86400/],
+      [
+        ["--stopped-after", "0"],
+        /^--stopped-after: '0' is not a whole number of seconds from 1 to 86400$/,
+      ],
+      [["--stopped-after", "-5"], /^--stopped-after: '-5' is not a whole number of seconds/],
+      [["--stopped-after", "3m"], /^--stopped-after: '3m' is not a whole number of seconds/],
+      [["--stopped-after", "1.5"], /^--stopped-after: '1.5' is not a whole number of seconds/],
+      [["--stopped-after"], /--stopped-after/],
       [["--user", " "], /--user: must not be empty/],
       [["--json=yes"], /--json/],
       [
@@ -129,6 +143,36 @@ describe("parseStackOutputs", () => {
       privateKey: PRIVATE_KEY,
       hostKey: `203.0.113.9 ${HOST_KEY}`,
     });
+  });
+
+  it("takes the host's auto-stop from `seats` and the region, for the stopped-host hint", () => {
+    const seats = [
+      {
+        seat: "01",
+        autoStopMinutes: 120,
+        hosts: [{ role: "a", instanceId: "i-0abc12345678def90" }],
+      },
+    ];
+    const withSeats = { ...outputs, seats, region: "ap-southeast-1" };
+    expect(parseStackOutputs("dev", JSON.stringify(withSeats)).autoStop).toEqual({
+      minutes: 120,
+      instanceId: "i-0abc12345678def90",
+      region: "ap-southeast-1",
+    });
+    // A stack from before `seats` says nothing of its auto-stop.
+    expect(parseStackOutputs("dev", JSON.stringify(outputs)).autoStop).toBeUndefined();
+    // An id or region that is not one is left out, never printed into a command.
+    expect(
+      autoStopOf({
+        seats: [{ autoStopMinutes: 30, hosts: [{ instanceId: "i-1; rm -rf ~" }] }],
+        region: "$(id)",
+      }),
+    ).toEqual({ minutes: 30 });
+    expect(autoStopOf({ seats: [{ autoStopMinutes: "120" }] })).toBeUndefined();
+    // No instance id in seats: the top-level one (seat 01's host a too).
+    expect(
+      autoStopOf({ seats: [{ autoStopMinutes: 0, hosts: [] }], instanceId: "i-0123456789abcdef0" }),
+    ).toEqual({ minutes: 0, instanceId: "i-0123456789abcdef0" });
   });
 
   it("falls back to publicDns and the ubuntu user", () => {
@@ -197,6 +241,28 @@ describe("resolveTarget", () => {
       privateKey: "OTHER KEY",
       hostKey: undefined,
     });
+  });
+
+  it("keeps the stack's auto-stop for the stack's host only, not for another --host", async () => {
+    const withAutoStop = async () =>
+      JSON.stringify({
+        publicIp: "203.0.113.9",
+        privateKey: PRIVATE_KEY,
+        instanceId: "i-0123456789abcdef0",
+        region: "eu-west-1",
+        seats: [{ seat: "01", autoStopMinutes: 60, hosts: [] }],
+      });
+    const fromStack = await resolveTarget(parseFlags(["--stack", "dev"]), withAutoStop);
+    expect(fromStack.autoStop).toEqual({
+      minutes: 60,
+      instanceId: "i-0123456789abcdef0",
+      region: "eu-west-1",
+    });
+    const other = await resolveTarget(
+      parseFlags(["--stack", "dev", "--host", "198.51.100.4"]),
+      withAutoStop,
+    );
+    expect(other.autoStop).toBeUndefined();
   });
 
   it("needs a host and a key from flags when there is no stack", async () => {
@@ -295,24 +361,31 @@ describe("main", () => {
   });
 });
 
+/** A port that was just free on loopback: nothing listens there. */
+function freePort(): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+    });
+  });
+}
+
+/** A key ssh2 accepts, so that the attempts reach the network. */
+function rsaKey(): string {
+  return generateKeyPairSync("rsa", {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: "pkcs1", format: "pem" },
+    publicKeyEncoding: { type: "pkcs1", format: "pem" },
+  }).privateKey;
+}
+
 describe("verifyLab without a server", () => {
   it("retries a refused connection until the deadline, then exits 3 with the last error", async () => {
-    // A port that was just free on loopback: nothing listens there.
-    const port = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, "127.0.0.1", () => {
-        const a = s.address();
-        s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-      });
-    });
+    const port = await freePort();
     const lines: string[] = [];
-    // A key ssh2 accepts, so that the attempts reach the network.
-    const { privateKey } = generateKeyPairSync("rsa", {
-      modulusLength: 2048,
-      privateKeyEncoding: { type: "pkcs1", format: "pem" },
-      publicKeyEncoding: { type: "pkcs1", format: "pem" },
-    });
     const report = await verifyLab(
-      { host: "127.0.0.1", port, user: "ubuntu", privateKey, hostKey: HOST_KEY },
+      { host: "127.0.0.1", port, user: "ubuntu", privateKey: rsaKey(), hostKey: HOST_KEY },
       { timeoutSeconds: 2, onProgress: (l) => lines.push(l) },
     );
     expect(report.exitCode).toBe(3);
@@ -331,6 +404,49 @@ describe("verifyLab without a server", () => {
     expect(lines.join("\n")).not.toContain(`attempt ${attempts} failed`);
     expect(report.steps).toHaveLength(1);
     expect(report.logs).toBeUndefined();
+  });
+
+  it("a host whose auto-stop is on and whose port never answers looks stopped: exit 3, how to start it", async () => {
+    const port = await freePort();
+    const lines: string[] = [];
+    const report = await verifyLab(
+      {
+        host: "127.0.0.1",
+        port,
+        user: "ubuntu",
+        privateKey: rsaKey(),
+        hostKey: HOST_KEY,
+        autoStop: { minutes: 120, instanceId: "i-0123456789abcdef0", region: "ap-southeast-1" },
+      },
+      // The deadline is far: only the silence ends it.
+      { timeoutSeconds: 600, stoppedAfterSeconds: 2, onProgress: (l) => lines.push(l) },
+    );
+    expect(report.exitCode).toBe(3);
+    expect(report.error).toMatch(
+      new RegExp(
+        `^cannot reach ubuntu@127\\.0\\.0\\.1:${port}: no answer on its port for 2 s \\(\\d+ attempts; ` +
+          "last error: .*ECONNREFUSED.*\\): the host looks stopped by the auto-stop",
+      ),
+    );
+    expect(report.error).toContain(
+      "start it: aws ec2 start-instances --instance-ids i-0123456789abcdef0 --region ap-southeast-1, then verify again",
+    );
+    // As at the deadline: no retry is announced that never comes.
+    const attempts = Number(/\((\d+) attempts;/.exec(report.error ?? "")?.[1]);
+    expect(lines.filter((l) => /; retrying in /.test(l))).toHaveLength(attempts - 1);
+    // Auto-stop off (0): a silent host is only unreachable, retried until the deadline.
+    const never = await verifyLab(
+      {
+        host: "127.0.0.1",
+        port,
+        user: "ubuntu",
+        privateKey: rsaKey(),
+        autoStop: { minutes: 0 },
+      },
+      { timeoutSeconds: 2, stoppedAfterSeconds: 1 },
+    );
+    expect(never.error).toMatch(/before the deadline/);
+    expect(never.error).not.toContain("stopped");
   });
 
   it("a malformed host key is bad input (exit 2) found before any connection", async () => {
@@ -360,6 +476,22 @@ describe("verifyLab without a server", () => {
 });
 
 describe("helpers", () => {
+  it("stoppedHostHint: the auto-stop's minutes and the command that starts the host", () => {
+    expect(
+      stoppedHostHint({ minutes: 45, instanceId: "i-0123456789abcdef0", region: "us-east-2" }),
+    ).toBe(
+      "the host looks stopped by the auto-stop (it powers off after 45 idle minutes); start it: " +
+        "aws ec2 start-instances --instance-ids i-0123456789abcdef0 --region us-east-2, then verify again",
+    );
+    // Without the id or the region (outputs from before `region`): pulumi up starts it.
+    for (const partial of [{ minutes: 45 }, { minutes: 45, instanceId: "i-0123456789abcdef0" }]) {
+      expect(stoppedHostHint(partial)).toBe(
+        "the host looks stopped by the auto-stop (it powers off after 45 idle minutes); start it: " +
+          "run `pulumi up`, which starts stopped hosts, then verify again",
+      );
+    }
+  });
+
   it("secretScrubber removes the key whole and line by line", () => {
     const scrub = secretScrubber([PRIVATE_KEY]);
     const body = PRIVATE_KEY.split("\n")[2] as string;

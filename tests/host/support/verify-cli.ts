@@ -16,11 +16,16 @@ export interface CliRun {
 
 const BIN = resolve(__dirname, "../../../bin/criu-lab-verify.js");
 
-export function runVerifyCli(args: string[], hangAfterMs: number): Promise<CliRun> {
+/** `env` adds to (or overrides) this process's environment, e.g. a PATH with a `pulumi` first. */
+export function runVerifyCli(
+  args: string[],
+  hangAfterMs: number,
+  env: NodeJS.ProcessEnv = {},
+): Promise<CliRun> {
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, NO_COLOR: "1" },
+      env: { ...process.env, NO_COLOR: "1", ...env },
     });
     let stdout = "";
     let stderr = "";

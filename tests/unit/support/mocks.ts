@@ -182,6 +182,24 @@ function defaultAnswers(): Record<string, InvokeAnswer> {
       value: { [MOCK_ELASTIC_IP_QUOTA]: 5, [MOCK_VCPU_QUOTA]: 32 }[String(inputs.quotaCode)],
     }),
     "aws:ec2/getEips:getEips": () => ({ id: "ap-southeast-1", allocationIds: [], publicIps: [] }),
+    // Every instance runs: none is listed among the stopping or stopped ones
+    // (components/instance.ts asks to start a host this lists).
+    "aws:ec2/getInstances:getInstances": () => ({
+      id: "ap-southeast-1",
+      ids: [],
+      instanceTags: {},
+      ipv6Addresses: [],
+      privateIps: [],
+      publicIps: [],
+      region: "ap-southeast-1",
+    }),
+    "aws:index/getRegion:getRegion": () => ({
+      id: "ap-southeast-1",
+      region: "ap-southeast-1",
+      name: "ap-southeast-1",
+      endpoint: "ec2.ap-southeast-1.amazonaws.com",
+      description: "Asia Pacific (Singapore)",
+    }),
   };
 }
 

@@ -190,9 +190,11 @@ export function card(seat: SeatOutput, stack: string): string {
 
 /**
  * The instructor's sheet (DIR/INSTRUCTOR.md, no key in it): every seat's hosts with their
- * instance ids, and the command that starts a seat again after its auto-stop.
+ * instance ids, and the command that starts a seat again after its auto-stop (in the stack's
+ * region, from the `region` output; without it the AWS CLI's default region).
  */
-export function instructorSheet(seats: SeatOutput[], stack: string): string {
+export function instructorSheet(seats: SeatOutput[], stack: string, region?: string): string {
+  const where = region ? ` --region ${region}` : "";
   const rows = seats.flatMap((s) =>
     s.hosts.map(
       (h) =>
@@ -202,7 +204,7 @@ export function instructorSheet(seats: SeatOutput[], stack: string): string {
   const starts = seats.map((s) => {
     const ids = s.hosts.map((h) => h.instanceId).filter(Boolean);
     return ids.length
-      ? `aws ec2 start-instances --instance-ids ${ids.join(" ")}   # seat ${s.seat}`
+      ? `aws ec2 start-instances${where} --instance-ids ${ids.join(" ")}   # seat ${s.seat}`
       : `# seat ${s.seat}: no instance id in the stack outputs`;
   });
   return [
@@ -215,7 +217,8 @@ export function instructorSheet(seats: SeatOutput[], stack: string): string {
     "| --- | --- | --- | --- | --- |",
     ...rows,
     "",
-    "A seat that stopped itself (auto-stop) keeps its files; start it again with:",
+    "A seat that stopped itself (auto-stop) keeps its files; start it again with (or run " +
+      "`pulumi up`, which starts every stopped host):",
     "",
     "```sh",
     ...starts,

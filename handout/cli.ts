@@ -13,7 +13,13 @@ import { parseArgs } from "node:util";
 import { ExitCode } from "../verify/checks";
 import { StackOutputError, StackOutputReader, pulumiStackOutput } from "../verify/stackOutput";
 import { secretScrubber } from "../verify/verifier";
-import { SeatOutput, SeatOutputsError, parseSeatOutputs, selectSeat } from "../verify/seats";
+import {
+  SeatOutput,
+  SeatOutputsError,
+  parseSeatOutputs,
+  regionOf,
+  selectSeat,
+} from "../verify/seats";
 import { instructorSheet, labGuide, seatFiles, seatFolder } from "./cards";
 
 export const USAGE = `usage: criu-lab-handout --stack NAME --out DIR [--seat N] [--force]
@@ -125,6 +131,7 @@ async function writeSeats(
   stack: string,
   seats: SeatOutput[],
   guide: string,
+  region: string | undefined,
 ): Promise<void> {
   try {
     await mkdir(out, { recursive: true, mode: 0o700 });
@@ -142,7 +149,9 @@ async function writeSeats(
       await chmod(dir, 0o700);
     }
     // With --seat N the sheet lists that seat only, like the folders written.
-    await writeFile(join(out, "INSTRUCTOR.md"), instructorSheet(seats, stack), { mode: 0o644 });
+    await writeFile(join(out, "INSTRUCTOR.md"), instructorSheet(seats, stack, region), {
+      mode: 0o644,
+    });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw new UsageError(`--out ${out}: cannot write ${e.path ?? "it"} (${e.code ?? e.message})`);
@@ -183,7 +192,7 @@ export async function main(argv: string[], deps: HandoutDeps = {}): Promise<numb
     const seats = selectSeat(parseSeatOutputs(outputs), flags.seat);
     // The guide the cards point to, from the README shipped with this package.
     const guide = labGuide(await readFile(resolve(__dirname, "../README.md"), "utf8"));
-    await writeSeats(flags.out, flags.stack, seats, guide);
+    await writeSeats(flags.out, flags.stack, seats, guide, regionOf(outputs));
     for (const s of seats) {
       const hosts = s.hosts.map((h) => `${h.role} ${h.publicIp}`).join(", ");
       const stop = s.autoStopMinutes === undefined ? "" : `; auto-stop ${s.autoStopMinutes} min`;

@@ -50,6 +50,7 @@ function classOutputs() {
     keys: keys.map((k) => k.privateKey),
     hostKeys,
     outputs: {
+      region: "ap-southeast-1",
       seats: [
         {
           seat: "01",
@@ -127,7 +128,7 @@ describe("criu-lab-handout", () => {
       "| 02 | b | `criu-lab-seat-02-b` | `203.0.113.21` | `i-0123456789abcdef0` |",
     );
     expect(sheet).toContain(
-      "aws ec2 start-instances --instance-ids i-0123456789abcdef0 i-0123456789abcdef0   # seat 02",
+      "aws ec2 start-instances --region ap-southeast-1 --instance-ids i-0123456789abcdef0 i-0123456789abcdef0   # seat 02",
     );
     for (const [i, seat] of ["01", "02"].entries()) {
       const dir = join(out, `seat-${seat}`);

@@ -1,5 +1,6 @@
 """timeline.py, and the scenarios' drawings built on it (training, game)."""
 import argparse
+import time
 
 import pytest
 
@@ -74,6 +75,15 @@ def test_training_drawing_of_a_failed_restore():
     lines = training.draw(r, events, args()).split("\n")
     assert "   10.0 s  F checkpoint 2 (incremental) at step 19: frozen 15.0 ms, 3.0 MiB of images" in lines
     assert lines[-1] == "   11.6 s  R restore of checkpoint 2 in 98 ms: resumed at step ?, ? steps lost, state DIFFERS"
+
+
+def test_training_drawing_of_a_run_that_failed_midway(monkeypatch):
+    # No "end" event: the drawing ends now, 8 s after the start (the start event's clock).
+    monkeypatch.setattr(time, "monotonic", lambda: 108.0)
+    events = TRAINING_EVENTS[:2]
+    out = training.draw({**TRAINING, "overheadPercent": None}, events, args()).split("\n")
+    assert out[0].endswith("8.0")
+    assert lane("\n".join(out), "trainer")[13:].index("F") == round(5 / 8 * (timeline.WIDTH - 1))
 
 
 GAME = {"networkLock": "iptables", "dumpMs": 120.4, "frozenUs": 45_600, "restoreMs": 80.0, "pauseMs": 2300,

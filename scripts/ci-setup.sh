@@ -13,10 +13,12 @@ LOG=.cache/ci-setup.log
 
 # What the tests use for real: sshd (verifier), cloud-init (schema check, its write_files),
 # the shellcheck linter, tmux (the interactive lab steps), Debian's python3 + protobuf (crit),
+# pytest and pyflakes for the host command's unit tests and lint (under that python3),
 # systemd-analyze (the auto-stop units), the archive keyring (CRIU's source from Debian), and
 # the local VM's tools (QEMU, debootstrap, mkfs.ext4 -d, the NoCloud seed ISO).
 TEST_PACKAGES=(
   openssh-server openssh-client cloud-init shellcheck tmux sudo python3 python3-protobuf
+  python3-pytest python3-pyflakes
   systemd util-linux debian-archive-keyring git xz-utils curl ca-certificates iproute2 procps
   qemu-system-x86 qemu-utils debootstrap e2fsprogs genisoimage
 )

@@ -94,7 +94,7 @@ def cmd_training(args):
         # Filling the state takes a while for large sizes (about 1 s per 64 MiB on a slow VM).
         wait_for("the trainer's first step", lambda: 1 in steps(read(out)), 60 + args.size_mib / 16)
         t0 = time.monotonic()
-        events.append((0.0, "start"))
+        events.append((0.0, "start", t0))  # event times count from t0 (monotonic clock)
         for i in range(1, args.count + 1):
             time.sleep(max(0.0, t0 + i * args.interval - time.monotonic()))
             if child.poll() is not None:
@@ -178,7 +178,8 @@ def cmd_training(args):
 
 
 def draw(r, events, args):
-    total = events[-1][0] if events[-1][1] == "end" else time.monotonic()
+    # A run that failed before its end is drawn up to now, on the events' clock (from t0).
+    total = events[-1][0] if events[-1][1] == "end" else time.monotonic() - events[0][2]
     crash = next((e for e in events if e[1] == "crash"), None)
     restore = next((e for e in events if e[1] == "restore"), None)
     spans = [(0, crash[0] if crash else events[-1][0], "=")]

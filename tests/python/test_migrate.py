@@ -1,0 +1,152 @@
+"""migrate.py: the destination flags, the modes two hosts cannot run, the drawing of a
+migration, and what it reads from /proc and from the counter's log."""
+import argparse
+import hashlib
+import os
+import socket
+import subprocess
+
+import pytest
+
+from criu_lab import migrate, migration
+from criu_lab.common import USAGE, LabError
+
+
+def flags(to="ubuntu@10.0.1.12", port=22, identity=None, known_hosts=None):
+    return argparse.Namespace(to=to, port=port, identity=identity, known_hosts=known_hosts)
+
+
+@pytest.mark.parametrize("to, user_host", [
+    ("ubuntu@10.0.1.12", ("ubuntu", "10.0.1.12")),
+    ("root@lab-host.example.com", ("root", "lab-host.example.com")),
+    ("_ci.user-1@fe80::1", ("_ci.user-1", "fe80::1")),
+])
+def test_destination_flags_give_user_and_host(to, user_host):
+    assert migrate.check_destination_flags(flags(to)) == user_host
+
+
+@pytest.mark.parametrize("to", ["10.0.1.12", "ubuntu@", "Ubuntu@host", "ubuntu@-oProxyCommand=x",
+                                "ubuntu@host;reboot", "ubuntu@host name", None])
+def test_destination_flags_refuse_what_is_not_user_at_host(to):
+    with pytest.raises(LabError) as e:
+        migrate.check_destination_flags(flags(to))
+    assert e.value.code == USAGE
+    assert str(e.value) == f"--to '{to}': expected USER@HOST (e.g. ubuntu@10.0.1.12)"
+
+
+@pytest.mark.parametrize("port", [0, 65536])
+def test_destination_flags_refuse_a_port_out_of_range(port):
+    with pytest.raises(LabError, match=rf"^--port {port}: expected 1-65535$"):
+        migrate.check_destination_flags(flags(port=port))
+
+
+def test_destination_flags_need_the_key_files_to_exist(tmp_path):
+    key = tmp_path / "id_ed25519"
+    key.write_text("key")
+    assert migrate.check_destination_flags(flags(identity=str(key), known_hosts=str(key))) == ("ubuntu", "10.0.1.12")
+    for flag, kw in (("--identity", "identity"), ("--known-hosts", "known_hosts")):
+        with pytest.raises(LabError, match=rf"^{flag} {tmp_path}/missing: no such file$") as e:
+            migrate.check_destination_flags(flags(**{kw: str(tmp_path / "missing")}))
+        assert e.value.code == USAGE
+    with pytest.raises(LabError, match=r": no such file$"):  # a directory is no key file
+        migrate.check_destination_flags(flags(identity=str(tmp_path)))
+
+
+def boot_id():
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
+
+
+def dirty_tracking(monkeypatch, works):
+    asked = []
+
+    def run(cmd, timeout=120):
+        asked.append(cmd[1:])
+        return subprocess.CompletedProcess(cmd, 0 if works else 1, "", "")
+    monkeypatch.setattr(migrate, "run", run)
+    return asked
+
+
+@pytest.mark.parametrize("mode", ["cold", "page-server"])
+def test_cold_and_page_server_run_anywhere(monkeypatch, mode):
+    asked = dirty_tracking(monkeypatch, False)
+    assert migrate.mode_unsupported(mode, {"bootId": boot_id(), "uffd": False}) is None
+    assert asked == []
+
+
+def test_pre_copy_needs_dirty_tracking_here(monkeypatch):
+    asked = dirty_tracking(monkeypatch, False)
+    why = migrate.mode_unsupported("pre-copy", {"bootId": "other", "uffd": True})
+    assert why.startswith("pre-copy needs memory dirty tracking (soft-dirty bits)")
+    assert why.endswith("use cold or page-server")
+    assert asked == [["check", "--feature", "mem_dirty_track"]]
+    dirty_tracking(monkeypatch, True)
+    assert migrate.mode_unsupported("pre-copy", {"bootId": "other", "uffd": True}) is None
+
+
+def test_lazy_needs_a_second_kernel_with_userfaultfd():
+    same = migrate.mode_unsupported("lazy", {"bootId": boot_id(), "uffd": True})
+    assert same.startswith("lazy needs a second kernel: the source and the destination share this kernel")
+    assert migrate.mode_unsupported("lazy", {"bootId": "another-boot", "uffd": False}) == (
+        "lazy needs userfaultfd on the destination (`criu check --feature uffd-noncoop` fails there)")
+    assert migrate.mode_unsupported("lazy", {"bootId": "another-boot", "uffd": True}) is None
+
+
+def result(**kw):
+    r = {"pid": 4242, "destination": "ubuntu@10.0.1.12", "restoredPid": 4242, "mode": "cold", "freezeMs": 100,
+         "transferMs": 300, "restoreMs": 0, "downtimeMs": 400.5, "bytesTransferred": 123456, "carried": []}
+    return {**r, **kw}
+
+
+def test_timeline_draws_each_part_to_scale():
+    lines = migrate.timeline(result()).split("\n")
+    assert lines == [
+        "PID 4242 now runs on ubuntu@10.0.1.12 as PID 4242 (cold).",
+        "[" + "#" * 10 + "=" * 30 + "+] downtime 400.5 ms",  # a part of 0 ms still shows
+        "  # freeze 100 ms, = transfer 300 ms, + restore 0 ms",
+        "  123456 bytes sent; carried: nothing",
+    ]
+
+
+def test_timeline_names_the_carried_files_and_the_counts():
+    r = result(freezeMs=0, transferMs=0, carried=["/var/log/criu-lab/x", "/tmp/y"], lastBeforeDump=7,
+               firstAfterRestore=8)
+    lines = migrate.timeline(r).split("\n")
+    assert lines[1].startswith("[#=+] ")
+    assert lines[3] == "  123456 bytes sent; carried: /var/log/criu-lab/x, /tmp/y"
+    assert lines[4] == "  counted 7 here, then 8 there"
+
+
+def test_counts_reads_the_counter_log(tmp_path):
+    log = tmp_path / "counter.log"
+    log.write_text("PID: 12\nCounter: 0\nCounter: 1\nnoise Counter: 5\nCounter: 2\nCounter: 3")
+    assert migrate.counts(str(log)) == [0, 1, 2, 3]
+    assert migrate.counts(str(tmp_path / "missing")) == []
+    assert migration.counts_in(b"Counter: 9\nCounter: 10\nCounter: 1") == [9, 10, 1]
+
+
+def test_sha256_and_tail(tmp_path):
+    f = tmp_path / "f"
+    f.write_bytes(b"".join(b"line %d\n" % i for i in range(30)))
+    assert migrate.sha256(str(f)) == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert migrate.tail(str(f), 2) == "line 28\nline 29\n"
+    assert migrate.tail(str(tmp_path / "missing")).startswith("[Errno 2] No such file or directory")
+
+
+def test_process_files_of_a_detached_process(tmp_path, sleeper):
+    out = tmp_path / "out.log"
+    with open(out, "w") as f:
+        child = sleeper(stdout=f)
+    mapped, opened, dirs = migrate.process_files(child.pid)
+    assert os.path.realpath(subprocess.check_output(["sh", "-c", "command -v sleep"], text=True).strip()) in mapped
+    assert all(os.path.isfile(p) for p in mapped)
+    assert opened == {str(out): True}  # written to: must not be replaced there
+    assert dirs == [str(tmp_path)]
+
+
+def test_process_files_refuses_a_process_with_a_socket(sleeper):
+    with socket.socket() as s:
+        child = sleeper(stdout=s.fileno())
+    with pytest.raises(LabError, match=rf"^PID {child.pid} has a socket open \(fd 1\)") as e:
+        migrate.process_files(child.pid)
+    assert e.value.code == USAGE

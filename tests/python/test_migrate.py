@@ -67,6 +67,20 @@ def dirty_tracking(monkeypatch, works):
     return asked
 
 
+def test_auto_picks_pre_copy_where_dirty_tracking_works(monkeypatch):
+    dirty_tracking(monkeypatch, True)
+    assert migrate.pick_mode({"bootId": "other", "uffd": True}) == ("pre-copy", [])
+
+
+def test_auto_passes_pre_copy_over_without_dirty_tracking_and_never_picks_lazy(monkeypatch):
+    dirty_tracking(monkeypatch, False)
+    mode, passed_over = migrate.pick_mode({"bootId": "other", "uffd": True})
+    assert mode == "page-server"
+    assert [p["mode"] for p in passed_over] == ["pre-copy"]
+    assert passed_over[0]["why"] == migrate.mode_unsupported("pre-copy", {"bootId": "other", "uffd": True})
+    assert "lazy" not in migrate.AUTO_ORDER
+
+
 @pytest.mark.parametrize("mode", ["cold", "page-server"])
 def test_cold_and_page_server_run_anywhere(monkeypatch, mode):
     asked = dirty_tracking(monkeypatch, False)

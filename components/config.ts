@@ -25,8 +25,8 @@ import { closestKey } from "./closestKey";
 export const CONFIG_NAMESPACE = "criu-lab";
 
 /**
- * Pulumi.yaml of this program: the project directory is this file's parent, in the repository
- * and in a packaged copy alike (package.json has no "files" list, so `npm pack` ships both;
+ * Pulumi.yaml of this program: the project directory holds components/, in the repository and
+ * in a packaged copy alike (package.json has no "files" list, so `npm pack` ships both;
  * tests/unit/config.test.ts checks it).
  */
 export const PROJECT_FILE = join(__dirname, "..", "Pulumi.yaml");

@@ -4,12 +4,18 @@
  * what is allowed (the shape of aws-cdk-examples `env-validator.ts`); all problems are
  * reported together so one `pulumi up` shows everything to fix.
  *
- * Pulumi.yaml declares the same keys with the same types and defaults (project-level config,
- * https://www.pulumi.com/docs/iac/concepts/projects/project-file/#config-options); the CLI
- * hands its defaults to the program, and CONFIG_SCHEMA's defaults apply where no CLI does
- * (Pulumi mocks, the offline plan). tests/unit/config.test.ts holds the two to each other.
+ * Pulumi.yaml is the one schema: it declares every key with its type, default and description
+ * (project-level config, https://www.pulumi.com/docs/iac/concepts/projects/project-file/#config-options),
+ * the Pulumi CLI enforces the types and hands the defaults to the program. This module reads the
+ * same file at run time (configSchema), so its defaults also apply where no CLI does (Pulumi
+ * mocks, the offline plan), and keeps only what YAML cannot say: each key's rule (allowed
+ * values, ranges, patterns) in CONFIG_RULES, the rules between keys in loadConfig, and their
+ * messages. A Pulumi.yaml whose keys or types are not those of CONFIG_RULES is refused.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { parse as parseYaml } from "yaml";
 import type { CriuSource } from "../cloud-init/userData";
 import { SCENARIOS, ScenarioName, parseScenarioNames } from "../verify/checks";
 import { MIGRATION_MODES, MigrationMode } from "../verify/seats";
@@ -18,6 +24,13 @@ import { closestKey } from "./closestKey";
 /** The config namespace: the project name in Pulumi.yaml. */
 export const CONFIG_NAMESPACE = "criu-lab";
 
+/**
+ * Pulumi.yaml of this program: the project directory holds components/, in the repository and
+ * in a packaged copy alike (package.json has no "files" list, so `npm pack` ships both;
+ * tests/unit/config.test.ts checks it).
+ */
+export const PROJECT_FILE = join(__dirname, "..", "Pulumi.yaml");
+
 /** Ubuntu LTS releases the lab supports (CRIU 4.x builds and runs on both). */
 export const UBUNTU_RELEASES = ["24.04", "22.04"] as const;
 export type UbuntuRelease = (typeof UBUNTU_RELEASES)[number];
@@ -25,8 +38,11 @@ export type UbuntuRelease = (typeof UBUNTU_RELEASES)[number];
 /** The `sshAllowedCidrs` entry that stands for the deployer's public IPv4 as a /32. */
 export const AUTO_CIDR = "auto";
 
-type ConfigType = "string" | "integer" | "boolean" | "array";
+/** The Pulumi.yaml types the lab's keys use (lists are arrays of strings). */
+const CONFIG_TYPES = ["string", "integer", "boolean", "array"] as const;
+export type ConfigType = (typeof CONFIG_TYPES)[number];
 
+/** One key as Pulumi.yaml declares it. */
 export interface ConfigKeySpec {
   type: ConfigType;
   /** As Pulumi.yaml writes it; "" means "not set" for optional strings. */
@@ -34,112 +50,271 @@ export interface ConfigKeySpec {
   description: string;
 }
 
+export const MIN_ROOT_VOLUME_GIB = 8;
+/** At most this many seats in one stack; verify/seats.ts reads the same bound. */
+export const MAX_SEATS = 50;
+/** A sanity bound on budgetMonthlyUsd: a typo of a few digits is an error, not a budget. */
+export const MAX_BUDGET_USD = 1_000_000;
+/** EBS gp3's maximum volume size. */
+export const MAX_ROOT_VOLUME_GIB = 16384;
+
+/** Why the lab refuses CRIU before v4.2 (also cloud-init/install-criu.sh's FLOOR_WHY). */
+export const CRIU_FLOOR =
+  "allowed: v4.2 or later. Older CRIU hangs on Ubuntu 24.04 arm64 " +
+  "(https://github.com/checkpoint-restore/criu/issues/2709, fixed in v4.2 by dcee5bd6f) and " +
+  "cannot dump processes with sockets on kernels >= 6.16 (criu#2705, criu#2804)";
+
+/** Reports a key's bad value and what is allowed; the caller knows the key. */
+type Bad = (value: unknown, allowed: string) => void;
+
 /**
- * Every key, its type, default and description, in the order of the README's table.
- * Optional strings default to "" because Pulumi requires a typed key without a default
- * ("Stack 'dev' is missing configuration value").
+ * What YAML cannot say about one key: how its text (as the CLI passes it: a string, JSON for
+ * lists) becomes the typed value, and which texts are refused, with the "allowed: ..." of the
+ * message. `type` is the Pulumi.yaml type the rule reads.
  */
-export const CONFIG_SCHEMA = {
-  instanceType: {
+interface Rule<T> {
+  type: ConfigType;
+  read(text: string, bad: Bad): T;
+}
+
+/** A string matching `pattern`, trimmed (and lower-cased with `lowerCase`). */
+function matching(pattern: RegExp, allowed: string, lowerCase = false): Rule<string> {
+  return {
     type: "string",
-    default: "t3.small",
-    description: "EC2 instance type; Graviton types (t4g, m7g...) get the arm64 image.",
-  },
-  ubuntuRelease: {
+    read(text, bad) {
+      const value = lowerCase ? text.trim().toLowerCase() : text.trim();
+      if (!pattern.test(value)) bad(value, allowed);
+      return value;
+    },
+  };
+}
+
+/** Exactly one of `values`. */
+function oneOf<T extends string>(values: readonly T[], allowed: string): Rule<T> {
+  return {
     type: "string",
-    default: "24.04",
-    description: "Ubuntu LTS release of the image: 24.04 or 22.04.",
-  },
-  amiId: {
-    type: "string",
-    default: "",
-    description: "Use this AMI instead of looking up Canonical's Ubuntu image.",
-  },
-  sshAllowedCidrs: {
-    type: "array",
-    default: [AUTO_CIDR],
-    description: "IPv4 CIDRs allowed to reach SSH; 'auto' is the deployer's public IPv4 as a /32.",
-  },
-  sshPublicKey: {
-    type: "string",
-    default: "",
-    description: "An extra OpenSSH public key authorized for the lab user.",
-  },
-  rootVolumeGiB: {
+    read(text, bad) {
+      const value = text.trim();
+      if (!(values as readonly string[]).includes(value)) bad(value, allowed);
+      return value as T;
+    },
+  };
+}
+
+/** A whole number from `min` to `max` (NaN after reporting anything else). */
+function integer(min: number, max: number, allowed: string): Rule<number> {
+  return {
     type: "integer",
-    default: 16,
-    description: "Size of the encrypted gp3 root volume in GiB (at least 8).",
-  },
-  subnetId: {
-    type: "string",
-    default: "",
-    description: "Launch into this existing public subnet instead of creating a VPC.",
-  },
+    read(text, bad) {
+      const trimmed = text.trim();
+      const value = /^-?\d+$/.test(trimmed) ? Number(trimmed) : NaN;
+      if (!Number.isSafeInteger(value) || value < min || value > max) bad(trimmed, allowed);
+      return value;
+    },
+  };
+}
+
+/** An optional string: "" (its Pulumi.yaml default) is unset, anything else must pass `rule`. */
+function optional<T>(rule: Rule<T>): Rule<T | undefined> {
+  return {
+    type: rule.type,
+    read: (text, bad) => (text.trim() === "" ? undefined : rule.read(text, bad)),
+  };
+}
+
+/**
+ * Every key's rule, one per key Pulumi.yaml declares (configSchema refuses a key either side
+ * lacks). A value the CLI did not pass is Pulumi.yaml's default, read by the same rule.
+ */
+export const CONFIG_RULES = {
+  // family.size as EC2 names them: t3.small, t4g.micro, c6gn.16xlarge, u-6tb1.metal.
+  instanceType: matching(
+    /^[a-z][a-z0-9-]*\.[a-z0-9-]+$/,
+    "allowed: an EC2 instance type name (family.size), e.g. t3.small, t4g.medium, c7i.large",
+  ),
+  ubuntuRelease: oneOf(UBUNTU_RELEASES, `allowed: ${UBUNTU_RELEASES.join(", ")}`),
+  amiId: optional(
+    matching(
+      /^ami-([0-9a-f]{8}|[0-9a-f]{17})$/,
+      "allowed: an AMI id such as ami-0123456789abcdef0, or unset",
+    ),
+  ),
+  sshAllowedCidrs: { type: "array", read: parseCidrs },
+  sshPublicKey: optional(
+    matching(
+      /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$/,
+      "allowed: one OpenSSH public key line such as 'ssh-ed25519 AAAA... me@laptop', or unset",
+    ),
+  ),
+  rootVolumeGiB: integer(
+    MIN_ROOT_VOLUME_GIB,
+    MAX_ROOT_VOLUME_GIB,
+    `allowed: a whole number of GiB from ${MIN_ROOT_VOLUME_GIB} to ${MAX_ROOT_VOLUME_GIB}`,
+  ),
+  subnetId: optional(
+    matching(
+      /^subnet-([0-9a-f]{8}|[0-9a-f]{17})$/,
+      "allowed: a subnet id such as subnet-0123456789abcdef0, or unset",
+    ),
+  ),
   criuVersion: {
     type: "string",
-    default: "v4.2",
-    description: "CRIU release tag to build from source.",
+    read(text, bad) {
+      const version = text.trim();
+      const release = /^v(\d+)\.(\d+)(\.\d+)?$/.exec(version);
+      if (!release) {
+        bad(version, "allowed: a CRIU release tag such as v4.2 or v4.2.1");
+      } else if (Number(release[1]) < 4 || (Number(release[1]) === 4 && Number(release[2]) < 2)) {
+        // The same floor as cloud-init/install-criu.sh (FLOOR_WHY).
+        bad(version, CRIU_FLOOR);
+      }
+      return version;
+    },
   },
-  criuCommit: {
+  criuCommit: matching(/^[0-9a-f]{40}$/, "allowed: a full commit id of 40 hex characters", true),
+  criuTarballUrl: optional({
     type: "string",
-    default: "3c7d4fa013297b431da48eff821db7f2e8b90c27",
-    description: "Commit the CRIU tag must resolve to (40 hex characters).",
-  },
-  criuTarballUrl: {
-    type: "string",
-    default: "",
-    description: "Build CRIU from this release tarball instead of git (needs criuSha256).",
-  },
-  criuSha256: {
-    type: "string",
-    default: "",
-    description: "SHA-256 of criuTarballUrl (64 hex characters).",
-  },
+    read(text, bad) {
+      const url = text.trim();
+      if (!isHttpUrl(url)) {
+        bad(url, "allowed: an http:// or https:// URL of a CRIU source tarball");
+      }
+      return url;
+    },
+  }),
+  criuSha256: optional(
+    matching(/^[0-9a-f]{64}$/, "allowed: 64 hex characters (the tarball's SHA-256)", true),
+  ),
   verify: {
     type: "boolean",
-    default: true,
-    description: "Run criu-lab check and demo on the instance as part of pulumi up.",
+    read(text, bad): boolean | undefined {
+      const value = text.trim();
+      if (value === "true" || value === "false") return value === "true";
+      bad(value, "allowed: true, false");
+      return undefined;
+    },
   },
-  verifyScenarios: {
-    type: "array",
-    default: [],
-    description: "Scenarios pulumi up also runs on the instance after the demo: training, game.",
-  },
-  migrationMode: {
-    type: "string",
-    default: "auto",
-    description:
-      "How pulumi up migrates a two-host seat a -> b: auto (the best the hosts can run), cold, page-server, pre-copy, lazy.",
-  },
-  autoStopMinutes: {
-    type: "integer",
-    default: 120,
-    description: "Idle minutes with no SSH session before the instance powers off; 0 = never.",
-  },
-  seats: {
-    type: "integer",
-    default: 1,
-    description: "Independent lab seats in this stack (a class): 1 to 50.",
-  },
-  hostsPerSeat: {
-    type: "integer",
-    default: 1,
-    description: "Hosts per seat: 1, or 2 for migration between a source a and a peer b.",
-  },
-  budgetMonthlyUsd: {
-    type: "integer",
-    default: 0,
-    description:
-      "Monthly AWS Budgets limit in whole USD for this stack's resources; 0 = no budget.",
-  },
-  budgetEmail: {
-    type: "string",
-    default: "",
-    description: "Where the budget's 80 % and 100 % alerts go (required with budgetMonthlyUsd).",
-  },
-} as const satisfies Record<string, ConfigKeySpec>;
+  verifyScenarios: { type: "array", read: scenarioList },
+  migrationMode: oneOf(
+    MIGRATION_MODES,
+    `allowed: ${MIGRATION_MODES.join(", ")} (auto: the first of pre-copy, page-server, cold the seat's hosts can run)`,
+  ),
+  autoStopMinutes: integer(
+    0,
+    Number.MAX_SAFE_INTEGER,
+    "allowed: a whole number of minutes >= 0 (0 = never power off)",
+  ),
+  seats: integer(1, MAX_SEATS, `allowed: a whole number of seats from 1 to ${MAX_SEATS}`),
+  hostsPerSeat: integer(
+    1,
+    2,
+    "allowed: 1 (one host per seat) or 2 (a source and a peer, for migration)",
+  ),
+  budgetMonthlyUsd: integer(
+    0,
+    MAX_BUDGET_USD,
+    `allowed: a whole number of US dollars from 1 to ${MAX_BUDGET_USD}, or 0 for no budget`,
+  ),
+  budgetEmail: optional(
+    matching(
+      /^[^\s@]+@[^\s@]+\.[^\s@]+$/,
+      "allowed: one email address such as teacher@example.org, or unset",
+    ),
+  ),
+} satisfies Record<string, Rule<unknown>>;
 
-export type ConfigKey = keyof typeof CONFIG_SCHEMA;
+export type ConfigKey = keyof typeof CONFIG_RULES;
+
+/** A key's value as its rule reads it. */
+type ConfigValue<K extends ConfigKey> = ReturnType<(typeof CONFIG_RULES)[K]["read"]>;
+
+/** Pulumi.yaml's declaration of every key, in its order (the README's table's). */
+export type ConfigSchema = Record<ConfigKey, ConfigKeySpec>;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Why `spec` (one entry of Pulumi.yaml's `config:`) is not a declaration the lab can use. */
+function specProblem(spec: unknown): string | undefined {
+  if (!isRecord(spec)) return "is not a map of type, default and description";
+  const { type, default: value, description } = spec;
+  if (!(CONFIG_TYPES as readonly unknown[]).includes(type)) {
+    return `has type ${JSON.stringify(type)}; the lab's keys are ${CONFIG_TYPES.join(", ")}`;
+  }
+  // Without a default, Pulumi would require the key in every stack.
+  if (value === undefined || value === null) return "has no default";
+  const typed =
+    type === "integer"
+      ? Number.isSafeInteger(value)
+      : type === "array"
+        ? Array.isArray(value) && value.every((v) => typeof v === "string")
+        : typeof value === type;
+  if (!typed) return `has a default that is not of its type ${String(type)}`;
+  if (type === "array" && !(isRecord(spec.items) && spec.items.type === "string")) {
+    return "is an array without `items: {type: string}`";
+  }
+  if (typeof description !== "string" || description.trim() === "") return "has no description";
+  return undefined;
+}
+
+/**
+ * Reads `file`'s config schema and holds it to CONFIG_RULES: the same keys, each of the type
+ * its rule reads. Throws a RunError (the message alone, no stack trace) naming every mismatch.
+ */
+export function readConfigSchema(file: string = PROJECT_FILE): ConfigSchema {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new pulumi.RunError(
+      `cannot read the config schema ${file}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  const declared = isRecord(doc) && isRecord(doc.config) ? doc.config : {};
+  const problems: string[] = [];
+  if (!isRecord(doc) || doc.name !== CONFIG_NAMESPACE) {
+    problems.push(`its project name is not ${CONFIG_NAMESPACE} (the config namespace)`);
+  }
+  for (const [key, spec] of Object.entries(declared)) {
+    const where = `${CONFIG_NAMESPACE}:${key}`;
+    if (!Object.hasOwn(CONFIG_RULES, key)) {
+      problems.push(
+        `${where} has no rule in components/config.ts: add one to CONFIG_RULES (and read it in loadConfig)`,
+      );
+      continue;
+    }
+    const problem = specProblem(spec);
+    const ruleType = CONFIG_RULES[key as ConfigKey].type;
+    if (problem !== undefined) problems.push(`${where} ${problem}`);
+    else if ((spec as ConfigKeySpec).type !== ruleType) {
+      problems.push(
+        `${where} has type ${(spec as ConfigKeySpec).type}, but its rule in components/config.ts reads ${ruleType}`,
+      );
+    }
+  }
+  for (const key of Object.keys(CONFIG_RULES)) {
+    if (!Object.hasOwn(declared, key)) {
+      problems.push(
+        `${CONFIG_NAMESPACE}:${key} has a rule in components/config.ts but is not declared: add it under config: with its type, default and description`,
+      );
+    }
+  }
+  if (problems.length > 0) {
+    throw new pulumi.RunError(
+      `${file} does not match components/config.ts:\n` + problems.map((p) => `  - ${p}`).join("\n"),
+    );
+  }
+  return declared as ConfigSchema;
+}
+
+let programSchema: ConfigSchema | undefined;
+
+/** This program's Pulumi.yaml schema (read once). */
+export function configSchema(): ConfigSchema {
+  programSchema ??= readConfigSchema();
+  return programSchema;
+}
 
 /** The validated configuration. Optional keys left at "" are undefined here. */
 export interface LabConfig {
@@ -192,14 +367,6 @@ export class ConfigError extends pulumi.RunError {
   }
 }
 
-export const MIN_ROOT_VOLUME_GIB = 8;
-/** At most this many seats in one stack; verify/seats.ts reads the same bound. */
-export const MAX_SEATS = 50;
-/** A sanity bound on budgetMonthlyUsd: a typo of a few digits is an error, not a budget. */
-export const MAX_BUDGET_USD = 1_000_000;
-/** EBS gp3's maximum volume size. */
-export const MAX_ROOT_VOLUME_GIB = 16384;
-
 /** Reads the stack's `criu-lab:*` config through pulumi.Config. */
 export function pulumiConfigReader(): ConfigReader {
   const config = new pulumi.Config(CONFIG_NAMESPACE);
@@ -208,138 +375,83 @@ export function pulumiConfigReader(): ConfigReader {
 
 /**
  * Reads, defaults and validates every key; throws ConfigError naming each bad one. `keys` are
- * the fully qualified keys the stack sets (all namespaces), checked against CONFIG_SCHEMA.
+ * the fully qualified keys the stack sets (all namespaces), checked against Pulumi.yaml.
  */
 export function loadConfig(
   read: ConfigReader = pulumiConfigReader(),
   keys: readonly string[] = configuredKeys(),
 ): LabConfig {
+  const schema = configSchema();
   const problems: string[] = undeclaredKeyProblems(keys);
+  const reported = new Set<ConfigKey>();
   const bad = (key: ConfigKey, value: unknown, allowed: string) => {
+    reported.add(key);
     problems.push(`${CONFIG_NAMESPACE}:${key}: ${JSON.stringify(value)} is not valid; ${allowed}`);
   };
+  // A key the CLI did not pass has Pulumi.yaml's default, as the CLI would pass it.
   const raw = (key: ConfigKey): string => {
     const value = read(key);
     if (value !== undefined) return value;
-    const fallback = CONFIG_SCHEMA[key].default;
+    const fallback = schema[key].default;
     return typeof fallback === "string" ? fallback : JSON.stringify(fallback);
   };
-  const optional = (key: ConfigKey): string | undefined => {
-    const value = raw(key).trim();
-    return value === "" ? undefined : value;
-  };
-  const integer = (key: ConfigKey, min: number, max: number, allowed: string): number => {
-    const text = raw(key).trim();
-    const value = /^-?\d+$/.test(text) ? Number(text) : NaN;
-    if (!Number.isSafeInteger(value) || value < min || value > max) {
-      bad(key, text, allowed);
-      return Number(CONFIG_SCHEMA[key].default);
+  const value = <K extends ConfigKey>(key: K): ConfigValue<K> =>
+    CONFIG_RULES[key].read(raw(key), (v, allowed) => bad(key, v, allowed)) as ConfigValue<K>;
+  const isSet = (key: ConfigKey): boolean => raw(key).trim() !== "";
+
+  const instanceType = value("instanceType");
+  const ubuntuRelease = value("ubuntuRelease");
+  const amiId = value("amiId");
+  const sshAllowedCidrs = value("sshAllowedCidrs");
+  const sshPublicKey = value("sshPublicKey");
+  const rootVolumeGiB = value("rootVolumeGiB");
+  const subnetId = value("subnetId");
+
+  // The CRIU source: a tarball when either of its keys is set (then both are needed),
+  // otherwise the pinned git tag, whose keys are read only then.
+  let criu: CriuSource;
+  if (isSet("criuTarballUrl") || isSet("criuSha256")) {
+    const url = value("criuTarballUrl");
+    if (url === undefined) {
+      bad("criuTarballUrl", "", "criuSha256 is set, so criuTarballUrl must be set too");
     }
-    return value;
-  };
+    const sha256 = value("criuSha256");
+    if (sha256 === undefined) {
+      bad(
+        "criuSha256",
+        "",
+        "criuTarballUrl is set, so criuSha256 must be its SHA-256 (64 hex characters)",
+      );
+    }
+    criu = { kind: "tarball", url: url ?? "", sha256: sha256 ?? "" };
+  } else {
+    criu = { kind: "git", version: value("criuVersion"), commit: value("criuCommit") };
+  }
 
-  const instanceType = raw("instanceType").trim();
-  // family.size as EC2 names them: t3.small, t4g.micro, c6gn.16xlarge, u-6tb1.metal.
-  if (!/^[a-z][a-z0-9-]*\.[a-z0-9-]+$/.test(instanceType)) {
+  const verify = value("verify");
+  const verifyScenarios = value("verifyScenarios");
+  if (verify === false && verifyScenarios.length > 0) {
     bad(
-      "instanceType",
-      instanceType,
-      "allowed: an EC2 instance type name (family.size), e.g. t3.small, t4g.medium, c7i.large",
+      "verifyScenarios",
+      // The list as the user wrote it (scenarioList has parsed it already).
+      JSON.parse(raw("verifyScenarios")),
+      `scenarios run as part of the verification, which ${CONFIG_NAMESPACE}:verify false turns off`,
     );
   }
 
-  const ubuntuRelease = raw("ubuntuRelease").trim();
-  if (!(UBUNTU_RELEASES as readonly string[]).includes(ubuntuRelease)) {
-    bad("ubuntuRelease", ubuntuRelease, `allowed: ${UBUNTU_RELEASES.join(", ")}`);
-  }
+  const migrationMode = value("migrationMode");
+  const autoStopMinutes = value("autoStopMinutes");
+  const seats = value("seats");
+  const hostsPerSeat = value("hostsPerSeat") as HostsPerSeat;
 
-  const amiId = optional("amiId");
-  if (amiId !== undefined && !/^ami-([0-9a-f]{8}|[0-9a-f]{17})$/.test(amiId)) {
-    bad("amiId", amiId, "allowed: an AMI id such as ami-0123456789abcdef0, or unset");
-  }
-
-  const sshAllowedCidrs = parseCidrs(raw("sshAllowedCidrs"), (value, allowed) =>
-    bad("sshAllowedCidrs", value, allowed),
-  );
-
-  const sshPublicKey = optional("sshPublicKey");
-  if (
-    sshPublicKey !== undefined &&
-    !/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$/.test(
-      sshPublicKey,
-    )
-  ) {
-    bad(
-      "sshPublicKey",
-      sshPublicKey,
-      "allowed: one OpenSSH public key line such as 'ssh-ed25519 AAAA... me@laptop', or unset",
-    );
-  }
-
-  const rootVolumeGiB = integer(
-    "rootVolumeGiB",
-    MIN_ROOT_VOLUME_GIB,
-    MAX_ROOT_VOLUME_GIB,
-    `allowed: a whole number of GiB from ${MIN_ROOT_VOLUME_GIB} to ${MAX_ROOT_VOLUME_GIB}`,
-  );
-
-  const subnetId = optional("subnetId");
-  if (subnetId !== undefined && !/^subnet-([0-9a-f]{8}|[0-9a-f]{17})$/.test(subnetId)) {
-    bad("subnetId", subnetId, "allowed: a subnet id such as subnet-0123456789abcdef0, or unset");
-  }
-
-  const criu = criuSource(raw, optional, bad);
-
-  const verifyText = raw("verify").trim();
-  if (verifyText !== "true" && verifyText !== "false") {
-    bad("verify", verifyText, "allowed: true, false");
-  }
-  const verifyScenarios = scenarioList(
-    raw("verifyScenarios"),
-    verifyText === "false",
-    (value, allowed) => bad("verifyScenarios", value, allowed),
-  );
-
-  const migrationMode = raw("migrationMode").trim();
-  if (!(MIGRATION_MODES as readonly string[]).includes(migrationMode)) {
-    bad(
-      "migrationMode",
-      migrationMode,
-      `allowed: ${MIGRATION_MODES.join(", ")} (auto: the first of pre-copy, page-server, cold the seat's hosts can run)`,
-    );
-  }
-
-  const autoStopMinutes = integer(
-    "autoStopMinutes",
-    0,
-    Number.MAX_SAFE_INTEGER,
-    "allowed: a whole number of minutes >= 0 (0 = never power off)",
-  );
-
-  const seats = integer(
-    "seats",
-    1,
-    MAX_SEATS,
-    `allowed: a whole number of seats from 1 to ${MAX_SEATS}`,
-  );
-  const hostsPerSeat = integer(
-    "hostsPerSeat",
-    1,
-    2,
-    "allowed: 1 (one host per seat) or 2 (a source and a peer, for migration)",
-  ) as HostsPerSeat;
-  const before = problems.length;
-  const budgetMonthlyUsd = integer(
-    "budgetMonthlyUsd",
-    0,
-    MAX_BUDGET_USD,
-    `allowed: a whole number of US dollars from 1 to ${MAX_BUDGET_USD}, or 0 for no budget`,
-  );
-  // A bad amount is reported once: not again as "budgetEmail is set, so ...".
+  // The budget's two keys are held to each other only when each is valid on its own: a bad
+  // value is reported once, not again as "budgetEmail is set, so ...".
+  const budgetMonthlyUsd = value("budgetMonthlyUsd");
+  const budgetEmail = reported.has("budgetMonthlyUsd") ? undefined : value("budgetEmail");
   const budget =
-    problems.length === before
-      ? budgetConfig(budgetMonthlyUsd, optional("budgetEmail"), bad)
-      : undefined;
+    reported.has("budgetMonthlyUsd") || reported.has("budgetEmail")
+      ? undefined
+      : budgetConfig(budgetMonthlyUsd, budgetEmail, bad);
 
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -352,21 +464,26 @@ export function loadConfig(
 
   return {
     instanceType,
-    ubuntuRelease: ubuntuRelease as UbuntuRelease,
+    ubuntuRelease,
     amiId,
     sshAllowedCidrs,
     sshPublicKey,
     rootVolumeGiB,
     subnetId,
     criu,
-    verify: verifyText === "true",
+    verify: verify === true,
     verifyScenarios,
-    migrationMode: migrationMode as MigrationMode,
+    migrationMode,
     autoStopMinutes,
     seats,
     hostsPerSeat,
     budget,
   };
+}
+
+/** The configuration of a stack that sets nothing: Pulumi.yaml's defaults, validated. */
+export function defaultConfig(): LabConfig {
+  return loadConfig(() => undefined, []);
 }
 
 /** The optional budget: budgetMonthlyUsd > 0 with budgetEmail, or neither (0 = no budget). */
@@ -375,10 +492,6 @@ function budgetConfig(
   email: string | undefined,
   bad: (key: ConfigKey, value: unknown, allowed: string) => void,
 ): BudgetConfig | undefined {
-  if (email !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) {
-    bad("budgetEmail", email, "allowed: one email address such as teacher@example.org, or unset");
-    return undefined;
-  }
   if (monthlyUsd === 0) {
     if (email !== undefined) {
       bad(
@@ -400,52 +513,6 @@ function budgetConfig(
   return { monthlyUsd, email };
 }
 
-/** The CRIU source: a tarball when criuTarballUrl is set, otherwise the pinned git tag. */
-function criuSource(
-  raw: (key: ConfigKey) => string,
-  optional: (key: ConfigKey) => string | undefined,
-  bad: (key: ConfigKey, value: unknown, allowed: string) => void,
-): CriuSource {
-  const url = optional("criuTarballUrl");
-  const sha256 = optional("criuSha256")?.toLowerCase();
-  if (url !== undefined || sha256 !== undefined) {
-    if (url === undefined) {
-      bad("criuTarballUrl", "", "criuSha256 is set, so criuTarballUrl must be set too");
-    } else if (!isHttpUrl(url)) {
-      bad("criuTarballUrl", url, "allowed: an http:// or https:// URL of a CRIU source tarball");
-    }
-    if (sha256 === undefined) {
-      bad(
-        "criuSha256",
-        "",
-        "criuTarballUrl is set, so criuSha256 must be its SHA-256 (64 hex characters)",
-      );
-    } else if (!/^[0-9a-f]{64}$/.test(sha256)) {
-      bad("criuSha256", sha256, "allowed: 64 hex characters (the tarball's SHA-256)");
-    }
-    return { kind: "tarball", url: url ?? "", sha256: sha256 ?? "" };
-  }
-  const version = raw("criuVersion").trim();
-  const release = /^v(\d+)\.(\d+)(\.\d+)?$/.exec(version);
-  if (!release) {
-    bad("criuVersion", version, "allowed: a CRIU release tag such as v4.2 or v4.2.1");
-  } else if (Number(release[1]) < 4 || (Number(release[1]) === 4 && Number(release[2]) < 2)) {
-    // The same floor as cloud-init/install-criu.sh (FLOOR_WHY).
-    bad("criuVersion", version, CRIU_FLOOR);
-  }
-  const commit = raw("criuCommit").trim().toLowerCase();
-  if (!/^[0-9a-f]{40}$/.test(commit)) {
-    bad("criuCommit", commit, "allowed: a full commit id of 40 hex characters");
-  }
-  return { kind: "git", version, commit };
-}
-
-/** Why the lab refuses CRIU before v4.2 (also cloud-init/install-criu.sh's FLOOR_WHY). */
-export const CRIU_FLOOR =
-  "allowed: v4.2 or later. Older CRIU hangs on Ubuntu 24.04 arm64 " +
-  "(https://github.com/checkpoint-restore/criu/issues/2709, fixed in v4.2 by dcee5bd6f) and " +
-  "cannot dump processes with sockets on kernels >= 6.16 (criu#2705, criu#2804)";
-
 function isHttpUrl(text: string): boolean {
   try {
     const url = new URL(text);
@@ -460,13 +527,10 @@ export const SET_SCENARIOS_HINT = `pulumi config set --path '${CONFIG_NAMESPACE}
 
 /**
  * Parses `verifyScenarios` (the JSON list the CLI passes): names the verifier knows
- * (verify/checks.ts SCENARIOS), none that needs a second host, and only with `verify` on.
+ * (verify/checks.ts SCENARIOS) and none that needs a second host. That they need `verify` is
+ * loadConfig's (a rule between keys).
  */
-function scenarioList(
-  text: string,
-  verifyOff: boolean,
-  bad: (value: unknown, allowed: string) => void,
-): ScenarioName[] {
+function scenarioList(text: string, bad: Bad): ScenarioName[] {
   const allowed = `allowed: a list of ${SCENARIOS.join(", ")} (or []), set with ${SET_SCENARIOS_HINT}`;
   const value = jsonList(text, bad, allowed, { emptyAllowed: true });
   if (value === undefined) return [];
@@ -480,12 +544,6 @@ function scenarioList(
     for (const problem of parsed.problems) bad(value, `${problem}; set with ${SET_SCENARIOS_HINT}`);
     return [];
   }
-  if (verifyOff && parsed.scenarios.length > 0) {
-    bad(
-      value,
-      `scenarios run as part of the verification, which ${CONFIG_NAMESPACE}:verify false turns off`,
-    );
-  }
   return parsed.scenarios;
 }
 
@@ -495,7 +553,7 @@ function scenarioList(
  */
 function jsonList(
   text: string,
-  bad: (value: unknown, allowed: string) => void,
+  bad: Bad,
   allowed: string,
   { emptyAllowed }: { emptyAllowed: boolean },
 ): unknown[] | undefined {
@@ -517,7 +575,7 @@ function jsonList(
 export const SET_CIDR_HINT = `pulumi config set --path '${CONFIG_NAMESPACE}:sshAllowedCidrs[0]' 203.0.113.7/32`;
 
 /** Parses the JSON list the CLI passes and checks every entry; returns the normalised list. */
-function parseCidrs(text: string, bad: (value: unknown, allowed: string) => void): string[] {
+function parseCidrs(text: string, bad: Bad): string[] {
   const allowed = `allowed: a list of IPv4 CIDRs (a.b.c.d/n) or '${AUTO_CIDR}', set with ${SET_CIDR_HINT}`;
   const value = jsonList(text, bad, allowed, { emptyAllowed: false });
   if (value === undefined) return [];
@@ -567,12 +625,11 @@ export function configuredKeys(): string[] {
 }
 
 /**
- * One problem per key of the `criu-lab` namespace that CONFIG_SCHEMA (and so Pulumi.yaml,
- * which tests/unit/config.test.ts holds to it) does not declare: Pulumi would pass a typo
- * such as `criu-lab:instanceTyp` to the program, which would never read it.
+ * One problem per key of the `criu-lab` namespace that Pulumi.yaml does not declare: Pulumi
+ * would pass a typo such as `criu-lab:instanceTyp` to the program, which would never read it.
  */
 export function undeclaredKeyProblems(keys: readonly string[]): string[] {
-  const declared = Object.keys(CONFIG_SCHEMA);
+  const declared = Object.keys(configSchema());
   const prefix = `${CONFIG_NAMESPACE}:`;
   return keys
     .filter((key) => key.startsWith(prefix) && !declared.includes(key.slice(prefix.length)))

@@ -12,7 +12,7 @@ import {
 } from "../verify/seats";
 import { peerSetupScript } from "./peerSetup";
 import { HostKey, LabAccess } from "./access";
-import { CONFIG_SCHEMA, HostsPerSeat, LabConfig } from "./config";
+import { HostsPerSeat, LabConfig, defaultConfig } from "./config";
 import { LabFiles } from "./labFiles";
 import { LabInstance } from "./instance";
 import { LabNetwork } from "./network";
@@ -48,7 +48,7 @@ export interface SeatOutput extends Omit<ReadSeatOutput, "autoStopMinutes" | "ho
 export interface HostArgs {
   config: Omit<LabConfig, "seats" | "hostsPerSeat" | "verifyScenarios" | "migrationMode"> & {
     verifyScenarios?: ScenarioName[];
-    /** Default CONFIG_SCHEMA's (auto). */
+    /** Default Pulumi.yaml's (auto). */
     migrationMode?: MigrationMode;
   };
   network: LabNetwork;
@@ -314,7 +314,7 @@ export class LabSeat extends pulumi.ComponentResource {
           ),
         );
       }
-      const modeAsked = args.config.migrationMode ?? CONFIG_SCHEMA.migrationMode.default;
+      const modeAsked = args.config.migrationMode ?? defaultConfig().migrationMode;
       const where = `seat ${args.seat} host a (${a.hostName}) migrating to host b (${b.hostName})`;
       if (args.config.verify && a.verification && b.verification) {
         const step = remoteStep(migrationCheck(`${args.sshUser}@${b.hostName}`, modeAsked), where);

@@ -8,7 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { renderUserData, type CriuSource } from "../cloud-init/userData";
-import { CONFIG_SCHEMA } from "../components/config";
+import { defaultConfig } from "../components/config";
 import { ExitCode } from "../verify/checks";
 import { parseHostKey } from "../verify/hostKey";
 import { connect, runCommand } from "../verify/session";
@@ -127,11 +127,7 @@ function criuSource(tarballUrl: string | undefined, sha256: string | undefined):
   if (tarballUrl !== undefined && sha256 !== undefined) {
     return { kind: "tarball", url: tarballUrl, sha256 };
   }
-  return {
-    kind: "git",
-    version: CONFIG_SCHEMA.criuVersion.default,
-    commit: CONFIG_SCHEMA.criuCommit.default,
-  };
+  return defaultConfig().criu;
 }
 
 /**

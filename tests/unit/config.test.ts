@@ -1,14 +1,21 @@
 /**
  * loadConfig: defaults, every validation error (key, value and what is allowed in the
- * message), and Pulumi.yaml declaring exactly the keys, types and defaults the code uses.
+ * message), and Pulumi.yaml as the one schema: its keys are exactly those with a rule in
+ * components/config.ts, and its defaults are the program's, the README's and the package's.
  */
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { parse } from "yaml";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { parse, stringify } from "yaml";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import {
-  CONFIG_SCHEMA,
+  CONFIG_RULES,
+  ConfigKeySpec,
+  PROJECT_FILE,
+  configSchema,
+  readConfigSchema,
   ConfigError,
   ConfigKey,
   LabConfig,
@@ -415,7 +422,7 @@ describe("keys Pulumi.yaml does not declare", () => {
 
   it("accepts every declared key and leaves other namespaces alone", () => {
     const keys = [
-      ...Object.keys(CONFIG_SCHEMA).map((k) => `criu-lab:${k}`),
+      ...Object.keys(configSchema()).map((k) => `criu-lab:${k}`),
       "aws:region",
       "aws:profile",
       "other-project:instanceTyp",
@@ -491,17 +498,19 @@ describe("Pulumi.yaml", () => {
     expect(project.runtime).toEqual({ name: "nodejs", options: { typescript: true } });
   });
 
-  it("declares exactly the keys of CONFIG_SCHEMA with the same type, default and description", () => {
-    expect(Object.keys(project.config)).toEqual(Object.keys(CONFIG_SCHEMA));
-    for (const [key, spec] of Object.entries(CONFIG_SCHEMA)) {
-      const declared = project.config[key];
-      expect({ key, type: declared.type, default: declared.default }).toEqual({
-        key,
-        type: spec.type,
-        default: spec.default,
-      });
-      expect(declared.description, key).toBe(spec.description);
-      if (spec.type === "array") expect(declared.items).toEqual({ type: "string" });
+  it("declares exactly the keys that have a rule in components/config.ts, each of its rule's type", () => {
+    const schema = configSchema();
+    expect(Object.keys(schema).sort()).toEqual(Object.keys(CONFIG_RULES).sort());
+    for (const [key, rule] of Object.entries(CONFIG_RULES)) {
+      expect({ key, type: schema[key as ConfigKey].type }).toEqual({ key, type: rule.type });
+    }
+    // The program's schema is the file's, key for key.
+    expect(schema).toEqual(project.config);
+  });
+
+  it("gives every key a description", () => {
+    for (const [key, declared] of Object.entries(project.config)) {
+      expect(declared.description.trim(), key).not.toBe("");
     }
   });
 
@@ -524,5 +533,128 @@ describe("Pulumi.yaml", () => {
       fs.readFileSync(path.join(__dirname, "..", "..", "Pulumi.dev.yaml"), "utf8"),
     ) as { config: Record<string, unknown> };
     expect(stack.config["aws:region"]).toBe("ap-southeast-1");
+  });
+});
+
+describe("a Pulumi.yaml that does not match components/config.ts", () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "criulab-schema-"));
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const original = parse(fs.readFileSync(PROJECT_FILE, "utf8")) as {
+    config: Record<string, unknown>;
+  };
+
+  /** readConfigSchema's error for a copy of Pulumi.yaml whose `config:` is `edit`'s. */
+  function schemaError(
+    name: string,
+    edit: (config: Record<string, unknown>) => Record<string, unknown>,
+  ): string {
+    const file = path.join(tmp, `${name}.yaml`);
+    fs.writeFileSync(file, stringify({ ...original, config: edit({ ...original.config }) }));
+    try {
+      readConfigSchema(file);
+    } catch (err) {
+      expect(pulumi.RunError.isInstance(err)).toBe(true);
+      return (err as Error).message;
+    }
+    throw new Error(`${name}: no error`);
+  }
+
+  it("is refused when it declares a key with no rule, naming the key and where its rule goes", () => {
+    const message = schemaError("added", (config) => ({
+      ...config,
+      spotPrice: { type: "string", default: "", description: "A spot price." },
+    }));
+    expect(message).toBe(
+      `${path.join(tmp, "added.yaml")} does not match components/config.ts:\n` +
+        "  - criu-lab:spotPrice has no rule in components/config.ts: add one to CONFIG_RULES " +
+        "(and read it in loadConfig)",
+    );
+  });
+
+  it("is refused when a key with a rule is not declared, naming the key", () => {
+    const message = schemaError("removed", (config) => {
+      delete config.autoStopMinutes;
+      return config;
+    });
+    expect(message).toContain(
+      "  - criu-lab:autoStopMinutes has a rule in components/config.ts but is not declared: " +
+        "add it under config: with its type, default and description",
+    );
+  });
+
+  it("is refused when a key's type is not its rule's, or its default is missing or of another type", () => {
+    const message = schemaError("types", (config) => ({
+      ...config,
+      seats: { type: "string", default: "1", description: "Seats." },
+      verify: { type: "boolean", description: "Verify." },
+      rootVolumeGiB: { type: "integer", default: "16", description: "GiB." },
+      sshAllowedCidrs: { type: "array", default: ["auto"], description: "CIDRs." },
+      subnetId: "subnet-0123456789abcdef0",
+      criuVersion: { type: "object", default: {}, description: "CRIU." },
+      budgetEmail: { type: "string", default: "" },
+    }));
+    expect(message.split("\n").slice(1)).toEqual([
+      "  - criu-lab:sshAllowedCidrs is an array without `items: {type: string}`",
+      "  - criu-lab:rootVolumeGiB has a default that is not of its type integer",
+      "  - criu-lab:subnetId is not a map of type, default and description",
+      '  - criu-lab:criuVersion has type "object"; the lab\'s keys are string, integer, boolean, array',
+      "  - criu-lab:verify has no default",
+      "  - criu-lab:seats has type string, but its rule in components/config.ts reads integer",
+      "  - criu-lab:budgetEmail has no description",
+    ]);
+  });
+
+  it("is refused when its project is not the config namespace", () => {
+    const file = path.join(tmp, "renamed.yaml");
+    fs.writeFileSync(file, stringify({ ...original, name: "criu-lab-2" }));
+    expect(() => readConfigSchema(file)).toThrow(
+      `${file} does not match components/config.ts:\n` +
+        "  - its project name is not criu-lab (the config namespace)",
+    );
+  });
+
+  it("is refused when it is missing, naming the file", () => {
+    const file = path.join(tmp, "none.yaml");
+    expect(() => readConfigSchema(file)).toThrow(`cannot read the config schema ${file}`);
+  });
+});
+
+describe("Pulumi.yaml's defaults elsewhere", () => {
+  it("are the README's: its table has every key, in order, with Pulumi.yaml's type and default", () => {
+    const schema = configSchema();
+    const readme = fs.readFileSync(path.join(path.dirname(PROJECT_FILE), "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("\n## Configuration\n"));
+    const rows = [...section.matchAll(/^\| `(\w+)` \| ([^|]+) \| ([^|]+) \|/gm)]
+      .map((m) => m.slice(1, 4).map((cell) => cell.trim()))
+      .filter(([key]) => Object.hasOwn(schema, key));
+    const typeName = {
+      string: "string",
+      integer: "integer",
+      boolean: "boolean",
+      array: "list of strings",
+    };
+    const shown = (spec: ConfigKeySpec): string =>
+      spec.default === ""
+        ? "(unset)"
+        : Array.isArray(spec.default)
+          ? `\`[${spec.default.join(", ")}]\``
+          : `\`${String(spec.default)}\``;
+    expect(rows).toEqual(
+      Object.entries(schema).map(([key, spec]) => [key, typeName[spec.type], shown(spec)]),
+    );
+  });
+
+  it("ship with the program: npm pack puts Pulumi.yaml where components/config.ts reads it", () => {
+    const root = path.dirname(PROJECT_FILE);
+    const [pack] = JSON.parse(
+      execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], {
+        cwd: root,
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"],
+      }),
+    ) as Array<{ files: Array<{ path: string }> }>;
+    const files = pack.files.map((f) => f.path);
+    expect(files).toContain(path.relative(root, PROJECT_FILE));
+    expect(files).toContain("components/config.ts");
   });
 });

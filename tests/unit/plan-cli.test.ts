@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { PlanReport } from "../../plan/printer";
 import { closestKey } from "../../components/closestKey";
-import { CONFIG_SCHEMA } from "../../components/config";
+import { configSchema } from "../../components/config";
 import { loadProject, parseKeyPath, PlanInputError } from "../../plan/project";
 import { fixture, PLAN_TIMEOUT_MS, ROOT, runCli } from "./fixtures/plan-cli";
 
@@ -150,7 +150,7 @@ describe("keys Pulumi.yaml does not declare", () => {
     expect(() => loadProject({ dir, stack: "typo", env: {} })).toThrow(
       new PlanInputError(
         "Pulumi.typo.yaml: 'criu-lab:autoStopMinute' is not a config key of criu-lab; did you " +
-          `mean 'autoStopMinutes'? (Pulumi.yaml declares: ${Object.keys(CONFIG_SCHEMA).join(", ")})`,
+          `mean 'autoStopMinutes'? (Pulumi.yaml declares: ${Object.keys(configSchema()).join(", ")})`,
       ),
     );
   });

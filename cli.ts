@@ -7,6 +7,7 @@
  * Exit codes: 0 ok, 1 the lab does not work, 2 usage or bad input, 3 not reachable/not ready.
  */
 import { ExitCode } from "./verify/checks";
+import { runMain, UsageError } from "./verify/cliCommon";
 
 export const USAGE = `usage: npx criu-lab-local <command> [options]
 
@@ -29,30 +30,26 @@ const commands: Record<string, () => Promise<Main>> = {
   vm: async () => (await import("./vm/cli")).main,
 };
 
+/** Runs a subcommand; never rejects (runMain answers what a subcommand's loading throws). */
 export async function run(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === "--help" || command === "-h") {
-    console.log(USAGE);
-    return ExitCode.ok;
-  }
-  const load = command === undefined ? undefined : commands[command];
-  if (!load) {
-    console.error(
-      command === undefined ? USAGE : `criu-lab-local: unknown command '${command}'\n\n${USAGE}`,
-    );
-    return ExitCode.usage;
-  }
-  return (await load())(rest);
+  return runMain({ name: "criu-lab-local", usage: USAGE }, async () => {
+    if (command === "--help" || command === "-h") {
+      console.log(USAGE);
+      return ExitCode.ok;
+    }
+    if (command === undefined) {
+      console.error(USAGE);
+      return ExitCode.usage;
+    }
+    // Own keys only: `toString` is no command.
+    if (!Object.hasOwn(commands, command)) throw new UsageError(`unknown command '${command}'`);
+    return (await commands[command]!())(rest);
+  });
 }
 
 if (require.main === module) {
-  run(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      console.error(`criu-lab-local: ${err instanceof Error ? err.message : String(err)}`);
-      process.exitCode = ExitCode.labBroken;
-    },
-  );
+  void run(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
 }

@@ -6,12 +6,7 @@ require("tsx/cjs");
 // without tsx's ESM hook it cannot resolve the extension-less "./plan/cli".
 require("tsx/esm");
 const { run } = require("../cli.ts");
-run(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err) => {
-    console.error(`criu-lab-local: ${err instanceof Error ? err.message : String(err)}`);
-    process.exitCode = 1;
-  },
-);
+// run() answers every error itself (verify/cliCommon.ts runMain): it never rejects.
+run(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -1,7 +1,7 @@
 /**
  * `criu-lab-handout --stack NAME --out DIR`: the instructor's handout. Reads the stack's
- * outputs (the `seats` output, or today's single-seat outputs as seat 01) through an
- * injectable runner, as `criu-lab-verify --stack` does, and writes DIR/seat-NN/ per seat:
+ * outputs (the `seats` output, or today's single-seat outputs as seat 01) with
+ * readStackOutputs, as `criu-lab-verify --stack` does, and writes DIR/seat-NN/ per seat:
  * the seat's key (0600), known_hosts, an ssh_config snippet and a README.md card
  * (./cards). Keys go to files only: nothing printed, errors included, ever holds one.
  * Exit codes (docs/design.md "Contracts"): 0 written; 2 bad flags or an --out that cannot be used;
@@ -9,9 +9,16 @@
  */
 import { chmod, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { ExitCode } from "../verify/checks";
-import { StackOutputError, StackOutputReader, pulumiStackOutput } from "../verify/stackOutput";
+import {
+  StackOutputError,
+  StackOutputRunner,
+  UsageError,
+  parseFlagArgs,
+  readStackOutputs,
+  redactKeys,
+  runMain,
+} from "../verify/cliCommon";
 import { secretScrubber } from "../verify/verifier";
 import {
   SeatOutput,
@@ -39,22 +46,6 @@ LAB-GUIDE.md (the Lab guide the card points to). Nothing printed holds a key.
 
 exit codes: 0 written; 2 bad flags or an unusable --out; 3 the stack's outputs cannot be read`;
 
-/** Bad flags or an unusable --out: exit 2. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
-
-/** The stack's outputs cannot be read or used: exit 3. */
-export class StackError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "StackError";
-  }
-}
-
 export interface HandoutFlags {
   stack: string;
   out: string;
@@ -63,23 +54,18 @@ export interface HandoutFlags {
 }
 
 export function parseHandoutFlags(argv: string[]): HandoutFlags | "help" {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        stack: { type: "string" },
-        out: { type: "string" },
-        seat: { type: "string" },
-        force: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message : String(err));
-  }
+  const { values } = parseFlagArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      stack: { type: "string" },
+      out: { type: "string" },
+      seat: { type: "string" },
+      force: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
   if (values.help) return "help";
   for (const flag of ["stack", "out", "seat"] as const) {
     if (values[flag] !== undefined && values[flag].trim() === "") {
@@ -93,9 +79,6 @@ export function parseHandoutFlags(argv: string[]): HandoutFlags | "help" {
   }
   return { stack: values.stack, out: values.out, seat: values.seat, force: values.force };
 }
-
-/** Any private key block, for text whose secrets are not known (e.g. a runner's message). */
-const KEY_BLOCK = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)/g;
 
 /** Every string in a parsed JSON value that holds a private key. */
 function keysIn(value: unknown): string[] {
@@ -159,8 +142,8 @@ async function writeSeats(
 }
 
 export interface HandoutDeps {
-  /** Reads stack outputs (default: the pulumi CLI). Tests inject their own. */
-  readStack?: StackOutputReader;
+  /** Runs `pulumi stack output` (default: the pulumi CLI). Tests inject their own. */
+  readStack?: StackOutputRunner;
   out?: (text: string) => void;
   err?: (text: string) => void;
 }
@@ -168,27 +151,26 @@ export interface HandoutDeps {
 export async function main(argv: string[], deps: HandoutDeps = {}): Promise<number> {
   const print = deps.out ?? ((text: string) => process.stdout.write(`${text}\n`));
   const printErr = deps.err ?? ((text: string) => process.stderr.write(`${text}\n`));
-  let scrub = (text: string) => text.replace(KEY_BLOCK, "[redacted]");
+  let scrub = redactKeys;
   const out = (text: string) => print(scrub(text));
   const err = (text: string) => printErr(scrub(text));
-  try {
+  // Bad flags and an unusable --out are UsageErrors (2); outputs that cannot be read or used, 3.
+  const known = (e: unknown) =>
+    e instanceof SeatOutputsError
+      ? { exitCode: e.exitCode }
+      : e instanceof StackOutputError
+        ? { exitCode: ExitCode.unreachable }
+        : undefined;
+  return runMain({ name: "criu-lab-handout", usage: USAGE, known, err }, async () => {
     const flags = parseHandoutFlags(argv);
     if (flags === "help") {
       out(USAGE);
       return ExitCode.ok;
     }
     await checkOut(flags.out, flags.force);
-    const text = await (deps.readStack ?? pulumiStackOutput)(flags.stack);
-    let outputs: unknown;
-    try {
-      outputs = JSON.parse(text);
-    } catch {
-      throw new StackError(
-        `--stack ${flags.stack}: \`pulumi stack output --json\` did not print JSON`,
-      );
-    }
-    const known = secretScrubber(keysIn(outputs));
-    scrub = (t) => known(t).replace(KEY_BLOCK, "[redacted]");
+    const outputs = await readStackOutputs(flags.stack, deps.readStack);
+    const keys = secretScrubber(keysIn(outputs));
+    scrub = (t) => redactKeys(keys(t));
     const seats = selectSeat(parseSeatOutputs(outputs), flags.seat);
     // The guide the cards point to, from the README shipped with this package.
     const guide = labGuide(await readFile(resolve(__dirname, "../README.md"), "utf8"));
@@ -203,32 +185,5 @@ export async function main(argv: string[], deps: HandoutDeps = {}): Promise<numb
         "Give each student their own folder only: it holds their seat's private key.",
     );
     return ExitCode.ok;
-  } catch (e) {
-    if (e instanceof UsageError) {
-      err(`criu-lab-handout: ${e.message}\n\n${USAGE}`);
-      return ExitCode.usage;
-    }
-    if (e instanceof SeatOutputsError) {
-      err(`criu-lab-handout: ${e.message}`);
-      return e.exitCode;
-    }
-    if (e instanceof StackError || e instanceof StackOutputError) {
-      err(`criu-lab-handout: ${e.message}`);
-      return ExitCode.unreachable;
-    }
-    // Anything else (a bug, an injected runner's own error): still never a key on the terminal.
-    err(`criu-lab-handout: ${e instanceof Error ? e.message : String(e)}`);
-    return ExitCode.unreachable;
-  }
-}
-
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    () => {
-      process.exitCode = ExitCode.labBroken;
-    },
-  );
+  });
 }

@@ -3,9 +3,9 @@
  * account, credentials or the Pulumi CLI. The program runs under @pulumi/pulumi's own runner
  * against a local engine (plan/runner.ts, plan/engine.ts).
  */
-import { parseArgs } from "node:util";
 import { ExitCode } from "../verify/checks";
 import { joinNegativeNumbers } from "../verify/argv";
+import { parseFlagArgs, runMain, UsageError } from "../verify/cliCommon";
 import {
   buildReport,
   describeRegion,
@@ -40,49 +40,44 @@ options:
 exit codes: 0 plan shown; 1 the program failed (its error is shown); 2 usage or bad input`;
 
 export async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: joinNegativeNumbers(argv, ["--timeout"]),
-      options: {
-        stack: { type: "string", short: "s", default: "dev" },
-        config: { type: "string", short: "c", multiple: true, default: [] },
-        "config-path": { type: "boolean", default: false },
-        dir: { type: "string", short: "C", default: process.cwd() },
-        json: { type: "boolean", default: false },
-        timeout: { type: "string", default: "300" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    console.error(`${PROG}: ${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
-    return ExitCode.usage;
-  }
+  // Bad input in the project's files or -c values: exit 2, the message without the usage.
+  const known = (e: unknown) =>
+    e instanceof PlanInputError
+      ? { exitCode: ExitCode.usage, message: `error: ${e.message}` }
+      : undefined;
+  return runMain({ name: PROG, usage: USAGE, known }, () => plan(argv));
+}
+
+async function plan(argv: string[]): Promise<number> {
+  const { values } = parseFlagArgs({
+    args: joinNegativeNumbers(argv, ["--timeout"]),
+    options: {
+      stack: { type: "string", short: "s", default: "dev" },
+      config: { type: "string", short: "c", multiple: true, default: [] },
+      "config-path": { type: "boolean", default: false },
+      dir: { type: "string", short: "C", default: process.cwd() },
+      json: { type: "boolean", default: false },
+      timeout: { type: "string", default: "300" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
   if (values.help) {
     console.log(USAGE);
     return ExitCode.ok;
   }
   const timeoutSeconds = Number(values.timeout);
   if (!Number.isInteger(timeoutSeconds) || timeoutSeconds <= 0) {
-    console.error(`${PROG}: --timeout '${values.timeout}': expected a whole number of seconds > 0`);
-    return ExitCode.usage;
+    throw new UsageError(`--timeout '${values.timeout}': expected a whole number of seconds > 0`);
   }
 
-  let project;
-  try {
-    project = loadProject({
-      dir: values.dir,
-      stack: values.stack,
-      overrides: values.config,
-      configPath: values["config-path"],
-    });
-  } catch (err) {
-    if (!(err instanceof PlanInputError)) throw err;
-    console.error(`${PROG}: error: ${err.message}`);
-    return ExitCode.usage;
-  }
+  const project = loadProject({
+    dir: values.dir,
+    stack: values.stack,
+    overrides: values.config,
+    configPath: values["config-path"],
+  });
   if (project.stackFile === undefined) {
     // On stderr as well as in the header, so that --json users see it too.
     const others = project.otherStackFiles;

@@ -5,9 +5,17 @@
  * docs/design.md "Contracts".
  */
 import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { joinNegativeNumbers } from "./argv";
 import { ExitCode, SCENARIOS, ScenarioName, parseScenarioNames } from "./checks";
+import {
+  KnownError,
+  StackOutputError,
+  StackOutputRunner,
+  UsageError,
+  parseFlagArgs,
+  readStackOutputs,
+  runMain,
+} from "./cliCommon";
 import {
   DEFAULT_PARALLEL,
   MAX_PARALLEL,
@@ -19,7 +27,6 @@ import {
   targetsFromStackOutputs,
   verifySeats,
 } from "./seats";
-import { StackOutputError, StackOutputReader, pulumiStackOutput } from "./stackOutput";
 import {
   AutoStop,
   DEFAULT_STOPPED_AFTER_SECONDS,
@@ -79,14 +86,6 @@ exit codes: 0 the lab works; 1 the lab does not work (check, demo or scenario fa
 2 usage or bad input; 3 unreachable, stopped (by the auto-stop), not ready, authentication
 failed or host key mismatch`;
 
-/** Bad flags or input: exit 2 with the message and the usage. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
-
 export interface Flags {
   stack?: string;
   host?: string;
@@ -112,33 +111,26 @@ const NUMBER_FLAGS = ["--port", "--timeout", "--seat", "--parallel", "--stopped-
 
 /** Parses argv strictly: unknown flags, stray arguments and bad numbers are UsageErrors. */
 export function parseFlags(argv: string[]): Flags {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: joinNegativeNumbers(argv, NUMBER_FLAGS),
-      strict: true,
-      allowPositionals: false,
-      options: {
-        stack: { type: "string" },
-        host: { type: "string" },
-        port: { type: "string" },
-        user: { type: "string" },
-        "key-file": { type: "string" },
-        "host-key": { type: "string" },
-        seat: { type: "string" },
-        parallel: { type: "string" },
-        scenarios: { type: "string" },
-        timeout: { type: "string" },
-        "stopped-after": { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (err) {
-    // node's messages name the flag ("Unknown option '--hots'", "Option '--host <value>'
-    // argument missing"), which is what the user needs.
-    throw new UsageError(err instanceof Error ? err.message : String(err));
-  }
+  const { values } = parseFlagArgs({
+    args: joinNegativeNumbers(argv, NUMBER_FLAGS),
+    strict: true,
+    allowPositionals: false,
+    options: {
+      stack: { type: "string" },
+      host: { type: "string" },
+      port: { type: "string" },
+      user: { type: "string" },
+      "key-file": { type: "string" },
+      "host-key": { type: "string" },
+      seat: { type: "string" },
+      parallel: { type: "string" },
+      scenarios: { type: "string" },
+      timeout: { type: "string" },
+      "stopped-after": { type: "string" },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
   const nonEmpty = (flag: string, value: string | undefined) => {
     if (value !== undefined && value.trim() === "") {
       throw new UsageError(`--${flag}: must not be empty`);
@@ -232,16 +224,10 @@ export function autoStopOf(outputs: Record<string, unknown>): AutoStop | undefin
 }
 
 /**
- * Reads the stack outputs JSON. Error messages name the missing or wrong output and never
- * include the JSON itself (it holds the private key).
+ * The one-host target in the stack outputs (readStackOutputs). Error messages name the missing
+ * or wrong output and never include the outputs themselves (they hold the private key).
  */
-export function parseStackOutputs(stack: string, json: string): StackTarget {
-  let outputs: unknown;
-  try {
-    outputs = JSON.parse(json);
-  } catch {
-    throw new UsageError(`--stack ${stack}: \`pulumi stack output --json\` did not print JSON`);
-  }
+export function parseStackOutputs(stack: string, outputs: unknown): StackTarget {
   if (outputs === null || typeof outputs !== "object" || Array.isArray(outputs)) {
     throw new UsageError(`--stack ${stack}: the stack outputs are not a JSON object`);
   }
@@ -282,19 +268,13 @@ export function publicKeyType(text: string): string | undefined {
   return m?.[1];
 }
 
+/** A stack's outputs by its name (readStackOutputs, read once). */
+export type StackOutputs = (stack: string) => Promise<unknown>;
+
 /** Builds the target from flags and, with --stack, the stack's outputs. */
-export async function resolveTarget(
-  flags: Flags,
-  readStack: StackOutputReader,
-): Promise<VerifyTarget> {
+export async function resolveTarget(flags: Flags, outputsOf: StackOutputs): Promise<VerifyTarget> {
   const fromStack = flags.stack
-    ? parseStackOutputs(
-        flags.stack,
-        // A stack that cannot be read is bad input to the verifier: exit 2, as before.
-        await readStack(flags.stack).catch((err: unknown) => {
-          throw err instanceof StackOutputError ? new UsageError(err.message) : err;
-        }),
-      )
+    ? parseStackOutputs(flags.stack, await outputsOf(flags.stack))
     : undefined;
   const host = flags.host ?? fromStack?.host;
   if (!host) throw new UsageError("--host is required (or --stack NAME)");
@@ -330,8 +310,8 @@ export async function resolveTarget(
 }
 
 export interface CliDeps {
-  /** Reads stack outputs (default: the pulumi CLI). Tests inject their own. */
-  readStack?: StackOutputReader;
+  /** Runs `pulumi stack output` (default: the pulumi CLI). Tests inject their own. */
+  readStack?: StackOutputRunner;
   out?: (text: string) => void;
   err?: (text: string) => void;
 }
@@ -346,7 +326,7 @@ const ONE_HOST_FLAGS = ["host", "port", "user", "keyFile", "hostKey"] as const;
  */
 export async function classTargets(
   flags: Flags,
-  readStack: StackOutputReader,
+  outputsOf: StackOutputs,
 ): Promise<SeatTarget[] | undefined> {
   const asked = flags.seat !== undefined || flags.parallel !== undefined;
   if (!flags.stack) {
@@ -361,21 +341,7 @@ export async function classTargets(
     );
   }
   if (oneHost.length > 0) return undefined;
-  let outputs: unknown;
-  try {
-    outputs = JSON.parse(
-      await readStack(flags.stack).catch((e: unknown) => {
-        throw e instanceof StackOutputError ? new UsageError(e.message) : e;
-      }),
-    );
-  } catch (e) {
-    if (e instanceof SyntaxError) {
-      throw new UsageError(
-        `--stack ${flags.stack}: \`pulumi stack output --json\` did not print JSON`,
-      );
-    }
-    throw e;
-  }
+  const outputs = await outputsOf(flags.stack);
   const seats = (outputs as { seats?: unknown } | null)?.seats;
   const isClass =
     Array.isArray(seats) &&
@@ -389,26 +355,36 @@ export async function classTargets(
   return targetsFromStackOutputs(outputs, { seat: flags.seat });
 }
 
+/**
+ * The verifier's errors besides a UsageError: a stack that cannot be read is bad input to the
+ * verifier (2, with the usage); outputs that are not a lab's are 3, a --seat the stack does not
+ * have 2 (with the usage).
+ */
+function knownError(e: unknown): KnownError | undefined {
+  if (e instanceof StackOutputError) return { exitCode: ExitCode.usage, usage: true };
+  if (e instanceof SeatOutputsError) {
+    return { exitCode: e.exitCode, usage: e.exitCode === ExitCode.usage };
+  }
+  return undefined;
+}
+
 export async function main(argv: string[], deps: CliDeps = {}): Promise<number> {
   const out = deps.out ?? ((text: string) => process.stdout.write(`${text}\n`));
   const err = deps.err ?? ((text: string) => process.stderr.write(`${text}\n`));
   // Read once: classTargets and resolveTarget may both want the outputs.
-  const reader = deps.readStack ?? pulumiStackOutput;
-  const read = new Map<string, Promise<string>>();
-  const readStack: StackOutputReader = (stack) => {
-    const text = read.get(stack) ?? reader(stack);
-    read.set(stack, text);
-    return text;
+  const read = new Map<string, Promise<unknown>>();
+  const outputsOf: StackOutputs = (stack) => {
+    const outputs = read.get(stack) ?? readStackOutputs(stack, deps.readStack);
+    read.set(stack, outputs);
+    return outputs;
   };
-  let flags: Flags;
-  let target: VerifyTarget;
-  try {
-    flags = parseFlags(argv);
+  return runMain({ name: "criu-lab-verify", usage: USAGE, known: knownError, err }, async () => {
+    const flags = parseFlags(argv);
     if (flags.help) {
       out(USAGE);
       return ExitCode.ok;
     }
-    const seats = await classTargets(flags, readStack);
+    const seats = await classTargets(flags, outputsOf);
     if (seats !== undefined && flags.scenarios.length > 0) {
       // verifySeats runs the lab's own steps and the migration, not scenarios (yet).
       throw new UsageError(
@@ -417,31 +393,18 @@ export async function main(argv: string[], deps: CliDeps = {}): Promise<number> 
       );
     }
     if (seats !== undefined) return await verifyClass(seats, flags, out, err);
-    target = await resolveTarget(flags, readStack);
-  } catch (e) {
-    if (e instanceof SeatOutputsError) {
-      err(`criu-lab-verify: ${e.message}${e.exitCode === ExitCode.usage ? `\n\n${USAGE}` : ""}`);
-      return e.exitCode;
-    }
-    if (!(e instanceof UsageError)) throw e;
-    err(`criu-lab-verify: ${e.message}\n\n${USAGE}`);
-    return ExitCode.usage;
-  }
-
-  const report = await verifyLab(target, {
-    timeoutSeconds: flags.timeoutSeconds,
-    stoppedAfterSeconds: flags.stoppedAfterSeconds,
-    scenarios: flags.scenarios,
-    onProgress: (line) => err(`[verify] ${line}`),
+    const target = await resolveTarget(flags, outputsOf);
+    const report = await verifyLab(target, {
+      timeoutSeconds: flags.timeoutSeconds,
+      stoppedAfterSeconds: flags.stoppedAfterSeconds,
+      scenarios: flags.scenarios,
+      onProgress: (line) => err(`[verify] ${line}`),
+    });
+    // The report is scrubbed by verifyLab; this second pass guards fields added later.
+    const scrub = secretScrubber([target.privateKey]);
+    out(scrub(flags.json ? JSON.stringify(report, null, 2) : summary(report)));
+    return report.exitCode;
   });
-  // The report is scrubbed by verifyLab; this second pass guards fields added later.
-  const scrub = secretScrubber([target.privateKey]);
-  if (flags.json) {
-    out(scrub(JSON.stringify(report, null, 2)));
-  } else {
-    out(scrub(summary(report)));
-  }
-  return report.exitCode;
 }
 
 /** Verifies a class: progress on stderr, the table or one JSON report on stdout. */

@@ -3,9 +3,10 @@
  * Progress goes to stderr, so that `--json` leaves stdout to the verifier's report alone.
  */
 import { ExitCode } from "../verify/checks";
+import { runMain } from "../verify/cliCommon";
 import { worstExitCode } from "../verify/seats";
 import { destroyLab, runLab, sshCommand, VmError, type PhaseTime } from "./lab";
-import { parseVmArgs, UsageError, USAGE, type VmOptions } from "./options";
+import { parseVmArgs, USAGE, type VmOptions } from "./options";
 import {
   migrateInPair,
   migrationTable,
@@ -26,16 +27,20 @@ export function formatPhases(phases: PhaseTime[]): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let opts: VmOptions;
-  try {
-    opts = parseVmArgs(argv);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      console.error(`criu-lab-local vm: ${err.message}`);
-      return ExitCode.usage;
-    }
-    throw err;
-  }
+  // A VmError carries its exit code, and where the failed VM's evidence was kept.
+  const known = (e: unknown) =>
+    e instanceof VmError
+      ? {
+          exitCode: e.exitCode,
+          message: e.evidenceDir ? `${e.message}\nevidence: ${e.evidenceDir}` : e.message,
+        }
+      : undefined;
+  return runMain({ name: "criu-lab-local vm", usage: USAGE, known }, async () =>
+    runVm(parseVmArgs(argv)),
+  );
+}
+
+async function runVm(opts: VmOptions): Promise<number> {
   if (opts.help) {
     console.log(USAGE);
     return ExitCode.ok;
@@ -45,58 +50,49 @@ export async function main(argv: string[]): Promise<number> {
     log(await destroyLab(opts.cacheDir, opts.name));
     return ExitCode.ok;
   }
-  try {
-    const run = await runLab(opts, log);
-    log(`\nphase times:\n${formatPhases(run.phases)}`);
-    if (opts.json) console.log(JSON.stringify(run.report, null, 2));
-    if (run.report.ok) {
-      const demo = run.report.demo;
-      log(
-        `\nthe lab works: CRIU ${run.report.check?.criuVersion ?? "?"} on kernel ${run.report.check?.kernel ?? "?"}` +
-          (demo
-            ? `; demo restored PID ${demo.restoredPid}, counter ${demo.lastBeforeDump} -> ${demo.firstAfterRestore}`
-            : ""),
-      );
-    } else {
-      log(`\nthe lab did not verify: ${run.report.error ?? "see the steps above"}`);
-      if (run.evidenceDir) log(`evidence: ${run.evidenceDir}`);
-    }
-    const destroy = `npm run lab:vm -- --destroy${opts.name === "criu-lab" ? "" : ` --name ${opts.name}`}`;
-    if (opts.hosts === 1 || !run.report.ok) {
-      log(`\nthe VM keeps running. SSH in with:\n  ${sshCommand(run.vm)}`);
-      log(`remove it with: ${destroy}`);
-      return run.report.exitCode;
-    }
-    log("\ntwo hosts: booting a and b from the verified VM's disk");
-    const pair = await runPair(opts, run, log);
-    const rows: PairMigration[] = [];
-    for (const mode of PAIR_MODES) {
-      log(`migrating the counter a -> b (${mode})`);
-      rows.push(await migrateInPair(pair, "a", mode));
-    }
-    log("and back, b -> a (cold)");
-    rows.push(await migrateInPair(pair, "b", "cold"));
-    log(`\n${migrationTable(rows)}`);
-    for (const m of rows.filter((row) => !row.report.ok)) {
-      log(`${m.mode} ${m.from}->${m.to} failed: ${m.report.error ?? "no error given"}`);
-    }
-    if (opts.json) console.log(JSON.stringify(rows, null, 2));
+  const run = await runLab(opts, log);
+  log(`\nphase times:\n${formatPhases(run.phases)}`);
+  if (opts.json) console.log(JSON.stringify(run.report, null, 2));
+  if (run.report.ok) {
+    const demo = run.report.demo;
     log(
-      `\nboth hosts keep running; from either, root reaches the other as ubuntu@${PAIR.a.name} / ubuntu@${PAIR.b.name}`,
+      `\nthe lab works: CRIU ${run.report.check?.criuVersion ?? "?"} on kernel ${run.report.check?.kernel ?? "?"}` +
+        (demo
+          ? `; demo restored PID ${demo.restoredPid}, counter ${demo.lastBeforeDump} -> ${demo.firstAfterRestore}`
+          : ""),
     );
-    for (const role of ["a", "b"] as const) log(`  host ${role}: ${sshCommand(pair.hosts[role])}`);
-    log(`remove them with: ${destroy}`);
-    return worstExitCode(
-      rows.map((row) =>
-        row.report.ok ? ExitCode.ok : ((row.exitCode ?? ExitCode.labBroken) as ExitCode),
-      ),
-    );
-  } catch (err) {
-    if (err instanceof VmError) {
-      console.error(`criu-lab-local vm: ${err.message}`);
-      if (err.evidenceDir) console.error(`evidence: ${err.evidenceDir}`);
-      return err.exitCode;
-    }
-    throw err;
+  } else {
+    log(`\nthe lab did not verify: ${run.report.error ?? "see the steps above"}`);
+    if (run.evidenceDir) log(`evidence: ${run.evidenceDir}`);
   }
+  const destroy = `npm run lab:vm -- --destroy${opts.name === "criu-lab" ? "" : ` --name ${opts.name}`}`;
+  if (opts.hosts === 1 || !run.report.ok) {
+    log(`\nthe VM keeps running. SSH in with:\n  ${sshCommand(run.vm)}`);
+    log(`remove it with: ${destroy}`);
+    return run.report.exitCode;
+  }
+  log("\ntwo hosts: booting a and b from the verified VM's disk");
+  const pair = await runPair(opts, run, log);
+  const rows: PairMigration[] = [];
+  for (const mode of PAIR_MODES) {
+    log(`migrating the counter a -> b (${mode})`);
+    rows.push(await migrateInPair(pair, "a", mode));
+  }
+  log("and back, b -> a (cold)");
+  rows.push(await migrateInPair(pair, "b", "cold"));
+  log(`\n${migrationTable(rows)}`);
+  for (const m of rows.filter((row) => !row.report.ok)) {
+    log(`${m.mode} ${m.from}->${m.to} failed: ${m.report.error ?? "no error given"}`);
+  }
+  if (opts.json) console.log(JSON.stringify(rows, null, 2));
+  log(
+    `\nboth hosts keep running; from either, root reaches the other as ubuntu@${PAIR.a.name} / ubuntu@${PAIR.b.name}`,
+  );
+  for (const role of ["a", "b"] as const) log(`  host ${role}: ${sshCommand(pair.hosts[role])}`);
+  log(`remove them with: ${destroy}`);
+  return worstExitCode(
+    rows.map((row) =>
+      row.report.ok ? ExitCode.ok : ((row.exitCode ?? ExitCode.labBroken) as ExitCode),
+    ),
+  );
 }

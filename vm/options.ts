@@ -3,6 +3,7 @@
  * a bad flag or value is a usage error that names it and says what is allowed.
  */
 import * as path from "node:path";
+import { UsageError } from "../verify/cliCommon";
 import { DEFAULT_DEBIAN_RELEASE, type DebianRelease, type ImageKind } from "./image";
 import { checkMirrorUrl } from "./mirror";
 
@@ -69,14 +70,6 @@ options:
 exit codes: 0 lab verified, 1 the lab does not work, 2 usage or bad input,
 3 not reachable / not ready / a tool is missing`;
 
-/** A usage error: the message names the flag, the bad value and what is allowed. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
-
 /** The project's own cache, next to node_modules; .gitignore already excludes `.cache/`. */
 export const DEFAULT_CACHE_DIR = path.resolve(__dirname, "..", ".cache", "vm");
 
@@ -94,7 +87,10 @@ function oneOf<T extends string>(flag: string, value: string, allowed: readonly 
   return value as T;
 }
 
-/** Parses argv (after `vm`). Throws UsageError on anything it does not understand. */
+/**
+ * Parses argv (after `vm`). Throws a UsageError on anything it does not understand: the
+ * message names the flag, the bad value and what is allowed.
+ */
 export function parseVmArgs(argv: readonly string[], cwd = process.cwd()): VmOptions {
   const opts: VmOptions = {
     image: "ubuntu",

@@ -14,7 +14,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { card } from "../../handout/cards";
-import { StackError, USAGE, main } from "../../handout/cli";
+import { USAGE, main } from "../../handout/cli";
+import { StackOutputError } from "../../verify/cliCommon";
 import { parseSeatOutputs } from "../../verify/seats";
 
 /** A real ED25519 key pair: the private key as PEM, the public one as an OpenSSH line. */
@@ -358,7 +359,9 @@ describe("criu-lab-handout", () => {
       ["not json " + keys[0], /did not print JSON/],
       [
         async () =>
-          Promise.reject(new StackError("--stack class: `pulumi stack output` failed: no stack")),
+          Promise.reject(
+            new StackOutputError("--stack class: `pulumi stack output` failed: no stack"),
+          ),
         /failed: no stack/,
       ],
       // A runner's message that happens to hold a key is still scrubbed.

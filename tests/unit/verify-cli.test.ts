@@ -6,7 +6,6 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   USAGE,
-  UsageError,
   autoStopOf,
   main,
   parseFlags,
@@ -15,7 +14,7 @@ import {
   summary,
 } from "../../verify/cli";
 import { isRetryable } from "../../verify/session";
-import { pulumiStackOutput } from "../../verify/stackOutput";
+import { UsageError, readStackOutputs } from "../../verify/cliCommon";
 import {
   VerifyReport,
   parseLogSections,
@@ -137,7 +136,7 @@ describe("parseStackOutputs", () => {
   };
 
   it("takes publicIp, sshUser, privateKey and knownHostsLine", () => {
-    expect(parseStackOutputs("dev", JSON.stringify(outputs))).toEqual({
+    expect(parseStackOutputs("dev", outputs)).toEqual({
       host: "203.0.113.9",
       user: "ubuntu",
       privateKey: PRIVATE_KEY,
@@ -154,13 +153,13 @@ describe("parseStackOutputs", () => {
       },
     ];
     const withSeats = { ...outputs, seats, region: "ap-southeast-1" };
-    expect(parseStackOutputs("dev", JSON.stringify(withSeats)).autoStop).toEqual({
+    expect(parseStackOutputs("dev", withSeats).autoStop).toEqual({
       minutes: 120,
       instanceId: "i-0abc12345678def90",
       region: "ap-southeast-1",
     });
     // A stack from before `seats` says nothing of its auto-stop.
-    expect(parseStackOutputs("dev", JSON.stringify(outputs)).autoStop).toBeUndefined();
+    expect(parseStackOutputs("dev", outputs).autoStop).toBeUndefined();
     // An id or region that is not one is left out, never printed into a command.
     expect(
       autoStopOf({
@@ -179,42 +178,41 @@ describe("parseStackOutputs", () => {
     const rest: Partial<typeof outputs> = { ...outputs };
     delete rest.publicIp;
     delete rest.sshUser;
-    expect(parseStackOutputs("dev", JSON.stringify(rest))).toMatchObject({
+    expect(parseStackOutputs("dev", rest)).toMatchObject({
       host: outputs.publicDns,
       user: "ubuntu",
     });
   });
 
-  it("names what is missing and what is present, never echoing the outputs", () => {
+  it("names what is missing and what is present, never echoing the outputs", async () => {
     const rest: Partial<typeof outputs> = { ...outputs };
     delete rest.privateKey;
     delete rest.publicIp;
     delete rest.publicDns;
-    expect(() => parseStackOutputs("dev", JSON.stringify(rest))).toThrow(
+    expect(() => parseStackOutputs("dev", rest)).toThrow(
       "--stack dev: missing output(s) publicIp, privateKey (present: knownHostsLine, sshUser); has `pulumi up` run for this stack?",
     );
-    expect(() => parseStackOutputs("dev", "{}")).toThrow(/present: none/);
-    expect(() => parseStackOutputs("dev", `${JSON.stringify(outputs)} trailing`)).toThrow(
-      /did not print JSON/,
-    );
+    expect(() => parseStackOutputs("dev", {})).toThrow(/present: none/);
+    const printed = async () => `${JSON.stringify(outputs)} trailing`;
+    await expect(readStackOutputs("dev", printed)).rejects.toThrow(/did not print JSON/);
     try {
-      parseStackOutputs("dev", `${JSON.stringify(outputs)} trailing`);
+      await readStackOutputs("dev", printed);
     } catch (err) {
       expect((err as Error).message).not.toContain("b3BlbnNzaC1rZXktdjEA");
     }
-    expect(() => parseStackOutputs("dev", "[]")).toThrow(/not a JSON object/);
-    expect(() => parseStackOutputs("dev", JSON.stringify({ ...outputs, sshUser: 7 }))).toThrow(
+    expect(() => parseStackOutputs("dev", [])).toThrow(/not a JSON object/);
+    expect(() => parseStackOutputs("dev", { ...outputs, sshUser: 7 })).toThrow(
       /output 'sshUser' should be a string/,
     );
   });
 });
 
-describe("pulumiStackOutput", () => {
+describe("readStackOutputs", () => {
   it("says the pulumi CLI is needed when it is not on PATH", async () => {
     const path = process.env.PATH;
     process.env.PATH = dir; // holds no pulumi
     try {
-      await expect(pulumiStackOutput("dev")).rejects.toThrow(
+      await expect(readStackOutputs("dev")).rejects.toThrow(
         "--stack needs the pulumi CLI on PATH (https://www.pulumi.com/docs/install/)",
       );
     } finally {
@@ -224,8 +222,11 @@ describe("pulumiStackOutput", () => {
 });
 
 describe("resolveTarget", () => {
-  const stack = async () =>
-    JSON.stringify({ publicIp: "203.0.113.9", privateKey: PRIVATE_KEY, sshUser: "ubuntu" });
+  const stack = async () => ({
+    publicIp: "203.0.113.9",
+    privateKey: PRIVATE_KEY,
+    sshUser: "ubuntu",
+  });
 
   it("builds the target from a stack, with flags overriding it", async () => {
     const keyFile = join(dir, "other.pem");
@@ -244,14 +245,13 @@ describe("resolveTarget", () => {
   });
 
   it("keeps the stack's auto-stop for the stack's host only, not for another --host", async () => {
-    const withAutoStop = async () =>
-      JSON.stringify({
-        publicIp: "203.0.113.9",
-        privateKey: PRIVATE_KEY,
-        instanceId: "i-0123456789abcdef0",
-        region: "eu-west-1",
-        seats: [{ seat: "01", autoStopMinutes: 60, hosts: [] }],
-      });
+    const withAutoStop = async () => ({
+      publicIp: "203.0.113.9",
+      privateKey: PRIVATE_KEY,
+      instanceId: "i-0123456789abcdef0",
+      region: "eu-west-1",
+      seats: [{ seat: "01", autoStopMinutes: 60, hosts: [] }],
+    });
     const fromStack = await resolveTarget(parseFlags(["--stack", "dev"]), withAutoStop);
     expect(fromStack.autoStop).toEqual({
       minutes: 60,
@@ -266,7 +266,7 @@ describe("resolveTarget", () => {
   });
 
   it("needs a host and a key from flags when there is no stack", async () => {
-    const never = async (): Promise<string> => {
+    const never = async (): Promise<unknown> => {
       throw new Error("no stack was asked for");
     };
     await expect(resolveTarget(parseFlags([]), never)).rejects.toThrow("--host is required");

@@ -1,6 +1,7 @@
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_CACHE_DIR, parseVmArgs, UsageError } from "../../vm/options";
+import { UsageError } from "../../verify/cliCommon";
+import { DEFAULT_CACHE_DIR, parseVmArgs } from "../../vm/options";
 
 const SHA = "29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9";
 

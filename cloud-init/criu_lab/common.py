@@ -68,6 +68,38 @@ def crit_show(path):
     return json.loads(p.stdout).get("entries", [])
 
 
+# CRIU's own account of a dump and a restore (its stats-dump and stats-restore images, as
+# `crit show` prints them), renamed to the lab's JSON style. Times in µs, as CRIU gives them.
+DUMP_STATS = {"freezing_time": "freezingTimeUs", "frozen_time": "frozenTimeUs", "memdump_time": "memdumpTimeUs",
+              "memwrite_time": "memwriteTimeUs", "pages_scanned": "pagesScanned", "pages_written": "pagesWritten",
+              "pages_skipped_parent": "pagesSkippedParent", "pages_lazy": "pagesLazy"}
+RESTORE_STATS = {"forking_time": "forkingTimeUs", "restore_time": "restoreTimeUs", "pages_restored": "pagesRestored"}
+STATS = {"dump": DUMP_STATS, "restore": RESTORE_STATS}
+
+
+def stats_of(entries, kind):
+    """The stats of KIND ("dump" or "restore") in ENTRIES (crit show's), renamed; the fields
+    this CRIU does not write are left out."""
+    entry = entries[0].get(kind) if entries and isinstance(entries[0], dict) else None
+    return {key: entry[field] for field, key in STATS[kind].items()
+            if isinstance(entry, dict) and isinstance(entry.get(field), int)}
+
+
+def criu_stats(images_dir):
+    """CRIU's timings and page counts from IMAGES_DIR's stats-dump and stats-restore (whichever
+    are there), in one dict: {} when neither is, or crit cannot read them (the stats are an
+    account of a dump, never a reason for it to fail)."""
+    stats = {}
+    for kind in STATS:
+        path = os.path.join(images_dir, f"stats-{kind}")
+        if os.path.isfile(path):
+            try:
+                stats.update(stats_of(crit_show(path), kind))
+            except (LabError, OSError, ValueError, subprocess.SubprocessError):
+                pass
+    return stats
+
+
 def human_bytes(n):
     """1536 -> '1.5 KiB': sizes a learner reads at a glance."""
     for unit in ("B", "KiB", "MiB"):

@@ -18,10 +18,10 @@ import stat
 import subprocess
 import time
 
-from .common import (BROKEN, CRIU, LOG_DIR, NOT_READY, OK, USAGE, LabError, base, crit_show, keep_latest_passing, no_room,
-                     new_run, private_dir, ready, room_for_dump, run, whole)
+from .common import (BROKEN, CRIU, LOG_DIR, NOT_READY, OK, USAGE, LabError, base, crit_show, criu_stats, keep_latest_passing,
+                     no_room, new_run, private_dir, ready, room_for_dump, run, whole)
 from .procs import alive, wait_for
-from .remote import Remote, free_there, keep_latest_passing_there, local_port, probe, remote_state, ship
+from .remote import Remote, criu_stats_there, free_there, keep_latest_passing_there, local_port, probe, remote_state, ship
 
 MODES = ("cold", "page-server", "pre-copy", "lazy")
 # What `--mode auto` tries, best (shortest freeze) first. Never lazy: it needs a second kernel,
@@ -343,6 +343,8 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
             r["bytesTransferred"] += ship(remote, names + carry, r)
             m.restore(m.images)
         r["downtimeMs"] = round((time.monotonic() - started) * 1000, 1)
+        # CRIU's own account, beside the lab's: read after the downtime, its SSH round trip not in it.
+        r["criu"] = {"dump": criu_stats(m.images), "restore": criu_stats_there(remote, m.images)}
         if mode == "page-server":  # the pages went through the tunnel, not the tar stream
             r["bytesTransferred"] += int(remote.must(f"cat {shlex.quote(m.images)}/pages-*.img | wc -c", "counting pages"))
         r["carried"] = carry
@@ -441,6 +443,10 @@ def timeline(r):
              f"[{bar}] downtime {r['downtimeMs']} ms",
              "  " + ", ".join(f"{ch} {name} {ms} ms" for name, ms, ch in parts),
              f"  {r['bytesTransferred']} bytes sent; carried: {', '.join(r['carried']) or 'nothing'}"]
+    dump, restore = r.get("criu", {}).get("dump", {}), r.get("criu", {}).get("restore", {})
+    if "frozenTimeUs" in dump:
+        lines.append(f"  CRIU: frozen {dump['frozenTimeUs'] / 1000:.1f} ms, {dump.get('pagesWritten', '?')} pages written"
+                     + (f"; restore {restore['restoreTimeUs'] / 1000:.1f} ms" if "restoreTimeUs" in restore else ""))
     if r.get("firstAfterRestore") is not None:
         lines.append(f"  counted {r['lastBeforeDump']} here, then {r['firstAfterRestore']} there")
     lines += [f"  --mode auto passed over {p['mode']}: {p['why']}" for p in r.get("modesPassedOver", [])]

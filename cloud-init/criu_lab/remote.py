@@ -1,5 +1,6 @@
 """The destination of a migration: commands over one SSH master connection whose host key was
 checked, files compared and copied there (criu-lab migrate, scenarios migration and backup)."""
+import json
 import os
 import re
 import shlex
@@ -8,7 +9,7 @@ import subprocess
 import tempfile
 import time
 
-from .common import BROKEN, CRIU, LOG_DIR, NOT_READY, PASSED, LabError
+from .common import BROKEN, CRIT, CRIU, LOG_DIR, NOT_READY, PASSED, LabError, stats_of
 
 
 class Remote:
@@ -139,3 +140,13 @@ def keep_latest_passing_there(remote, run_dir):
                    f"[ -f \"$d/{PASSED}\" ] && rm -rf -- \"$d\"; done; [ -d {q(top)} ] && : > {q(top)}/{PASSED}; true", 120)
     except (LabError, subprocess.SubprocessError):
         pass
+
+
+def criu_stats_there(remote, images):
+    """criu_stats of the restore on the destination: its stats-restore, read there with crit
+    (one SSH round trip). {} when it is not there or crit cannot read it."""
+    try:
+        p = remote.run(f"{CRIT} show {shlex.quote(images)}/stats-restore", 60)
+        return stats_of(json.loads(p.stdout).get("entries", []), "restore") if p.returncode == 0 else {}
+    except (LabError, subprocess.SubprocessError, ValueError, AttributeError):
+        return {}

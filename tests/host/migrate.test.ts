@@ -35,6 +35,7 @@ interface Migrated {
   destination: string;
   imagesDir: string;
   carried: string[];
+  criu: { dump: Record<string, number>; restore: Record<string, number> };
   error?: string;
 }
 
@@ -107,6 +108,16 @@ describe.skipIf(
     return { pid, log };
   }
 
+  /** CRIU's own account (stats-dump here, stats-restore there) fits the lab's: frozen within
+   * the dump's wall time (freezeMs, rounded to 0.1 ms), the restore's stats read there. */
+  function criuStatsFit(r: Migrated) {
+    expect(r.criu.dump.frozenTimeUs).toBeGreaterThan(0);
+    expect(r.criu.dump.frozenTimeUs).toBeLessThanOrEqual(r.freezeMs * 1000 + 100);
+    expect(r.criu.restore.restoreTimeUs).toBeGreaterThan(0);
+    expect(r.criu.restore.restoreTimeUs).toBeLessThanOrEqual(r.restoreMs * 1000 + 100);
+    expect(r.criu.restore.pagesRestored).toBeGreaterThan(0);
+  }
+
   const lastCount = (text: string) => Number([...text.matchAll(/^Counter: (\d+)$/gm)].pop()?.[1]);
 
   /** Still here, not frozen, and counting on. */
@@ -172,6 +183,8 @@ describe.skipIf(
     expect(r.carried).toEqual(expect.arrayContaining([path.dirname(log), log]));
     expect(r.bytesTransferred).toBeGreaterThan(1_000_000); // python's pages at least
     expect(r.downtimeMs).toBeGreaterThanOrEqual(r.freezeMs + r.transferMs + r.restoreMs - 1);
+    criuStatsFit(r);
+    expect(r.criu.dump.pagesWritten).toBeGreaterThan(0);
     // It runs in the destination's namespace now, and its output there goes on.
     expect(fs.readlinkSync(`/proc/${pid}/ns/net`)).toBe(netnsOf("dst"));
     const there = pair.destination.ssh(`cat ${log}`).stdout;
@@ -191,6 +204,7 @@ describe.skipIf(
     const r = parse(ran);
     expect(r).toMatchObject({ ok: true, mode: "page-server", pid, restoredPid: pid });
     expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
+    criuStatsFit(r);
     expect(fs.readdirSync(r.imagesDir).some((n) => n.startsWith("pages-"))).toBe(false);
     expect(pair.destination.ssh(`ls ${r.imagesDir}`).stdout).toMatch(/^pages-\d+\.img$/m);
     expect(pair.destination.ssh(`tail -n 3 ${log}`).stdout).toMatch(/Counter: \d+\n$/);
@@ -437,6 +451,7 @@ describe.skipIf(
     started.push(r.pid);
     expect(r).toMatchObject({ ok: true, mode: "page-server", restoredPid: r.pid });
     expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
+    criuStatsFit(r); // migrate's JSON, CRIU's own account in it
     expect(alive(r.pid)).toBe(false); // the scenario stops its counter there
   });
 

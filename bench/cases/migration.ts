@@ -96,6 +96,7 @@ export default async function migration(ctx: BenchContext): Promise<BenchResult[
             freezeMs: number;
             transferMs: number;
             restoreMs: number;
+            criu?: { dump?: { frozenTimeUs?: number }; restore?: { restoreTimeUs?: number } };
             error?: string;
           };
           try {
@@ -106,7 +107,8 @@ export default async function migration(ctx: BenchContext): Promise<BenchResult[
           if (!r.ok) throw new Error(`migrate ${mode} ${size} MiB failed: ${r.error}`);
           result.values.push(r.downtimeMs);
           ctx.log(
-            `${label(size)} ${mode} #${i + 1}: downtime ${r.downtimeMs} ms (freeze ${r.freezeMs}, transfer ${r.transferMs}, restore ${r.restoreMs})`,
+            `${label(size)} ${mode} #${i + 1}: downtime ${r.downtimeMs} ms (freeze ${r.freezeMs}, transfer ${r.transferMs}, restore ${r.restoreMs}; ` +
+              `CRIU's own: frozen ${(r.criu?.dump?.frozenTimeUs ?? NaN) / 1000} ms, restore ${(r.criu?.restore?.restoreTimeUs ?? NaN) / 1000} ms)`,
           );
           killHolder(pid);
           // Both hosts' copies of the images go: the destination's live in memory (tmpfs).

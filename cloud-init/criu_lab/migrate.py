@@ -443,10 +443,13 @@ def timeline(r):
              f"[{bar}] downtime {r['downtimeMs']} ms",
              "  " + ", ".join(f"{ch} {name} {ms} ms" for name, ms, ch in parts),
              f"  {r['bytesTransferred']} bytes sent; carried: {', '.join(r['carried']) or 'nothing'}"]
+    # CRIU's own account, what it measured inside freeze and restore (a field it did not write: left out).
     dump, restore = r.get("criu", {}).get("dump", {}), r.get("criu", {}).get("restore", {})
-    if "frozenTimeUs" in dump:
-        lines.append(f"  CRIU: frozen {dump['frozenTimeUs'] / 1000:.1f} ms, {dump.get('pagesWritten', '?')} pages written"
-                     + (f"; restore {restore['restoreTimeUs'] / 1000:.1f} ms" if "restoreTimeUs" in restore else ""))
+    said = ([f"frozen {dump['frozenTimeUs'] / 1000:.1f} ms"] if "frozenTimeUs" in dump else []) + \
+        ([f"{dump['pagesWritten']} pages written"] if "pagesWritten" in dump else []) + \
+        ([f"restore {restore['restoreTimeUs'] / 1000:.1f} ms"] if "restoreTimeUs" in restore else [])
+    if said:
+        lines.append("  CRIU's own: " + ", ".join(said))
     if r.get("firstAfterRestore") is not None:
         lines.append(f"  counted {r['lastBeforeDump']} here, then {r['firstAfterRestore']} there")
     lines += [f"  --mode auto passed over {p['mode']}: {p['why']}" for p in r.get("modesPassedOver", [])]

@@ -132,6 +132,14 @@ def test_timeline_names_the_carried_files_and_the_counts():
     assert lines[4] == "  counted 7 here, then 8 there"
 
 
+def test_timeline_says_what_criu_measured_and_leaves_out_what_it_did_not():
+    r = result(criu={"dump": {"frozenTimeUs": 91234, "pagesWritten": 1187}, "restore": {"restoreTimeUs": 4157}})
+    assert migrate.timeline(r).split("\n")[4] == "  CRIU's own: frozen 91.2 ms, 1187 pages written, restore 4.2 ms"
+    r = result(criu={"dump": {"frozenTimeUs": 91234}, "restore": {}})
+    assert migrate.timeline(r).split("\n")[4] == "  CRIU's own: frozen 91.2 ms"
+    assert len(migrate.timeline(result(criu={"dump": {}, "restore": {}})).split("\n")) == 4
+
+
 def test_counts_reads_the_counter_log(tmp_path):
     log = tmp_path / "counter.log"
     log.write_text("PID: 12\nCounter: 0\nCounter: 1\nnoise Counter: 5\nCounter: 2\nCounter: 3")

@@ -100,6 +100,15 @@ def criu_stats(images_dir):
     return stats
 
 
+def frozen_us(images_dir):
+    """How long the dump into IMAGES_DIR kept the process frozen (µs, CRIU's stats-dump), or
+    raises a LabError that names the file: the scenarios report it."""
+    frozen = criu_stats(images_dir).get("frozenTimeUs")
+    if frozen is None:
+        raise LabError(BROKEN, f"no frozen time in {images_dir}/stats-dump (missing, or `crit show` cannot read it)")
+    return frozen
+
+
 def human_bytes(n):
     """1536 -> '1.5 KiB': sizes a learner reads at a glance."""
     for unit in ("B", "KiB", "MiB"):

@@ -3,7 +3,7 @@ import os
 import re
 import subprocess
 
-from .common import (BROKEN, COUNTER, LOG_DIR, OK, LabError, base, checked, criu, criu_stats, human_bytes,
+from .common import (BROKEN, COUNTER, LOG_DIR, OK, LabError, base, checked, criu, frozen_us, human_bytes,
                      keep_latest_passing, new_run, private_dir, ready)
 from .procs import alive, start_detached, stop, wait_for
 
@@ -88,7 +88,7 @@ def cmd_demo(args):
             r["restoredPid"] = int(f.read())
         r["firstAfterRestore"] = wait_for("the restored counter", lambda: counts(out)[len(seen):])[0]
         say(f"restored as PID {r['restoredPid']} in {r['restoreMs']} ms; next count: {r['firstAfterRestore']}")
-        r["frozenUs"] = criu_stats(images)["frozenTimeUs"]
+        r["frozenUs"] = frozen_us(images)
         if r["restoredPid"] != pid or r["firstAfterRestore"] != seen[-1] + 1:
             raise LabError(BROKEN, f"restored PID {r['restoredPid']} (expected {pid}) counted "
                            f"{r['firstAfterRestore']} (expected {seen[-1] + 1})")

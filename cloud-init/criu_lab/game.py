@@ -16,7 +16,7 @@ import subprocess
 import time
 
 from . import doctor, timeline
-from .common import BROKEN, OK, LabError, base, criu, criu_stats, keep_latest_passing, new_run, private_dir, ready
+from .common import BROKEN, OK, LabError, base, criu, frozen_us, keep_latest_passing, new_run, private_dir, ready
 from .procs import start_detached, stop, wait_for
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -129,7 +129,7 @@ def cmd_game(args):
         with open(pidfile) as f:
             restored = r["restoredPid"] = int(f.read())
         events.append((at, time.monotonic() - t0, "restore"))
-        r["frozenUs"] = criu_stats(images)["frozenTimeUs"]
+        r["frozenUs"] = frozen_us(images)
         time.sleep(1)  # a second of play after the restore
         events.append((time.monotonic() - t0, None, "end"))
         reports = [client_report(c.pid, log) for c, log in clients]

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from .common import BROKEN, COUNTER, OK, USAGE, LabError, base, criu_stats, crit_show, new_run, private_dir, ready, whole
+from .common import BROKEN, COUNTER, OK, USAGE, LabError, base, frozen_us, crit_show, new_run, private_dir, ready, whole
 from .migrate import (Migration, Remote, add_destination_flags, add_mode_flag, check_destination_flags,
                       compare_destination, counts, migrate, probe, ship, timeline)
 from .procs import start_detached, stop, wait_for
@@ -113,7 +113,7 @@ def cmd_backup(a):
             with open(out, "rb") as f:
                 r["lastCheckpointCount"] = counts_in(f.read(sizes.get(out) or 0))[-1]
             r["checkpoints"] = k
-            r["frozenUs"].append(criu_stats(d)["frozenTimeUs"])
+            r["frozenUs"].append(frozen_us(d))
             r["imageBytes"].append(sum(os.path.getsize(p) for p in names))
             say(f"checkpoint {k} at Counter: {r['lastCheckpointCount']} shipped to {host}")
         time.sleep(a.interval * 2)

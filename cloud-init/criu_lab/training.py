@@ -15,7 +15,7 @@ import subprocess
 import time
 
 from . import doctor, timeline
-from .common import BROKEN, OK, LabError, base, criu, criu_stats, crit_show, keep_latest_passing, new_run, private_dir, ready
+from .common import BROKEN, OK, LabError, base, criu, frozen_us, crit_show, keep_latest_passing, new_run, private_dir, ready
 from .procs import start_detached, stop, wait_for
 
 # Beside the package: /usr/local/lib/criu-lab on a lab host, cloud-init/ in the repository.
@@ -108,7 +108,7 @@ def cmd_training(args):
                 argv += ["--track-mem"] + (["--prev-images-dir", f"../{i - 1}"] if i > 1 else [])
             at = time.monotonic() - t0
             r["dumpMs"].append(criu(argv, os.path.join(run_dir, f"dump-{i}.log")))
-            r["frozenUs"].append(criu_stats(images)["frozenTimeUs"])
+            r["frozenUs"].append(frozen_us(images))
             r["imageBytes"].append(sum(os.path.getsize(os.path.join(images, n)) for n in os.listdir(images)))
             step, checksum = checkpoint_step(images, out)
             r["checkpoints"], r["lastCheckpointStep"], r["lastCheckpointChecksum"] = i, step, checksum

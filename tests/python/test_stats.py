@@ -98,3 +98,14 @@ def test_restore_stats_read_on_the_destination():
 @pytest.mark.parametrize("there", [There(code=1), There(out="not json"), There(out="[]"), There(unreachable=True)])
 def test_no_restore_stats_there_gives_none(there):
     assert remote.criu_stats_there(there, "/images") == {}
+
+
+def test_frozen_us_is_the_dump_s_frozen_time(tmp_path, fake_crit):
+    assert common.frozen_us(images(tmp_path, "stats-dump")) == 9854
+
+
+def test_frozen_us_names_the_file_when_there_is_none(tmp_path, fake_crit):
+    with pytest.raises(LabError) as e:
+        common.frozen_us(images(tmp_path, "stats-restore"))
+    assert e.value.code == BROKEN
+    assert f"{tmp_path}/stats-dump" in str(e.value)

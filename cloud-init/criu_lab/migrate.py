@@ -445,9 +445,11 @@ def timeline(r):
              f"  {r['bytesTransferred']} bytes sent; carried: {', '.join(r['carried']) or 'nothing'}"]
     # CRIU's own account, what it measured inside freeze and restore (a field it did not write: left out).
     dump, restore = r.get("criu", {}).get("dump", {}), r.get("criu", {}).get("restore", {})
-    said = ([f"frozen {dump['frozenTimeUs'] / 1000:.1f} ms"] if "frozenTimeUs" in dump else []) + \
-        ([f"{dump['pagesWritten']} pages written"] if "pagesWritten" in dump else []) + \
-        ([f"restore {restore['restoreTimeUs'] / 1000:.1f} ms"] if "restoreTimeUs" in restore else [])
+    def number(d, key):
+        return isinstance(d.get(key), int)
+    said = ([f"frozen {dump['frozenTimeUs'] / 1000:.1f} ms"] if number(dump, "frozenTimeUs") else []) + \
+        ([f"{dump['pagesWritten']} pages written"] if number(dump, "pagesWritten") else []) + \
+        ([f"restore {restore['restoreTimeUs'] / 1000:.1f} ms"] if number(restore, "restoreTimeUs") else [])
     if said:
         lines.append("  CRIU's own: " + ", ".join(said))
     if r.get("firstAfterRestore") is not None:

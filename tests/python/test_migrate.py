@@ -138,6 +138,9 @@ def test_timeline_says_what_criu_measured_and_leaves_out_what_it_did_not():
     r = result(criu={"dump": {"frozenTimeUs": 91234}, "restore": {}})
     assert migrate.timeline(r).split("\n")[4] == "  CRIU's own: frozen 91.2 ms"
     assert len(migrate.timeline(result(criu={"dump": {}, "restore": {}})).split("\n")) == 4
+    # A value crit gave that is no number is left out of the drawing (the JSON keeps it as given).
+    r = result(criu={"dump": {"frozenTimeUs": "soon", "pagesWritten": 3}, "restore": {}})
+    assert migrate.timeline(r).split("\n")[4] == "  CRIU's own: 3 pages written"
 
 
 def test_counts_reads_the_counter_log(tmp_path):

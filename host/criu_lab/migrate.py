@@ -14,7 +14,7 @@ import time
 
 from .common import (CRIU, LOG_DIR, base, counts, counts_in, crit_show, criu, criu_stats, keep_latest_passing, no_room,
                      new_run, private_dir, ready, room_for_dump, run, tail, whole)
-from .modes import add_mode_flag, destination_features, mode_unsupported, pick_mode
+from .modes import add_mode_flag, destination_features, mode_unsupported, pick_mode, same_kernel
 from .outcome import BROKEN, EXPECTED, NOT_READY, OK, USAGE, LabError, attempt, error_text, failed
 from .procs import alive, wait_for
 from .remote import Remote, criu_stats_there, free_there, keep_latest_passing_there, local_port, probe, remote_state, ship
@@ -140,6 +140,7 @@ class Migration:
         # mode: what runs; with --mode auto, null until the destination is probed and a mode picked.
         self.r = {**base(), "modeAsked": mode, "mode": None if mode == "auto" else mode, "modesPassedOver": [],
                   "pid": pid, "destination": f"{remote.target}", "imagesDir": self.images,
+                  "sshCiphers": getattr(remote, "ciphers", []),
                   "freezeMs": 0, "transferMs": 0, "restoreMs": 0, "bytesTransferred": 0}
         self.dumped = False
         self.page_server_pid = None
@@ -232,6 +233,10 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
         remote.connect()
         dest = probe(remote, destination_features(mode))
         r["destinationKernel"] = dest["kernel"]
+        if not same_kernel(dest):
+            # Another kernel has PIDs of its own: nothing here can hold the PID the restore
+            # there takes, so no wait for the dumped process's parent to reap it.
+            m.reap = lambda: None
         if mode == "auto":
             mode, r["modesPassedOver"] = pick_mode(dest)
             r["mode"] = mode
@@ -264,7 +269,7 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
             m.dump(["--page-server", "--address", "127.0.0.1", "--port", str(port)])
         elif mode == "lazy":
             started = time.monotonic()
-            lazy(m, carry, out)
+            lazy(m, carry, out, started)
         else:
             started = time.monotonic()
             m.dump([])
@@ -278,7 +283,11 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
             names = [os.path.join(m.images, n) for n in sorted(os.listdir(m.images))]
             r["bytesTransferred"] += ship(remote, names + carry, r)
             m.restore(m.images)
-        r["downtimeMs"] = round((time.monotonic() - started) * 1000, 1)
+        if mode != "lazy":  # restored whole: it runs there and nothing is left to move
+            r["resumeMs"] = r["completeMs"] = round((time.monotonic() - started) * 1000, 1)
+        # The downtime is the freeze until the process runs there (for lazy, before its pages
+        # have all come: completeMs says when the source was done).
+        r["downtimeMs"] = r["resumeMs"]
         # CRIU's own account, beside the lab's: read after the downtime, its SSH round trip not in it.
         r["criu"] = {"dump": criu_stats(m.images), "restore": criu_stats_there(remote, m.images)}
         if mode == "page-server":  # the pages went through the tunnel, not the tar stream
@@ -305,10 +314,12 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
         m.cleanup()
 
 
-def lazy(m, carry, out):
+def lazy(m, carry, out, started):
     """Post-copy: dump with --lazy-pages (this host keeps the pages and serves them), copy the
-    rest, start `criu lazy-pages` there, restore there; pages follow on demand. Needs a second
-    kernel (mode_unsupported), so it is proven in the VM tier, not here."""
+    rest, start `criu lazy-pages` there, restore there; pages follow on demand. resumeMs: from
+    STARTED (the freeze) until the process runs there; completeMs: until the last page has
+    gone and the source process ended. Needs a second kernel (mode_unsupported), so it is
+    proven in the VM tier, not here."""
     r, remote, q = m.r, m.remote, shlex.quote
     m.room(m.images, pages_here=False, pages_there=False)  # the pages stay in memory, then go to memory there
     ready_r, ready_w = os.pipe()
@@ -332,8 +343,10 @@ def lazy(m, carry, out):
     remote.must(f"{CRIU} lazy-pages --page-server --address 127.0.0.1 --port {fwd.stdout.strip()} -D {q(m.images)} -d "
                 f"-o {q(m.dir)}/lazy-pages.log -v4", "criu lazy-pages")
     m.restore(m.images, ["--lazy-pages"])
+    r["resumeMs"] = round((time.monotonic() - started) * 1000, 1)
     if dump.wait(1800) != 0:  # all pages went over; CRIU's dump then ends the source process
         raise LabError(BROKEN, f"the lazy dump exited {dump.returncode} after the restore (see {m.dir}/dump.log)")
+    r["completeMs"] = round((time.monotonic() - started) * 1000, 1)
     m.reap()
 
 
@@ -381,6 +394,9 @@ def timeline(r):
         ([f"restore {restore['restoreTimeUs'] / 1000:.1f} ms"] if number(restore, "restoreTimeUs") else [])
     if said:
         lines.append("  CRIU's own: " + ", ".join(said))
+    if r.get("mode") == "lazy" and r.get("completeMs") is not None:
+        lines.append(f"  running there after {r['resumeMs']} ms; its last page there after {r['completeMs']} ms "
+                     "(until then it needed this host)")
     if r.get("firstAfterRestore") is not None:
         lines.append(f"  counted {r['lastBeforeDump']} here, then {r['firstAfterRestore']} there")
     lines += [f"  --mode auto passed over {p['mode']}: {p['why']}" for p in r.get("modesPassedOver", [])]

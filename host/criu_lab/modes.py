@@ -44,17 +44,22 @@ def destination_features(mode):
     return [n for m in modes if MODES[m]["on"] == "destination" for n in doctor.feature_names(MODES[m]["verdict"])]
 
 
+def same_kernel(dest):
+    """Whether the destination is this very kernel (the namespace pairs of the host tier): only
+    then does a dumped process's PID stay taken here until its parent reaps it."""
+    with open(BOOT_ID) as f:
+        return f.read().strip() == dest["bootId"]
+
+
 def mode_unsupported(mode, dest):
     """Why these two hosts cannot run MODE, or None. DEST: the destination's probe (its boot id
     and the `features` destination_features asked for). The source's features are asked here,
     only those its verdict reads."""
     row = MODES[mode]
-    if row.get("second_kernel"):
-        with open(BOOT_ID) as f:
-            if f.read().strip() == dest["bootId"]:
-                return (f"{mode} needs a second kernel: the source and the destination share this kernel, and the "
-                        "source keeps the process's PID while it serves its pages, so the destination cannot "
-                        "restore it with that PID (use a VM or another host)")
+    if row.get("second_kernel") and same_kernel(dest):
+        return (f"{mode} needs a second kernel: the source and the destination share this kernel, and the "
+                "source keeps the process's PID while it serves its pages, so the destination cannot "
+                "restore it with that PID (use a VM or another host)")
     if row["on"] == "source":
         features = {n: dict(zip(("ok", "output"), doctor.feature(n))) for n in doctor.feature_names(row["verdict"])}
     else:

@@ -20,8 +20,11 @@ class Remote:
     def __init__(self, user, host, port, identity, known_hosts):
         self.user, self.host, self.known_hosts = user, host, known_hosts
         self.control_dir = tempfile.mkdtemp(prefix="clmig-ssh-")  # a short path: socket names are limited
+        self.ciphers = cipher_order(cpu_flags(), client_ciphers())
         self.ssh = ["ssh", "-p", str(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                     "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", f"ControlPath={self.control_dir}/m"]
+        if self.ciphers:
+            self.ssh += ["-o", f"Ciphers={','.join(self.ciphers)}"]
         if identity:
             self.ssh += ["-i", identity, "-o", "IdentitiesOnly=yes"]
         if known_hosts:
@@ -72,6 +75,45 @@ class Remote:
     def close(self):
         subprocess.run([*self.ssh, "-O", "exit", self.target], capture_output=True, timeout=30)
         subprocess.run(["rm", "-rf", self.control_dir])
+
+
+# OpenSSH's ciphers as fast as they come: AES-GCM where the CPU has AES instructions, as every
+# EC2 instance does (1 GiB through SSH on loopback took 1.68 s with aes128-gcm against 2.96 s
+# with chacha20-poly1305, OpenSSH's first choice; docs/design.md "Measured here"), else ChaCha20.
+# SSH uses the first of the client's list the server also offers, so the fastest both ends have.
+AES_FIRST = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com")
+CHACHA_FIRST = ("chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+# The rest of OpenSSH's default list, so a server with none of the above still answers.
+FALLBACK = ("aes128-ctr", "aes192-ctr", "aes256-ctr")
+
+
+def cipher_order(flags, supported):
+    """The Ciphers list to offer: FLAGS, the CPU's (x86 `aes`, arm64 `aes` in Features);
+    SUPPORTED, what this ssh knows (`ssh -Q cipher`). An empty list: leave ssh's own."""
+    first = AES_FIRST if "aes" in flags else CHACHA_FIRST
+    return [c for c in (*first, *FALLBACK) if c in supported]
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags (x86 "flags", arm64 "Features"), as a set of words."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def client_ciphers():
+    """The ciphers this ssh client knows (`ssh -Q cipher`), or an empty set."""
+    try:
+        p = subprocess.run(["ssh", "-Q", "cipher"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return set(p.stdout.split()) if p.returncode == 0 else set()
 
 
 def probe(remote, features=()):

@@ -111,3 +111,11 @@ def test_process_files_refuses_a_process_with_a_socket(sleeper):
     with pytest.raises(LabError, match=rf"^PID {child.pid} has a socket open \(fd 1\)") as e:
         migrate.process_files(child.pid)
     assert e.value.code == USAGE
+
+
+def test_timeline_of_a_lazy_migration_says_when_it_ran_there_and_when_its_pages_were_all_there():
+    r = result(mode="lazy", resumeMs=120.0, completeMs=2400.5, downtimeMs=120.0)
+    assert "downtime 120.0 ms" in migrate.timeline(r).split("\n")[1]
+    assert migrate.timeline(r).split("\n")[4] == (
+        "  running there after 120.0 ms; its last page there after 2400.5 ms (until then it needed this host)")
+    assert len(migrate.timeline(result(resumeMs=400.5, completeMs=400.5)).split("\n")) == 4  # cold: no such line

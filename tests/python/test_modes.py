@@ -128,3 +128,10 @@ def test_probe_refuses_a_destination_without_criu_or_sudo():
     with pytest.raises(LabError, match=r"^ubuntu cannot run sudo without a password on 10\.0\.1\.12$") as e:
         remote.probe(FakeRemote("", 1, "sudo: a password is required\n"))
     assert e.value.code == NOT_READY
+
+
+def test_same_kernel_is_this_boot_id_only():
+    with open(modes.BOOT_ID) as f:
+        boot = f.read().strip()
+    assert modes.same_kernel({"bootId": boot})
+    assert not modes.same_kernel({"bootId": "00000000-0000-0000-0000-000000000000"})

@@ -141,7 +141,7 @@ class Migration:
         self.r = {**base(), "modeAsked": mode, "mode": None if mode == "auto" else mode, "modesPassedOver": [],
                   "pid": pid, "destination": f"{remote.target}", "imagesDir": self.images,
                   "sshCiphers": getattr(remote, "ciphers", []),
-                  "freezeMs": 0, "transferMs": 0, "restoreMs": 0, "bytesTransferred": 0}
+                  "freezeMs": 0, "reapMs": 0, "checkMs": 0, "transferMs": 0, "restoreMs": 0, "bytesTransferred": 0}
         self.dumped = False
         self.page_server_pid = None
 
@@ -172,7 +172,9 @@ class Migration:
         ms = self.criu(["dump", "-t", str(self.pid), "-D", images or self.images, *extra], "dump.log")
         self.dumped = True
         self.r["freezeMs"] += ms
+        waited = time.monotonic()
         self.reap()  # the dumped process is gone; its PID must be free (no zombie) to come back
+        self.r["reapMs"] = round((time.monotonic() - waited) * 1000, 1)
 
     def page_server(self, images):
         """`criu page-server` on the destination's loopback, forwarded from a local port through
@@ -276,8 +278,10 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
         if mode != "lazy":
             # The images are the authority on what the restore opens: a file opened since the
             # check above is looked up there now (while frozen, so rarely).
+            checked = time.monotonic()
             late = remote_state(remote, sorted(p for p in image_files(m.images) - known
                                                 if os.path.isfile(p) or os.path.isdir(p)))
+            r["checkMs"] = round((time.monotonic() - checked) * 1000, 1)  # a stage of the downtime too
             carry += [p for p, state in late.items() if state == "missing"]
             r["lastBeforeDump"] = (counts(out) or [None])[-1] if out else None
             names = [os.path.join(m.images, n) for n in sorted(os.listdir(m.images))]

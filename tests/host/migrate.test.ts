@@ -28,7 +28,12 @@ interface Migrated {
   lastBeforeDump: number;
   firstAfterRestore: number;
   downtimeMs: number;
+  resumeMs: number;
+  completeMs: number;
+  sshCiphers: string[];
   freezeMs: number;
+  reapMs: number;
+  checkMs: number;
   transferMs: number;
   restoreMs: number;
   bytesTransferred: number;
@@ -182,7 +187,15 @@ describe.skipIf(
     expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
     expect(r.carried).toEqual(expect.arrayContaining([path.dirname(log), log]));
     expect(r.bytesTransferred).toBeGreaterThan(1_000_000); // python's pages at least
-    expect(r.downtimeMs).toBeGreaterThanOrEqual(r.freezeMs + r.transferMs + r.restoreMs - 1);
+    expect(r.downtimeMs).toBeGreaterThanOrEqual(
+      r.freezeMs + r.reapMs + r.checkMs + r.transferMs + r.restoreMs - 1,
+    );
+    // Restored whole: it ran there and nothing was left to move at the same moment.
+    expect(r.resumeMs).toBe(r.downtimeMs);
+    expect(r.completeMs).toBe(r.downtimeMs);
+    // SSH was offered the fastest ciphers this CPU has first.
+    const aes = /^(flags|Features)\s*:.*\baes\b/m.test(fs.readFileSync("/proc/cpuinfo", "utf8"));
+    expect(r.sshCiphers[0]).toBe(aes ? "aes128-gcm@openssh.com" : "chacha20-poly1305@openssh.com");
     criuStatsFit(r);
     expect(r.criu.dump.pagesWritten).toBeGreaterThan(0);
     // It runs in the destination's namespace now, and its output there goes on.

@@ -1,6 +1,8 @@
 """criu-lab scenario run migration|backup: the counter moved to another host, or restored on a
 backup host after the source dies (the original lab's web service that is
-"checkpointed periodically and restored on a backup server when the primary fails")."""
+"checkpointed periodically and restored on a backup server when the primary fails").
+Beside the tool's downtime, the migration reports the client's: the gap between the counter's
+last line before the freeze and its first after the restore, as its output shows (stamps.py)."""
 import os
 import re
 import shlex
@@ -12,6 +14,7 @@ from .common import BROKEN, COUNTER, OK, USAGE, LabError, base, frozen_us, crit_
 from .migrate import (Migration, Remote, add_destination_flags, add_mode_flag, check_destination_flags,
                       compare_destination, counts, migrate, probe, ship, timeline)
 from .procs import start_detached, stop, wait_for
+from .stamps import follow_here, follow_there, wait_gap
 
 
 def register(runsub):
@@ -48,6 +51,7 @@ def cmd_migration(a):
     r = {**base(), "modeAsked": a.mode, "mode": None if a.mode == "auto" else a.mode}
     say = (lambda s: None) if a.json else (lambda s: print(s, flush=True))
     child = remote = None
+    followers = []
     try:
         user, host = check_destination_flags(a)
         ready("scenario run migration")
@@ -55,11 +59,15 @@ def cmd_migration(a):
         remote.connect()
         run_dir, out, child = start_counter("migration", a.interval)
         say(f"counter.py runs as PID {child.pid}, output in {out}")
+        # The counter's output as a client reading it sees it, here and (once restored) there.
+        followers = [follow_here(out), follow_there(remote, out)]
         r.update(migrate(child.pid, a.mode, remote, lambda: child.wait(10), say,
                          run_dir=os.path.join(run_dir, "migrate")))
         if r["restoredPid"] != child.pid or r.get("firstAfterRestore") != (r["lastBeforeDump"] or 0) + 1:
             raise LabError(BROKEN, f"on {host} the counter runs as PID {r['restoredPid']} (expected {child.pid}) and "
                            f"counted {r.get('firstAfterRestore')} after {r['lastBeforeDump']}")
+        r["counterIntervalMs"] = round(a.interval * 1000, 1)
+        r["clientGapMs"] = wait_gap(*followers, r["lastBeforeDump"], r["firstAfterRestore"])
     except LabError as e:
         # What the migration knew when it failed: the mode --mode auto picked, where the images are.
         r.update(getattr(e, "result", {}), ok=False, error=str(e))
@@ -68,13 +76,18 @@ def cmd_migration(a):
         r.update(ok=False, error=f"{type(e).__name__}: {e}")
         return BROKEN, r, f"criu-lab scenario run migration FAILED: {r['error']}"
     finally:
+        for f in followers:
+            f.close()
         if child:
             stop(child.pid, b"counter.py")  # still here (refused, or restored back after a failure)
         if remote:
             if r.get("restoredPid"):
                 stop_there(remote, r["restoredPid"])
             remote.close()
-    return OK, r, timeline(r) + f"\nthe counter went on with the same PID there (stopped now); images in {r['imagesDir']}"
+    return OK, r, (timeline(r) + f"\n  the client saw Counter: {r['lastBeforeDump']} here and Counter: "
+                   f"{r['firstAfterRestore']} there {r['clientGapMs']:.0f} ms later (one every {a.interval:g} s; "
+                   f"downtime {r['downtimeMs']:.0f} ms)\nthe counter went on with the same PID there (stopped now); "
+                   f"images in {r['imagesDir']}")
 
 
 def cmd_backup(a):

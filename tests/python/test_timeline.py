@@ -89,6 +89,7 @@ def test_training_drawing_of_a_run_that_failed_midway(monkeypatch):
 
 
 GAME = {"networkLock": "iptables", "dumpMs": 120.4, "frozenUs": 45_600, "restoreMs": 80.0, "pauseMs": 2300,
+        "downtimeMs": 2280.4,
         "clientsStillConnected": 4, "clients": 4, "scoresPreserved": True, "imagesDir": "/l/game-x/images"}
 
 
@@ -102,7 +103,9 @@ def test_game_drawing_shows_the_server_and_what_the_players_felt():
     lines = text.split("\n")
     assert "    0.0 s  F dump with --tcp-established --network-lock iptables: 120 ms (frozen 45.6 ms)" in lines
     assert "    2.2 s  R restore in 80 ms after 2.0 s of maintenance" in lines
-    assert lines[-1].startswith("players: 4/4 on their original connection, scores intact, longest pause 2300 ms")
+    assert lines[-1] == ("players: 4/4 on their original connection, scores intact, longest pause 2300 ms (the "
+                         "server was down 2280 ms by the tool's clock; look: sudo crit show /l/game-x/images/files.img, "
+                         "sudo crit x /l/game-x/images fds)")
 
 
 def test_game_drawing_of_a_failed_restore_has_no_players_lane():

@@ -19,7 +19,8 @@ import shutil
 import tempfile
 import time
 
-from .common import NOT_READY, LabError, human_bytes
+from .common import human_bytes
+from .outcome import BROKEN, NOT_READY, LabError
 
 MIB = 2**20
 # Left to everything else on the host while a checkpoint sits in RAM: a tmpfs's pages count
@@ -58,7 +59,8 @@ def placement(n, need, available, ram_free, disk_free, budget=None, margin=MARGI
                         "of RAM available (MemAvailable)")
     if need > ram_free:
         return "disk", f"{size}, more than the {human_bytes(ram_free)} free on the tmpfs at {RAM_ROOT}"
-    return "ram", f"{size} fit in the {human_bytes(available)} of RAM available (MemAvailable, margin {human_bytes(margin)})"
+    return "ram", (f"{size} fit in the {human_bytes(available)} of RAM available (MemAvailable, "
+                   f"margin {human_bytes(margin)})")
 
 
 def ram_dir():
@@ -92,7 +94,8 @@ def persist(images, checkpoints, n, info):
     """Makes the dump in IMAGES checkpoint N of CHECKPOINTS, complete on disk: copied (when it
     is elsewhere) into .N.partial, every file fsynced, its `parent` link made ../N-1, MANIFEST
     written last (fsynced), renamed to N, the directory fsynced so that the rename survives a
-    crash of the machine. INFO goes into MANIFEST. Returns the ms it took. IMAGES may be .N.partial itself (a dump straight to disk)."""
+    crash of the machine. INFO goes into MANIFEST. Returns the ms it took. IMAGES may be
+    .N.partial itself (a dump straight to disk)."""
     started = time.monotonic()
     target = partial(checkpoints, n)
     if os.path.abspath(images) != os.path.abspath(target):
@@ -103,7 +106,7 @@ def persist(images, checkpoints, n, info):
         src, dst = os.path.join(images, name), os.path.join(target, name)
         if os.path.islink(src):
             if name != "parent":
-                raise LabError(NOT_READY, f"unexpected link {src} in the images")
+                raise LabError(BROKEN, f"unexpected link {src} in the images")
             if os.path.lexists(dst):
                 os.unlink(dst)
             os.symlink(f"../{n - 1}", dst)
@@ -155,4 +158,5 @@ def latest_complete(checkpoints):
         if why is None:
             return n, os.path.join(checkpoints, str(n))
         problems.append(why)
-    raise LabError(NOT_READY, f"no complete checkpoint in {checkpoints}" + (": " + "; ".join(problems) if problems else ""))
+    raise LabError(NOT_READY, f"no complete checkpoint in {checkpoints}"
+                   + (": " + "; ".join(problems) if problems else ""))

@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 
-from .common import BROKEN, LabError
+from .outcome import BROKEN, LabError
 
 
 class Stamped:

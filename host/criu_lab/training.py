@@ -14,13 +14,13 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import time
 
 from . import checkpoints as ckpt
 from . import doctor, timeline
-from .common import (BROKEN, OK, LabError, base, criu, crit_show, dump_estimate, free_bytes, frozen_us, keep_latest_passing,
-                     new_run, private_dir, ready)
+from .common import (base, criu, crit_show, dump_estimate, free_bytes, frozen_us, keep_latest_passing, new_run,
+                     private_dir, ready)
+from .outcome import BROKEN, OK, LabError, attempt, failed
 from .procs import start_detached, stop, wait_for
 
 # Beside the package: /usr/local/lib/criu-lab on a lab host, cloud-init/ in the repository.
@@ -96,9 +96,17 @@ def cmd_training(args):
     out = os.path.join(run_dir, "trainer.log")
     checkpoints = os.path.join(run_dir, "checkpoints")
     say = (lambda m: print(m, flush=True)) if not args.json else (lambda m: None)
-    child, code, events, ram = None, BROKEN, [], None
+    child, events, ram = None, [], None
     budget = None if args.ram_budget_mib is None else args.ram_budget_mib * ckpt.MIB
-    try:
+
+    def cleanup():
+        if child is not None:
+            stop(r.get("restoredPid") or child.pid, b"trainer.py")
+            child.poll()
+        if ram:
+            shutil.rmtree(ram, ignore_errors=True)  # the job's memory: never left in RAM
+
+    with attempt(r, cleanup) as outcome:
         ready("scenario run training")
         found = doctor.require("training-full", *(["training-incremental"] if args.incremental else []))
         incremental = r["incremental"] = not args.full and found["exercises"]["training-incremental"]["ok"]
@@ -198,22 +206,12 @@ def cmd_training(args):
         if problems:
             raise LabError(BROKEN, "; ".join(problems))
         r["ok"] = True
-    except LabError as e:
-        r["error"], code = str(e), e.code
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError, StopIteration) as e:
-        r["error"] = f"{type(e).__name__}: {e}"
-    finally:
-        if child is not None:
-            stop(r.get("restoredPid") or child.pid, b"trainer.py")
-            child.poll()
-        if ram:
-            shutil.rmtree(ram, ignore_errors=True)  # the job's memory: never left in RAM
     r["imagesDir"] = checkpoints
     if r["ok"]:
         keep_latest_passing(run_dir)  # earlier passing training runs go; failed runs stay
         return OK, r, draw(r, events, args) + "\ntraining: recovered from the latest checkpoint."
-    kept = f"\nlogs and checkpoints kept in {run_dir}" if os.path.isdir(run_dir) else ""
-    return code, r, (draw(r, events, args) + "\n" if events else "") + f"training scenario FAILED: {r['error']}{kept}"
+    return outcome.code, r, ((draw(r, events, args) + "\n" if events else "")
+                             + failed("training scenario", r, run_dir, "logs and checkpoints"))
 
 
 def draw(r, events, args):

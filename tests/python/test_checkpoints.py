@@ -6,7 +6,7 @@ import os
 import pytest
 
 from criu_lab import checkpoints as ckpt
-from criu_lab.common import NOT_READY, LabError
+from criu_lab.outcome import NOT_READY, LabError
 
 MIB, GIB = 2**20, 2**30
 

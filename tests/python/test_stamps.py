@@ -4,7 +4,7 @@ import time
 import pytest
 
 from criu_lab import stamps
-from criu_lab.common import LabError
+from criu_lab.outcome import LabError
 
 HERE = [(10.0, "PID: 42"), (10.0, "Counter: 0"), (10.5, "Counter: 1"), (11.0, "Counter: 2")]
 # There: the carried log arrives whole (its old lines stamped at once), then the restored count.

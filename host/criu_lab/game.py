@@ -6,7 +6,9 @@ processes play continuously and have no reconnect logic. The server is dumped wi
 --tcp-established and the network lock this host supports (CRIU's default, iptables, or
 nftables: the doctor decides), stays down for --maintenance seconds, and is restored: every
 client must still be on its original connection (the server's table and the client agree)
-with every score intact.
+with every score intact. Beside the tool's downtime (downtimeMs, from the dump's start to the
+restore's end), each player reports the longest it waited for a reply (longestStallMs): the
+downtime as that player saw it.
 """
 import argparse
 import os
@@ -138,6 +140,7 @@ def cmd_game(args):
         with open(pidfile) as f:
             restored = r["restoredPid"] = int(f.read())
         events.append((at, time.monotonic() - t0, "restore"))
+        r["downtimeMs"] = round(events[-1][1] * 1000, 1)
         r["frozenUs"] = frozen_us(images)
         time.sleep(1)  # a second of play after the restore
         events.append((time.monotonic() - t0, None, "end"))
@@ -154,12 +157,12 @@ def cmd_game(args):
             kept = rep["scoresOk"] == "yes" and was is not None and now is not None and now[2] >= was[2]
             r["players"].append({"player": rep["player"], "conn": conn, "port": int(rep["port"]), "originalConnection": same,
                                  "scoreBefore": was and was[2], "scoreAfter": now and now[2], "scoreOk": kept,
-                                 "longestGapMs": int(rep["longestGapMs"]), "error": rep["error"].strip()})
+                                 "longestStallMs": int(rep["longestGapMs"]), "error": rep["error"].strip()})
         r["clientsStillConnected"] = sum(p["originalConnection"] for p in r["players"])
         r["scoresPreserved"] = all(p["scoreOk"] for p in r["players"])
-        r["pauseMs"] = max(p["longestGapMs"] for p in r["players"])
+        r["pauseMs"] = max(p["longestStallMs"] for p in r["players"])
         say(f"restored as PID {restored} in {r['restoreMs']} ms; {r['clientsStillConnected']}/{args.clients} "
-            f"players on their original connection, longest pause {r['pauseMs']} ms")
+            f"players on their original connection, longest pause {r['pauseMs']} ms (down {r['downtimeMs']:.0f} ms)")
         problems = [f"{p['player']}: " + ", ".join(
             (["not on its original connection"] if not p["originalConnection"] else [])
             + (["score not intact"] if not p["scoreOk"] else []) + ([p["error"]] if p["error"] else []))
@@ -200,5 +203,6 @@ def draw(r, events, args):
     if gap is not None:
         lines.append(f"players: {r['clientsStillConnected']}/{r['clients']} on their original connection, scores "
                      f"{'intact' if r['scoresPreserved'] else 'NOT intact'}, longest pause {gap} ms "
-                     f"(look: sudo crit show {r['imagesDir']}/files.img, sudo crit x {r['imagesDir']} fds)")
+                     f"(the server was down {r['downtimeMs']:.0f} ms by the tool's clock; look: "
+                     f"sudo crit show {r['imagesDir']}/files.img, sudo crit x {r['imagesDir']} fds)")
     return "\n".join(lines)

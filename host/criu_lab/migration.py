@@ -1,6 +1,8 @@
 """criu-lab scenario run migration|backup: the counter moved to another host, or restored on a
 backup host after the source dies (the original lab's web service that is
-"checkpointed periodically and restored on a backup server when the primary fails")."""
+"checkpointed periodically and restored on a backup server when the primary fails").
+Beside the tool's downtime, the migration reports the client's: the gap between the counter's
+last line before the freeze and its first after the restore, as its output shows (stamps.py)."""
 import os
 import shlex
 import signal
@@ -12,6 +14,7 @@ from .migrate import (Migration, Remote, add_destination_flags, check_destinatio
                       probe, ship, timeline)
 from .modes import add_mode_flag
 from .procs import start_detached, stop, wait_for
+from .stamps import follow_here, follow_there, wait_gap
 
 
 def register(runsub):
@@ -59,22 +62,36 @@ def cmd_migration(a):
     r = {**base(), "modeAsked": a.mode, "mode": None if a.mode == "auto" else a.mode}
     say = (lambda s: None) if a.json else (lambda s: print(s, flush=True))
     child = remote = None
-    with attempt(r, cleanup=lambda: stop_both(child, remote, r)) as outcome:
+    followers = []
+
+    def cleanup():
+        for f in followers:  # before the SSH connection their remote half runs in
+            f.close()
+        stop_both(child, remote, r)
+
+    with attempt(r, cleanup) as outcome:
         user, host = check_destination_flags(a)
         ready("scenario run migration")
         remote = Remote(user, host, a.port, a.identity, a.known_hosts)
         remote.connect()
         run_dir, out, child = start_counter("migration", a.interval)
         say(f"counter.py runs as PID {child.pid}, output in {out}")
+        # The counter's output as a client reading it sees it, here and (once restored) there.
+        followers += [follow_here(out), follow_there(remote, out)]
         r.update(migrate(child.pid, a.mode, remote, lambda: child.wait(10), say,
                          run_dir=os.path.join(run_dir, "migrate")))
         if r["restoredPid"] != child.pid or r.get("firstAfterRestore") != (r["lastBeforeDump"] or 0) + 1:
             raise LabError(BROKEN, f"on {host} the counter runs as PID {r['restoredPid']} (expected {child.pid}) and "
                            f"counted {r.get('firstAfterRestore')} after {r['lastBeforeDump']}")
+        r["counterIntervalMs"] = round(a.interval * 1000, 1)
+        r["clientGapMs"] = wait_gap(*followers, r["lastBeforeDump"], r["firstAfterRestore"])
     if outcome.failed:
         # The failure holds what the migration knew: the mode --mode auto picked, where the images are.
         return outcome.code, r, failed("criu-lab scenario run migration", r)
-    return OK, r, timeline(r) + f"\nthe counter went on with the same PID there (stopped now); images in {r['imagesDir']}"
+    return OK, r, (timeline(r) + f"\n  the client saw Counter: {r['lastBeforeDump']} here and Counter: "
+                   f"{r['firstAfterRestore']} there {r['clientGapMs']:.0f} ms later (one every {a.interval:g} s; "
+                   f"downtime {r['downtimeMs']:.0f} ms)\nthe counter went on with the same PID there (stopped now); "
+                   f"images in {r['imagesDir']}")
 
 
 def cmd_backup(a):

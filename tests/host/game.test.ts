@@ -22,6 +22,9 @@ interface Game {
   clientsStillConnected: number;
   scoresPreserved: boolean;
   pauseMs: number;
+  downtimeMs: number;
+  dumpMs: number;
+  restoreMs: number;
   pid: number;
   restoredPid: number;
   clientPids: number[];
@@ -35,6 +38,7 @@ interface Game {
     originalConnection: boolean;
     scoreBefore: number | null;
     scoreAfter: number | null;
+    longestStallMs: number;
   }>;
 }
 
@@ -76,6 +80,11 @@ describe.skipIf(
     expect(r.networkLock).toBe(doctor.networkLock);
     // The server was away for the 1 s of maintenance at least: every player waited that long.
     expect(r.pauseMs).toBeGreaterThanOrEqual(1000);
+    // The tool's downtime (dump, 1 s down, restore) beside what each player saw: its longest
+    // wait for a reply spans the server's time away, and the longest of them is pauseMs.
+    expect(r.downtimeMs).toBeGreaterThanOrEqual(1000 + r.dumpMs + r.restoreMs - 1);
+    for (const p of r.players) expect(p.longestStallMs, p.player).toBeGreaterThanOrEqual(1000);
+    expect(r.pauseMs).toBe(Math.max(...r.players.map((p) => p.longestStallMs)));
     expect(r.players.map((p) => p.player).sort()).toEqual(["player-1", "player-2", "player-3"]);
     for (const p of r.players) {
       expect(p.originalConnection).toBe(true);
@@ -97,7 +106,8 @@ describe.skipIf(
     ).toEqual(r.players.map((p) => p.port).sort());
     ended(r);
     console.log(
-      `game: ${r.clients} players, pause ${r.pauseMs} ms (1 s maintenance), frozen ${(r.frozenUs / 1000).toFixed(1)} ms, lock ${r.networkLock}`,
+      `game: ${r.clients} players, stalls ${r.players.map((p) => p.longestStallMs).join(", ")} ms, ` +
+        `downtime ${r.downtimeMs} ms (1 s maintenance), frozen ${(r.frozenUs / 1000).toFixed(1)} ms, lock ${r.networkLock}`,
     );
   });
 
@@ -111,7 +121,9 @@ describe.skipIf(
       /F dump with --tcp-established --network-lock (iptables|nftables): \d+ ms/,
     );
     expect(ran.stdout).toMatch(/R restore in \d+ ms after 0\.5 s of maintenance/);
-    expect(ran.stdout).toContain("players: 2/2 on their original connection, scores intact");
+    expect(ran.stdout).toMatch(
+      /^players: 2\/2 on their original connection, scores intact, longest pause \d+ ms \(the server was down \d+ ms by the tool's clock; look: /m,
+    );
   });
 
   /** A criu that restores the server's connections closed (--tcp-close): they are lost. */

@@ -31,6 +31,8 @@ interface Migrated {
   resumeMs: number;
   completeMs: number;
   sshCiphers: string[];
+  clientGapMs?: number;
+  counterIntervalMs?: number;
   freezeMs: number;
   reapMs: number;
   checkMs: number;
@@ -122,6 +124,22 @@ describe.skipIf(
     expect(r.criu.restore.restoreTimeUs).toBeLessThanOrEqual(r.restoreMs * 1000 + 100);
     expect(r.criu.restore.pagesRestored).toBeGreaterThan(0);
   }
+
+  /** PIDs of processes (here or there: one kernel) whose command line names DIR's run. */
+  const followers = (dir: string) => {
+    const runDir = dir.split("/migrate/")[0];
+    return fs
+      .readdirSync("/proc")
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          const cmd = fs.readFileSync(`/proc/${p}/cmdline`, "utf8");
+          return cmd.startsWith("tail\0") && cmd.includes(runDir);
+        } catch {
+          return false;
+        }
+      });
+  };
 
   const lastCount = (text: string) => Number([...text.matchAll(/^Counter: (\d+)$/gm)].pop()?.[1]);
 
@@ -465,7 +483,16 @@ describe.skipIf(
     expect(r).toMatchObject({ ok: true, mode: "page-server", restoredPid: r.pid });
     expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
     criuStatsFit(r); // migrate's JSON, CRIU's own account in it
+    // What a client reading the counter's output saw: from its last line here to its first
+    // there, a gap that spans the freeze at least (the counter prints every 0.5 s).
+    expect(r.counterIntervalMs).toBe(500);
+    expect(r.clientGapMs).toBeGreaterThanOrEqual(r.criu.dump.frozenTimeUs / 1000);
+    console.log(
+      `migration (page-server): client gap ${r.clientGapMs} ms, downtime ${r.downtimeMs} ms, ` +
+        `frozen ${r.criu.dump.frozenTimeUs / 1000} ms`,
+    );
     expect(alive(r.pid)).toBe(false); // the scenario stops its counter there
+    expect(followers(r.imagesDir)).toEqual([]); // nor a tail of its log, here or there
   });
 
   it("scenario run migration --mode auto: the terminal says which mode auto picked and why not the better ones", () => {
@@ -488,6 +515,9 @@ describe.skipIf(
     } else {
       expect(ran.stdout).not.toContain("passed over");
     }
+    expect(ran.stdout).toMatch(
+      /^ {2}the client saw Counter: (\d+) here and Counter: \d+ there \d+ ms later \(one every 0\.5 s; downtime \d+ ms\)$/m,
+    );
     expect(ran.stdout).toContain("the counter went on with the same PID there (stopped now)");
     expect(alive(pid)).toBe(false);
   });

@@ -95,7 +95,9 @@ install_lab_files() {
     [ -f "$HERE/$LAB_PACKAGE/__init__.py" ] || fail 2 "missing lab package $HERE/$LAB_PACKAGE"
     rm -rf "${LAB_DIR:?}/.$LAB_PACKAGE.new"
     mkdir "$LAB_DIR/.$LAB_PACKAGE.new"
-    install -m 0644 "$HERE/$LAB_PACKAGE"/*.py "$LAB_DIR/.$LAB_PACKAGE.new/"
+    # rules.json: the checks' rules `criu-lab judge` reads (in the repository a link to
+    # contract/rules.json; install copies what it points to).
+    install -m 0644 "$HERE/$LAB_PACKAGE"/*.py "$HERE/$LAB_PACKAGE/rules.json" "$LAB_DIR/.$LAB_PACKAGE.new/"
     rm -rf "${LAB_DIR:?}/$LAB_PACKAGE"
     mv "$LAB_DIR/.$LAB_PACKAGE.new" "$LAB_DIR/$LAB_PACKAGE"
   fi

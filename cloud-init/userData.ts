@@ -85,7 +85,8 @@ export const LAB_FILES: ReadonlyArray<{ name: string; mode: string }> = [
   { name: "criu-lab", mode: "0755" },
   ...fs
     .readdirSync(path.join(__dirname, LAB_PACKAGE))
-    .filter((file) => file.endsWith(".py"))
+    // rules.json: the checks' rules (a link to contract/rules.json), read by `criu-lab judge`.
+    .filter((file) => file.endsWith(".py") || file === "rules.json")
     .sort()
     .map((file) => ({ name: `${LAB_PACKAGE}/${file}`, mode: "0644" })),
   { name: "install-criu.sh", mode: "0755" },

@@ -111,7 +111,9 @@ install_lab_files() {
       fail 2 "missing lab package $HOST_SOURCE/$LAB_PACKAGE"
     rm -rf "${LAB_DIR:?}/.$LAB_PACKAGE.new"
     mkdir "$LAB_DIR/.$LAB_PACKAGE.new"
-    install -m 0644 "$HOST_SOURCE/$LAB_PACKAGE"/*.py "$LAB_DIR/.$LAB_PACKAGE.new/"
+    # rules.json: the checks' rules `criu-lab judge` reads (in the repository a link to
+    # contract/rules.json; install copies what it points to).
+    install -m 0644 "$HOST_SOURCE/$LAB_PACKAGE"/*.py "$HOST_SOURCE/$LAB_PACKAGE/rules.json" "$LAB_DIR/.$LAB_PACKAGE.new/"
     rm -rf "${LAB_DIR:?}/$LAB_PACKAGE"
     mv "$LAB_DIR/.$LAB_PACKAGE.new" "$LAB_DIR/$LAB_PACKAGE"
   fi

@@ -109,7 +109,8 @@ export const LAB_FILES: ReadonlyArray<LabFile> = [
   fromHost("criu-lab", "0755"),
   ...fs
     .readdirSync(path.join(HOST_DIR, LAB_PACKAGE))
-    .filter((file) => file.endsWith(".py"))
+    // rules.json: the checks' rules (a link to contract/rules.json), read by `criu-lab judge`.
+    .filter((file) => file.endsWith(".py") || file === "rules.json")
     .sort()
     .map((file) => fromHost(`${LAB_PACKAGE}/${file}`, "0644")),
   fromHere("install-criu.sh", "0755"),

@@ -10,9 +10,11 @@ import * as path from "node:path";
 import { createLabPair, type LabPair } from "../../netlab/netns";
 import { run, waitFor } from "../../netlab/run";
 import type { BenchContext, BenchResult } from "../run";
+import { RAN_MODES } from "../../contract/seats";
 
 const LAB = path.join(__dirname, "..", "..", "host", "criu-lab");
-const MODES = ["cold", "page-server", "pre-copy"];
+// By default every mode but lazy, which needs a second kernel (the source keeps the PID).
+const MODES: string[] = RAN_MODES.filter((m) => m !== "lazy");
 
 /** Holds SIZE MiB, every page written (untouched pages are not dumped), then idles. */
 const HOLDER = `

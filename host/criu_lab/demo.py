@@ -3,6 +3,7 @@ import os
 
 from .common import (COUNTER, LOG_DIR, base, checked, counts, criu, frozen_us, human_bytes, keep_latest_passing,
                      new_run, private_dir, ready)
+from .judge import broken_rules
 from .outcome import BROKEN, OK, LabError, attempt, failed
 from .procs import alive, start_detached, stop, wait_for
 
@@ -31,10 +32,7 @@ def problems(r):
     if out:
         return out
     out += [f"{k} is {r[k]}, below 0" for k in FIELDS if FIELDS[k] is not bool and not isinstance(r[k], str) and r[k] < 0]
-    if r["restoredPid"] != r["pid"]:
-        out.append(f"restoredPid {r['restoredPid']} is not pid {r['pid']}")
-    if r["firstAfterRestore"] != r["lastBeforeDump"] + 1:
-        out.append(f"firstAfterRestore {r['firstAfterRestore']} does not follow lastBeforeDump {r['lastBeforeDump']}")
+    out += broken_rules("demo", r)  # the rules every judge reads (rules.json)
     if not r["imageBytes"] or not os.path.isfile(os.path.join(r["imagesDir"], "pstree.img")):
         out.append(f"no images in {r['imagesDir']}")
     if not r["criuVersion"] or not r["kernel"]:
@@ -83,9 +81,9 @@ def cmd_demo(args):
         r["firstAfterRestore"] = wait_for("the restored counter", lambda: counts(out)[len(seen):])[0]
         say(f"restored as PID {r['restoredPid']} in {r['restoreMs']} ms; next count: {r['firstAfterRestore']}")
         r["frozenUs"] = frozen_us(images)
-        if r["restoredPid"] != pid or r["firstAfterRestore"] != seen[-1] + 1:
-            raise LabError(BROKEN, f"restored PID {r['restoredPid']} (expected {pid}) counted "
-                           f"{r['firstAfterRestore']} (expected {seen[-1] + 1})")
+        broken = broken_rules("demo", r)
+        if broken:
+            raise LabError(BROKEN, "; ".join(broken))
         r["ok"] = True
     code = checked(r, problems(r), outcome.code)
     if r["ok"]:

@@ -9,7 +9,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ExitCode } from "../../verify/checks";
+import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
 import { createLabPair, sshOptions, type LabPair } from "../../netlab/netns";

@@ -18,7 +18,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../../verify/cli";
-import { REMOTE_CHECKS } from "../../verify/checks";
+import { REMOTE_CHECKS } from "../../contract/checks";
 import { VerifyReport, verifyLab } from "../../verify/verifier";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import {

@@ -116,7 +116,10 @@ function drawPanel(panel: Panel, left: number, top: number): string {
   const xs = panel.series.flatMap((s) => s.points.map((p) => p.x));
   const yMax = Math.max(...panel.series.flatMap((s) => s.points.map((p) => p.hi)), 0);
   const yTicks = ticks(yMax);
-  const x = log2([Math.min(...xs), Math.max(...xs)], [left + M.left + 20, left + W - M.right - 20]);
+  const xAt = log2(
+    [Math.min(...xs), Math.max(...xs)],
+    [left + M.left + 20, left + W - M.right - 20],
+  );
   const y = linear([0, yTicks[yTicks.length - 1]], [top + H - M.bottom, top + M.top]);
   const x0 = left + M.left;
   const x1 = left + W - M.right;
@@ -133,7 +136,7 @@ function drawPanel(panel: Panel, left: number, top: number): string {
   }
   for (const v of [...new Set(xs)].sort((a, b) => a - b)) {
     out.push(
-      `<text x="${f(x(v))}" y="${f(top + H - M.bottom + 16)}" text-anchor="middle">${v}</text>`,
+      `<text x="${f(xAt(v))}" y="${f(top + H - M.bottom + 16)}" text-anchor="middle">${v}</text>`,
     );
   }
   out.push(
@@ -144,6 +147,10 @@ function drawPanel(panel: Panel, left: number, top: number): string {
   );
   panel.series.forEach((s, i) => {
     const colour = colourOf(panel, s.name);
+    // Series at one size stand a few pixels apart, so that their min-max bars do not hide
+    // each other.
+    const dodge = (i - (panel.series.length - 1) / 2) * 3;
+    const x = (v: number) => xAt(v) + dodge;
     const dash = s.dashed ? ` stroke-dasharray="6 4"` : "";
     out.push(`<g class="series" data-series="${esc(s.name)}">`);
     out.push(

@@ -20,6 +20,8 @@ export type BenchCase = (ctx: BenchContext) => Promise<BenchResult[]>;
 
 const USAGE =
   "usage: npm run bench -- [--runs N] [--sizes MiB,MiB] [--large] [--modes m,m] [--only NAME] [--out FILE]";
+/** criu-lab migrate's modes (the migration case). */
+const MODES = ["cold", "page-server", "pre-copy", "lazy"];
 /** Short enough for a shared 2-core machine; --large adds 1 GiB. */
 const SIZES = [64, 256];
 
@@ -51,6 +53,10 @@ export function parseArgs(argv: string[]) {
       }
       opts.sizesMiB = value.split(",").map(Number);
     } else if (flag === "--modes") {
+      const bad = value.split(",").filter((m) => !MODES.includes(m));
+      if (bad.length > 0) {
+        throw new Error(`--modes ${value}: '${bad[0]}' is not one of ${MODES.join(", ")}`);
+      }
       opts.modes = value.split(",");
     } else if (flag === "--only") {
       opts.only = value;

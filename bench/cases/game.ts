@@ -73,7 +73,7 @@ export default async function game(ctx: BenchContext): Promise<BenchResult[]> {
       downtimeHand.values.push(marks.total);
       frozenHand.values.push(handFrozen / 1000);
       ctx.log(
-        `  lab: pause ${r.pauseMs} ms, dump + restore ${downtime.values.at(-1)} ms, frozen ${(r.frozenUs / 1000).toFixed(1)} ms; ` +
+        `  lab: pause ${r.pauseMs} ms, dump + restore ${downtime.values.at(-1)!.toFixed(0)} ms, frozen ${(r.frozenUs / 1000).toFixed(1)} ms; ` +
           `by hand: pause ${Math.max(...gaps)} ms, dump + restore ${marks.total.toFixed(0)} ms, frozen ${(handFrozen / 1000).toFixed(1)} ms`,
       );
     }

@@ -194,5 +194,8 @@ describe("bench flags", () => {
     });
     expect(() => parseArgs(["--sizes", "1G"])).toThrow(/--sizes 1G: expected MiB/);
     expect(() => parseArgs(["--runs"])).toThrow(/--runs: a value is missing/);
+    expect(() => parseArgs(["--modes", "cold,warm"])).toThrow(
+      /--modes cold,warm: 'warm' is not one of cold, page-server, pre-copy, lazy/,
+    );
   });
 });

@@ -39,23 +39,23 @@ function anchor(heading: string): string {
 }
 
 /**
- * The "Lab guide" section of criu-lab's README as a file of its own: a student has the seat's
- * folder, not the project. A link to a part of the README outside the guide keeps its text
- * only, so that no link in the file points nowhere.
+ * The lab guide (docs/lab-guide.md) as the seat folder's file: a student has the seat's folder,
+ * not the project. A link to another document keeps its text only, so that no link in the file
+ * points nowhere.
  */
-export function labGuide(readme: string): string {
-  const start = readme.indexOf("\n## Lab guide\n");
-  if (start < 0) throw new Error("criu-lab's README has no '## Lab guide' section");
-  const rest = readme.slice(start + 1);
-  const end = rest.indexOf("\n## ", 1);
-  const body = (end < 0 ? rest : rest.slice(0, end + 1)).replace(/^## Lab guide\n/, "");
+export function labGuide(guide: string): string {
+  if (!guide.startsWith("# Lab guide\n"))
+    throw new Error("docs/lab-guide.md does not start with '# Lab guide'");
+  const body = guide.replace(/^# Lab guide\n/, "");
   const anchors = new Set(
     [...body.matchAll(/^#{2,6} (.+)$/gm)].map((m) => anchor((m[1] as string).replace(/`/g, ""))),
   );
-  const linked = body.replace(/\[([^\]]+)\]\(#([^)]+)\)/g, (link, text: string, target: string) =>
-    anchors.has(target) ? link : text,
+  const linked = body.replace(/\[([^\]]+)\]\(([^)]+)\)/g, (link, text: string, target: string) =>
+    /^https?:/.test(target) || (target.startsWith("#") && anchors.has(target.slice(1)))
+      ? link
+      : text,
   );
-  return `# CRIU lab guide\n\nFrom criu-lab's README: why checkpoint/restore, how CRIU works, the lab's exercises.\n${linked}`;
+  return `# CRIU lab guide\n\nFrom criu-lab's docs/lab-guide.md: why checkpoint/restore, how CRIU works, the lab's exercises.\n${linked}`;
 }
 
 /** The host's alias in `config` and `known_hosts`: `seat-01-a`. */
@@ -229,7 +229,7 @@ export function instructorSheet(seats: SeatOutput[], stack: string, region?: str
   ].join("\n");
 }
 
-/** The files of one seat's folder; GUIDE is labGuide() of criu-lab's README. */
+/** The files of one seat's folder; GUIDE is labGuide() of docs/lab-guide.md. */
 export function seatFiles(seat: SeatOutput, stack: string, guide: string): HandoutFile[] {
   const privateKey = seat.privateKey.endsWith("\n") ? seat.privateKey : `${seat.privateKey}\n`;
   return [

@@ -172,8 +172,8 @@ export async function main(argv: string[], deps: HandoutDeps = {}): Promise<numb
     const keys = secretScrubber(keysIn(outputs));
     scrub = (t) => redactKeys(keys(t));
     const seats = selectSeat(parseSeatOutputs(outputs), flags.seat);
-    // The guide the cards point to, from the README shipped with this package.
-    const guide = labGuide(await readFile(resolve(__dirname, "../README.md"), "utf8"));
+    // The guide the cards point to, from the docs shipped with this package.
+    const guide = labGuide(await readFile(resolve(__dirname, "../docs/lab-guide.md"), "utf8"));
     await writeSeats(flags.out, flags.stack, seats, guide, regionOf(outputs));
     for (const s of seats) {
       const hosts = s.hosts.map((h) => `${h.role} ${h.publicIp}`).join(", ");

@@ -12,7 +12,7 @@ import { criuLab, envNumber } from "../criu-lab";
 import type { BenchContext, BenchResult } from "../figures";
 import { gameByHand, readMarks } from "../hand";
 
-const HERE = path.join(__dirname, "..", "..", "cloud-init");
+const HERE = path.join(__dirname, "..", "..", "host");
 const PROGRAMS = {
   server: path.join(HERE, "game_server.py"),
   client: path.join(HERE, "game_client.py"),

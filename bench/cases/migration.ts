@@ -17,7 +17,7 @@ import { GAP, numbers, stagesAddUp, type BenchContext, type BenchResult } from "
 import { coldByHand, pageServerByHand, readMarks, type Peer } from "../hand";
 import { killHolder, startHolder } from "../holder";
 
-const LAB = path.join(__dirname, "..", "..", "cloud-init", "criu-lab");
+const LAB = path.join(__dirname, "..", "..", "host", "criu-lab");
 const MODES = ["cold", "page-server", "pre-copy"];
 /** The hand procedures this bench has; a mode without one has no floor. */
 const BY_HAND: Record<string, boolean> = { cold: true, "page-server": true };

@@ -20,7 +20,7 @@ import { criuLab, envNumber } from "../criu-lab";
 import type { BenchContext, BenchResult } from "../figures";
 import { checkpointByHand, readMarks } from "../hand";
 
-const TRAINER = path.join(__dirname, "..", "..", "cloud-init", "trainer.py");
+const TRAINER = path.join(__dirname, "..", "..", "host", "trainer.py");
 const CRIT = "/usr/local/bin/crit";
 const STEP_SECONDS = 0.5;
 const COUNT = 3;

@@ -1,6 +1,6 @@
 /**
  * The lab guide's migration section starts the counter detached and keeps its PID: its
- * block, read from the README, typed line by line into a real interactive bash (tmux), as a
+ * block, read from docs/lab-guide.md, typed line by line into a real interactive bash (tmux), as a
  * learner types it. An interactive shell is where `setsid ./counter.py & echo $!` went wrong
  * (the job leads its process group, setsid forks, `$!` is gone): here the PID it keeps must
  * be the counter's, a session leader with no terminal, which CRIU dumps without
@@ -13,14 +13,15 @@ import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { alive, HOST, LAB, REPO, run, tempDir, waitFor } from "./support/lab-helpers";
 import { Terminals } from "./support/terminals";
 
-/** The README's `sh` block of the migration section that starts the counter. */
+/** The lab guide's `sh` block of the migration section that starts the counter. */
 function startBlock(): string[] {
-  const readme = fs.readFileSync(path.join(REPO, "README.md"), "utf8");
-  const section = readme.slice(readme.indexOf("### Migrate a process to another host"));
+  const readme = fs.readFileSync(path.join(REPO, "docs/lab-guide.md"), "utf8");
+  const section = readme.slice(readme.indexOf("## Migrate a process to another host"));
   const block = [...section.matchAll(/```sh\n([\s\S]*?)```/g)]
     .map((m) => m[1]!)
     .find((b) => b.includes("counter.pid"));
-  if (!block) throw new Error("README: the migration section has no block writing counter.pid");
+  if (!block)
+    throw new Error("docs/lab-guide.md: the migration section has no block writing counter.pid");
   return block.trimEnd().split("\n");
 }
 

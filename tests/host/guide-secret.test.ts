@@ -1,5 +1,5 @@
 /**
- * The lab guide's "What a checkpoint holds" exercise, its blocks read from the README and
+ * The lab guide's "What a checkpoint holds" exercise, its blocks read from docs/lab-guide.md and
  * typed line by line into a real interactive bash (tmux), as a learner types them: a
  * counter holding a made-up secret in its environment is checkpointed with --leave-running,
  * the secret is found in its pages, the lab's own checkpoint folder is root's alone, and the
@@ -12,14 +12,14 @@ import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { alive, HOST, LAB, REPO, run, tempDir, waitFor } from "./support/lab-helpers";
 import { Terminals } from "./support/terminals";
 
-const SECTION = "#### What a checkpoint holds";
+const SECTION = "### What a checkpoint holds";
 
 /** The section's `sh` blocks, in order, as lists of lines. */
 function blocks(): string[][] {
-  const readme = fs.readFileSync(path.join(REPO, "README.md"), "utf8");
+  const readme = fs.readFileSync(path.join(REPO, "docs/lab-guide.md"), "utf8");
   const start = readme.indexOf(SECTION);
-  if (start < 0) throw new Error(`README: no section '${SECTION}'`);
-  const section = readme.slice(start, readme.indexOf("\n### ", start));
+  if (start < 0) throw new Error(`docs/lab-guide.md: no section '${SECTION}'`);
+  const section = readme.slice(start, readme.indexOf("\n## ", start));
   return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!.trimEnd().split("\n"));
 }
 

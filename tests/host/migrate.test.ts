@@ -3,7 +3,7 @@
  * namespaces (netlab/netns.ts), for real: real CRIU, real sshd, host keys checked.
  * The destination's sshd runs in a mount namespace where the source's work directory is an
  * empty tmpfs, so what the process needs there arrives only if migrate carries it.
- * The command is the repository's (cloud-init/criu-lab), run on the source over its sshd as
+ * The command is the repository's (host/criu-lab), run on the source over its sshd as
  * a learner would.
  */
 import * as fs from "node:fs";
@@ -11,11 +11,11 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../verify/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, CLOUD_INIT, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
 import { createLabPair, sshOptions, type LabPair } from "../../netlab/netns";
 import { createTestUser, type TestUser } from "./support/sshd";
 
-const LAB = path.join(CLOUD_INIT, "criu-lab");
+const LAB = path.join(HOST_DIR, "criu-lab");
 const DST = "10.77.0.2";
 
 interface Migrated {
@@ -60,7 +60,7 @@ describe.skipIf(
     fs.chmodSync(dir, 0o755); // sshd reads the test user's authorized_keys as that user
     work = path.join(dir, "work");
     fs.mkdirSync(work, { mode: 0o755 });
-    fs.copyFileSync(path.join(CLOUD_INIT, "counter.py"), path.join(work, "counter.py"));
+    fs.copyFileSync(path.join(HOST_DIR, "counter.py"), path.join(work, "counter.py"));
     user = createTestUser(`criulab-mig-${process.pid}`, dir);
     pair = await createLabPair({ dir, hide: [work], users: [user.name] });
   });

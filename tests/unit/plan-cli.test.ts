@@ -23,7 +23,10 @@ import { configSchema } from "../../components/config";
 import { loadProject, parseKeyPath, PlanInputError } from "../../plan/project";
 import { fixture, PLAN_TIMEOUT_MS, ROOT, runCli } from "./fixtures/plan-cli";
 
-const README = readFileSync(join(ROOT, "README.md"), "utf8");
+// The docs that show commands: the README and the local targets (where the plan is).
+const README = ["README.md", "docs/local.md"]
+  .map((f) => readFileSync(join(ROOT, f), "utf8"))
+  .join("\n");
 const tmp = mkdtempSync(join(tmpdir(), "criulab-plan-cli-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 

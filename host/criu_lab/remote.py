@@ -9,7 +9,8 @@ import subprocess
 import tempfile
 import time
 
-from .common import BROKEN, CRIT, CRIU, LOG_DIR, NOT_READY, PASSED, LabError, stats_of
+from .common import CRIT, CRIU, LOG_DIR, PASSED, stats_of
+from .outcome import BROKEN, NOT_READY, LabError
 
 
 class Remote:
@@ -73,17 +74,21 @@ class Remote:
         subprocess.run(["rm", "-rf", self.control_dir])
 
 
-def probe(remote, lazy):
-    """What the destination is: kernel, boot id, CRIU (exit 3 when it cannot run CRIU)."""
+def probe(remote, features=()):
+    """What the destination is: kernel, boot id, CRIU (exit 3 when it cannot run CRIU), and
+    whether `criu check --feature NAME` passes there for each of FEATURES (modes.MODES)."""
     script = (f"cat /proc/sys/kernel/random/boot_id; uname -r; {CRIU} --version | sed -n 's/^Version: *//p'"
-              + (f"; {CRIU} check --feature uffd-noncoop >/dev/null 2>&1 && echo uffd || echo no-uffd" if lazy else ""))
+              + "".join(f"; {CRIU} check --feature {shlex.quote(n)} >/dev/null 2>&1 && echo yes || echo no"
+                        for n in features))
     p = remote.run(script, timeout=60)
     if p.returncode != 0 and "password is required" in p.stderr:
         raise LabError(NOT_READY, f"{remote.user} cannot run sudo without a password on {remote.host}")
     lines = p.stdout.split("\n")
     if p.returncode != 0 or len(lines) < 3 or not lines[2]:
         raise LabError(NOT_READY, f"CRIU is not installed at {CRIU} on {remote.host} ({p.stderr.strip()[-300:] or 'no version'})")
-    return {"bootId": lines[0], "kernel": lines[1], "criuVersion": lines[2], "uffd": lines[3:4] == ["uffd"]}
+    said = lines[3:3 + len(features)]
+    return {"bootId": lines[0], "kernel": lines[1], "criuVersion": lines[2],
+            "features": {n: {"ok": said[i:i + 1] == ["yes"], "output": ""} for i, n in enumerate(features)}}
 
 
 def remote_state(remote, paths):

@@ -25,6 +25,9 @@ readonly LAB_PROGRAMS=(counter.py trainer.py game_server.py game_client.py)
 readonly LAB_FILES=(setup-lab.sh install-criu.sh criu-lab motd "${LAB_PROGRAMS[@]}")
 # The host command's modules (criu-lab is their launcher).
 readonly LAB_PACKAGE=criu_lab
+# The lab guide, for `criu-lab guide`: beside the lab files on a host (the archive or the
+# user-data carries it), in the repository's docs/ for `npm run setup:host`.
+readonly GUIDE_DIR=/usr/local/share/criu-lab
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly HERE
 
@@ -95,13 +98,23 @@ install_lab_files() {
     [ -f "$HERE/$LAB_PACKAGE/__init__.py" ] || fail 2 "missing lab package $HERE/$LAB_PACKAGE"
     rm -rf "${LAB_DIR:?}/.$LAB_PACKAGE.new"
     mkdir "$LAB_DIR/.$LAB_PACKAGE.new"
-    install -m 0644 "$HERE/$LAB_PACKAGE"/*.py "$LAB_DIR/.$LAB_PACKAGE.new/"
+    install -m 0644 "$HERE/$LAB_PACKAGE"/*.py "$HERE/$LAB_PACKAGE"/*.json "$LAB_DIR/.$LAB_PACKAGE.new/"
     rm -rf "${LAB_DIR:?}/$LAB_PACKAGE"
     mv "$LAB_DIR/.$LAB_PACKAGE.new" "$LAB_DIR/$LAB_PACKAGE"
   fi
   # A link, so the launcher finds its package beside its real path.
   ln -sfn "$LAB_DIR/criu-lab" /usr/local/bin/criu-lab
-  say "lab files in $LAB_DIR, criu-lab in /usr/local/bin"
+  install_guide
+  say "lab files in $LAB_DIR, criu-lab in /usr/local/bin, the guide in $GUIDE_DIR"
+}
+
+install_guide() {
+  local guide="$HERE/lab-guide.md"
+  [ -f "$guide" ] || guide="$HERE/../docs/lab-guide.md"
+  [ -f "$guide" ] || fail 2 "missing the lab guide ($HERE/lab-guide.md or $HERE/../docs/lab-guide.md)"
+  mkdir -p "$GUIDE_DIR"
+  install -m 0644 "$guide" "$GUIDE_DIR/.lab-guide.md.new"
+  mv -f "$GUIDE_DIR/.lab-guide.md.new" "$GUIDE_DIR/lab-guide.md"
 }
 
 ensure_user() {

@@ -75,9 +75,19 @@ export const LAB_DIR = "/usr/local/lib/criu-lab";
 /** The host command's package (its modules); `criu-lab` is the launcher beside it. */
 const LAB_PACKAGE = "criu_lab";
 
-/** The files of this folder that the host gets (paths relative to it), with their modes. */
-export const LAB_FILES: ReadonlyArray<{ name: string; mode: string }> = [
+/** A file the host gets: its name in LAB_DIR, its mode, and where it is in the repository
+ * when not at that name in this folder (`source`, relative to this folder). */
+export interface LabFile {
+  name: string;
+  mode: string;
+  source?: string;
+}
+
+/** The files that the host gets (names relative to LAB_DIR and to this folder), with their modes. */
+export const LAB_FILES: ReadonlyArray<LabFile> = [
   { name: "motd", mode: "0644" },
+  // `criu-lab guide` prints it; setup-lab.sh installs it in /usr/local/share/criu-lab.
+  { name: "lab-guide.md", mode: "0644", source: "../docs/lab-guide.md" },
   { name: "counter.py", mode: "0755" },
   { name: "trainer.py", mode: "0755" },
   { name: "game_server.py", mode: "0755" },
@@ -85,12 +95,18 @@ export const LAB_FILES: ReadonlyArray<{ name: string; mode: string }> = [
   { name: "criu-lab", mode: "0755" },
   ...fs
     .readdirSync(path.join(__dirname, LAB_PACKAGE))
-    .filter((file) => file.endsWith(".py"))
+    // The modules, and the tables they read (exercises.json).
+    .filter((file) => file.endsWith(".py") || file.endsWith(".json"))
     .sort()
     .map((file) => ({ name: `${LAB_PACKAGE}/${file}`, mode: "0644" })),
   { name: "install-criu.sh", mode: "0755" },
   { name: "setup-lab.sh", mode: "0755" },
 ];
+
+/** Where FILE's content is read from: its `source`, or its name in this folder. */
+export function labFileSource(file: LabFile): string {
+  return path.join(__dirname, file.source ?? file.name);
+}
 
 /** The arguments of `setup-lab.sh` for these options (also used by `npm run setup:host`). */
 export function setupLabArgs(options: UserDataOptions): string[] {
@@ -127,8 +143,9 @@ export function labFilesArchive(): { tar: Buffer; sha256: string } {
   const blocks: Buffer[] = [];
   const dirs = [...new Set(LAB_FILES.map((f) => path.dirname(f.name)).filter((d) => d !== "."))];
   for (const dir of dirs.sort()) blocks.push(tarHeader(`${dir}/`, "0755", 0, "5"));
-  for (const { name, mode } of LAB_FILES) {
-    const content = fs.readFileSync(path.join(__dirname, name));
+  for (const file of LAB_FILES) {
+    const { name, mode } = file;
+    const content = fs.readFileSync(labFileSource(file));
     blocks.push(tarHeader(name, mode, content.length, "0"), content);
     blocks.push(Buffer.alloc((512 - (content.length % 512)) % 512));
   }
@@ -199,10 +216,10 @@ export function renderUserData(options: UserDataOptions): string {
 /** Each file as written in this folder; setup-lab.sh, run from LAB_DIR, installs the rest. */
 function embeddedLabFiles(options: UserDataOptions) {
   return {
-    write_files: LAB_FILES.map(({ name, mode }) => ({
-      path: `${LAB_DIR}/${name}`,
-      permissions: mode,
-      content: fs.readFileSync(path.join(__dirname, name), "utf8"),
+    write_files: LAB_FILES.map((file) => ({
+      path: `${LAB_DIR}/${file.name}`,
+      permissions: file.mode,
+      content: fs.readFileSync(labFileSource(file), "utf8"),
     })),
     runcmd: [["bash", `${LAB_DIR}/setup-lab.sh`, ...setupLabArgs(options)]],
   };

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { LAB_DIR, LAB_FILES, renderUserData } from "../../cloud-init/userData";
+import { LAB_DIR, LAB_FILES, labFileSource, renderUserData } from "../../cloud-init/userData";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { cloudInitRead } from "./support/cloud-init";
 import { CLOUD_INIT, criuTarball, HOST, REPO, run, tempDir, type Ran } from "./support/lab-helpers";
@@ -64,9 +64,10 @@ describe.skipIf(
 
   it("installs the files it carries, as in cloud-init/, criu-lab on PATH", () => {
     const original = (name: string) => fs.readFileSync(path.join(CLOUD_INIT, name), "utf8");
-    for (const { name, mode } of LAB_FILES) {
+    for (const lab of LAB_FILES) {
+      const { name, mode } = lab;
       const file = path.join(LAB_DIR, name);
-      expect(fs.readFileSync(file, "utf8"), name).toBe(original(name));
+      expect(fs.readFileSync(file, "utf8"), name).toBe(fs.readFileSync(labFileSource(lab), "utf8"));
       expect((fs.statSync(file).mode & 0o777).toString(8).padStart(4, "0"), name).toBe(mode);
     }
     expect(fs.realpathSync(HOST.criuLab)).toBe(path.join(LAB_DIR, "criu-lab"));

@@ -11,12 +11,13 @@ import {
   compressUserData,
   LAB_DIR,
   LAB_FILES,
+  labFileSource,
   renderUserData,
   type UserDataOptions,
 } from "../../cloud-init/userData";
 import { cannotRun, needCommand } from "../support/requirements";
 import { cloudInitRead } from "./support/cloud-init";
-import { CLOUD_INIT, run, tempDir } from "./support/lab-helpers";
+import { run, tempDir } from "./support/lab-helpers";
 import { generateKey } from "../../vm/keys";
 
 describe.skipIf(
@@ -108,12 +109,13 @@ describe.skipIf(
         .readdirSync(path.join(root, LAB_DIR), { recursive: true, encoding: "utf8" })
         .filter((name) => fs.statSync(written(name)).isFile());
       expect(files.sort()).toEqual(LAB_FILES.map((f) => f.name).sort());
-      for (const { name, mode } of LAB_FILES) {
+      for (const lab of LAB_FILES) {
+        const { name, mode } = lab;
         const mine = (fs.statSync(written(name)).mode & 0o777).toString(8).padStart(4, "0");
         expect(mine, name).toBe(mode);
         const same = fs
           .readFileSync(written(name))
-          .equals(fs.readFileSync(path.join(CLOUD_INIT, name)));
+          .equals(fs.readFileSync(labFileSource(lab)));
         expect(same, `${name} differs from cloud-init/${name}`).toBe(true);
       }
     });

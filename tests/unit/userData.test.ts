@@ -13,6 +13,7 @@ import {
   LAB_FILES,
   LAB_FILES_WAIT_SECONDS,
   labFilesArchive,
+  labFileSource,
   RECEIVE_SCRIPT,
   renderUserData,
   USER_DATA_LIMIT_BYTES,
@@ -63,9 +64,11 @@ function openSshEd25519(comment: string) {
   };
 }
 
-/** A lab file exactly as it is in cloud-init/. */
-const labFile = (name: string) =>
-  fs.readFileSync(path.join(__dirname, "../../cloud-init", name), "utf8");
+/** A lab file exactly as it is in the repository (cloud-init/, or its `source`). */
+const labFile = (name: string) => {
+  const file = LAB_FILES.find((f) => f.name === name) ?? { name, mode: "" };
+  return fs.readFileSync(labFileSource(file), "utf8");
+};
 
 const hostKey = openSshEd25519("criu-lab-host");
 const userKey = openSshEd25519("someone@laptop").publicKeyOpenssh;

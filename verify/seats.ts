@@ -8,7 +8,7 @@
  * one exit code: the worst of the seats' (see worstExitCode).
  */
 import type { NodeSSH } from "node-ssh";
-import { CheckOutputError, ExitCode, RemoteCheck, worstExitCode } from "./checks";
+import { CheckOutputError, ExitCode, NOT_THE_LEARNER, RemoteCheck, worstExitCode } from "./checks";
 
 // Moved to ./checks (the single-host verifier needs it too); kept importable from here.
 export { worstExitCode };
@@ -460,7 +460,7 @@ export function targetsFromStackOutputs(
 export function migrationCheck(peer: string, mode?: MigrationMode): RemoteCheck {
   return {
     name: "migration",
-    command: `sudo criu-lab scenario run migration --to ${shellQuote(peer)}${mode ? ` --mode ${shellQuote(mode)}` : ""} --json`,
+    command: `sudo ${NOT_THE_LEARNER} criu-lab scenario run migration --to ${shellQuote(peer)}${mode ? ` --mode ${shellQuote(mode)}` : ""} --json`,
     timeoutSeconds: 600,
     // For the judge on the host (`pulumi up`'s migration Command, components/seat.ts): the
     // scenario itself checks that the counter went on there; this holds it to the same PID.

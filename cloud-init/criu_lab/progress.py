@@ -105,7 +105,8 @@ def command_key(args):
 def after_command(args, code, table=None):
     """Records the exercises that ARGS's command completes, when it succeeded (CODE 0). A
     record that cannot be written never fails the command: root is told on stderr."""
-    if code != OK:
+    # The verifier's and the deploy's own runs say so (verify/checks.ts NOT_THE_LEARNER).
+    if code != OK or os.environ.get("CRIU_LAB_PROGRESS") == "off":
         return
     key = command_key(args)
     done = [(e["id"], f"sudo criu-lab {key} passed", time.time())

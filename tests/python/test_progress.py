@@ -164,3 +164,11 @@ def test_a_command_line_unreadable_is_no_evidence(tmp_path, monkeypatch):
 ])
 def test_program_of(argv, program):
     assert evidence.program_of(argv, {"counter.py", "trainer.py", "game_server.py"}) == program
+
+
+def test_the_verifiers_own_runs_record_nothing(monkeypatch, store):
+    """`sudo CRIU_LAB_PROGRESS=off criu-lab demo --json` (verify/checks.ts NOT_THE_LEARNER)."""
+    monkeypatch.setattr(progress, "STORE", store)
+    monkeypatch.setenv("CRIU_LAB_PROGRESS", "off")
+    progress.after_command(argparse.Namespace(command="demo"), 0)
+    assert not os.path.exists(store)

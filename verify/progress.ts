@@ -174,7 +174,13 @@ async function askHost(
       stopped:
         autoStop && autoStop.minutes > 0
           ? {
-              afterMs: (options.stoppedAfterSeconds ?? DEFAULT_STOPPED_AFTER_SECONDS) * 1000,
+              // A view has a short deadline: half of it in silence says "stopped", with the
+              // command that starts the host, rather than only "not reached".
+              afterMs:
+                Math.min(
+                  options.stoppedAfterSeconds ?? DEFAULT_STOPPED_AFTER_SECONDS,
+                  options.timeoutSeconds / 2,
+                ) * 1000,
               message: stoppedHostHint(autoStop),
             }
           : undefined,

@@ -212,7 +212,7 @@ describe.skipIf(missing)("criu-lab-verify --progress: real sshd, this checkout's
           seat: "02",
           sshUser: OLD,
           privateKey: otherKey.privateKeyOpenssh,
-          autoStopMinutes: 0,
+          autoStopMinutes: 120,
           hosts: [host("02", "a", oldSshd), host("02", "b", oldSshd)],
         },
       ],
@@ -228,7 +228,7 @@ describe.skipIf(missing)("criu-lab-verify --progress: real sshd, this checkout's
     }));
     const lines: string[] = [];
     const report = await collectProgress(targets, {
-      timeoutSeconds: 5,
+      timeoutSeconds: 6,
       parallel: 2,
       onProgress: (l) => lines.push(l),
     });
@@ -245,9 +245,12 @@ describe.skipIf(missing)("criu-lab-verify --progress: real sshd, this checkout's
     expect(table).toContain(
       `seat 02 host a 127.0.0.1:${oldSshd.port}: not available (exit 3): this host's criu-lab has no 'progress'`,
     );
+    // Silent for half the deadline, with the auto-stop on: it looks stopped, and how to start it.
     expect(table).toMatch(
       new RegExp(
-        `seat 02 host b 127\\.0\\.0\\.1:${silent}: unreachable \\(exit 3\\): cannot reach`,
+        `seat 02 host b 127\\.0\\.0\\.1:${silent}: unreachable \\(exit 3\\): cannot reach .*` +
+          "no answer on its port for 3 s .*the host looks stopped by the auto-stop .*" +
+          "start it: run `pulumi up`",
       ),
     );
     expect(lines).toHaveLength(3);

@@ -113,9 +113,7 @@ describe.skipIf(
         const { name, mode } = lab;
         const mine = (fs.statSync(written(name)).mode & 0o777).toString(8).padStart(4, "0");
         expect(mine, name).toBe(mode);
-        const same = fs
-          .readFileSync(written(name))
-          .equals(fs.readFileSync(labFileSource(lab)));
+        const same = fs.readFileSync(written(name)).equals(fs.readFileSync(labFileSource(lab)));
         expect(same, `${name} differs from cloud-init/${name}`).toBe(true);
       }
     });

@@ -1,13 +1,13 @@
 /**
  * The host's `criu-lab` for the bench cases (training, game): this checkout's launcher
- * (cloud-init/criu-lab) under the system python3, through sudo when not root. Returns the
+ * (host/criu-lab) under the system python3, through sudo when not root. Returns the
  * parsed JSON, whatever its verdict: a benchmark reports, it does not judge (a failed run is
  * logged and left out of the figures by the case).
  */
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 
-const LAUNCHER = path.join(__dirname, "..", "cloud-init", "criu-lab");
+const LAUNCHER = path.join(__dirname, "..", "host", "criu-lab");
 
 /** What bench/run.ts gives a case and takes back (its BenchContext and BenchResult). */
 export interface BenchContext {

@@ -104,7 +104,7 @@ const DEMO_CONTRACT: JsonContract = {
 };
 
 /**
- * `criu-lab doctor --json` (cloud-init/criu_lab/doctor.py): which exercises the host can run
+ * `criu-lab doctor --json` (host/criu_lab/doctor.py): which exercises the host can run
  * and why not. `ok` is `criu check`'s verdict; `exercises` maps each exercise to
  * `{ok, reason, fix}`.
  */
@@ -120,7 +120,7 @@ const DOCTOR_CONTRACT: JsonContract = {
 };
 
 /**
- * `criu-lab scenario run training --json` (cloud-init/criu_lab/training.py): the job was
+ * `criu-lab scenario run training --json` (host/criu_lab/training.py): the job was
  * checkpointed, killed and restored from its latest checkpoint, same PID, same state.
  */
 const TRAINING_CONTRACT: JsonContract = {
@@ -168,7 +168,7 @@ const TRAINING_CONTRACT: JsonContract = {
 };
 
 /**
- * `criu-lab scenario run game --json` (cloud-init/criu_lab/game.py): every player still on
+ * `criu-lab scenario run game --json` (host/criu_lab/game.py): every player still on
  * its original TCP connection after the server's checkpoint/restore, every score intact.
  */
 const GAME_CONTRACT: JsonContract = {
@@ -260,7 +260,7 @@ const waitForCloudInit = [
 
 /**
  * Put after `sudo` in the verifier's runs of the lab's commands: the host's criu-lab records
- * no exercise for them (cloud-init/criu_lab/progress.py), so `criu-lab-verify --progress` shows
+ * no exercise for them (host/criu_lab/progress.py), so `criu-lab-verify --progress` shows
  * what the learner did, not the deploy's own checks. sudo passes it to a user who may run ALL
  * (the lab user); a criu-lab from before progress ignores it.
  */

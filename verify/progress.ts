@@ -1,14 +1,14 @@
 /**
  * `criu-lab-verify --progress`: the class's progress through the lab, for the instructor. Every
  * seat's hosts are asked `sudo criu-lab progress --json` (the host's records and what it finds
- * in the learner's home: cloud-init/criu_lab/progress.py), at most --parallel at once, and the
+ * in the learner's home: host/criu_lab/progress.py), at most --parallel at once, and the
  * answers become one table of seats by exercise. The exercises are the host command's own
  * table (exercises.json), so both sides name the same ones. A view, not a verdict: learners
  * who are behind exit 0; a host that cannot be asked exits 3 (unreachable, stopped, or lab
  * files older than `progress`), one whose answer is unusable 1 (docs/design.md "Contracts").
  */
 import type { NodeSSH } from "node-ssh";
-import table from "../cloud-init/criu_lab/exercises.json";
+import table from "../host/criu_lab/exercises.json";
 import { CheckOutputError, ExitCode, worstExitCode } from "./checks";
 import { HostKeyFormatError, parseHostKey } from "./hostKey";
 import { HostRole, SeatTarget, limiter } from "./seats";

@@ -32,7 +32,7 @@ export const MAX_PARALLEL = 64;
 export type HostRole = "a" | "b";
 
 /**
- * What `criu-lab scenario run migration --mode` takes (cloud-init/criu_lab/migrate.py
+ * What `criu-lab scenario run migration --mode` takes (host/criu_lab/modes.py
  * MODE_CHOICES): `auto` runs the first of pre-copy, page-server, cold the two hosts can do.
  */
 export const MIGRATION_MODES = ["auto", "cold", "page-server", "pre-copy", "lazy"] as const;

@@ -241,7 +241,7 @@ function shellQuote(s: string): string {
 export const PAIR_MODES = ["cold", "page-server", "pre-copy", "lazy"] as const;
 export type PairMode = (typeof PAIR_MODES)[number];
 
-/** What `criu-lab scenario run migration --json` reports (cloud-init/criu_lab/migration.py). */
+/** What `criu-lab scenario run migration --json` reports (host/criu_lab/migration.py). */
 export interface MigrationReport {
   ok: boolean;
   error?: string;

@@ -11,7 +11,7 @@ import { createLabPair, type LabPair } from "../../netlab/netns";
 import { run, waitFor } from "../../netlab/run";
 import type { BenchContext, BenchResult } from "../run";
 
-const LAB = path.join(__dirname, "..", "..", "cloud-init", "criu-lab");
+const LAB = path.join(__dirname, "..", "..", "host", "criu-lab");
 const MODES = ["cold", "page-server", "pre-copy"];
 
 /** Holds SIZE MiB, every page written (untouched pages are not dumped), then idles. */

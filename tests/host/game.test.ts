@@ -10,10 +10,10 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../verify/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, CLOUD_INIT, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
 import { Terminals } from "./support/terminals";
 
-const LAB = path.join(CLOUD_INIT, "criu-lab");
+const LAB = path.join(HOST_DIR, "criu-lab");
 
 interface Game {
   ok: boolean;
@@ -153,7 +153,7 @@ describe.skipIf(
         "signal.signal(signal.SIGUSR1, forward)",
         "signal.signal(signal.SIGTERM, forward)",
         "while True:",
-        `    child = subprocess.Popen([sys.executable, ${JSON.stringify(path.join(CLOUD_INIT, "game_client.py"))}, *sys.argv[1:]])`,
+        `    child = subprocess.Popen([sys.executable, ${JSON.stringify(path.join(HOST_DIR, "game_client.py"))}, *sys.argv[1:]])`,
         "    try:",
         "        child.wait(0.7)",
         "    except subprocess.TimeoutExpired:",
@@ -186,7 +186,7 @@ describe.skipIf(
 
   it("game_client.py without a server says so and exits 1 (it never retries)", () => {
     const ran = run("/usr/bin/python3", [
-      path.join(CLOUD_INIT, "game_client.py"),
+      path.join(HOST_DIR, "game_client.py"),
       "--port",
       "1",
       "--name",
@@ -224,7 +224,7 @@ describe.skipIf(
     expect(busy.stdout.trim(), `port ${PORT} is in use here`).toBe("");
     work = tempDir("game-steps");
     for (const name of ["game_server.py", "game_client.py"]) {
-      fs.copyFileSync(path.join(CLOUD_INIT, name), path.join(work, name));
+      fs.copyFileSync(path.join(HOST_DIR, name), path.join(work, name));
       fs.chmodSync(path.join(work, name), 0o755);
     }
     t = new Terminals(work, 3);

@@ -3,7 +3,7 @@
  * namespaces (netlab/netns.ts), for real: real CRIU, real sshd, host keys checked.
  * The destination's sshd runs in a mount namespace where the source's work directory is an
  * empty tmpfs, so what the process needs there arrives only if migrate carries it.
- * The command is the repository's (cloud-init/criu-lab), run on the source over its sshd as
+ * The command is the repository's (host/criu-lab), run on the source over its sshd as
  * a learner would.
  */
 import * as fs from "node:fs";
@@ -11,11 +11,11 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../verify/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, CLOUD_INIT, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
 import { createLabPair, sshOptions, type LabPair } from "../../netlab/netns";
 import { createTestUser, type TestUser } from "./support/sshd";
 
-const LAB = path.join(CLOUD_INIT, "criu-lab");
+const LAB = path.join(HOST_DIR, "criu-lab");
 const DST = "10.77.0.2";
 
 interface Migrated {
@@ -28,7 +28,12 @@ interface Migrated {
   lastBeforeDump: number;
   firstAfterRestore: number;
   downtimeMs: number;
+  resumeMs: number;
+  completeMs: number;
+  sshCiphers: string[];
   freezeMs: number;
+  reapMs: number;
+  checkMs: number;
   transferMs: number;
   restoreMs: number;
   bytesTransferred: number;
@@ -60,7 +65,7 @@ describe.skipIf(
     fs.chmodSync(dir, 0o755); // sshd reads the test user's authorized_keys as that user
     work = path.join(dir, "work");
     fs.mkdirSync(work, { mode: 0o755 });
-    fs.copyFileSync(path.join(CLOUD_INIT, "counter.py"), path.join(work, "counter.py"));
+    fs.copyFileSync(path.join(HOST_DIR, "counter.py"), path.join(work, "counter.py"));
     user = createTestUser(`criulab-mig-${process.pid}`, dir);
     pair = await createLabPair({ dir, hide: [work], users: [user.name] });
   });
@@ -182,7 +187,15 @@ describe.skipIf(
     expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
     expect(r.carried).toEqual(expect.arrayContaining([path.dirname(log), log]));
     expect(r.bytesTransferred).toBeGreaterThan(1_000_000); // python's pages at least
-    expect(r.downtimeMs).toBeGreaterThanOrEqual(r.freezeMs + r.transferMs + r.restoreMs - 1);
+    expect(r.downtimeMs).toBeGreaterThanOrEqual(
+      r.freezeMs + r.reapMs + r.checkMs + r.transferMs + r.restoreMs - 1,
+    );
+    // Restored whole: it ran there and nothing was left to move at the same moment.
+    expect(r.resumeMs).toBe(r.downtimeMs);
+    expect(r.completeMs).toBe(r.downtimeMs);
+    // SSH was offered the fastest ciphers this CPU has first.
+    const aes = /^(flags|Features)\s*:.*\baes\b/m.test(fs.readFileSync("/proc/cpuinfo", "utf8"));
+    expect(r.sshCiphers[0]).toBe(aes ? "aes128-gcm@openssh.com" : "chacha20-poly1305@openssh.com");
     criuStatsFit(r);
     expect(r.criu.dump.pagesWritten).toBeGreaterThan(0);
     // It runs in the destination's namespace now, and its output there goes on.

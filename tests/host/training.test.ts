@@ -9,10 +9,10 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../verify/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, CLOUD_INIT, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
 import { Terminals } from "./support/terminals";
 
-const LAB = path.join(CLOUD_INIT, "criu-lab");
+const LAB = path.join(HOST_DIR, "criu-lab");
 // Small and quick: 64 MiB, a checkpoint every 2 s (the bench measures 1 GiB at 60 s).
 const QUICK = ["--size-mib", "64", "--interval", "2", "--count", "3", "--step-seconds", "0.2"];
 
@@ -169,7 +169,7 @@ describe.skipIf(
 
   it("trainer.py checks its flags too", () => {
     const ran = run("/usr/bin/python3", [
-      path.join(CLOUD_INIT, "trainer.py"),
+      path.join(HOST_DIR, "trainer.py"),
       "--dirty-percent",
       "101",
     ]);
@@ -200,7 +200,7 @@ describe.skipIf(
 
   beforeAll(() => {
     work = tempDir("training-steps");
-    fs.copyFileSync(path.join(CLOUD_INIT, "trainer.py"), path.join(work, "trainer.py"));
+    fs.copyFileSync(path.join(HOST_DIR, "trainer.py"), path.join(work, "trainer.py"));
     fs.chmodSync(path.join(work, "trainer.py"), 0o755);
     t = new Terminals(work, 2);
   });

@@ -18,7 +18,6 @@ import {
   LAB_DIR,
   LAB_FILES,
   labFilesArchive,
-  labFileSource,
   RECEIVE_SCRIPT,
   renderUserData,
   type UserDataOptions,
@@ -184,11 +183,10 @@ describe.skipIf(
     expect(ran.code, ran.stdout + ran.stderr).toBe(0);
     expect(ran.stdout).toContain("waiting up to");
     expect(ran.stdout).toContain("the lab is ready");
-    for (const lab of LAB_FILES) {
-      const { name, mode } = lab;
+    for (const { name, mode, source } of LAB_FILES) {
       const file = path.join(LAB_DIR, name);
-      const same = fs.readFileSync(file).equals(fs.readFileSync(labFileSource(lab)));
-      expect(same, `${file} differs from cloud-init/${name}`).toBe(true);
+      const same = fs.readFileSync(file).equals(fs.readFileSync(source));
+      expect(same, `${file} differs from ${source}`).toBe(true);
       expect((fs.statSync(file).mode & 0o777).toString(8).padStart(4, "0"), name).toBe(mode);
       expect(fs.statSync(file).uid, name).toBe(0);
     }

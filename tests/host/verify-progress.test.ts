@@ -96,7 +96,7 @@ describe.skipIf(missing)("criu-lab-verify --progress: real sshd, this checkout's
         "import sys; sys.path.insert(0, sys.argv[1]); from criu_lab import progress; " +
           "progress.record([('demo', 'sudo criu-lab demo passed', 0), " +
           "('images', 'sudo criu-lab analyze passed', 60)], path=sys.argv[2])",
-        join(REPO, "cloud-init"),
+        join(REPO, "host"),
         join(state, "progress.json"),
       ],
       { env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" } },

@@ -75,8 +75,9 @@ function readPid(file: string): number | undefined {
 }
 
 /**
- * The commit that added the doctor (cloud-init/criu_lab/doctor.py): its parent's lab files are
- * a host's set up before the doctor existed. Undefined in a checkout without that history.
+ * The commit that added the doctor (cloud-init/criu_lab/doctor.py, where the host command was
+ * before it moved to host/): its parent's lab files are a host's set up before the doctor
+ * existed. Undefined in a checkout without that history.
  */
 const doctorAdded = ((): string | undefined => {
   const added = spawnSync(

@@ -13,7 +13,6 @@ import {
   LAB_FILES,
   LAB_FILES_WAIT_SECONDS,
   labFilesArchive,
-  labFileSource,
   RECEIVE_SCRIPT,
   renderUserData,
   USER_DATA_LIMIT_BYTES,
@@ -64,11 +63,17 @@ function openSshEd25519(comment: string) {
   };
 }
 
-/** A lab file exactly as it is in the repository (cloud-init/, or its `source`). */
-const labFile = (name: string) => {
-  const file = LAB_FILES.find((f) => f.name === name) ?? { name, mode: "" };
-  return fs.readFileSync(labFileSource(file), "utf8");
-};
+/** The set-up's files are in cloud-init/; the host command and the lab's programs in host/. */
+const SETUP_FILES = ["install-criu.sh", "motd", RECEIVE_SCRIPT, "setup-lab.sh"];
+
+/** A lab file (its path on the host, under LAB_DIR) exactly as it is in the repository. */
+const labFile = (name: string) =>
+  fs.readFileSync(
+    name === "lab-guide.md"
+      ? path.join(__dirname, "../../docs", name)
+      : path.join(__dirname, "../..", SETUP_FILES.includes(name) ? "cloud-init" : "host", name),
+    "utf8",
+  );
 
 const hostKey = openSshEd25519("criu-lab-host");
 const userKey = openSshEd25519("someone@laptop").publicKeyOpenssh;
@@ -134,7 +139,18 @@ describe("renderUserData", () => {
     expect(installer).toContain("DPkg::Lock::Timeout=");
   });
 
-  it("ships exactly the lab's files, byte for byte as in cloud-init/, with their modes", () => {
+  it("reads the set-up's files from cloud-init/ and the host command's from host/", () => {
+    const root = path.resolve(__dirname, "../..");
+    for (const { name, source } of LAB_FILES) {
+      const folder = SETUP_FILES.includes(name) ? "cloud-init" : "host";
+      expect(source, name).toBe(path.join(root, folder, name));
+    }
+    expect(LAB_FILES.map((f) => f.name)).toEqual(
+      expect.arrayContaining(["criu-lab", "criu_lab/cli.py", "counter.py", "setup-lab.sh"]),
+    );
+  });
+
+  it("ships exactly the lab's files, byte for byte as in the repository, with their modes", () => {
     const doc = render(gitOptions);
     expect(doc.write_files.map((f: Doc) => f.path)).toEqual(
       LAB_FILES.map((f) => `${LAB_DIR}/${f.name}`),

@@ -24,7 +24,7 @@ import {
 const ROOT = path.resolve(__dirname, "../..");
 const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJs+lsyjLhF6WNSYyc1XOWc/ZX0o1P2XsU/Rvvymo70+";
 const TABLE = JSON.parse(
-  fs.readFileSync(path.join(ROOT, "cloud-init/criu_lab/exercises.json"), "utf8"),
+  fs.readFileSync(path.join(ROOT, "host/criu_lab/exercises.json"), "utf8"),
 ) as { exercises: Array<{ id: string }> };
 
 describe("--progress flags", () => {
@@ -69,7 +69,7 @@ describe("parseProgress", () => {
       fs.mkdirSync(path.join(dir, "home"));
       const ran = spawnSync(
         "/usr/bin/python3",
-        [path.join(ROOT, "cloud-init/criu-lab"), "progress", "--json"],
+        [path.join(ROOT, "host/criu-lab"), "progress", "--json"],
         {
           encoding: "utf8",
           env: {

@@ -12,11 +12,11 @@ import argparse
 import os
 import re
 import signal
-import subprocess
 import time
 
 from . import doctor, timeline
-from .common import BROKEN, OK, LabError, base, criu, frozen_us, keep_latest_passing, new_run, private_dir, ready
+from .common import base, criu, frozen_us, keep_latest_passing, new_run, private_dir, ready
+from .outcome import BROKEN, OK, LabError, attempt, failed
 from .procs import start_detached, stop, wait_for
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,8 +93,17 @@ def cmd_game(args):
     run_dir = new_run("game")
     images = os.path.join(run_dir, "images")
     say = (lambda m: print(m, flush=True)) if not args.json else (lambda m: None)
-    server, clients, code, events = None, [], BROKEN, []
-    try:
+    server, clients, events = None, [], []
+
+    def cleanup():
+        if server is not None:
+            stop(r.get("restoredPid") or server.pid, b"game_server.py")
+            server.poll()
+        for c, _ in clients:
+            stop(c.pid, b"game_client")
+            c.poll()
+
+    with attempt(r, cleanup) as outcome:
         ready("scenario run game")
         found = doctor.require("game")
         lock = r["networkLock"] = found["networkLock"] if args.network_lock == "auto" else args.network_lock
@@ -160,23 +169,11 @@ def cmd_game(args):
         if problems:
             raise LabError(BROKEN, "; ".join(problems))
         r["ok"] = True
-    except LabError as e:
-        r["error"], code = str(e), e.code
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
-        r["error"] = f"{type(e).__name__}: {e}"
-    finally:
-        if server is not None:
-            stop(r.get("restoredPid") or server.pid, b"game_server.py")
-            server.poll()
-        for c, _ in clients:
-            stop(c.pid, b"game_client")
-            c.poll()
     r["imagesDir"] = images
     if r["ok"]:
         keep_latest_passing(run_dir)  # earlier passing game runs go; failed runs stay
         return OK, r, draw(r, events, args) + "\ngame: every player kept its connection and its score."
-    kept = f"\nlogs and images kept in {run_dir}" if os.path.isdir(run_dir) else ""
-    return code, r, (draw(r, events, args) + "\n" if events else "") + f"game scenario FAILED: {r['error']}{kept}"
+    return outcome.code, r, (draw(r, events, args) + "\n" if events else "") + failed("game scenario", r, run_dir)
 
 
 def draw(r, events, args):

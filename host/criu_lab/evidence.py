@@ -4,7 +4,8 @@ command line, read from the images' memory). `criu-lab progress` records these."
 import os
 import subprocess
 
-from .common import LabError, crit_show
+from .common import crit_show
+from .outcome import LabError
 
 # A home is searched this deep (checkpoint_dir, ckpt/2: two levels) and this wide, so a
 # large home costs a bounded walk; hidden directories are never searched.

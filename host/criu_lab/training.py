@@ -11,11 +11,11 @@ import argparse
 import os
 import re
 import signal
-import subprocess
 import time
 
 from . import doctor, timeline
-from .common import BROKEN, OK, LabError, base, criu, frozen_us, crit_show, keep_latest_passing, new_run, private_dir, ready
+from .common import base, criu, frozen_us, crit_show, keep_latest_passing, new_run, private_dir, ready
+from .outcome import BROKEN, OK, LabError, attempt, failed
 from .procs import start_detached, stop, wait_for
 
 # Beside the package: /usr/local/lib/criu-lab on a lab host, cloud-init/ in the repository.
@@ -81,8 +81,14 @@ def cmd_training(args):
     run_dir = new_run("training")
     out = os.path.join(run_dir, "trainer.log")
     say = (lambda m: print(m, flush=True)) if not args.json else (lambda m: None)
-    child, code, events = None, BROKEN, []
-    try:
+    child, events = None, []
+
+    def cleanup():
+        if child is not None:
+            stop(r.get("restoredPid") or child.pid, b"trainer.py")
+            child.poll()
+
+    with attempt(r, cleanup) as outcome:
         ready("scenario run training")
         found = doctor.require("training-full", *(["training-incremental"] if args.incremental else []))
         incremental = r["incremental"] = not args.full and found["exercises"]["training-incremental"]["ok"]
@@ -161,20 +167,12 @@ def cmd_training(args):
         if problems:
             raise LabError(BROKEN, "; ".join(problems))
         r["ok"] = True
-    except LabError as e:
-        r["error"], code = str(e), e.code
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError, StopIteration) as e:
-        r["error"] = f"{type(e).__name__}: {e}"
-    finally:
-        if child is not None:
-            stop(r.get("restoredPid") or child.pid, b"trainer.py")
-            child.poll()
     r["imagesDir"] = os.path.join(run_dir, "checkpoints")
     if r["ok"]:
         keep_latest_passing(run_dir)  # earlier passing training runs go; failed runs stay
         return OK, r, draw(r, events, args) + "\ntraining: recovered from the latest checkpoint."
-    kept = f"\nlogs and checkpoints kept in {run_dir}" if os.path.isdir(run_dir) else ""
-    return code, r, (draw(r, events, args) + "\n" if events else "") + f"training scenario FAILED: {r['error']}{kept}"
+    return outcome.code, r, ((draw(r, events, args) + "\n" if events else "")
+                             + failed("training scenario", r, run_dir, "logs and checkpoints"))
 
 
 def draw(r, events, args):

@@ -2,7 +2,7 @@
 import os
 import re
 
-from .common import OK, USAGE
+from .outcome import NOT_READY, OK, USAGE
 
 # Where the guide is: a checkout's docs/ beside the folder of the launcher (tests and
 # `npm run setup:host` run the checkout's own), else where setup-lab.sh installs it.
@@ -84,7 +84,7 @@ def cmd_guide(args):
     path, text = read_guide()
     if text is None:
         message = f"the lab guide is not on this host (looked in {', '.join(CANDIDATES)}); set the host up again"
-        return 3, {"ok": False, "error": message}, f"criu-lab guide: {message}"
+        return NOT_READY, {"ok": False, "error": message}, f"criu-lab guide: {message}"
     found = sections(text)
     query = " ".join(args.section)
     hits = match(found, query)

@@ -11,7 +11,8 @@ import sys
 import time
 
 from . import evidence
-from .common import OK, STATE_DIR
+from .common import STATE_DIR
+from .outcome import OK
 
 TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exercises.json")
 STORE = os.path.join(STATE_DIR, "progress.json")

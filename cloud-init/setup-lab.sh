@@ -29,6 +29,9 @@ readonly SETUP_FILES=(setup-lab.sh install-criu.sh motd)
 readonly HOST_FILES=(criu-lab "${LAB_PROGRAMS[@]}")
 # The host command's modules (criu-lab is their launcher).
 readonly LAB_PACKAGE=criu_lab
+# The lab guide, for `criu-lab guide`: beside the lab files on a host (the archive or the
+# user-data carries it), in the repository's docs/ for `npm run setup:host`.
+readonly GUIDE_DIR=/usr/local/share/criu-lab
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly HERE
 readonly HOST_SOURCE="$HERE/../host"
@@ -111,15 +114,27 @@ install_lab_files() {
       fail 2 "missing lab package $HOST_SOURCE/$LAB_PACKAGE"
     rm -rf "${LAB_DIR:?}/.$LAB_PACKAGE.new"
     mkdir "$LAB_DIR/.$LAB_PACKAGE.new"
-    # rules.json: the checks' rules `criu-lab judge` reads (in the repository a link to
-    # contract/rules.json; install copies what it points to).
-    install -m 0644 "$HOST_SOURCE/$LAB_PACKAGE"/*.py "$HOST_SOURCE/$LAB_PACKAGE/rules.json" "$LAB_DIR/.$LAB_PACKAGE.new/"
+    # The modules and the tables they read: rules.json (the checks' rules `criu-lab judge`
+    # reads; in the repository a link to contract/rules.json, whose content install copies)
+    # and exercises.json.
+    install -m 0644 "$HOST_SOURCE/$LAB_PACKAGE"/*.py "$HOST_SOURCE/$LAB_PACKAGE"/*.json \
+      "$LAB_DIR/.$LAB_PACKAGE.new/"
     rm -rf "${LAB_DIR:?}/$LAB_PACKAGE"
     mv "$LAB_DIR/.$LAB_PACKAGE.new" "$LAB_DIR/$LAB_PACKAGE"
   fi
   # A link, so the launcher finds its package beside its real path.
   ln -sfn "$LAB_DIR/criu-lab" /usr/local/bin/criu-lab
-  say "lab files in $LAB_DIR, criu-lab in /usr/local/bin"
+  install_guide
+  say "lab files in $LAB_DIR, criu-lab in /usr/local/bin, the guide in $GUIDE_DIR"
+}
+
+install_guide() {
+  local guide="$HERE/lab-guide.md"
+  [ -f "$guide" ] || guide="$HERE/../docs/lab-guide.md"
+  [ -f "$guide" ] || fail 2 "missing the lab guide ($HERE/lab-guide.md or $HERE/../docs/lab-guide.md)"
+  mkdir -p "$GUIDE_DIR"
+  install -m 0644 "$guide" "$GUIDE_DIR/.lab-guide.md.new"
+  mv -f "$GUIDE_DIR/.lab-guide.md.new" "$GUIDE_DIR/lab-guide.md"
 }
 
 ensure_user() {

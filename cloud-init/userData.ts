@@ -102,6 +102,12 @@ const fromHost = (name: string, mode: string): LabFile => ({
 /** The files the host gets: the set-up scripts of this folder, the host command's of host/. */
 export const LAB_FILES: ReadonlyArray<LabFile> = [
   fromHere("motd", "0644"),
+  // `criu-lab guide` prints it; setup-lab.sh installs it in /usr/local/share/criu-lab.
+  {
+    name: "lab-guide.md",
+    mode: "0644",
+    source: path.join(__dirname, "..", "docs", "lab-guide.md"),
+  },
   fromHost("counter.py", "0755"),
   fromHost("trainer.py", "0755"),
   fromHost("game_server.py", "0755"),
@@ -109,8 +115,9 @@ export const LAB_FILES: ReadonlyArray<LabFile> = [
   fromHost("criu-lab", "0755"),
   ...fs
     .readdirSync(path.join(HOST_DIR, LAB_PACKAGE))
-    // rules.json: the checks' rules (a link to contract/rules.json), read by `criu-lab judge`.
-    .filter((file) => file.endsWith(".py") || file === "rules.json")
+    // The modules, and the tables they read: rules.json (the checks' rules, a link to
+    // contract/rules.json, read by `criu-lab judge`) and exercises.json.
+    .filter((file) => file.endsWith(".py") || file.endsWith(".json"))
     .sort()
     .map((file) => fromHost(`${LAB_PACKAGE}/${file}`, "0644")),
   fromHere("install-criu.sh", "0755"),

@@ -112,6 +112,14 @@ const waitForCloudInit = [
   "sudo cloud-init status --long 2>/dev/null | head -n 5; true",
 ].join("\n");
 
+/**
+ * Put after `sudo` in the verifier's runs of the lab's commands: the host's criu-lab records
+ * no exercise for them (host/criu_lab/progress.py), so `criu-lab-verify --progress` shows
+ * what the learner did, not the deploy's own checks. sudo passes it to a user who may run ALL
+ * (the lab user); a criu-lab from before progress ignores it.
+ */
+export const NOT_THE_LEARNER = "CRIU_LAB_PROGRESS=off";
+
 /** The checks in the order they must run. */
 export const REMOTE_CHECKS = {
   cloudInit: {
@@ -122,19 +130,19 @@ export const REMOTE_CHECKS = {
   },
   check: {
     name: "criu check",
-    command: "sudo criu-lab check --json",
+    command: `sudo ${NOT_THE_LEARNER} criu-lab check --json`,
     timeoutSeconds: 120,
     contract: "check",
   },
   doctor: {
     name: "doctor",
-    command: "sudo criu-lab doctor --json",
+    command: `sudo ${NOT_THE_LEARNER} criu-lab doctor --json`,
     timeoutSeconds: 300,
     contract: "doctor",
   },
   demo: {
     name: "checkpoint/restore demo",
-    command: "sudo criu-lab demo --json",
+    command: `sudo ${NOT_THE_LEARNER} criu-lab demo --json`,
     timeoutSeconds: 300,
     contract: "demo",
   },
@@ -160,7 +168,7 @@ export interface ScenarioCheck extends RemoteCheck {
 export const SCENARIO_CHECKS = {
   training: {
     name: "scenario training",
-    command: "sudo criu-lab scenario run training --json",
+    command: `sudo ${NOT_THE_LEARNER} criu-lab scenario run training --json`,
     // 256 MiB of state filled, three checkpoints 5 s apart, a crash, a restore: 26 s here,
     // minutes on a small instance's disk.
     timeoutSeconds: 900,
@@ -170,7 +178,7 @@ export const SCENARIO_CHECKS = {
   },
   game: {
     name: "scenario game",
-    command: "sudo criu-lab scenario run game --json",
+    command: `sudo ${NOT_THE_LEARNER} criu-lab scenario run game --json`,
     timeoutSeconds: 600,
     contract: "game",
     exercise: "game",

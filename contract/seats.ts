@@ -4,7 +4,7 @@
  * fallback for a stack made before the output existed. The Pulumi program writes what this
  * reads (components/seat.ts); criu-lab-verify and criu-lab-handout read it.
  */
-import { ExitCode, RemoteCheck, shellQuote } from "./checks";
+import { ExitCode, NOT_THE_LEARNER, RemoteCheck, shellQuote } from "./checks";
 import { HostKeyFormatError, parseHostKey } from "./hostKey";
 import { lastJsonObject } from "./rules";
 
@@ -415,7 +415,7 @@ export function selectSeat(seats: SeatOutput[], seat: string | undefined): SeatO
 export function migrationCheck(peer: string, mode?: MigrationMode): RemoteCheck {
   return {
     name: "migration",
-    command: `sudo criu-lab scenario run migration --to ${shellQuote(peer)}${mode ? ` --mode ${shellQuote(mode)}` : ""} --json`,
+    command: `sudo ${NOT_THE_LEARNER} criu-lab scenario run migration --to ${shellQuote(peer)}${mode ? ` --mode ${shellQuote(mode)}` : ""} --json`,
     timeoutSeconds: 600,
     // For the judge on the host (`pulumi up`'s migration Command, components/seat.ts): the
     // scenario itself checks that the counter went on there; this holds it to the same PID.

@@ -7,6 +7,7 @@
  */
 import { parseHostKey } from "../contract/hostKey";
 import type { SeatHostOutput, SeatOutput } from "../contract/seats";
+import pkg from "../package.json";
 
 export interface HandoutFile {
   /** Relative to the seat's folder. */
@@ -28,6 +29,35 @@ export function keyFile(seat: SeatOutput): string {
 
 /** The Lab guide in the seat's folder, which the card points to. */
 export const GUIDE_FILE = "LAB-GUIDE.md";
+
+/**
+ * The project's repository when package.json names none: the one place this address is
+ * written (the card links the guide there).
+ */
+export const DEFAULT_REPOSITORY = "https://github.com/criu-lab/criu-lab";
+
+/**
+ * The lab guide's web address: docs/lab-guide.md on the main branch of package.json's
+ * `repository` (a GitHub URL, `git+https://...git`, or `github:owner/name`), else of
+ * DEFAULT_REPOSITORY.
+ */
+export function guideWebUrl(repository: unknown): string {
+  const text =
+    typeof repository === "string"
+      ? repository
+      : ((repository as { url?: unknown } | undefined)?.url ?? "");
+  const m =
+    typeof text === "string"
+      ? /^(?:git\+)?(?:https:\/\/github\.com\/|github:|git@github\.com:)([\w.-]+)\/([\w.-]+?)(?:\.git)?\/?$/.exec(
+          text,
+        )
+      : null;
+  const base = m ? `https://github.com/${m[1]}/${m[2]}` : DEFAULT_REPOSITORY;
+  return `${base}/blob/main/docs/lab-guide.md`;
+}
+
+/** Where the card sends a student to read the guide online. */
+export const GUIDE_WEB_URL = guideWebUrl((pkg as { repository?: unknown }).repository);
 
 /** GitHub's anchor for a heading: what a `[text](#anchor)` link must match. */
 function anchor(heading: string): string {
@@ -150,7 +180,9 @@ export function card(seat: SeatOutput, stack: string): string {
     "",
     "The login message repeats these steps; the full Lab guide (why checkpoint/restore, how " +
       `CRIU works, a tour of the image files, the other exercises) is [${GUIDE_FILE}](${GUIDE_FILE}) ` +
-      "in this folder.",
+      `in this folder, and [online](${GUIDE_WEB_URL}). On the host, \`criu-lab guide\` prints it ` +
+      "(`criu-lab guide training`: the section whose heading has that word), and " +
+      "`sudo criu-lab progress` shows which exercises you have done.",
     "",
     "1. `./counter.py &` starts the counter: it prints its `PID` and then `Counter: N` every 2 s.",
     "2. In a second terminal (another ssh, or `tmux` then `Ctrl-b c`): " +

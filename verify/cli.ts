@@ -16,6 +16,7 @@ import {
   readStackOutputs,
   runMain,
 } from "./cliCommon";
+import { DEFAULT_PROGRESS_TIMEOUT_SECONDS, collectProgress, progressTable } from "./progress";
 import {
   DEFAULT_PARALLEL,
   MAX_PARALLEL,
@@ -40,6 +41,7 @@ const DEFAULT_TIMEOUT_SECONDS = 3600;
 
 export const USAGE = `usage: npx criu-lab-verify --host HOST --key-file PATH [options]
        npx criu-lab-verify --stack NAME [--seat N] [--parallel N] [options]
+       npx criu-lab-verify --stack NAME --progress [--seat N] [--json]
        (or: npm run verify -- [options], npx criu-lab-local verify [options])
 
 Checks a CRIU lab host over SSH: waits for cloud-init, runs \`sudo criu-lab check --json\`,
@@ -68,6 +70,11 @@ options:
                         with --stack and the stack's auto-stop on: a host whose port has not
                         answered for this long looks stopped (exit 3, with the command that
                         starts it) instead of being retried until --timeout (default ${DEFAULT_STOPPED_AFTER_SECONDS})
+  --progress            the class's progress instead of a verification: every host is asked
+                        \`sudo criu-lab progress --json\` (what its learner completed) and the
+                        answer is a table of seats by exercise (\u2713 done, \u00b7 not yet, ? host not
+                        reached); --timeout defaults to ${DEFAULT_PROGRESS_TIMEOUT_SECONDS} s a host. Exit 0 however far
+                        the learners are; 3 when a host cannot be asked, 1 when its answer is unusable
   --json                print one JSON report on stdout
   -h, --help            this help
 
@@ -100,6 +107,8 @@ export interface Flags {
   timeoutSeconds: number;
   /** A host of the stack with auto-stop that never answers counts as stopped after this. */
   stoppedAfterSeconds: number;
+  /** The class's progress through the exercises instead of a verification. */
+  progress: boolean;
   json: boolean;
   help: boolean;
 }
@@ -125,6 +134,7 @@ export function parseFlags(argv: string[]): Flags {
       scenarios: { type: "string" },
       timeout: { type: "string" },
       "stopped-after": { type: "string" },
+      progress: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -150,12 +160,15 @@ export function parseFlags(argv: string[]): Flags {
     scenarios: values.scenarios === undefined ? [] : scenariosFlag(values.scenarios),
     timeoutSeconds:
       values.timeout === undefined
-        ? DEFAULT_TIMEOUT_SECONDS
+        ? values.progress
+          ? DEFAULT_PROGRESS_TIMEOUT_SECONDS
+          : DEFAULT_TIMEOUT_SECONDS
         : integerFlag("timeout", values.timeout, 1, 24 * 3600, " of seconds"),
     stoppedAfterSeconds:
       values["stopped-after"] === undefined
         ? DEFAULT_STOPPED_AFTER_SECONDS
         : integerFlag("stopped-after", values["stopped-after"], 1, 24 * 3600, " of seconds"),
+    progress: values.progress,
     json: values.json,
     help: values.help,
   };
@@ -382,6 +395,7 @@ export async function main(argv: string[], deps: CliDeps = {}): Promise<number> 
       out(USAGE);
       return ExitCode.ok;
     }
+    if (flags.progress) return await showProgress(flags, outputsOf, out, err);
     const seats = await classTargets(flags, outputsOf);
     if (seats !== undefined && flags.scenarios.length > 0) {
       // verifySeats runs the lab's own steps and the migration, not scenarios (yet).
@@ -403,6 +417,34 @@ export async function main(argv: string[], deps: CliDeps = {}): Promise<number> 
     out(scrub(flags.json ? JSON.stringify(report, null, 2) : summary(report)));
     return report.exitCode;
   });
+}
+
+/**
+ * `--progress`: every host of the stack (or the one host of the flags, as seat 01) asked what
+ * its learner completed; the table or one JSON report on stdout.
+ */
+async function showProgress(
+  flags: Flags,
+  outputsOf: StackOutputs,
+  out: (text: string) => void,
+  err: (text: string) => void,
+): Promise<number> {
+  if (flags.scenarios.length > 0) {
+    throw new UsageError("--scenarios runs scenarios; --progress only asks: give one or the other");
+  }
+  // classTargets answers a class, --seat and --parallel (or refuses them); else one host.
+  const targets: SeatTarget[] = (await classTargets(flags, outputsOf)) ?? [
+    { ...(await resolveTarget(flags, outputsOf)), seat: "01", role: "a" },
+  ];
+  const report = await collectProgress(targets, {
+    timeoutSeconds: flags.timeoutSeconds,
+    stoppedAfterSeconds: flags.stoppedAfterSeconds,
+    parallel: flags.parallel ?? DEFAULT_PARALLEL,
+    onProgress: (line) => err(`[progress] ${line}`),
+  });
+  const scrub = secretScrubber([...new Set(targets.map((t) => t.privateKey))]);
+  out(scrub(flags.json ? JSON.stringify(report, null, 2) : progressTable(report)));
+  return report.exitCode;
 }
 
 /** Verifies a class: progress on stderr, the table or one JSON report on stdout. */

@@ -144,8 +144,8 @@ export interface SeatsOptions {
   requireMigration?: boolean;
 }
 
-/** A semaphore: at most `n` bodies run at once. */
-function limiter(n: number) {
+/** A semaphore: at most `n` bodies run at once (the class, and its progress view). */
+export function limiter(n: number) {
   let active = 0;
   const waiting: Array<() => void> = [];
   return async <T>(body: () => Promise<T>): Promise<T> => {

@@ -10,6 +10,8 @@
   migrate      move a running process to another host over SSH (--to USER@HOST --pid PID)
   scenario run training|game|migration|backup
                one of the lab's stories, unattended, checked and reported
+  guide [SECTION]  the lab guide, or the section whose heading has these words
+  progress     which of the lab's exercises are done on this host
   autostop     (run by a systemd timer) power off after N minutes with no SSH session
   judge NAME RC STDOUT STDERR
                (run by pulumi up) did a check's output pass its contract (rules.json)?

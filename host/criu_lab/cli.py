@@ -6,9 +6,9 @@ import signal
 import sys
 
 from . import __doc__ as USAGE_TEXT
-from . import analyze, autostop, check, clean, demo, doctor, judge, migrate, scenario, status
+from . import analyze, autostop, check, clean, demo, doctor, guide, judge, migrate, progress, scenario, status
 
-COMMANDS = (check, demo, analyze, status, doctor, clean, autostop, scenario, migrate, judge)
+COMMANDS = (check, demo, analyze, status, doctor, clean, autostop, scenario, migrate, judge, guide, progress)
 
 
 def main(argv):
@@ -29,5 +29,7 @@ def main(argv):
     # root's alone; run directories are made private too (common.private_dir).
     os.umask(0o077)
     code, result, human = args.fn(args)
+    # A command that ends an exercise records it (exercises.json), for `criu-lab progress`.
+    progress.after_command(args, code)
     print(json.dumps(result) if args.json else human, flush=True)
     return code

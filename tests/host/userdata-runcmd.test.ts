@@ -72,6 +72,10 @@ describe.skipIf(
     expect(fs.readFileSync("/home/ubuntu/counter.py", "utf8")).toBe(
       fs.readFileSync(path.join(HOST_DIR, "counter.py"), "utf8"),
     );
+    // `criu-lab guide` reads it there.
+    expect(fs.readFileSync("/usr/local/share/criu-lab/lab-guide.md", "utf8")).toBe(
+      fs.readFileSync(path.join(REPO, "docs", "lab-guide.md"), "utf8"),
+    );
   });
 
   it("records a passing setup and check", () => {

@@ -311,7 +311,7 @@ describe("a class of 3 seats with 2 hosts each", () => {
       expect(migration.inputs.connection.host).toBe(a.publicIp);
       // migrationMode's default: the best mode the two hosts can run.
       expect(migration.inputs.stdin).toContain(
-        `sudo criu-lab scenario run migration --to '\\''ubuntu@class-seat-${s.seat}-b'\\'' --mode '\\''auto'\\'' --json`,
+        `sudo CRIU_LAB_PROGRESS=off criu-lab scenario run migration --to '\\''ubuntu@class-seat-${s.seat}-b'\\'' --mode '\\''auto'\\'' --json`,
       );
       // A failure names the seat, the host and the step.
       expect(migration.inputs.stdin).toContain(

@@ -13,7 +13,7 @@ import {
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { card } from "../../handout/cards";
+import { DEFAULT_REPOSITORY, GUIDE_WEB_URL, card, guideWebUrl } from "../../handout/cards";
 import { USAGE, main } from "../../handout/cli";
 import { StackOutputError } from "../../verify/cliCommon";
 import { parseSeatOutputs } from "../../contract/seats";
@@ -202,7 +202,13 @@ describe("criu-lab-handout", () => {
     const text = readFileSync(join(dir, "README.md"), "utf8");
     const targets = [...text.matchAll(/\]\(([^)]+)\)/g)].map((m) => m[1] as string);
     expect(targets).toContain("LAB-GUIDE.md");
-    for (const t of targets) expect(existsSync(join(dir, t)), t).toBe(true);
+    // Files in the folder, and the guide online (the one web address on the card).
+    expect(targets).toContain(GUIDE_WEB_URL);
+    for (const t of targets.filter((t) => t !== GUIDE_WEB_URL)) {
+      expect(existsSync(join(dir, t)), t).toBe(true);
+    }
+    expect(text).toContain("`criu-lab guide`");
+    expect(text).toContain("`sudo criu-lab progress`");
 
     const source = readFileSync(resolve(__dirname, "../../docs/lab-guide.md"), "utf8");
     const guide = readFileSync(join(dir, "LAB-GUIDE.md"), "utf8");
@@ -443,5 +449,27 @@ describe("criu-lab-handout", () => {
     });
     expect(failing.status).toBe(3);
     expect(failing.stderr).toContain("`pulumi stack output` failed: unexpected: stack output");
+  });
+});
+
+describe("guideWebUrl", () => {
+  it("is docs/lab-guide.md on main of package.json's repository, else of the default one", () => {
+    const guide = "/blob/main/docs/lab-guide.md";
+    for (const repository of [
+      "https://github.com/someone/lab",
+      "https://github.com/someone/lab.git",
+      "git+https://github.com/someone/lab.git",
+      "github:someone/lab",
+      { type: "git", url: "git@github.com:someone/lab.git" },
+    ]) {
+      expect(guideWebUrl(repository), JSON.stringify(repository)).toBe(
+        `https://github.com/someone/lab${guide}`,
+      );
+    }
+    for (const none of [undefined, "", "https://gitlab.com/someone/lab", 42]) {
+      expect(guideWebUrl(none)).toBe(`${DEFAULT_REPOSITORY}${guide}`);
+    }
+    // package.json names no repository today.
+    expect(GUIDE_WEB_URL).toBe(`${DEFAULT_REPOSITORY}${guide}`);
   });
 });

@@ -409,10 +409,10 @@ describe("classifyMigration", () => {
 
   it("the check runs the scenario on a with the peer quoted, in the mode asked (if any)", () => {
     expect(migrationCheck("ubuntu@criu-lab-seat-02-b").command).toBe(
-      "sudo criu-lab scenario run migration --to 'ubuntu@criu-lab-seat-02-b' --json",
+      "sudo CRIU_LAB_PROGRESS=off criu-lab scenario run migration --to 'ubuntu@criu-lab-seat-02-b' --json",
     );
     expect(migrationCheck("ubuntu@criu-lab-seat-02-b", "auto").command).toBe(
-      "sudo criu-lab scenario run migration --to 'ubuntu@criu-lab-seat-02-b' --mode 'auto' --json",
+      "sudo CRIU_LAB_PROGRESS=off criu-lab scenario run migration --to 'ubuntu@criu-lab-seat-02-b' --mode 'auto' --json",
     );
   });
 });

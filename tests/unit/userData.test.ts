@@ -66,12 +66,14 @@ function openSshEd25519(comment: string) {
 /** The set-up's files are in cloud-init/; the host command and the lab's programs in host/. */
 const SETUP_FILES = ["install-criu.sh", "motd", RECEIVE_SCRIPT, "setup-lab.sh"];
 
-/** A lab file (its path on the host, under LAB_DIR) exactly as it is in the repository. */
+/** Where a lab file (its path on the host, under LAB_DIR) is in the repository: the guide in
+ * docs/, the set-up's in cloud-init/, the host command's in host/. */
+const folderOf = (name: string) =>
+  name === "lab-guide.md" ? "docs" : SETUP_FILES.includes(name) ? "cloud-init" : "host";
+
+/** A lab file exactly as it is in the repository. */
 const labFile = (name: string) =>
-  fs.readFileSync(
-    path.join(__dirname, "../..", SETUP_FILES.includes(name) ? "cloud-init" : "host", name),
-    "utf8",
-  );
+  fs.readFileSync(path.join(__dirname, "../..", folderOf(name), name), "utf8");
 
 const hostKey = openSshEd25519("criu-lab-host");
 const userKey = openSshEd25519("someone@laptop").publicKeyOpenssh;
@@ -137,14 +139,20 @@ describe("renderUserData", () => {
     expect(installer).toContain("DPkg::Lock::Timeout=");
   });
 
-  it("reads the set-up's files from cloud-init/ and the host command's from host/", () => {
+  it("reads the set-up's files from cloud-init/, the host command's from host/, the guide from docs/", () => {
     const root = path.resolve(__dirname, "../..");
     for (const { name, source } of LAB_FILES) {
-      const folder = SETUP_FILES.includes(name) ? "cloud-init" : "host";
-      expect(source, name).toBe(path.join(root, folder, name));
+      expect(source, name).toBe(path.join(root, folderOf(name), name));
     }
     expect(LAB_FILES.map((f) => f.name)).toEqual(
-      expect.arrayContaining(["criu-lab", "criu_lab/cli.py", "counter.py", "setup-lab.sh"]),
+      expect.arrayContaining([
+        "criu-lab",
+        "criu_lab/cli.py",
+        "criu_lab/exercises.json",
+        "counter.py",
+        "setup-lab.sh",
+        "lab-guide.md",
+      ]),
     );
   });
 

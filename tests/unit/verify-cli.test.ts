@@ -50,6 +50,7 @@ describe("parseFlags", () => {
       scenarios: [],
       timeoutSeconds: 3600,
       stoppedAfterSeconds: 180,
+      progress: false,
       json: false,
       help: false,
     });

@@ -75,7 +75,6 @@ describe.skipIf(
     const tail = counts(t.screen(LEFT));
     expect(tail[0]).toBe(last);
     expect(tail).toContain(last + 1);
-    console.log(`guide transcript (spot-restore):\n${t.screen(LEFT).trim()}`);
   });
 });
 
@@ -126,7 +125,6 @@ describe.skipIf(
     t.type(LEFT, "clear");
     await t.typeAll(LEFT, guideBlock("twin-nspid"));
     expect(t.screen(LEFT)).toMatch(new RegExp(`^NSpid:\\s+${twin}\\s+${pid}$`, "m"));
-    console.log(`guide transcript (twin):\n${t.screen(LEFT).trim()}\n---\n${t.screen(RIGHT)}`);
   });
 
   it("Ctrl-C in the right pane ends the twin; the original goes on", async () => {

@@ -13,7 +13,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLabPair, type LabPair } from "../../netlab/netns";
+import { createLabPair, REAPER, type LabPair } from "../../netlab/netns";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
 import { alive, HOST, LAB, tempDir, waitFor } from "./support/lab-helpers";
@@ -80,6 +80,11 @@ describe.skipIf(
         fs.readFileSync("/etc/ssh/ssh_config", "utf8"),
       ].join("\n"),
     );
+    // The shell runs under a subreaper, as a lab host's shell runs under systemd: a detached
+    // counter dumped there is reaped at once and its PID is free for b's restore (this
+    // machine's init reaps orphans late).
+    const reaper = path.join(dir, "reaper.py");
+    fs.writeFileSync(reaper, REAPER);
     const enter = path.join(dir, "enter-a.sh");
     fs.writeFileSync(
       enter,
@@ -87,7 +92,7 @@ describe.skipIf(
         "#!/bin/sh",
         `exec nsenter --net=/run/netns/${pair.source.netns} unshare --mount --propagation private \\`,
         `  sh -c 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/ssh/ssh_config && shift 2 && exec "$@"' \\`,
-        `  sh ${hosts} ${sshConfig} "$@"`,
+        `  sh ${hosts} ${sshConfig} /usr/bin/python3 ${reaper} "$@"`,
         "",
       ].join("\n"),
       { mode: 0o755 },
@@ -104,6 +109,18 @@ describe.skipIf(
     await pair?.remove();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
+
+  /** Waits for b's counter to write the number after LAST; a failure shows a's screen. */
+  async function countingOnThere(last: number) {
+    try {
+      await waitFor("b's counter counting on", () =>
+        counts(there("counter.log")).includes(last + 1) ? true : undefined,
+      );
+    } catch (e) {
+      const tail = t.screen(A).trimEnd().split("\n").slice(-20).join("\n");
+      throw new Error(`${String(e)} (after ${last}); a's terminal ends with:\n${tail}`);
+    }
+  }
 
   /** The guide's detached start on a; returns the counter's PID. */
   async function startCounter(): Promise<number> {
@@ -125,7 +142,7 @@ describe.skipIf(
     t.type(A, "clear");
     await t.typeAll(A, guideBlock(block), async (line) => {
       if (!/sudo criu dump/.test(line)) return;
-      expect(t.screen(A)).not.toMatch(/Error|FAILED/);
+      expect(t.screen(A)).not.toContain("Dumping FAILED");
       last = Math.max(...counts(fs.readFileSync(path.join(work, "counter.log"), "utf8")));
       await pidFree(pid);
     });
@@ -141,13 +158,11 @@ describe.skipIf(
     const pid = await startCounter();
     const last = await migrate("cold-by-hand", pid);
     // tail -n 3, over ssh, of the log b's counter writes.
-    await waitFor("b's counter counting on", () =>
-      counts(there("counter.log")).includes(last + 1) ? true : undefined,
-    );
-    expect(counts(t.screen(A))).toContain(last);
+    await countingOnThere(last);
+    // tail -n 3 there: numbers after the last one written here.
+    expect(Math.max(...counts(t.screen(A)))).toBeGreaterThan(last);
     expect(alive(pid), "restored with its PID").toBe(true);
     expect(there("cold/pstree.img").length).toBeGreaterThan(0);
-    console.log(`guide transcript (cold):\n${t.screen(A).trim()}`);
     await t.typeAll(A, guideBlock("cold-end"));
     await waitFor("b's counter ended", () => (alive(pid) ? undefined : true));
   });
@@ -156,14 +171,11 @@ describe.skipIf(
     const pid = await startCounter();
     await pidFree(started[0]!); // the cold lesson's counter, ended on b
     const last = await migrate("page-server-by-hand", pid);
-    await waitFor("b's counter counting on", () =>
-      counts(there("counter.log")).includes(last + 1) ? true : undefined,
-    );
+    await countingOnThere(last);
     expect(alive(pid), "restored with its PID").toBe(true);
     // The pages reached b through the tunnel and never touched a's disk.
     expect(fs.readdirSync(path.join(work, "ps")).filter((f) => f.startsWith("pages-"))).toEqual([]);
     expect(pair.destination.ssh(`ls ${work}/ps`).stdout).toMatch(/^pages-\d+\.img$/m);
-    console.log(`guide transcript (page server):\n${t.screen(A).trim()}`);
     await t.typeAll(A, guideBlock("page-server-end"));
     await waitFor("b's counter ended", () => (alive(pid) ? undefined : true));
   });

@@ -137,10 +137,10 @@ describe.skipIf(
   }
 
   /** Types BLOCK on a, waiting after the dump for the PID to be free for b's restore. */
-  async function migrate(block: string, pid: number): Promise<number> {
+  async function migrate(block: string[], pid: number): Promise<number> {
     let last = -1;
     t.type(A, "clear");
-    await t.typeAll(A, guideBlock(block), async (line) => {
+    await t.typeAll(A, block, async (line) => {
       if (!/sudo criu dump/.test(line)) return;
       expect(t.screen(A)).not.toContain("Dumping FAILED");
       last = Math.max(...counts(fs.readFileSync(path.join(work, "counter.log"), "utf8")));
@@ -156,7 +156,7 @@ describe.skipIf(
 
   it("cold by hand: dump, scp, restore there; it counts on there from the next number", async () => {
     const pid = await startCounter();
-    const last = await migrate("cold-by-hand", pid);
+    const last = await migrate(guideBlock("cold-by-hand"), pid);
     // tail -n 3, over ssh, of the log b's counter writes.
     await countingOnThere(last);
     // tail -n 3 there: numbers after the last one written here.
@@ -170,7 +170,7 @@ describe.skipIf(
   it("page server by hand: the pages go to b only; it counts on there", async () => {
     const pid = await startCounter();
     await pidFree(started[0]!); // the cold lesson's counter, ended on b
-    const last = await migrate("page-server-by-hand", pid);
+    const last = await migrate(guideBlock("page-server-by-hand"), pid);
     await countingOnThere(last);
     expect(alive(pid), "restored with its PID").toBe(true);
     // The pages reached b through the tunnel and never touched a's disk.

@@ -6,7 +6,7 @@
  * usage text may call itself `criu-lab ...` (docs/design.md, intro).
  * Exit codes: 0 ok, 1 the lab does not work, 2 usage or bad input, 3 not reachable/not ready.
  */
-import { ExitCode } from "./verify/checks";
+import { ExitCode } from "./contract/checks";
 import { runMain, UsageError } from "./verify/cliCommon";
 
 export const USAGE = `usage: npx criu-lab-local <command> [options]

@@ -1,33 +1,25 @@
 /**
  * The host's `criu-lab` for the bench cases (training, game): this checkout's launcher
- * (cloud-init/criu-lab) under the system python3, through sudo when not root. Returns the
+ * (host/criu-lab) under the system python3, through sudo when not root. Returns the
  * parsed JSON, whatever its verdict: a benchmark reports, it does not judge (a failed run is
- * logged and left out of the figures by the case).
+ * logged and left out of the figures by the case). ENV: variables for it (e.g. its log dir).
  */
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 
-const LAUNCHER = path.join(__dirname, "..", "cloud-init", "criu-lab");
+const LAUNCHER = path.join(__dirname, "..", "host", "criu-lab");
 
-/** What bench/run.ts gives a case and takes back (its BenchContext and BenchResult). */
-export interface BenchContext {
-  runs: number;
-  log: (s: string) => void;
-}
-
-export interface BenchResult {
-  case: string;
-  metric: string;
-  unit: string;
-  values: number[];
-  /** Why there are no values. */
-  note?: string;
-}
-
-export function criuLab(args: string[]): Record<string, unknown> {
+export function criuLab(args: string[], env: Record<string, string> = {}): Record<string, unknown> {
   const argv = ["/usr/bin/python3", LAUNCHER, ...args, "--json"];
-  const [command, ...rest] = process.getuid?.() === 0 ? argv : ["sudo", ...argv];
-  const ran = spawnSync(command, rest, { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  const root = process.getuid?.() === 0;
+  const [command, ...rest] = root
+    ? argv
+    : ["sudo", "env", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), ...argv];
+  const ran = spawnSync(command, rest, {
+    encoding: "utf8",
+    maxBuffer: 64 * 1024 * 1024,
+    env: { ...process.env, ...env },
+  });
   if (ran.error) throw ran.error;
   try {
     return JSON.parse(ran.stdout) as Record<string, unknown>;

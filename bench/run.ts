@@ -1,55 +1,47 @@
 /**
- * `npm run bench`: the lab's figures, measured. Loads every
- * bench/cases/*.ts, runs each, prints the machine and a table of medians with their spread,
- * ratios to a baseline and each case's target beside them, and writes JSON. A benchmark
- * reports; it never fails on a figure (speed lives here, not in tests: docs/design.md "Style").
+ * `npm run bench`: the lab's figures, measured. Loads every bench/cases/*.ts, runs each,
+ * prints the machine and a table of medians with their spread, each figure's ratio to the same
+ * work done by hand (its floor, bench/hand.ts) and to its baseline, each case's target beside
+ * them, and where the time went (the lab's stages, CRIU's own timings, whether they add up);
+ * writes JSON and an SVG chart (bench/chart.ts) beside it. A benchmark reports; it never fails
+ * on a figure (speed lives here, not in tests: docs/design.md "Style").
  *
- *   npm run bench -- [--runs N] [--sizes 256,1024] [--modes cold,page-server] [--only NAME]
- *                    [--out FILE]
+ *   npm run bench -- [--runs N] [--sizes 64,256] [--large] [--modes cold,page-server]
+ *                    [--only NAME] [--out FILE]
  */
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-
-export interface BenchContext {
-  /** How many times each figure is measured. */
-  runs: number;
-  log: (s: string) => void;
-  /** Process sizes in MiB, for cases that take them (--sizes). */
-  sizesMiB?: number[];
-  /** Modes, for cases that take them (--modes). */
-  modes?: string[];
-}
-
-export interface BenchResult {
-  case: string;
-  metric: string;
-  unit: string;
-  values: number[];
-  /** Another metric of the same case whose median this one is divided by (e.g. cold). */
-  baseline?: string;
-  /** The case's target: the ratio to the baseline (or the value) at most this. */
-  target?: { atMost: number; of: "ratio" | "value"; text: string };
-  /** Why there are no values (e.g. "no dirty tracking on this kernel"). */
-  note?: string;
-}
+import { chartSvg, panelsFrom } from "./chart";
+import { breakdown, summarize, table, type BenchContext, type BenchResult } from "./figures";
 
 export type BenchCase = (ctx: BenchContext) => Promise<BenchResult[]>;
 
 const USAGE =
-  "usage: npm run bench -- [--runs N] [--sizes MiB,MiB] [--modes m,m] [--only NAME] [--out FILE]";
+  "usage: npm run bench -- [--runs N] [--sizes MiB,MiB] [--large] [--modes m,m] [--only NAME] [--out FILE]";
+/** criu-lab migrate's modes (the migration case). */
+const MODES = ["cold", "page-server", "pre-copy", "lazy"];
+/** Short enough for a shared 2-core machine; --large adds 1 GiB. */
+const SIZES = [64, 256];
 
-function parseArgs(argv: string[]) {
+export function parseArgs(argv: string[]) {
+  let large = false;
   const opts = {
     runs: 3,
-    sizesMiB: undefined as number[] | undefined,
+    sizesMiB: SIZES,
     modes: undefined as string[] | undefined,
     only: undefined as string | undefined,
     out: path.join(__dirname, "..", ".cache", "bench", "bench.json"),
   };
   for (let i = 0; i < argv.length; i += 2) {
-    const [flag, value] = [argv[i], argv[i + 1]];
+    const flag = argv[i];
+    if (flag === "--large") {
+      large = true;
+      i -= 1;
+      continue;
+    }
+    const value = argv[i + 1];
     if (value === undefined) throw new Error(`${flag}: a value is missing\n${USAGE}`);
     if (flag === "--runs") {
       if (!/^[1-9]\d*$/.test(value))
@@ -57,10 +49,14 @@ function parseArgs(argv: string[]) {
       opts.runs = Number(value);
     } else if (flag === "--sizes") {
       if (!/^[1-9]\d*(,[1-9]\d*)*$/.test(value)) {
-        throw new Error(`--sizes ${value}: expected MiB, comma-separated (e.g. 256,1024)`);
+        throw new Error(`--sizes ${value}: expected MiB, comma-separated (e.g. 64,256)`);
       }
       opts.sizesMiB = value.split(",").map(Number);
     } else if (flag === "--modes") {
+      const bad = value.split(",").filter((m) => !MODES.includes(m));
+      if (bad.length > 0) {
+        throw new Error(`--modes ${value}: '${bad[0]}' is not one of ${MODES.join(", ")}`);
+      }
       opts.modes = value.split(",");
     } else if (flag === "--only") {
       opts.only = value;
@@ -70,69 +66,8 @@ function parseArgs(argv: string[]) {
       throw new Error(`unknown flag '${flag}'\n${USAGE}`);
     }
   }
+  opts.sizesMiB = [...new Set([...opts.sizesMiB, ...(large ? [1024] : [])])].sort((a, b) => a - b);
   return opts;
-}
-
-export function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
-
-export interface Row extends BenchResult {
-  median?: number;
-  min?: number;
-  max?: number;
-  ratio?: number;
-  status: "met" | "not met" | "not measurable here" | "";
-}
-
-/** Medians, spreads, ratios to the baseline and the target's status, per result. */
-export function summarize(results: BenchResult[]): Row[] {
-  const medians = new Map(
-    results
-      .filter((r) => r.values.length > 0)
-      .map((r) => [`${r.case}\0${r.metric}`, median(r.values)]),
-  );
-  return results.map((r) => {
-    const row: Row = { ...r, status: "" };
-    if (r.values.length > 0) {
-      row.median = median(r.values);
-      row.min = Math.min(...r.values);
-      row.max = Math.max(...r.values);
-      const base = r.baseline && medians.get(`${r.case}\0${r.baseline}`);
-      if (base) row.ratio = row.median / base;
-    }
-    if (r.target) {
-      const figure = r.target.of === "ratio" ? row.ratio : row.median;
-      row.status =
-        figure === undefined
-          ? "not measurable here"
-          : figure <= r.target.atMost
-            ? "met"
-            : "not met";
-    }
-    return row;
-  });
-}
-
-const fmt = (n: number | undefined, digits = 0) => (n === undefined ? "-" : n.toFixed(digits));
-
-export function table(rows: Row[]): string {
-  const header = ["case", "metric", "median", "spread (min-max)", "n", "ratio", "target", "status"];
-  const lines = rows.map((r) => [
-    r.case,
-    r.metric,
-    r.median === undefined ? "-" : `${fmt(r.median)} ${r.unit}`,
-    r.min === undefined ? (r.note ?? "-") : `${fmt(r.min)}-${fmt(r.max)}`,
-    String(r.values.length),
-    r.ratio === undefined ? "-" : `${fmt(r.ratio, 2)}x ${r.baseline}`,
-    r.target?.text ?? "",
-    r.status,
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
-  const show = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
-  return [show(header), show(widths.map((w) => "-".repeat(w))), ...lines.map(show)].join("\n");
 }
 
 function criuVersion(): string {
@@ -179,13 +114,27 @@ async function main(): Promise<void> {
     results.push(...(await run(ctx)));
   }
   const rows = summarize(results);
+  const loadAfter = os.loadavg().map((l) => Math.round(l * 10) / 10);
   console.log(`\n${table(rows)}`);
+  const parts = breakdown(rows);
+  if (parts) console.log(`\nwhere the time went (ms unless named; median (min-max))\n${parts}`);
+  console.log(`\nload ${machine.loadAverage.join(" ")} before, ${loadAfter.join(" ")} after`);
+  if (opts.runs < 3)
+    console.log(`note: ${opts.runs} round(s): a median of fewer than 3 says little`);
+  const date = new Date().toISOString();
   fs.mkdirSync(path.dirname(opts.out), { recursive: true });
   fs.writeFileSync(
     opts.out,
-    `${JSON.stringify({ date: new Date().toISOString(), machine, runs: opts.runs, rows }, null, 2)}\n`,
+    `${JSON.stringify({ date, machine: { ...machine, loadAfter }, runs: opts.runs, rows }, null, 2)}\n`,
   );
-  console.log(`\nwritten to ${opts.out}`);
+  const svg = opts.out.replace(/(\.json)?$/, ".svg");
+  const caption = [
+    `${date.slice(0, 10)}: ${machine.nproc} CPUs (${machine.cpu}), ${machine.memoryGiB} GiB, kernel ${machine.kernel}, ` +
+      `CRIU ${machine.criuVersion}; load ${machine.loadAverage.join(" ")} before, ${loadAfter.join(" ")} after`,
+    `median of ${opts.runs} round(s), bars min-max; dashed: the same work by hand (bench/hand.ts)`,
+  ];
+  fs.writeFileSync(svg, chartSvg(panelsFrom(rows), caption));
+  console.log(`\nwritten to ${opts.out} and ${svg}`);
 }
 
 if (require.main === module) {

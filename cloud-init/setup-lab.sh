@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes this Debian/Ubuntu machine a CRIU lab host. cloud-init's runcmd runs it from
 # /usr/local/lib/criu-lab (where the user-data wrote it and its sibling files), and
-# `npm run setup:host` runs it from the repository's cloud-init/ folder: one code path.
+# `npm run setup:host` runs it from the repository's cloud-init/ folder, taking the host
+# command and the lab's programs from host/ beside it: one code path.
 #
 #   setup-lab.sh --user NAME --auto-stop-minutes N
 #                (--criu-tarball URL|PATH --criu-sha256 HEX |
@@ -22,11 +23,15 @@ readonly STATE_DIR=/var/lib/criu-lab
 readonly LOG_DIR=/var/log/criu-lab
 # The lab user's programs (a copy of each in ~USER): the counter, the training job, the game.
 readonly LAB_PROGRAMS=(counter.py trainer.py game_server.py game_client.py)
-readonly LAB_FILES=(setup-lab.sh install-criu.sh criu-lab motd "${LAB_PROGRAMS[@]}")
+# The set-up's own files (beside this script) and the host command's (in the repository's
+# host/ folder); on the host all of them are in LAB_DIR together.
+readonly SETUP_FILES=(setup-lab.sh install-criu.sh motd)
+readonly HOST_FILES=(criu-lab "${LAB_PROGRAMS[@]}")
 # The host command's modules (criu-lab is their launcher).
 readonly LAB_PACKAGE=criu_lab
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly HERE
+readonly HOST_SOURCE="$HERE/../host"
 
 LAB_USER="" AUTO_STOP=""
 CRIU_ARGS=()
@@ -82,20 +87,33 @@ fail() {
   exit "$code"
 }
 
+# Installs the file at PATH into LAB_DIR under its own name (0644 for motd, else 0755).
+install_lab_file() {
+  local source="$1" name
+  name="$(basename "$1")"
+  [ -f "$source" ] || fail 2 "missing lab file $source"
+  install -m "$([ "$name" = motd ] && echo 0644 || echo 0755)" "$source" "$LAB_DIR/.$name.new"
+  mv -f "$LAB_DIR/.$name.new" "$LAB_DIR/$name"
+}
+
 install_lab_files() {
   mkdir -p "$LAB_DIR"
   local name
   if [ "$HERE" != "$LAB_DIR" ]; then
-    for name in "${LAB_FILES[@]}"; do
-      [ -f "$HERE/$name" ] || fail 2 "missing lab file $HERE/$name"
-      install -m "$([ "$name" = motd ] && echo 0644 || echo 0755)" "$HERE/$name" "$LAB_DIR/.$name.new"
-      mv -f "$LAB_DIR/.$name.new" "$LAB_DIR/$name"
+    for name in "${SETUP_FILES[@]}"; do
+      install_lab_file "$HERE/$name"
+    done
+    for name in "${HOST_FILES[@]}"; do
+      install_lab_file "$HOST_SOURCE/$name"
     done
     # Replaced whole, so that a module removed from the lab does not linger on the host.
-    [ -f "$HERE/$LAB_PACKAGE/__init__.py" ] || fail 2 "missing lab package $HERE/$LAB_PACKAGE"
+    [ -f "$HOST_SOURCE/$LAB_PACKAGE/__init__.py" ] ||
+      fail 2 "missing lab package $HOST_SOURCE/$LAB_PACKAGE"
     rm -rf "${LAB_DIR:?}/.$LAB_PACKAGE.new"
     mkdir "$LAB_DIR/.$LAB_PACKAGE.new"
-    install -m 0644 "$HERE/$LAB_PACKAGE"/*.py "$LAB_DIR/.$LAB_PACKAGE.new/"
+    # rules.json: the checks' rules `criu-lab judge` reads (in the repository a link to
+    # contract/rules.json; install copies what it points to).
+    install -m 0644 "$HOST_SOURCE/$LAB_PACKAGE"/*.py "$HOST_SOURCE/$LAB_PACKAGE/rules.json" "$LAB_DIR/.$LAB_PACKAGE.new/"
     rm -rf "${LAB_DIR:?}/$LAB_PACKAGE"
     mv "$LAB_DIR/.$LAB_PACKAGE.new" "$LAB_DIR/$LAB_PACKAGE"
   fi

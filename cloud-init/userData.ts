@@ -3,8 +3,8 @@
  * built as data and serialised with the `yaml` package (as pulumi-eks `nodes/userdata.ts`
  * does), never by string concatenation.
  *
- * cloud-init writes the lab's files (this folder's scripts, read at render time, comments and
- * all, so learners on the host read them as written here) into LAB_DIR and runs
+ * cloud-init writes the lab's files (this folder's scripts and host/'s command and programs,
+ * read at render time, comments and all, so learners on the host read them as written here) into LAB_DIR and runs
  * `setup-lab.sh` from there: the same script `npm run setup:host` runs on any Debian/Ubuntu
  * machine, so a cloud host and a local host are set up by one code path.
  *
@@ -72,24 +72,49 @@ export const DEFAULT_CRIU_REPOSITORY = "https://github.com/checkpoint-restore/cr
 /** Where the lab's files land on the host; `setup-lab.sh` installs them from here. */
 export const LAB_DIR = "/usr/local/lib/criu-lab";
 
+/**
+ * The host command's folder in the repository (docs/design.md "Layout"): the launcher
+ * `criu-lab`, its package and the lab's programs. On the host every lab file lands in LAB_DIR.
+ */
+export const HOST_DIR = path.join(__dirname, "..", "host");
+
 /** The host command's package (its modules); `criu-lab` is the launcher beside it. */
 const LAB_PACKAGE = "criu_lab";
 
-/** The files of this folder that the host gets (paths relative to it), with their modes. */
-export const LAB_FILES: ReadonlyArray<{ name: string; mode: string }> = [
-  { name: "motd", mode: "0644" },
-  { name: "counter.py", mode: "0755" },
-  { name: "trainer.py", mode: "0755" },
-  { name: "game_server.py", mode: "0755" },
-  { name: "game_client.py", mode: "0755" },
-  { name: "criu-lab", mode: "0755" },
+/** A lab file: `name` is its path in LAB_DIR, `source` where it is read from here. */
+export interface LabFile {
+  name: string;
+  mode: string;
+  source: string;
+}
+
+const fromHere = (name: string, mode: string): LabFile => ({
+  name,
+  mode,
+  source: path.join(__dirname, name),
+});
+const fromHost = (name: string, mode: string): LabFile => ({
+  name,
+  mode,
+  source: path.join(HOST_DIR, name),
+});
+
+/** The files the host gets: the set-up scripts of this folder, the host command's of host/. */
+export const LAB_FILES: ReadonlyArray<LabFile> = [
+  fromHere("motd", "0644"),
+  fromHost("counter.py", "0755"),
+  fromHost("trainer.py", "0755"),
+  fromHost("game_server.py", "0755"),
+  fromHost("game_client.py", "0755"),
+  fromHost("criu-lab", "0755"),
   ...fs
-    .readdirSync(path.join(__dirname, LAB_PACKAGE))
-    .filter((file) => file.endsWith(".py"))
+    .readdirSync(path.join(HOST_DIR, LAB_PACKAGE))
+    // rules.json: the checks' rules (a link to contract/rules.json), read by `criu-lab judge`.
+    .filter((file) => file.endsWith(".py") || file === "rules.json")
     .sort()
-    .map((file) => ({ name: `${LAB_PACKAGE}/${file}`, mode: "0644" })),
-  { name: "install-criu.sh", mode: "0755" },
-  { name: "setup-lab.sh", mode: "0755" },
+    .map((file) => fromHost(`${LAB_PACKAGE}/${file}`, "0644")),
+  fromHere("install-criu.sh", "0755"),
+  fromHere("setup-lab.sh", "0755"),
 ];
 
 /** The arguments of `setup-lab.sh` for these options (also used by `npm run setup:host`). */
@@ -127,8 +152,8 @@ export function labFilesArchive(): { tar: Buffer; sha256: string } {
   const blocks: Buffer[] = [];
   const dirs = [...new Set(LAB_FILES.map((f) => path.dirname(f.name)).filter((d) => d !== "."))];
   for (const dir of dirs.sort()) blocks.push(tarHeader(`${dir}/`, "0755", 0, "5"));
-  for (const { name, mode } of LAB_FILES) {
-    const content = fs.readFileSync(path.join(__dirname, name));
+  for (const { name, mode, source } of LAB_FILES) {
+    const content = fs.readFileSync(source);
     blocks.push(tarHeader(name, mode, content.length, "0"), content);
     blocks.push(Buffer.alloc((512 - (content.length % 512)) % 512));
   }
@@ -196,13 +221,13 @@ export function renderUserData(options: UserDataOptions): string {
   return "#cloud-config\n" + stringify(config, { lineWidth: 0 });
 }
 
-/** Each file as written in this folder; setup-lab.sh, run from LAB_DIR, installs the rest. */
+/** Each file as written in the repository; setup-lab.sh, run from LAB_DIR, installs the rest. */
 function embeddedLabFiles(options: UserDataOptions) {
   return {
-    write_files: LAB_FILES.map(({ name, mode }) => ({
+    write_files: LAB_FILES.map(({ name, mode, source }) => ({
       path: `${LAB_DIR}/${name}`,
       permissions: mode,
-      content: fs.readFileSync(path.join(__dirname, name), "utf8"),
+      content: fs.readFileSync(source, "utf8"),
     })),
     runcmd: [["bash", `${LAB_DIR}/setup-lab.sh`, ...setupLabArgs(options)]],
   };

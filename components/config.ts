@@ -17,8 +17,8 @@ import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml } from "yaml";
 import type { CriuSource } from "../cloud-init/userData";
-import { SCENARIOS, ScenarioName, parseScenarioNames } from "../verify/checks";
-import { MIGRATION_MODES, MigrationMode } from "../verify/seats";
+import { SCENARIOS, ScenarioName, parseScenarioNames } from "../contract/checks";
+import { MAX_SEATS, MIGRATION_MODES, MigrationMode } from "../contract/seats";
 import { closestKey } from "./closestKey";
 
 /** The config namespace: the project name in Pulumi.yaml. */
@@ -51,8 +51,6 @@ export interface ConfigKeySpec {
 }
 
 export const MIN_ROOT_VOLUME_GIB = 8;
-/** At most this many seats in one stack; verify/seats.ts reads the same bound. */
-export const MAX_SEATS = 50;
 /** A sanity bound on budgetMonthlyUsd: a typo of a few digits is an error, not a budget. */
 export const MAX_BUDGET_USD = 1_000_000;
 /** EBS gp3's maximum volume size. */
@@ -527,7 +525,7 @@ export const SET_SCENARIOS_HINT = `pulumi config set --path '${CONFIG_NAMESPACE}
 
 /**
  * Parses `verifyScenarios` (the JSON list the CLI passes): names the verifier knows
- * (verify/checks.ts SCENARIOS) and none that needs a second host. That they need `verify` is
+ * (contract/checks.ts SCENARIOS) and none that needs a second host. That they need `verify` is
  * loadConfig's (a rule between keys).
  */
 function scenarioList(text: string, bad: Bad): ScenarioName[] {

@@ -1,7 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { DemoResult, DoctorResult, ScenarioName } from "../verify/checks";
-import type { MigrationMode } from "../verify/seats";
+import { DemoResult, DoctorResult, ScenarioName } from "../contract/checks";
+import type { MigrationMode } from "../contract/seats";
 import { LabAccess } from "./access";
 import { LabBudget } from "./budget";
 import { HostsPerSeat, LabConfig } from "./config";

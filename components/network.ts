@@ -23,7 +23,7 @@ export interface LabNetworkArgs {
    * Two-host seats: SSH (22/tcp) between the lab's hosts, by a rule whose source is the
    * security group itself (never a CIDR). The only port a migration needs: `criu-lab
    * migrate` runs CRIU's page-server and lazy-pages on the peer's loopback and forwards them
-   * through that SSH connection (cloud-init/criu_lab/migrate.py), so no rule opens their ports.
+   * through that SSH connection (host/criu_lab/migrate.py), so no rule opens their ports.
    */
   peerSsh?: boolean;
   /** Tags for every taggable child; each also gets its own Name. */

@@ -1,7 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { CheckOutputError, type ScenarioName } from "../verify/checks";
+import { CheckOutputError, type ScenarioName } from "../contract/checks";
 import {
   migrationCheck,
   seatMigrationOutput,
@@ -9,7 +9,7 @@ import {
   type SeatHostOutput as ReadSeatHostOutput,
   type SeatMigrationOutput,
   type SeatOutput as ReadSeatOutput,
-} from "../verify/seats";
+} from "../contract/seats";
 import { peerSetupScript } from "./peerSetup";
 import { HostKey, LabAccess } from "./access";
 import { HostsPerSeat, LabConfig, defaultConfig } from "./config";

@@ -12,7 +12,7 @@ import {
   parseCheck,
   parseDemo,
   parseDoctor,
-} from "../verify/checks";
+} from "../contract/checks";
 
 export interface LabVerificationArgs {
   /** Public address of the lab host. */
@@ -74,7 +74,7 @@ export function pinnedConnection(
  * for cloud-init, then runs `criu-lab check`, `criu-lab doctor` (what the host can run: the
  * stack output `doctor`), `criu-lab demo` and the scenarios the stack opted in to
  * (`verifyScenarios`), the same commands and the same contracts as the node-ssh verifier
- * (verify/checks.ts). A failed check fails the deploy, its first line saying which step
+ * (contract/checks.ts). A failed check fails the deploy, its first line saying which step
  * failed and why (`remoteStep`).
  */
 export class LabVerification extends pulumi.ComponentResource {
@@ -179,15 +179,27 @@ export interface RemoteStep {
  */
 export function remoteStep(check: RemoteCheck, where = LAB_HOST): RemoteStep {
   const quote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
+  // The host's own judge (`criu-lab judge`, host/criu_lab/judge.py) reads the check's
+  // rules from the lab's files (rules.json, contract/rules.ts); without criu-lab there is
+  // nothing to judge by, and the step fails saying so, with what the check printed.
+  const firstReason = [
+    '  reason="$(grep -m1 -v "^[[:space:]]*$" "$err" || true)"',
+    '  [ -n "$reason" ] || reason="$(grep -v "^[[:space:]]*$" "$out" | tail -n 1 || true)"',
+  ];
   const judge = check.contract
     ? [
-        `python3 -c ${quote(JSON_JUDGE)} "$rc" "$out" "$err" ${quote(JSON.stringify(check.contract))} >"$verdict" 2>&1 || failed=1`,
+        "if command -v criu-lab >/dev/null 2>&1; then",
+        `  criu-lab judge ${check.contract} "$rc" "$out" "$err" >"$verdict" 2>&1 || failed=1`,
+        "else",
+        "  failed=1",
+        ...firstReason,
+        '  echo "no criu-lab command on the host to judge its output: ${reason:-no output}" >"$verdict"',
+        "fi",
       ]
     : [
         'if [ "$rc" -ne 0 ]; then',
         "  failed=1",
-        '  reason="$(grep -m1 -v "^[[:space:]]*$" "$err" || true)"',
-        '  [ -n "$reason" ] || reason="$(grep -v "^[[:space:]]*$" "$out" | tail -n 1 || true)"',
+        ...firstReason,
         '  echo "${reason:-no output}" >"$verdict"',
         "fi",
       ];
@@ -227,65 +239,6 @@ export function remoteStep(check: RemoteCheck, where = LAB_HOST): RemoteStep {
     stdin: script,
   };
 }
-
-/**
- * The host-side judge of a check with a JSON contract (verify/checks.ts `contract`, the rules
- * parseCheck/parseDemo apply): argv rc, stdout file, stderr file, contract. Exits 0 when the
- * check passed; otherwise prints why (the first line says it) and exits 1. Standard-library
- * Python, run by the host's python3, which the lab command needs anyway.
- */
-const JSON_JUDGE = `
-import json, math, sys
-rc = int(sys.argv[1])
-out = open(sys.argv[2], errors="replace").read()
-err = open(sys.argv[3], errors="replace").read()
-contract = json.loads(sys.argv[4])
-def last_object(text):
-    for line in reversed(text.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                return value
-    return None
-def first_line(text):
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-def typed(value, kind):
-    if kind == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return isinstance(value, {"string": str, "boolean": bool, "object": dict, "array": list}[kind])
-result, problem = last_object(out), None
-if result is None:
-    problem = "no JSON object in its output"
-elif result.get("ok") is not True:
-    error = result.get("error")
-    problem = error if isinstance(error, str) and error.strip() else "it reported ok: false without an error"
-else:
-    for key, kind in contract["fields"].items():
-        if not typed(result.get(key), kind):
-            article = "an" if kind[0] in "aeiou" else "a"
-            problem = "field '%s' should be %s %s, got %s" % (key, article, kind, json.dumps(result.get(key)))
-            break
-    else:
-        for rule in contract.get("requires", []):
-            if not eval(rule["python"], {}, dict(result)):
-                problem = rule["message"].format(**result)
-                break
-if rc == 0 and problem is None:
-    sys.exit(0)
-if result is None or problem is None:
-    said = first_line(err) or first_line(out)
-    problem = "%s: %s" % (problem, said[:300]) if problem and said else problem or said or "no output"
-lines = problem.strip().splitlines()
-images = result.get("imagesDir") if result is not None and result.get("ok") is not True else None
-if isinstance(images, str) and images:
-    lines[0] += " (checkpoint images kept in %s on the host)" % images
-print("\\n".join(lines))
-sys.exit(1)
-`;
 
 /** Who a failure names by default: the one host of a single-seat lab. */
 const LAB_HOST = "the lab host";

@@ -1,12 +1,12 @@
 /**
  * What a student gets: one folder per seat with the seat's key, a known_hosts with its hosts'
  * keys (no trust on first use), an ssh_config snippet, a one-page README.md card, and the Lab
- * guide the card points to. Pure functions of the parsed `seats` output (verify/seats.ts) and
+ * guide the card points to. Pure functions of the parsed `seats` output (contract/seats.ts) and
  * criu-lab's README, so the files are tested as text. Every command on the card works as
  * printed from inside the seat's folder, and every file it names is in that folder.
  */
-import { parseHostKey } from "../verify/hostKey";
-import type { SeatHostOutput, SeatOutput } from "../verify/seats";
+import { parseHostKey } from "../contract/hostKey";
+import type { SeatHostOutput, SeatOutput } from "../contract/seats";
 
 export interface HandoutFile {
   /** Relative to the seat's folder. */

@@ -9,7 +9,7 @@
  */
 import { chmod, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { ExitCode } from "../verify/checks";
+import { ExitCode } from "../contract/checks";
 import {
   StackOutputError,
   StackOutputRunner,
@@ -21,12 +21,13 @@ import {
 } from "../verify/cliCommon";
 import { secretScrubber } from "../verify/verifier";
 import {
+  MAX_SEATS,
   SeatOutput,
   SeatOutputsError,
   parseSeatOutputs,
   regionOf,
   selectSeat,
-} from "../verify/seats";
+} from "../contract/seats";
 import { instructorSheet, labGuide, seatFiles, seatFolder } from "./cards";
 
 export const USAGE = `usage: criu-lab-handout --stack NAME --out DIR [--seat N] [--force]
@@ -40,7 +41,7 @@ LAB-GUIDE.md (the Lab guide the card points to). Nothing printed holds a key.
 
   --stack NAME   read \`pulumi stack output --json --show-secrets --stack NAME\`
   --out DIR      where to write; refused if it exists and is not empty, unless --force
-  --seat N       only seat N (1 to 50)
+  --seat N       only seat N (1 to ${MAX_SEATS})
   --force        write into a non-empty DIR, replacing the seat-NN folders it writes
   -h, --help     this help
 
@@ -75,7 +76,7 @@ export function parseHandoutFlags(argv: string[]): HandoutFlags | "help" {
   if (!values.stack) throw new UsageError("--stack NAME is required");
   if (!values.out) throw new UsageError("--out DIR is required");
   if (values.seat !== undefined && !/^\d{1,2}$/.test(values.seat)) {
-    throw new UsageError(`--seat: '${values.seat}' is not a seat number from 1 to 50`);
+    throw new UsageError(`--seat: '${values.seat}' is not a seat number from 1 to ${MAX_SEATS}`);
   }
   return { stack: values.stack, out: values.out, seat: values.seat, force: values.force };
 }

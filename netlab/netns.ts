@@ -74,12 +74,14 @@ const SUBNET = "10.77.0";
 /**
  * Two hosts on one veth link: `source` (10.77.0.1) and `destination` (10.77.0.2), each with
  * an sshd on port 22 that lets root (and `users`) in with one generated key. `hide` is what
- * the destination's sshd must not see.
+ * the destination's sshd must not see; `replace` what both sshds see replaced (e.g. a
+ * machine's slow shell start-up files, which no lab host has, out of a benchmark's figures).
  */
 export async function createLabPair(options: {
   dir: string;
   hide: string[];
   users?: string[];
+  replace?: SshdSpec["replace"];
 }): Promise<LabPair> {
   const { dir } = options;
   const tag = `clmig-${process.pid}`;
@@ -148,8 +150,8 @@ export async function createLabPair(options: {
     }
     const knownHosts = path.join(dir, "known_hosts");
     fs.writeFileSync(knownHosts, hosts.map((h) => `${h.knownHostsLine}\n`).join(""));
-    await hosts[0].addSshd({ port: 22 });
-    await hosts[1].addSshd({ port: 22, hide: options.hide });
+    await hosts[0].addSshd({ port: 22, replace: options.replace });
+    await hosts[1].addSshd({ port: 22, hide: options.hide, replace: options.replace });
     return {
       dir,
       source: hosts[0],

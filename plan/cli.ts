@@ -3,7 +3,7 @@
  * account, credentials or the Pulumi CLI. The program runs under @pulumi/pulumi's own runner
  * against a local engine (plan/runner.ts, plan/engine.ts).
  */
-import { ExitCode } from "../verify/checks";
+import { ExitCode } from "../contract/checks";
 import { joinNegativeNumbers } from "../verify/argv";
 import { parseFlagArgs, runMain, UsageError } from "../verify/cliCommon";
 import {

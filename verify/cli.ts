@@ -6,7 +6,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { joinNegativeNumbers } from "./argv";
-import { ExitCode, SCENARIOS, ScenarioName, parseScenarioNames } from "./checks";
+import { ExitCode, SCENARIOS, ScenarioName, parseScenarioNames } from "../contract/checks";
 import {
   KnownError,
   StackOutputError,
@@ -19,14 +19,12 @@ import {
 import {
   DEFAULT_PARALLEL,
   MAX_PARALLEL,
-  SeatOutputsError,
   SeatTarget,
-  isInstanceId,
-  regionOf,
   seatsTable,
   targetsFromStackOutputs,
   verifySeats,
 } from "./seats";
+import { MAX_SEATS, SeatOutputsError, isInstanceId, regionOf } from "../contract/seats";
 import {
   AutoStop,
   DEFAULT_STOPPED_AFTER_SECONDS,
@@ -54,7 +52,7 @@ target (from flags, or from a Pulumi stack's outputs; flags override the stack's
   --host HOST           host name or address
   --port PORT           SSH port (default 22)
   --user NAME           SSH user with passwordless sudo (default ubuntu)
-  --seat N              a class (the stack's \`seats\` output): verify seat N only (1..50)
+  --seat N              a class (the stack's \`seats\` output): verify seat N only (1..${MAX_SEATS})
   --parallel N          a class: hosts verified at once (default ${DEFAULT_PARALLEL}, at most ${MAX_PARALLEL})
   --key-file PATH       required (unless --stack): the user's PRIVATE key (OpenSSH or
                         PEM, unencrypted), e.g. lab.pem; not its .pub

@@ -6,7 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { ExitCode } from "./checks";
+import { ExitCode } from "../contract/checks";
 
 /** Bad flags or input: exit 2, the message followed by the command's usage. */
 export class UsageError extends Error {

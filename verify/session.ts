@@ -5,8 +5,8 @@
  * (https://github.com/steelbrain/node-ssh#api), so both are handled here.
  */
 import { NodeSSH } from "node-ssh";
-import { ExitCode } from "./checks";
-import { PinnedHostKey, fingerprint, hostKeyAlgorithms } from "./hostKey";
+import { ExitCode } from "../contract/checks";
+import { PinnedHostKey, fingerprint, hostKeyAlgorithms } from "../contract/hostKey";
 
 /**
  * A failure with the exit code it maps to (docs/design.md "Contracts": 1 lab broken, 2 bad input,

@@ -24,8 +24,9 @@ import {
   parseDoctor,
   parseScenario,
   worstExitCode,
-} from "./checks";
-import { HostKeyFormatError, parseHostKey } from "./hostKey";
+  shellQuote,
+} from "../contract/checks";
+import { HostKeyFormatError, parseHostKey } from "../contract/hostKey";
 import { CommandResult, CommandTimeoutError, VerifyError, connect, runCommand } from "./session";
 
 export interface VerifyTarget {
@@ -539,11 +540,6 @@ export function parseLogSections(stdout: string): Record<string, string> {
     logs[path] = newline === -1 ? "" : part.slice(newline + 1);
   }
   return logs;
-}
-
-/** Single-quotes a value for a POSIX shell. */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
 /**

@@ -2,9 +2,9 @@
  * `npm run lab:vm` (criu-lab-local vm): the lab in a local QEMU VM, verified; `--destroy` removes it.
  * Progress goes to stderr, so that `--json` leaves stdout to the verifier's report alone.
  */
-import { ExitCode } from "../verify/checks";
+import { ExitCode } from "../contract/checks";
 import { runMain } from "../verify/cliCommon";
-import { worstExitCode } from "../verify/seats";
+import { worstExitCode } from "../contract/checks";
 import { destroyLab, runLab, sshCommand, VmError, type PhaseTime } from "./lab";
 import { parseVmArgs, USAGE, type VmOptions } from "./options";
 import {

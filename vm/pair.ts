@@ -14,8 +14,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { peerSetupScript } from "../components/peerSetup";
-import { ExitCode } from "../verify/checks";
-import { parseHostKey } from "../verify/hostKey";
+import { ExitCode, shellQuote } from "../contract/checks";
+import { RAN_MODES, type RanMode } from "../contract/seats";
+import { parseHostKey } from "../contract/hostKey";
 import { connect, runCommand, type CommandResult } from "../verify/session";
 import { run } from "./image";
 import { generateKey } from "./keys";
@@ -233,15 +234,11 @@ export async function runPair(
   return { hosts, phases };
 }
 
-function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
 /** The modes `criu-lab migrate` has, each proven between the two hosts. */
-export const PAIR_MODES = ["cold", "page-server", "pre-copy", "lazy"] as const;
-export type PairMode = (typeof PAIR_MODES)[number];
+export const PAIR_MODES = RAN_MODES;
+export type PairMode = RanMode;
 
-/** What `criu-lab scenario run migration --json` reports (cloud-init/criu_lab/migration.py). */
+/** What `criu-lab scenario run migration --json` reports (host/criu_lab/migration.py). */
 export interface MigrationReport {
   ok: boolean;
   error?: string;

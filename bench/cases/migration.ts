@@ -1,119 +1,181 @@
 /**
- * Migration downtime per mode, as a ratio to cold, for processes holding 256 MiB and 1 GiB,
- * between two network-namespace hosts (netlab/netns.ts) on this kernel. Targets
- * (savings over cold): page-server at most 0.8x cold at 1 GiB; pre-copy at most 0.3x cold
- * where dirty tracking works. lazy needs a second kernel, so it is not measurable here.
+ * Migration downtime per mode and process size, between two network-namespace hosts
+ * (netlab/netns.ts) on this kernel: the lab's `criu-lab migrate` and the same migration by hand
+ * (bench/hand.ts), interleaved round by round, each over its own fresh holder
+ * (bench/holder.ts). Each lab downtime is printed as a ratio to its hand floor and to the lab's
+ * cold; each run's stages (freeze, transfer, restore) and CRIU's own timings beside it, with
+ * whether the stages add up to the downtime. Targets (savings over cold): page-server at most
+ * 0.8x cold at 1 GiB; pre-copy at most 0.3x cold where dirty tracking works. lazy needs a
+ * second kernel, so it is not measurable here.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { createLabPair, type LabPair } from "../../netlab/netns";
 import { run, waitFor } from "../../netlab/run";
-import type { BenchContext, BenchResult } from "../run";
+import { RAN_MODES } from "../../contract/seats";
+import { GAP, numbers, stagesAddUp, type BenchContext, type BenchResult } from "../figures";
+import { coldByHand, pageServerByHand, readMarks, type Peer } from "../hand";
+import { killHolder, startHolder } from "../holder";
 
-const LAB = path.join(__dirname, "..", "..", "cloud-init", "criu-lab");
-const MODES = ["cold", "page-server", "pre-copy"];
+const LAB = path.join(__dirname, "..", "..", "host", "criu-lab");
+// By default every mode but lazy, which needs a second kernel (the source keeps the PID).
+const MODES: string[] = RAN_MODES.filter((m) => m !== "lazy");
+/** The hand procedures this bench has; a mode without one has no floor. */
+const BY_HAND: Record<string, boolean> = { cold: true, "page-server": true };
+/** The lab's stages inside its downtime (migrate's JSON), in the order they happen. */
+const STAGES = ["freezeMs", "reapMs", "checkMs", "transferMs", "restoreMs"] as const;
+/** CRIU's own account (migrate's `criu`), µs and pages, shown where present. */
+const CRIU_DUMP = [
+  "freezingTimeUs",
+  "frozenTimeUs",
+  "memdumpTimeUs",
+  "memwriteTimeUs",
+  "pagesWritten",
+  "pagesSkippedParent",
+  "pagesLazy",
+] as const;
+const CRIU_RESTORE = ["forkingTimeUs", "restoreTimeUs", "pagesRestored"] as const;
 
-/** Holds SIZE MiB, every page written (untouched pages are not dumped), then idles. */
-const HOLDER = `
-import sys, time
-n = int(sys.argv[1]) << 20
-b = bytearray(n)
-for i in range(0, n, 4096):
-    b[i] = 1
-print("ready", flush=True)
-while True:
-    time.sleep(0.2)
-`;
+const label = (size: number) => `migration ${size >= 1024 ? `${size / 1024} GiB` : `${size} MiB`}`;
 
 export default async function migration(ctx: BenchContext): Promise<BenchResult[]> {
-  const sizes = ctx.sizesMiB ?? [256, 1024];
+  const sizes = ctx.sizesMiB;
   const modes = ctx.modes ?? MODES;
   const results: BenchResult[] = [];
-  const label = (size: number) =>
-    `migration ${size >= 1024 ? `${size / 1024} GiB` : `${size} MiB`}`;
-  const skip = (note: string) =>
-    sizes.flatMap((size) =>
-      modes.map((mode) => ({
+  const lab = new Map<string, BenchResult>();
+  const hand = new Map<string, BenchResult>();
+  for (const size of sizes) {
+    for (const mode of modes) {
+      const plot = { panel: "migration" as const, series: mode, x: size };
+      const r: BenchResult = {
         case: label(size),
         metric: `${mode} downtime`,
         unit: "ms",
         values: [],
-        note,
-      })),
-    );
-  if (process.getuid?.() !== 0) return skip("needs root");
+        ...(BY_HAND[mode] ? { floor: `${mode} downtime by hand` } : {}),
+        ...(mode === "cold" ? {} : { baseline: "cold downtime" }),
+        plot,
+      };
+      if (mode === "page-server" && size >= 1024) {
+        r.target = { atMost: 0.8, of: "ratio", text: "<= 0.8x cold" };
+      }
+      if (mode === "pre-copy") r.target = { atMost: 0.3, of: "ratio", text: "<= 0.3x cold" };
+      lab.set(`${size} ${mode}`, r);
+      results.push(r);
+      if (BY_HAND[mode]) {
+        const h: BenchResult = {
+          case: label(size),
+          metric: `${mode} downtime by hand`,
+          unit: "ms",
+          values: [],
+          ...(mode === "cold" ? {} : { baseline: "cold downtime by hand" }),
+          plot: { ...plot, series: `${mode} by hand`, hand: true },
+        };
+        hand.set(`${size} ${mode}`, h);
+        results.push(h);
+      }
+    }
+  }
+  if (process.getuid?.() !== 0) {
+    results.forEach((r) => (r.note = "needs root"));
+    return results;
+  }
   const tracks = run("/usr/local/sbin/criu", ["check", "--feature", "mem_dirty_track"]).code === 0;
+  const measurable = (mode: string) => {
+    if (mode === "pre-copy" && !tracks) return "no dirty tracking on this kernel";
+    if (mode === "lazy") return "needs a second kernel (the source keeps the PID)";
+    return undefined;
+  };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "criu-lab-bench-"));
+  // The hand procedure's images: in RAM on both hosts (the destination sees its own tmpfs here).
+  const shm = fs.mkdtempSync("/dev/shm/criu-lab-bench-");
   const work = path.join(dir, "work");
   fs.mkdirSync(work, { mode: 0o755 });
   let pair: LabPair | undefined;
   const pids: number[] = [];
+  let port = 27000;
   try {
-    pair = await createLabPair({ dir, hide: [work] });
-    const lab = pair;
+    pair = await createLabPair({ dir, hide: [work, shm], replace: quietShell(dir) });
+    const p = pair;
+    const peer: Peer = {
+      address: p.destination.address,
+      identity: p.key.path,
+      knownHosts: p.knownHosts,
+      control: path.join(dir, "ctl"),
+    };
+    // A fresh holder of SIZE MiB on the source, its memory written; its PID.
+    const holder = async (size: number, name: string) => {
+      const ready = path.join(work, `${name}.ready`);
+      const pid = Number(p.source.ssh(startHolder(size, ready)).stdout.trim());
+      pids.push(pid);
+      await waitFor(
+        `${size} MiB written`,
+        () => (fs.existsSync(ready) ? true : undefined),
+        300_000,
+      );
+      return pid;
+    };
     for (const size of sizes) {
-      for (const mode of modes) {
-        const result: BenchResult = {
-          case: label(size),
-          metric: `${mode} downtime`,
-          unit: "ms",
-          values: [],
-          ...(mode === "cold" ? {} : { baseline: "cold downtime" }),
-        };
-        if (mode === "page-server" && size >= 1024) {
-          result.target = { atMost: 0.8, of: "ratio", text: "<= 0.8x cold" };
-        }
-        if (mode === "pre-copy") {
-          result.target = { atMost: 0.3, of: "ratio", text: "<= 0.3x cold (dirty tracking)" };
-          if (!tracks) result.note = "no dirty tracking on this kernel";
-        }
-        if (mode === "lazy") result.note = "needs a second kernel (source keeps the PID)";
-        results.push(result);
-        if (result.note) continue;
-        for (let i = 0; i < ctx.runs; i++) {
-          const runDir = path.join(work, `${mode}-${size}-${i}`);
-          const started = lab.source.ssh(
-            `mkdir -p ${runDir} && cd ${runDir} && { setsid /usr/bin/python3 -c '${HOLDER}' ${size} </dev/null >out 2>&1 & echo $!; }`,
+      for (let i = 1; i <= ctx.runs; i++) {
+        for (const mode of modes) {
+          const r = lab.get(`${size} ${mode}`)!;
+          const why = measurable(mode);
+          if (why) {
+            r.note = why;
+            continue;
+          }
+          const name = `${mode}-${size}-${i}`;
+          // The lab: criu-lab migrate, its images in its run directory.
+          const pid = await holder(size, name);
+          const ran = p.source.ssh(
+            `CRIU_LAB_LOG_DIR=${work}/${name} ${LAB} migrate --to root@${p.destination.address} ` +
+              `--identity ${p.key.path} --known-hosts ${p.knownHosts} --pid ${pid} --mode ${mode} --json`,
           );
-          const pid = Number(started.stdout.trim());
-          pids.push(pid);
-          await waitFor(
-            `${size} MiB written`,
-            () =>
-              fs.readFileSync(path.join(runDir, "out"), "utf8").includes("ready")
-                ? true
-                : undefined,
-            300_000,
-          );
-          const ran = lab.source.ssh(
-            `CRIU_LAB_LOG_DIR=${runDir}/logs ${LAB} migrate --to root@${lab.destination.address} ` +
-              `--identity ${lab.key.path} --known-hosts ${lab.knownHosts} --pid ${pid} --mode ${mode} --json`,
-          );
-          let r: {
-            ok: boolean;
-            downtimeMs: number;
-            freezeMs: number;
-            transferMs: number;
-            restoreMs: number;
-            criu?: { dump?: { frozenTimeUs?: number }; restore?: { restoreTimeUs?: number } };
-            error?: string;
-          };
+          let j: Record<string, unknown>;
           try {
-            r = JSON.parse(ran.stdout);
+            j = JSON.parse(ran.stdout) as Record<string, unknown>;
           } catch {
             throw new Error(`migrate printed no JSON (exit ${ran.code}): ${ran.stderr}`);
           }
-          if (!r.ok) throw new Error(`migrate ${mode} ${size} MiB failed: ${r.error}`);
-          result.values.push(r.downtimeMs);
-          ctx.log(
-            `${label(size)} ${mode} #${i + 1}: downtime ${r.downtimeMs} ms (freeze ${r.freezeMs}, transfer ${r.transferMs}, restore ${r.restoreMs}; ` +
-              `CRIU's own: frozen ${(r.criu?.dump?.frozenTimeUs ?? NaN) / 1000} ms, restore ${(r.criu?.restore?.restoreTimeUs ?? NaN) / 1000} ms)`,
-          );
+          if (j.ok !== true)
+            throw new Error(`migrate ${mode} ${size} MiB failed: ${String(j.error)}`);
           killHolder(pid);
-          // Both hosts' copies of the images go: the destination's live in memory (tmpfs).
-          lab.destination.ssh(`rm -rf ${runDir}`);
-          fs.rmSync(runDir, { recursive: true, force: true });
+          const got = labRun(j);
+          r.values.push(j.downtimeMs as number);
+          addParts(r, got.parts);
+          ctx.log(`${label(size)} ${mode} #${i}: ${got.line}`);
+          // The same by hand, right after.
+          const h = hand.get(`${size} ${mode}`);
+          if (h) {
+            const hpid = await holder(size, `${name}-hand`);
+            const images = handImages(shm, name);
+            const script =
+              mode === "cold"
+                ? coldByHand(peer, hpid, images)
+                : pageServerByHand(peer, hpid, images, port++);
+            const done = p.source.ssh(script);
+            killHolder(hpid);
+            if (done.code !== 0) {
+              throw new Error(`${mode} by hand, ${size} MiB, exited ${done.code}: ${done.stderr}`);
+            }
+            const marks = readMarks(done.stdout);
+            h.values.push(marks.total);
+            // The hand's steps under the lab's stage names, side by side in the breakdown.
+            addParts(h, {
+              freeze: marks.steps.dumped,
+              transfer: marks.steps.copied,
+              restore: marks.steps.restored,
+            });
+            const steps = Object.entries(marks.steps).map(([k, v]) => `${k} ${v.toFixed(0)}`);
+            ctx.log(
+              `${label(size)} ${mode} by hand #${i}: downtime ${marks.total.toFixed(0)} ms (${steps.join(", ")})`,
+            );
+          }
+          // Both hosts' copies of the images go: the destination's live in its own tmpfs.
+          p.destination.ssh(`rm -rf ${work}/${name} ${handImages(shm, name)}`);
+          fs.rmSync(path.join(work, name), { recursive: true, force: true });
+          fs.rmSync(handImages(shm, name), { recursive: true, force: true });
         }
       }
     }
@@ -121,17 +183,63 @@ export default async function migration(ctx: BenchContext): Promise<BenchResult[
     pids.forEach(killHolder);
     await pair?.remove();
     fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(shm, { recursive: true, force: true });
   }
   return results;
 }
 
-/** Ends PID only while it is still one of our holders (a PID can be reused). */
-function killHolder(pid: number): void {
-  try {
-    if (fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("bytearray(n)")) {
-      process.kill(pid, "SIGKILL");
-    }
-  } catch {
-    // already ended
+/**
+ * Root's ~/.bashrc, which bash reads for every SSH command, replaced by an empty file for both
+ * hosts' sshds: a machine's own start-up files (this one's run `pyenv init`, about 2-3 s per
+ * command under load) are no part of a migration, and every SSH command of the lab's and the
+ * hand's would pay them inside the downtime. The machine's file itself is left alone.
+ */
+function quietShell(dir: string): Array<{ file: string; target: string }> {
+  const bashrc = path.join(os.homedir(), ".bashrc");
+  if (!fs.existsSync(bashrc)) return [];
+  const empty = path.join(dir, "empty-bashrc");
+  fs.writeFileSync(empty, "");
+  return [{ file: empty, target: bashrc }];
+}
+
+const handImages = (shm: string, name: string) => path.join(shm, name);
+
+/** Adds one round's figures to R's parts. */
+export function addParts(r: BenchResult, figures: Record<string, number>): void {
+  r.parts ??= {};
+  for (const [k, v] of Object.entries(figures)) (r.parts[k] ??= []).push(v);
+}
+
+/** One lab run, read by name: its stages, CRIU's own account (ms and pages) and the gap
+ * between its downtime and its stages (bench/figures.ts GAP), and the line the bench logs. */
+export function labRun(j: Record<string, unknown>): {
+  parts: Record<string, number>;
+  line: string;
+} {
+  const downtime = typeof j.downtimeMs === "number" ? j.downtimeMs : NaN;
+  const stages = numbers(j, STAGES);
+  const check = stagesAddUp(downtime, stages);
+  const criu = (j.criu ?? {}) as Record<string, unknown>;
+  const own: Record<string, number> = {};
+  for (const [k, v] of Object.entries({
+    ...numbers(criu.dump, CRIU_DUMP),
+    ...numbers(criu.restore, CRIU_RESTORE),
+  })) {
+    if (k.endsWith("TimeUs")) own[`CRIU ${k.replace(/TimeUs$/, "")}`] = v / 1000;
+    else own[`pages ${k.replace(/^pages/, "").toLowerCase()}`] = v;
   }
+  const parts: Record<string, number> = {};
+  for (const [k, v] of Object.entries(stages)) parts[k.replace(/Ms$/, "")] = v;
+  Object.assign(parts, own, { [GAP]: check.gapPercent });
+  const line =
+    `downtime ${downtime} ms = ${Object.entries(stages)
+      .map(([k, v]) => `${k.replace(/Ms$/, "")} ${v}`)
+      .join(" + ")} + gap ${check.gap.toFixed(1)} ms (${check.gapPercent.toFixed(1)} %): ` +
+    (check.ok ? "stages add up within 5 %" : "STAGES DO NOT ADD UP within 5 %") +
+    `\n    CRIU's own: ${
+      Object.entries(own)
+        .map(([k, v]) => (k.startsWith("CRIU") ? `${k} ${v.toFixed(1)} ms` : `${k} ${v}`))
+        .join(", ") || "none in the JSON"
+    }`;
+  return { parts, line };
 }

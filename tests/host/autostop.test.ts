@@ -7,9 +7,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { cannotRun, needCommand } from "../support/requirements";
-import { CLOUD_INIT, run, tempDir } from "./support/lab-helpers";
+import { run, tempDir, HOST_DIR } from "./support/lab-helpers";
 
-const CRIU_LAB = path.join(CLOUD_INIT, "criu-lab");
+const CRIU_LAB = path.join(HOST_DIR, "criu-lab");
 const BOOT = 1_700_000_000;
 const MIN = 60;
 const autostop = (...args: string[]) =>

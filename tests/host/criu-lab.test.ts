@@ -2,13 +2,13 @@
  * The host's `criu-lab` command of this checkout (what `npm run setup:host` and cloud-init
  * install), with the CRIU that setup installed: real `criu check`, a real checkpoint/restore
  * of the counter, `analyze` of its real images, and `status`. Output is read through
- * verify/checks.ts, the parser the verifier uses.
+ * contract/checks.ts, the parser the verifier uses.
  */
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ExitCode, parseCheck, parseDemo, type DemoResult } from "../../verify/checks";
+import { ExitCode, parseCheck, parseDemo, type DemoResult } from "../../contract/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { alive, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
 

@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ExitCode, parseDoctor } from "../../verify/checks";
+import { ExitCode, parseDoctor } from "../../contract/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { alive, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
 

@@ -6,12 +6,12 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ExitCode } from "../../verify/checks";
+import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { CLOUD_INIT, HOST, run, tempDir } from "./support/lab-helpers";
+import { HOST, run, tempDir, HOST_DIR } from "./support/lab-helpers";
 
 /** This worktree's criu-lab (the installed one may be older). */
-const LAB = path.join(CLOUD_INIT, "criu-lab");
+const LAB = path.join(HOST_DIR, "criu-lab");
 const EXERCISES = [
   "training-full",
   "training-incremental",

@@ -8,12 +8,12 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ExitCode } from "../../verify/checks";
+import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, CLOUD_INIT, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
 import { Terminals } from "./support/terminals";
 
-const LAB = path.join(CLOUD_INIT, "criu-lab");
+const LAB = path.join(HOST_DIR, "criu-lab");
 
 interface Game {
   ok: boolean;
@@ -22,6 +22,9 @@ interface Game {
   clientsStillConnected: number;
   scoresPreserved: boolean;
   pauseMs: number;
+  downtimeMs: number;
+  dumpMs: number;
+  restoreMs: number;
   pid: number;
   restoredPid: number;
   clientPids: number[];
@@ -35,6 +38,7 @@ interface Game {
     originalConnection: boolean;
     scoreBefore: number | null;
     scoreAfter: number | null;
+    longestStallMs: number;
   }>;
 }
 
@@ -76,6 +80,11 @@ describe.skipIf(
     expect(r.networkLock).toBe(doctor.networkLock);
     // The server was away for the 1 s of maintenance at least: every player waited that long.
     expect(r.pauseMs).toBeGreaterThanOrEqual(1000);
+    // The tool's downtime (dump, 1 s down, restore) beside what each player saw: its longest
+    // wait for a reply spans the server's time away, and the longest of them is pauseMs.
+    expect(r.downtimeMs).toBeGreaterThanOrEqual(1000 + r.dumpMs + r.restoreMs - 1);
+    for (const p of r.players) expect(p.longestStallMs, p.player).toBeGreaterThanOrEqual(1000);
+    expect(r.pauseMs).toBe(Math.max(...r.players.map((p) => p.longestStallMs)));
     expect(r.players.map((p) => p.player).sort()).toEqual(["player-1", "player-2", "player-3"]);
     for (const p of r.players) {
       expect(p.originalConnection).toBe(true);
@@ -97,7 +106,8 @@ describe.skipIf(
     ).toEqual(r.players.map((p) => p.port).sort());
     ended(r);
     console.log(
-      `game: ${r.clients} players, pause ${r.pauseMs} ms (1 s maintenance), frozen ${(r.frozenUs / 1000).toFixed(1)} ms, lock ${r.networkLock}`,
+      `game: ${r.clients} players, stalls ${r.players.map((p) => p.longestStallMs).join(", ")} ms, ` +
+        `downtime ${r.downtimeMs} ms (1 s maintenance), frozen ${(r.frozenUs / 1000).toFixed(1)} ms, lock ${r.networkLock}`,
     );
   });
 
@@ -111,7 +121,9 @@ describe.skipIf(
       /F dump with --tcp-established --network-lock (iptables|nftables): \d+ ms/,
     );
     expect(ran.stdout).toMatch(/R restore in \d+ ms after 0\.5 s of maintenance/);
-    expect(ran.stdout).toContain("players: 2/2 on their original connection, scores intact");
+    expect(ran.stdout).toMatch(
+      /^players: 2\/2 on their original connection, scores intact, longest pause \d+ ms \(the server was down \d+ ms by the tool's clock; look: /m,
+    );
   });
 
   /** A criu that restores the server's connections closed (--tcp-close): they are lost. */
@@ -153,7 +165,7 @@ describe.skipIf(
         "signal.signal(signal.SIGUSR1, forward)",
         "signal.signal(signal.SIGTERM, forward)",
         "while True:",
-        `    child = subprocess.Popen([sys.executable, ${JSON.stringify(path.join(CLOUD_INIT, "game_client.py"))}, *sys.argv[1:]])`,
+        `    child = subprocess.Popen([sys.executable, ${JSON.stringify(path.join(HOST_DIR, "game_client.py"))}, *sys.argv[1:]])`,
         "    try:",
         "        child.wait(0.7)",
         "    except subprocess.TimeoutExpired:",
@@ -186,7 +198,7 @@ describe.skipIf(
 
   it("game_client.py without a server says so and exits 1 (it never retries)", () => {
     const ran = run("/usr/bin/python3", [
-      path.join(CLOUD_INIT, "game_client.py"),
+      path.join(HOST_DIR, "game_client.py"),
       "--port",
       "1",
       "--name",
@@ -224,7 +236,7 @@ describe.skipIf(
     expect(busy.stdout.trim(), `port ${PORT} is in use here`).toBe("");
     work = tempDir("game-steps");
     for (const name of ["game_server.py", "game_client.py"]) {
-      fs.copyFileSync(path.join(CLOUD_INIT, name), path.join(work, name));
+      fs.copyFileSync(path.join(HOST_DIR, name), path.join(work, name));
       fs.chmodSync(path.join(work, name), 0o755);
     }
     t = new Terminals(work, 3);

@@ -3,19 +3,19 @@
  * namespaces (netlab/netns.ts), for real: real CRIU, real sshd, host keys checked.
  * The destination's sshd runs in a mount namespace where the source's work directory is an
  * empty tmpfs, so what the process needs there arrives only if migrate carries it.
- * The command is the repository's (cloud-init/criu-lab), run on the source over its sshd as
+ * The command is the repository's (host/criu-lab), run on the source over its sshd as
  * a learner would.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ExitCode } from "../../verify/checks";
+import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, CLOUD_INIT, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
 import { createLabPair, sshOptions, type LabPair } from "../../netlab/netns";
 import { createTestUser, type TestUser } from "./support/sshd";
 
-const LAB = path.join(CLOUD_INIT, "criu-lab");
+const LAB = path.join(HOST_DIR, "criu-lab");
 const DST = "10.77.0.2";
 
 interface Migrated {
@@ -28,7 +28,14 @@ interface Migrated {
   lastBeforeDump: number;
   firstAfterRestore: number;
   downtimeMs: number;
+  resumeMs: number;
+  completeMs: number;
+  sshCiphers: string[];
+  clientGapMs?: number;
+  counterIntervalMs?: number;
   freezeMs: number;
+  reapMs: number;
+  checkMs: number;
   transferMs: number;
   restoreMs: number;
   bytesTransferred: number;
@@ -60,7 +67,7 @@ describe.skipIf(
     fs.chmodSync(dir, 0o755); // sshd reads the test user's authorized_keys as that user
     work = path.join(dir, "work");
     fs.mkdirSync(work, { mode: 0o755 });
-    fs.copyFileSync(path.join(CLOUD_INIT, "counter.py"), path.join(work, "counter.py"));
+    fs.copyFileSync(path.join(HOST_DIR, "counter.py"), path.join(work, "counter.py"));
     user = createTestUser(`criulab-mig-${process.pid}`, dir);
     pair = await createLabPair({ dir, hide: [work], users: [user.name] });
   });
@@ -117,6 +124,22 @@ describe.skipIf(
     expect(r.criu.restore.restoreTimeUs).toBeLessThanOrEqual(r.restoreMs * 1000 + 100);
     expect(r.criu.restore.pagesRestored).toBeGreaterThan(0);
   }
+
+  /** PIDs of processes (here or there: one kernel) whose command line names DIR's run. */
+  const followers = (dir: string) => {
+    const runDir = dir.split("/migrate/")[0];
+    return fs
+      .readdirSync("/proc")
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          const cmd = fs.readFileSync(`/proc/${p}/cmdline`, "utf8");
+          return cmd.startsWith("tail\0") && cmd.includes(runDir);
+        } catch {
+          return false;
+        }
+      });
+  };
 
   const lastCount = (text: string) => Number([...text.matchAll(/^Counter: (\d+)$/gm)].pop()?.[1]);
 
@@ -182,7 +205,15 @@ describe.skipIf(
     expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
     expect(r.carried).toEqual(expect.arrayContaining([path.dirname(log), log]));
     expect(r.bytesTransferred).toBeGreaterThan(1_000_000); // python's pages at least
-    expect(r.downtimeMs).toBeGreaterThanOrEqual(r.freezeMs + r.transferMs + r.restoreMs - 1);
+    expect(r.downtimeMs).toBeGreaterThanOrEqual(
+      r.freezeMs + r.reapMs + r.checkMs + r.transferMs + r.restoreMs - 1,
+    );
+    // Restored whole: it ran there and nothing was left to move at the same moment.
+    expect(r.resumeMs).toBe(r.downtimeMs);
+    expect(r.completeMs).toBe(r.downtimeMs);
+    // SSH was offered the fastest ciphers this CPU has first.
+    const aes = /^(flags|Features)\s*:.*\baes\b/m.test(fs.readFileSync("/proc/cpuinfo", "utf8"));
+    expect(r.sshCiphers[0]).toBe(aes ? "aes128-gcm@openssh.com" : "chacha20-poly1305@openssh.com");
     criuStatsFit(r);
     expect(r.criu.dump.pagesWritten).toBeGreaterThan(0);
     // It runs in the destination's namespace now, and its output there goes on.
@@ -452,7 +483,16 @@ describe.skipIf(
     expect(r).toMatchObject({ ok: true, mode: "page-server", restoredPid: r.pid });
     expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
     criuStatsFit(r); // migrate's JSON, CRIU's own account in it
+    // What a client reading the counter's output saw: from its last line here to its first
+    // there, a gap that spans the freeze at least (the counter prints every 0.5 s).
+    expect(r.counterIntervalMs).toBe(500);
+    expect(r.clientGapMs).toBeGreaterThanOrEqual(r.criu.dump.frozenTimeUs / 1000);
+    console.log(
+      `migration (page-server): client gap ${r.clientGapMs} ms, downtime ${r.downtimeMs} ms, ` +
+        `frozen ${r.criu.dump.frozenTimeUs / 1000} ms`,
+    );
     expect(alive(r.pid)).toBe(false); // the scenario stops its counter there
+    expect(followers(r.imagesDir)).toEqual([]); // nor a tail of its log, here or there
   });
 
   it("scenario run migration --mode auto: the terminal says which mode auto picked and why not the better ones", () => {
@@ -475,6 +515,9 @@ describe.skipIf(
     } else {
       expect(ran.stdout).not.toContain("passed over");
     }
+    expect(ran.stdout).toMatch(
+      /^ {2}the client saw Counter: (\d+) here and Counter: \d+ there \d+ ms later \(one every 0\.5 s; downtime \d+ ms\)$/m,
+    );
     expect(ran.stdout).toContain("the counter went on with the same PID there (stopped now)");
     expect(alive(pid)).toBe(false);
   });

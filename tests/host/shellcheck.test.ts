@@ -1,5 +1,5 @@
 /**
- * Every shell script of the lab (cloud-init/, scripts/, .ci/run) passes shellcheck, and the
+ * Every shell script of the lab (cloud-init/, host/, scripts/, .ci/run) passes shellcheck, and the
  * Python programs the host runs compile with the system python3 they run with.
  */
 import * as fs from "node:fs";
@@ -10,7 +10,7 @@ import { REPO, run } from "./support/lab-helpers";
 
 function scripts(interpreter: RegExp): string[] {
   const found: string[] = [];
-  for (const dir of ["cloud-init", "scripts", ".ci"]) {
+  for (const dir of ["cloud-init", "host", "scripts", ".ci"]) {
     const abs = path.join(REPO, dir);
     if (!fs.existsSync(abs)) continue;
     for (const name of fs.readdirSync(abs)) {
@@ -29,9 +29,9 @@ const shellScripts = scripts(/^#!.*\b(ba)?sh\b/);
 const pythonScripts = scripts(/^#!.*\bpython3\b/);
 // The host command's modules (no shebang: the criu-lab launcher imports them).
 const pythonModules = fs
-  .readdirSync(path.join(REPO, "cloud-init/criu_lab"))
+  .readdirSync(path.join(REPO, "host/criu_lab"))
   .filter((name) => name.endsWith(".py"))
-  .map((name) => `cloud-init/criu_lab/${name}`);
+  .map((name) => `host/criu_lab/${name}`);
 
 describe.skipIf(cannotRun("shellcheck", [needCommand("shellcheck")]))("shellcheck", () => {
   it("finds the lab's scripts", () => {
@@ -61,11 +61,11 @@ describe.skipIf(cannotRun("python3 compile", [needCommand("/usr/bin/python3")]))
   () => {
     it("finds criu-lab and the lab's programs", () => {
       expect(pythonScripts).toEqual([
-        "cloud-init/counter.py",
-        "cloud-init/criu-lab",
-        "cloud-init/game_client.py",
-        "cloud-init/game_server.py",
-        "cloud-init/trainer.py",
+        "host/counter.py",
+        "host/criu-lab",
+        "host/game_client.py",
+        "host/game_server.py",
+        "host/trainer.py",
       ]);
     });
 

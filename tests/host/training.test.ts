@@ -1,18 +1,20 @@
 /**
  * `criu-lab scenario run training` for real: trainer.py checkpointed periodically while it
  * runs, killed with SIGKILL and restored from the latest checkpoint. It passes with every
- * field right, and fails when the restore comes from the wrong checkpoint. The trainer
- * runs as root here (root on this host cannot dump another user's process).
+ * field right, and fails when the restore comes from the wrong checkpoint. Each checkpoint
+ * is dumped into RAM (a tmpfs directory of the test's own here) and persisted to disk after
+ * the job runs on, or straight to disk when the RAM budget is short. The trainer runs as root
+ * here (root on this host cannot dump another user's process).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ExitCode } from "../../verify/checks";
+import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, CLOUD_INIT, HOST, run, tempDir, waitFor } from "./support/lab-helpers";
+import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
 import { Terminals } from "./support/terminals";
 
-const LAB = path.join(CLOUD_INIT, "criu-lab");
+const LAB = path.join(HOST_DIR, "criu-lab");
 // Small and quick: 64 MiB, a checkpoint every 2 s (the bench measures 1 GiB at 60 s).
 const QUICK = ["--size-mib", "64", "--interval", "2", "--count", "3", "--step-seconds", "0.2"];
 
@@ -30,6 +32,19 @@ interface Training {
   restoredPid: number;
   frozenUs: number[];
   imageBytes: number[];
+  dumpMs: number[];
+  checkpointDetails: {
+    checkpoint: number;
+    step: number;
+    where: "ram" | "disk";
+    why: string;
+    frozenMs: number;
+    dumpMs: number;
+    persistMs: number;
+    imageBytes: number;
+  }[];
+  restoredCheckpoint: number;
+  restoredFrom: string;
   overheadPercent: number;
   imagesDir: string;
 }
@@ -42,14 +57,20 @@ describe.skipIf(
   ]),
 )("criu-lab scenario run training", () => {
   let logs: string;
+  let ram: string;
   const lab = (args: string[], env: Record<string, string> = {}) =>
     run(LAB, ["scenario", "run", "training", ...args], {
-      env: { ...process.env, CRIU_LAB_LOG_DIR: logs, ...env },
+      env: { ...process.env, CRIU_LAB_LOG_DIR: logs, CRIU_LAB_RAM_DIR: ram, ...env },
     });
   beforeAll(() => {
     logs = tempDir("training");
+    // The tmpfs the scenario dumps into, a directory of the test's own on it.
+    ram = fs.mkdtempSync("/dev/shm/criu-lab-test-training-");
   });
-  afterAll(() => fs.rmSync(logs, { recursive: true, force: true }));
+  afterAll(() => {
+    fs.rmSync(logs, { recursive: true, force: true });
+    fs.rmSync(ram, { recursive: true, force: true });
+  });
 
   describe("--json", () => {
     let r: Training;
@@ -92,6 +113,45 @@ describe.skipIf(
       );
     });
 
+    it("dumps each checkpoint into RAM, persists it to disk after, and frees the RAM", () => {
+      expect(r.checkpointDetails.map((c) => c.checkpoint)).toEqual([1, 2, 3]);
+      for (const [i, c] of r.checkpointDetails.entries()) {
+        expect(c.where, c.why).toBe("ram");
+        expect(c.why).toMatch(/^about [\d.]+ MiB of images fit in the [\d.]+ GiB of RAM available/);
+        // CRIU's frozen time lies within the dump's wall time; the copy to disk comes after.
+        expect(c.frozenMs).toBeGreaterThan(0);
+        expect(c.frozenMs).toBeLessThanOrEqual(c.dumpMs);
+        expect(c.frozenMs).toBeCloseTo(r.frozenUs[i] / 1000, 1);
+        expect(c.dumpMs).toBe(r.dumpMs[i]);
+        expect(c.persistMs).toBeGreaterThan(0);
+        expect(c.imageBytes).toBe(r.imageBytes[i]);
+      }
+      expect(r.checkpointDetails[2].step).toBe(r.lastCheckpointStep);
+      expect(fs.readdirSync(ram)).toEqual([]); // no copy of the job's memory left in RAM
+      console.log(
+        `training (64 MiB, RAM): frozen ${r.checkpointDetails.map((c) => c.frozenMs).join(", ")} ms, ` +
+          `then on disk in ${r.checkpointDetails.map((c) => c.persistMs).join(", ")} ms`,
+      );
+    });
+
+    it("restores the latest checkpoint complete on disk: its MANIFEST names every file", () => {
+      expect(r.restoredCheckpoint).toBe(3);
+      expect(r.restoredFrom).toBe(path.join(r.imagesDir, "3"));
+      const manifest = JSON.parse(fs.readFileSync(path.join(r.restoredFrom, "MANIFEST"), "utf8"));
+      expect(manifest).toMatchObject({ checkpoint: 3, step: r.lastCheckpointStep, where: "ram" });
+      const files = Object.keys(manifest.files).sort();
+      expect(files).toContain("pages-1.img");
+      expect([...files, "MANIFEST"].sort()).toEqual(
+        fs
+          .readdirSync(r.restoredFrom)
+          .filter((n) => !["parent", "stats-restore"].includes(n)) // the restore wrote its stats
+          .sort(),
+      );
+      for (const name of files) {
+        expect(fs.statSync(path.join(r.restoredFrom, name)).size, name).toBe(manifest.files[name]);
+      }
+    });
+
     it("keeps the numbered checkpoints and the trainer's log, with its passed self-check", () => {
       expect(fs.readdirSync(r.imagesDir).sort()).toEqual(["1", "2", "3"]);
       const ran = run(HOST.crit, ["show", path.join(r.imagesDir, "3", "pstree.img")]);
@@ -115,6 +175,28 @@ describe.skipIf(
     expect(ran.stdout).toMatch(/X kill -9 at step \d+/);
     expect(ran.stdout).toMatch(/R restore of checkpoint 3 in \d+ ms: resumed at step \d+/);
     expect(ran.stdout).toContain("training: recovered from the latest checkpoint.");
+  });
+
+  it("a RAM budget too small for a checkpoint: straight to disk, saying so, and recovers from it", () => {
+    const ran = lab([
+      ...QUICK.slice(0, 4),
+      "--count",
+      "1",
+      "--step-seconds",
+      "0.2",
+      "--ram-budget-mib",
+      "0",
+    ]);
+    expect(ran.code, ran.stdout).toBe(ExitCode.ok);
+    expect(ran.stdout).toMatch(
+      /^checkpoint 1 goes straight to disk \(the job stays frozen while it is written\): about [\d.]+ MiB of images, more than the RAM budget of 0 B \(--ram-budget-mib\)$/m,
+    );
+    expect(ran.stdout).toMatch(
+      /F checkpoint 1 \(\w+\) at step \d+: frozen [\d.]+ ms, [\d.]+ MiB of images straight to disk, synced in \d+ ms/,
+    );
+    expect(ran.stdout).toMatch(/R restore of checkpoint 1 in \d+ ms/);
+    expect(ran.stdout).toContain("training: recovered from the latest checkpoint.");
+    expect(fs.readdirSync(ram)).toEqual([]);
   });
 
   it("fails when the restore comes from the wrong checkpoint, keeping the evidence", () => {
@@ -159,6 +241,7 @@ describe.skipIf(
     [["--count", "-1"], "--count: '-1' is not a positive number"],
     [["--full", "--incremental"], "--incremental: not allowed with argument --full"],
     [["--dirty-percent", "x"], "--dirty-percent: 'x' is not a positive number"],
+    [["--ram-budget-mib", "-1"], "--ram-budget-mib: '-1' is not a whole number of MiB"],
   ])("bad flags %j: exit 2 naming the flag, nothing started", (args, message) => {
     const before = fs.readdirSync(logs);
     const ran = lab([...args, "--json"]);
@@ -169,7 +252,7 @@ describe.skipIf(
 
   it("trainer.py checks its flags too", () => {
     const ran = run("/usr/bin/python3", [
-      path.join(CLOUD_INIT, "trainer.py"),
+      path.join(HOST_DIR, "trainer.py"),
       "--dirty-percent",
       "101",
     ]);
@@ -200,7 +283,7 @@ describe.skipIf(
 
   beforeAll(() => {
     work = tempDir("training-steps");
-    fs.copyFileSync(path.join(CLOUD_INIT, "trainer.py"), path.join(work, "trainer.py"));
+    fs.copyFileSync(path.join(HOST_DIR, "trainer.py"), path.join(work, "trainer.py"));
     fs.chmodSync(path.join(work, "trainer.py"), 0o755);
     t = new Terminals(work, 2);
   });

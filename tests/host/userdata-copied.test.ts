@@ -183,10 +183,10 @@ describe.skipIf(
     expect(ran.code, ran.stdout + ran.stderr).toBe(0);
     expect(ran.stdout).toContain("waiting up to");
     expect(ran.stdout).toContain("the lab is ready");
-    for (const { name, mode } of LAB_FILES) {
+    for (const { name, mode, source } of LAB_FILES) {
       const file = path.join(LAB_DIR, name);
-      const same = fs.readFileSync(file).equals(fs.readFileSync(path.join(CLOUD_INIT, name)));
-      expect(same, `${file} differs from cloud-init/${name}`).toBe(true);
+      const same = fs.readFileSync(file).equals(fs.readFileSync(source));
+      expect(same, `${file} differs from ${source}`).toBe(true);
       expect((fs.statSync(file).mode & 0o777).toString(8).padStart(4, "0"), name).toBe(mode);
       expect(fs.statSync(file).uid, name).toBe(0);
     }

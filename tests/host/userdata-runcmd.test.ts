@@ -12,7 +12,7 @@ import { parse } from "yaml";
 import { LAB_DIR, LAB_FILES, renderUserData } from "../../cloud-init/userData";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { cloudInitRead } from "./support/cloud-init";
-import { CLOUD_INIT, criuTarball, HOST, REPO, run, tempDir, type Ran } from "./support/lab-helpers";
+import { criuTarball, HOST, HOST_DIR, REPO, run, tempDir, type Ran } from "./support/lab-helpers";
 import { generateKey } from "../../vm/keys";
 
 const SETUP = "run `sudo npm run setup:host` first";
@@ -62,15 +62,16 @@ describe.skipIf(
     expect(results.at(-1)!.stdout).toContain("the lab is ready");
   });
 
-  it("installs the files it carries, as in cloud-init/, criu-lab on PATH", () => {
-    const original = (name: string) => fs.readFileSync(path.join(CLOUD_INIT, name), "utf8");
-    for (const { name, mode } of LAB_FILES) {
+  it("installs the files it carries, as in the repository, criu-lab on PATH", () => {
+    for (const { name, mode, source } of LAB_FILES) {
       const file = path.join(LAB_DIR, name);
-      expect(fs.readFileSync(file, "utf8"), name).toBe(original(name));
+      expect(fs.readFileSync(file, "utf8"), name).toBe(fs.readFileSync(source, "utf8"));
       expect((fs.statSync(file).mode & 0o777).toString(8).padStart(4, "0"), name).toBe(mode);
     }
     expect(fs.realpathSync(HOST.criuLab)).toBe(path.join(LAB_DIR, "criu-lab"));
-    expect(fs.readFileSync("/home/ubuntu/counter.py", "utf8")).toBe(original("counter.py"));
+    expect(fs.readFileSync("/home/ubuntu/counter.py", "utf8")).toBe(
+      fs.readFileSync(path.join(HOST_DIR, "counter.py"), "utf8"),
+    );
   });
 
   it("records a passing setup and check", () => {

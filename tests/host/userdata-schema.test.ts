@@ -16,7 +16,7 @@ import {
 } from "../../cloud-init/userData";
 import { cannotRun, needCommand } from "../support/requirements";
 import { cloudInitRead } from "./support/cloud-init";
-import { CLOUD_INIT, run, tempDir } from "./support/lab-helpers";
+import { run, tempDir } from "./support/lab-helpers";
 import { generateKey } from "../../vm/keys";
 
 describe.skipIf(
@@ -103,18 +103,16 @@ describe.skipIf(
     });
     const written = (name: string) => path.join(root, LAB_DIR, name);
 
-    it("are the files of cloud-init/, byte for byte, with their modes", () => {
+    it("are the lab's files of the repository, byte for byte, with their modes", () => {
       const files = fs
         .readdirSync(path.join(root, LAB_DIR), { recursive: true, encoding: "utf8" })
         .filter((name) => fs.statSync(written(name)).isFile());
       expect(files.sort()).toEqual(LAB_FILES.map((f) => f.name).sort());
-      for (const { name, mode } of LAB_FILES) {
+      for (const { name, mode, source } of LAB_FILES) {
         const mine = (fs.statSync(written(name)).mode & 0o777).toString(8).padStart(4, "0");
         expect(mine, name).toBe(mode);
-        const same = fs
-          .readFileSync(written(name))
-          .equals(fs.readFileSync(path.join(CLOUD_INIT, name)));
-        expect(same, `${name} differs from cloud-init/${name}`).toBe(true);
+        const same = fs.readFileSync(written(name)).equals(fs.readFileSync(source));
+        expect(same, `${name} differs from ${source}`).toBe(true);
       }
     });
 

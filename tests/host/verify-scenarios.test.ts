@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { REMOTE_CHECKS, SCENARIO_CHECKS } from "../../verify/checks";
+import { REMOTE_CHECKS, SCENARIO_CHECKS } from "../../contract/checks";
 import { VerifyReport } from "../../verify/verifier";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import {

@@ -18,7 +18,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../../verify/cli";
-import { REMOTE_CHECKS } from "../../verify/checks";
+import { REMOTE_CHECKS } from "../../contract/checks";
 import { VerifyReport, verifyLab } from "../../verify/verifier";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import {
@@ -75,8 +75,9 @@ function readPid(file: string): number | undefined {
 }
 
 /**
- * The commit that added the doctor (cloud-init/criu_lab/doctor.py): its parent's lab files are
- * a host's set up before the doctor existed. Undefined in a checkout without that history.
+ * The commit that added the doctor (cloud-init/criu_lab/doctor.py, where the host command was
+ * before it moved to host/): its parent's lab files are a host's set up before the doctor
+ * existed. Undefined in a checkout without that history.
  */
 const doctorAdded = ((): string | undefined => {
   const added = spawnSync(

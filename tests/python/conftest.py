@@ -9,7 +9,7 @@ import pytest
 
 # Nothing written beside the lab's files (the package is copied to hosts as it is).
 sys.dont_write_bytecode = True
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cloud-init"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "host"))
 
 from criu_lab import clean, common, demo, procs  # noqa: E402
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from criu_lab import analyze
-from criu_lab.common import NOT_READY, USAGE
+from criu_lab.outcome import NOT_READY, USAGE
 
 
 def test_registers_of_x86_as_hex():

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from criu_lab import common
-from criu_lab.common import BROKEN, NOT_READY, OK, USAGE, LabError
+from criu_lab.outcome import BROKEN, NOT_READY, OK, USAGE, LabError
 
 # Above the largest pid_max Linux allows (2**22): never a running process.
 NO_SUCH_PID = 2**22 + 1

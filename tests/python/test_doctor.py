@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from criu_lab import doctor
-from criu_lab.common import BROKEN, NOT_READY, OK, LabError
+from criu_lab.outcome import BROKEN, NOT_READY, OK, LabError
 
 EXERCISES = ["training-full", "training-incremental", "game", "migration-cold", "migration-page-server",
              "migration-pre-copy", "migration-lazy"]

@@ -1,5 +1,5 @@
-"""migrate.py: the destination flags, the modes two hosts cannot run, the drawing of a
-migration, and what it reads from /proc and from the counter's log."""
+"""migrate.py: the destination flags, the drawing of a migration, and what it reads from /proc
+(the modes two hosts can run: test_modes.py)."""
 import argparse
 import hashlib
 import os
@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from criu_lab import migrate, migration
-from criu_lab.common import USAGE, LabError
+from criu_lab import migrate
+from criu_lab.outcome import USAGE, LabError
 
 
 def flags(to="ubuntu@10.0.1.12", port=22, identity=None, known_hosts=None):
@@ -52,61 +52,6 @@ def test_destination_flags_need_the_key_files_to_exist(tmp_path):
         migrate.check_destination_flags(flags(identity=str(tmp_path)))
 
 
-def boot_id():
-    with open("/proc/sys/kernel/random/boot_id") as f:
-        return f.read().strip()
-
-
-def dirty_tracking(monkeypatch, works):
-    asked = []
-
-    def run(cmd, timeout=120):
-        asked.append(cmd[1:])
-        return subprocess.CompletedProcess(cmd, 0 if works else 1, "", "")
-    monkeypatch.setattr(migrate, "run", run)
-    return asked
-
-
-def test_auto_picks_pre_copy_where_dirty_tracking_works(monkeypatch):
-    dirty_tracking(monkeypatch, True)
-    assert migrate.pick_mode({"bootId": "other", "uffd": True}) == ("pre-copy", [])
-
-
-def test_auto_passes_pre_copy_over_without_dirty_tracking_and_never_picks_lazy(monkeypatch):
-    dirty_tracking(monkeypatch, False)
-    mode, passed_over = migrate.pick_mode({"bootId": "other", "uffd": True})
-    assert mode == "page-server"
-    assert [p["mode"] for p in passed_over] == ["pre-copy"]
-    assert passed_over[0]["why"] == migrate.mode_unsupported("pre-copy", {"bootId": "other", "uffd": True})
-    assert "lazy" not in migrate.AUTO_ORDER
-
-
-@pytest.mark.parametrize("mode", ["cold", "page-server"])
-def test_cold_and_page_server_run_anywhere(monkeypatch, mode):
-    asked = dirty_tracking(monkeypatch, False)
-    assert migrate.mode_unsupported(mode, {"bootId": boot_id(), "uffd": False}) is None
-    assert asked == []
-
-
-def test_pre_copy_needs_dirty_tracking_here(monkeypatch):
-    asked = dirty_tracking(monkeypatch, False)
-    why = migrate.mode_unsupported("pre-copy", {"bootId": "other", "uffd": True})
-    assert why.startswith("pre-copy needs memory dirty tracking (soft-dirty bits)")
-    # The source's kernel decides: the pre-dump rounds run there.
-    assert "this host's kernel (the source's) has none" in why
-    assert asked == [["check", "--feature", "mem_dirty_track"]]
-    dirty_tracking(monkeypatch, True)
-    assert migrate.mode_unsupported("pre-copy", {"bootId": "other", "uffd": True}) is None
-
-
-def test_lazy_needs_a_second_kernel_with_userfaultfd():
-    same = migrate.mode_unsupported("lazy", {"bootId": boot_id(), "uffd": True})
-    assert same.startswith("lazy needs a second kernel: the source and the destination share this kernel")
-    assert migrate.mode_unsupported("lazy", {"bootId": "another-boot", "uffd": False}) == (
-        "lazy needs userfaultfd on the destination (`criu check --feature uffd-noncoop` fails there)")
-    assert migrate.mode_unsupported("lazy", {"bootId": "another-boot", "uffd": True}) is None
-
-
 def result(**kw):
     r = {"pid": 4242, "destination": "ubuntu@10.0.1.12", "restoredPid": 4242, "mode": "cold", "freezeMs": 100,
          "transferMs": 300, "restoreMs": 0, "downtimeMs": 400.5, "bytesTransferred": 123456, "carried": []}
@@ -143,20 +88,10 @@ def test_timeline_says_what_criu_measured_and_leaves_out_what_it_did_not():
     assert migrate.timeline(r).split("\n")[4] == "  CRIU's own: 3 pages written"
 
 
-def test_counts_reads_the_counter_log(tmp_path):
-    log = tmp_path / "counter.log"
-    log.write_text("PID: 12\nCounter: 0\nCounter: 1\nnoise Counter: 5\nCounter: 2\nCounter: 3")
-    assert migrate.counts(str(log)) == [0, 1, 2, 3]
-    assert migrate.counts(str(tmp_path / "missing")) == []
-    assert migration.counts_in(b"Counter: 9\nCounter: 10\nCounter: 1") == [9, 10, 1]
-
-
-def test_sha256_and_tail(tmp_path):
+def test_sha256(tmp_path):
     f = tmp_path / "f"
     f.write_bytes(b"".join(b"line %d\n" % i for i in range(30)))
     assert migrate.sha256(str(f)) == hashlib.sha256(f.read_bytes()).hexdigest()
-    assert migrate.tail(str(f), 2) == "line 28\nline 29\n"
-    assert migrate.tail(str(tmp_path / "missing")).startswith("[Errno 2] No such file or directory")
 
 
 def test_process_files_of_a_detached_process(tmp_path, sleeper):
@@ -176,3 +111,11 @@ def test_process_files_refuses_a_process_with_a_socket(sleeper):
     with pytest.raises(LabError, match=rf"^PID {child.pid} has a socket open \(fd 1\)") as e:
         migrate.process_files(child.pid)
     assert e.value.code == USAGE
+
+
+def test_timeline_of_a_lazy_migration_says_when_it_ran_there_and_when_its_pages_were_all_there():
+    r = result(mode="lazy", resumeMs=120.0, completeMs=2400.5, downtimeMs=120.0)
+    assert "downtime 120.0 ms" in migrate.timeline(r).split("\n")[1]
+    assert migrate.timeline(r).split("\n")[4] == (
+        "  running there after 120.0 ms; its last page there after 2400.5 ms (until then it needed this host)")
+    assert len(migrate.timeline(result(resumeMs=400.5, completeMs=400.5)).split("\n")) == 4  # cold: no such line

@@ -27,8 +27,9 @@ def test_a_good_demo_result_has_no_problems(demo_result):
     ({"dumpMs": "120"}, ["dumpMs is '120', not a number"]),
     ({"ok": 1}, ["ok is 1, not bool"]),
     ({"frozenUs": -1}, ["frozenUs is -1, below 0"]),
-    ({"restoredPid": 4243}, ["restoredPid 4243 is not pid 4242"]),
-    ({"firstAfterRestore": 5}, ["firstAfterRestore 5 does not follow lastBeforeDump 5"]),
+    ({"restoredPid": 4243}, ["restored PID 4243 differs from the checkpointed PID 4242"]),
+    ({"firstAfterRestore": 5},
+     ["the counter did not continue: last before dump 5, first after restore 5"]),
     ({"imageBytes": 0}, ["no images in {images}"]),
     ({"kernel": ""}, ["criuVersion or kernel is empty"]),
 ])

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from criu_lab import clean, procs
-from criu_lab.common import BROKEN, LabError
+from criu_lab.outcome import BROKEN, LabError
 
 # Above the largest pid_max Linux allows (2**22): never a running process.
 NO_SUCH_PID = 2**22 + 1

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from criu_lab import common, remote
-from criu_lab.common import BROKEN, LabError
+from criu_lab.outcome import BROKEN, LabError
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 

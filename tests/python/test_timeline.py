@@ -45,10 +45,10 @@ def args(**kw):
     return argparse.Namespace(**{"interval": 5.0, "maintenance": 2.0, **kw})
 
 
-TRAINING = {"incremental": False, "checkpoints": 2, "resumedAtStep": 19, "lostSteps": 3, "stateMatches": True,
+TRAINING = {"incremental": False, "checkpoints": 2, "restoredCheckpoint": 2, "resumedAtStep": 19, "lostSteps": 3, "stateMatches": True,
             "overheadPercent": 0.42, "imagesDir": "/var/log/criu-lab/training-x/checkpoints"}
-TRAINING_EVENTS = [(0.0, "start", 100.0), (5.0, "checkpoint", 1, 9, 12_300, 64 * 2**20),
-                   (10.0, "checkpoint", 2, 19, 15_000, 3 * 2**20), (11.5, "crash", 22),
+TRAINING_EVENTS = [(0.0, "start", 100.0), (5.0, "checkpoint", 1, 9, 12_300, 64 * 2**20, "ram", 310.4),
+                   (10.0, "checkpoint", 2, 19, 15_000, 3 * 2**20, "disk", 21.0), (11.5, "crash", 22),
                    (11.6, "restore", 98.0), (12.0, "end")]
 
 
@@ -59,8 +59,9 @@ def test_training_drawing_of_a_recovery():
     row = lines[1][13:]
     assert row.index("F") < row.rindex("F") < row.index("X") < row.index("R") < row.rindex("=")
     assert lines[3:] == [
-        "    5.0 s  F checkpoint 1 (full) at step 9: frozen 12.3 ms, 64.0 MiB of images",
-        "   10.0 s  F checkpoint 2 (full) at step 19: frozen 15.0 ms, 3.0 MiB of images",
+        "    5.0 s  F checkpoint 1 (full) at step 9: frozen 12.3 ms, 64.0 MiB of images in RAM, on disk 310 ms later",
+        "   10.0 s  F checkpoint 2 (full) at step 19: frozen 15.0 ms, 3.0 MiB of images straight to disk, synced in "
+        "21 ms",
         "   11.5 s  X kill -9 at step 22",
         "   11.6 s  R restore of checkpoint 2 in 98 ms: resumed at step 19, 3 steps lost, state matches",
         "overhead: 0.42 % of each 5.0 s interval spent frozen (look: sudo crit show "
@@ -73,7 +74,8 @@ def test_training_drawing_of_a_failed_restore():
     del r["resumedAtStep"], r["lostSteps"]
     events = TRAINING_EVENTS[:4] + [(11.6, "restore", 98.0), (12.0, "end")]
     lines = training.draw(r, events, args()).split("\n")
-    assert "   10.0 s  F checkpoint 2 (incremental) at step 19: frozen 15.0 ms, 3.0 MiB of images" in lines
+    assert ("   10.0 s  F checkpoint 2 (incremental) at step 19: frozen 15.0 ms, 3.0 MiB of images straight to disk, "
+            "synced in 21 ms") in lines
     assert lines[-1] == "   11.6 s  R restore of checkpoint 2 in 98 ms: resumed at step ?, ? steps lost, state DIFFERS"
 
 
@@ -87,6 +89,7 @@ def test_training_drawing_of_a_run_that_failed_midway(monkeypatch):
 
 
 GAME = {"networkLock": "iptables", "dumpMs": 120.4, "frozenUs": 45_600, "restoreMs": 80.0, "pauseMs": 2300,
+        "downtimeMs": 2280.4,
         "clientsStillConnected": 4, "clients": 4, "scoresPreserved": True, "imagesDir": "/l/game-x/images"}
 
 
@@ -100,7 +103,9 @@ def test_game_drawing_shows_the_server_and_what_the_players_felt():
     lines = text.split("\n")
     assert "    0.0 s  F dump with --tcp-established --network-lock iptables: 120 ms (frozen 45.6 ms)" in lines
     assert "    2.2 s  R restore in 80 ms after 2.0 s of maintenance" in lines
-    assert lines[-1].startswith("players: 4/4 on their original connection, scores intact, longest pause 2300 ms")
+    assert lines[-1] == ("players: 4/4 on their original connection, scores intact, longest pause 2300 ms (the "
+                         "server was down 2280 ms by the tool's clock; look: sudo crit show /l/game-x/images/files.img, "
+                         "sudo crit x /l/game-x/images fds)")
 
 
 def test_game_drawing_of_a_failed_restore_has_no_players_lane():

@@ -11,7 +11,7 @@ import {
   parseDoctor,
   parseScenario,
   parseScenarioNames,
-} from "../../verify/checks";
+} from "../../contract/checks";
 import { capturedStdout } from "./support/mocks";
 
 /** What `criu-lab demo --json` prints on a host where checkpoint/restore works. */
@@ -86,9 +86,7 @@ describe("parseDemo", () => {
   it("turns an ok claim whose counter did not continue into a failure", () => {
     const r = parseDemo(JSON.stringify({ ...goodDemo, firstAfterRestore: 1 }));
     expect(r.ok).toBe(false);
-    expect(r.error).toMatch(
-      /the counter did not continue: last before dump 3, first after restore 1 \(expected 4\)/,
-    );
+    expect(r.error).toBe("the counter did not continue: last before dump 3, first after restore 1");
     expect(demoContractViolation(goodDemo)).toBeUndefined();
   });
 

@@ -6,6 +6,9 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { cannotRun, needCommand } from "../support/requirements";
 import {
@@ -21,6 +24,9 @@ import {
   userDataOf,
   valueOf,
 } from "./support/mocks";
+
+/** The checkout's host command, as the lab's files install it. */
+const HOST_COMMAND = join(__dirname, "..", "..", "cloud-init", "criu-lab");
 
 // Types only: the modules themselves load after the mocks are installed.
 import type { CriuLab, CriuLabArgs } from "../../components/lab";
@@ -354,7 +360,8 @@ describe("a class of 3 seats with 2 hosts each", () => {
   });
 
   it("is read back by the verifier as 6 hosts, a's peer being b by name", async () => {
-    const { parseSeatOutputs, targetsFromStackOutputs } = await import("../../verify/seats");
+    const { targetsFromStackOutputs } = await import("../../verify/seats");
+    const { parseSeatOutputs } = await import("../../contract/seats");
     // Mocked instance ids are not EC2's (i-...), which the verifier insists on.
     const seats = built.seats.map((s, i) => ({
       ...s,
@@ -458,13 +465,33 @@ describe("migrationMode", () => {
 describe("the migration's judge on host a", () => {
   it("holds the scenario's JSON to ok: true and the same PID there", async () => {
     // A failure on the host fails the Command itself (remoteStep), which mocks cannot run:
-    // the judge's contract travels in the stdin.
+    // the stdin names the rules the host's judge applies, and that judge is run here on them.
     await build("judged", { seats: 1, hostsPerSeat: 2 });
     const stdin = mocks.one(T.command, "judged-seat-01-migration").inputs.stdin as string;
-    expect(stdin).toContain("restoredPid == pid");
-    expect(stdin).toContain('"restoredPid": "number"'.replace(/ /g, ""));
-    // The seats output reads the downtime from it.
-    expect(stdin).toContain('"downtimeMs": "number"'.replace(/ /g, ""));
+    expect(stdin).toContain('criu-lab judge migration "$rc" "$out" "$err"');
+    const dir = mkdtempSync(join(tmpdir(), "criu-lab-judge-"));
+    try {
+      const judge = (result: Record<string, unknown>) => {
+        writeFileSync(join(dir, "out"), `${JSON.stringify(result)}\n`);
+        writeFileSync(join(dir, "err"), "");
+        const args = ["judge", "migration", "0", join(dir, "out"), join(dir, "err")];
+        return spawnSync("/usr/bin/python3", [HOST_COMMAND, ...args], { encoding: "utf8" });
+      };
+      const passed = JSON.parse(PASSING_MIGRATION.trim().split("\n").at(-1)!) as Record<
+        string,
+        unknown
+      >;
+      expect(judge(passed).status).toBe(0);
+      const moved = judge({ ...passed, restoredPid: Number(passed.pid) + 1 });
+      expect(moved.status).toBe(1);
+      expect(moved.stdout).toContain(`not as PID ${String(passed.pid)}`);
+      // The seats output reads the downtime from it: the judge insists on it.
+      const noDowntime = { ...passed };
+      delete noDowntime.downtimeMs;
+      expect(judge(noDowntime).stdout).toContain("field 'downtimeMs' should be a number");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

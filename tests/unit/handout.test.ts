@@ -16,7 +16,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { card } from "../../handout/cards";
 import { USAGE, main } from "../../handout/cli";
 import { StackOutputError } from "../../verify/cliCommon";
-import { parseSeatOutputs } from "../../verify/seats";
+import { parseSeatOutputs } from "../../contract/seats";
 
 /** A real ED25519 key pair: the private key as PEM, the public one as an OpenSSH line. */
 function keyPair(): { privateKey: string; publicLine: string; base64: string } {

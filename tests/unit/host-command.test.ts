@@ -1,5 +1,5 @@
 /**
- * The host command's Python (cloud-init/criu_lab and the lab's programs) in the unit tier:
+ * The host command's Python (host/criu_lab and the lab's programs) in the unit tier:
  * pyflakes finds nothing in it or its tests, and its unit tests (tests/python: verdicts,
  * timelines, parsing, argument checks, run directories on a temporary LOG_DIR) pass. No root.
  * Both run under the system Python, the one the lab host runs the command with

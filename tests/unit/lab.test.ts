@@ -22,7 +22,7 @@ import {
 
 // Types only: the modules themselves load after the mocks are installed.
 import type { CriuLab, CriuLabArgs } from "../../components/lab";
-import type { REMOTE_CHECKS as RemoteChecks } from "../../verify/checks";
+import type { REMOTE_CHECKS as RemoteChecks } from "../../contract/checks";
 
 let mocks: LabMocks;
 let CriuLabClass: typeof CriuLab;
@@ -99,7 +99,7 @@ async function build(
 beforeAll(async () => {
   mocks = await setupMocks();
   CriuLabClass = (await import("../../components/lab")).CriuLab;
-  CHECKS = (await import("../../verify/checks")).REMOTE_CHECKS;
+  CHECKS = (await import("../../contract/checks")).REMOTE_CHECKS;
 });
 
 beforeEach(() => {
@@ -640,18 +640,14 @@ describe("options", () => {
       "scenarios-verify-scenario-training",
       "scenarios-verify-scenario-game",
     ]);
-    const { SCENARIO_CHECKS } = await import("../../verify/checks");
+    const { SCENARIO_CHECKS } = await import("../../contract/checks");
     const byName = (n: string) => commands.find((c) => c.name === `scenarios-verify-${n}`);
     for (const name of ["training", "game"] as const) {
       const stdin = String(byName(`scenario-${name}`)?.inputs.stdin);
       expect(stdin).toContain(SCENARIO_CHECKS[name].command);
       expect(stdin).toContain(`timeout --kill-after=10 ${SCENARIO_CHECKS[name].timeoutSeconds} `);
       // Judged on the host against the scenario's contract.
-      expect(stdin).toContain(
-        name === "training"
-          ? "resumedAtStep == lastCheckpointStep"
-          : "clientsStillConnected == clients",
-      );
+      expect(stdin).toContain(`criu-lab judge ${name} "$rc" "$out" "$err"`);
       expect(byName(`scenario-${name}`)?.inputs.create).toContain(`criu-lab: scenario ${name}`);
     }
     const constructed = (suffix: string) =>

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { REMOTE_CHECKS } from "../../verify/checks";
+import { REMOTE_CHECKS } from "../../contract/checks";
 import { PLACEHOLDER_AMI, PLACEHOLDER_PUBLIC_IP } from "../../plan/placeholders";
 import { buildReport, PlanReport, renderTree, ReportResource } from "../../plan/printer";
 import { loadProject } from "../../plan/project";
@@ -288,7 +288,7 @@ describe("plan of the real program with the dev stack's config", () => {
 
   it("verifies with the shared remote checks, in order: cloud-init, check, demo and doctor", () => {
     const commands = ofType(T.command).filter((c) => c.name.includes("-verify-"));
-    // The one definition of each check (verify/checks.ts), quoted inside a timeout wrapper
+    // The one definition of each check (contract/checks.ts), quoted inside a timeout wrapper
     // (the Command's stdin: components/verification.ts remoteStep),
     // as tests/unit/lab.test.ts checks it under mocks.
     const running = (check: { command: string; timeoutSeconds: number }) => {

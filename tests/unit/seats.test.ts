@@ -1,21 +1,23 @@
 import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { CheckOutputError } from "../../verify/checks";
+import { CheckOutputError } from "../../contract/checks";
 import { capturedStdout } from "./support/mocks";
 import type { VerifyReport } from "../../verify/verifier";
 import {
-  SeatOutputsError,
   SeatTarget,
   SeatsReport,
   classifyMigration,
-  migrationCheck,
-  parseSeatOutputs,
-  seatMigrationOutput,
   seatsTable,
   targetsFromStackOutputs,
   verifySeats,
-  worstExitCode,
 } from "../../verify/seats";
+import {
+  SeatOutputsError,
+  migrationCheck,
+  parseSeatOutputs,
+  seatMigrationOutput,
+} from "../../contract/seats";
+import { worstExitCode } from "../../contract/checks";
 
 /** A real ED25519 key pair: the private key as PEM, the public one as an OpenSSH line. */
 function keyPair(): { privateKey: string; publicLine: string } {

@@ -1,5 +1,5 @@
 /**
- * The host command's timeline drawing (cloud-init/criu_lab/timeline.py), run by the system
+ * The host command's timeline drawing (host/criu_lab/timeline.py), run by the system
  * Python as the host runs it: pure code, no root. A short span that follows another keeps a
  * column of its own, so a fast restore right after a kill still shows in the drawing.
  */
@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 
-const PACKAGE_DIR = path.resolve(__dirname, "../../cloud-init");
+const PACKAGE_DIR = path.resolve(__dirname, "../../host");
 
 function draw(lanes: unknown, total: number): string[] {
   const script = [

@@ -63,9 +63,15 @@ function openSshEd25519(comment: string) {
   };
 }
 
-/** A lab file exactly as it is in cloud-init/. */
+/** The set-up's files are in cloud-init/; the host command and the lab's programs in host/. */
+const SETUP_FILES = ["install-criu.sh", "motd", RECEIVE_SCRIPT, "setup-lab.sh"];
+
+/** A lab file (its path on the host, under LAB_DIR) exactly as it is in the repository. */
 const labFile = (name: string) =>
-  fs.readFileSync(path.join(__dirname, "../../cloud-init", name), "utf8");
+  fs.readFileSync(
+    path.join(__dirname, "../..", SETUP_FILES.includes(name) ? "cloud-init" : "host", name),
+    "utf8",
+  );
 
 const hostKey = openSshEd25519("criu-lab-host");
 const userKey = openSshEd25519("someone@laptop").publicKeyOpenssh;
@@ -131,7 +137,18 @@ describe("renderUserData", () => {
     expect(installer).toContain("DPkg::Lock::Timeout=");
   });
 
-  it("ships exactly the lab's files, byte for byte as in cloud-init/, with their modes", () => {
+  it("reads the set-up's files from cloud-init/ and the host command's from host/", () => {
+    const root = path.resolve(__dirname, "../..");
+    for (const { name, source } of LAB_FILES) {
+      const folder = SETUP_FILES.includes(name) ? "cloud-init" : "host";
+      expect(source, name).toBe(path.join(root, folder, name));
+    }
+    expect(LAB_FILES.map((f) => f.name)).toEqual(
+      expect.arrayContaining(["criu-lab", "criu_lab/cli.py", "counter.py", "setup-lab.sh"]),
+    );
+  });
+
+  it("ships exactly the lab's files, byte for byte as in the repository, with their modes", () => {
     const doc = render(gitOptions);
     expect(doc.write_files.map((f: Doc) => f.path)).toEqual(
       LAB_FILES.map((f) => `${LAB_DIR}/${f.name}`),

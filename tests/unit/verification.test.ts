@@ -17,7 +17,7 @@ import {
   SCENARIO_CHECKS,
   type RemoteCheck,
   parseScenario,
-} from "../../verify/checks";
+} from "../../contract/checks";
 import {
   capturedStdout,
   constructionLog,
@@ -44,6 +44,11 @@ function writeSudoStub(dir: string): void {
     { mode: 0o755 },
   );
   fs.symlinkSync(stub, path.join(dir, "cloud-init"));
+  // The host's judge as the lab's files install it (`criu-lab judge`, without sudo).
+  fs.symlinkSync(
+    path.join(__dirname, "..", "..", "cloud-init", "criu-lab"),
+    path.join(dir, "criu-lab"),
+  );
 }
 
 /** Runs a step as the provider does: `create` through a shell, with the script on stdin. */
@@ -234,7 +239,7 @@ describe("remoteStep", () => {
         expect(linesOf(ran.stdout)[0]).toBe(
           `criu-lab: checkpoint/restore demo failed on the lab host: ${reason}`,
         );
-        // The program's own judge agrees (verify/checks.ts parseDemo).
+        // The program's own judge agrees (contract/checks.ts parseDemo).
         expect(() => V.requirePassingDemo(stdout)).toThrow();
       }
     },

@@ -19,10 +19,10 @@ import {
   VerifyReport,
   parseLogSections,
   secretScrubber,
-  shellQuote,
   stoppedHostHint,
   verifyLab,
 } from "../../verify/verifier";
+import { shellQuote } from "../../contract/checks";
 
 // Not a real key: shaped like one, so that scrubbing and "never printed" can be checked.
 const PRIVATE_KEY = [
@@ -561,7 +561,7 @@ describe("helpers", () => {
   });
 
   it("summary with scenarios: the doctor's line, then one line per scenario", async () => {
-    const { parseDoctor } = await import("../../verify/checks");
+    const { parseDoctor } = await import("../../contract/checks");
     const { capturedStdout } = await import("./support/mocks");
     const report: VerifyReport = {
       ok: true,

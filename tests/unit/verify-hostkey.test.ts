@@ -4,7 +4,7 @@ import {
   fingerprint,
   hostKeyAlgorithms,
   parseHostKey,
-} from "../../verify/hostKey";
+} from "../../contract/hostKey";
 
 // Made with `ssh-keygen -t ed25519` / `-t rsa -b 1024`; fingerprints as `ssh-keygen -lf` printed them.
 const ED25519 =

@@ -84,7 +84,7 @@ function listensBeyondLoopback(port: number): string[] {
 // (1322 s against 323-520 s on a quiet machine; about 50 min against 24 at load 6),
 // and the whole tier on it would not fit CI's 60 minutes. Why is not known: not the guest's
 // kernel or process spawns (about the same on both, measured with init=/bin/bash), nor the
-// verifier's own polling (fixed: verify/checks.ts); gcc 14 is the likeliest remaining cause.
+// verifier's own polling (fixed: contract/checks.ts); gcc 14 is the likeliest remaining cause.
 describe.skipIf(skip)("the lab in a local QEMU VM (Debian 12 image, CRIU from the tarball)", () => {
   const name = `test-${process.pid}`;
   const opts = parseVmArgs([

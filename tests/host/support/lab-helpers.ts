@@ -1,5 +1,5 @@
 /**
- * Shared helpers of the instance-side host tests (cloud-init/, scripts/): run a command and
+ * Shared helpers of the instance-side host tests (cloud-init/, host/, scripts/): run a command and
  * keep its exit code and output, make temp dirs, find the CRIU release tarball.
  */
 import * as fs from "node:fs";
@@ -9,6 +9,8 @@ import { run } from "../../../netlab/run";
 
 export const REPO = path.resolve(__dirname, "../../..");
 export const CLOUD_INIT = path.join(REPO, "cloud-init");
+/** The host command (criu-lab, its package) and the lab's programs. */
+export const HOST_DIR = path.join(REPO, "host");
 
 /** What the lab installs on a host (docs/design.md "Contracts"). */
 export const HOST = {
@@ -22,8 +24,8 @@ export const HOST = {
  * real path), so the tests exercise the code under review; setup installs these same files.
  * It still runs the installed CRIU and crit (HOST). */
 export const LAB = {
-  command: path.join(CLOUD_INIT, "criu-lab"),
-  counter: path.join(CLOUD_INIT, "counter.py"),
+  command: path.join(HOST_DIR, "criu-lab"),
+  counter: path.join(HOST_DIR, "counter.py"),
 } as const;
 
 /** Environment for LAB.command: its own counter and, if given, its own log dir. */

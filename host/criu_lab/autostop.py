@@ -4,7 +4,8 @@ import re
 import subprocess
 import time
 
-from .common import OK, STATE_DIR, run, whole
+from .common import STATE_DIR, run, whole
+from .outcome import OK
 
 
 def register(sub):

@@ -3,7 +3,8 @@ import functools
 import os
 import re
 
-from .common import BROKEN, CRIT, NOT_READY, OK, USAGE, LabError, crit_show, human_bytes
+from .common import CRIT, crit_show, human_bytes
+from .outcome import BROKEN, NOT_READY, OK, USAGE, LabError
 
 # Each crit run costs a Python start-up; stale_files and describe read some images twice.
 show = functools.lru_cache(maxsize=None)(crit_show)

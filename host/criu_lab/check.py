@@ -1,7 +1,8 @@
 """criu-lab check: does `criu check` pass on this kernel?"""
 import re
 
-from .common import BROKEN, OK, CRIU, LabError, base, checked, ready, run
+from .common import CRIU, base, checked, ready, run
+from .outcome import BROKEN, OK, attempt
 
 
 def register(sub):
@@ -26,11 +27,10 @@ def problems(r):
 
 def cmd_check(_):
     r = base()
-    try:
+    with attempt(r) as outcome:
         ready("check")
-    except LabError as e:
-        r["error"] = str(e)
-        return e.code, r, f"criu-lab check: {e}"
+    if outcome.failed:
+        return outcome.code, r, f"criu-lab check: {r['error']}"
     p = run([CRIU, "check"])
     r["output"] = "\n".join((p.stdout + p.stderr).strip().splitlines()[-15:])
     r["ok"] = p.returncode == 0

@@ -7,7 +7,8 @@ import platform
 import re
 import shutil
 
-from .common import BROKEN, CRIU, OK, LabError, base, disk, disk_text, human_bytes, ready, run
+from .common import CRIU, base, disk, disk_text, human_bytes, ready, run
+from .outcome import BROKEN, OK, LabError, attempt
 
 # The `criu check --feature` names the exercises need (criu/cr-check.c).
 FEATURES = ("mem_dirty_track", "uffd", "uffd-noncoop", "tcp_half_closed", "network_lock_nftables")
@@ -98,33 +99,55 @@ def fix_keys(r):
     return keys + ([] if r["networkLock"] else ["networkLock"])
 
 
+# What each exercise needs past `criu check` (which every one needs), by the names of NEEDS.
+# The migration modes read their rows (modes.MODES): one table of what a mode needs.
+EXERCISES = {
+    "training-full": (),
+    "training-incremental": ("dirty",),
+    "game": ("lock",),
+    "migration-cold": (),
+    "migration-page-server": (),
+    "migration-pre-copy": ("dirty",),
+    # Lazy migration also needs a second kernel (modes.mode_unsupported): this is what the
+    # host that restores, and serves its pages to userfaultfd, must have.
+    "migration-lazy": ("uffd",),
+}
+
+# The `criu check --feature` names each need reads.
+NEED_FEATURES = {"dirty": ("mem_dirty_track",), "lock": ("network_lock_nftables",), "uffd": ("uffd", "uffd-noncoop")}
+
+
+def need(name, f, lock):
+    """Need NAME against the features F and the network lock LOCK: (met, why not, FIXES key)."""
+    if name == "dirty":
+        return (f["mem_dirty_track"]["ok"], "no dirty-page tracking (`criu check --feature mem_dirty_track`: "
+                f"{f['mem_dirty_track']['output']})", "mem_dirty_track")
+    if name == "lock":
+        return lock is not None, "no network-lock backend for --tcp-established", "networkLock"
+    return (f["uffd"]["ok"] and f["uffd-noncoop"]["ok"],
+            "no userfaultfd for lazy pages (`criu check --feature uffd-noncoop`)", "uffd")
+
+
+def unmet(exercise, f, lock=None):
+    """The first need of EXERCISE past `criu check` that the features F (those its needs read)
+    and LOCK do not meet, as a verdict {ok: false, reason, fix}; None when all are met."""
+    for name in EXERCISES[exercise]:
+        ok, why, fix = need(name, f, lock)
+        if not ok:
+            return {"ok": False, "reason": why, "fix": FIXES[fix]}
+    return None
+
+
+def feature_names(exercise):
+    """The `criu check --feature` names EXERCISE's needs read (none: nothing to ask)."""
+    return [n for name in EXERCISES[exercise] for n in NEED_FEATURES[name]]
+
+
 def verdicts(r):
     """Per exercise: can it run here, and the reason (with the fix) when it cannot."""
-    f = r["features"]
-    check = (r["criuCheck"]["ok"], "`criu check` fails", "criuCheck")
-
-    def need(*conditions):
-        for ok, why, fix in (check, *conditions):
-            if not ok:
-                return {"ok": False, "reason": why, "fix": FIXES[fix]}
-        return {"ok": True, "reason": ""}
-
-    dirty = (f["mem_dirty_track"]["ok"], "no dirty-page tracking (`criu check --feature mem_dirty_track`: "
-             f"{f['mem_dirty_track']['output']})", "mem_dirty_track")
-    lock = (r["networkLock"] is not None, "no network-lock backend for --tcp-established", "networkLock")
-    uffd = (f["uffd"]["ok"] and f["uffd-noncoop"]["ok"],
-            "no userfaultfd for lazy pages (`criu check --feature uffd-noncoop`)", "uffd")
-    return {
-        "training-full": need(),
-        "training-incremental": need(dirty),
-        "game": need(lock),
-        "migration-cold": need(),
-        "migration-page-server": need(),
-        "migration-pre-copy": need(dirty),
-        # Lazy migration also needs a destination with its own kernel (`criu-lab migrate`
-        # says so); this is what the source host itself must have.
-        "migration-lazy": need(uffd),
-    }
+    if not r["criuCheck"]["ok"]:
+        return {e: {"ok": False, "reason": "`criu check` fails", "fix": FIXES["criuCheck"]} for e in EXERCISES}
+    return {e: unmet(e, r["features"], r["networkLock"]) or {"ok": True, "reason": ""} for e in EXERCISES}
 
 
 def require(*exercises):
@@ -140,12 +163,11 @@ def require(*exercises):
 
 
 def cmd_doctor(_):
-    try:
+    failure = base()
+    with attempt(failure) as outcome:
         r = probe()
-    except LabError as e:
-        r = base()
-        r["error"] = str(e)
-        return e.code, r, f"criu-lab doctor: {e}"
+    if outcome.failed:
+        return outcome.code, failure, f"criu-lab doctor: {failure['error']}"
     lines = [f"CRIU {r['criuVersion']}, kernel {r['kernel']} ({platform.machine()}), "
              f"criu check: {'passed' if r['criuCheck']['ok'] else 'FAILED'}, criu check --all: "
              f"{'passed' if r['criuCheckAll']['ok'] else 'some optional features missing'}"]

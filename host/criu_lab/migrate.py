@@ -1,11 +1,5 @@
-"""criu-lab migrate: move a running process to another host over SSH.
-
-Modes (https://criu.org/Live_migration, https://criu.org/Lazy_migration):
-  cold         dump here, copy the images, restore there
-  page-server  `criu page-server` there; the dump streams its pages to it (through SSH)
-  pre-copy     pre-dump rounds while the process runs, then a short final dump
-  lazy         post-copy: restore there first, pages follow on demand (`criu lazy-pages`)
-  auto         the first of AUTO_ORDER these two hosts can run (mode_unsupported)
+"""criu-lab migrate: move a running process to another host over SSH, in one of the modes
+of modes.py (what each needs, and what `--mode auto` picks).
 
 Everything, page traffic included, goes through the one SSH connection whose host key was
 checked: the lab's security group lets SSH in and nothing else (docs/design.md "Data flow").
@@ -18,16 +12,13 @@ import stat
 import subprocess
 import time
 
-from .common import (BROKEN, CRIU, LOG_DIR, NOT_READY, OK, USAGE, LabError, base, crit_show, criu_stats, keep_latest_passing,
-                     no_room, new_run, private_dir, ready, room_for_dump, run, whole)
+from .common import (CRIU, LOG_DIR, base, counts, counts_in, crit_show, criu, criu_stats, keep_latest_passing, no_room,
+                     new_run, private_dir, ready, room_for_dump, run, tail, whole)
+from .modes import add_mode_flag, destination_features, mode_unsupported, pick_mode, same_kernel
+from .outcome import BROKEN, EXPECTED, NOT_READY, OK, USAGE, LabError, attempt, error_text, failed
 from .procs import alive, wait_for
 from .remote import Remote, criu_stats_there, free_there, keep_latest_passing_there, local_port, probe, remote_state, ship
 
-MODES = ("cold", "page-server", "pre-copy", "lazy")
-# What `--mode auto` tries, best (shortest freeze) first. Never lazy: it needs a second kernel,
-# and until the last page has gone the process lives on both hosts, lost if the source dies.
-AUTO_ORDER = ("pre-copy", "page-server", "cold")
-MODE_CHOICES = (*MODES, "auto")
 PRE_COPY_ROUNDS = 2
 
 
@@ -47,12 +38,6 @@ def add_destination_flags(p):
                    help="known_hosts file holding the destination's host key (default: ssh's own)")
 
 
-def add_mode_flag(p):
-    p.add_argument("--mode", choices=MODE_CHOICES, default="cold",
-                   help="cold (default), page-server, pre-copy, lazy, or auto: the best of "
-                        f"{', '.join(AUTO_ORDER)} these two hosts can run")
-
-
 def check_destination_flags(a):
     """Raises LabError(USAGE) naming the flag and what is allowed."""
     m = re.fullmatch(r"([a-z_][a-z0-9_.-]*)@([A-Za-z0-9][A-Za-z0-9.:-]*)", a.to or "")
@@ -64,36 +49,6 @@ def check_destination_flags(a):
         if path is not None and not os.path.isfile(path):
             raise LabError(USAGE, f"{flag} {path}: no such file")
     return m.group(1), m.group(2)
-
-
-def mode_unsupported(mode, dest):
-    """Why these two hosts cannot run MODE, or None: the doctor's verdicts (migration-*) for
-    the pair. Pre-copy's rounds run here, so this kernel's dirty tracking decides; page-server
-    and cold need nothing past `criu check` (CRIU 4.x, any kernel)."""
-    if mode == "pre-copy" and run([CRIU, "check", "--feature", "mem_dirty_track"]).returncode != 0:
-        return ("pre-copy needs memory dirty tracking (soft-dirty bits), and this host's kernel (the source's) has "
-                "none (`criu check --feature mem_dirty_track`: Dirty tracking is OFF)")
-    if mode == "lazy":
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            if f.read().strip() == dest["bootId"]:
-                return ("lazy needs a second kernel: the source and the destination share this kernel, and the "
-                        "source keeps the process's PID while it serves its pages, so the destination cannot "
-                        "restore it with that PID (use a VM or another host)")
-        if not dest["uffd"]:
-            return "lazy needs userfaultfd on the destination (`criu check --feature uffd-noncoop` fails there)"
-    return None
-
-
-def pick_mode(dest):
-    """`--mode auto`: (the first of AUTO_ORDER these hosts can run, [{mode, why}] for the better
-    ones passed over). Cold always can, so there is always a pick."""
-    passed_over = []
-    for mode in AUTO_ORDER:
-        why = mode_unsupported(mode, dest)
-        if why is None:
-            break
-        passed_over.append({"mode": mode, "why": why})
-    return mode, passed_over
 
 
 def sha256(path):
@@ -175,14 +130,6 @@ def image_files(images):
     return {e["reg"]["name"] for e in crit_show(os.path.join(images, "files.img")) if "reg" in e}
 
 
-def counts(path):
-    try:
-        with open(path, errors="replace") as f:
-            return [int(n) for n in re.findall(r"^Counter: (\d+)$", f.read(), re.M)]
-    except OSError:
-        return []
-
-
 class Migration:
     """One migration's state: where its images are (same absolute path on both hosts)."""
 
@@ -193,18 +140,16 @@ class Migration:
         # mode: what runs; with --mode auto, null until the destination is probed and a mode picked.
         self.r = {**base(), "modeAsked": mode, "mode": None if mode == "auto" else mode, "modesPassedOver": [],
                   "pid": pid, "destination": f"{remote.target}", "imagesDir": self.images,
-                  "freezeMs": 0, "transferMs": 0, "restoreMs": 0, "bytesTransferred": 0}
+                  "sshCiphers": getattr(remote, "ciphers", []),
+                  "freezeMs": 0, "reapMs": 0, "checkMs": 0, "transferMs": 0, "restoreMs": 0, "bytesTransferred": 0}
         self.dumped = False
         self.page_server_pid = None
 
     def criu(self, argv, log):
+        """common.criu with LOG in the run's directory, once the images fit on both hosts (room)."""
         if argv[0] in ("dump", "pre-dump"):
             self.room(argv[argv.index("-D") + 1], pages_here="--page-server" not in argv)
-        started = time.monotonic()
-        p = run([CRIU, *argv, "-o", os.path.join(self.dir, log), "-v4"], timeout=1800)
-        if p.returncode != 0:
-            raise LabError(BROKEN, f"criu {argv[0]} exited {p.returncode}; end of {self.dir}/{log}:\n{tail(os.path.join(self.dir, log))}")
-        return round((time.monotonic() - started) * 1000, 1)
+        return criu(argv, os.path.join(self.dir, log), timeout=1800, check_room=False)
 
     def room(self, images, pages_here=True, pages_there=True):
         """Refuses (exit 3), before the freeze, a dump whose images would not fit: here (only the
@@ -227,7 +172,9 @@ class Migration:
         ms = self.criu(["dump", "-t", str(self.pid), "-D", images or self.images, *extra], "dump.log")
         self.dumped = True
         self.r["freezeMs"] += ms
+        waited = time.monotonic()
         self.reap()  # the dumped process is gone; its PID must be free (no zombie) to come back
+        self.r["reapMs"] = round((time.monotonic() - waited) * 1000, 1)
 
     def page_server(self, images):
         """`criu page-server` on the destination's loopback, forwarded from a local port through
@@ -278,14 +225,6 @@ class Migration:
             self.remote.run(f"kill {self.page_server_pid} 2>/dev/null; true", 30)
 
 
-def tail(path, n=20):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError as e:
-        return str(e)
-
-
 def migrate(pid, mode, remote, reap, say, run_dir=None):
     """Moves PID to REMOTE. Returns the JSON result; raises LabError with a clear message
     (images kept, where; the process restored back here when it was dumped and could not
@@ -294,8 +233,12 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
     r = m.r
     try:
         remote.connect()
-        dest = probe(remote, mode == "lazy")
+        dest = probe(remote, destination_features(mode))
         r["destinationKernel"] = dest["kernel"]
+        if not same_kernel(dest):
+            # Another kernel has PIDs of its own: nothing here can hold the PID the restore
+            # there takes, so no wait for the dumped process's parent to reap it.
+            m.reap = lambda: None
         if mode == "auto":
             mode, r["modesPassedOver"] = pick_mode(dest)
             r["mode"] = mode
@@ -328,21 +271,27 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
             m.dump(["--page-server", "--address", "127.0.0.1", "--port", str(port)])
         elif mode == "lazy":
             started = time.monotonic()
-            lazy(m, carry, out)
+            lazy(m, carry, out, started)
         else:
             started = time.monotonic()
             m.dump([])
         if mode != "lazy":
             # The images are the authority on what the restore opens: a file opened since the
             # check above is looked up there now (while frozen, so rarely).
+            checked = time.monotonic()
             late = remote_state(remote, sorted(p for p in image_files(m.images) - known
                                                 if os.path.isfile(p) or os.path.isdir(p)))
+            r["checkMs"] = round((time.monotonic() - checked) * 1000, 1)  # a stage of the downtime too
             carry += [p for p, state in late.items() if state == "missing"]
             r["lastBeforeDump"] = (counts(out) or [None])[-1] if out else None
             names = [os.path.join(m.images, n) for n in sorted(os.listdir(m.images))]
             r["bytesTransferred"] += ship(remote, names + carry, r)
             m.restore(m.images)
-        r["downtimeMs"] = round((time.monotonic() - started) * 1000, 1)
+        if mode != "lazy":  # restored whole: it runs there and nothing is left to move
+            r["resumeMs"] = r["completeMs"] = round((time.monotonic() - started) * 1000, 1)
+        # The downtime is the freeze until the process runs there (for lazy, before its pages
+        # have all come: completeMs says when the source was done).
+        r["downtimeMs"] = r["resumeMs"]
         # CRIU's own account, beside the lab's: read after the downtime, its SSH round trip not in it.
         r["criu"] = {"dump": criu_stats(m.images), "restore": criu_stats_there(remote, m.images)}
         if mode == "page-server":  # the pages went through the tunnel, not the tar stream
@@ -351,14 +300,13 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
         if out and r.get("lastBeforeDump") is not None:
             q = shlex.quote(out)
             after = wait_for("the restored process's next count", lambda: [
-                n for n in (int(x) for x in re.findall(r"^Counter: (\d+)$", remote.run(f"tail -c 2000 {q}").stdout, re.M))
-                if n > r["lastBeforeDump"]] or None, 30)
+                n for n in counts_in(remote.run(f"tail -c 2000 {q}").stdout) if n > r["lastBeforeDump"]] or None, 30)
             r["firstAfterRestore"] = after[0]
         r["ok"] = True
         m.passed()
         return r
-    except (LabError, OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
-        r["error"] = str(e) if isinstance(e, LabError) else f"{type(e).__name__}: {e}"
+    except (LabError, *EXPECTED) as e:
+        r["error"] = error_text(e)
         if m.dumped and not r.get("restoredPid"):
             r["error"] += f"\nThe process was dumped; {m.restore_back()}. Images kept here in {m.dir} and on {remote.host} in {m.images}"
         elif os.path.isdir(m.dir):
@@ -370,10 +318,12 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
         m.cleanup()
 
 
-def lazy(m, carry, out):
+def lazy(m, carry, out, started):
     """Post-copy: dump with --lazy-pages (this host keeps the pages and serves them), copy the
-    rest, start `criu lazy-pages` there, restore there; pages follow on demand. Needs a second
-    kernel (mode_unsupported), so it is proven in the VM tier, not here."""
+    rest, start `criu lazy-pages` there, restore there; pages follow on demand. resumeMs: from
+    STARTED (the freeze) until the process runs there; completeMs: until the last page has
+    gone and the source process ended. Needs a second kernel (mode_unsupported), so it is
+    proven in the VM tier, not here."""
     r, remote, q = m.r, m.remote, shlex.quote
     m.room(m.images, pages_here=False, pages_there=False)  # the pages stay in memory, then go to memory there
     ready_r, ready_w = os.pipe()
@@ -397,8 +347,10 @@ def lazy(m, carry, out):
     remote.must(f"{CRIU} lazy-pages --page-server --address 127.0.0.1 --port {fwd.stdout.strip()} -D {q(m.images)} -d "
                 f"-o {q(m.dir)}/lazy-pages.log -v4", "criu lazy-pages")
     m.restore(m.images, ["--lazy-pages"])
+    r["resumeMs"] = round((time.monotonic() - started) * 1000, 1)
     if dump.wait(1800) != 0:  # all pages went over; CRIU's dump then ends the source process
         raise LabError(BROKEN, f"the lazy dump exited {dump.returncode} after the restore (see {m.dir}/dump.log)")
+    r["completeMs"] = round((time.monotonic() - started) * 1000, 1)
     m.reap()
 
 
@@ -406,22 +358,16 @@ def cmd_migrate(a):
     r = {**base(), "modeAsked": a.mode, "mode": None if a.mode == "auto" else a.mode, "pid": a.pid}
     say = (lambda s: None) if a.json else (lambda s: print(s, flush=True))
     remote = None
-    try:
+    with attempt(r, cleanup=lambda: remote and remote.close()) as outcome:
         user, host = check_destination_flags(a)
         ready("migrate")
         if a.pid in (0, 1, os.getpid()) or not alive(a.pid):
             raise LabError(USAGE, f"--pid {a.pid}: no such running process")
         remote = Remote(user, host, a.port, a.identity, a.known_hosts)
+        # Its result, whole; a failure carries what it knew into R (LabError.result).
         r = migrate(a.pid, a.mode, remote, lambda: reaped(a.pid), say)
-    except LabError as e:
-        r.update(getattr(e, "result", {}), ok=False, error=str(e))
-        return e.code, r, f"criu-lab migrate FAILED: {e}"
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
-        r.update(ok=False, error=f"{type(e).__name__}: {e}")
-        return BROKEN, r, f"criu-lab migrate FAILED: {r['error']}"
-    finally:
-        if remote:
-            remote.close()
+    if outcome.failed:
+        return outcome.code, r, failed("criu-lab migrate", r)
     return OK, r, timeline(r)
 
 
@@ -452,6 +398,9 @@ def timeline(r):
         ([f"restore {restore['restoreTimeUs'] / 1000:.1f} ms"] if number(restore, "restoreTimeUs") else [])
     if said:
         lines.append("  CRIU's own: " + ", ".join(said))
+    if r.get("mode") == "lazy" and r.get("completeMs") is not None:
+        lines.append(f"  running there after {r['resumeMs']} ms; its last page there after {r['completeMs']} ms "
+                     "(until then it needed this host)")
     if r.get("firstAfterRestore") is not None:
         lines.append(f"  counted {r['lastBeforeDump']} here, then {r['firstAfterRestore']} there")
     lines += [f"  --mode auto passed over {p['mode']}: {p['why']}" for p in r.get("modesPassedOver", [])]

@@ -1,10 +1,10 @@
 """criu-lab demo: run the counter detached, dump it, restore it, check that it counts on."""
 import os
-import re
-import subprocess
 
-from .common import (BROKEN, COUNTER, LOG_DIR, OK, LabError, base, checked, criu, frozen_us, human_bytes,
-                     keep_latest_passing, new_run, private_dir, ready)
+from .common import (COUNTER, LOG_DIR, base, checked, counts, criu, frozen_us, human_bytes, keep_latest_passing,
+                     new_run, private_dir, ready)
+from .judge import broken_rules
+from .outcome import BROKEN, OK, LabError, attempt, failed
 from .procs import alive, start_detached, stop, wait_for
 
 
@@ -12,11 +12,6 @@ def register(sub):
     p = sub.add_parser("demo", help="checkpoint and restore the counter, and prove it counts on")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between counts")
     p.set_defaults(fn=cmd_demo)
-
-
-def counts(path):
-    with open(path, errors="replace") as f:
-        return [int(n) for n in re.findall(r"^Counter: (\d+)$", f.read(), re.M)]
 
 
 # docs/design.md "Contracts": what `demo --json` prints, and the type of each field.
@@ -37,10 +32,7 @@ def problems(r):
     if out:
         return out
     out += [f"{k} is {r[k]}, below 0" for k in FIELDS if FIELDS[k] is not bool and not isinstance(r[k], str) and r[k] < 0]
-    if r["restoredPid"] != r["pid"]:
-        out.append(f"restoredPid {r['restoredPid']} is not pid {r['pid']}")
-    if r["firstAfterRestore"] != r["lastBeforeDump"] + 1:
-        out.append(f"firstAfterRestore {r['firstAfterRestore']} does not follow lastBeforeDump {r['lastBeforeDump']}")
+    out += broken_rules("demo", r)  # the rules every judge reads (rules.json)
     if not r["imageBytes"] or not os.path.isfile(os.path.join(r["imagesDir"], "pstree.img")):
         out.append(f"no images in {r['imagesDir']}")
     if not r["criuVersion"] or not r["kernel"]:
@@ -65,8 +57,8 @@ def cmd_demo(args):
     images = r["imagesDir"] = os.path.join(run_dir, "images")
     out = os.path.join(run_dir, "counter.log")
     say = (lambda m: print(m, flush=True)) if not args.json else (lambda m: None)
-    pid, code = None, BROKEN
-    try:
+    pid = None
+    with attempt(r, cleanup=lambda: stop(r.get("restoredPid") or pid, b"counter.py")) as outcome:
         ready("demo")
         private_dir(images)
         # Detached, as a process started over SSH without a tty must be: so no --shell-job.
@@ -89,21 +81,14 @@ def cmd_demo(args):
         r["firstAfterRestore"] = wait_for("the restored counter", lambda: counts(out)[len(seen):])[0]
         say(f"restored as PID {r['restoredPid']} in {r['restoreMs']} ms; next count: {r['firstAfterRestore']}")
         r["frozenUs"] = frozen_us(images)
-        if r["restoredPid"] != pid or r["firstAfterRestore"] != seen[-1] + 1:
-            raise LabError(BROKEN, f"restored PID {r['restoredPid']} (expected {pid}) counted "
-                           f"{r['firstAfterRestore']} (expected {seen[-1] + 1})")
+        broken = broken_rules("demo", r)
+        if broken:
+            raise LabError(BROKEN, "; ".join(broken))
         r["ok"] = True
-    except LabError as e:
-        r["error"], code = str(e), e.code
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
-        r["error"] = f"{type(e).__name__}: {e}"
-    finally:
-        stop(r.get("restoredPid") or pid, b"counter.py")
-    code = checked(r, problems(r), OK if r["ok"] else code)
+    code = checked(r, problems(r), outcome.code)
     if r["ok"]:
         latest = r["latestImagesDir"] = os.path.join(keep_latest(run_dir), "images")
         return OK, r, (f"checkpoint/restore works (frozen {r['frozenUs']} us, {human_bytes(r['imageBytes'])} of "
                        f"images).\nImages of the latest passing demo: {latest}\n"
                        f"See what was saved: sudo criu-lab analyze {latest}")
-    kept = f"\nlogs and images kept in {run_dir}" if os.path.isdir(run_dir) else ""
-    return code, r, f"criu-lab demo FAILED: {r['error']}{kept}"
+    return code, r, failed("criu-lab demo", r, run_dir)

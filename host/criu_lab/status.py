@@ -2,7 +2,8 @@
 import json
 import os
 
-from .common import BROKEN, NOT_READY, OK, STATE_DIR, criu_version, disk, disk_text
+from .common import STATE_DIR, criu_version, disk, disk_text
+from .outcome import BROKEN, NOT_READY, OK
 
 
 def register(sub):

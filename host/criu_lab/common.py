@@ -1,4 +1,4 @@
-"""What every command shares: exit codes, paths, errors, running CRIU and crit."""
+"""What every command shares: paths, running CRIU and crit, reading the counter, run directories."""
 import argparse
 import json
 import os
@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import time
 
-OK, BROKEN, USAGE, NOT_READY = 0, 1, 2, 3
+from .outcome import BROKEN, NOT_READY, OK, USAGE, LabError
+
 # Tests move the paths with these variables.
 E = os.environ.get
 CRIU = E("CRIU_LAB_CRIU", "/usr/local/sbin/criu")
@@ -16,12 +17,6 @@ CRIT = E("CRIU_LAB_CRIT", "/usr/local/bin/crit")
 COUNTER = E("CRIU_LAB_COUNTER", "/usr/local/lib/criu-lab/counter.py")
 STATE_DIR = E("CRIU_LAB_STATE_DIR", "/var/lib/criu-lab")
 LOG_DIR = E("CRIU_LAB_LOG_DIR", "/var/log/criu-lab")
-
-
-class LabError(Exception):
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
 
 
 def run(cmd, timeout=120):
@@ -47,18 +42,44 @@ def base():
     return {"ok": False, "criuVersion": criu_version(), "kernel": platform.release()}
 
 
-def criu(argv, log):
+def criu(argv, log, timeout=120, check_room=True):
     """Runs `criu ARGV -o LOG -v4`; returns its wall time in ms, or raises with the log's tail.
-    A dump first checks that its images fit (room_for_dump)."""
-    if argv[0] == "dump":
+    A dump first checks that its images fit (room_for_dump), unless the caller did
+    (CHECK_ROOM false: a migration checks both hosts, Migration.room)."""
+    if check_room and argv[0] == "dump":
         room_for_dump(int(argv[argv.index("-t") + 1]), argv[argv.index("-D") + 1])
     started = time.monotonic()
-    p = run([CRIU, *argv, "-o", log, "-v4"])
+    p = run([CRIU, *argv, "-o", log, "-v4"], timeout)
     if p.returncode != 0:
-        with open(log, errors="replace") as f:
-            tail = "".join(f.readlines()[-20:])
-        raise LabError(BROKEN, f"criu {argv[0]} exited {p.returncode}; end of {log}:\n{tail}")
+        raise LabError(BROKEN, f"criu {argv[0]} exited {p.returncode}; end of {log}:\n{tail(log)}")
     return round((time.monotonic() - started) * 1000, 1)
+
+
+def tail(path, n=20):
+    """The last N lines of PATH (a CRIU log), or why it cannot be read."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError as e:
+        return str(e)
+
+
+# The counter's output: one `Counter: N` line per count (counter.py).
+COUNT = re.compile(r"^Counter: (\d+)$", re.M)
+
+
+def counts_in(text):
+    """The counts in TEXT (the counter's output, or a part of it), in order."""
+    return [int(n) for n in COUNT.findall(text)]
+
+
+def counts(path):
+    """The counts in the counter's output file PATH ([] while it cannot be read)."""
+    try:
+        with open(path, errors="replace") as f:
+            return counts_in(f.read())
+    except OSError:
+        return []
 
 
 def crit_show(path):

@@ -6,9 +6,9 @@ import signal
 import sys
 
 from . import __doc__ as USAGE_TEXT
-from . import analyze, autostop, check, clean, demo, doctor, migrate, scenario, status
+from . import analyze, autostop, check, clean, demo, doctor, judge, migrate, scenario, status
 
-COMMANDS = (check, demo, analyze, status, doctor, clean, autostop, scenario, migrate)
+COMMANDS = (check, demo, analyze, status, doctor, clean, autostop, scenario, migrate, judge)
 
 
 def main(argv):

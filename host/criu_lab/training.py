@@ -2,20 +2,25 @@
 
 The original lab's story: a 3-day training run survives a crash because it was checkpointed
 every few hours. Here trainer.py is checkpointed every --interval seconds without being
-stopped (`criu dump --leave-running`, into numbered directories; incremental with
---track-mem/--prev-images-dir where the doctor says dirty tracking works), killed with
-SIGKILL, and restored from the latest checkpoint: it must resume at that checkpoint's step
-with the checksum it had then, and its own check of its memory must pass.
+stopped (`criu dump --leave-running`; incremental with --track-mem/--prev-images-dir where
+the doctor says dirty tracking works), killed with SIGKILL, and restored from the latest
+complete checkpoint on disk: it must resume at that checkpoint's step with the checksum it had
+then, and its own check of its memory must pass. Each dump goes to RAM when there is room and
+is persisted to disk after the job runs on (checkpoints.py), so the job is frozen only while
+its memory is written to RAM.
 """
 import argparse
 import os
 import re
+import shutil
 import signal
-import subprocess
 import time
 
+from . import checkpoints as ckpt
 from . import doctor, timeline
-from .common import BROKEN, OK, LabError, base, criu, frozen_us, crit_show, keep_latest_passing, new_run, private_dir, ready
+from .common import (base, criu, crit_show, dump_estimate, free_bytes, frozen_us, keep_latest_passing, new_run,
+                     private_dir, ready)
+from .outcome import BROKEN, OK, LabError, attempt, failed
 from .procs import start_detached, stop, wait_for
 
 # Beside the package: /usr/local/lib/criu-lab on a lab host, cloud-init/ in the repository.
@@ -37,6 +42,12 @@ def positive(kind):
     return parse
 
 
+def mib_or_zero(value):
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number of MiB")
+    return int(value)
+
+
 def register(runsub):
     p = runsub.add_parser("training", help="periodic checkpoints of a training job, a crash (kill -9), recovery")
     p.add_argument("--size-mib", type=positive(int), default=256, help="the job's memory state in MiB (default 256)")
@@ -49,6 +60,9 @@ def register(runsub):
     mode.add_argument("--full", action="store_true", help="full dumps even where incremental ones work")
     mode.add_argument("--incremental", action="store_true",
                       help="incremental dumps (--track-mem), refused where dirty tracking does not work")
+    p.add_argument("--ram-budget-mib", type=mib_or_zero, metavar="MIB",
+                   help="RAM a checkpoint may take before it is on disk (default: what MemAvailable leaves; "
+                        "0: every dump straight to disk)")
     p.set_defaults(fn=cmd_training)
 
 
@@ -77,16 +91,28 @@ def checkpoint_step(images, log):
 
 def cmd_training(args):
     r = base()
-    r.update(checkpoints=0, incremental=False, frozenUs=[], imageBytes=[], dumpMs=[])
+    r.update(checkpoints=0, incremental=False, frozenUs=[], imageBytes=[], dumpMs=[], checkpointDetails=[])
     run_dir = new_run("training")
     out = os.path.join(run_dir, "trainer.log")
+    checkpoints = os.path.join(run_dir, "checkpoints")
     say = (lambda m: print(m, flush=True)) if not args.json else (lambda m: None)
-    child, code, events = None, BROKEN, []
-    try:
+    child, events, ram = None, [], None
+    budget = None if args.ram_budget_mib is None else args.ram_budget_mib * ckpt.MIB
+
+    def cleanup():
+        if child is not None:
+            stop(r.get("restoredPid") or child.pid, b"trainer.py")
+            child.poll()
+        if ram:
+            shutil.rmtree(ram, ignore_errors=True)  # the job's memory: never left in RAM
+
+    with attempt(r, cleanup) as outcome:
         ready("scenario run training")
         found = doctor.require("training-full", *(["training-incremental"] if args.incremental else []))
         incremental = r["incremental"] = not args.full and found["exercises"]["training-incremental"]["ok"]
         private_dir(run_dir)
+        os.mkdir(checkpoints, 0o700)
+        ram = ckpt.ram_dir()
         child = start_detached([TRAINER, "--size-mib", str(args.size_mib), "--step-seconds", str(args.step_seconds),
                                 "--dirty-percent", str(args.dirty_percent)], out, append=True)
         pid = r["pid"] = child.pid
@@ -99,22 +125,39 @@ def cmd_training(args):
             time.sleep(max(0.0, t0 + i * args.interval - time.monotonic()))
             if child.poll() is not None:
                 raise LabError(BROKEN, f"the trainer exited ({child.returncode}) before checkpoint {i}; see {out}")
-            images = os.path.join(run_dir, "checkpoints", str(i))
-            os.makedirs(images)
+            need = dump_estimate(pid)
+            if need is None:
+                raise LabError(BROKEN, f"cannot read /proc/{pid}/smaps_rollup to size checkpoint {i}")
+            where, why = ckpt.placement(i, need, ckpt.mem_available(), free_bytes(ram)[0] if ram else None,
+                                        free_bytes(checkpoints)[0], budget)
+            if where == "disk":
+                say(f"checkpoint {i} goes straight to disk (the job stays frozen while it is written): {why}")
+            images = os.path.join(ram, str(i)) if where == "ram" else ckpt.partial(checkpoints, i)
+            os.mkdir(images, 0o700)
             argv = ["dump", "-t", str(pid), "-D", images, "--leave-running"]
             if incremental:
                 # Soft-dirty bits: pages unchanged since the previous dump are not written
-                # again but referenced in ../N-1 (https://criu.org/Incremental_dumps).
-                argv += ["--track-mem"] + (["--prev-images-dir", f"../{i - 1}"] if i > 1 else [])
+                # again but referenced in the parent (https://criu.org/Incremental_dumps): the
+                # previous checkpoint on disk, wherever this dump goes (ckpt.parent_arg).
+                argv += ["--track-mem"] + (["--prev-images-dir", ckpt.parent_arg(checkpoints, i)] if i > 1 else [])
             at = time.monotonic() - t0
             r["dumpMs"].append(criu(argv, os.path.join(run_dir, f"dump-{i}.log")))
             r["frozenUs"].append(frozen_us(images))
-            r["imageBytes"].append(sum(os.path.getsize(os.path.join(images, n)) for n in os.listdir(images)))
+            r["imageBytes"].append(sum(os.path.getsize(os.path.join(images, n)) for n in os.listdir(images)
+                                       if not os.path.islink(os.path.join(images, n))))
             step, checksum = checkpoint_step(images, out)
+            # The job runs on; now the images go to disk, complete or not at all.
+            persist_ms = ckpt.persist(images, checkpoints, i, {"step": step, "checksum": checksum, "where": where})
+            if where == "ram":
+                shutil.rmtree(images)
             r["checkpoints"], r["lastCheckpointStep"], r["lastCheckpointChecksum"] = i, step, checksum
-            events.append((at, "checkpoint", i, step, r["frozenUs"][-1], r["imageBytes"][-1]))
+            r["checkpointDetails"].append({"checkpoint": i, "step": step, "where": where, "why": why,
+                                           "frozenMs": round(r["frozenUs"][-1] / 1000, 1), "dumpMs": r["dumpMs"][-1],
+                                           "persistMs": persist_ms, "imageBytes": r["imageBytes"][-1]})
+            events.append((at, "checkpoint", i, step, r["frozenUs"][-1], r["imageBytes"][-1], where, persist_ms))
             say(f"checkpoint {i} at step {step}: frozen {r['frozenUs'][-1] / 1000:.1f} ms, "
-                f"{r['imageBytes'][-1] / 2**20:.1f} MiB of images in {images}")
+                f"{r['imageBytes'][-1] / 2**20:.1f} MiB of images {'in RAM' if where == 'ram' else 'on disk'}, "
+                f"in {os.path.join(checkpoints, str(i))} {persist_ms:.0f} ms later")
         # Work done after the last checkpoint is what the crash loses.
         wait_for("two steps after the last checkpoint",
                  lambda: max(steps(read(out))) >= r["lastCheckpointStep"] + 2, 30 + 4 * args.step_seconds)
@@ -125,8 +168,10 @@ def cmd_training(args):
         events.append((time.monotonic() - t0, "crash", crashed))
         say(f"kill -9 {pid} at step {crashed}")
         pidfile = os.path.join(run_dir, "restored.pid")
+        # What a crash leaves: the newest checkpoint complete on disk (checkpoints.py).
+        r["restoredCheckpoint"], r["restoredFrom"] = ckpt.latest_complete(checkpoints)
         at = time.monotonic() - t0
-        r["restoreMs"] = criu(["restore", "-d", "-D", images, "--pidfile", pidfile],
+        r["restoreMs"] = criu(["restore", "-d", "-D", r["restoredFrom"], "--pidfile", pidfile],
                               os.path.join(run_dir, "restore.log"))
         with open(pidfile) as f:
             restored = r["restoredPid"] = int(f.read())
@@ -161,20 +206,12 @@ def cmd_training(args):
         if problems:
             raise LabError(BROKEN, "; ".join(problems))
         r["ok"] = True
-    except LabError as e:
-        r["error"], code = str(e), e.code
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError, StopIteration) as e:
-        r["error"] = f"{type(e).__name__}: {e}"
-    finally:
-        if child is not None:
-            stop(r.get("restoredPid") or child.pid, b"trainer.py")
-            child.poll()
-    r["imagesDir"] = os.path.join(run_dir, "checkpoints")
+    r["imagesDir"] = checkpoints
     if r["ok"]:
         keep_latest_passing(run_dir)  # earlier passing training runs go; failed runs stay
         return OK, r, draw(r, events, args) + "\ntraining: recovered from the latest checkpoint."
-    kept = f"\nlogs and checkpoints kept in {run_dir}" if os.path.isdir(run_dir) else ""
-    return code, r, (draw(r, events, args) + "\n" if events else "") + f"training scenario FAILED: {r['error']}{kept}"
+    return outcome.code, r, ((draw(r, events, args) + "\n" if events else "")
+                             + failed("training scenario", r, run_dir, "logs and checkpoints"))
 
 
 def draw(r, events, args):
@@ -197,11 +234,12 @@ def draw(r, events, args):
     for e in events:
         if e[1] == "checkpoint":
             lines.append(f"{e[0]:7.1f} s  F checkpoint {e[2]} ({kind}) at step {e[3]}: frozen {e[4] / 1000:.1f} ms, "
-                         f"{e[5] / 2**20:.1f} MiB of images")
+                         f"{e[5] / 2**20:.1f} MiB of images " + (f"in RAM, on disk {e[7]:.0f} ms later" if e[6] == "ram"
+                                                                  else f"straight to disk, synced in {e[7]:.0f} ms"))
         elif e[1] == "crash":
             lines.append(f"{e[0]:7.1f} s  X kill -9 at step {e[2]}")
         elif e[1] == "restore":
-            lines.append(f"{e[0]:7.1f} s  R restore of checkpoint {r['checkpoints']} in {e[2]:.0f} ms: resumed at step "
+            lines.append(f"{e[0]:7.1f} s  R restore of checkpoint {r['restoredCheckpoint']} in {e[2]:.0f} ms: resumed at step "
                          f"{r.get('resumedAtStep', '?')}, {r.get('lostSteps', '?')} steps lost, state "
                          f"{'matches' if r.get('stateMatches') else 'DIFFERS'}")
     if r.get("overheadPercent") is not None:

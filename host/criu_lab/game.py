@@ -6,17 +6,19 @@ processes play continuously and have no reconnect logic. The server is dumped wi
 --tcp-established and the network lock this host supports (CRIU's default, iptables, or
 nftables: the doctor decides), stays down for --maintenance seconds, and is restored: every
 client must still be on its original connection (the server's table and the client agree)
-with every score intact.
+with every score intact. Beside the tool's downtime (downtimeMs, from the dump's start to the
+restore's end), each player reports the longest it waited for a reply (longestStallMs): the
+downtime as that player saw it.
 """
 import argparse
 import os
 import re
 import signal
-import subprocess
 import time
 
 from . import doctor, timeline
-from .common import BROKEN, OK, LabError, base, criu, frozen_us, keep_latest_passing, new_run, private_dir, ready
+from .common import base, criu, frozen_us, keep_latest_passing, new_run, private_dir, ready
+from .outcome import BROKEN, OK, LabError, attempt, failed
 from .procs import start_detached, stop, wait_for
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,8 +95,17 @@ def cmd_game(args):
     run_dir = new_run("game")
     images = os.path.join(run_dir, "images")
     say = (lambda m: print(m, flush=True)) if not args.json else (lambda m: None)
-    server, clients, code, events = None, [], BROKEN, []
-    try:
+    server, clients, events = None, [], []
+
+    def cleanup():
+        if server is not None:
+            stop(r.get("restoredPid") or server.pid, b"game_server.py")
+            server.poll()
+        for c, _ in clients:
+            stop(c.pid, b"game_client")
+            c.poll()
+
+    with attempt(r, cleanup) as outcome:
         ready("scenario run game")
         found = doctor.require("game")
         lock = r["networkLock"] = found["networkLock"] if args.network_lock == "auto" else args.network_lock
@@ -129,6 +140,7 @@ def cmd_game(args):
         with open(pidfile) as f:
             restored = r["restoredPid"] = int(f.read())
         events.append((at, time.monotonic() - t0, "restore"))
+        r["downtimeMs"] = round(events[-1][1] * 1000, 1)
         r["frozenUs"] = frozen_us(images)
         time.sleep(1)  # a second of play after the restore
         events.append((time.monotonic() - t0, None, "end"))
@@ -145,12 +157,12 @@ def cmd_game(args):
             kept = rep["scoresOk"] == "yes" and was is not None and now is not None and now[2] >= was[2]
             r["players"].append({"player": rep["player"], "conn": conn, "port": int(rep["port"]), "originalConnection": same,
                                  "scoreBefore": was and was[2], "scoreAfter": now and now[2], "scoreOk": kept,
-                                 "longestGapMs": int(rep["longestGapMs"]), "error": rep["error"].strip()})
+                                 "longestStallMs": int(rep["longestGapMs"]), "error": rep["error"].strip()})
         r["clientsStillConnected"] = sum(p["originalConnection"] for p in r["players"])
         r["scoresPreserved"] = all(p["scoreOk"] for p in r["players"])
-        r["pauseMs"] = max(p["longestGapMs"] for p in r["players"])
+        r["pauseMs"] = max(p["longestStallMs"] for p in r["players"])
         say(f"restored as PID {restored} in {r['restoreMs']} ms; {r['clientsStillConnected']}/{args.clients} "
-            f"players on their original connection, longest pause {r['pauseMs']} ms")
+            f"players on their original connection, longest pause {r['pauseMs']} ms (down {r['downtimeMs']:.0f} ms)")
         problems = [f"{p['player']}: " + ", ".join(
             (["not on its original connection"] if not p["originalConnection"] else [])
             + (["score not intact"] if not p["scoreOk"] else []) + ([p["error"]] if p["error"] else []))
@@ -160,23 +172,11 @@ def cmd_game(args):
         if problems:
             raise LabError(BROKEN, "; ".join(problems))
         r["ok"] = True
-    except LabError as e:
-        r["error"], code = str(e), e.code
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
-        r["error"] = f"{type(e).__name__}: {e}"
-    finally:
-        if server is not None:
-            stop(r.get("restoredPid") or server.pid, b"game_server.py")
-            server.poll()
-        for c, _ in clients:
-            stop(c.pid, b"game_client")
-            c.poll()
     r["imagesDir"] = images
     if r["ok"]:
         keep_latest_passing(run_dir)  # earlier passing game runs go; failed runs stay
         return OK, r, draw(r, events, args) + "\ngame: every player kept its connection and its score."
-    kept = f"\nlogs and images kept in {run_dir}" if os.path.isdir(run_dir) else ""
-    return code, r, (draw(r, events, args) + "\n" if events else "") + f"game scenario FAILED: {r['error']}{kept}"
+    return outcome.code, r, (draw(r, events, args) + "\n" if events else "") + failed("game scenario", r, run_dir)
 
 
 def draw(r, events, args):
@@ -203,5 +203,6 @@ def draw(r, events, args):
     if gap is not None:
         lines.append(f"players: {r['clientsStillConnected']}/{r['clients']} on their original connection, scores "
                      f"{'intact' if r['scoresPreserved'] else 'NOT intact'}, longest pause {gap} ms "
-                     f"(look: sudo crit show {r['imagesDir']}/files.img, sudo crit x {r['imagesDir']} fds)")
+                     f"(the server was down {r['downtimeMs']:.0f} ms by the tool's clock; look: "
+                     f"sudo crit show {r['imagesDir']}/files.img, sudo crit x {r['imagesDir']} fds)")
     return "\n".join(lines)

@@ -9,7 +9,8 @@ process works in it: a restore, a page server, a restored process whose files ar
 import os
 import shutil
 
-from .common import BROKEN, LOG_DIR, OK, PASSED, RUN, USAGE, disk, disk_text, du, human_bytes
+from .common import LOG_DIR, PASSED, RUN, disk, disk_text, du, human_bytes
+from .outcome import BROKEN, OK, USAGE
 
 
 def register(sub):

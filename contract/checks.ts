@@ -2,8 +2,18 @@
  * The one definition of the remote checks of a lab host and the one parser of their results.
  * The Pulumi program's post-deploy Commands (components/verification.ts) and the node-ssh
  * verifier (verify/) both run these commands and read their output through these parsers,
- * so a deploy and a CI run judge the lab the same way.
+ * so a deploy and a CI run judge the lab the same way; the rules each result must keep are
+ * rules.json's (./rules.ts), which the host's own judge reads too.
  */
+import {
+  CONTRACTS,
+  CheckOutputError,
+  ContractName,
+  brokenRules,
+  hasType,
+  judgeContract,
+  lastJsonObject,
+} from "./rules";
 
 /** Exit codes everywhere (host scripts and the local CLI), as in docs/design.md "Contracts". */
 export const ExitCode = {
@@ -30,6 +40,11 @@ export function worstExitCode(codes: ExitCode[]): ExitCode {
   return ExitCode.ok;
 }
 
+/** `value` as one word for a POSIX shell, whatever it holds. */
+export function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
 /** Where the lab keeps its logs on the host. */
 export const REMOTE_LOG_DIR = "/var/log/criu-lab";
 
@@ -41,173 +56,12 @@ export interface RemoteCheck {
   /** How long the command may run before it counts as hung. */
   timeoutSeconds: number;
   /**
-   * What its JSON (the last JSON object line of stdout) must hold to count as a pass, for the
-   * judge that runs on the host (components/verification.ts): `ok: true`, these fields with
-   * these types, and these conditions. The same rules as parseCheck/parseDemo below.
+   * The rules (rules.json) its JSON, the last JSON object line of stdout, must keep to pass:
+   * `ok: true`, the fields with their types, the comparisons. Judged on the host by `criu-lab
+   * judge NAME` (components/verification.ts) and here by judgeContract.
    */
-  contract?: JsonContract;
+  contract?: ContractName;
 }
-
-/** The JSON types a contract can require of a field. */
-export type JsonFieldType = "string" | "number" | "boolean" | "object" | "array";
-
-export interface JsonContract {
-  fields: Record<string, JsonFieldType>;
-  /** Python expressions over the fields, each with the message (str.format) when false. */
-  requires?: ReadonlyArray<ContractRule>;
-}
-
-export interface ContractRule {
-  /** Evaluated by the host-side judge (components/verification.ts JSON_JUDGE). */
-  python: string;
-  /**
-   * The same rule for the verifier's judge (judgeContract). A function, so JSON.stringify
-   * leaves it out of what goes to the host; tests/unit/checks.test.ts runs both judges on the
-   * same real outputs and holds them to the same verdicts.
-   */
-  holds?: (r: Record<string, unknown>) => boolean;
-  /** Why it failed: `{field}` is replaced by the field's value (Python's str.format). */
-  message: string;
-}
-
-const CHECK_CONTRACT: JsonContract = {
-  fields: { ok: "boolean", criuVersion: "string", kernel: "string" },
-};
-
-/** The `demo --json` fields of docs/design.md "Contracts", checked by `demoContractViolation`. */
-const DEMO_CONTRACT: JsonContract = {
-  fields: {
-    ok: "boolean",
-    pid: "number",
-    restoredPid: "number",
-    lastBeforeDump: "number",
-    firstAfterRestore: "number",
-    dumpMs: "number",
-    restoreMs: "number",
-    frozenUs: "number",
-    imageBytes: "number",
-    imagesDir: "string",
-    criuVersion: "string",
-    kernel: "string",
-  },
-  requires: [
-    {
-      python: "restoredPid == pid",
-      message: "restored PID {restoredPid} differs from the checkpointed PID {pid}",
-    },
-    {
-      python: "firstAfterRestore == lastBeforeDump + 1",
-      message:
-        "the counter did not continue: last before dump {lastBeforeDump}, first after restore {firstAfterRestore}",
-    },
-  ],
-};
-
-/**
- * `criu-lab doctor --json` (cloud-init/criu_lab/doctor.py): which exercises the host can run
- * and why not. `ok` is `criu check`'s verdict; `exercises` maps each exercise to
- * `{ok, reason, fix}`.
- */
-const DOCTOR_CONTRACT: JsonContract = {
-  fields: {
-    ok: "boolean",
-    criuVersion: "string",
-    kernel: "string",
-    exercises: "object",
-    features: "object",
-    fixes: "array",
-  },
-};
-
-/**
- * `criu-lab scenario run training --json` (cloud-init/criu_lab/training.py): the job was
- * checkpointed, killed and restored from its latest checkpoint, same PID, same state.
- */
-const TRAINING_CONTRACT: JsonContract = {
-  fields: {
-    ok: "boolean",
-    pid: "number",
-    restoredPid: "number",
-    checkpoints: "number",
-    incremental: "boolean",
-    lastCheckpointStep: "number",
-    resumedAtStep: "number",
-    lostSteps: "number",
-    stateMatches: "boolean",
-    frozenUs: "array",
-    imageBytes: "array",
-    overheadPercent: "number",
-    imagesDir: "string",
-    criuVersion: "string",
-    kernel: "string",
-  },
-  requires: [
-    {
-      python: "checkpoints >= 1",
-      holds: (r) => Number(r.checkpoints) >= 1,
-      message: "no checkpoint was taken (checkpoints: {checkpoints})",
-    },
-    {
-      python: "restoredPid == pid",
-      holds: (r) => r.restoredPid === r.pid,
-      message: "restored PID {restoredPid} differs from the checkpointed PID {pid}",
-    },
-    {
-      python: "resumedAtStep == lastCheckpointStep",
-      holds: (r) => r.resumedAtStep === r.lastCheckpointStep,
-      message:
-        "the job resumed at step {resumedAtStep}, but the latest checkpoint was taken at step " +
-        "{lastCheckpointStep}: not restored from the latest checkpoint",
-    },
-    {
-      python: "stateMatches is True",
-      holds: (r) => r.stateMatches === true,
-      message: "the restored job's state differs from its checkpoint's (stateMatches is false)",
-    },
-  ],
-};
-
-/**
- * `criu-lab scenario run game --json` (cloud-init/criu_lab/game.py): every player still on
- * its original TCP connection after the server's checkpoint/restore, every score intact.
- */
-const GAME_CONTRACT: JsonContract = {
-  fields: {
-    ok: "boolean",
-    pid: "number",
-    restoredPid: "number",
-    clients: "number",
-    clientsStillConnected: "number",
-    scoresPreserved: "boolean",
-    pauseMs: "number",
-    networkLock: "string",
-    imagesDir: "string",
-    criuVersion: "string",
-    kernel: "string",
-  },
-  requires: [
-    {
-      python: "clients >= 1",
-      holds: (r) => Number(r.clients) >= 1,
-      message: "no player took part (clients: {clients})",
-    },
-    {
-      python: "restoredPid == pid",
-      holds: (r) => r.restoredPid === r.pid,
-      message: "restored PID {restoredPid} differs from the checkpointed PID {pid}",
-    },
-    {
-      python: "clientsStillConnected == clients",
-      holds: (r) => r.clientsStillConnected === r.clients,
-      message: "only {clientsStillConnected} of {clients} players kept their original connection",
-    },
-    {
-      python: "scoresPreserved is True",
-      holds: (r) => r.scoresPreserved === true,
-      message: "the players' scores were not preserved (scoresPreserved is false)",
-    },
-  ],
-};
 
 /** Where `pulumi up` puts the lab's files and the set-up it may start (cloud-init/receive-lab-files.sh). */
 const INCOMING_DIR = "/var/lib/criu-lab/incoming";
@@ -270,19 +124,19 @@ export const REMOTE_CHECKS = {
     name: "criu check",
     command: "sudo criu-lab check --json",
     timeoutSeconds: 120,
-    contract: CHECK_CONTRACT,
+    contract: "check",
   },
   doctor: {
     name: "doctor",
     command: "sudo criu-lab doctor --json",
     timeoutSeconds: 300,
-    contract: DOCTOR_CONTRACT,
+    contract: "doctor",
   },
   demo: {
     name: "checkpoint/restore demo",
     command: "sudo criu-lab demo --json",
     timeoutSeconds: 300,
-    contract: DEMO_CONTRACT,
+    contract: "demo",
   },
 } as const satisfies Record<string, RemoteCheck>;
 
@@ -310,7 +164,7 @@ export const SCENARIO_CHECKS = {
     // 256 MiB of state filled, three checkpoints 5 s apart, a crash, a restore: 26 s here,
     // minutes on a small instance's disk.
     timeoutSeconds: 900,
-    contract: TRAINING_CONTRACT,
+    contract: "training",
     // The scenario takes incremental dumps only where the doctor says they work.
     exercise: "training-full",
   },
@@ -318,7 +172,7 @@ export const SCENARIO_CHECKS = {
     name: "scenario game",
     command: "sudo criu-lab scenario run game --json",
     timeoutSeconds: 600,
-    contract: GAME_CONTRACT,
+    contract: "game",
     exercise: "game",
   },
 } as const satisfies Record<ScenarioName, ScenarioCheck>;
@@ -376,35 +230,6 @@ export interface DemoResult {
   kernel: string;
   /** On failure: what failed, with the tail of the CRIU log. */
   error?: string;
-}
-
-/** Raised when a check's output is not what the contract says; carries the raw text. */
-export class CheckOutputError extends Error {
-  constructor(
-    message: string,
-    readonly raw: string,
-  ) {
-    super(message);
-    this.name = "CheckOutputError";
-  }
-}
-
-/** The last line of `stdout` that parses as a JSON object (progress lines may precede it). */
-function lastJsonObject(what: string, stdout: string): Record<string, unknown> {
-  const lines = stdout.trim().split("\n").reverse();
-  for (const line of lines) {
-    const text = line.trim();
-    if (!text.startsWith("{")) continue;
-    try {
-      const value: unknown = JSON.parse(text);
-      if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-        return value as Record<string, unknown>;
-      }
-    } catch {
-      // not JSON: keep looking
-    }
-  }
-  throw new CheckOutputError(`${what}: no JSON object in its output`, stdout);
 }
 
 function field<T extends "string" | "number" | "boolean">(
@@ -491,75 +316,9 @@ export function parseDemo(stdout: string): DemoResult {
   return result;
 }
 
-/** Why a demo that says ok does not show a real restore, or undefined when it does. */
+/** Why a demo that says ok does not show a real restore (rules.json "demo"), or undefined. */
 export function demoContractViolation(r: DemoResult): string | undefined {
-  if (r.restoredPid !== r.pid) {
-    return `restored PID ${r.restoredPid} differs from the checkpointed PID ${r.pid}`;
-  }
-  if (r.firstAfterRestore !== r.lastBeforeDump + 1) {
-    return `the counter did not continue: last before dump ${r.lastBeforeDump}, first after restore ${r.firstAfterRestore} (expected ${r.lastBeforeDump + 1})`;
-  }
-  return undefined;
-}
-
-/** Whether `value` has the contract's JSON type (numbers finite, as JSON_JUDGE's `typed`). */
-function hasType(value: unknown, type: JsonFieldType): boolean {
-  switch (type) {
-    case "number":
-      return typeof value === "number" && Number.isFinite(value);
-    case "array":
-      return Array.isArray(value);
-    case "object":
-      return value !== null && typeof value === "object" && !Array.isArray(value);
-    default:
-      return typeof value === type;
-  }
-}
-
-/** A rule's message with `{field}` replaced by the field's value, as Python's str.format. */
-function formatRule(message: string, r: Record<string, unknown>): string {
-  return message.replace(/\{(\w+)\}/g, (_, key: string) => String(r[key]));
-}
-
-/** The verdict of a JSON result held to its contract. */
-export interface ContractVerdict {
-  ok: boolean;
-  /** Why it did not pass: the result's own error, a mistyped field or a broken rule. */
-  error?: string;
-  /** The result as the host printed it (the last JSON object of its output). */
-  result: Record<string, unknown>;
-}
-
-/**
- * The verifier's judge of a check with a contract, the same rules as the host-side judge
- * (components/verification.ts JSON_JUDGE): `ok: true`, every field of its type, every rule.
- * Throws CheckOutputError when the output has no JSON object.
- */
-export function judgeContract(
-  what: string,
-  contract: JsonContract,
-  stdout: string,
-): ContractVerdict {
-  const result = lastJsonObject(what, stdout);
-  if (result.ok !== true) {
-    const error = optionalString(result, "error")?.trim();
-    return { ok: false, error: error || "it reported ok: false without an error", result };
-  }
-  for (const [key, type] of Object.entries(contract.fields)) {
-    if (!hasType(result[key], type)) {
-      return {
-        ok: false,
-        error: `field '${key}' should be ${/^[aeiou]/.test(type) ? "an" : "a"} ${type}, got ${JSON.stringify(result[key] ?? null)}`,
-        result,
-      };
-    }
-  }
-  for (const rule of contract.requires ?? []) {
-    if (rule.holds && !rule.holds(result)) {
-      return { ok: false, error: formatRule(rule.message, result), result };
-    }
-  }
-  return { ok: true, result };
+  return brokenRules(CONTRACTS.demo, r as unknown as Record<string, unknown>)[0];
 }
 
 /** One exercise in the doctor's result. */
@@ -602,7 +361,7 @@ export interface DoctorDisk {
 
 /** Parses `criu-lab doctor --json`; a result that breaks the contract is a failed doctor. */
 export function parseDoctor(stdout: string): DoctorResult {
-  const verdict = judgeContract("criu-lab doctor", DOCTOR_CONTRACT, stdout);
+  const verdict = judgeContract("criu-lab doctor", CONTRACTS.doctor, stdout);
   const r = verdict.result;
   const text = (v: unknown) => (typeof v === "string" ? v : "");
   const entries = (v: unknown): Array<[string, Record<string, unknown>]> =>
@@ -662,9 +421,11 @@ export interface ScenarioResult {
 export function parseScenario(name: ScenarioName, stdout: string): ScenarioResult {
   const verdict = judgeContract(
     `criu-lab scenario run ${name}`,
-    SCENARIO_CHECKS[name].contract,
+    CONTRACTS[SCENARIO_CHECKS[name].contract],
     stdout,
   );
   const imagesDir = optionalString(verdict.result, "imagesDir");
   return { ...verdict, ...(imagesDir ? { imagesDir } : {}) };
 }
+
+export { CheckOutputError };

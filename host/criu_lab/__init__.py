@@ -11,6 +11,8 @@
   scenario run training|game|migration|backup
                one of the lab's stories, unattended, checked and reported
   autostop     (run by a systemd timer) power off after N minutes with no SSH session
+  judge NAME RC STDOUT STDERR
+               (run by pulumi up) did a check's output pass its contract (rules.json)?
 
 Each takes --json. Exit codes: 0 ok; 1 the lab does not work; 2 bad usage; 3 not installed or not ready
 (a dump whose images would not fit is refused with 3, before anything is frozen).

@@ -1,17 +1,20 @@
 """criu-lab scenario run migration|backup: the counter moved to another host, or restored on a
 backup host after the source dies (the original lab's web service that is
-"checkpointed periodically and restored on a backup server when the primary fails")."""
+"checkpointed periodically and restored on a backup server when the primary fails").
+Beside the tool's downtime, the migration reports the client's: the gap between the counter's
+last line before the freeze and its first after the restore, as its output shows (stamps.py)."""
 import os
-import re
 import shlex
 import signal
-import subprocess
 import time
 
-from .common import BROKEN, COUNTER, OK, USAGE, LabError, base, frozen_us, crit_show, new_run, private_dir, ready, whole
-from .migrate import (Migration, Remote, add_destination_flags, add_mode_flag, check_destination_flags,
-                      compare_destination, counts, migrate, probe, ship, timeline)
+from .common import COUNTER, base, counts, counts_in, crit_show, frozen_us, new_run, private_dir, ready, whole
+from .outcome import BROKEN, OK, USAGE, LabError, attempt, failed
+from .migrate import (Migration, Remote, add_destination_flags, check_destination_flags, compare_destination, migrate,
+                      probe, ship, timeline)
+from .modes import add_mode_flag
 from .procs import start_detached, stop, wait_for
+from .stamps import follow_here, follow_there, wait_gap
 
 
 def register(runsub):
@@ -44,37 +47,51 @@ def stop_there(remote, pid):
     remote.run(f"grep -q counter.py /proc/{pid}/cmdline 2>/dev/null && kill {pid}; true", 30)
 
 
+def stop_both(child, remote, r):
+    """A scenario's end: the counter stopped here (still here when refused, or restored back
+    after a failure) and there (R's restoredPid), the SSH connection closed."""
+    if child:
+        stop(child.pid, b"counter.py")
+    if remote:
+        if r.get("restoredPid"):
+            stop_there(remote, r["restoredPid"])
+        remote.close()
+
+
 def cmd_migration(a):
     r = {**base(), "modeAsked": a.mode, "mode": None if a.mode == "auto" else a.mode}
     say = (lambda s: None) if a.json else (lambda s: print(s, flush=True))
     child = remote = None
-    try:
+    followers = []
+
+    def cleanup():
+        for f in followers:  # before the SSH connection their remote half runs in
+            f.close()
+        stop_both(child, remote, r)
+
+    with attempt(r, cleanup) as outcome:
         user, host = check_destination_flags(a)
         ready("scenario run migration")
         remote = Remote(user, host, a.port, a.identity, a.known_hosts)
         remote.connect()
         run_dir, out, child = start_counter("migration", a.interval)
         say(f"counter.py runs as PID {child.pid}, output in {out}")
+        # The counter's output as a client reading it sees it, here and (once restored) there.
+        followers += [follow_here(out), follow_there(remote, out)]
         r.update(migrate(child.pid, a.mode, remote, lambda: child.wait(10), say,
                          run_dir=os.path.join(run_dir, "migrate")))
         if r["restoredPid"] != child.pid or r.get("firstAfterRestore") != (r["lastBeforeDump"] or 0) + 1:
             raise LabError(BROKEN, f"on {host} the counter runs as PID {r['restoredPid']} (expected {child.pid}) and "
                            f"counted {r.get('firstAfterRestore')} after {r['lastBeforeDump']}")
-    except LabError as e:
-        # What the migration knew when it failed: the mode --mode auto picked, where the images are.
-        r.update(getattr(e, "result", {}), ok=False, error=str(e))
-        return e.code, r, f"criu-lab scenario run migration FAILED: {e}"
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
-        r.update(ok=False, error=f"{type(e).__name__}: {e}")
-        return BROKEN, r, f"criu-lab scenario run migration FAILED: {r['error']}"
-    finally:
-        if child:
-            stop(child.pid, b"counter.py")  # still here (refused, or restored back after a failure)
-        if remote:
-            if r.get("restoredPid"):
-                stop_there(remote, r["restoredPid"])
-            remote.close()
-    return OK, r, timeline(r) + f"\nthe counter went on with the same PID there (stopped now); images in {r['imagesDir']}"
+        r["counterIntervalMs"] = round(a.interval * 1000, 1)
+        r["clientGapMs"] = wait_gap(*followers, r["lastBeforeDump"], r["firstAfterRestore"])
+    if outcome.failed:
+        # The failure holds what the migration knew: the mode --mode auto picked, where the images are.
+        return outcome.code, r, failed("criu-lab scenario run migration", r)
+    return OK, r, (timeline(r) + f"\n  the client saw Counter: {r['lastBeforeDump']} here and Counter: "
+                   f"{r['firstAfterRestore']} there {r['clientGapMs']:.0f} ms later (one every {a.interval:g} s; "
+                   f"downtime {r['downtimeMs']:.0f} ms)\nthe counter went on with the same PID there (stopped now); "
+                   f"images in {r['imagesDir']}")
 
 
 def cmd_backup(a):
@@ -83,7 +100,7 @@ def cmd_backup(a):
     r = {**base(), "checkpoints": 0, "frozenUs": [], "imageBytes": [], "bytesTransferred": 0}
     say = (lambda s: None) if a.json else (lambda s: print(s, flush=True))
     child = remote = None
-    try:
+    with attempt(r, cleanup=lambda: stop_both(child, remote, r)) as outcome:
         user, host = check_destination_flags(a)
         if a.checkpoints < 1:
             raise LabError(USAGE, f"--checkpoints {a.checkpoints}: expected at least 1")
@@ -92,7 +109,7 @@ def cmd_backup(a):
         remote.connect()
         run_dir, out, child = start_counter("backup", a.interval)
         r["pid"] = child.pid
-        probe(remote, False)
+        probe(remote)
         r["destination"] = remote.target
         carry, _, _ = compare_destination(remote, child.pid)
         m = Migration(child.pid, "backup", remote, lambda: None, say, run_dir)
@@ -111,7 +128,7 @@ def cmd_backup(a):
             if cut:
                 remote.must(" && ".join(cut), "trimming the carried files")
             with open(out, "rb") as f:
-                r["lastCheckpointCount"] = counts_in(f.read(sizes.get(out) or 0))[-1]
+                r["lastCheckpointCount"] = counts_in(f.read(sizes.get(out) or 0).decode(errors="replace"))[-1]
             r["checkpoints"] = k
             r["frozenUs"].append(frozen_us(d))
             r["imageBytes"].append(sum(os.path.getsize(p) for p in names))
@@ -123,7 +140,7 @@ def cmd_backup(a):
         say(f"kill -9 {child.pid} at Counter: {r['lastBeforeCrash']}; restoring checkpoint {k} on {host}")
         m.restore(d)
         after = wait_for("the restored counter there", lambda: [
-            n for n in counts_in(remote.run(f"tail -c 2000 {q(out)}").stdout.encode()) if n > r["lastCheckpointCount"]] or None)
+            n for n in counts_in(remote.run(f"tail -c 2000 {q(out)}").stdout) if n > r["lastCheckpointCount"]] or None)
         r.update(firstAfterRestore=after[0], restoredPid=m.r["restoredPid"], restoreMs=m.r["restoreMs"],
                  lostCounts=r["lastBeforeCrash"] - r["lastCheckpointCount"], imagesDir=d)
         if r["restoredPid"] != child.pid or r["firstAfterRestore"] != r["lastCheckpointCount"] + 1:
@@ -131,23 +148,8 @@ def cmd_backup(a):
                            f"{r['firstAfterRestore']} (expected {r['lastCheckpointCount'] + 1})")
         r["ok"] = True
         m.passed()  # only the latest passing backup keeps its checkpoints, here and on the backup host
-    except LabError as e:
-        r.update(ok=False, error=str(e))
-        return e.code, r, f"criu-lab scenario run backup FAILED: {e}"
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, IndexError) as e:
-        r.update(ok=False, error=f"{type(e).__name__}: {e}")
-        return BROKEN, r, f"criu-lab scenario run backup FAILED: {r['error']}"
-    finally:
-        if child:
-            stop(child.pid, b"counter.py")
-        if remote:
-            if r.get("restoredPid"):
-                stop_there(remote, r["restoredPid"])
-            remote.close()
+    if outcome.failed:
+        return outcome.code, r, failed("criu-lab scenario run backup", r)
     return OK, r, (f"{r['checkpoints']} checkpoints shipped to {r['destination']}; after kill -9 at Counter: "
                    f"{r['lastBeforeCrash']} the backup restored the last one (Counter: {r['lastCheckpointCount']}) "
                    f"and counted on from {r['firstAfterRestore']}: {r['lostCounts']} counts lost.")
-
-
-def counts_in(data):
-    return [int(n) for n in re.findall(rb"^Counter: (\d+)$", data, re.M)]

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from .common import BROKEN, LabError
+from .outcome import BROKEN, LabError
 
 
 def start_detached(argv, log_path, append=False, cwd=None):

@@ -1,0 +1,162 @@
+"""Where a training checkpoint is dumped, and how it becomes a complete checkpoint on disk.
+
+The job stands still while CRIU writes its memory (`--leave-running` resumes it when the dump
+ends), so the dump goes to RAM (a private directory on a tmpfs) when RAM has room for it, and
+the copy to disk happens after the job runs on: the freeze lasts as long as a write to memory,
+not to disk. A checkpoint is complete on disk once it is in its numbered directory with its
+MANIFEST, and the latest checkpoint is the highest complete one:
+
+    checkpoints/.3.partial/   a copy under way (ignored: a crash here leaves checkpoint 2 the latest)
+    checkpoints/3/            the images, fsynced, and MANIFEST (its files and their sizes), written
+                              last, before the rename to 3; the directory fsynced after it
+
+When RAM is short (MemAvailable less a margin, the tmpfs's free space, or --ram-budget-mib)
+the dump goes straight to the disk's .N.partial and the same fsync and rename follow.
+"""
+import json
+import os
+import shutil
+import tempfile
+import time
+
+from .common import human_bytes
+from .outcome import BROKEN, NOT_READY, LabError
+
+MIB = 2**20
+# Left to everything else on the host while a checkpoint sits in RAM: a tmpfs's pages count
+# against MemAvailable, and the job goes on allocating (its RSS stays while the copy exists).
+MARGIN = 256 * MIB
+RAM_ROOT = os.environ.get("CRIU_LAB_RAM_DIR", "/dev/shm")
+MANIFEST = "MANIFEST"
+
+
+def mem_available(meminfo="/proc/meminfo"):
+    """MemAvailable in bytes (the kernel's estimate of what can be had without swapping)."""
+    with open(meminfo) as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise LabError(NOT_READY, f"no MemAvailable in {meminfo}")
+
+
+def placement(n, need, available, ram_free, disk_free, budget=None, margin=MARGIN):
+    """Where checkpoint N's images (about NEED bytes, the process's memory as dump_estimate
+    counts it) go: ("ram" | "disk", why). AVAILABLE: MemAvailable; RAM_FREE: free space on the
+    tmpfs (None: no tmpfs); DISK_FREE: free space where checkpoints are kept; BUDGET: bytes
+    allowed in RAM (None: no limit past MemAvailable). Raises (exit 3, nothing frozen) when
+    the disk cannot hold it: every checkpoint ends up there."""
+    if need > disk_free:
+        raise LabError(NOT_READY, f"no room on disk for checkpoint {n}: about {human_bytes(need)} of images, "
+                       f"{human_bytes(disk_free)} free where checkpoints are kept; nothing was frozen. Free space "
+                       "with `sudo criu-lab clean`, or a smaller --size-mib")
+    size = f"about {human_bytes(need)} of images"
+    if budget is not None and need > budget:
+        return "disk", f"{size}, more than the RAM budget of {human_bytes(budget)} (--ram-budget-mib)"
+    if ram_free is None:
+        return "disk", f"no tmpfs at {RAM_ROOT} to dump into"
+    if need + margin > available:
+        return "disk", (f"{size} plus a margin of {human_bytes(margin)}, more than the {human_bytes(available)} "
+                        "of RAM available (MemAvailable)")
+    if need > ram_free:
+        return "disk", f"{size}, more than the {human_bytes(ram_free)} free on the tmpfs at {RAM_ROOT}"
+    return "ram", (f"{size} fit in the {human_bytes(available)} of RAM available (MemAvailable, "
+                   f"margin {human_bytes(margin)})")
+
+
+def ram_dir():
+    """A directory of root's alone (0700, mkdtemp) on the tmpfs, or None when there is none."""
+    if not os.path.isdir(RAM_ROOT):
+        return None
+    return tempfile.mkdtemp(prefix="criu-lab-training-", dir=RAM_ROOT)
+
+
+def partial(checkpoints, n):
+    return os.path.join(checkpoints, f".{n}.partial")
+
+
+def parent_arg(checkpoints, n):
+    """--prev-images-dir for incremental checkpoint N: the previous one as persisted on disk,
+    by absolute path, so the dump finds it whether it writes to RAM or to disk (CRIU reads
+    the parent's pagemaps and links `parent` to this path); persist() then rewrites the link
+    to ../N-1, which holds wherever the checkpoints directory is later moved. None for N=1."""
+    return os.path.join(os.path.abspath(checkpoints), str(n - 1)) if n > 1 else None
+
+
+def fsync_path(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def persist(images, checkpoints, n, info):
+    """Makes the dump in IMAGES checkpoint N of CHECKPOINTS, complete on disk: copied (when it
+    is elsewhere) into .N.partial, every file fsynced, its `parent` link made ../N-1, MANIFEST
+    written last (fsynced), renamed to N, the directory fsynced so that the rename survives a
+    crash of the machine. INFO goes into MANIFEST. Returns the ms it took. IMAGES may be
+    .N.partial itself (a dump straight to disk)."""
+    started = time.monotonic()
+    target = partial(checkpoints, n)
+    if os.path.abspath(images) != os.path.abspath(target):
+        shutil.rmtree(target, ignore_errors=True)  # a copy cut short earlier
+        os.makedirs(target, 0o700)
+    files = {}
+    for name in sorted(os.listdir(images)):
+        src, dst = os.path.join(images, name), os.path.join(target, name)
+        if os.path.islink(src):
+            if name != "parent":
+                raise LabError(BROKEN, f"unexpected link {src} in the images")
+            if os.path.lexists(dst):
+                os.unlink(dst)
+            os.symlink(f"../{n - 1}", dst)
+            continue
+        if src != dst:
+            shutil.copyfile(src, dst)
+        fsync_path(dst)
+        files[name] = os.path.getsize(dst)
+    with open(os.path.join(target, MANIFEST), "w") as f:
+        json.dump({"checkpoint": n, "files": files, **info}, f, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_path(target)
+    os.rename(target, os.path.join(checkpoints, str(n)))
+    fsync_path(checkpoints)
+    return round((time.monotonic() - started) * 1000, 1)
+
+
+def complete(checkpoints, n):
+    """Why checkpoint N is not complete on disk (no MANIFEST, a file missing or of another size
+    than MANIFEST says, an incomplete parent), or None."""
+    d = os.path.join(checkpoints, str(n))
+    try:
+        with open(os.path.join(d, MANIFEST)) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as e:
+        return f"{d}: no readable {MANIFEST} ({e})"
+    for name, size in manifest.get("files", {}).items():
+        try:
+            actual = os.path.getsize(os.path.join(d, name))
+        except OSError:
+            return f"{d}/{name} is missing"
+        if actual != size:
+            return f"{d}/{name} has {actual} bytes, {MANIFEST} says {size}"
+    if os.path.islink(os.path.join(d, "parent")):
+        parent = os.readlink(os.path.join(d, "parent"))
+        if parent != f"../{n - 1}":
+            return f"{d}/parent points at {parent}, not ../{n - 1}"
+        return complete(checkpoints, n - 1)
+    return None
+
+
+def latest_complete(checkpoints):
+    """(N, its directory) of the newest complete checkpoint on disk: the highest numbered one
+    that is complete (a .N.partial never is). Raises, naming what is wrong, when none is."""
+    problems = []
+    for n in sorted((int(n) for n in os.listdir(checkpoints) if n.isdigit()), reverse=True):
+        why = complete(checkpoints, n)
+        if why is None:
+            return n, os.path.join(checkpoints, str(n))
+        problems.append(why)
+    raise LabError(NOT_READY, f"no complete checkpoint in {checkpoints}"
+                   + (": " + "; ".join(problems) if problems else ""))

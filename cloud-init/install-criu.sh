@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Builds CRIU from pinned source and installs `criu` and `crit` (no man pages).
+# Builds CRIU from pinned source and installs `criu`, `criu-ns` and `crit` (no man pages).
 #
 #   install-criu.sh --tarball URL|PATH --sha256 HEX
 #   install-criu.sh --git REPOSITORY --version TAG --commit SHA
 #       [--prefix /usr/local] [--state-dir /var/lib/criu-lab] [--log-dir /var/log/criu-lab]
 #
-# Installs PREFIX/sbin/criu, PREFIX/bin/crit (runs with /usr/bin/python3, which has
-# python3-protobuf) and its Python packages in PREFIX/lib/criu-lab/python, and records what
-# it installed in STATE_DIR/install.json. Everything is built and checked in a temporary
+# Installs PREFIX/sbin/criu, PREFIX/sbin/criu-ns and PREFIX/bin/crit (the last two run with
+# /usr/bin/python3, which has python3-protobuf) and crit's Python packages in
+# PREFIX/lib/criu-lab/python, and records what it installed in STATE_DIR/install.json. Everything is built and checked in a temporary
 # directory first and moved into place only when `criu --version` and `crit --version` work,
 # so a failure leaves nothing half-installed on PATH. A second run with the same source does
 # nothing. CRIU's `make install` would pip-install crit and build man pages (asciidoc); the
-# lab needs neither (docs/design.md "Facts that shape the code").
+# lab needs neither (docs/design.md "Facts that shape the code"). It does install criu-ns, as
+# CRIU's `make install` does (criu/Makefile): the lab guide restores a process whose PID is
+# taken with it. Its man page is asciidoc, which this build does not install: `criu-ns` with
+# no arguments prints its usage.
 #
 # Exit codes (docs/design.md "Contracts"): 0 installed, or already; 1 the build or the installed
 # binaries failed; 2 usage or bad input, including a sha256 or commit that does not match;
@@ -161,6 +164,8 @@ setup_logging() {
 already_installed() {
   local record="$STATE_DIR/install.json"
   [ -f "$record" ] && [ -x "$PREFIX/sbin/criu" ] && [ -x "$PREFIX/bin/crit" ] || return 1
+  # An installation from before criu-ns was installed gets it on the next run.
+  [ -x "$PREFIX/sbin/criu-ns" ] || return 1
   grep -q "\"sourceId\": \"$(source_id)\"" "$record" || return 1
   "$PREFIX/sbin/criu" --version >>"$LOG" 2>&1 || return 1
   "$PREFIX/bin/crit" --version >>"$LOG" 2>&1 || return 1
@@ -319,6 +324,9 @@ from crit.__main__ import main
 sys.exit(main())
 LAUNCHER
   chmod 0755 "$stage/bin/crit"
+  # criu-ns (standard library Python) runs `criu` from PATH; the system python3 runs it, as crit.
+  sed "1s|^#!.*|#!$PYTHON|" "$WORK/src/scripts/criu-ns" >"$stage/sbin/criu-ns"
+  chmod 0755 "$stage/sbin/criu-ns"
   VERSION="$(criu_version "$stage/sbin/criu")"
   [ -n "$VERSION" ] || fail 1 "the built criu does not run: $stage/sbin/criu --version"
   ! below_floor "$VERSION" || fail 2 "the built criu is version $VERSION: refused (nothing installed): $FLOOR_WHY"
@@ -338,6 +346,8 @@ install_staged() {
   mv "$libdir/python.new" "$libdir/python"
   rm -rf "$libdir/python.old"
   cp "$stage/bin/crit" "$PREFIX/bin/.crit.new" && mv -f "$PREFIX/bin/.crit.new" "$PREFIX/bin/crit"
+  cp "$stage/sbin/criu-ns" "$PREFIX/sbin/.criu-ns.new" &&
+    mv -f "$PREFIX/sbin/.criu-ns.new" "$PREFIX/sbin/criu-ns"
   cp "$stage/sbin/criu" "$PREFIX/sbin/.criu.new" && mv -f "$PREFIX/sbin/.criu.new" "$PREFIX/sbin/criu"
   "$PREFIX/bin/crit" --version >>"$LOG" 2>&1 || fail 1 "installed crit does not run: $PREFIX/bin/crit"
 }
@@ -356,12 +366,13 @@ record() {
   "source": $source_json,
   "criu": "$PREFIX/sbin/criu",
   "crit": "$PREFIX/bin/crit",
+  "criuNs": "$PREFIX/sbin/criu-ns",
   "installedAt": "$(date -u +%FT%TZ)",
   "log": "$LOG"
 }
 JSON
   mv -f "$STATE_DIR/install.json.new" "$STATE_DIR/install.json"
-  say "installed CRIU $VERSION: $PREFIX/sbin/criu, $PREFIX/bin/crit (record: $STATE_DIR/install.json)"
+  say "installed CRIU $VERSION: $PREFIX/sbin/criu, $PREFIX/sbin/criu-ns, $PREFIX/bin/crit (record: $STATE_DIR/install.json)"
 }
 
 main() {

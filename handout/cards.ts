@@ -184,13 +184,15 @@ export function card(seat: SeatOutput, stack: string): string {
       "(`criu-lab guide training`: the section whose heading has that word), and " +
       "`sudo criu-lab progress` shows which exercises you have done.",
     "",
-    "1. `./counter.py &` starts the counter: it prints its `PID` and then `Counter: N` every 2 s.",
-    "2. In a second terminal (another ssh, or `tmux` then `Ctrl-b c`): " +
-      "`mkdir checkpoint_dir && sudo criu dump -t PID -D checkpoint_dir -v4 --shell-job`. " +
+    "1. Two panes side by side: `tmux`, then `Ctrl-b %` (`Ctrl-b o` moves between them).",
+    "2. Left pane: `./counter.py & echo $! > counter.pid` starts the counter and keeps its PID; " +
+      "it prints `Counter: N` every 2 s.",
+    "3. Right pane: `PID=$(cat counter.pid)`, `mkdir checkpoint_dir`, then " +
+      '`sudo criu dump -t "$PID" -D checkpoint_dir -v4 --shell-job`. ' +
       "The counter stops: its whole state is in `checkpoint_dir`.",
-    "3. `sudo criu restore -D checkpoint_dir -v4 --shell-job`: it counts on from the next " +
+    "4. `sudo criu restore -D checkpoint_dir -v4 --shell-job`: it counts on from the next " +
       "number, with the same PID. `Ctrl-C` ends it.",
-    "4. `sudo criu-lab analyze checkpoint_dir` explains what was saved, file by file.",
+    "5. `sudo criu-lab analyze checkpoint_dir` explains what was saved, file by file.",
     "",
     "`sudo criu-lab demo` runs the whole experiment in one go; `sudo criu-lab check` says " +
       "whether CRIU works on this kernel.",
@@ -204,11 +206,13 @@ export function card(seat: SeatOutput, stack: string): string {
       `Your seat has a second host, **b** (\`${b.name}\`). On **a**, \`${b.name}\` is its ` +
         "private name, and a already trusts b's key and may log in to it: nothing to set up.",
       "",
-      "On host a, start a detached counter (`setsid ./counter.py </dev/null >counter.log 2>&1 &`, " +
-        "then `pgrep -f counter.py` for its PID) and move it to b:",
+      "On host a, start a detached counter, keeping its PID, and move it to b (the lab guide " +
+        "does it by hand first):",
       "",
       "```sh",
-      `sudo criu-lab migrate --to ${peer} --pid PID`,
+      "setsid -f sh -c 'echo $$ >counter.pid; exec ./counter.py </dev/null >counter.log 2>&1'",
+      "PID=$(cat counter.pid)",
+      `sudo criu-lab migrate --to ${peer} --pid "$PID"`,
       "```",
       "",
       `Or the whole story unattended: \`sudo criu-lab scenario run migration --to ${peer}\`. ` +

@@ -19,8 +19,8 @@ import { generateKey, type KeyPair } from "../vm/keys";
 import { run, type Ran, waitFor } from "./run";
 
 /** PR_SET_CHILD_SUBREAPER, then runs argv and reaps every child (and orphan) until none is
- * left; SIGTERM goes on to argv. */
-const REAPER = `
+ * left; SIGTERM goes on to argv. A Python program: `python3 -c REAPER ARGV...`. */
+export const REAPER = `
 import ctypes, os, signal, sys
 ctypes.CDLL(None).prctl(36, 1)
 main = os.fork()
@@ -207,6 +207,8 @@ async function startSshd(
       "PasswordAuthentication no",
       "KbdInteractiveAuthentication no",
       `AllowUsers ${users.join(" ")}`,
+      // scp speaks SFTP (OpenSSH 9): a lab host's sshd serves it, so these do too.
+      "Subsystem sftp internal-sftp",
       "LogLevel VERBOSE",
       "",
     ].join("\n"),

@@ -10,20 +10,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, HOST, LAB, REPO, run, tempDir, waitFor } from "./support/lab-helpers";
+import { guideBlock } from "../support/guide-blocks";
+import { alive, HOST, LAB, run, tempDir, waitFor } from "./support/lab-helpers";
 import { Terminals } from "./support/terminals";
 
-/** The lab guide's `sh` block of the migration section that starts the counter. */
-function startBlock(): string[] {
-  const readme = fs.readFileSync(path.join(REPO, "docs/lab-guide.md"), "utf8");
-  const section = readme.slice(readme.indexOf("## Migrate a process to another host"));
-  const block = [...section.matchAll(/```sh\n([\s\S]*?)```/g)]
-    .map((m) => m[1]!)
-    .find((b) => b.includes("counter.pid"));
-  if (!block)
-    throw new Error("docs/lab-guide.md: the migration section has no block writing counter.pid");
-  return block.trimEnd().split("\n");
-}
+/** The lab guide's block that starts the counter detached. */
+const startBlock = () => guideBlock("detached-start");
 
 const counts = (text: string) => [...text.matchAll(/^Counter: (\d+)$/gm)].map((m) => Number(m[1]));
 

@@ -9,19 +9,16 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, HOST, LAB, REPO, run, tempDir, waitFor } from "./support/lab-helpers";
+import { guideBlock } from "../support/guide-blocks";
+import { alive, HOST, LAB, run, tempDir, waitFor } from "./support/lab-helpers";
 import { Terminals } from "./support/terminals";
 
-const SECTION = "### What a checkpoint holds";
-
-/** The section's `sh` blocks, in order, as lists of lines. */
-function blocks(): string[][] {
-  const readme = fs.readFileSync(path.join(REPO, "docs/lab-guide.md"), "utf8");
-  const start = readme.indexOf(SECTION);
-  if (start < 0) throw new Error(`docs/lab-guide.md: no section '${SECTION}'`);
-  const section = readme.slice(start, readme.indexOf("\n## ", start));
-  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!.trimEnd().split("\n"));
-}
+/** The section's blocks, in order: dump and search, the permissions, the clean-up. */
+const blocks = () => [
+  guideBlock("secret-dump"),
+  guideBlock("secret-perms"),
+  guideBlock("secret-cleanup"),
+];
 
 const counts = (text: string) => [...text.matchAll(/^Counter: (\d+)$/gm)].map((m) => Number(m[1]));
 
@@ -38,16 +35,7 @@ describe.skipIf(
   let pid = 0;
   let guide: string[][];
 
-  /** Types each line and waits for the next prompt: the line has run (a line typed while
-   * sudo still runs would be swallowed). */
-  const typeAll = async (lines: string[]) => {
-    const prompts = () => (t.screen(0).match(/^bash-[\d.]+[#$] /gm) ?? []).length;
-    for (const line of lines) {
-      const before = prompts();
-      t.type(0, line);
-      await t.until(0, `'${line}' to finish`, () => prompts() > before);
-    }
-  };
+  const typeAll = (lines: string[]) => t.typeAll(0, lines);
 
   beforeAll(() => {
     guide = blocks();

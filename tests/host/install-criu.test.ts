@@ -94,6 +94,18 @@ describe.skipIf(
       expect(ran.stdout.trim()).toMatch(/^4\.\d+/);
     });
 
+    it("installs criu-ns, run by the system python3, which runs the installed criu", () => {
+      const criuNs = path.join(d().prefix, "sbin/criu-ns");
+      expect(fs.readFileSync(criuNs, "utf8").split("\n")[0]).toBe("#!/usr/bin/python3");
+      const record = JSON.parse(fs.readFileSync(path.join(d().state, "install.json"), "utf8"));
+      expect(record.criuNs).toBe(criuNs);
+      // `criu-ns check` runs `criu check` from PATH: the one installed beside it.
+      const env = { ...process.env, PATH: `${path.join(d().prefix, "sbin")}:${process.env.PATH}` };
+      const check = run(criuNs, ["check"], { env });
+      expect(check.code, check.stdout + check.stderr).toBe(0);
+      expect(check.stdout + check.stderr).toContain("Looks good.");
+    });
+
     it("does nothing on a second run with the same source, and says so", () => {
       const criu = path.join(d().prefix, "sbin/criu");
       const before = fs.statSync(criu);

@@ -1,8 +1,8 @@
 /**
- * Real terminals for the README's typed lab steps: a tmux session with one window per
- * terminal, each a bash in a work directory. Lines are typed as the README gives them and
- * the screens are read back. As the lab user where root may dump another user's process,
- * as root where it may not (this sandbox: no CAP_SYS_RESOURCE).
+ * Real terminals for the lab guide's typed steps: a tmux window split into panes side by side
+ * (`split-window -h`, the guide's `Ctrl-b %`), each a bash in a work directory. Lines are typed
+ * as the guide gives them and the screens are read back. As the lab user where root may dump
+ * another user's process, as root where it may not (this sandbox: no CAP_SYS_RESOURCE).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -19,9 +19,12 @@ export function rootHasSysResource(): boolean {
 
 export class Terminals {
   private readonly socket: string;
+  /** COUNT panes; `wrap` turns the shell's command line into the one tmux runs (e.g. to enter
+   * a lab host's namespaces first). */
   constructor(
     readonly dir: string,
     count: number,
+    wrap: (shell: string) => string = (shell) => shell,
   ) {
     this.socket = path.join(dir, "tmux.sock");
     let shell = "bash --norc --noprofile -i";
@@ -29,8 +32,15 @@ export class Terminals {
       run("chown", ["-R", `${LAB_USER}:`, dir]);
       shell = `sudo -u ${LAB_USER} ${shell}`;
     }
-    this.tmux("new-session", "-d", "-s", "lab", "-x", "200", "-y", "50", "-c", dir, shell);
-    for (let i = 1; i < count; i++) this.tmux("new-window", "-t", "lab", "-c", dir, shell);
+    shell = wrap(shell);
+    this.tmux("new-session", "-d", "-s", "lab", "-x", "240", "-y", "50", "-c", dir, shell);
+    for (let i = 1; i < count; i++)
+      this.tmux("split-window", "-h", "-t", `lab:0.${i - 1}`, "-c", dir, shell);
+  }
+
+  /** tmux's name of pane PANE (0 is the left one). */
+  private pane(pane: number): string {
+    return `lab:0.${pane}`;
   }
 
   tmux(...args: string[]): string {
@@ -39,42 +49,63 @@ export class Terminals {
     return ran.stdout;
   }
 
-  screen(window: number): string {
-    return this.tmux("capture-pane", "-p", "-J", "-S", "-5000", "-t", `lab:${window}`);
+  screen(pane: number): string {
+    return this.tmux("capture-pane", "-p", "-J", "-S", "-5000", "-t", this.pane(pane));
   }
 
-  type(window: number, line: string): void {
-    this.tmux("send-keys", "-t", `lab:${window}`, "-l", line);
-    this.tmux("send-keys", "-t", `lab:${window}`, "Enter");
+  type(pane: number, line: string): void {
+    this.tmux("send-keys", "-t", this.pane(pane), "-l", line);
+    this.tmux("send-keys", "-t", this.pane(pane), "Enter");
   }
 
-  keys(window: number, key: string): void {
-    this.tmux("send-keys", "-t", `lab:${window}`, key);
+  keys(pane: number, key: string): void {
+    this.tmux("send-keys", "-t", this.pane(pane), key);
   }
 
-  /** The command running in the foreground of WINDOW ("bash" at the prompt). */
-  foreground(window: number): string {
+  /** The command running in the foreground of PANE ("bash" at the prompt). */
+  foreground(pane: number): string {
     return this.tmux(
       "display-message",
       "-p",
       "-t",
-      `lab:${window}`,
+      this.pane(pane),
       "#{pane_current_command}",
     ).trim();
   }
 
-  async until(window: number, what: string, test: (text: string) => boolean, ms = 60_000) {
+  async until(pane: number, what: string, test: (text: string) => boolean, ms = 60_000) {
     try {
-      await waitFor(what, () => (test(this.screen(window)) ? true : undefined), ms);
+      await waitFor(what, () => (test(this.screen(pane)) ? true : undefined), ms);
     } catch (e) {
-      const tail = this.screen(window).trimEnd().split("\n").slice(-15).join("\n");
-      throw new Error(`${String(e)}; window ${window} ends with:\n${tail}`);
+      const tail = this.screen(pane).trimEnd().split("\n").slice(-15).join("\n");
+      throw new Error(`${String(e)}; pane ${pane} ends with:\n${tail}`);
     }
   }
 
-  /** Waits for the command typed in WINDOW to finish (its shell in the foreground again). */
-  async idle(window: number, what: string, ms = 120_000) {
-    await waitFor(what, () => (this.foreground(window) === "bash" ? true : undefined), ms);
+  /** Waits for the command typed in PANE to finish (its shell in the foreground again). */
+  async idle(pane: number, what: string, ms = 120_000) {
+    await waitFor(what, () => (this.foreground(pane) === "bash" ? true : undefined), ms);
+  }
+
+  /** The prompts on PANE's screen so far (`bash-5.2# `, at a line's start). */
+  prompts(pane: number): number {
+    return (this.screen(pane).match(/^bash-[\d.]+[#$] /gm) ?? []).length;
+  }
+
+  /** Types each line and waits for the next prompt: the line has run (a line typed while
+   * sudo still runs would be swallowed). `after` runs once a line is done. */
+  async typeAll(
+    pane: number,
+    lines: string[],
+    after: (line: string) => Promise<void> | void = () => {},
+    ms = 120_000,
+  ) {
+    for (const line of lines) {
+      const before = this.prompts(pane);
+      this.type(pane, line);
+      await this.until(pane, `'${line}' to finish`, () => this.prompts(pane) > before, ms);
+      await after(line);
+    }
   }
 
   close(): void {

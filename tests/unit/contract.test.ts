@@ -114,7 +114,7 @@ describe("rules.json", () => {
   });
 
   it("is the file the host package ships: one file, linked, in the lab's archive", () => {
-    const hostRules = join(ROOT, "cloud-init", "criu_lab", "rules.json");
+    const hostRules = join(ROOT, "host", "criu_lab", "rules.json");
     expect(realpathSync(hostRules)).toBe(realpathSync(join(ROOT, "contract", "rules.json")));
     expect(LAB_FILES.map((f) => f.name)).toContain("criu_lab/rules.json");
     const text = readFileSync(hostRules);
@@ -138,7 +138,7 @@ describe("rules.json", () => {
         "-c",
         "import json, sys; sys.path.insert(0, sys.argv[1]); from criu_lab import judge; " +
           "print(json.dumps([judge.broken_rules(n, r) for n, r in json.loads(sys.stdin.read())]))",
-        join(ROOT, "cloud-init"),
+        join(ROOT, "host"),
       ],
       { input: JSON.stringify(cases), encoding: "utf8" },
     );
@@ -153,7 +153,7 @@ describe("what contract/ keeps once", () => {
   it("the migration modes are the host command's (`criu-lab migrate --help`)", () => {
     const help = spawnSync(
       "/usr/bin/python3",
-      [join(ROOT, "cloud-init", "criu-lab"), "migrate", "--help"],
+      [join(ROOT, "host", "criu-lab"), "migrate", "--help"],
       { encoding: "utf8" },
     );
     expect(help.status).toBe(0);

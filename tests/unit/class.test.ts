@@ -26,7 +26,7 @@ import {
 } from "./support/mocks";
 
 /** The checkout's host command, as the lab's files install it. */
-const HOST_COMMAND = join(__dirname, "..", "..", "cloud-init", "criu-lab");
+const HOST_COMMAND = join(__dirname, "..", "..", "host", "criu-lab");
 
 // Types only: the modules themselves load after the mocks are installed.
 import type { CriuLab, CriuLabArgs } from "../../components/lab";

@@ -46,7 +46,7 @@ function writeSudoStub(dir: string): void {
   fs.symlinkSync(stub, path.join(dir, "cloud-init"));
   // The host's judge as the lab's files install it (`criu-lab judge`, without sudo).
   fs.symlinkSync(
-    path.join(__dirname, "..", "..", "cloud-init", "criu-lab"),
+    path.join(__dirname, "..", "..", "host", "criu-lab"),
     path.join(dir, "criu-lab"),
   );
 }

@@ -45,10 +45,7 @@ function writeSudoStub(dir: string): void {
   );
   fs.symlinkSync(stub, path.join(dir, "cloud-init"));
   // The host's judge as the lab's files install it (`criu-lab judge`, without sudo).
-  fs.symlinkSync(
-    path.join(__dirname, "..", "..", "host", "criu-lab"),
-    path.join(dir, "criu-lab"),
-  );
+  fs.symlinkSync(path.join(__dirname, "..", "..", "host", "criu-lab"), path.join(dir, "criu-lab"));
 }
 
 /** Runs a step as the provider does: `create` through a shell, with the script on stdin. */

@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, CLOUD_INIT, HOST, run, tempDir } from "./support/lab-helpers";
+import { alive, HOST, LAB, REPO, run, tempDir } from "./support/lab-helpers";
 import { Terminals } from "./support/terminals";
 
 const LEFT = 0;
@@ -28,7 +28,7 @@ const REFUSAL =
 /** The guide's transcript of the path without tracking holds LINE, as this CRIU printed it. */
 function expectInGuide(screen: string, line: string) {
   expect(screen).toContain(line);
-  expect(fs.readFileSync(path.join(CLOUD_INIT, "../docs/lab-guide.md"), "utf8")).toContain(line);
+  expect(fs.readFileSync(path.join(REPO, "docs/lab-guide.md"), "utf8")).toContain(line);
 }
 
 /** The kernel's answer, asked as the guide asks it. */
@@ -48,7 +48,7 @@ describe.skipIf(
 
   beforeAll(() => {
     work = tempDir("guide-incremental");
-    fs.copyFileSync(path.join(CLOUD_INIT, "trainer.py"), path.join(work, "trainer.py"));
+    fs.copyFileSync(LAB.trainer, path.join(work, "trainer.py"));
     fs.chmodSync(path.join(work, "trainer.py"), 0o755);
     t = new Terminals(work, 2);
   });

@@ -26,6 +26,7 @@ export const HOST = {
 export const LAB = {
   command: path.join(HOST_DIR, "criu-lab"),
   counter: path.join(HOST_DIR, "counter.py"),
+  trainer: path.join(HOST_DIR, "trainer.py"),
 } as const;
 
 /** Environment for LAB.command: its own counter and, if given, its own log dir. */

@@ -8,6 +8,9 @@
   clean [--all]  remove the images of runs not kept (kept: failed runs, the latest
                passing run of each kind; --all: those too), and say how much
   migrate      move a running process to another host over SSH (--to USER@HOST --pid PID)
+  checkpoint dump --pid PID DIR | verify DIR | restore DIR | export DIR FILE | import FILE DIR
+               a checkpoint with its manifest (sizes, sha256): made, checked, restored only
+               when it matches, packed into one archive (zstd, else gzip) and unpacked
   scenario run training|game|migration|backup
                one of the lab's stories, unattended, checked and reported
   guide [SECTION]  the lab guide, or the section whose heading has these words
@@ -17,8 +20,13 @@
                (run by pulumi up) did a check's output pass its contract (rules.json)?
 
 Each takes --json. Exit codes: 0 ok; 1 the lab does not work; 2 bad usage; 3 not installed or not ready
-(a dump whose images would not fit is refused with 3, before anything is frozen).
+(a dump whose images would not fit is refused with 3, before anything is frozen; so is a restore of
+a checkpoint whose files differ from its manifest, naming the file).
 """
 # A package with a module per command (docs/design.md "Style"); /usr/local/bin/criu-lab is a
 # symlink to the launcher beside it in /usr/local/lib/criu-lab. Standard library only, run by
 # the system python3 (the one crit needs).
+
+# The lab's version, as host/pyproject.toml says (a unit test keeps them equal): each
+# checkpoint's manifest records it (manifest.py).
+__version__ = "0.1.0"

@@ -4,21 +4,23 @@ The job stands still while CRIU writes its memory (`--leave-running` resumes it 
 ends), so the dump goes to RAM (a private directory on a tmpfs) when RAM has room for it, and
 the copy to disk happens after the job runs on: the freeze lasts as long as a write to memory,
 not to disk. A checkpoint is complete on disk once it is in its numbered directory with its
-MANIFEST, and the latest checkpoint is the highest complete one:
+manifest, and the latest checkpoint is the highest complete one:
 
     checkpoints/.3.partial/   a copy under way (ignored: a crash here leaves checkpoint 2 the latest)
-    checkpoints/3/            the images, fsynced, and MANIFEST (its files and their sizes), written
-                              last, before the rename to 3; the directory fsynced after it
+    checkpoints/3/            the images, fsynced, and MANIFEST.json (its files, their sizes and
+                              sha256s: manifest.py), written last, before the rename to 3; the
+                              directory fsynced after it
 
 When RAM is short (MemAvailable less a margin, the tmpfs's free space, or --ram-budget-mib)
 the dump goes straight to the disk's .N.partial and the same fsync and rename follow.
 """
-import json
+import hashlib
 import os
 import shutil
 import tempfile
 import time
 
+from . import manifest
 from .common import human_bytes
 from .outcome import BROKEN, NOT_READY, LabError
 
@@ -27,7 +29,6 @@ MIB = 2**20
 # against MemAvailable, and the job goes on allocating (its RSS stays while the copy exists).
 MARGIN = 256 * MIB
 RAM_ROOT = os.environ.get("CRIU_LAB_RAM_DIR", "/dev/shm")
-MANIFEST = "MANIFEST"
 
 
 def mem_available(meminfo="/proc/meminfo"):
@@ -90,18 +91,30 @@ def fsync_path(path):
         os.close(fd)
 
 
+def copy_hashed(src, dst):
+    """Copies SRC to DST (or reads SRC when it is DST), fsynced; returns its sha256 (the
+    manifest's), from the one read the copy needs anyway."""
+    h = hashlib.sha256()
+    with open(src, "rb") as f, (open(dst, "wb") if src != dst else open(os.devnull, "wb")) as out:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            out.write(chunk)
+    fsync_path(dst)
+    return h.hexdigest()
+
+
 def persist(images, checkpoints, n, info):
     """Makes the dump in IMAGES checkpoint N of CHECKPOINTS, complete on disk: copied (when it
-    is elsewhere) into .N.partial, every file fsynced, its `parent` link made ../N-1, MANIFEST
-    written last (fsynced), renamed to N, the directory fsynced so that the rename survives a
-    crash of the machine. INFO goes into MANIFEST. Returns the ms it took. IMAGES may be
-    .N.partial itself (a dump straight to disk)."""
+    is elsewhere) into .N.partial, every file fsynced, its `parent` link made ../N-1, the
+    manifest (MANIFEST.json, manifest.py) written last (fsynced), renamed to N, the directory
+    fsynced so that the rename survives a crash of the machine. INFO goes into the manifest.
+    Returns the ms it took. IMAGES may be .N.partial itself (a dump straight to disk)."""
     started = time.monotonic()
     target = partial(checkpoints, n)
     if os.path.abspath(images) != os.path.abspath(target):
         shutil.rmtree(target, ignore_errors=True)  # a copy cut short earlier
         os.makedirs(target, 0o700)
-    files = {}
+    hashes = {}
     for name in sorted(os.listdir(images)):
         src, dst = os.path.join(images, name), os.path.join(target, name)
         if os.path.islink(src):
@@ -111,14 +124,8 @@ def persist(images, checkpoints, n, info):
                 os.unlink(dst)
             os.symlink(f"../{n - 1}", dst)
             continue
-        if src != dst:
-            shutil.copyfile(src, dst)
-        fsync_path(dst)
-        files[name] = os.path.getsize(dst)
-    with open(os.path.join(target, MANIFEST), "w") as f:
-        json.dump({"checkpoint": n, "files": files, **info}, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
+        hashes[name] = copy_hashed(src, dst)
+    manifest.write(target, {"checkpoint": n, **info}, hashes)
     fsync_path(target)
     os.rename(target, os.path.join(checkpoints, str(n)))
     fsync_path(checkpoints)
@@ -126,21 +133,21 @@ def persist(images, checkpoints, n, info):
 
 
 def complete(checkpoints, n):
-    """Why checkpoint N is not complete on disk (no MANIFEST, a file missing or of another size
-    than MANIFEST says, an incomplete parent), or None."""
+    """Why checkpoint N is not complete on disk (no manifest, a file missing or of another size
+    than its manifest says, an incomplete parent), or None. Sizes only: cheap enough to look
+    at every checkpoint; the one restored is then verified whole (latest_complete)."""
     d = os.path.join(checkpoints, str(n))
     try:
-        with open(os.path.join(d, MANIFEST)) as f:
-            manifest = json.load(f)
-    except (OSError, ValueError) as e:
-        return f"{d}: no readable {MANIFEST} ({e})"
-    for name, size in manifest.get("files", {}).items():
+        m = manifest.load(d)
+    except LabError as e:
+        return str(e)
+    for name, f in m["files"].items():
         try:
             actual = os.path.getsize(os.path.join(d, name))
         except OSError:
             return f"{d}/{name} is missing"
-        if actual != size:
-            return f"{d}/{name} has {actual} bytes, {MANIFEST} says {size}"
+        if actual != f.get("size"):
+            return f"{d}/{name} has {actual} bytes, {manifest.NAME} says {f.get('size')}"
     if os.path.islink(os.path.join(d, "parent")):
         parent = os.readlink(os.path.join(d, "parent"))
         if parent != f"../{n - 1}":
@@ -151,11 +158,14 @@ def complete(checkpoints, n):
 
 def latest_complete(checkpoints):
     """(N, its directory) of the newest complete checkpoint on disk: the highest numbered one
-    that is complete (a .N.partial never is). Raises, naming what is wrong, when none is."""
+    that is complete (a .N.partial never is), verified against its manifest's sha256s. Raises,
+    naming what is wrong, when none is complete, or (exit 3) the file that changed in it: a
+    checkpoint whose bytes changed is refused, not silently passed over."""
     problems = []
     for n in sorted((int(n) for n in os.listdir(checkpoints) if n.isdigit()), reverse=True):
         why = complete(checkpoints, n)
         if why is None:
+            manifest.verify(os.path.join(checkpoints, str(n)))
             return n, os.path.join(checkpoints, str(n))
         problems.append(why)
     raise LabError(NOT_READY, f"no complete checkpoint in {checkpoints}"

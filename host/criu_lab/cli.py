@@ -6,9 +6,10 @@ import signal
 import sys
 
 from . import __doc__ as USAGE_TEXT
-from . import analyze, autostop, check, clean, demo, doctor, guide, judge, migrate, progress, scenario, status
+from . import analyze, autostop, check, checkpoint_cmd, clean, demo, doctor, guide, judge, migrate, progress, scenario, status
 
-COMMANDS = (check, demo, analyze, status, doctor, clean, autostop, scenario, migrate, judge, guide, progress)
+COMMANDS = (check, demo, analyze, status, doctor, clean, autostop, scenario, migrate, checkpoint_cmd, judge, guide,
+            progress)
 
 
 def main(argv):
@@ -18,7 +19,7 @@ def main(argv):
     for module in COMMANDS:
         module.register(sub)
     for name, s in sub.choices.items():
-        if name != "scenario":  # its leaves (one per scenario) take --json themselves
+        if name not in ("scenario", "checkpoint"):  # their leaves take --json themselves
             s.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)  # exits 2 on bad usage (docs/design.md "Contracts")
     # A verifier's timeout or a dropped SSH session ends us with SIGTERM/SIGHUP: exit through

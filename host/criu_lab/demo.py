@@ -1,6 +1,7 @@
 """criu-lab demo: run the counter detached, dump it, restore it, check that it counts on."""
 import os
 
+from . import manifest
 from .common import (COUNTER, LOG_DIR, base, checked, counts, criu, frozen_us, human_bytes, keep_latest_passing,
                      new_run, private_dir, ready)
 from .judge import broken_rules
@@ -73,8 +74,10 @@ def cmd_demo(args):
         seen = counts(out)
         r["imageBytes"] = sum(os.path.getsize(os.path.join(images, n)) for n in os.listdir(images))
         r["lastBeforeDump"] = seen[-1]
+        manifest.write(images)  # sizes and sha256s (docs/design.md "Checkpoint manifest")
         say(f"dumped in {r['dumpMs']} ms at Counter: {seen[-1]}; PID {pid} is gone")
         pidfile = os.path.join(run_dir, "restored.pid")
+        manifest.verify(images)  # a restore takes a checkpoint only as it was dumped
         r["restoreMs"] = criu(["restore", "-d", "-D", images, "--pidfile", pidfile], os.path.join(run_dir, "restore.log"))
         with open(pidfile) as f:
             r["restoredPid"] = int(f.read())

@@ -14,6 +14,7 @@ import time
 
 from .common import (CRIU, LOG_DIR, base, counts, counts_in, crit_show, criu, criu_stats, keep_latest_passing, no_room,
                      new_run, private_dir, ready, room_for_dump, run, tail, whole)
+from . import manifest
 from .modes import add_mode_flag, destination_features, mode_unsupported, pick_mode, same_kernel
 from .outcome import BROKEN, EXPECTED, NOT_READY, OK, USAGE, LabError, attempt, error_text, failed
 from .procs import alive, wait_for
@@ -170,6 +171,7 @@ class Migration:
 
     def dump(self, extra, images=None):
         ms = self.criu(["dump", "-t", str(self.pid), "-D", images or self.images, *extra], "dump.log")
+        manifest.write(images or self.images)  # checked there before the restore (manifest.check_there)
         self.dumped = True
         self.r["freezeMs"] += ms
         waited = time.monotonic()
@@ -196,9 +198,11 @@ class Migration:
     def restore(self, images, extra=()):
         started = time.monotonic()
         q = shlex.quote
-        p = self.remote.run(f"{CRIU} restore -d -D {q(images)} --pidfile {q(self.dir)}/restored.pid "
+        p = self.remote.run(f"{manifest.check_there(images)} && {CRIU} restore -d -D {q(images)} --pidfile {q(self.dir)}/restored.pid "
                             f"-o {q(self.dir)}/restore.log -v4 {' '.join(extra)} && cat {q(self.dir)}/restored.pid", 1800)
         self.r["restoreMs"] = round((time.monotonic() - started) * 1000, 1)
+        if p.returncode == manifest.DIFFERS_THERE:
+            raise manifest.refused_there(p.stdout, images, self.remote.host)
         if p.returncode != 0:
             log = self.remote.run(f"tail -n 20 {q(self.dir)}/restore.log").stdout
             raise LabError(BROKEN, f"criu restore on {self.remote.host} exited {p.returncode}; end of "

@@ -8,6 +8,7 @@ import shlex
 import signal
 import time
 
+from . import archive, manifest
 from .common import COUNTER, base, counts, counts_in, crit_show, frozen_us, new_run, private_dir, ready, whole
 from .outcome import BROKEN, OK, USAGE, LabError, attempt, failed
 from .migrate import (Migration, Remote, add_destination_flags, check_destination_flags, compare_destination, migrate,
@@ -113,6 +114,7 @@ def cmd_backup(a):
         r["destination"] = remote.target
         carry, _, _ = compare_destination(remote, child.pid)
         m = Migration(child.pid, "backup", remote, lambda: None, say, run_dir)
+        codec = r["archiveCodec"] = archive.codec_both(remote)
         q = shlex.quote
         for k in range(1, a.checkpoints + 1):
             time.sleep(a.every if k > 1 else 0)
@@ -123,7 +125,14 @@ def cmd_backup(a):
             # its size), so the copy there is cut back to the size the images recorded.
             sizes = {e["reg"]["name"]: e["reg"].get("size") for e in crit_show(os.path.join(d, "files.img")) if "reg" in e}
             names = [os.path.join(d, n) for n in sorted(os.listdir(d))]
-            r["bytesTransferred"] += ship(remote, [d, *names, *carry], {"transferMs": 0})
+            # The checkpoint travels as its archive (checkpoint export), unpacked and checked
+            # against its manifest there (checkpoint import's check, by sha256sum) before any restore.
+            manifest.write(d, {"checkpoint": k})
+            path = f"{d}.tar.{'zst' if codec == 'zstd' else 'gz'}"
+            archive.pack(d, path, codec)
+            r["bytesTransferred"] += ship(remote, carry, {"transferMs": 0}) if carry else 0
+            r["bytesTransferred"] += archive.ship_there(remote, d, path, codec)
+            os.unlink(path)  # the checkpoint stays here as a directory
             cut = [f"truncate -s {sizes[p]} {q(p)}" for p in carry if sizes.get(p) is not None and os.path.isfile(p)]
             if cut:
                 remote.must(" && ".join(cut), "trimming the carried files")

@@ -1,5 +1,6 @@
 """checkpoints.py: where a training checkpoint is dumped (RAM or disk, from the numbers), its
 persisting to disk (on a temporary directory), and which checkpoint a restore takes."""
+import hashlib
 import json
 import os
 
@@ -67,10 +68,13 @@ def test_persist_copies_from_ram_writes_the_manifest_and_renames_into_place(tmp_
     ms = ckpt.persist(ram, disk, 1, {"step": 9, "where": "ram"})
     assert ms >= 0
     assert sorted(os.listdir(disk)) == ["1"]  # no .1.partial left
-    assert sorted(os.listdir(os.path.join(disk, "1"))) == ["MANIFEST", "core-7.img", "pages-1.img"]
-    with open(os.path.join(disk, "1", "MANIFEST")) as f:
-        assert json.load(f) == {"checkpoint": 1, "files": {"core-7.img": 10, "pages-1.img": 8192}, "step": 9,
-                                "where": "ram"}
+    assert sorted(os.listdir(os.path.join(disk, "1"))) == ["MANIFEST.json", "core-7.img", "pages-1.img"]
+    with open(os.path.join(disk, "1", "MANIFEST.json")) as f:
+        m = json.load(f)
+    assert m["files"] == {"core-7.img": {"size": 10, "sha256": hashlib.sha256(b"c" * 10).hexdigest()},
+                          "pages-1.img": {"size": 8192, "sha256": hashlib.sha256(b"p" * 8192).hexdigest()}}
+    assert (m["checkpoint"], m["step"], m["where"], m["links"]) == (1, 9, "ram", {})
+    assert os.stat(os.path.join(disk, "1", "MANIFEST.json")).st_mode & 0o777 == 0o600
     assert os.path.isdir(ram)  # the caller frees the RAM copy once this returned
     assert ckpt.latest_complete(disk) == (1, os.path.join(disk, "1"))
 
@@ -99,7 +103,7 @@ def test_an_incremental_checkpoints_parent_link_becomes_relative_on_disk(tmp_pat
     moved = str(tmp_path / "moved")
     os.rename(disk, moved)
     assert ckpt.complete(moved, 2) is None
-    assert sorted(os.listdir(os.path.join(moved, "2", "parent"))) == ["MANIFEST", "pages-1.img"]
+    assert sorted(os.listdir(os.path.join(moved, "2", "parent"))) == ["MANIFEST.json", "pages-1.img"]
 
 
 def test_an_incremental_checkpoint_whose_parent_is_incomplete_is_not_complete(tmp_path):
@@ -108,7 +112,7 @@ def test_an_incremental_checkpoint_whose_parent_is_incomplete_is_not_complete(tm
     ckpt.persist(images(tmp_path / "ram" / "1", {"pages-1.img": b"p" * 4096}), disk, 1, {})
     ckpt.persist(images(tmp_path / "ram" / "2", {"pages-2.img": b"q"}, parent=ckpt.parent_arg(disk, 2)), disk, 2, {})
     os.truncate(os.path.join(disk, "1", "pages-1.img"), 100)
-    assert ckpt.complete(disk, 2) == f"{disk}/1/pages-1.img has 100 bytes, MANIFEST says 4096"
+    assert ckpt.complete(disk, 2) == f"{disk}/1/pages-1.img has 100 bytes, MANIFEST.json says 4096"
     with pytest.raises(LabError, match="no complete checkpoint in"):
         ckpt.latest_complete(disk)
 
@@ -118,14 +122,14 @@ def test_the_latest_complete_checkpoint_skips_a_copy_cut_short_and_a_damaged_one
     os.mkdir(disk)
     for n in (1, 2, 3):
         ckpt.persist(images(tmp_path / "ram" / str(n), {"pages-1.img": b"p" * 4096}), disk, n, {})
-    # A crash during checkpoint 4's copy: its .4.partial has no MANIFEST and was never renamed.
+    # A crash during checkpoint 4's copy: its .4.partial has no manifest and was never renamed.
     images(tmp_path / "checkpoints" / ".4.partial", {"pages-1.img": b"p" * 10})
     # Checkpoint 3 lost a file (a disk that filled up, a hand that removed it).
     os.unlink(os.path.join(disk, "3", "pages-1.img"))
     assert ckpt.complete(disk, 3) == f"{disk}/3/pages-1.img is missing"
     assert ckpt.latest_complete(disk) == (2, os.path.join(disk, "2"))
-    os.unlink(os.path.join(disk, "2", "MANIFEST"))
-    assert ckpt.complete(disk, 2).startswith(f"{disk}/2: no readable MANIFEST")
+    os.unlink(os.path.join(disk, "2", "MANIFEST.json"))
+    assert ckpt.complete(disk, 2).startswith(f"{disk}/2 has no MANIFEST.json")
     assert ckpt.latest_complete(disk)[0] == 1
 
 
@@ -134,7 +138,7 @@ def test_persist_replaces_a_copy_cut_short_before(tmp_path):
     os.mkdir(disk)
     images(tmp_path / "checkpoints" / ".1.partial", {"stale.img": b"x"})
     ckpt.persist(images(tmp_path / "ram" / "1", {"pages-1.img": b"p"}), disk, 1, {})
-    assert sorted(os.listdir(os.path.join(disk, "1"))) == ["MANIFEST", "pages-1.img"]
+    assert sorted(os.listdir(os.path.join(disk, "1"))) == ["MANIFEST.json", "pages-1.img"]
 
 
 def test_ram_dir_is_private_and_absent_without_a_tmpfs(tmp_path, monkeypatch):
@@ -143,3 +147,19 @@ def test_ram_dir_is_private_and_absent_without_a_tmpfs(tmp_path, monkeypatch):
     assert os.path.dirname(d) == str(tmp_path) and os.stat(d).st_mode & 0o777 == 0o700
     monkeypatch.setattr(ckpt, "RAM_ROOT", str(tmp_path / "none"))
     assert ckpt.ram_dir() is None
+
+
+def test_a_byte_changed_in_the_latest_checkpoint_is_refused_naming_the_file(tmp_path):
+    # Same size, other bytes: complete by sizes, but the restore would take changed memory.
+    disk = str(tmp_path / "checkpoints")
+    os.mkdir(disk)
+    for n in (1, 2):
+        ckpt.persist(images(tmp_path / "ram" / str(n), {"pages-1.img": b"p" * 4096}), disk, n, {})
+    with open(os.path.join(disk, "2", "pages-1.img"), "r+b") as f:
+        f.seek(100)
+        f.write(b"X")
+    assert ckpt.complete(disk, 2) is None
+    with pytest.raises(LabError) as e:
+        ckpt.latest_complete(disk)
+    assert e.value.code == NOT_READY
+    assert f"checkpoint {disk}/2 refused: pages-1.img changed (sha256" in str(e.value)

@@ -35,6 +35,10 @@ def no_command_runs(monkeypatch):
     (["scenario", "run", "dance"], "argument scenario: invalid choice: 'dance'"),
     (["demo", "--interval", "fast"], "argument --interval: invalid float value: 'fast'"),
     (["undo"], "argument command: invalid choice: 'undo'"),
+    (["checkpoint", "export", "dir"], "the following arguments are required: FILE"),
+    (["checkpoint", "dump", "--pid", "x1", "d"], "argument --pid: 'x1' is not a whole number"),
+    (["checkpoint", "pack", "d"], "argument action: invalid choice: 'pack'"),
+    (["checkpoint", "verify", "d", "--deep"], "unrecognized arguments: --deep"),
 ])
 def test_bad_usage_exits_2_naming_the_flag(capsys, argv, message):
     with pytest.raises(SystemExit) as e:

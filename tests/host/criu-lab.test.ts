@@ -124,8 +124,10 @@ describe.skipIf(
       expect(files).toContain("pstree.img");
       expect(files).toContain(`core-${demo.pid}.img`);
       const bytes = files.reduce((n, f) => n + fs.statSync(path.join(demo.imagesDir, f)).size, 0);
+      // What the restore wrote (its stats) and the manifest written after the dump are no images.
+      const extra = ["stats-restore", "MANIFEST.json"];
       expect(demo.imageBytes).toBe(
-        bytes - fs.statSync(path.join(demo.imagesDir, "stats-restore")).size,
+        bytes - extra.reduce((n, f) => n + fs.statSync(path.join(demo.imagesDir, f)).size, 0),
       );
       const log = fs.readFileSync(path.join(runDir, "counter.log"), "utf8");
       expect(log).toContain(`PID: ${demo.pid}\n`);
@@ -160,6 +162,34 @@ describe.skipIf(
         const ran = run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", ...argv]);
         expect(ran.code, argv.join(" ")).not.toBe(0);
         expect(ran.stderr, argv.join(" ")).toContain("Permission denied");
+      }
+    });
+
+    it("its images carry a manifest: a byte changed in a copy is refused by verify and restore, naming the file", () => {
+      expect(lab("checkpoint", "verify", demo.imagesDir).code).toBe(ExitCode.ok);
+      const copy = path.join(tempDir("demo-copy"), "images");
+      try {
+        expect(run("cp", ["-a", demo.imagesDir, copy]).code).toBe(0);
+        const pages = fs.readdirSync(copy).find((f) => /^pages-\d+\.img$/.test(f)) as string;
+        const fd = fs.openSync(path.join(copy, pages), "r+");
+        const byte = Buffer.alloc(1);
+        fs.readSync(fd, byte, 0, 1, 100);
+        fs.writeSync(fd, Buffer.from([byte[0] ^ 1]), 0, 1, 100);
+        fs.closeSync(fd);
+        const verify = lab("checkpoint", "verify", copy, "--json");
+        expect(verify.code, verify.stdout).toBe(ExitCode.unreachable);
+        expect(JSON.parse(verify.stdout).differs).toEqual([
+          expect.objectContaining({ file: pages, problem: "sha256" }),
+        ]);
+        const runsBefore = fs.readdirSync(logDir).sort();
+        const restore = lab("checkpoint", "restore", copy);
+        expect(restore.code, restore.stdout + restore.stderr).toBe(ExitCode.unreachable);
+        expect(restore.stdout).toContain(`checkpoint ${copy} refused: ${pages} changed (sha256`);
+        // Refused before CRIU ran: no process came back, no restore run was made.
+        expect(alive(demo.pid)).toBe(false);
+        expect(fs.readdirSync(logDir).sort()).toEqual(runsBefore);
+      } finally {
+        fs.rmSync(path.dirname(copy), { recursive: true, force: true });
       }
     });
 

@@ -6,6 +6,7 @@
  * the job runs on, or straight to disk when the RAM budget is short. The trainer runs as root
  * here (root on this host cannot dump another user's process).
  */
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -134,21 +135,28 @@ describe.skipIf(
       );
     });
 
-    it("restores the latest checkpoint complete on disk: its MANIFEST names every file", () => {
+    it("restores the latest checkpoint complete on disk: its MANIFEST.json names every file", () => {
       expect(r.restoredCheckpoint).toBe(3);
       expect(r.restoredFrom).toBe(path.join(r.imagesDir, "3"));
-      const manifest = JSON.parse(fs.readFileSync(path.join(r.restoredFrom, "MANIFEST"), "utf8"));
+      const manifest = JSON.parse(
+        fs.readFileSync(path.join(r.restoredFrom, "MANIFEST.json"), "utf8"),
+      );
       expect(manifest).toMatchObject({ checkpoint: 3, step: r.lastCheckpointStep, where: "ram" });
+      expect(manifest.criuVersion).toMatch(/^\d+\.\d+/);
       const files = Object.keys(manifest.files).sort();
       expect(files).toContain("pages-1.img");
-      expect([...files, "MANIFEST"].sort()).toEqual(
+      expect([...files, "MANIFEST.json"].sort()).toEqual(
         fs
           .readdirSync(r.restoredFrom)
           .filter((n) => !["parent", "stats-restore"].includes(n)) // the restore wrote its stats
           .sort(),
       );
       for (const name of files) {
-        expect(fs.statSync(path.join(r.restoredFrom, name)).size, name).toBe(manifest.files[name]);
+        const bytes = fs.readFileSync(path.join(r.restoredFrom, name));
+        expect(bytes.length, name).toBe(manifest.files[name].size);
+        expect(createHash("sha256").update(bytes).digest("hex"), name).toBe(
+          manifest.files[name].sha256,
+        );
       }
     });
 

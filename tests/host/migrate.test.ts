@@ -548,6 +548,11 @@ describe.skipIf(
     expect(r.lostCounts).toBe(r.lastBeforeCrash - r.lastCheckpointCount);
     expect(r.lostCounts).toBeGreaterThan(0);
     expect(alive(r.pid)).toBe(false);
+    // Each checkpoint went as its archive (zstd: both hosts have it), unpacked and checked
+    // there against the manifest written here; the archive is not kept here.
+    expect(r.archiveCodec).toBe("zstd");
+    expect(pair.destination.ssh(`test -f ${r.imagesDir}/MANIFEST.json`).code).toBe(0);
+    expect(fs.existsSync(`${r.imagesDir}.tar.zst`)).toBe(false);
     // Marked passed on both hosts; the earlier passing backup is gone from both.
     const runDir = path.dirname(r.imagesDir);
     expect(path.basename(runDir)).toMatch(/^backup-/);

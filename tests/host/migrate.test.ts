@@ -467,6 +467,34 @@ describe.skipIf(
     process.kill(pid, "SIGKILL");
   });
 
+  it("an image that changed on its way: refused there naming it (exit 3), the process back here", async () => {
+    const { pid, log } = await startCounter("changed-there");
+    // The destination's sha256sum first flips a byte of the pages it is asked to check: what
+    // a bad disk or a hand there would do between the copy and the restore.
+    const wrapper = path.join(dir, "sha256sum-after-a-change");
+    const real = path.join(dir, "sha256sum-real");
+    fs.writeFileSync(
+      wrapper,
+      `#!/bin/sh\nif [ "$1" = -c ] && [ -f pages-1.img ]; then printf X | dd of=pages-1.img bs=1 seek=100 ` +
+        `conv=notrunc 2>/dev/null; fi\nexec ${real} "$@"\n`,
+      { mode: 0o755 },
+    );
+    await pair.destination.addSshd({
+      port: 2203,
+      hide: [work],
+      replace: [{ file: wrapper, target: "/usr/bin/sha256sum", keepOriginalAt: real }],
+    });
+    const ran = migrate([...flags(), "--port", "2203", "--pid", String(pid), "--json"]);
+    expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
+    const r = parse(ran);
+    expect(r.error).toContain(
+      `checkpoint ${r.imagesDir} refused on ${DST}: pages-1.img changed (sha256)`,
+    );
+    expect(r.error).toContain(`The process was dumped; it runs again here as PID ${pid}.`);
+    await stillCountsHere(pid, log);
+    process.kill(pid, "SIGKILL");
+  });
+
   it("scenario run migration: the lab's counter moved, checked and reported", () => {
     const ran = lab([
       "scenario",

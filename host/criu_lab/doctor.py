@@ -7,6 +7,7 @@ import platform
 import re
 import shutil
 
+from .archive import have_zstd
 from .common import CRIU, base, disk, disk_text, human_bytes, ready, run
 from .outcome import BROKEN, OK, LabError, attempt
 
@@ -75,6 +76,8 @@ def probe():
         features[name] = {"ok": ok, "output": said}
     r["features"] = features
     r["networkLock"] = network_lock(features)
+    # What `criu-lab checkpoint export` compresses with (archive.py): zstd where installed.
+    r["archiveCodec"] = "zstd" if have_zstd() else "gzip"
     r["sysctls"] = {}
     for key, path in SYSCTLS.items():
         try:
@@ -174,6 +177,9 @@ def cmd_doctor(_):
     for name, v in r["features"].items():
         lines.append(f"  {name:<24}{'yes' if v['ok'] else 'NO':<5}{v['output']}")
     lines.append(f"  {'network lock':<24}{r['networkLock'] or 'NONE (neither iptables nor nftables)'}")
+    if r.get("archiveCodec"):
+        lines.append(f"  {'checkpoint archives':<24}" + ("zstd" if r["archiveCodec"] == "zstd" else
+                                                       "gzip (zstd packs faster and smaller: sudo apt-get install zstd)"))
     for key, value in r["sysctls"].items():
         if value is not None:
             lines.append(f"  {key} = {value}")

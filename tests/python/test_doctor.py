@@ -132,6 +132,7 @@ def test_probe_gathers_the_verdicts_and_fixes(monkeypatch):
     assert r["criuCheck"]["ok"] is True and r["criuCheckAll"]["ok"] is False
     assert r["features"]["uffd-noncoop"] == {"ok": False, "output": "UFFD is not supported"}
     assert r["networkLock"] == "nftables"  # no iptables binary, and CRIU has nftables
+    assert r["archiveCodec"] == "gzip"  # no zstd binary either
     assert list(failing(r["exercises"])) == ["migration-lazy"]
     assert r["fixes"] == [doctor.FIXES["uffd-noncoop"]]
 
@@ -147,6 +148,7 @@ def test_probe_says_how_to_make_room_when_disk_is_low(monkeypatch):
 
 def test_the_report_lists_features_exercises_and_fixes(monkeypatch):
     r = {**probed(lock=None, mem_dirty_track="Dirty tracking is OFF"), "criuVersion": "4.1.1", "kernel": "6.1.0",
+         "archiveCodec": "gzip",
          "sysctls": {"vm.unprivileged_userfaultfd": "0", "kernel.apparmor_restrict_unprivileged_userns": None},
          "disk": {"dir": "/var/log/criu-lab", "usedBytes": 0, "runs": 0, "runBytes": {}, "freeBytes": 2**33,
                   "totalBytes": 2**34}, "ok": True}
@@ -161,6 +163,7 @@ def test_the_report_lists_features_exercises_and_fixes(monkeypatch):
     assert "  mem_dirty_track         NO   Dirty tracking is OFF" in lines
     assert "  network lock            NONE (neither iptables nor nftables)" in lines
     assert "  vm.unprivileged_userfaultfd = 0" in lines
+    assert "  checkpoint archives     gzip (zstd packs faster and smaller: sudo apt-get install zstd)" in lines
     assert not any("apparmor" in line for line in lines)  # not on this kernel: not shown
     assert "  game                    no   no network-lock backend for --tcp-established" in lines
     assert "  training-full           yes  " in lines

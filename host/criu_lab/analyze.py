@@ -35,6 +35,9 @@ HOLDS = {
     "utsns": "UTS namespace: hostname and domain name",
     "mountpoints": "mount namespace: the mount tree",
     "pipes": "data waiting in pipes",
+    # Not CRIU's: what the lab writes after each dump (manifest.py).
+    "MANIFEST": "the lab's manifest: what made this checkpoint, each file's size and sha256 "
+                "(sudo criu-lab checkpoint verify DIR)",
 }
 
 # Where each architecture keeps its registers in core-*.img: CRIU's images/core.proto gives

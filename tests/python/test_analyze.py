@@ -81,6 +81,7 @@ def test_describe_a_file_that_is_no_known_image(tmp_path):
     assert analyze.describe(str(tmp_path / "x"), "newthing-1.img")[:2] == (
         "a CRIU image (see https://criu.org/Images)", "")
     assert analyze.describe(str(tmp_path / "x"), "notes.txt")[:2] == ("not an image", "")
+    assert analyze.describe(str(tmp_path / "x"), "MANIFEST.json")[0].startswith("the lab's manifest: ")
 
 
 def test_human_explains_each_file_and_the_left_overs():

@@ -16,7 +16,7 @@ import re
 import signal
 import time
 
-from . import doctor, timeline
+from . import doctor, manifest, timeline
 from .common import base, criu, frozen_us, keep_latest_passing, new_run, private_dir, ready
 from .outcome import BROKEN, OK, LabError, attempt, failed
 from .procs import start_detached, stop, wait_for
@@ -130,10 +130,12 @@ def cmd_game(args):
         r["dumpMs"] = criu(["dump", "-t", str(pid), "-D", images, *tcp], os.path.join(run_dir, "dump.log"))
         server.wait(10)  # CRIU ended it; reaped, its PID is free for the restore
         events.append((0.0, time.monotonic() - t0, "dump"))
+        manifest.write(images)  # within the maintenance window: the players wait anyway
         say(f"dumped with {' '.join(tcp)} in {r['dumpMs']} ms; maintenance for {args.maintenance} s")
         time.sleep(args.maintenance)
         pidfile = os.path.join(run_dir, "restored.pid")
         at = time.monotonic() - t0
+        manifest.verify(images)  # the images as dumped, or no restore
         # The lock's backend is in the images (CRIU ignores --network-lock at restore).
         r["restoreMs"] = criu(["restore", "-d", "-D", images, "--tcp-established", "--pidfile", pidfile],
                               os.path.join(run_dir, "restore.log"))

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from criu_lab import migrate
+from criu_lab import migrate, pair
 from criu_lab.outcome import USAGE, LabError
 
 
@@ -91,14 +91,14 @@ def test_timeline_says_what_criu_measured_and_leaves_out_what_it_did_not():
 def test_sha256(tmp_path):
     f = tmp_path / "f"
     f.write_bytes(b"".join(b"line %d\n" % i for i in range(30)))
-    assert migrate.sha256(str(f)) == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert pair.sha256(str(f)) == hashlib.sha256(f.read_bytes()).hexdigest()
 
 
 def test_process_files_of_a_detached_process(tmp_path, sleeper):
     out = tmp_path / "out.log"
     with open(out, "w") as f:
         child = sleeper(stdout=f)
-    mapped, opened, dirs = migrate.process_files(child.pid)
+    mapped, opened, dirs = pair.process_files(child.pid)
     assert os.path.realpath(subprocess.check_output(["sh", "-c", "command -v sleep"], text=True).strip()) in mapped
     assert all(os.path.isfile(p) for p in mapped)
     assert opened == {str(out): True}  # written to: must not be replaced there
@@ -109,7 +109,7 @@ def test_process_files_refuses_a_process_with_a_socket(sleeper):
     with socket.socket() as s:
         child = sleeper(stdout=s.fileno())
     with pytest.raises(LabError, match=rf"^PID {child.pid} has a socket open \(fd 1\)") as e:
-        migrate.process_files(child.pid)
+        pair.process_files(child.pid)
     assert e.value.code == USAGE
 
 

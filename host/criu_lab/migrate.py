@@ -10,8 +10,8 @@ import shlex
 import subprocess
 import time
 
-from .common import (CRIU, LOG_DIR, base, counts, counts_in, crit_show, criu, criu_stats, keep_latest_passing, no_room,
-                     new_run, private_dir, ready, room_for_dump, run, tail, whole)
+from .common import (CRIU, LOG_DIR, base, counts, counts_in, crit_show, criu, criu_stats, human_bytes, keep_latest_passing,
+                     no_room, new_run, private_dir, ready, room_for_dump, run, tail, whole)
 from .modes import add_mode_flag, same_kernel
 from .outcome import BROKEN, EXPECTED, OK, USAGE, LabError, attempt, error_text, failed
 from .pair import check_pair
@@ -304,6 +304,10 @@ def timeline(r):
         ([f"restore {restore['restoreTimeUs'] / 1000:.1f} ms"] if number(restore, "restoreTimeUs") else [])
     if said:
         lines.append("  CRIU's own: " + ", ".join(said))
+    if r.get("preCopyRounds"):
+        rounds = r["preCopyRounds"]
+        lines.append(f"  pre-copy: {len(rounds)} round{'s' if len(rounds) > 1 else ''} while it ran "
+                     f"({human_bytes(sum(x['bytes'] for x in rounds))} of pages), stopped: {r['preCopyStop']}")
     if r.get("mode") == "lazy" and r.get("completeMs") is not None:
         lines.append(f"  running there after {r['resumeMs']} ms; its last page there after {r['completeMs']} ms "
                      "(until then it needed this host)")

@@ -2,7 +2,7 @@
 frozen (criu-lab migrate, scenario run migration). One SSH round trip asks the destination
 everything (remote.probe's sections); the comparisons are pure functions. Each check is
 {name, ok, detail}, all of them in the result (pairChecks); a failed one refuses the migration,
-naming the difference (docs/design.md "The pair check").
+naming the difference (docs/design.md "CRIU and the kernel").
 """
 import base64
 import hashlib

@@ -1,7 +1,7 @@
 """Pre-copy's rounds and the rule that ends them (as P.Haul's iterative migration does): pre-dump
 rounds copy the process's memory while it runs, each round only the pages it dirtied since the
 one before, until the rounds are small enough, stop shrinking, or reach a limit; then the final
-dump moves the rest while it is frozen (docs/design.md "Pre-copy's rule")."""
+dump moves the rest while it is frozen (docs/design.md "CRIU and the kernel")."""
 import os
 import time
 

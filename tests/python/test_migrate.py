@@ -119,3 +119,9 @@ def test_timeline_of_a_lazy_migration_says_when_it_ran_there_and_when_its_pages_
     assert migrate.timeline(r).split("\n")[4] == (
         "  running there after 120.0 ms; its last page there after 2400.5 ms (until then it needed this host)")
     assert len(migrate.timeline(result(resumeMs=400.5, completeMs=400.5)).split("\n")) == 4  # cold: no such line
+
+
+def test_timeline_of_a_pre_copy_says_its_rounds_and_why_they_stopped():
+    rounds = [{"round": 1, "pages": 3000, "bytes": 3000 * 4096}, {"round": 2, "pages": 20, "bytes": 20 * 4096}]
+    lines = migrate.timeline(result(mode="pre-copy", preCopyRounds=rounds, preCopyStop="converged")).split("\n")
+    assert lines[4] == "  pre-copy: 2 rounds while it ran (11.8 MiB of pages), stopped: converged"

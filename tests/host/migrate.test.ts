@@ -581,6 +581,8 @@ describe.skipIf(
     expect(r).toMatchObject({ ok: true, mode: "page-server", restoredPid: r.pid });
     expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
     criuStatsFit(r); // migrate's JSON, CRIU's own account in it
+    // The pair check ran before the counter froze, every check passed.
+    expect(r.pairChecks.map((c) => [c.name, c.ok])).toEqual(PAIR_CHECKS.map((n) => [n, true]));
     // What a client reading the counter's output saw: from its last line here to its first
     // there, a gap that spans the freeze at least (the counter prints every 0.5 s).
     expect(r.counterIntervalMs).toBe(500);

@@ -1,5 +1,7 @@
-"""precopy.verdict: when pre-copy's rounds stop (converged, not shrinking, round limit), and
-when the process dirties memory faster than the link carries it."""
+"""precopy.py: when pre-copy's rounds stop (converged, not shrinking, round limit), when the process
+dirties memory faster than the link carries it, and the loop that reports each round."""
+import os
+
 from criu_lab import precopy
 
 MiB = 2**20
@@ -48,3 +50,35 @@ def test_a_process_dirtying_faster_than_the_link_is_told_so_with_the_numbers():
     assert stop == "not shrinking"
     assert slow == ("the process dirties 40.0 MiB/s, faster than the link carries it (24.4 MiB/s measured over "
                     "the rounds' copies): more rounds would not catch up, the final dump moves the rest")
+
+
+def test_pre_copy_runs_rounds_until_the_rule_stops_them_and_reports_each(tmp_path, monkeypatch):
+    """The loop around the rule, on a process that dirties 40, 8, then 0.5 MiB: CRIU's pre-dump
+    (soft-dirty tracking: the VM tier runs it for real) stands in as the pages it would write,
+    the copy as the bytes it would send."""
+    dirty = iter([40 * MiB, 8 * MiB, MiB // 2])
+    asked, said = [], []
+
+    class M:
+        dir, pid, remote, r = str(tmp_path), 4242, None, {"bytesTransferred": 0}
+
+        def criu(self, argv, log):
+            asked.append(argv)
+            with open(argv[argv.index("-D") + 1] + "/pages-1.img", "wb") as f:
+                f.truncate(next(dirty))
+            return 12.5
+
+    monkeypatch.setattr(precopy, "ship", lambda remote, paths, ticker: ticker.update(transferMs=50.0) or
+                        sum(os.path.getsize(p) for p in paths if os.path.isfile(p)))
+    m = M()
+    assert precopy.pre_copy(m, said.append) == "../pre-3"
+    assert [a[a.index("-D") + 1] for a in asked] == [f"{tmp_path}/pre-{i}" for i in (1, 2, 3)]
+    assert asked[0][-1] == "--track-mem" and asked[2][-2:] == ["--prev-images-dir", "../pre-2"]
+    assert [(x["round"], x["pages"], x["bytes"], x["ms"], x["copyMs"]) for x in m.r["preCopyRounds"]] == [
+        (1, 40 * MiB // precopy.PAGE, 40 * MiB, 12.5, 50.0), (2, 8 * MiB // precopy.PAGE, 8 * MiB, 12.5, 50.0),
+        (3, MiB // 2 // precopy.PAGE, MiB // 2, 12.5, 50.0)]
+    assert m.r["preCopyStop"] == "converged"
+    assert m.r["bytesTransferred"] == 48 * MiB + MiB // 2
+    assert said[0] == f"pre-dump round 1: {40 * MiB // precopy.PAGE} pages (40.0 MiB) dirty, dumped in 12.5 ms, " \
+                      "copied in 50.0 ms while PID 4242 runs"
+    assert said[-1].startswith("pre-copy stops after round 3: converged (round 3 found 512.0 KiB dirty")

@@ -11,8 +11,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { GUIDE, guideBlock } from "../support/guide-blocks";
-import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
-import { Terminals } from "./support/terminals";
+import {
+  alive,
+  HOST,
+  HOST_DIR,
+  itRefusesBadFlags,
+  run,
+  tempDir,
+  waitFor,
+} from "./support/lab-helpers";
+import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LAB = path.join(HOST_DIR, "criu-lab");
 
@@ -185,17 +193,15 @@ describe.skipIf(
     ended(r);
   });
 
-  it.each([
-    [["--clients", "0"], "--clients: '0' is not a number of clients from 1 to 64"],
-    [["--maintenance", "-1"], "--maintenance: '-1' is not a number of seconds from 0 to 600"],
-    [["--network-lock", "pf"], "--network-lock: invalid choice: 'pf'"],
-  ])("bad flags %j: exit 2 naming the flag, nothing started", (args, message) => {
-    const before = fs.readdirSync(logs);
-    const ran = lab([...args, "--json"]);
-    expect(ran.code).toBe(ExitCode.usage);
-    expect(ran.stderr).toContain(message);
-    expect(fs.readdirSync(logs)).toEqual(before);
-  });
+  itRefusesBadFlags(
+    [
+      [["--clients", "0"], "--clients: '0' is not a number of clients from 1 to 64"],
+      [["--maintenance", "-1"], "--maintenance: '-1' is not a number of seconds from 0 to 600"],
+      [["--network-lock", "pf"], "--network-lock: invalid choice: 'pf'"],
+    ],
+    lab,
+    () => logs,
+  );
 
   it("game_client.py without a server says so and exits 1 (it never retries)", () => {
     const ran = run("/usr/bin/python3", [
@@ -238,18 +244,13 @@ describe.skipIf(
     // The guide's port must be free on this machine's loopback.
     const busy = run("ss", ["-Htln", `sport = :${PORT}`]);
     expect(busy.stdout.trim(), `port ${PORT} is in use here`).toBe("");
-    work = tempDir("game-steps");
-    for (const name of ["game_server.py", "game_client.py"]) {
-      fs.copyFileSync(path.join(HOST_DIR, name), path.join(work, name));
-      fs.chmodSync(path.join(work, name), 0o755);
-    }
-    t = new Terminals(work, 2);
+    ({ work, t } = learnerSeat(
+      "game-steps",
+      [path.join(HOST_DIR, "game_server.py"), path.join(HOST_DIR, "game_client.py")],
+      2,
+    ));
   });
-  afterAll(() => {
-    for (const pid of [alice, server]) if (pid && alive(pid)) process.kill(pid, "SIGKILL");
-    t?.close();
-    fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => leaveSeat(work, t, [alice, server]));
 
   it("left: the server in the background; right: alice joins and plays", async () => {
     await t.typeAll(LEFT, guideBlock("game-server-start"));
@@ -322,7 +323,7 @@ describe.skipIf(
   });
 
   it("right: what the checkpoint holds: crit shows the connection, tcp-stream images", async () => {
-    t.type(RIGHT, "clear");
+    await t.clear(RIGHT);
     await t.typeAll(RIGHT, guideBlock("game-holds"));
     const screen = t.screen(RIGHT);
     expect(screen).toContain('"state": "ESTABLISHED"');

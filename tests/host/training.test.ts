@@ -13,8 +13,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
-import { Terminals } from "./support/terminals";
+import {
+  alive,
+  HOST,
+  HOST_DIR,
+  itRefusesBadFlags,
+  run,
+  tempDir,
+  waitFor,
+} from "./support/lab-helpers";
+import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LAB = path.join(HOST_DIR, "criu-lab");
 const LEFT = 0;
@@ -246,20 +254,18 @@ describe.skipIf(
     }
   });
 
-  it.each([
-    [["--size-mib", "0"], "--size-mib: '0' is not a positive number"],
-    [["--interval", "soon"], "--interval: 'soon' is not a positive number"],
-    [["--count", "-1"], "--count: '-1' is not a positive number"],
-    [["--full", "--incremental"], "--incremental: not allowed with argument --full"],
-    [["--dirty-percent", "x"], "--dirty-percent: 'x' is not a positive number"],
-    [["--ram-budget-mib", "-1"], "--ram-budget-mib: '-1' is not a whole number of MiB"],
-  ])("bad flags %j: exit 2 naming the flag, nothing started", (args, message) => {
-    const before = fs.readdirSync(logs);
-    const ran = lab([...args, "--json"]);
-    expect(ran.code).toBe(ExitCode.usage);
-    expect(ran.stderr).toContain(message);
-    expect(fs.readdirSync(logs)).toEqual(before);
-  });
+  itRefusesBadFlags(
+    [
+      [["--size-mib", "0"], "--size-mib: '0' is not a positive number"],
+      [["--interval", "soon"], "--interval: 'soon' is not a positive number"],
+      [["--count", "-1"], "--count: '-1' is not a positive number"],
+      [["--full", "--incremental"], "--incremental: not allowed with argument --full"],
+      [["--dirty-percent", "x"], "--dirty-percent: 'x' is not a positive number"],
+      [["--ram-budget-mib", "-1"], "--ram-budget-mib: '-1' is not a whole number of MiB"],
+    ],
+    lab,
+    () => logs,
+  );
 
   it("trainer.py checks its flags too", () => {
     const ran = run("/usr/bin/python3", [
@@ -293,16 +299,9 @@ describe.skipIf(
   let dumpEnd = 0;
 
   beforeAll(() => {
-    work = tempDir("training-steps");
-    fs.copyFileSync(path.join(HOST_DIR, "trainer.py"), path.join(work, "trainer.py"));
-    fs.chmodSync(path.join(work, "trainer.py"), 0o755);
-    t = new Terminals(work, 2);
+    ({ work, t } = learnerSeat("training-steps", [path.join(HOST_DIR, "trainer.py")], 2));
   });
-  afterAll(() => {
-    if (pid && alive(pid)) process.kill(pid, "SIGKILL");
-    t?.close();
-    fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => leaveSeat(work, t, [pid]));
 
   it("left pane: the job starts in the background, its PID in trainer.pid", async () => {
     await t.typeAll(LEFT, guideBlock("trainer-start"));
@@ -331,7 +330,7 @@ describe.skipIf(
     await t.typeAll(RIGHT, guideBlock("training-crash"));
     await waitFor("the job to die", () => (alive(pid) ? undefined : true));
     const original = steps(t.screen(LEFT));
-    t.type(RIGHT, "clear");
+    await t.clear(RIGHT);
     const [restore] = guideBlock("training-restore");
     t.type(RIGHT, restore!); // in the foreground, until Ctrl-C
     await t.until(RIGHT, "the restored job's steps", (text) => steps(text).size >= 2, 120_000);
@@ -358,7 +357,7 @@ describe.skipIf(
   });
 
   it("right pane: what the checkpoints cost: stats-dump, analyze, du", async () => {
-    t.type(RIGHT, "clear");
+    await t.clear(RIGHT);
     await t.typeAll(RIGHT, guideBlock("training-cost"));
     const screen = t.screen(RIGHT);
     expect(Number(screen.match(/"frozen_time": (\d+)/)?.[1])).toBeGreaterThan(0);

@@ -6,9 +6,9 @@ import signal
 import sys
 
 from . import __doc__ as USAGE_TEXT
-from . import analyze, autostop, check, clean, demo, doctor, guide, judge, migrate, progress, scenario, status
+from . import analyze, autostop, check, clean, demo, doctor, guide, judge, link, migrate, progress, scenario, status
 
-COMMANDS = (check, demo, analyze, status, doctor, clean, autostop, scenario, migrate, judge, guide, progress)
+COMMANDS = (check, demo, analyze, status, doctor, clean, autostop, scenario, migrate, judge, guide, progress, link)
 
 
 def main(argv):

@@ -8,6 +8,8 @@
   clean [--all]  remove the images of runs not kept (kept: failed runs, the latest
                passing run of each kind; --all: those too), and say how much
   migrate      move a running process to another host over SSH (--to USER@HOST --pid PID)
+  link show|set|clear  a rate, delay and loss on the path to the peer, with tc (what this
+               host sends; --to HOST or --dev DEV, default the seat's peer)
   scenario run training|game|migration|backup
                one of the lab's stories, unattended, checked and reported
   guide [SECTION]  the lab guide, or the section whose heading has these words

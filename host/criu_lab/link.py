@@ -5,7 +5,7 @@ migration's pages go from the source to the destination, so shaping the source i
 the rate; a delay set here is one way (the round trip grows by it once). `ssh PEER sudo
 criu-lab link set ...` shapes the other direction. The qdiscs carry the lab's own handles and
 what was asked is recorded (RUN_DIR, gone at a reboot with the qdiscs), so `clear` removes only
-what the lab set and never a qdisc someone else put there (docs/design.md "Host command").
+what the lab set and never a qdisc someone else put there (docs/design.md "Layout").
 """
 import argparse
 import gzip

@@ -1,4 +1,4 @@
-"""link.py: the flags' parsing, the tc commands built, tc's output read, the peer found in
+"""link.py and shaping.py: the flags' parsing, the tc commands built, tc's output read, the peer found in
 /etc/hosts, and the refusals before anything is touched (tests/host/link.test.ts shapes a real
 veth between two namespaces)."""
 import argparse
@@ -7,43 +7,43 @@ import subprocess
 
 import pytest
 
-from criu_lab import cli, link
+from criu_lab import cli, link, shaping
 from criu_lab.outcome import NOT_READY, OK, USAGE, LabError
 
 
 @pytest.mark.parametrize("text,bps", [("100mbit", 10**8), ("1gbit", 10**9), ("500kbit", 5 * 10**5),
                                       ("1.5Mbit", 1_500_000), ("8kbit", 8000), ("10gbit", 10**10)])
 def test_rates(text, bps):
-    assert link.rate(text) == bps
+    assert shaping.rate(text) == bps
 
 
 @pytest.mark.parametrize("text", ["100", "100mbps", "7kbit", "11gbit", "fast", "-1mbit", "1e3kbit", ""])
 def test_bad_rates(text):
     with pytest.raises(argparse.ArgumentTypeError, match="from 8kbit to 10gbit"):
-        link.rate(text)
+        shaping.rate(text)
 
 
 @pytest.mark.parametrize("text,us", [("20ms", 20000), ("2ms", 2000), ("500us", 500), ("1s", 10**6),
                                      ("0.5ms", 500), ("10s", 10**7)])
 def test_delays(text, us):
-    assert link.delay(text) == us
+    assert shaping.delay(text) == us
 
 
 @pytest.mark.parametrize("text", ["20", "0ms", "11s", "20 minutes", "-2ms"])
 def test_bad_delays(text):
     with pytest.raises(argparse.ArgumentTypeError, match="above 0 and at most 10s"):
-        link.delay(text)
+        shaping.delay(text)
 
 
 @pytest.mark.parametrize("text,pct", [("0.1%", 0.1), ("1", 1.0), ("0%", 0.0), ("100%", 100.0)])
 def test_losses(text, pct):
-    assert link.loss(text) == pct
+    assert shaping.loss(text) == pct
 
 
 @pytest.mark.parametrize("text", ["101%", "-1%", "a lot", "0.1%%"])
 def test_bad_losses(text):
     with pytest.raises(argparse.ArgumentTypeError, match="from 0% to 100%"):
-        link.loss(text)
+        shaping.loss(text)
 
 
 @pytest.mark.parametrize("argv,flag", [(["--rate", "100mbps"], "--rate"), (["--delay", "20"], "--delay"),
@@ -56,34 +56,34 @@ def test_a_bad_flag_exits_2_naming_it(argv, flag, capsys):
 
 
 def test_texts():
-    assert [link.rate_text(b) for b in (10**8, 10**9, 5 * 10**5, 1_500_000)] == ["100mbit", "1gbit", "500kbit",
+    assert [shaping.rate_text(b) for b in (10**8, 10**9, 5 * 10**5, 1_500_000)] == ["100mbit", "1gbit", "500kbit",
                                                                                   "1.5mbit"]
-    assert [link.delay_text(u) for u in (20000, 500, 2500)] == ["20ms", "500us", "2.5ms"]
+    assert [shaping.delay_text(u) for u in (20000, 500, 2500)] == ["20ms", "500us", "2.5ms"]
 
 
 def test_a_rate_alone_is_tbf_at_the_root():
-    assert link.plan("eth0", 10**8, None, None) == [
+    assert shaping.plan("eth0", 10**8, None, None) == [
         ["tc", "qdisc", "add", "dev", "eth0", "root", "handle", "c1ab:", "tbf", "rate", "100000000bit",
          "burst", "50000", "latency", "50ms"]]
     # A slow rate keeps a bucket that holds a full-size frame.
-    assert link.tbf_args(8 * 10**6)[3] == "32768"
+    assert shaping.tbf_args(8 * 10**6)[3] == "32768"
 
 
 def test_a_delay_is_netem_at_the_root_with_tbf_beneath_for_the_rate():
-    assert link.plan("eth0", 10**8, 20000, 0.1) == [
+    assert shaping.plan("eth0", 10**8, 20000, 0.1) == [
         ["tc", "qdisc", "add", "dev", "eth0", "root", "handle", "c1ab:", "netem", "limit", "1000",
          "delay", "20000us", "loss", "0.1%"],
         ["tc", "qdisc", "add", "dev", "eth0", "parent", "c1ab:1", "handle", "c1ac:", "tbf", "rate",
          "100000000bit", "burst", "50000", "latency", "50ms"]]
-    assert link.plan("eth0", None, None, 1.0) == [
+    assert shaping.plan("eth0", None, None, 1.0) == [
         ["tc", "qdisc", "add", "dev", "eth0", "root", "handle", "c1ab:", "netem", "limit", "1000", "loss", "1%"]]
 
 
 def test_netem_holds_what_is_in_flight_during_the_delay():
     # 1 Gbit/s for 20 ms is 2.5 MB, about 1667 frames; twice that.
-    assert link.netem_limit(10**9, 20000) == 3334
-    assert link.netem_limit(10**8, 2000) == 1000
-    assert link.netem_limit(None, 20000) == 33334  # no rate: room for 10 Gbit/s
+    assert shaping.netem_limit(10**9, 20000) == 3334
+    assert shaping.netem_limit(10**8, 2000) == 1000
+    assert shaping.netem_limit(None, 20000) == 33334  # no rate: room for 10 Gbit/s
 
 
 def test_tc_text_is_read_as_tc_json_fields():
@@ -91,19 +91,19 @@ def test_tc_text_is_read_as_tc_json_fields():
             "qdisc tbf c1ac: parent c1ab:1 rate 100Mbit burst 50000b lat 50ms\n"
             "qdisc noqueue 0: dev lo root refcnt 2\n"
             " Sent 0 bytes 0 pkt (dropped 0, overlimits 0 requeues 0)\n")
-    qdiscs = link.parse_qdiscs_text(text)
+    qdiscs = shaping.parse_qdiscs_text(text)
     assert qdiscs == [
         {"kind": "netem", "handle": "c1ab:", "root": True, "text": "refcnt 2 limit 1000 delay 20ms loss 0.1%"},
         {"kind": "tbf", "handle": "c1ac:", "parent": "c1ab:1", "text": "rate 100Mbit burst 50000b lat 50ms"},
         {"kind": "noqueue", "handle": "0:", "dev": "lo", "root": True, "text": "refcnt 2"}]
-    assert [q["handle"] for q in link.lab_qdiscs(qdiscs)] == ["c1ab:", "c1ac:"]
-    assert link.root_of(qdiscs)["kind"] == "netem"
+    assert [q["handle"] for q in shaping.lab_qdiscs(qdiscs)] == ["c1ab:", "c1ac:"]
+    assert shaping.root_of(qdiscs)["kind"] == "netem"
 
 
 def test_tc_json_is_read_as_it_is():
     out = json.loads('[{"kind":"tbf","handle":"c1ab:","root":true,"refcnt":2,"options":{"rate":125000}},'
                      '{"kind":"fq_codel","handle":"0:","parent":"1:1"}]')
-    assert link.lab_qdiscs(out) == out[:1]
+    assert shaping.lab_qdiscs(out) == out[:1]
 
 
 @pytest.mark.parametrize("root,foreign", [(None, None), ("noqueue 0:", None), ("fq_codel 0:", None),
@@ -111,23 +111,23 @@ def test_tc_json_is_read_as_it_is():
                                                                 "which the lab did not set")])
 def test_a_root_qdisc_someone_else_set_is_foreign(root, foreign):
     qdiscs = [{"kind": root.split()[0], "handle": root.split()[1], "root": True}] if root else []
-    assert link.foreign_root("eth0", qdiscs) == foreign
+    assert shaping.foreign_root("eth0", qdiscs) == foreign
 
 
 def test_the_peer_is_the_line_the_peer_set_up_marked():
     hosts = ("127.0.0.1 localhost\n10.0.1.9 other\n"
              "10.0.1.23 criu-lab-seat-03-b # criu-lab peer\n")
-    assert link.peer_in(hosts) == ("criu-lab-seat-03-b", "10.0.1.23")
-    assert link.peer_in("127.0.0.1 localhost\n") is None
+    assert shaping.peer_in(hosts) == ("criu-lab-seat-03-b", "10.0.1.23")
+    assert shaping.peer_in("127.0.0.1 localhost\n") is None
 
 
 def test_the_route_to_this_host_is_refused():
     with pytest.raises(LabError, match="is this host") as e:
-        link.route_dev([{"type": "local", "dst": "10.0.1.5", "dev": "lo"}], "10.0.1.5")
+        shaping.route_dev([{"type": "local", "dst": "10.0.1.5", "dev": "lo"}], "10.0.1.5")
     assert e.value.code == USAGE
-    assert link.route_dev([{"dst": "10.0.1.23", "dev": "ens5", "prefsrc": "10.0.1.5"}], "10.0.1.23") == "ens5"
+    assert shaping.route_dev([{"dst": "10.0.1.23", "dev": "ens5", "prefsrc": "10.0.1.5"}], "10.0.1.23") == "ens5"
     with pytest.raises(LabError) as e:
-        link.route_dev([], "10.0.1.23")
+        shaping.route_dev([], "10.0.1.23")
     assert e.value.code == NOT_READY
 
 

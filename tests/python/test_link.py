@@ -184,3 +184,31 @@ def test_show_lists_what_the_lab_set(monkeypatch, tmp_path):
     assert r["links"][0]["asked"] is None  # no record: said so, not made up
     assert text == ("veth0: shaped by the lab: no record of what was asked (egress)\n"
                     "  tc: qdisc tbf c1ab: root refcnt 2 rate 8Mbit burst 32Kb lat 50ms")
+
+
+@pytest.fixture
+def peer_host(monkeypatch):
+    """A host whose peer set-up named criu-lab-seat-03-b (10.0.1.23), reached through ens5."""
+    monkeypatch.setattr(link, "known_peer", lambda: ("criu-lab-seat-03-b", "10.0.1.23"))
+    monkeypatch.setattr(link, "must_json", lambda argv, what: [{"dst": argv[-1], "dev": "ens5"}])
+    monkeypatch.setattr(link, "device", lambda dev: {"ifname": dev, "flags": ["UP"]})
+
+
+def test_the_default_is_the_peers_path(peer_host):
+    assert link.target(args_of(["show"]), True) == {"dev": "ens5", "to": "criu-lab-seat-03-b",
+                                                    "address": "10.0.1.23", "how": link.HOSTS_FILE}
+
+
+def test_a_dev_that_is_not_the_peers_path_is_refused(peer_host):
+    with pytest.raises(LabError, match="--dev ens6 is not the path to this seat's peer criu-lab-seat-03-b") as e:
+        link.target(args_of(["set", "--rate", "1mbit", "--dev", "ens6"]), True)
+    assert e.value.code == USAGE
+    assert link.target(args_of(["set", "--rate", "1mbit", "--dev", "ens5"]), True)["dev"] == "ens5"
+
+
+def test_no_peer_and_no_flag(monkeypatch):
+    monkeypatch.setattr(link, "known_peer", lambda: None)
+    assert link.target(args_of(["show"]), False) is None  # show and clear: every device the lab shaped
+    with pytest.raises(LabError, match="this host knows no peer") as e:
+        link.target(args_of(["set", "--rate", "1mbit"]), True)
+    assert e.value.code == USAGE

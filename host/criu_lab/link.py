@@ -285,7 +285,9 @@ def human(args, r):
     lines = []
     for s in r["links"]:
         if s["shaped"]:
-            asked = asked_text(s["asked"]) if s["asked"] else "no record of what was asked"
+            # The record is root's (the umask): without sudo, tc's lines are all there is.
+            asked = (asked_text(s["asked"]) if s["asked"] else "no record of what was asked"
+                     + ("" if os.geteuid() == 0 else " (it is root's: sudo criu-lab link show)"))
             lines += [f"{s['dev']}: shaped by the lab: {asked} (egress)"] + [f"  tc: {l}" for l in s["tcLines"]]
         else:
             root = s["root"]

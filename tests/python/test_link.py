@@ -173,6 +173,7 @@ def test_a_delay_without_netem_changes_nothing(monkeypatch):
 
 def test_show_lists_what_the_lab_set(monkeypatch, tmp_path):
     monkeypatch.setattr(link, "RUN_DIR", str(tmp_path))
+    monkeypatch.setattr(link.os, "geteuid", lambda: 0)
     monkeypatch.setattr(link, "target", lambda args, required: None)
     tc_json = '[{"kind":"tbf","handle":"c1ab:","root":true,"dev":"veth0","options":{"rate":1000000}}]'
     tc_text = "qdisc tbf c1ab: root refcnt 2 rate 8Mbit burst 32Kb lat 50ms\n"

@@ -35,6 +35,8 @@ def no_command_runs(monkeypatch):
     (["scenario", "run", "dance"], "argument scenario: invalid choice: 'dance'"),
     (["demo", "--interval", "fast"], "argument --interval: invalid float value: 'fast'"),
     (["undo"], "argument command: invalid choice: 'undo'"),
+    (["link", "set", "--rate", "100mbps"], "argument --rate: '100mbps' is not a rate from 8kbit to 10gbit"),
+    (["link", "reset"], "argument action: invalid choice: 'reset'"),
 ])
 def test_bad_usage_exits_2_naming_the_flag(capsys, argv, message):
     with pytest.raises(SystemExit) as e:

@@ -254,6 +254,17 @@ export interface MigrationReport {
   transferMs?: number;
   restoreMs?: number;
   bytesTransferred?: number;
+  /** The pair check's checks (host/criu_lab/pair.py), passed or not. */
+  pairChecks?: Array<{ name: string; ok: boolean; detail: string }>;
+  /** Pre-copy's rounds and why they stopped (host/criu_lab/precopy.py). */
+  preCopyRounds?: Array<{
+    round: number;
+    pages: number;
+    bytes: number;
+    ms: number;
+    copyMs: number;
+  }>;
+  preCopyStop?: "converged" | "not shrinking" | "round limit";
 }
 
 export interface PairMigration {

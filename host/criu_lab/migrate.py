@@ -4,23 +4,20 @@ of modes.py (what each needs, and what `--mode auto` picks).
 Everything, page traffic included, goes through the one SSH connection whose host key was
 checked: the lab's security group lets SSH in and nothing else (docs/design.md "Data flow").
 """
-import hashlib
 import os
 import re
 import shlex
-import stat
 import subprocess
 import time
 
-from .common import (CRIU, LOG_DIR, base, counts, counts_in, crit_show, criu, criu_stats, keep_latest_passing, no_room,
-                     new_run, private_dir, ready, room_for_dump, run, tail, whole)
-from .modes import add_mode_flag, destination_features, mode_unsupported, pick_mode, same_kernel
-from .outcome import BROKEN, EXPECTED, NOT_READY, OK, USAGE, LabError, attempt, error_text, failed
+from .common import (CRIU, LOG_DIR, base, counts, counts_in, crit_show, criu, criu_stats, human_bytes, keep_latest_passing,
+                     no_room, new_run, private_dir, ready, room_for_dump, run, tail, whole)
+from .modes import add_mode_flag, same_kernel
+from .outcome import BROKEN, EXPECTED, OK, USAGE, LabError, attempt, error_text, failed
+from .pair import check_pair
+from .precopy import pre_copy
 from .procs import alive, wait_for
-from .remote import Remote, criu_stats_there, free_there, keep_latest_passing_there, local_port, probe, remote_state, ship
-
-PRE_COPY_ROUNDS = 2
-
+from .remote import Remote, criu_stats_there, free_there, keep_latest_passing_there, local_port, remote_state, ship
 
 def register(sub):
     p = sub.add_parser("migrate", help="move a running process to another host over SSH")
@@ -49,80 +46,6 @@ def check_destination_flags(a):
         if path is not None and not os.path.isfile(path):
             raise LabError(USAGE, f"{flag} {path}: no such file")
     return m.group(1), m.group(2)
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def process_files(pid):
-    """From /proc, before anything freezes: (files the process maps, files it has open,
-    directories it uses), or raises what cannot be migrated."""
-    mapped = set()
-    with open(f"/proc/{pid}/maps") as f:
-        for line in f:
-            parts = line.split(None, 5)
-            if len(parts) == 6 and parts[5].startswith("/") and not parts[5].endswith(" (deleted)\n"):
-                mapped.add(parts[5].rstrip("\n"))
-    mapped.add(os.readlink(f"/proc/{pid}/exe"))
-    mapped = {p for p in mapped if os.path.isfile(p)}  # /dev/zero and the like are no binaries
-    opened, dirs = {}, {os.readlink(f"/proc/{pid}/cwd")}
-    if os.readlink(f"/proc/{pid}/root") != "/":
-        raise LabError(USAGE, f"PID {pid} runs in a chroot: migrate moves processes that see the host's root")
-    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
-        target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        if target.startswith("socket:"):
-            raise LabError(USAGE, f"PID {pid} has a socket open (fd {fd}): its peer and address stay on this "
-                           "host, so migrate refuses it (the game exercise keeps TCP connections on one host)")
-        if target.startswith("/dev/pts/") or target.startswith("/dev/tty"):
-            raise LabError(USAGE, f"PID {pid} has a terminal open (fd {fd} -> {target}): start it detached "
-                           "(setsid PROGRAM </dev/null >LOG 2>&1 &) to migrate it")
-        if not target.startswith("/") or target.endswith(" (deleted)"):
-            continue  # pipes, anonymous inodes; deleted files travel inside the images (ghost files)
-        st = os.stat(target)
-        if stat.S_ISDIR(st.st_mode):
-            dirs.add(target)
-        elif stat.S_ISREG(st.st_mode):
-            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                flags = int(re.search(r"^flags:\s*([0-7]+)", f.read(), re.M).group(1), 8)
-            opened[target] = opened.get(target, False) or (flags & os.O_ACCMODE) != os.O_RDONLY
-    return sorted(mapped), opened, sorted(dirs)
-
-
-def compare_destination(remote, pid):
-    """Refuses (exit 3) when the destination's copy of a mapped file (interpreter, libraries)
-    is missing or different: CRIU restores only where they are identical (docs/design.md "Facts").
-    Returns (files to carry, the paths compared, the process's stdout file or None)."""
-    mapped, opened, dirs = process_files(pid)
-    there = remote_state(remote, mapped + sorted(opened) + dirs)
-    problems = []
-    for p in mapped:
-        if there.get(p) == "missing":
-            problems.append(f"{p} is missing there")
-        elif there.get(p) != sha256(p):
-            problems.append(f"{p} differs there (sha256 {there.get(p)} vs {sha256(p)} here)")
-    carry = [p for p in dirs if there.get(p) == "missing"]
-    for p in dirs:
-        here = f"dir:{os.stat(p).st_mode & 0o7777:o}"
-        if there.get(p) not in ("missing", here):
-            problems.append(f"directory {p} is {there.get(p)} there, {here} here (CRIU checks its mode)")
-    for p, writes in opened.items():
-        if there.get(p) == "missing":
-            carry.append(p)
-        elif writes:
-            problems.append(f"{p} (which the process writes) already exists there: move it away there first")
-        elif there.get(p) != sha256(p):
-            problems.append(f"{p} (open) differs there")
-    if problems:
-        raise LabError(NOT_READY, f"the destination {remote.host} does not have the same files as this host, and CRIU "
-                       "restores a process only where the files it maps are identical (same image/AMI on both): "
-                       + "; ".join(problems))
-    stdout = os.readlink(f"/proc/{pid}/fd/1") if os.path.exists(f"/proc/{pid}/fd/1") else None
-    return carry, set(there), (stdout if stdout in opened else None)
 
 
 def image_files(images):
@@ -233,35 +156,18 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
     r = m.r
     try:
         remote.connect()
-        dest = probe(remote, destination_features(mode))
-        r["destinationKernel"] = dest["kernel"]
+        dest, mode, carry, known, out = check_pair(m, say)
         if not same_kernel(dest):
             # Another kernel has PIDs of its own: nothing here can hold the PID the restore
             # there takes, so no wait for the dumped process's parent to reap it.
             m.reap = lambda: None
-        if mode == "auto":
-            mode, r["modesPassedOver"] = pick_mode(dest)
-            r["mode"] = mode
-        else:
-            why = mode_unsupported(mode, dest)
-            if why:
-                raise LabError(USAGE, f"{why}; --mode auto picks the best mode these two hosts can run")
-        carry, known, out = compare_destination(remote, pid)
         private_dir(m.images)
         # There too (the Remote's umask makes what it creates private): an older lab's LOG_DIR is 0755.
         remote.must(f"mkdir -p {shlex.quote(m.images)} && chmod 700 {shlex.quote(LOG_DIR)}", "mkdir")
         say(f"PID {pid} -> {remote.target} ({dest['kernel']}), mode {mode}{picked(r)}; "
             f"carrying {', '.join(carry) or 'nothing'}")
         if mode == "pre-copy":
-            prev = None
-            for i in range(1, PRE_COPY_ROUNDS + 1):
-                d = os.path.join(m.dir, f"pre-{i}")
-                os.makedirs(d)
-                m.criu(["pre-dump", "-t", str(pid), "-D", d, "--track-mem", *(["--prev-images-dir", prev] if prev else [])],
-                       f"pre-dump-{i}.log")
-                r["bytesTransferred"] += ship(remote, [d] + [os.path.join(d, n) for n in os.listdir(d)], {"transferMs": 0})
-                prev = f"../pre-{i}"
-                say(f"pre-dump round {i} copied while PID {pid} runs")
+            prev = pre_copy(m, say)
             # Downtime starts here, not at the first round.
             started = time.monotonic()
             m.dump(["--track-mem", "--prev-images-dir", prev])
@@ -398,6 +304,10 @@ def timeline(r):
         ([f"restore {restore['restoreTimeUs'] / 1000:.1f} ms"] if number(restore, "restoreTimeUs") else [])
     if said:
         lines.append("  CRIU's own: " + ", ".join(said))
+    if r.get("preCopyRounds"):
+        rounds = r["preCopyRounds"]
+        lines.append(f"  pre-copy: {len(rounds)} round{'s' if len(rounds) > 1 else ''} while it ran "
+                     f"({human_bytes(sum(x['bytes'] for x in rounds))} of pages), stopped: {r['preCopyStop']}")
     if r.get("mode") == "lazy" and r.get("completeMs") is not None:
         lines.append(f"  running there after {r['resumeMs']} ms; its last page there after {r['completeMs']} ms "
                      "(until then it needed this host)")

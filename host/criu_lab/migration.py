@@ -10,8 +10,9 @@ import time
 
 from .common import COUNTER, base, counts, counts_in, crit_show, frozen_us, new_run, private_dir, ready, whole
 from .outcome import BROKEN, OK, USAGE, LabError, attempt, failed
-from .migrate import (Migration, Remote, add_destination_flags, check_destination_flags, compare_destination, migrate,
-                      probe, ship, timeline)
+from .migrate import Migration, add_destination_flags, check_destination_flags, migrate, timeline
+from .pair import compare_destination
+from .remote import Remote, probe, ship
 from .modes import add_mode_flag
 from .procs import start_detached, stop, wait_for
 from .stamps import follow_here, follow_there, wait_gap

@@ -116,21 +116,30 @@ def client_ciphers():
     return set(p.stdout.split()) if p.returncode == 0 else set()
 
 
-def probe(remote, features=()):
+def probe(remote, features=(), sections=()):
     """What the destination is: kernel, boot id, CRIU (exit 3 when it cannot run CRIU), and
-    whether `criu check --feature NAME` passes there for each of FEATURES (modes.MODES)."""
+    whether `criu check --feature NAME` passes there for each of FEATURES (modes.MODES).
+    SECTIONS: (name, shell) pairs asked in the same round trip; their output, by name, under
+    "sections" (the pair check's questions, pair.py)."""
     script = (f"cat /proc/sys/kernel/random/boot_id; uname -r; {CRIU} --version | sed -n 's/^Version: *//p'"
               + "".join(f"; {CRIU} check --feature {shlex.quote(n)} >/dev/null 2>&1 && echo yes || echo no"
-                        for n in features))
+                        for n in features)
+              + "".join(f"; echo {MARK}{name}; {{ {shell}; }} 2>&1" for name, shell in sections))
     p = remote.run(script, timeout=60)
     if p.returncode != 0 and "password is required" in p.stderr:
         raise LabError(NOT_READY, f"{remote.user} cannot run sudo without a password on {remote.host}")
-    lines = p.stdout.split("\n")
-    if p.returncode != 0 or len(lines) < 3 or not lines[2]:
+    head, *parts = p.stdout.split(f"\n{MARK}")
+    lines = head.split("\n")
+    if len(lines) < 3 or not lines[2]:
         raise LabError(NOT_READY, f"CRIU is not installed at {CRIU} on {remote.host} ({p.stderr.strip()[-300:] or 'no version'})")
     said = lines[3:3 + len(features)]
     return {"bootId": lines[0], "kernel": lines[1], "criuVersion": lines[2],
-            "features": {n: {"ok": said[i:i + 1] == ["yes"], "output": ""} for i, n in enumerate(features)}}
+            "features": {n: {"ok": said[i:i + 1] == ["yes"], "output": ""} for i, n in enumerate(features)},
+            "sections": dict(part.partition("\n")[::2] for part in parts)}
+
+
+# What starts a section's output in probe's answer: no command prints it by chance.
+MARK = "@@criu-lab@@"
 
 
 def remote_state(remote, paths):
@@ -138,10 +147,14 @@ def remote_state(remote, paths):
     or "missing"."""
     if not paths:
         return {}
-    listing = remote.must("for p in " + " ".join(shlex.quote(p) for p in paths) + "; do if [ -d \"$p\" ]; then "
-                          "echo dir:$(stat -c %a \"$p\"); elif [ -f \"$p\" ]; then sha256sum -- \"$p\" | cut -d' ' -f1; "
-                          "elif [ -e \"$p\" ]; then echo other; else echo missing; fi; done", "checking the process's files").split()
-    return dict(zip(paths, listing))
+    return dict(zip(paths, remote.must(state_script(paths), "checking the process's files").split()))
+
+
+def state_script(paths):
+    """The shell that prints remote_state's answer for PATHS, one word a path."""
+    return ("for p in " + " ".join(shlex.quote(p) for p in paths) + "; do if [ -d \"$p\" ]; then "
+            "echo dir:$(stat -c %a \"$p\"); elif [ -f \"$p\" ]; then sha256sum -- \"$p\" | cut -d' ' -f1; "
+            "elif [ -e \"$p\" ]; then echo other; else echo missing; fi; done")
 
 
 def ship(remote, paths, ticker):

@@ -20,7 +20,7 @@ import {
   tempDir,
   waitFor,
 } from "./support/lab-helpers";
-import { Terminals } from "./support/terminals";
+import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LAB = path.join(HOST_DIR, "criu-lab");
 
@@ -244,18 +244,13 @@ describe.skipIf(
     // The guide's port must be free on this machine's loopback.
     const busy = run("ss", ["-Htln", `sport = :${PORT}`]);
     expect(busy.stdout.trim(), `port ${PORT} is in use here`).toBe("");
-    work = tempDir("game-steps");
-    for (const name of ["game_server.py", "game_client.py"]) {
-      fs.copyFileSync(path.join(HOST_DIR, name), path.join(work, name));
-      fs.chmodSync(path.join(work, name), 0o755);
-    }
-    t = new Terminals(work, 2);
+    ({ work, t } = learnerSeat(
+      "game-steps",
+      [path.join(HOST_DIR, "game_server.py"), path.join(HOST_DIR, "game_client.py")],
+      2,
+    ));
   });
-  afterAll(() => {
-    for (const pid of [alice, server]) if (pid && alive(pid)) process.kill(pid, "SIGKILL");
-    t?.close();
-    fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => leaveSeat(work, t, [alice, server]));
 
   it("left: the server in the background; right: alice joins and plays", async () => {
     await t.typeAll(LEFT, guideBlock("game-server-start"));
@@ -328,7 +323,7 @@ describe.skipIf(
   });
 
   it("right: what the checkpoint holds: crit shows the connection, tcp-stream images", async () => {
-    t.type(RIGHT, "clear");
+    await t.clear(RIGHT);
     await t.typeAll(RIGHT, guideBlock("game-holds"));
     const screen = t.screen(RIGHT);
     expect(screen).toContain('"state": "ESTABLISHED"');

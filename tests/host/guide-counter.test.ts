@@ -10,8 +10,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, tempDir, waitFor } from "./support/lab-helpers";
-import { Terminals } from "./support/terminals";
+import { alive, HOST, LAB, waitFor } from "./support/lab-helpers";
+import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LEFT = 0;
 const RIGHT = 1;
@@ -32,17 +32,10 @@ describe.skipIf(
   let lastBeforeDump = -1;
 
   beforeAll(() => {
-    work = tempDir("guide-counter");
-    fs.copyFileSync(LAB.counter, path.join(work, "counter.py"));
-    fs.chmodSync(path.join(work, "counter.py"), 0o755);
-    t = new Terminals(work, 2);
+    ({ work, t } = learnerSeat("guide-counter", [LAB.counter], 2));
   });
 
-  afterAll(() => {
-    if (pid && alive(pid)) process.kill(pid, "SIGKILL");
-    t?.close();
-    fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => leaveSeat(work, t, [pid]));
 
   it("left pane: the counter starts in the background, its PID in counter.pid", async () => {
     await t.typeAll(LEFT, guideBlock("counter-start"));
@@ -66,7 +59,7 @@ describe.skipIf(
 
   it("right pane: the restore brings it back with its PID, from the next number", async () => {
     const [restore] = guideBlock("counter-restore");
-    t.type(RIGHT, "clear");
+    await t.clear(RIGHT);
     t.type(RIGHT, restore!);
     await t.until(RIGHT, `Counter: ${lastBeforeDump + 2}`, (s) =>
       counts(s).includes(lastBeforeDump + 2),
@@ -78,7 +71,7 @@ describe.skipIf(
 
   it("left pane: the same images again while it runs: CRIU refuses, the PID is taken", async () => {
     const [again] = guideBlock("counter-restore-again");
-    t.type(LEFT, "clear");
+    await t.clear(LEFT);
     await t.typeAll(LEFT, [again!]);
     expect(t.screen(LEFT)).toMatch(new RegExp(`Can't fork for ${pid}: File exists`));
     expect(t.screen(LEFT)).toContain("Restoring FAILED");
@@ -91,7 +84,7 @@ describe.skipIf(
     // Ctrl-C ends it quietly: no traceback.
     expect(t.screen(RIGHT)).not.toMatch(/Traceback|KeyboardInterrupt/);
     const [again] = guideBlock("counter-restore-again");
-    t.type(LEFT, "clear");
+    await t.clear(LEFT);
     t.type(LEFT, again!);
     await t.until(LEFT, "the second restore counting", (s) => counts(s).length >= 2);
     expect(counts(t.screen(LEFT))[0]).toBe(lastBeforeDump + 1);
@@ -102,13 +95,13 @@ describe.skipIf(
   });
 
   it("the image tour: criu-lab analyze and crit read the checkpoint", async () => {
-    t.type(RIGHT, "clear");
+    await t.clear(RIGHT);
     await t.typeAll(RIGHT, guideBlock("tour-analyze"));
     const analyze = t.screen(RIGHT);
     // A --shell-job dump also saves the terminal it ran in.
     for (const file of ["pstree.img", `core-${pid}.img`, "tty-info.img", "pages-1.img"])
       expect(analyze).toContain(file);
-    t.type(RIGHT, "clear");
+    await t.clear(RIGHT);
     await t.typeAll(RIGHT, guideBlock("tour-crit"));
     const crit = t.screen(RIGHT);
     expect(crit).toMatch(new RegExp(`"pid": ${pid},`));

@@ -12,8 +12,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, REPO, run, tempDir } from "./support/lab-helpers";
-import { Terminals } from "./support/terminals";
+import { alive, HOST, LAB, REPO, run } from "./support/lab-helpers";
+import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LEFT = 0;
 const RIGHT = 1;
@@ -47,17 +47,10 @@ describe.skipIf(
   let pid = 0;
 
   beforeAll(() => {
-    work = tempDir("guide-incremental");
-    fs.copyFileSync(LAB.trainer, path.join(work, "trainer.py"));
-    fs.chmodSync(path.join(work, "trainer.py"), 0o755);
-    t = new Terminals(work, 2);
+    ({ work, t } = learnerSeat("guide-incremental", [LAB.trainer], 2));
   });
 
-  afterAll(() => {
-    if (pid && alive(pid)) process.kill(pid, "SIGKILL");
-    t?.close();
-    fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => leaveSeat(work, t, [pid]));
 
   it("left pane: the job starts, its PID in trainer.pid", async () => {
     await t.typeAll(LEFT, guideBlock("trainer-start"));
@@ -73,7 +66,7 @@ describe.skipIf(
   });
 
   it("right pane: pre-dump, dump on top of it, du: as the guide says for this kernel", async () => {
-    t.type(RIGHT, "clear");
+    await t.clear(RIGHT);
     await t.typeAll(RIGHT, guideBlock("incremental-dumps"));
     const screen = t.screen(RIGHT);
     const du = [...screen.matchAll(/^(\S+)\s+inc\/([12])$/gm)].map((m) => [m[2], m[1]]);

@@ -11,8 +11,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, run, tempDir, waitFor } from "./support/lab-helpers";
-import { Terminals } from "./support/terminals";
+import { alive, HOST, LAB, run, waitFor } from "./support/lab-helpers";
+import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 /** The lab guide's block that starts the counter detached. */
 const startBlock = () => guideBlock("detached-start");
@@ -31,17 +31,10 @@ describe.skipIf(
   const started: number[] = [];
 
   beforeAll(() => {
-    work = tempDir("guide-migration");
-    fs.copyFileSync(LAB.counter, path.join(work, "counter.py"));
-    fs.chmodSync(path.join(work, "counter.py"), 0o755);
-    t = new Terminals(work, 1);
+    ({ work, t } = learnerSeat("guide-migration", [LAB.counter], 1));
   });
 
-  afterAll(() => {
-    for (const pid of started) if (alive(pid)) process.kill(pid, "SIGKILL");
-    t?.close();
-    fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => leaveSeat(work, t, started));
 
   it("keeps the PID of a running counter that leads its own session, with no terminal", async () => {
     const lines = startBlock();

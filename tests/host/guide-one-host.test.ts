@@ -11,8 +11,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, tempDir, waitFor } from "./support/lab-helpers";
-import { Terminals } from "./support/terminals";
+import { alive, HOST, LAB, waitFor } from "./support/lab-helpers";
+import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LEFT = 0;
 const RIGHT = 1;
@@ -24,13 +24,6 @@ const counts = (text: string) => [...text.matchAll(/^Counter: (\d+)$/gm)].map((m
  * does that at once; this machine's init takes its time, and a restore must wait for it. */
 const pidFree = (pid: number) =>
   waitFor(`PID ${pid} free`, () => (fs.existsSync(`/proc/${pid}`) ? undefined : true), 60_000);
-
-function setUp(prefix: string, count: number) {
-  const work = tempDir(prefix);
-  fs.copyFileSync(LAB.counter, path.join(work, "counter.py"));
-  fs.chmodSync(path.join(work, "counter.py"), 0o755);
-  return { work, t: new Terminals(work, count) };
-}
 
 describe.skipIf(
   cannotRun("the guide's one-host story", [
@@ -45,12 +38,8 @@ describe.skipIf(
   let pid = 0;
   const log = () => fs.readFileSync(path.join(work, "counter.log"), "utf8");
 
-  beforeAll(() => ({ work, t } = setUp("guide-spot", 1)));
-  afterAll(() => {
-    if (pid && alive(pid)) process.kill(pid, "SIGKILL");
-    t?.close();
-    fs.rmSync(work, { recursive: true, force: true });
-  });
+  beforeAll(() => ({ work, t } = learnerSeat("guide-spot", [LAB.counter], 1)));
+  afterAll(() => leaveSeat(work, t, [pid]));
 
   it("starts the detached counter and checkpoints it to disk: it stops", async () => {
     const start = guideBlock("detached-start");
@@ -68,7 +57,7 @@ describe.skipIf(
   it("restores it in the background: same PID, the next number", async () => {
     const last = Math.max(...counts(log()));
     await pidFree(pid);
-    t.type(LEFT, "clear");
+    await t.clear(LEFT);
     await t.typeAll(LEFT, guideBlock("spot-restore"));
     expect(alive(pid)).toBe(true);
     // tail -n 3 shows the last numbers before the dump, then the next ones, none missing.
@@ -93,12 +82,8 @@ describe.skipIf(
   let pid = 0;
   let twin = 0;
 
-  beforeAll(() => ({ work, t } = setUp("guide-twin", 2)));
-  afterAll(() => {
-    for (const p of [pid, twin]) if (p && alive(p)) process.kill(p, "SIGKILL");
-    t?.close();
-    fs.rmSync(work, { recursive: true, force: true });
-  });
+  beforeAll(() => ({ work, t } = learnerSeat("guide-twin", [LAB.counter], 2)));
+  afterAll(() => leaveSeat(work, t, [pid, twin]));
 
   it("left: a counter; right: dumped, left running, and CRIU refuses its images", async () => {
     await t.typeAll(LEFT, guideBlock("twin-start"));
@@ -112,7 +97,7 @@ describe.skipIf(
   it("right: criu-ns restores the twin, counting on; both run", async () => {
     const atDump = Math.max(...counts(t.screen(LEFT)));
     const [restore] = guideBlock("twin-restore");
-    t.type(RIGHT, "clear");
+    await t.clear(RIGHT);
     t.type(RIGHT, restore!);
     await t.until(RIGHT, "the twin counting", (s) => counts(s).length >= 2);
     expect(counts(t.screen(RIGHT))[0]).toBeLessThanOrEqual(atDump + 1);
@@ -123,7 +108,7 @@ describe.skipIf(
   });
 
   it("left: NSpid names the twin's PID on the host, then the original's inside", async () => {
-    t.type(LEFT, "clear");
+    await t.clear(LEFT);
     await t.typeAll(LEFT, guideBlock("twin-nspid"));
     expect(t.screen(LEFT)).toMatch(new RegExp(`^NSpid:\\s+${twin}\\s+${pid}$`, "m"));
   });

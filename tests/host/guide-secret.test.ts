@@ -10,8 +10,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, run, tempDir, waitFor } from "./support/lab-helpers";
-import { Terminals } from "./support/terminals";
+import { alive, HOST, LAB, run, waitFor } from "./support/lab-helpers";
+import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 /** The section's blocks, in order: dump and search, the permissions, the clean-up. */
 const blocks = () => [
@@ -39,17 +39,10 @@ describe.skipIf(
 
   beforeAll(() => {
     guide = blocks();
-    work = tempDir("guide-secret");
-    fs.copyFileSync(LAB.counter, path.join(work, "counter.py"));
-    fs.chmodSync(path.join(work, "counter.py"), 0o755);
-    t = new Terminals(work, 1);
+    ({ work, t } = learnerSeat("guide-secret", [LAB.counter], 1));
   });
 
-  afterAll(() => {
-    if (pid && alive(pid)) process.kill(pid, "SIGKILL");
-    t?.close();
-    fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => leaveSeat(work, t, [pid]));
 
   it("has the three blocks: dump and search, the permissions, the clean-up", () => {
     expect(guide).toHaveLength(3);

@@ -125,7 +125,7 @@ describe.skipIf(
   /** The guide's detached start on a; returns the counter's PID. */
   async function startCounter(): Promise<number> {
     const start = guideBlock("detached-start");
-    t.type(A, "clear");
+    await t.clear(A);
     await t.typeAll(A, start.slice(0, -1));
     t.type(A, start.at(-1)!); // tail -f, until Ctrl-C
     await t.until(A, "the counter counting", (s) => counts(s).length >= 2);
@@ -139,7 +139,7 @@ describe.skipIf(
   /** Types BLOCK on a, waiting after the dump for the PID to be free for b's restore. */
   async function migrate(block: string[], pid: number): Promise<number> {
     let last = -1;
-    t.type(A, "clear");
+    await t.clear(A);
     await t.typeAll(A, block, async (line) => {
       if (!/sudo criu dump/.test(line)) return;
       expect(t.screen(A)).not.toContain("Dumping FAILED");

@@ -43,8 +43,12 @@ interface Migrated {
   imagesDir: string;
   carried: string[];
   criu: { dump: Record<string, number>; restore: Record<string, number> };
+  pairChecks: Array<{ name: string; ok: boolean; detail: string }>;
   error?: string;
 }
+
+/** The pair check's checks, in the order it makes them. */
+const PAIR_CHECKS = ["cpu", "criu", "kernel", "mode", "files", "room", "pid"];
 
 describe.skipIf(
   cannotRun("criu-lab migrate", [
@@ -203,6 +207,13 @@ describe.skipIf(
     expect(r).toMatchObject({ ok: true, mode: "cold", pid, restoredPid: pid });
     expect(r.destination).toBe(`${user.name}@${DST}`);
     expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
+    // The pair check passed, every check listed; one kernel: the dump frees the PID.
+    expect(r.pairChecks.map((c) => c.name)).toEqual(PAIR_CHECKS);
+    expect(r.pairChecks.filter((c) => !c.ok)).toEqual([]);
+    const detail = (name: string) => r.pairChecks.find((c) => c.name === name)?.detail;
+    expect(detail("pid")).toBe(`one kernel: the dump frees PID ${pid} for the restore`);
+    expect(detail("criu")).toMatch(/^CRIU \S+ on both$/);
+    expect(detail("room")).toMatch(/^about [\d.]+ MiB of images, [\d.]+ [MGT]iB free in /);
     expect(r.carried).toEqual(expect.arrayContaining([path.dirname(log), log]));
     expect(r.bytesTransferred).toBeGreaterThan(1_000_000); // python's pages at least
     expect(r.downtimeMs).toBeGreaterThanOrEqual(
@@ -273,11 +284,14 @@ describe.skipIf(
       await smallLogs("destination", async () => {
         const ran = migrate([...flags(), "--pid", String(pid), "--mode", "page-server", "--json"]);
         expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
-        expect(parse(ran).error).toMatch(
+        const r = parse(ran);
+        expect(r.error).toMatch(
           new RegExp(
-            `no room for the images of PID ${pid} in ${DST.replace(/\./g, "\\.")}:${work}/logs/migrate-\\S+/images: about [\\d.]+ MiB needed .*, [\\d.]+ MiB free there; nothing was frozen`,
+            `room: no room for the images of PID ${pid} in ${DST.replace(/\./g, "\\.")}:${work}/logs/migrate-\\S+/images: about [\\d.]+ MiB needed .*, [\\d.]+ MiB free there; nothing was frozen`,
           ),
         );
+        // Refused by the pair check, the only check that failed.
+        expect(r.pairChecks.filter((c) => !c.ok).map((c) => c.name)).toEqual(["room"]);
       });
       await stillCountsHere(pid, log);
       process.kill(pid, "SIGKILL");
@@ -389,7 +403,45 @@ describe.skipIf(
         hide: [work],
         replace: [{ file: other, target: "/usr/bin/python3.11" }],
       });
+      // Pair-check differences, each seen by one sshd: a CPU lacking a flag this one has
+      // (its /proc/cpuinfo), an older CRIU, another boot (a second kernel as far as a
+      // boot id tells: the counter's PID is taken there, by the counter itself).
+      const flags = /^(?:flags|Features)\s*:(.*)$/m.exec(
+        fs.readFileSync("/proc/cpuinfo", "utf8"),
+      )?.[1];
+      lacking = ["avx512f", "avx2", "avx", "sse4_2", "sse2", "asimd", "fp"].find((f) =>
+        flags?.split(/\s+/).includes(f),
+      );
+      const cpuinfo = path.join(dir, "cpuinfo-lacking");
+      fs.writeFileSync(
+        cpuinfo,
+        `flags\t\t:${(flags ?? "").replace(new RegExp(`\\b${lacking}\\b`, "g"), "")}\n`,
+      );
+      const oldCriu = path.join(dir, "criu-older");
+      fs.writeFileSync(
+        oldCriu,
+        `#!/bin/sh\nif [ "$1" = --version ]; then echo "Version: 3.17"; exit 0; fi\nexec ${dir}/criu-real-2204 "$@"\n`,
+        { mode: 0o755 },
+      );
+      const bootId = path.join(dir, "boot_id-other");
+      fs.writeFileSync(bootId, "00000000-1111-2222-3333-444444444444\n");
+      await pair.destination.addSshd({
+        port: 2203,
+        hide: [work],
+        replace: [{ file: cpuinfo, target: "/proc/cpuinfo" }],
+      });
+      await pair.destination.addSshd({
+        port: 2204,
+        hide: [work],
+        replace: [{ file: oldCriu, target: HOST.criu, keepOriginalAt: `${dir}/criu-real-2204` }],
+      });
+      await pair.destination.addSshd({
+        port: 2205,
+        hide: [work],
+        replace: [{ file: bootId, target: "/proc/sys/kernel/random/boot_id" }],
+      });
     });
+    let lacking: string | undefined;
 
     it.each([
       [
@@ -411,6 +463,52 @@ describe.skipIf(
       const ran = migrate([...flags(), ...extra, "--pid", String(pid), "--json"]);
       expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
       expect(parse(ran).error).toMatch(message);
+      await stillCountsHere(pid, log);
+    });
+
+    it.each([
+      [
+        "cpu",
+        "a CPU lacking a flag this one has",
+        "2203",
+        () => `the destination lacks ${lacking}, which this host's process may use`,
+      ],
+      ["criu", "an older CRIU", "2204", () => "the destination runs CRIU 3.17, older than "],
+      [
+        "pid",
+        "another boot, the PID taken there",
+        "2205",
+        () => `PID ${pid} is taken on the destination (by python3)`,
+      ],
+    ])("the pair check: %s (%s)", async (name, _what, port, detail) => {
+      expect(lacking, "no CPU flag the check compares in /proc/cpuinfo").toBeDefined();
+      const ran = migrate([...flags(), "--port", port, "--pid", String(pid), "--json"]);
+      expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
+      const r = parse(ran);
+      expect(r.error).toContain(
+        `the pair check with ${DST} refused, nothing was frozen: ${name}: ${detail()}`,
+      );
+      // Every check listed, passed or not; only this one failed.
+      expect(r.pairChecks.map((c) => c.name)).toEqual(PAIR_CHECKS);
+      expect(r.pairChecks.filter((c) => !c.ok).map((c) => c.name)).toEqual([name]);
+      if (name === "pid") {
+        expect(r.pairChecks.find((c) => c.name === "kernel")?.detail).toMatch(
+          / on both \(another boot there\)$/,
+        );
+      }
+      await stillCountsHere(pid, log);
+    });
+
+    it("the pair check in the terminal: one line a check", async () => {
+      const ran = migrate([...flags(), "--port", "2204", "--pid", String(pid)]);
+      expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
+      expect(ran.stdout).toContain(`pair check with root@${DST}:\n  ok   cpu: `);
+      expect(ran.stdout).toMatch(
+        /^ {2}FAIL criu: the destination runs CRIU 3\.17, older than \S+ here: /m,
+      );
+      expect(ran.stdout).toMatch(
+        /^ {2}ok {3}pid: one kernel: the dump frees PID \d+ for the restore$/m,
+      );
       await stillCountsHere(pid, log);
     });
 
@@ -483,6 +581,8 @@ describe.skipIf(
     expect(r).toMatchObject({ ok: true, mode: "page-server", restoredPid: r.pid });
     expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
     criuStatsFit(r); // migrate's JSON, CRIU's own account in it
+    // The pair check ran before the counter froze, every check passed.
+    expect(r.pairChecks.map((c) => [c.name, c.ok])).toEqual(PAIR_CHECKS.map((n) => [n, true]));
     // What a client reading the counter's output saw: from its last line here to its first
     // there, a gap that spans the freeze at least (the counter prints every 0.5 s).
     expect(r.counterIntervalMs).toBe(500);

@@ -21,7 +21,7 @@ import {
   tempDir,
   waitFor,
 } from "./support/lab-helpers";
-import { Terminals } from "./support/terminals";
+import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LAB = path.join(HOST_DIR, "criu-lab");
 const LEFT = 0;
@@ -291,16 +291,9 @@ describe.skipIf(
   let dumpEnd = 0;
 
   beforeAll(() => {
-    work = tempDir("training-steps");
-    fs.copyFileSync(path.join(HOST_DIR, "trainer.py"), path.join(work, "trainer.py"));
-    fs.chmodSync(path.join(work, "trainer.py"), 0o755);
-    t = new Terminals(work, 2);
+    ({ work, t } = learnerSeat("training-steps", [path.join(HOST_DIR, "trainer.py")], 2));
   });
-  afterAll(() => {
-    if (pid && alive(pid)) process.kill(pid, "SIGKILL");
-    t?.close();
-    fs.rmSync(work, { recursive: true, force: true });
-  });
+  afterAll(() => leaveSeat(work, t, [pid]));
 
   it("left pane: the job starts in the background, its PID in trainer.pid", async () => {
     await t.typeAll(LEFT, guideBlock("trainer-start"));
@@ -329,7 +322,7 @@ describe.skipIf(
     await t.typeAll(RIGHT, guideBlock("training-crash"));
     await waitFor("the job to die", () => (alive(pid) ? undefined : true));
     const original = steps(t.screen(LEFT));
-    t.type(RIGHT, "clear");
+    await t.clear(RIGHT);
     const [restore] = guideBlock("training-restore");
     t.type(RIGHT, restore!); // in the foreground, until Ctrl-C
     await t.until(RIGHT, "the restored job's steps", (text) => steps(text).size >= 2, 120_000);
@@ -356,7 +349,7 @@ describe.skipIf(
   });
 
   it("right pane: what the checkpoints cost: stats-dump, analyze, du", async () => {
-    t.type(RIGHT, "clear");
+    await t.clear(RIGHT);
     await t.typeAll(RIGHT, guideBlock("training-cost"));
     const screen = t.screen(RIGHT);
     expect(Number(screen.match(/"frozen_time": (\d+)/)?.[1])).toBeGreaterThan(0);

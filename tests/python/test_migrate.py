@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from criu_lab import migrate
+from criu_lab import migrate, pair
 from criu_lab.outcome import USAGE, LabError
 
 
@@ -91,14 +91,14 @@ def test_timeline_says_what_criu_measured_and_leaves_out_what_it_did_not():
 def test_sha256(tmp_path):
     f = tmp_path / "f"
     f.write_bytes(b"".join(b"line %d\n" % i for i in range(30)))
-    assert migrate.sha256(str(f)) == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert pair.sha256(str(f)) == hashlib.sha256(f.read_bytes()).hexdigest()
 
 
 def test_process_files_of_a_detached_process(tmp_path, sleeper):
     out = tmp_path / "out.log"
     with open(out, "w") as f:
         child = sleeper(stdout=f)
-    mapped, opened, dirs = migrate.process_files(child.pid)
+    mapped, opened, dirs = pair.process_files(child.pid)
     assert os.path.realpath(subprocess.check_output(["sh", "-c", "command -v sleep"], text=True).strip()) in mapped
     assert all(os.path.isfile(p) for p in mapped)
     assert opened == {str(out): True}  # written to: must not be replaced there
@@ -109,7 +109,7 @@ def test_process_files_refuses_a_process_with_a_socket(sleeper):
     with socket.socket() as s:
         child = sleeper(stdout=s.fileno())
     with pytest.raises(LabError, match=rf"^PID {child.pid} has a socket open \(fd 1\)") as e:
-        migrate.process_files(child.pid)
+        pair.process_files(child.pid)
     assert e.value.code == USAGE
 
 
@@ -119,3 +119,9 @@ def test_timeline_of_a_lazy_migration_says_when_it_ran_there_and_when_its_pages_
     assert migrate.timeline(r).split("\n")[4] == (
         "  running there after 120.0 ms; its last page there after 2400.5 ms (until then it needed this host)")
     assert len(migrate.timeline(result(resumeMs=400.5, completeMs=400.5)).split("\n")) == 4  # cold: no such line
+
+
+def test_timeline_of_a_pre_copy_says_its_rounds_and_why_they_stopped():
+    rounds = [{"round": 1, "pages": 3000, "bytes": 3000 * 4096}, {"round": 2, "pages": 20, "bytes": 20 * 4096}]
+    lines = migrate.timeline(result(mode="pre-copy", preCopyRounds=rounds, preCopyStop="converged")).split("\n")
+    assert lines[4] == "  pre-copy: 2 rounds while it ran (11.8 MiB of pages), stopped: converged"

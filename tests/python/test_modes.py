@@ -113,12 +113,23 @@ def test_probe_reads_the_destination_and_each_feature_asked():
     there = FakeRemote("b00t\n6.12.0-1\n4.2\nyes\nno\n")
     assert remote.probe(there, ["uffd", "uffd-noncoop"]) == {
         "bootId": "b00t", "kernel": "6.12.0-1", "criuVersion": "4.2",
-        "features": {"uffd": {"ok": True, "output": ""}, "uffd-noncoop": {"ok": False, "output": ""}}}
+        "features": {"uffd": {"ok": True, "output": ""}, "uffd-noncoop": {"ok": False, "output": ""}},
+        "sections": {}}
     assert "check --feature uffd >/dev/null" in there.scripts[0]
     assert "check --feature uffd-noncoop >/dev/null" in there.scripts[0]
     plain = FakeRemote("b00t\n6.12.0-1\n4.2\n")
     assert remote.probe(plain)["features"] == {}
     assert "--feature" not in plain.scripts[0]
+
+
+def test_probe_asks_its_sections_in_the_same_round_trip_each_answer_by_name():
+    there = FakeRemote("b00t\n6.12.0-1\n4.2\nyes\n@@criu-lab@@flags\nfpu sse2 avx\n@@criu-lab@@pid\nfree\n"
+                       "@@criu-lab@@files\nmissing\ndir:700\n")
+    got = remote.probe(there, ["uffd"], [("flags", "cat /proc/cpuinfo"), ("pid", "echo free"), ("files", "true")])
+    assert got["features"] == {"uffd": {"ok": True, "output": ""}}
+    assert got["sections"] == {"flags": "fpu sse2 avx", "pid": "free", "files": "missing\ndir:700\n"}
+    assert len(there.scripts) == 1
+    assert "; echo @@criu-lab@@pid; { echo free; } 2>&1" in there.scripts[0]
 
 
 def test_probe_refuses_a_destination_without_criu_or_sudo():

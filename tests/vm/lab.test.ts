@@ -251,6 +251,22 @@ describe.skipIf(skip)("the lab in a local QEMU VM (Debian 12 image, CRIU from th
       expect(m.report.destination, what).toBe(`${LAB_USER}@${PAIR[m.to].name}`);
       expect(m.report.restoredPid, what).toBe(m.report.pid);
       expect(m.report.firstAfterRestore, what).toBe((m.report.lastBeforeDump ?? NaN) + 1);
+      // The pair check passed every check, and saw the second kernel: another boot there.
+      expect(
+        m.report.pairChecks?.filter((c) => !c.ok),
+        what,
+      ).toEqual([]);
+      expect(m.report.pairChecks?.find((c) => c.name === "pid")?.detail, what).toMatch(
+        /^PID \d+ is free there$/,
+      );
+      if (m.mode === "pre-copy") {
+        // Rounds until the rule stopped them, each reported; the first holds every page.
+        const rounds = m.report.preCopyRounds ?? [];
+        expect(rounds.length, what).toBeGreaterThan(0);
+        expect(rounds.length, what).toBeLessThanOrEqual(8);
+        expect(rounds[0].pages, what).toBeGreaterThan(0);
+        expect(["converged", "not shrinking", "round limit"], what).toContain(m.report.preCopyStop);
+      }
     }
   });
 });

@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { expect } from "vitest";
-import { run, waitFor } from "./lab-helpers";
+import { alive, run, tempDir, waitFor } from "./lab-helpers";
 
 export const LAB_USER = "ubuntu";
 
@@ -89,7 +89,19 @@ export class Terminals {
 
   /** The prompts on PANE's screen so far (`bash-5.2# `, at a line's start). */
   prompts(pane: number): number {
-    return (this.screen(pane).match(/^bash-[\d.]+[#$] /gm) ?? []).length;
+    return this.promptsIn(this.screen(pane));
+  }
+
+  private promptsIn(screen: string): number {
+    return (screen.match(/^bash-[\d.]+[#$] /gm) ?? []).length;
+  }
+
+  /** Clears PANE's screen and scrollback (`clear`) and waits until the screen shows the one
+   * prompt (a job's notice may follow it): a line typed before the screen is clear would be
+   * counted against the old prompts. */
+  async clear(pane: number) {
+    this.type(pane, "clear");
+    await this.until(pane, "a clear screen", (s) => this.promptsIn(s) === 1);
   }
 
   /** Types each line and waits for the next prompt: the line has run (a line typed while
@@ -112,4 +124,29 @@ export class Terminals {
     const pid = Number(this.tmux("display-message", "-p", "-t", "lab", "#{pid}").trim());
     if (pid) process.kill(pid, "SIGTERM");
   }
+}
+
+/** A learner's seat for a test that types the guide: a fresh work directory (named after
+ * PREFIX) holding PROGRAMS, the lab's programs copied there executable under their own names,
+ * and COUNT panes whose shells start in it. */
+export function learnerSeat(
+  prefix: string,
+  programs: string[],
+  count: number,
+): { work: string; t: Terminals } {
+  const work = tempDir(prefix);
+  for (const program of programs) {
+    const copy = path.join(work, path.basename(program));
+    fs.copyFileSync(program, copy);
+    fs.chmodSync(copy, 0o755);
+  }
+  return { work, t: new Terminals(work, count) };
+}
+
+/** Leaves a learnerSeat: kills the processes the test started that still run (by PID, 0 for
+ * none), closes the terminals and removes the work directory. */
+export function leaveSeat(work: string | undefined, t: Terminals | undefined, pids: number[]) {
+  for (const pid of pids) if (pid && alive(pid)) process.kill(pid, "SIGKILL");
+  t?.close();
+  if (work) fs.rmSync(work, { recursive: true, force: true });
 }

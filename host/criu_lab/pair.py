@@ -1,0 +1,265 @@
+"""The pair check: the source and the destination of a migration compared before anything is
+frozen (criu-lab migrate, scenario run migration). One SSH round trip asks the destination
+everything (remote.probe's sections); the comparisons are pure functions. Each check is
+{name, ok, detail}, all of them in the result (pairChecks); a failed one refuses the migration,
+naming the difference (docs/design.md "CRIU and the kernel").
+"""
+import base64
+import hashlib
+import os
+import re
+import shlex
+import stat
+import tempfile
+
+from .common import CRIU, dump_estimate, human_bytes, no_room, run
+from .modes import destination_features, mode_unsupported, pick_mode
+from .outcome import NOT_READY, USAGE, LabError
+from .remote import cpu_flags, probe, remote_state, state_script
+
+# The CPU features a process may start using and a restore cannot take away: the FPU and its
+# save areas (xsave*, what CRIU's --cpu-cap fpu compares) and the instruction sets a program or
+# its libraries pick at start (glibc's ifuncs). avx* and amx* by prefix: every AVX-512 part.
+CPU_FLAGS = {"fpu", "fxsr", "xsave", "xsaveopt", "xsavec", "xsaves", "xgetbv1", "mmx", "sse", "sse2", "pni", "ssse3",
+             "sse4_1", "sse4_2", "sse4a", "popcnt", "movbe", "aes", "pclmulqdq", "fma", "fma4", "f16c", "bmi1", "bmi2",
+             "adx", "abm", "sha_ni", "rdrand", "rdseed", "gfni", "vaes", "vpclmulqdq", "cx16", "erms", "fsrm",
+             "clflushopt", "clwb", "movdiri", "movdir64b", "pku", "ospke",
+             # arm64 (Features): the vector and crypto extensions
+             "fp", "asimd", "sve", "sve2", "pmull", "sha1", "sha2", "sha3", "sha512", "atomics", "crc32"}
+CPU_PREFIXES = ("avx", "amx")
+
+
+def cared(flags):
+    """The flags of FLAGS the cpu check compares."""
+    return {f for f in flags if f in CPU_FLAGS or f.startswith(CPU_PREFIXES)}
+
+
+def check(name, ok, detail):
+    return {"name": name, "ok": ok, "detail": detail}
+
+
+def cpu_check(here, there, criu_said):
+    """HERE, THERE: the CPUs' flag sets. CRIU_SAID: `criu cpuinfo check` there on this host's
+    cpuinfo image, (passed, its last words), or None when this CRIU cannot dump it here."""
+    missing = sorted(cared(here) - set(there))
+    if missing:
+        return check("cpu", False, f"the destination lacks {', '.join(missing)}, which this host's process may use")
+    if criu_said and not criu_said[0]:
+        return check("cpu", False, f"`criu cpuinfo check` there refuses this host's CPU: {criu_said[1] or 'no reason given'}")
+    how = "`criu cpuinfo check` passed there" if criu_said else "`criu cpuinfo dump` does not run here: flags compared"
+    return check("cpu", True, f"the destination has the {len(cared(here))} CPU features CRIU cares about that this "
+                 f"host has; {how}")
+
+
+def version(v):
+    """'4.2.1' -> (4, 2, 1): CRIU's versions compared."""
+    return tuple(int(n) for n in re.findall(r"\d+", v)[:3])
+
+
+def criu_check(here, there):
+    """An older CRIU there is refused: CRIU reads the images older versions wrote, not always
+    those of newer ones (fields and images they added). A newer one passes, reported."""
+    if version(here) == version(there):
+        return check("criu", True, f"CRIU {here} on both")
+    if version(there) > version(here):
+        return check("criu", True, f"CRIU {here} here, {there} there: a newer CRIU restores images an older one wrote")
+    return check("criu", False, f"the destination runs CRIU {there}, older than {here} here: it may not read the "
+                 f"images this CRIU writes; install CRIU {here} there")
+
+
+def kernel_check(here, there, same_boot):
+    """Another kernel is allowed (CRIU restores across kernels with the features a mode needs,
+    the mode check), and said."""
+    if same_boot:
+        return check("kernel", True, f"one kernel ({here}): the destination shares this host's boot")
+    if here == there:
+        return check("kernel", True, f"{here} on both (another boot there)")
+    return check("kernel", True, f"{here} here, {there} there: allowed, CRIU needs only the features the mode needs")
+
+
+def room_check(pid, where, estimate, free):
+    """Images of about ESTIMATE bytes (common.dump_estimate; None: /proc could not say) into
+    WHERE, FREE bytes free there (None: df said nothing)."""
+    if estimate is None or free is None:
+        return check("room", True, f"not measured ({'/proc gave no estimate' if estimate is None else 'df said nothing'} "
+                     f"for {where})")
+    if estimate > free:
+        return check("room", False, str(no_room(pid, where, estimate, free)))
+    return check("room", True, f"about {human_bytes(estimate)} of images, {human_bytes(free)} free in {where}")
+
+
+def pid_check(pid, same_boot, there):
+    """THERE: the destination's answer about PID, "free" or "taken COMM". On one kernel the
+    dump frees the PID (its parent reaps it), so it is taken there now, as it should be."""
+    if same_boot:
+        return check("pid", True, f"one kernel: the dump frees PID {pid} for the restore")
+    if there.startswith("taken"):
+        comm = there[len("taken"):].strip() or "another process"
+        return check("pid", False, f"PID {pid} is taken on the destination (by {comm}): the restore needs that PID; "
+                     "end that process there, or migrate another")
+    return check("pid", True, f"PID {pid} is free there")
+
+
+def refusal(host, checks):
+    """The LabError a failed check makes, or None: every failed check named, exit 3; exit 2
+    when only the mode (a flag's choice) cannot run."""
+    bad = [c for c in checks if not c["ok"]]
+    if not bad:
+        return None
+    code = USAGE if all(c["name"] == "mode" for c in bad) else NOT_READY
+    return LabError(code, f"the pair check with {host} refused, nothing was frozen: "
+                    + "; ".join(f"{c['name']}: {c['detail']}" for c in bad))
+
+
+def check_pair(m, say):
+    """Runs the pair check of Migration M; returns (destination's probe, mode, what to carry,
+    the paths compared, the process's stdout file). Raises refusal()."""
+    pid, remote, r = m.pid, m.remote, m.r
+    mapped, opened, dirs = process_files(pid)
+    paths = mapped + sorted(opened) + dirs
+    image = cpuinfo_here()
+    q = shlex.quote
+    sections = [
+        ("flags", "sed -n 's/^\\(flags\\|Features\\)[[:space:]]*: *//p' /proc/cpuinfo | head -n 1"),
+        ("free", f"d={q(m.images)}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done; "
+                 "df -P -B1 \"$d\" | awk 'NR == 2 {print $4}'"),
+        ("pid", f"if [ -e /proc/{pid} ]; then echo taken $(cat /proc/{pid}/comm); else echo free; fi"),
+        ("files", state_script(paths) if paths else "true"),
+    ]
+    if image:
+        sections.append(("cpuinfo", f"d=$(mktemp -d) && echo {base64.b64encode(image).decode()} | base64 -d > $d/cpuinfo.img"
+                                    f" && {{ {CRIU} cpuinfo check --cpu-cap=fpu,ins -D $d -o $d/check.log -v1 && echo pass"
+                                    " || { echo fail; tail -n 1 $d/check.log; }; }; rm -rf $d"))
+    dest = probe(remote, destination_features(m.mode), sections)
+    there = dest.pop("sections")
+    r["destinationKernel"] = dest["kernel"]
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        same_boot = f.read().strip() == dest["bootId"]
+    if image:
+        said = there.get("cpuinfo", "").strip().split("\n")
+        criu_said = (said[0] == "pass", re.sub(r"^(Warn|Error) *\([^)]*\): *", "", said[-1]))
+    else:
+        criu_said = None
+    mode = m.mode
+    if mode == "auto":
+        mode, r["modesPassedOver"] = pick_mode(dest)
+        r["mode"] = mode
+        why = None
+    else:
+        why = mode_unsupported(mode, dest)
+    problems, carry, stdout = compare_files(remote.host, pid, mapped, opened, dirs,
+                                            dict(zip(paths, there.get("files", "").split())))
+    estimate = dump_estimate(pid)
+    free = there.get("free", "").strip()
+    checks = [
+        cpu_check(cpu_flags(), there.get("flags", "").split(), criu_said),
+        criu_check(r["criuVersion"], dest["criuVersion"]),
+        kernel_check(r["kernel"], dest["kernel"], same_boot),
+        check("mode", why is None, f"{why}; --mode auto picks the best mode these two hosts can run" if why
+              else f"{mode}{' (picked by --mode auto)' if m.mode == 'auto' else ''}: these two hosts can run it"),
+        check("files", not problems, problems or f"the {len(mapped)} files it maps are the same there; "
+              f"carrying {', '.join(carry) or 'nothing'}"),
+        # Lazy pages stay in memory and go to memory there: only the rest of the images lands.
+        room_check(pid, f"{remote.host}:{m.images}", 8 * 2**20 if mode == "lazy" and estimate else estimate,
+                   int(free) if free.isdigit() else None),
+        pid_check(pid, same_boot, there.get("pid", "").strip()),
+    ]
+    r["pairChecks"] = checks
+    say(f"pair check with {remote.target}:\n" + "\n".join(f"  {'ok  ' if c['ok'] else 'FAIL'} {c['name']}: {c['detail']}"
+                                                        for c in checks))
+    refused = refusal(remote.host, checks)
+    if refused:
+        raise refused
+    return dest, mode, carry, set(paths), stdout
+
+
+def cpuinfo_here():
+    """This CPU's cpuinfo image (`criu cpuinfo dump`), or None where CRIU cannot dump it."""
+    with tempfile.TemporaryDirectory(prefix="criu-lab-cpuinfo-") as d:
+        p = run([CRIU, "cpuinfo", "dump", "-D", d, "-o", os.path.join(d, "dump.log")], 60)
+        path = os.path.join(d, "cpuinfo.img")
+        if p.returncode != 0 or not os.path.isfile(path):
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def process_files(pid):
+    """From /proc, before anything freezes: (files the process maps, files it has open,
+    directories it uses), or raises what cannot be migrated."""
+    mapped = set()
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) == 6 and parts[5].startswith("/") and not parts[5].endswith(" (deleted)\n"):
+                mapped.add(parts[5].rstrip("\n"))
+    mapped.add(os.readlink(f"/proc/{pid}/exe"))
+    mapped = {p for p in mapped if os.path.isfile(p)}  # /dev/zero and the like are no binaries
+    opened, dirs = {}, {os.readlink(f"/proc/{pid}/cwd")}
+    if os.readlink(f"/proc/{pid}/root") != "/":
+        raise LabError(USAGE, f"PID {pid} runs in a chroot: migrate moves processes that see the host's root")
+    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        if target.startswith("socket:"):
+            raise LabError(USAGE, f"PID {pid} has a socket open (fd {fd}): its peer and address stay on this "
+                           "host, so migrate refuses it (the game exercise keeps TCP connections on one host)")
+        if target.startswith("/dev/pts/") or target.startswith("/dev/tty"):
+            raise LabError(USAGE, f"PID {pid} has a terminal open (fd {fd} -> {target}): start it detached "
+                           "(setsid PROGRAM </dev/null >LOG 2>&1 &) to migrate it")
+        if not target.startswith("/") or target.endswith(" (deleted)"):
+            continue  # pipes, anonymous inodes; deleted files travel inside the images (ghost files)
+        st = os.stat(target)
+        if stat.S_ISDIR(st.st_mode):
+            dirs.add(target)
+        elif stat.S_ISREG(st.st_mode):
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                flags = int(re.search(r"^flags:\s*([0-7]+)", f.read(), re.M).group(1), 8)
+            opened[target] = opened.get(target, False) or (flags & os.O_ACCMODE) != os.O_RDONLY
+    return sorted(mapped), opened, sorted(dirs)
+
+
+def compare_files(host, pid, mapped, opened, dirs, there):
+    """The destination's copies (THERE: remote_state's answer) against this host's: (what is
+    wrong, or "" when nothing is; files to carry; the process's stdout file or None). CRIU
+    restores only where the files a process maps are identical (docs/design.md "Facts")."""
+    problems = []
+    for p in mapped:
+        if there.get(p) == "missing":
+            problems.append(f"{p} is missing there")
+        elif there.get(p) != sha256(p):
+            problems.append(f"{p} differs there (sha256 {there.get(p)} vs {sha256(p)} here)")
+    carry = [p for p in dirs if there.get(p) == "missing"]
+    for p in dirs:
+        here = f"dir:{os.stat(p).st_mode & 0o7777:o}"
+        if there.get(p) not in ("missing", here):
+            problems.append(f"directory {p} is {there.get(p)} there, {here} here (CRIU checks its mode)")
+    for p, writes in opened.items():
+        if there.get(p) == "missing":
+            carry.append(p)
+        elif writes:
+            problems.append(f"{p} (which the process writes) already exists there: move it away there first")
+        elif there.get(p) != sha256(p):
+            problems.append(f"{p} (open) differs there")
+    stdout = os.readlink(f"/proc/{pid}/fd/1") if os.path.exists(f"/proc/{pid}/fd/1") else None
+    text = (f"the destination {host} does not have the same files as this host, and CRIU restores a process only "
+            "where the files it maps are identical (same image/AMI on both): " + "; ".join(problems)) if problems else ""
+    return text, carry, (stdout if stdout in opened else None)
+
+
+def compare_destination(remote, pid):
+    """compare_files with its own round trip (the backup scenario): refuses (exit 3) what
+    differs. Returns (files to carry, the paths compared, the process's stdout file or None)."""
+    mapped, opened, dirs = process_files(pid)
+    there = remote_state(remote, mapped + sorted(opened) + dirs)
+    problems, carry, stdout = compare_files(remote.host, pid, mapped, opened, dirs, there)
+    if problems:
+        raise LabError(NOT_READY, problems)
+    return carry, set(there), stdout

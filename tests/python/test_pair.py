@@ -1,0 +1,87 @@
+"""pair.py: the comparisons of the pair check, each a pure function of what the two hosts said
+(the round trip that asks them: tests/host/migrate.test.ts)."""
+import pytest
+
+from criu_lab import pair
+from criu_lab.outcome import NOT_READY, USAGE
+
+HERE = {"fpu", "xsave", "sse2", "avx", "avx2", "avx512f", "avx512bw", "aes", "hypervisor", "constant_tsc"}
+
+
+def test_cpu_a_destination_missing_flags_the_process_may_use_is_refused_naming_them():
+    c = pair.cpu_check(HERE, HERE - {"avx512f", "avx512bw"}, (True, ""))
+    assert c == {"name": "cpu", "ok": False,
+                 "detail": "the destination lacks avx512bw, avx512f, which this host's process may use"}
+
+
+def test_cpu_extra_flags_there_and_flags_no_process_uses_are_fine():
+    c = pair.cpu_check(HERE, (HERE | {"avx512_fp16", "amx_tile"}) - {"hypervisor", "constant_tsc"}, (True, ""))
+    assert c["ok"] is True
+    assert c["detail"] == ("the destination has the 8 CPU features CRIU cares about that this host has; "
+                           "`criu cpuinfo check` passed there")
+
+
+def test_cpu_criu_s_own_refusal_stands_even_when_the_flags_agree():
+    c = pair.cpu_check(HERE, HERE, (False, "cpu: x86: Cpu features mismatch"))
+    assert c == {"name": "cpu", "ok": False,
+                 "detail": "`criu cpuinfo check` there refuses this host's CPU: cpu: x86: Cpu features mismatch"}
+
+
+def test_cpu_without_criu_s_cpuinfo_here_the_flags_decide():
+    assert pair.cpu_check(HERE, HERE, None)["detail"].endswith("`criu cpuinfo dump` does not run here: flags compared")
+    assert pair.cpu_check({"fp", "asimd", "sve"}, {"fp", "asimd"}, None)["detail"].startswith(
+        "the destination lacks sve,")
+
+
+@pytest.mark.parametrize("here, there, ok, detail", [
+    ("4.2.1", "4.2.1", True, "CRIU 4.2.1 on both"),
+    ("4.1", "4.2.1", True, "CRIU 4.1 here, 4.2.1 there: a newer CRIU restores images an older one wrote"),
+    ("4.2.1", "4.1", False, "the destination runs CRIU 4.1, older than 4.2.1 here: it may not read the images "
+                            "this CRIU writes; install CRIU 4.2.1 there"),
+    ("4.10", "4.9", False, None),  # numbers, not strings
+])
+def test_criu_versions(here, there, ok, detail):
+    c = pair.criu_check(here, there)
+    assert c["ok"] is ok
+    if detail:
+        assert c["detail"] == detail
+
+
+def test_kernel_another_is_allowed_and_said():
+    assert pair.kernel_check("6.1.0", "6.18.4", False) == {
+        "name": "kernel", "ok": True,
+        "detail": "6.1.0 here, 6.18.4 there: allowed, CRIU needs only the features the mode needs"}
+    assert pair.kernel_check("6.1.0", "6.1.0", True)["detail"].startswith("one kernel (6.1.0)")
+    assert pair.kernel_check("6.1.0", "6.1.0", False)["detail"] == "6.1.0 on both (another boot there)"
+
+
+def test_room_refuses_images_that_would_not_fit_there_with_the_numbers():
+    c = pair.room_check(42, "b:/var/log/criu-lab/migrate-x/images", 30 * 2**20, 4 * 2**20)
+    assert c["ok"] is False
+    assert c["detail"].startswith("no room for the images of PID 42 in b:/var/log/criu-lab/migrate-x/images: about "
+                                  "30.0 MiB needed (its memory, plus a tenth and 8 MiB), 4.0 MiB free there; nothing was frozen")
+    assert pair.room_check(42, "b:/x", 3 * 2**20, 4 * 2**20) == {
+        "name": "room", "ok": True, "detail": "about 3.0 MiB of images, 4.0 MiB free in b:/x"}
+    assert pair.room_check(42, "b:/x", None, 4)["ok"] is True  # not measured: said, not refused
+    assert pair.room_check(42, "b:/x", 5, None)["detail"] == "not measured (df said nothing for b:/x)"
+
+
+def test_pid_taken_on_another_kernel_is_refused_on_the_same_kernel_the_dump_frees_it():
+    assert pair.pid_check(42, False, "taken nginx") == {
+        "name": "pid", "ok": False, "detail": "PID 42 is taken on the destination (by nginx): the restore needs that "
+                                              "PID; end that process there, or migrate another"}
+    assert pair.pid_check(42, False, "free")["ok"] is True
+    assert pair.pid_check(42, True, "taken python3") == {
+        "name": "pid", "ok": True, "detail": "one kernel: the dump frees PID 42 for the restore"}
+
+
+def test_refusal_names_every_failed_check_exit_3_or_2_for_the_mode_alone():
+    ok = pair.check("kernel", True, "same")
+    cpu = pair.check("cpu", False, "the destination lacks avx512f, which this host's process may use")
+    mode = pair.check("mode", False, "lazy needs a second kernel")
+    assert pair.refusal("b", [ok]) is None
+    e = pair.refusal("b", [cpu, ok, mode])
+    assert e.code == NOT_READY
+    assert str(e) == ("the pair check with b refused, nothing was frozen: cpu: the destination lacks avx512f, which "
+                      "this host's process may use; mode: lazy needs a second kernel")
+    assert pair.refusal("b", [ok, mode]).code == USAGE

@@ -11,6 +11,8 @@
   checkpoint dump --pid PID DIR | verify DIR | restore DIR | export DIR FILE | import FILE DIR
                a checkpoint with its manifest (sizes, sha256): made, checked, restored only
                when it matches, packed into one archive (zstd, else gzip) and unpacked
+  link show|set|clear  a rate, delay and loss on the path to the peer, with tc (what this
+               host sends; --to HOST or --dev DEV, default the seat's peer)
   scenario run training|game|migration|backup
                one of the lab's stories, unattended, checked and reported
   guide [SECTION]  the lab guide, or the section whose heading has these words

@@ -8,6 +8,7 @@ import re
 import shutil
 
 from .archive import have_zstd
+from . import link
 from .common import CRIU, base, disk, disk_text, human_bytes, ready, run
 from .outcome import BROKEN, OK, LabError, attempt
 
@@ -25,6 +26,8 @@ FIXES = {
                     "lazy restore: a kernel of 4.11 or later with CONFIG_USERFAULTFD",
     "networkLock": "no network-lock backend: install iptables (`sudo apt-get install iptables`) or "
                    "use a CRIU built with libnftables (`criu check --feature network_lock_nftables`)",
+    "netem": "no netem qdisc (sch_netem, CONFIG_NET_SCH_NETEM): `criu-lab link` can set a rate but no "
+             "delay or loss; on Ubuntu the module may be in `linux-modules-extra-$(uname -r)`",
     "criuCheck": "`criu check` fails: CRIU older than 4.1 fails on kernels 6.13 and later; on "
                  "Ubuntu 23.10 and later AppArmor may block it: "
                  "`sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0`",
@@ -85,8 +88,10 @@ def probe():
                 r["sysctls"][key] = f.read().strip()
         except OSError:
             r["sysctls"][key] = None
+    # Shaping the path to the peer (criu-lab link): tried for real, as `link set` would.
+    r["link"] = link.capabilities()
     r["exercises"] = verdicts(r)
-    r["fixes"] = [FIXES[k] for k in fix_keys(r)]
+    r["fixes"] = [FIXES[k] for k in fix_keys(r)] + ([] if r["link"]["delay"]["ok"] else [FIXES["netem"]])
     r["disk"] = disk()
     if r["disk"]["freeBytes"] < LOW_DISK:
         # Each kept run is as large as the process it dumped; a dump that would not fit is refused.
@@ -183,6 +188,10 @@ def cmd_doctor(_):
     for key, value in r["sysctls"].items():
         if value is not None:
             lines.append(f"  {key} = {value}")
+    for what, v in r["link"].items():
+        said = v["output"] + (f" ({v['kernelConfig']})" if v.get("kernelConfig") else "")
+        lines.append(f"  {'link ' + ('rate' if what == 'rate' else 'delay/loss'):<24}"
+                     f"{'yes' if v['ok'] else 'NO':<5}{said}")
     lines.append(disk_text(r["disk"]))
     lines.append("Exercises:")
     for name, v in r["exercises"].items():

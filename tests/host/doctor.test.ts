@@ -30,6 +30,7 @@ interface Doctor {
   networkLock: "iptables" | "nftables" | null;
   exercises: Record<string, { ok: boolean; reason: string; fix?: string }>;
   fixes: string[];
+  link: Record<"rate" | "delay", { ok: boolean; output: string }>;
 }
 
 /** A criu that behaves like the real one except that FEATURES are missing. */
@@ -93,6 +94,19 @@ describe.skipIf(
     expect(doctor.exercises["migration-lazy"].ok).toBe(
       doctor.features.uffd.ok && doctor.features["uffd-noncoop"].ok,
     );
+  });
+
+  it("says whether `criu-lab link` can shape a rate and a delay, as tc says in a namespace", () => {
+    // The same question asked again, independently: can this kernel add the qdisc?
+    const tries = (kind: string, args: string[]) =>
+      run("unshare", ["--net", "tc", "qdisc", "add", "dev", "lo", "root", kind, ...args]).code ===
+      0;
+    const rate = tries("tbf", ["rate", "1mbit", "burst", "32k", "latency", "50ms"]);
+    const delay = tries("netem", ["delay", "5ms"]);
+    expect(doctor.link.rate.ok).toBe(rate);
+    expect(doctor.link.delay.ok).toBe(delay);
+    expect(doctor.fixes.some((f) => f.includes("no netem qdisc"))).toBe(!delay);
+    console.log(`link shaping here: rate ${rate ? "yes" : "no"}, delay ${delay ? "yes" : "no"}`);
   });
 
   it("picks the network lock this host has: iptables where its binary is, else nftables", () => {

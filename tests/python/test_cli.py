@@ -39,6 +39,8 @@ def no_command_runs(monkeypatch):
     (["checkpoint", "dump", "--pid", "x1", "d"], "argument --pid: 'x1' is not a whole number"),
     (["checkpoint", "pack", "d"], "argument action: invalid choice: 'pack'"),
     (["checkpoint", "verify", "d", "--deep"], "unrecognized arguments: --deep"),
+    (["link", "set", "--rate", "100mbps"], "argument --rate: '100mbps' is not a rate from 8kbit to 10gbit"),
+    (["link", "reset"], "argument action: invalid choice: 'reset'"),
 ])
 def test_bad_usage_exits_2_naming_the_flag(capsys, argv, message):
     with pytest.raises(SystemExit) as e:

@@ -18,7 +18,15 @@ def probed(check=True, lock="iptables", **missing):
     for name, output in missing.items():
         features[name.replace("_noncoop", "-noncoop")] = {"ok": False, "output": output}
     return {"criuCheck": {"ok": check, "output": ""}, "criuCheckAll": {"ok": check and not missing, "output": ""},
-            "features": features, "networkLock": lock}
+            "features": features, "networkLock": lock, "link": shaping()}
+
+
+def shaping(delay=True):
+    """link.capabilities() of a host that can shape a rate, and a delay unless DELAY is false."""
+    return {"rate": {"ok": True, "output": "tbf added in a throwaway network namespace"},
+            "delay": {"ok": True, "output": "netem added in a throwaway network namespace"} if delay else
+            {"ok": False, "output": "Error: Specified qdisc kind is unknown.",
+             "kernelConfig": "# CONFIG_NET_SCH_NETEM is not set"}}
 
 
 def failing(verdicts):
@@ -111,9 +119,10 @@ def test_require_names_the_exercise_its_reason_and_fix(monkeypatch):
                             + " (see `sudo criu-lab doctor`)")
 
 
-def fake_host(monkeypatch, free, said):
+def fake_host(monkeypatch, free, said, delay=True):
     """A host for probe(): root, CRIU answering from SAID ({argv suffix: CompletedProcess}),
-    FREE bytes for the images."""
+    FREE bytes for the images, netem unless DELAY is false."""
+    monkeypatch.setattr(doctor.link, "capabilities", lambda: shaping(delay))
     monkeypatch.setattr(doctor, "ready", lambda what: None)
     monkeypatch.setattr(doctor, "base", lambda: {"ok": False, "criuVersion": "4.1.1", "kernel": "6.1.0"})
     monkeypatch.setattr(doctor, "run", lambda cmd, timeout=120: said.get(" ".join(cmd[1:]), completed(0, "ok")))
@@ -146,6 +155,14 @@ def test_probe_says_how_to_make_room_when_disk_is_low(monkeypatch):
     assert doctor.probe()["fixes"] == []
 
 
+def test_probe_says_when_the_kernel_cannot_delay(monkeypatch):
+    fake_host(monkeypatch, 2**33, {}, delay=False)
+    r = doctor.probe()
+    assert r["ok"] is True and not failing(r["exercises"])  # no exercise needs a delay
+    assert r["link"]["delay"]["ok"] is False
+    assert r["fixes"] == [doctor.FIXES["netem"]]
+
+
 def test_the_report_lists_features_exercises_and_fixes(monkeypatch):
     r = {**probed(lock=None, mem_dirty_track="Dirty tracking is OFF"), "criuVersion": "4.1.1", "kernel": "6.1.0",
          "archiveCodec": "gzip",
@@ -167,6 +184,8 @@ def test_the_report_lists_features_exercises_and_fixes(monkeypatch):
     assert not any("apparmor" in line for line in lines)  # not on this kernel: not shown
     assert "  game                    no   no network-lock backend for --tcp-established" in lines
     assert "  training-full           yes  " in lines
+    assert "  link rate               yes  tbf added in a throwaway network namespace" in lines
+    assert "  link delay/loss         yes  netem added in a throwaway network namespace" in lines
     assert lines[lines.index("To fix what is missing:") + 1:] == [
         f"  - {doctor.FIXES['mem_dirty_track']}", f"  - {doctor.FIXES['networkLock']}"]
 

@@ -23,6 +23,7 @@ import {
   setupMocks,
   userDataOf,
   valueOf,
+  labChild,
 } from "./support/mocks";
 
 /** The checkout's host command, as the lab's files install it. */
@@ -88,40 +89,45 @@ describe("one seat of one host (the default)", () => {
     built = await build("solo");
   });
 
-  it("builds exactly the resources a lab always had, under the same names", () => {
+  it("builds the resources a lab always had, as a class of one: seat 01 with host a", () => {
     const names = mocks.resources
       .filter((r) => r.name.startsWith("solo"))
       .map((r) => `${r.type} ${r.name}`)
       .sort();
+    // By their names of old (before seats), which the one-seat-urns test holds as aliases.
+    const ofOld: Array<[string, string]> = [
+      ["pulumi:index:Stash", "zone"],
+      ["criu-lab:network:LabNetwork", "network"],
+      ["aws:ec2/vpc:Vpc", "network-vpc"],
+      ["aws:ec2/subnet:Subnet", "network-subnet"],
+      ["aws:ec2/internetGateway:InternetGateway", "network-igw"],
+      ["aws:ec2/routeTable:RouteTable", "network-routes"],
+      ["aws:ec2/routeTableAssociation:RouteTableAssociation", "network-routes-assoc"],
+      ["aws:ec2/securityGroup:SecurityGroup", "network-sg"],
+      ["criu-lab:access:LabAccess", "access"],
+      ["tls:index/privateKey:PrivateKey", "access-user-key"],
+      ["aws:ec2/keyPair:KeyPair", "access-key-pair"],
+      ["tls:index/privateKey:PrivateKey", "access-host-key"],
+      ["criu-lab:instance:LabInstance", "host"],
+      ["pulumi:index:Stash", "host-image"],
+      ["aws:ec2/instance:Instance", "host-instance"],
+      ["aws:ec2transitgateway/instanceState:InstanceState", "host-running"],
+      ["aws:ec2/eip:Eip", "address"],
+      ["aws:ec2/eipAssociation:EipAssociation", "address-assoc"],
+      ["criu-lab:files:LabFiles", "files"],
+      ["command:remote:CopyToRemote", "files-copy"],
+      ["command:remote:Command", "files-ready"],
+      ["criu-lab:verification:LabVerification", "verify"],
+      ["command:remote:Command", "verify-cloud-init"],
+      ["command:remote:Command", "verify-check"],
+      ["command:remote:Command", "verify-demo"],
+      ["command:remote:Command", "verify-doctor"],
+    ];
     expect(names).toEqual(
       [
         "criu-lab:lab:CriuLab solo",
-        "pulumi:index:Stash solo-zone",
-        "criu-lab:network:LabNetwork solo-network",
-        "aws:ec2/vpc:Vpc solo-network-vpc",
-        "aws:ec2/subnet:Subnet solo-network-subnet",
-        "aws:ec2/internetGateway:InternetGateway solo-network-igw",
-        "aws:ec2/routeTable:RouteTable solo-network-routes",
-        "aws:ec2/routeTableAssociation:RouteTableAssociation solo-network-routes-assoc",
-        "aws:ec2/securityGroup:SecurityGroup solo-network-sg",
-        "criu-lab:access:LabAccess solo-access",
-        "tls:index/privateKey:PrivateKey solo-access-user-key",
-        "aws:ec2/keyPair:KeyPair solo-access-key-pair",
-        "tls:index/privateKey:PrivateKey solo-access-host-key",
-        "criu-lab:instance:LabInstance solo-host",
-        "pulumi:index:Stash solo-host-image",
-        "aws:ec2/instance:Instance solo-host-instance",
-        "aws:ec2transitgateway/instanceState:InstanceState solo-host-running",
-        "aws:ec2/eip:Eip solo-address",
-        "aws:ec2/eipAssociation:EipAssociation solo-address-assoc",
-        "criu-lab:files:LabFiles solo-files",
-        "command:remote:CopyToRemote solo-files-copy",
-        "command:remote:Command solo-files-ready",
-        "criu-lab:verification:LabVerification solo-verify",
-        "command:remote:Command solo-verify-cloud-init",
-        "command:remote:Command solo-verify-check",
-        "command:remote:Command solo-verify-demo",
-        "command:remote:Command solo-verify-doctor",
+        "criu-lab:seat:LabSeat solo-seat-01",
+        ...ofOld.map(([type, part]) => `${type} ${labChild("solo", part)}`),
       ].sort(),
     );
   });

@@ -167,6 +167,59 @@ describe("one seat of one host (the default)", () => {
   });
 });
 
+describe("what holds for every host of any lab, one seat or a class", () => {
+  // Properties, not copies of inputs: they hold however many seats and hosts there are.
+  const labs = ["prop-solo", "prop-class"];
+  beforeAll(async () => {
+    await build("prop-solo");
+    await build("prop-class", { seats: 2, hostsPerSeat: 2, sshAllowedCidrs: ["0.0.0.0/0"] });
+  });
+  const ofLabs = (type: string) => labs.flatMap((lab) => mocks.ofType(type, `${lab}-`));
+
+  it("requires IMDSv2 on every instance, with no hop beyond the host", () => {
+    const instances = ofLabs(T.instance);
+    expect(instances).toHaveLength(5);
+    for (const i of instances) {
+      expect(i.inputs.metadataOptions, i.name).toMatchObject({
+        httpTokens: "required",
+        httpPutResponseHopLimit: 1,
+      });
+    }
+  });
+
+  it("encrypts every volume", () => {
+    for (const i of ofLabs(T.instance)) {
+      expect(i.inputs.rootBlockDevice?.encrypted, i.name).toBe(true);
+      // No other volume an instance could bring unencrypted.
+      expect(i.inputs.ebsBlockDevices ?? [], i.name).toEqual([]);
+    }
+    expect(mocks.ofType("aws:ebs/volume:Volume")).toEqual([]);
+  });
+
+  it("opens SSH only to the allowed CIDRs or the group itself, and nothing else inbound", () => {
+    const groups = ofLabs(T.sg);
+    expect(groups).toHaveLength(2);
+    for (const sg of groups) {
+      const allowed = sg.name.startsWith("prop-class") ? ["0.0.0.0/0"] : ["203.0.113.7/32"];
+      for (const rule of sg.inputs.ingress as Array<Record<string, unknown>>) {
+        // Every inbound rule is some part of TCP; SSH (22) only from where the config says.
+        expect(rule.protocol, sg.name).toBe("tcp");
+        const sources = [
+          ...((rule.cidrBlocks as string[] | undefined) ?? []),
+          ...((rule.ipv6CidrBlocks as string[] | undefined) ?? []),
+        ];
+        if (rule.self === true) expect(sources, sg.name).toEqual([]);
+        else expect(sources, sg.name).toEqual(allowed);
+        if (!rule.self) expect([rule.fromPort, rule.toPort], sg.name).toEqual([22, 22]);
+      }
+    }
+    // With the default (one CIDR), nothing is open to the world at all.
+    expect(JSON.stringify(mocks.one(T.sg, "prop-solo-").inputs.ingress)).not.toMatch(
+      /0\.0\.0\.0\/0|::\/0/,
+    );
+  });
+});
+
 describe("a class of 3 seats with 2 hosts each", () => {
   let built: Built;
   beforeAll(async () => {

@@ -60,6 +60,20 @@ export function checkpointByHand(pid: number, images: string, prev?: string): st
   ].join("\n");
 }
 
+/** After the dump: the images (all, or what the page server did not take) copied over SSH into
+ * RAM there, and the restore there once the PID is free. */
+function shipAndRestore(p: Peer, pid: number, images: string): string[] {
+  return [
+    mark("dumped"),
+    `tar -C ${images} -cf - . | ${there(p, `tar -C ${images} -xf -`)}`,
+    mark("copied"),
+    pidFree(pid),
+    there(p, `${CRIU} restore -d -D ${images}`),
+    mark("restored"),
+    closeMaster(p),
+  ];
+}
+
 /** Cold migration: dump into RAM, copy the images over SSH into RAM there, restore there. */
 export function coldByHand(p: Peer, pid: number, images: string): string {
   return [
@@ -69,13 +83,7 @@ export function coldByHand(p: Peer, pid: number, images: string): string {
     there(p, `mkdir -p ${images}`),
     mark("start"),
     `${CRIU} dump -t ${pid} -D ${images}`,
-    mark("dumped"),
-    `tar -C ${images} -cf - . | ${there(p, `tar -C ${images} -xf -`)}`,
-    mark("copied"),
-    pidFree(pid),
-    there(p, `${CRIU} restore -d -D ${images}`),
-    mark("restored"),
-    closeMaster(p),
+    ...shipAndRestore(p, pid, images),
   ].join("\n");
 }
 
@@ -96,13 +104,7 @@ export function pageServerByHand(p: Peer, pid: number, images: string, port: num
     `${ssh(p)} -O forward -L 127.0.0.1:${port}:127.0.0.1:${port} root@${p.address}`,
     mark("start"),
     `${CRIU} dump -t ${pid} -D ${images} --page-server --address 127.0.0.1 --port ${port}`,
-    mark("dumped"),
-    `tar -C ${images} -cf - . | ${there(p, `tar -C ${images} -xf -`)}`,
-    mark("copied"),
-    pidFree(pid),
-    there(p, `${CRIU} restore -d -D ${images}`),
-    mark("restored"),
-    closeMaster(p),
+    ...shipAndRestore(p, pid, images),
   ].join("\n");
 }
 

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import time
 
-from .outcome import BROKEN, NOT_READY, OK, USAGE, LabError
+from .outcome import BROKEN, NOT_READY, OK, USAGE, LabError, failed
 
 # Tests move the paths with these variables.
 E = os.environ.get
@@ -186,6 +186,18 @@ def private_dir(path):
     os.makedirs(LOG_DIR, 0o700, exist_ok=True)
     os.chmod(LOG_DIR, 0o700)
     os.makedirs(path, 0o700)
+
+
+def scenario_end(outcome, r, run_dir, picture, what, passed, holding="logs and images"):
+    """A scenario's last words: when R passed, the earlier passing runs of its kind go and the
+    picture ends with PASSED; when it failed, the picture so far (PICTURE returns None when
+    nothing was drawn yet) and the FAILED line naming where HOLDING are kept. Returns
+    (exit code, R, text)."""
+    drawn = picture()
+    if r["ok"]:
+        keep_latest_passing(run_dir)  # earlier passing runs go; failed runs stay
+        return OK, r, f"{drawn}\n{passed}"
+    return outcome.code, r, (f"{drawn}\n" if drawn else "") + failed(what, r, run_dir, holding)
 
 
 def keep_latest_passing(run_dir):

@@ -17,8 +17,8 @@ import signal
 import time
 
 from . import doctor, timeline
-from .common import base, criu, frozen_us, keep_latest_passing, new_run, private_dir, ready
-from .outcome import BROKEN, OK, LabError, attempt, failed
+from .common import base, criu, frozen_us, new_run, private_dir, ready, scenario_end
+from .outcome import BROKEN, LabError, attempt
 from .procs import start_detached, stop, wait_for
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,7 +126,10 @@ def cmd_game(args):
         before = server_table(pid, server_log)
         say(f"{args.clients} players connected: " + ", ".join(f"{n} (conn {c}, score {s})" for c, (n, _, s) in before.items()))
         t0 = time.monotonic()
-        tcp = ["--tcp-established", "--network-lock", lock]
+        # --skip-in-flight: a player whose connection the kernel has completed but the server
+        # has not yet accepted is left out (CRIU refuses the whole dump otherwise: "In-flight
+        # connection (l)", criu/sk-inet.c); that player's connect fails and it joins again.
+        tcp = ["--tcp-established", "--skip-in-flight", "--network-lock", lock]
         r["dumpMs"] = criu(["dump", "-t", str(pid), "-D", images, *tcp], os.path.join(run_dir, "dump.log"))
         server.wait(10)  # CRIU ended it; reaped, its PID is free for the restore
         events.append((0.0, time.monotonic() - t0, "dump"))
@@ -173,10 +176,8 @@ def cmd_game(args):
             raise LabError(BROKEN, "; ".join(problems))
         r["ok"] = True
     r["imagesDir"] = images
-    if r["ok"]:
-        keep_latest_passing(run_dir)  # earlier passing game runs go; failed runs stay
-        return OK, r, draw(r, events, args) + "\ngame: every player kept its connection and its score."
-    return outcome.code, r, (draw(r, events, args) + "\n" if events else "") + failed("game scenario", r, run_dir)
+    return scenario_end(outcome, r, run_dir, lambda: events and draw(r, events, args), "game scenario",
+                        "game: every player kept its connection and its score.")
 
 
 def draw(r, events, args):

@@ -18,9 +18,9 @@ import time
 
 from . import checkpoints as ckpt
 from . import doctor, timeline
-from .common import (base, criu, crit_show, dump_estimate, free_bytes, frozen_us, keep_latest_passing, new_run,
-                     private_dir, ready)
-from .outcome import BROKEN, OK, LabError, attempt, failed
+from .common import (base, criu, crit_show, dump_estimate, free_bytes, frozen_us, new_run, private_dir, ready,
+                     scenario_end)
+from .outcome import BROKEN, LabError, attempt
 from .procs import start_detached, stop, wait_for
 
 # Beside the package: /usr/local/lib/criu-lab on a lab host, cloud-init/ in the repository.
@@ -207,11 +207,8 @@ def cmd_training(args):
             raise LabError(BROKEN, "; ".join(problems))
         r["ok"] = True
     r["imagesDir"] = checkpoints
-    if r["ok"]:
-        keep_latest_passing(run_dir)  # earlier passing training runs go; failed runs stay
-        return OK, r, draw(r, events, args) + "\ntraining: recovered from the latest checkpoint."
-    return outcome.code, r, ((draw(r, events, args) + "\n" if events else "")
-                             + failed("training scenario", r, run_dir, "logs and checkpoints"))
+    return scenario_end(outcome, r, run_dir, lambda: events and draw(r, events, args), "training scenario",
+                        "training: recovered from the latest checkpoint.", "logs and checkpoints")
 
 
 def draw(r, events, args):

@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { GUIDE, guideBlock } from "../support/guide-blocks";
 import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
 import { Terminals } from "./support/terminals";
 
@@ -217,8 +218,10 @@ describe.skipIf(
     needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
     needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
   ]),
-)("the README's game steps, typed into three terminals", () => {
-  const PORT = 7777; // as the README types it
+)("the lab guide's game steps, typed into two panes", () => {
+  const PORT = 7777; // as the guide types it
+  const LEFT = 0;
+  const RIGHT = 1;
   let work: string;
   let t: Terminals;
   let server = 0;
@@ -229,9 +232,10 @@ describe.skipIf(
       score: Number(m[1]),
       conn: Number(m[2]),
     }));
+  const pidIn = (file: string) => Number(fs.readFileSync(path.join(work, file), "utf8"));
 
   beforeAll(() => {
-    // The README's port must be free on this machine's loopback.
+    // The guide's port must be free on this machine's loopback.
     const busy = run("ss", ["-Htln", `sport = :${PORT}`]);
     expect(busy.stdout.trim(), `port ${PORT} is in use here`).toBe("");
     work = tempDir("game-steps");
@@ -239,7 +243,7 @@ describe.skipIf(
       fs.copyFileSync(path.join(HOST_DIR, name), path.join(work, name));
       fs.chmodSync(path.join(work, name), 0o755);
     }
-    t = new Terminals(work, 3);
+    t = new Terminals(work, 2);
   });
   afterAll(() => {
     for (const pid of [alice, server]) if (pid && alive(pid)) process.kill(pid, "SIGKILL");
@@ -247,79 +251,84 @@ describe.skipIf(
     fs.rmSync(work, { recursive: true, force: true });
   });
 
-  it("1st terminal: the server; 2nd: alice joins and plays", async () => {
-    t.type(0, `./game_server.py --port ${PORT}`);
-    await t.until(0, "the server to listen", (text) =>
+  it("left: the server in the background; right: alice joins and plays", async () => {
+    await t.typeAll(LEFT, guideBlock("game-server-start"));
+    await t.until(LEFT, "the server to listen", (text) =>
       text.includes(`listening on 127.0.0.1:${PORT}`),
     );
-    server = Number(t.screen(0).match(/^PID: (\d+)$/m)?.[1]);
-    t.type(1, `./game_client.py --port ${PORT} --name alice`);
-    await t.until(1, "alice's score", (text) => scores(text).length >= 1);
-    const joined = t.screen(1).match(/^joined player=alice conn=1 port=(\d+) score=0$/m);
+    server = pidIn("server.pid");
+    await t.typeAll(RIGHT, guideBlock("game-alice-start"));
+    await t.until(RIGHT, "alice's score", (text) => scores(text).length >= 1);
+    const joined = t.screen(RIGHT).match(/^joined player=alice conn=1 port=(\d+) score=0$/m);
     expect(joined).not.toBeNull();
     alicePort = Number(joined![1]);
-    alice = Number(t.screen(1).match(/^PID: (\d+)$/m)?.[1]);
+    alice = pidIn("alice.pid");
   });
 
-  it("3rd terminal: the dump takes the server away with its connection; alice waits", async () => {
-    t.type(2, "mkdir game_ckpt");
-    t.type(
-      2,
-      `sudo criu dump -t ${server} -D game_ckpt --shell-job --tcp-established --network-lock nftables`,
-    );
-    await waitFor("the server to be dumped", () => (alive(server) ? undefined : true), 120_000);
-    await t.idle(2, "the dump to end");
+  it("right: a dump without a TCP option is refused; the server plays on", async () => {
+    await t.typeAll(RIGHT, guideBlock("game-dump-refused"));
+    const refusal = "inet: Connected TCP socket, consider using --tcp-established option.";
+    expect(t.screen(RIGHT)).toContain(refusal);
+    expect(fs.readFileSync(GUIDE, "utf8")).toContain(refusal); // the answer's transcript
+    expect(alive(server)).toBe(true);
+    const seen = scores(t.screen(RIGHT)).length;
+    await t.until(RIGHT, "alice to play on", (text) => scores(text).length > seen);
+  });
+
+  it("right: the dump takes the server away with its connection; alice waits", async () => {
+    await t.typeAll(RIGHT, guideBlock("game-dump"));
+    await waitFor("the server to be dumped", () => (alive(server) ? undefined : true));
     expect(fs.existsSync(path.join(work, "game_ckpt/pstree.img"))).toBe(true);
-    const seen = scores(t.screen(1)).length;
+    const seen = scores(t.screen(RIGHT)).length;
     await new Promise((resolve) => setTimeout(resolve, 4000)); // maintenance
-    expect(scores(t.screen(1)).length).toBeLessThanOrEqual(seen + 1);
+    expect(scores(t.screen(RIGHT)).length).toBeLessThanOrEqual(seen + 1);
     expect(alive(alice)).toBe(true);
   });
 
-  it("3rd terminal: the restore brings it back; alice goes on, on conn 1, score on", async () => {
-    const before = scores(t.screen(1));
-    t.type(2, "clear");
-    t.type(2, "sudo criu restore -D game_ckpt --shell-job --tcp-established");
+  it("left: the restore brings it back; alice goes on, on conn 1, score on", async () => {
+    const before = scores(t.screen(RIGHT));
+    const [restore] = guideBlock("game-restore");
+    t.type(LEFT, restore!); // in the foreground, until Ctrl-C
     await t.until(
-      1,
+      RIGHT,
       "alice to play on",
       (text) => scores(text).length >= before.length + 2,
       120_000,
     );
-    const after = scores(t.screen(1)).slice(before.length);
+    const after = scores(t.screen(RIGHT)).slice(before.length);
     expect(after.every((s) => s.conn === 1)).toBe(true);
-    expect(after[0].score).toBeGreaterThan(before[before.length - 1].score);
+    expect(after[0]!.score).toBeGreaterThan(before[before.length - 1]!.score);
     expect(alive(server)).toBe(true);
   });
 
-  it("1st terminal: alice's report and the server's table agree", async () => {
-    t.type(0, `kill -USR1 ${alice}`);
-    t.type(0, `kill -USR1 ${server}`);
-    await t.until(1, "alice's report", (text) => text.includes("report player=alice"));
-    expect(t.screen(1)).toMatch(
+  it("right: alice's report and the server's table agree", async () => {
+    await t.typeAll(RIGHT, guideBlock("game-reports"));
+    // Alice runs in the background of this pane: her report may follow the prompt.
+    await t.until(RIGHT, "alice's report", (text) => text.includes("report player=alice"));
+    expect(t.screen(RIGHT)).toMatch(
       new RegExp(
-        `^report player=alice conn=1 original=yes port=${alicePort} plays=\\d+ score=\\d+ scoresOk=yes longestGapMs=\\d+ connected=yes$`,
+        `^(?:bash-[\\d.]+[#$] )?report player=alice conn=1 original=yes port=${alicePort} plays=\\d+ score=\\d+ scoresOk=yes longestGapMs=\\d+ connected=yes$`,
         "m",
       ),
     );
-    await t.until(2, "the server's table", (text) => text.includes("table end"));
-    expect(t.screen(2)).toMatch(
+    await t.until(LEFT, "the server's table", (text) => text.includes("table end"));
+    expect(t.screen(LEFT)).toMatch(
       new RegExp(`^table conn=1 player=alice peer=127\\.0\\.0\\.1:${alicePort} score=\\d+$`, "m"),
     );
-    t.keys(1, "C-c");
-    t.keys(2, "C-c");
+    t.keys(LEFT, "C-c");
+    // Ctrl-C reaches the restored server: its terminal came back in the mode it had at the dump.
     await waitFor("both to end", () => (alive(alice) || alive(server) ? undefined : true));
+    await t.idle(LEFT, "the restore's shell back");
   });
 
-  it("what the checkpoint holds: crit shows the connection, tcp-stream images", () => {
-    const files = JSON.parse(
-      run(HOST.crit, ["show", path.join(work, "game_ckpt/files.img")]).stdout,
-    );
-    const established = files.entries
-      .map((e: { isk?: { state: string; dst_port: number } }) => e.isk)
-      .filter((s: { state: string } | undefined) => s?.state === "ESTABLISHED");
-    expect(established.map((s: { dst_port: number }) => s.dst_port)).toEqual([alicePort]);
-    const ls = run("sh", ["-c", "ls game_ckpt"], { cwd: work });
-    expect(ls.stdout).toMatch(/^tcp-stream-[0-9a-f]+\.img$/m);
+  it("right: what the checkpoint holds: crit shows the connection, tcp-stream images", async () => {
+    t.type(RIGHT, "clear");
+    await t.typeAll(RIGHT, guideBlock("game-holds"));
+    const screen = t.screen(RIGHT);
+    expect(screen).toContain('"state": "ESTABLISHED"');
+    expect(screen).toContain(`"dst_port": ${alicePort}`);
+    expect(screen).toMatch(/tcp-stream-[0-9a-f]+\.img/);
+    // ... and the table came out in lines, not in a staircase (a terminal left in raw mode).
+    expect(t.screen(LEFT)).toMatch(/^table end$/m);
   });
 });

@@ -11,10 +11,13 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { guideBlock } from "../support/guide-blocks";
 import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
 import { Terminals } from "./support/terminals";
 
 const LAB = path.join(HOST_DIR, "criu-lab");
+const LEFT = 0;
+const RIGHT = 1;
 // Small and quick: 64 MiB, a checkpoint every 2 s (the bench measures 1 GiB at 60 s).
 const QUICK = ["--size-mib", "64", "--interval", "2", "--count", "3", "--step-seconds", "0.2"];
 
@@ -269,7 +272,7 @@ describe.skipIf(
     needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
     needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
   ]),
-)("the README's training steps, typed into two terminals", () => {
+)("the lab guide's training steps, typed into two panes", () => {
   let work: string;
   let t: Terminals;
   let pid = 0;
@@ -293,38 +296,40 @@ describe.skipIf(
     fs.rmSync(work, { recursive: true, force: true });
   });
 
-  it("1st terminal: ./trainer.py prints its PID and its steps", async () => {
-    t.type(0, "./trainer.py");
-    await t.until(0, "step 2", (text) => steps(text).has(2));
-    pid = Number(t.screen(0).match(/^PID: (\d+)$/m)?.[1]);
-    expect(t.screen(0)).toContain("trainer: 256 MiB of state, 65536 pages, 655 changed per step");
+  it("left pane: the job starts in the background, its PID in trainer.pid", async () => {
+    await t.typeAll(LEFT, guideBlock("trainer-start"));
+    await t.until(LEFT, "step 2", (text) => steps(text).has(2));
+    pid = Number(fs.readFileSync(path.join(work, "trainer.pid"), "utf8"));
+    expect(t.screen(LEFT)).toContain(
+      "trainer: 256 MiB of state, 65536 pages, 655 changed per step",
+    );
   });
 
-  it("2nd terminal: two checkpoints with --leave-running; the job runs on", async () => {
-    t.type(1, "mkdir -p ckpt/1 ckpt/2");
-    for (const n of [1, 2]) {
-      if (n === 2) dumpStart = last(t.screen(0));
-      t.type(1, `sudo criu dump -t ${pid} -D ckpt/${n} --shell-job --leave-running`);
-      const stats = path.join(work, `ckpt/${n}/stats-dump`);
-      await waitFor(`checkpoint ${n}`, () => (fs.existsSync(stats) ? true : undefined), 120_000);
-      await t.idle(1, `the dump of checkpoint ${n} to end`);
-      if (n === 2) dumpEnd = last(t.screen(0));
+  it("right pane: two checkpoints with --leave-running; the job runs on", async () => {
+    await t.typeAll(RIGHT, guideBlock("training-dumps"), async (line) => {
+      const n = line.match(/-D ckpt\/(\d)/)?.[1];
+      if (!n) return;
+      // The second checkpoint's step lies between the steps printed before and after it.
+      if (n === "1") dumpStart = last(t.screen(LEFT));
+      else dumpEnd = last(t.screen(LEFT));
+      expect(fs.existsSync(path.join(work, `ckpt/${n}/stats-dump`)), `checkpoint ${n}`).toBe(true);
       expect(alive(pid)).toBe(true);
-    }
-    const before = last(t.screen(0));
-    await t.until(0, "steps after the checkpoints", (text) => last(text) >= before + 2);
+    });
+    const before = last(t.screen(LEFT));
+    await t.until(LEFT, "steps after the checkpoints", (text) => last(text) >= before + 2);
   });
 
-  it("2nd terminal: kill -9 is the crash; criu restore resumes at checkpoint 2's step", async () => {
-    t.type(1, `kill -9 ${pid}`);
+  it("right pane: kill -9 is the crash; criu restore resumes at checkpoint 2's step", async () => {
+    await t.typeAll(RIGHT, guideBlock("training-crash"));
     await waitFor("the job to die", () => (alive(pid) ? undefined : true));
-    const original = steps(t.screen(0));
-    t.type(1, "clear");
-    t.type(1, "sudo criu restore -D ckpt/2 --shell-job");
-    await t.until(1, "the restored job's steps", (text) => steps(text).size >= 2, 120_000);
-    const restored = steps(t.screen(1));
+    const original = steps(t.screen(LEFT));
+    t.type(RIGHT, "clear");
+    const [restore] = guideBlock("training-restore");
+    t.type(RIGHT, restore!); // in the foreground, until Ctrl-C
+    await t.until(RIGHT, "the restored job's steps", (text) => steps(text).size >= 2, 120_000);
+    const restored = steps(t.screen(RIGHT));
     const first = Math.min(...restored.keys());
-    // It resumed where checkpoint 2 was taken (between the start and the end of that dump),
+    // It resumed where checkpoint 2 was taken (after checkpoint 1, by the end of that dump),
     // not at 0 and not at the crash, and redoes each step with the original's checksum.
     expect(first - 1).toBeGreaterThanOrEqual(dumpStart);
     expect(first - 1).toBeLessThanOrEqual(dumpEnd);
@@ -333,24 +338,25 @@ describe.skipIf(
     expect(alive(pid)).toBe(true);
   });
 
-  it("1st terminal: kill -USR1 makes it check its memory: ok", async () => {
-    t.type(0, `kill -USR1 ${pid}`);
-    await t.until(1, "the self-check", (text) =>
+  it("left pane: kill -USR1 makes it check its memory: ok", async () => {
+    await t.typeAll(LEFT, guideBlock("training-check"));
+    await t.until(RIGHT, "the self-check", (text) =>
       /^check step \d+ checksum [0-9a-f]{16}: /m.test(text),
     );
-    expect(t.screen(1)).toMatch(/^check step \d+ checksum [0-9a-f]{16}: ok$/m);
-    t.keys(1, "C-c");
+    expect(t.screen(RIGHT)).toMatch(/^check step \d+ checksum [0-9a-f]{16}: ok$/m);
+    t.keys(RIGHT, "C-c");
     await waitFor("the restored job to end", () => (alive(pid) ? undefined : true));
+    await t.idle(RIGHT, "the restore's shell back");
   });
 
-  it("what the checkpoints cost: stats-dump, analyze, du", () => {
-    const stats = JSON.parse(run(HOST.crit, ["show", path.join(work, "ckpt/2/stats-dump")]).stdout);
-    expect(stats.entries[0].dump.frozen_time).toBeGreaterThan(0);
-    const analyze = run(LAB, ["analyze", path.join(work, "ckpt/2")]);
-    expect(analyze.code).toBe(ExitCode.ok);
+  it("right pane: what the checkpoints cost: stats-dump, analyze, du", async () => {
+    t.type(RIGHT, "clear");
+    await t.typeAll(RIGHT, guideBlock("training-cost"));
+    const screen = t.screen(RIGHT);
+    expect(Number(screen.match(/"frozen_time": (\d+)/)?.[1])).toBeGreaterThan(0);
     // Sizes in human units: "pages-1.img   256.0 MiB".
-    expect(analyze.stdout).toMatch(/^pages-\d+\.img +[\d.]+ (B|KiB|MiB|GiB) {2}/m);
-    const du = run("sh", ["-c", "du -sh ckpt/*"], { cwd: work });
-    expect(du.stdout).toMatch(/^\d+(\.\d+)?M\tckpt\/1\n\d+(\.\d+)?M\tckpt\/2\n$/);
+    expect(screen).toMatch(/^pages-\d+\.img +[\d.]+ (B|KiB|MiB|GiB) {2}/m);
+    // du's tab reaches the screen as spaces.
+    expect(screen).toMatch(/^\d+(\.\d+)?M\s+ckpt\/1\n\d+(\.\d+)?M\s+ckpt\/2$/m);
   });
 });

@@ -1,14 +1,16 @@
 /**
- * The original lab's interactive steps, exactly as a learner types them on EC2:
+ * The lab guide's first steps (docs/lab-guide.md, its blocks read by name), as a learner types
+ * them on EC2:
  * user `ubuntu`, two SSH sessions with a pty each (`ssh -tt` in two windows of a tmux on
  * this host, so the guest's sshd gives each its own terminal), the counter started as a shell
  * job in the first, dumped and restored with `--shell-job` from the second, where it counts
- * on with the same PID. Everything is read off the screens, never from a log. (The same steps
- * as root on this host: tests/host/interactive-lab.test.ts.)
+ * on with the same PID. Everything is read off the screens, never from a log. (The same blocks
+ * as root on this host, in tmux panes: tests/host/guide-counter.test.ts.)
  */
 import { expect } from "vitest";
 import { GUEST_HOSTNAME } from "../../../vm/image";
 import type { VmState } from "../../../vm/lab";
+import { guideBlock } from "../../support/guide-blocks";
 import type { Terminals } from "./terminals";
 
 export async function learnerSteps(
@@ -54,7 +56,8 @@ export async function learnerSteps(
   log("learner: two SSH terminals as ubuntu");
 
   // Terminal 1: the counter as a shell job; it prints its PID, then counts.
-  term.type(0, "./counter.py &");
+  const [start] = guideBlock("counter-start");
+  term.type(0, start!);
   const pid = Number(
     await term.until(
       0,
@@ -67,8 +70,10 @@ export async function learnerSteps(
 
   // Terminal 2: the dump. (Typing ahead while sudo runs would be swallowed: wait for the
   // prompt, then for CRIU's last words.)
-  await typeAndWait(1, "mkdir checkpoint_dir", "the prompt after mkdir");
-  term.type(1, `sudo criu dump -t ${pid} -D checkpoint_dir -v4 --shell-job`);
+  const dump = guideBlock("counter-dump");
+  for (const line of dump.slice(0, -1)) await typeAndWait(1, line, `the prompt after ${line}`);
+  expect(term.screen(1)).toMatch(new RegExp(`^${pid}$`, "m")); // echo "$PID", from counter.pid
+  term.type(1, dump.at(-1)!);
   await term.until(
     1,
     "the end of the dump",
@@ -85,7 +90,8 @@ export async function learnerSteps(
   expect(lastBeforeDump).toBeGreaterThanOrEqual(2);
 
   // Terminal 2: the restore; the counter goes on here, from the next number.
-  term.type(1, "sudo criu restore -D checkpoint_dir -v4 --shell-job");
+  const [restore] = guideBlock("counter-restore");
+  term.type(1, restore!);
   await term.until(
     1,
     `Counter: ${lastBeforeDump + 2} in terminal 2`,

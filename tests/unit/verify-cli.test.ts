@@ -233,7 +233,9 @@ describe("parseStackOutputs", () => {
     } catch (err) {
       expect((err as Error).message).not.toContain("b3BlbnNzaC1rZXktdjEA");
     }
-    expect(() => parseStackOutputs("dev", [])).toThrow(/outputs should be a JSON object, got an array/);
+    expect(() => parseStackOutputs("dev", [])).toThrow(
+      /outputs should be a JSON object, got an array/,
+    );
     expect(() => parseStackOutputs("dev", { ...outputs, sshUser: 7 })).toThrow(
       /output 'sshUser' should be a non-empty string, got a number/,
     );

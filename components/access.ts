@@ -83,8 +83,9 @@ export class LabAccess extends pulumi.ComponentResource {
         role,
         key(
           `${name}-host-key-${role}`,
-          // No parent in the alias: this LabAccess, and through its own alias (inherited,
-          // resource.js allAliases) the old LabAccess's `${oldName}-host-key`.
+          // No parent in the alias: this LabAccess (@pulumi/pulumi runtime/resource.js
+          // mapAliasesForRequest sends the resource's own), and through its own alias
+          // (inherited, resource.js allAliases) the old LabAccess's `${oldName}-host-key`.
           args.formerly && i === 0 ? { aliases: [{ name: `${name}-host-key` }] } : {},
         ),
       ]),

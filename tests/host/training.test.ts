@@ -12,7 +12,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
+import {
+  alive,
+  HOST,
+  HOST_DIR,
+  itRefusesBadFlags,
+  run,
+  tempDir,
+  waitFor,
+} from "./support/lab-helpers";
 import { Terminals } from "./support/terminals";
 
 const LAB = path.join(HOST_DIR, "criu-lab");
@@ -238,20 +246,18 @@ describe.skipIf(
     }
   });
 
-  it.each([
-    [["--size-mib", "0"], "--size-mib: '0' is not a positive number"],
-    [["--interval", "soon"], "--interval: 'soon' is not a positive number"],
-    [["--count", "-1"], "--count: '-1' is not a positive number"],
-    [["--full", "--incremental"], "--incremental: not allowed with argument --full"],
-    [["--dirty-percent", "x"], "--dirty-percent: 'x' is not a positive number"],
-    [["--ram-budget-mib", "-1"], "--ram-budget-mib: '-1' is not a whole number of MiB"],
-  ])("bad flags %j: exit 2 naming the flag, nothing started", (args, message) => {
-    const before = fs.readdirSync(logs);
-    const ran = lab([...args, "--json"]);
-    expect(ran.code).toBe(ExitCode.usage);
-    expect(ran.stderr).toContain(message);
-    expect(fs.readdirSync(logs)).toEqual(before);
-  });
+  itRefusesBadFlags(
+    [
+      [["--size-mib", "0"], "--size-mib: '0' is not a positive number"],
+      [["--interval", "soon"], "--interval: 'soon' is not a positive number"],
+      [["--count", "-1"], "--count: '-1' is not a positive number"],
+      [["--full", "--incremental"], "--incremental: not allowed with argument --full"],
+      [["--dirty-percent", "x"], "--dirty-percent: 'x' is not a positive number"],
+      [["--ram-budget-mib", "-1"], "--ram-budget-mib: '-1' is not a whole number of MiB"],
+    ],
+    lab,
+    () => logs,
+  );
 
   it("trainer.py checks its flags too", () => {
     const ran = run("/usr/bin/python3", [

@@ -15,21 +15,22 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { KeyPair, generateKey } from "../../vm/keys";
 import { collectProgress, progressTable } from "../../verify/progress";
 import { targetsFromStackOutputs } from "../../verify/seats";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun } from "../support/requirements";
 import { LAB, REPO, run } from "./support/lab-helpers";
-import { TestSshd, TestUser, createTestUser, installWrapper, startSshd } from "./support/sshd";
+import {
+  TestSshd,
+  TestUser,
+  createTestUser,
+  installWrapper,
+  needSshdHost,
+  startSshd,
+} from "./support/sshd";
 import { keyMaterial, runVerifyCli } from "./support/verify-cli";
 
 const LEARNER = "criulab-progress";
 const OLD = "criulab-progress-old";
 
-const missing = cannotRun("criu-lab-verify --progress against real sshd", [
-  needRoot(),
-  needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
-  needCommand("ssh-keygen", "apt-get install openssh-client"),
-  needCommand("visudo", "apt-get install sudo"),
-  needCommand("useradd"),
-]);
+const missing = cannotRun("criu-lab-verify --progress against real sshd", needSshdHost());
 
 /** A port that was just free on loopback: nothing listens there. */
 function freePort(): Promise<number> {

@@ -12,31 +12,22 @@ import { dirname, join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { REMOTE_CHECKS, SCENARIO_CHECKS } from "../../contract/checks";
 import { VerifyReport } from "../../verify/verifier";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun } from "../support/requirements";
+import { HOST } from "./support/lab-helpers";
 import {
   TestSshd,
   TestUser,
   createTestUser,
   installWrapper,
+  needSshdHost,
   removeWrappers,
   startSshd,
 } from "./support/sshd";
 import { keyMaterial, runVerifyCli, cliTargetArgs } from "./support/verify-cli";
 
 const USER = "criulab-scenarios-test";
-const LAB_CRIU = "/usr/local/sbin/criu";
-const LAB_COMMAND = "/usr/local/bin/criu-lab";
 
-const missing = cannotRun("criu-lab-verify --scenarios on a lab host", [
-  needRoot(),
-  needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
-  needCommand("ssh-keygen", "apt-get install openssh-client"),
-  needCommand("sudo", "apt-get install sudo"),
-  needCommand("visudo", "apt-get install sudo"),
-  needCommand("useradd"),
-  needCommand(LAB_CRIU, "npm run setup:host"),
-  needCommand(LAB_COMMAND, "npm run setup:host"),
-]);
+const missing = cannotRun("criu-lab-verify --scenarios on a lab host", needSshdHost({ lab: true }));
 
 describe.skipIf(missing)("criu-lab-verify --scenarios against a real sshd and real CRIU", () => {
   let dir: string;
@@ -142,11 +133,15 @@ describe.skipIf(missing)("criu-lab-verify --scenarios against a real sshd and re
         'if [ "$1 $2 $3" = "check --feature network_lock_nftables" ]; then',
         "  echo 'Error (criu/cr-check.c:1): network_lock_nftables is not supported' >&2; exit 1",
         "fi",
-        `exec ${LAB_CRIU} "$@"`,
+        `exec ${HOST.criu} "$@"`,
         "",
       ].join("\n"),
     );
-    installWrapper(user, "criu-lab", `#!/bin/sh\nCRIU_LAB_CRIU=${criu} exec ${LAB_COMMAND} "$@"\n`);
+    installWrapper(
+      user,
+      "criu-lab",
+      `#!/bin/sh\nCRIU_LAB_CRIU=${criu} exec ${HOST.criuLab} "$@"\n`,
+    );
     const run = await runVerifyCli(
       [...cliTarget(), "--scenarios", "game", "--timeout", "600"],
       660_000,
@@ -183,11 +178,15 @@ describe.skipIf(missing)("criu-lab-verify --scenarios against a real sshd and re
         "  done",
         '  shift "$n"',
         "fi",
-        `exec ${LAB_CRIU} "$@"`,
+        `exec ${HOST.criu} "$@"`,
         "",
       ].join("\n"),
     );
-    installWrapper(user, "criu-lab", `#!/bin/sh\nCRIU_LAB_CRIU=${criu} exec ${LAB_COMMAND} "$@"\n`);
+    installWrapper(
+      user,
+      "criu-lab",
+      `#!/bin/sh\nCRIU_LAB_CRIU=${criu} exec ${HOST.criuLab} "$@"\n`,
+    );
     const run = await runVerifyCli(
       [...cliTarget(), "--scenarios", "training,game", "--timeout", "1200", "--json"],
       1_300_000,

@@ -14,24 +14,25 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { main as handout } from "../../handout/cli";
 import { KeyPair, generateKey } from "../../vm/keys";
 import { SeatsReport, seatsTable, targetsFromStackOutputs, verifySeats } from "../../verify/seats";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { TestSshd, TestUser, createTestUser, installWrapper, startSshd } from "./support/sshd";
+import { cannotRun } from "../support/requirements";
+import { HOST } from "./support/lab-helpers";
+import {
+  TestSshd,
+  TestUser,
+  createTestUser,
+  installWrapper,
+  needSshdHost,
+  startSshd,
+} from "./support/sshd";
 import { keyMaterial } from "./support/verify-cli";
 
 const GOOD = "criulab-seats-ok";
 const BAD = "criulab-seats-bad";
-const LAB_COMMAND = "/usr/local/bin/criu-lab";
 
-const missing = cannotRun("multi-seat verifier against real sshd and the real lab", [
-  needRoot(),
-  needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
-  needCommand("ssh", "apt-get install openssh-client"),
-  needCommand("ssh-keygen", "apt-get install openssh-client"),
-  needCommand("visudo", "apt-get install sudo"),
-  needCommand("useradd"),
-  needCommand("/usr/local/sbin/criu", "npm run setup:host"),
-  needCommand(LAB_COMMAND, "npm run setup:host"),
-]);
+const missing = cannotRun(
+  "multi-seat verifier against real sshd and the real lab",
+  needSshdHost({ lab: true }),
+);
 
 describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", () => {
   let dir: string;
@@ -67,7 +68,7 @@ describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", 
         `  echo '{"ok": false, "error": "restore on the peer failed: File exists (made to fail by the test)"}'`,
         "  exit 1",
         "fi",
-        `exec ${LAB_COMMAND} "$@"`,
+        `exec ${HOST.criuLab} "$@"`,
         "",
       ].join("\n"),
     );

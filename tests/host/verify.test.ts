@@ -20,31 +20,23 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { main } from "../../verify/cli";
 import { REMOTE_CHECKS } from "../../contract/checks";
 import { VerifyReport, verifyLab } from "../../verify/verifier";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun, needCommand } from "../support/requirements";
 import {
   TestSshd,
   TestUser,
   createTestUser,
   installWrapper,
+  needSshdHost,
   removeWrappers,
   startSshd,
 } from "./support/sshd";
 import { keyMaterial, runVerifyCli, cliTargetArgs } from "./support/verify-cli";
-import { REPO } from "./support/lab-helpers";
+import { HOST, REPO } from "./support/lab-helpers";
 import { generateKey } from "../../vm/keys";
 
 const USER = "criulab-verify-test";
-const LAB_CRIU = "/usr/local/sbin/criu";
-const LAB_COMMAND = "/usr/local/bin/criu-lab";
 
-const sshdMissing = cannotRun("verifier against a real sshd", [
-  needRoot(),
-  needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
-  needCommand("ssh-keygen", "apt-get install openssh-client"),
-  needCommand("sudo", "apt-get install sudo"),
-  needCommand("visudo", "apt-get install sudo"),
-  needCommand("useradd"),
-]);
+const sshdMissing = cannotRun("verifier against a real sshd", needSshdHost());
 
 /** `ssh-keygen -lf`'s fingerprint of a public key line: the reference the verifier must match. */
 function sshKeygenFingerprint(dir: string, publicKey: string): string {
@@ -329,8 +321,8 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
   });
 
   const labMissing = cannotRun("verifier on a lab host", [
-    needCommand(LAB_CRIU, "npm run setup:host"),
-    needCommand(LAB_COMMAND, "npm run setup:host"),
+    needCommand(HOST.criu, "npm run setup:host"),
+    needCommand(HOST.criuLab, "npm run setup:host"),
   ]);
 
   describe.skipIf(labMissing)("on a lab host (real CRIU)", () => {
@@ -358,7 +350,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
       expect(report.scenarios).toBeUndefined();
       expect(report.steps.every((s) => s.ok && s.ms >= 0)).toBe(true);
 
-      const version = execFileSync(LAB_CRIU, ["--version"], { encoding: "utf8" });
+      const version = execFileSync(HOST.criu, ["--version"], { encoding: "utf8" });
       expect(report.check?.ok).toBe(true);
       expect(version).toContain(report.check?.criuVersion);
       expect(report.check?.kernel).toBe(execFileSync("uname", ["-r"], { encoding: "utf8" }).trim());
@@ -428,14 +420,14 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
           `  sh -c 'echo $$ > ${occupierFile}; exec sleep 600' </dev/null >/dev/null 2>&1 &`,
           `  for _ in $(seq 50); do [ -s ${occupierFile} ] && break; sleep 0.1; done`,
           "fi",
-          `exec ${LAB_CRIU} "$@"`,
+          `exec ${HOST.criu} "$@"`,
           "",
         ].join("\n"),
       );
       installWrapper(
         user,
         "criu-lab",
-        `#!/bin/sh\nCRIU_LAB_CRIU=${criu} exec ${LAB_COMMAND} "$@"\n`,
+        `#!/bin/sh\nCRIU_LAB_CRIU=${criu} exec ${HOST.criuLab} "$@"\n`,
       );
       let runDir: string | undefined;
       try {

@@ -5,7 +5,9 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { run } from "../../../netlab/run";
+import { expect, it } from "vitest";
+import { ExitCode } from "../../../contract/checks";
+import { run, type Ran } from "../../../netlab/run";
 
 export const REPO = path.resolve(__dirname, "../../..");
 export const CLOUD_INIT = path.join(REPO, "cloud-init");
@@ -60,4 +62,20 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** One test per CASES row ([flags, message]): `LAB(flags --json)` exits 2 with MESSAGE (which
+ * names the flag) on stderr, and starts nothing: no new run directory in LOGS(). */
+export function itRefusesBadFlags(
+  cases: Array<[string[], string]>,
+  lab: (args: string[]) => Ran,
+  logs: () => string,
+): void {
+  it.each(cases)("bad flags %j: exit 2 naming the flag, nothing started", (args, message) => {
+    const before = fs.readdirSync(logs());
+    const ran = lab([...args, "--json"]);
+    expect(ran.code).toBe(ExitCode.usage);
+    expect(ran.stderr).toContain(message);
+    expect(fs.readdirSync(logs())).toEqual(before);
+  });
 }

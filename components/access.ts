@@ -6,16 +6,19 @@ import { Tags, named } from "./tags";
 export interface LabAccessArgs {
   /** Tags for the EC2 key pair (the only taggable child); it also gets its own Name. */
   tags?: Tags;
-  /**
-   * The hosts that get a host key each, by role: `${name}-host-key-<role>`. Unset: one host,
-   * its key `${name}-host-key` (a single-seat lab's name since before seats existed).
-   */
-  hostRoles?: string[];
+  /** The hosts that get a host key each, by role: `${name}-host-key-<role>`. */
+  hostRoles: string[];
   /**
    * A host-to-host key for a two-host seat (`${name}-peer-key`): both hosts hold its private
    * key and authorize its public key, so `criu-lab migrate` goes from one to the other.
    */
   peerKey?: boolean;
+  /**
+   * The name this LabAccess had in a lab of one host from before seats (it aliases that one):
+   * the key pair keeps its Name tag `${formerly}-key-pair`, and the first host's key, then
+   * `${formerly}-host-key`, its URN (an alias).
+   */
+  formerly?: string;
 }
 
 /** One host's generated SSH host key. */
@@ -43,12 +46,12 @@ export class LabAccess extends pulumi.ComponentResource {
   public readonly hostPrivateKey: pulumi.Output<string>;
   /** The host key's OpenSSH public key line (`ssh-ed25519 AAAA...`). */
   public readonly hostPublicKey: pulumi.Output<string>;
-  /** Every host's key by role (`hostRoles`); the single host's under "" when unset. */
+  /** Every host's key by role (`hostRoles`). */
   public readonly hostKeys: Record<string, HostKey>;
   /** The host-to-host key (with `peerKey`): private (secret) and public line. */
   public readonly peerKey?: HostKey;
 
-  constructor(name: string, args: LabAccessArgs = {}, opts?: pulumi.ComponentResourceOptions) {
+  constructor(name: string, args: LabAccessArgs, opts?: pulumi.ComponentResourceOptions) {
     super("criu-lab:access:LabAccess", name, {}, opts);
 
     const userKey = new tls.PrivateKey(
@@ -58,20 +61,33 @@ export class LabAccess extends pulumi.ComponentResource {
     );
     const keyPair = new aws.ec2.KeyPair(
       `${name}-key-pair`,
-      { publicKey: userKey.publicKeyOpenssh, tags: named(`${name}-key-pair`, args.tags) },
+      {
+        publicKey: userKey.publicKeyOpenssh,
+        tags: named(`${args.formerly ?? name}-key-pair`, args.tags),
+      },
       { parent: this },
     );
-    const key = (keyName: string): HostKey => {
-      const generated = new tls.PrivateKey(keyName, { algorithm: "ED25519" }, { parent: this });
+    const key = (keyName: string, opts: pulumi.CustomResourceOptions = {}): HostKey => {
+      const generated = new tls.PrivateKey(
+        keyName,
+        { algorithm: "ED25519" },
+        { parent: this, ...opts },
+      );
       return {
         privateKeyOpenssh: pulumi.secret(generated.privateKeyOpenssh),
         publicKeyOpenssh: generated.publicKeyOpenssh.apply((k) => k.trim()),
       };
     };
     this.hostKeys = Object.fromEntries(
-      (args.hostRoles ?? [""]).map((role) => [
+      args.hostRoles.map((role, i) => [
         role,
-        key(role === "" ? `${name}-host-key` : `${name}-host-key-${role}`),
+        key(
+          `${name}-host-key-${role}`,
+          // No parent in the alias: this LabAccess (@pulumi/pulumi runtime/resource.js
+          // mapAliasesForRequest sends the resource's own), and through its own alias
+          // (inherited, resource.js allAliases) the old LabAccess's `${oldName}-host-key`.
+          args.formerly && i === 0 ? { aliases: [{ name: `${name}-host-key` }] } : {},
+        ),
       ]),
     );
     if (args.peerKey) this.peerKey = key(`${name}-peer-key`);

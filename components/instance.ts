@@ -38,6 +38,8 @@ export interface LabInstanceArgs {
    * so the EC2 console shows a class at a glance. Default `${name}-instance`.
    */
   nameTag?: string;
+  /** Its root volume's Name tag; default `<nameTag>-root`, or `${name}-root`. */
+  rootNameTag?: string;
   /** What the instance waits for: the subnet's route to the internet (see LabNetwork.routed). */
   routed?: pulumi.Resource[];
 }
@@ -151,7 +153,10 @@ export class LabInstance extends pulumi.ComponentResource {
           volumeSize: args.rootVolumeGiB ?? 16,
           encrypted: true,
           deleteOnTermination: true,
-          tags: named(args.nameTag ? `${args.nameTag}-root` : `${name}-root`, args.tags),
+          tags: named(
+            args.rootNameTag ?? (args.nameTag ? `${args.nameTag}-root` : `${name}-root`),
+            args.tags,
+          ),
         },
         tags: named(args.nameTag ?? `${name}-instance`, args.tags),
       },

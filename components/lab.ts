@@ -9,7 +9,7 @@ import { LabFiles } from "./labFiles";
 import { LabInstance } from "./instance";
 import { keptAvailabilityZone } from "./lookups";
 import { LabNetwork } from "./network";
-import { HostArgs, LabSeat, SeatOutput, buildHost, keyFileOf, seatId } from "./seat";
+import { HostArgs, LabSeat, SeatOutput, seatId } from "./seat";
 import { Tags, labTags } from "./tags";
 import { LabVerification } from "./verification";
 
@@ -33,11 +33,10 @@ export interface CriuLabArgs extends Omit<
 }
 
 /**
- * A CRIU checkpoint/restore lab on EC2: network and security group, keys, the Ubuntu host
- * built by cloud-init, and (with `verify`) the proof that checkpoint/restore works on it.
- * With `seats`/`hostsPerSeat`, a class: one network and security group, and per
- * seat a LabSeat (its own key, one or two hosts); the single-seat members then describe
- * seat 01's host a.
+ * A CRIU checkpoint/restore lab on EC2: network and security group, keys, the Ubuntu hosts
+ * built by cloud-init, and (with `verify`) the proof that checkpoint/restore works on them.
+ * Always a class: one network and security group, and per seat (`seats`, default 1) a LabSeat
+ * (its own key, one or two hosts); the single-host members describe seat 01's host a.
  */
 export class CriuLab extends pulumi.ComponentResource {
   public readonly network: LabNetwork;
@@ -54,7 +53,7 @@ export class CriuLab extends pulumi.ComponentResource {
   public readonly verification?: LabVerification;
   public readonly seatCount: number;
   public readonly hostsPerSeat: HostsPerSeat;
-  /** The seats of a class; empty for one seat of one host (built directly, as always). */
+  /** The seats, `seats` of them (default 1): one host of one seat is a class of one. */
   public readonly seats: LabSeat[];
   /** With `budgetMonthlyUsd`: the AWS Budgets budget of the stack's resources. */
   public readonly budget?: LabBudget;
@@ -115,56 +114,36 @@ export class CriuLab extends pulumi.ComponentResource {
       sshUser: this.sshUser,
     };
 
-    if (this.seatCount === 1 && this.hostsPerSeat === 1) {
-      // One seat, one host: the resources and names of a lab from before seats existed, so
-      // that such a stack is not replaced.
-      this.access = new LabAccess(`${name}-access`, { tags }, { parent: this });
-      const host = buildHost(this, name, {
-        ...hostArgs,
-        tags,
-        keyName: this.access.keyName,
-        userKey: this.access.privateKey,
-        hostKey: this.access.hostKeys[""]!,
-        keyFile: "criu-lab.pem",
-      });
-      this.host = host.instance;
-      this.address = host.address;
-      this.addressAssociation = host.addressAssociation;
-      this.files = host.files;
-      this.verification = host.verification;
-      this.seats = [];
-      this.seatsOutput = pulumi
-        .all([host.output, this.access.privateKey])
-        .apply(([h, privateKey]): SeatOutput[] => [
-          {
-            seat: "01",
-            sshUser: this.sshUser,
-            privateKey,
-            autoStopMinutes: args.autoStopMinutes,
-            // As verify/seats.ts reads a stack from before seats: host a named criu-lab.
-            hosts: [{ role: "a", name, ...h }],
-          },
-        ]);
-    } else {
-      this.seats = Array.from({ length: this.seatCount }, (_, i) => {
-        const seat = seatId(i + 1);
-        return new LabSeat(
-          `${name}-seat-${seat}`,
-          { ...hostArgs, seat, hosts: this.hostsPerSeat, tags },
-          { parent: this },
-        );
-      });
-      const first = this.seats[0]!;
-      // The single-seat outputs name seat 01's host a: scripts written for one lab keep
-      // working on a class (they reach its first seat).
-      this.access = first.access;
-      this.host = first.hosts[0]!.instance;
-      this.address = first.hosts[0]!.address;
-      this.addressAssociation = first.hosts[0]!.addressAssociation;
-      this.files = first.hosts[0]!.files;
-      this.verification = first.hosts[0]!.verification;
-      this.seatsOutput = pulumi.all(this.seats.map((s) => s.output));
-    }
+    // One seat of one host is a class of one. Its resources used to sit under the lab with
+    // their own names (criu-lab-host, criu-lab-access, ...): `formerly` gives them aliases to
+    // those URNs and keeps their tags, so a stack made then keeps every resource as it is
+    // (components/seat.ts Formerly, docs/design.md "Contracts").
+    const lone = this.seatCount === 1 && this.hostsPerSeat === 1;
+    this.seats = Array.from({ length: this.seatCount }, (_, i) => {
+      const seat = seatId(i + 1);
+      return new LabSeat(
+        `${name}-seat-${seat}`,
+        {
+          ...hostArgs,
+          seat,
+          hosts: this.hostsPerSeat,
+          tags,
+          ...(lone ? { formerly: { name, parent: this } } : {}),
+        },
+        { parent: this },
+      );
+    });
+    // The single-host outputs name seat 01's host a: scripts written for one lab keep
+    // working on a class (they reach its first seat).
+    const first = this.seats[0]!;
+    const hostA = first.hosts[0]!;
+    this.access = first.access;
+    this.host = hostA.instance;
+    this.address = hostA.address;
+    this.addressAssociation = hostA.addressAssociation;
+    this.files = hostA.files;
+    this.verification = hostA.verification;
+    this.seatsOutput = pulumi.all(this.seats.map((s) => s.output));
 
     // `region`, not the deprecated `name` (@pulumi/aws 7.x getRegion.d.ts).
     this.region = aws.getRegionOutput({}, { parent: this }).region;
@@ -173,11 +152,8 @@ export class CriuLab extends pulumi.ComponentResource {
     this.publicDns = this.address.publicDns;
     this.amiId = this.host.amiId;
     this.privateKey = this.access.privateKey;
-    this.sshCommand =
-      this.seats.length === 0
-        ? pulumi.interpolate`ssh -i criu-lab.pem ${this.sshUser}@${this.publicIp}`
-        : pulumi.interpolate`ssh -i ${keyFileOf("01")} ${this.sshUser}@${this.publicIp}`;
-    this.knownHostsLine = pulumi.interpolate`${this.publicIp} ${this.access.hostPublicKey}`;
+    this.sshCommand = hostA.output.apply((h) => h.sshCommand);
+    this.knownHostsLine = hostA.output.apply((h) => h.knownHostsLine);
 
     const configured =
       args.criu.kind === "git"

@@ -65,10 +65,34 @@ interface OneHostArgs extends HostArgs {
   keyFile: string;
   /** Extra public keys for the lab user (the peer key in a two-host seat). */
   authorizedKeys?: pulumi.Input<string>[];
-  /** The instance's Name tag; default `${name}-host-instance`. */
-  nameTag?: string;
-  /** Who a failed check names (LabVerification's label). */
+  /** Name tags of the instance, its root volume and its Elastic IP. */
+  nameTags: { instance: string; root: string; address: string };
+  /** Who a failed check names (LabVerification's label); default "the lab host". */
   label?: string;
+  /** The lab this host once was (see Formerly): its resources get aliases to those URNs. */
+  formerly?: Formerly;
+}
+
+/**
+ * A lab of one host from before it became a class of one: its resources sat under the lab
+ * `parent` as `${name}-host`, `${name}-address`, `${name}-access`, ... The new ones alias those
+ * URNs and keep that lab's tags, Name tags, key file, host name and messages, so the engine
+ * finds nothing to change (docs/design.md "Contracts"). How an alias resolves
+ * (node_modules/@pulumi/pulumi/resource.js `allAliases`, `inheritedChildAlias`): the alias
+ * names the old parent and name; the children of an aliased component inherit it, their
+ * names' prefix swapped for the old name (criu-lab-seat-01-a-host-instance ->
+ * criu-lab-host-instance), so only the direct children of the lab need one.
+ */
+export interface Formerly {
+  name: string;
+  parent: pulumi.Resource;
+}
+
+/** `{ aliases }` for a resource once named `${formerly.name}${suffix}` under formerly.parent. */
+function formerName(formerly: Formerly | undefined, suffix: string): pulumi.ResourceOptions {
+  return formerly
+    ? { aliases: [{ name: `${formerly.name}${suffix}`, parent: formerly.parent }] }
+    : {};
 }
 
 /** One host: instance, Elastic IP, the copied lab files and (with verify) its verification. */
@@ -86,15 +110,10 @@ export interface LabHost {
 
 /**
  * Builds one lab host under `scope`, its children named `${name}-host`, `${name}-address`,
- * `${name}-address-assoc`, `${name}-files`, `${name}-verify`: for the lab `criu-lab`, exactly
- * the names a single-host lab always had (its stacks are not replaced); for a seat's host,
- * `criu-lab-seat-03-a-...`.
+ * `${name}-address-assoc`, `${name}-files`, `${name}-verify` (a seat's host:
+ * `criu-lab-seat-03-a-...`); with `formerly`, each aliases its name in a lab from before seats.
  */
-export function buildHost(
-  scope: pulumi.ComponentResource,
-  name: string,
-  args: OneHostArgs,
-): LabHost {
+function buildHost(scope: pulumi.ComponentResource, name: string, args: OneHostArgs): LabHost {
   const config = args.config;
   const network = args.network;
   const extraKeys = [
@@ -116,10 +135,11 @@ export function buildHost(
       autoStopMinutes: config.autoStopMinutes,
       rootVolumeGiB: config.rootVolumeGiB,
       tags: args.tags,
-      nameTag: args.nameTag,
+      nameTag: args.nameTags.instance,
+      rootNameTag: args.nameTags.root,
       routed: network.routed,
     },
-    { parent: scope },
+    { parent: scope, ...formerName(args.formerly, "-host") },
   );
 
   // A stopped instance loses its public IP, and a refresh while it is stopped stores an
@@ -128,8 +148,12 @@ export function buildHost(
   // internet gateway first (the provider's docs), and is released before it on destroy.
   const address = new aws.ec2.Eip(
     `${name}-address`,
-    { domain: "vpc", tags: named(args.nameTag ?? `${name}-address`, args.tags) },
-    { parent: scope, dependsOn: network.internetGateway ? [network.internetGateway] : [] },
+    { domain: "vpc", tags: named(args.nameTags.address, args.tags) },
+    {
+      parent: scope,
+      dependsOn: network.internetGateway ? [network.internetGateway] : [],
+      ...formerName(args.formerly, "-address"),
+    },
   );
   const addressAssociation = new aws.ec2.EipAssociation(
     `${name}-address-assoc`,
@@ -139,6 +163,7 @@ export function buildHost(
       // A replaced instance takes the address over: detach it from the old one first.
       deleteBeforeReplace: true,
       dependsOn: network.routed,
+      ...formerName(args.formerly, "-address-assoc"),
     },
   );
   const publicIp = address.publicIp;
@@ -158,7 +183,7 @@ export function buildHost(
       // instance once it runs (a host the auto-stop powered off is started first).
       dependsOn: [instance.instance, instance.running, addressAssociation],
     },
-    { parent: scope },
+    { parent: scope, ...formerName(args.formerly, "-files") },
   );
 
   const verification = config.verify
@@ -174,7 +199,7 @@ export function buildHost(
           label: args.label,
           scenarios: config.verifyScenarios,
         },
-        { parent: scope },
+        { parent: scope, ...formerName(args.formerly, "-verify") },
       )
     : undefined;
 
@@ -207,6 +232,8 @@ export interface LabSeatArgs extends HostArgs {
   hosts: HostsPerSeat;
   /** The lab's tags; the seat adds Seat, its hosts Role. */
   tags: Tags;
+  /** A lab of one host, which a one-host seat 01 has been since before seats existed. */
+  formerly?: Formerly;
 }
 
 /** A seat's host as built: its role, its Name (how the peer reaches it) and its parts. */
@@ -241,11 +268,21 @@ export class LabSeat extends pulumi.ComponentResource {
     super("criu-lab:seat:LabSeat", name, {}, opts);
     this.seat = args.seat;
     const roles = args.hosts === 2 ? (["a", "b"] as const) : (["a"] as const);
-    const seatTags = { ...args.tags, Seat: args.seat };
+    const was = args.formerly;
+    if (was && args.hosts !== 1) {
+      throw new Error(`${name}: only a one-host seat was ever a lab of its own (formerly)`);
+    }
+    // The lab of old had no Seat and Role tags: adding them would change every resource.
+    const seatTags = was ? args.tags : { ...args.tags, Seat: args.seat };
     this.access = new LabAccess(
       `${name}-access`,
-      { tags: seatTags, hostRoles: [...roles], peerKey: args.hosts === 2 },
-      { parent: this },
+      {
+        tags: seatTags,
+        hostRoles: [...roles],
+        peerKey: args.hosts === 2,
+        formerly: was ? `${was.name}-access` : undefined,
+      },
+      { parent: this, ...formerName(was, "-access") },
     );
     const peerKey = this.access.peerKey;
 
@@ -253,16 +290,29 @@ export class LabSeat extends pulumi.ComponentResource {
       const hostName = `${name}-${role}`;
       const host = buildHost(this, hostName, {
         ...args,
-        tags: { ...seatTags, Role: role },
+        tags: was ? seatTags : { ...seatTags, Role: role },
         keyName: this.access.keyName,
         userKey: this.access.privateKey,
         hostKey: this.access.hostKeys[role]!,
-        keyFile: keyFileOf(args.seat),
         authorizedKeys: peerKey ? [peerKey.publicKeyOpenssh] : undefined,
-        nameTag: hostName,
-        label: `seat ${args.seat} host ${role} (${hostName})`,
+        ...(was
+          ? {
+              // The key file its README has always named, and the lab host of its messages.
+              keyFile: "criu-lab.pem",
+              nameTags: {
+                instance: `${was.name}-host-instance`,
+                root: `${was.name}-host-root`,
+                address: `${was.name}-address`,
+              },
+            }
+          : {
+              keyFile: keyFileOf(args.seat),
+              nameTags: { instance: hostName, root: `${hostName}-root`, address: hostName },
+              label: `seat ${args.seat} host ${role} (${hostName})`,
+            }),
       });
-      return { ...host, role, hostName };
+      // The seats output names the host of old after the lab, as the readers always did.
+      return { ...host, role, hostName: was ? was.name : hostName };
     });
 
     this.peers = [];

@@ -305,7 +305,13 @@ export function seatMigrationOutput(stdout: string, modeAsked: MigrationMode): S
   return { modeAsked, ...migrationFacts(lastJsonObject("migration", stdout)) };
 }
 
-/** Today's single-seat outputs (docs/design.md "Contracts") as seat "01" with host "a". */
+/**
+ * The single-host outputs (docs/design.md "Contracts") as seat "01" with host "a": for a stack
+ * made before the `seats` output existed. Every stack this program makes has `seats`, but a
+ * stack's outputs are written only by `pulumi up`: one made by an earlier version and not
+ * updated since (its resources are kept across the upgrade, components/seat.ts Formerly) has
+ * only these. Host "a" is named after the lab, as that lab's own outputs would name it.
+ */
 function singleSeat(o: Json): SeatOutput {
   const host = typeof o.publicIp === "string" && o.publicIp ? "publicIp" : "publicDns";
   const present = Object.keys(o).sort();
@@ -340,7 +346,8 @@ function singleSeat(o: Json): SeatOutput {
 
 /**
  * Reads the seats from `pulumi stack output --json --show-secrets` (parsed JSON): the `seats`
- * output when there is one, else today's single-seat outputs as seat "01", host "a".
+ * output, which every reader (criu-lab-verify, criu-lab-handout) reads through here; for a
+ * stack from before it, the single-host outputs as seat "01", host "a" (see singleSeat).
  * Strict: seats numbered in order without duplicates, a key of its own per seat, 1 or 2 hosts in the order a, b,
  * addresses and names that are safe in a shell and an ssh_config, a parseable host key per host.
  */

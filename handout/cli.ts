@@ -1,6 +1,6 @@
 /**
  * `criu-lab-handout --stack NAME --out DIR`: the instructor's handout. Reads the stack's
- * outputs (the `seats` output, or today's single-seat outputs as seat 01) with
+ * outputs (the `seats` output; a stack from before it, its single-host outputs as seat 01) with
  * readStackOutputs, as `criu-lab-verify --stack` does, and writes DIR/seat-NN/ per seat:
  * the seat's key (0600), known_hosts, an ssh_config snippet and a README.md card
  * (./cards). Keys go to files only: nothing printed, errors included, ever holds one.

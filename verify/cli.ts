@@ -25,7 +25,7 @@ import {
   targetsFromStackOutputs,
   verifySeats,
 } from "./seats";
-import { MAX_SEATS, SeatOutputsError, isInstanceId, regionOf } from "../contract/seats";
+import { MAX_SEATS, SeatOutputsError } from "../contract/seats";
 import {
   AutoStop,
   DEFAULT_STOPPED_AFTER_SECONDS,
@@ -203,70 +203,31 @@ export interface StackTarget {
   user: string;
   privateKey: string;
   hostKey?: string;
-  /** From the `seats` output (seat 01's host a) and `region`; absent in older stacks. */
+  /** From the `seats` output (seat 01's host a) and `region`; absent in stacks before seats. */
   autoStop?: AutoStop;
 }
 
 /**
- * The auto-stop of the stack's one host: `seats[0].autoStopMinutes`, its host's instance id
- * (or `instanceId`) and `region`. Undefined when the outputs do not say (a stack from before
- * seats); an id or region that does not look like one is left out (the hint then says `pulumi
- * up`), never printed.
- */
-export function autoStopOf(outputs: Record<string, unknown>): AutoStop | undefined {
-  const seats = outputs.seats;
-  const seat: unknown = Array.isArray(seats) ? seats[0] : undefined;
-  if (seat === null || typeof seat !== "object") return undefined;
-  const { autoStopMinutes: minutes, hosts } = seat as {
-    autoStopMinutes?: unknown;
-    hosts?: unknown;
-  };
-  if (typeof minutes !== "number" || !Number.isSafeInteger(minutes) || minutes < 0) {
-    return undefined;
-  }
-  const host: unknown = Array.isArray(hosts) ? hosts[0] : undefined;
-  const id = (host as { instanceId?: unknown } | undefined)?.instanceId ?? outputs.instanceId;
-  const region = regionOf(outputs);
-  return {
-    minutes,
-    ...(isInstanceId(id) ? { instanceId: id } : {}),
-    ...(region ? { region } : {}),
-  };
-}
-
-/**
- * The one-host target in the stack outputs (readStackOutputs). Error messages name the missing
- * or wrong output and never include the outputs themselves (they hold the private key).
+ * The one-host target in the stack outputs (readStackOutputs): seat 01's host a of the `seats`
+ * output, read as every reader reads it (contract/seats.ts parseSeatOutputs). Outputs that are
+ * not a lab's are bad input to --stack (2); messages name the output, never its value when it
+ * is a secret.
  */
 export function parseStackOutputs(stack: string, outputs: unknown): StackTarget {
-  if (outputs === null || typeof outputs !== "object" || Array.isArray(outputs)) {
-    throw new UsageError(`--stack ${stack}: the stack outputs are not a JSON object`);
+  let first: SeatTarget | undefined;
+  try {
+    first = targetsFromStackOutputs(outputs)[0];
+  } catch (err) {
+    if (err instanceof SeatOutputsError) throw new UsageError(`--stack ${stack}: ${err.message}`);
+    throw err;
   }
-  const o = outputs as Record<string, unknown>;
-  const text = (key: string): string | undefined => {
-    const v = o[key];
-    if (v === undefined || v === null || v === "") return undefined;
-    if (typeof v !== "string") {
-      throw new UsageError(`--stack ${stack}: output '${key}' should be a string`);
-    }
-    return v;
-  };
-  const host = text("publicIp") ?? text("publicDns");
-  const privateKey = text("privateKey");
-  const missing = [...(host ? [] : ["publicIp"]), ...(privateKey ? [] : ["privateKey"])];
-  if (!host || !privateKey) {
-    const present = Object.keys(o).sort();
-    throw new UsageError(
-      `--stack ${stack}: missing output(s) ${missing.join(", ")} ` +
-        `(present: ${present.length ? present.join(", ") : "none"}); has \`pulumi up\` run for this stack?`,
-    );
-  }
+  if (!first) throw new UsageError(`--stack ${stack}: the stack has no host`);
   return {
-    host,
-    privateKey,
-    user: text("sshUser") ?? "ubuntu",
-    hostKey: text("knownHostsLine"),
-    autoStop: autoStopOf(o),
+    host: first.host,
+    user: first.user,
+    privateKey: first.privateKey,
+    hostKey: first.hostKey,
+    ...(first.autoStop ? { autoStop: first.autoStop } : {}),
   };
 }
 
@@ -353,15 +314,9 @@ export async function classTargets(
   }
   if (oneHost.length > 0) return undefined;
   const outputs = await outputsOf(flags.stack);
-  const seats = (outputs as { seats?: unknown } | null)?.seats;
-  const isClass =
-    Array.isArray(seats) &&
-    (seats.length > 1 ||
-      seats.some(
-        (s: unknown) =>
-          Array.isArray((s as { hosts?: unknown })?.hosts) &&
-          (s as { hosts: unknown[] }).hosts.length > 1,
-      ));
+  const all = targetsFromStackOutputs(outputs);
+  // One seat of one host gets the one-host report (and --scenarios); a class the table.
+  const isClass = all.some((t) => t.seat !== "01" || t.role !== "a");
   if (!asked && !isClass) return undefined;
   return targetsFromStackOutputs(outputs, { seat: flags.seat });
 }

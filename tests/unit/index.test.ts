@@ -66,7 +66,7 @@ describe("index.ts", () => {
     expect(await value("knownHostsLine")).toMatch(
       new RegExp(`^${MOCK_ELASTIC_IP.replace(/\./g, "\\.")} ssh-ed25519 [A-Za-z0-9+/=]+$`),
     );
-    expect(await value("instanceId")).toMatch(/^criu-lab-host-instance-id-/);
+    expect(await value("instanceId")).toMatch(/^criu-lab-seat-01-a-host-instance-id-/);
     expect(await value("criuVersion")).toBe("4.2");
     expect(await value("verification")).toMatchObject({ ok: true, pid: 4242, restoredPid: 4242 });
     expect(await value("doctor")).toMatchObject({

@@ -18,6 +18,7 @@ import {
   setupMocks,
   userDataOf,
   valueOf,
+  labChild,
 } from "./support/mocks";
 
 // Types only: the modules themselves load after the mocks are installed.
@@ -183,7 +184,7 @@ describe("the default lab (new VPC, verify on)", () => {
       ami: "ami-0b8b8b8b8b8b8b8b8",
       subnetId: one(T.subnet).id,
       vpcSecurityGroupIds: [one(T.sg).id],
-      keyName: `${"default-access-key-pair"}-0a1b2c3`,
+      keyName: `${"default-seat-01-access-key-pair"}-0a1b2c3`,
       associatePublicIpAddress: true,
       userDataReplaceOnChange: true,
       instanceInitiatedShutdownBehavior: "stop",
@@ -225,8 +226,8 @@ describe("the default lab (new VPC, verify on)", () => {
   it("registers an ED25519 user key and hands a generated ED25519 host key to cloud-init", () => {
     const keys = mocks.ofType(T.tlsKey, "default-");
     expect(keys.map((k) => [k.name, k.inputs.algorithm]).sort()).toEqual([
-      ["default-access-host-key", "ED25519"],
-      ["default-access-user-key", "ED25519"],
+      ["default-seat-01-access-host-key-a", "ED25519"],
+      ["default-seat-01-access-user-key", "ED25519"],
     ]);
     expect(one(T.keyPair).inputs.publicKey).toMatch(/^ssh-ed25519 /);
     const userData = userDataOf(one(T.instance));
@@ -237,10 +238,16 @@ describe("the default lab (new VPC, verify on)", () => {
 
   it("tags everything taggable with Name, Project and Stack", () => {
     const taggable = [T.vpc, T.subnet, T.igw, T.routes, T.sg, T.keyPair, T.instance, T.eip];
+    // A class of one keeps the Name tags its parts had before seats: their names of old.
+    const nameOfOld: Record<string, string> = {
+      [T.keyPair]: "default-access-key-pair",
+      [T.instance]: "default-host-instance",
+      [T.eip]: "default-address",
+    };
     for (const type of taggable) {
       const resource = one(type);
       expect(resource.inputs.tags, type).toEqual({
-        Name: resource.name,
+        Name: nameOfOld[type] ?? resource.name,
         Project: "criu-lab",
         Stack: "dev",
       });
@@ -255,12 +262,12 @@ describe("the default lab (new VPC, verify on)", () => {
   it("runs cloud-init wait, check, demo and the doctor over SSH with the host key pinned", async () => {
     const hostPublicKey = (await valueOf(built.lab.access.hostPublicKey)).trim();
     const userPrivateKey = await valueOf(built.lab.privateKey);
-    const commands = mocks.ofType(T.command, "default-verify-");
+    const commands = mocks.ofType(T.command, "default-seat-01-a-verify-");
     expect(commands.map((c) => c.name)).toEqual([
-      "default-verify-cloud-init",
-      "default-verify-check",
-      "default-verify-demo",
-      "default-verify-doctor",
+      "default-seat-01-a-verify-cloud-init",
+      "default-seat-01-a-verify-check",
+      "default-seat-01-a-verify-demo",
+      "default-seat-01-a-verify-doctor",
     ]);
     const checks = [CHECKS.cloudInit, CHECKS.check, CHECKS.demo, CHECKS.doctor];
     commands.forEach((command, i) => {
@@ -290,7 +297,7 @@ describe("the default lab (new VPC, verify on)", () => {
 
   it("orders the commands: instance, then cloud-init, then check, then demo and doctor", () => {
     const constructed = (suffix: string) => {
-      const found = built.log.constructed.find((c) => c.name === `default-${suffix}`);
+      const found = built.log.constructed.find((c) => c.name === labChild("default", suffix));
       if (!found) throw new Error(`not constructed: default-${suffix}`);
       return found;
     };
@@ -310,7 +317,7 @@ describe("the default lab (new VPC, verify on)", () => {
   it("re-runs the checks when the user-data changes: triggers are its hash and the instance", () => {
     const instance = one(T.instance);
     const hash = createHash("sha256").update(userDataOf(instance)).digest("hex");
-    for (const command of mocks.ofType(T.command, "default-verify-")) {
+    for (const command of mocks.ofType(T.command, "default-seat-01-a-verify-")) {
       expect(command.inputs.triggers).toEqual([hash, instance.id]);
     }
   });
@@ -342,7 +349,7 @@ describe("the default lab (new VPC, verify on)", () => {
   });
 
   it("runs no scenario unless the stack opts in", () => {
-    expect(mocks.ofType(T.command, "default-verify-scenario")).toEqual([]);
+    expect(mocks.ofType(T.command, "default-seat-01-a-verify-scenario")).toEqual([]);
     expect(built.lab.verification?.scenarioCommands).toEqual([]);
   });
 
@@ -374,14 +381,14 @@ describe("the default lab (new VPC, verify on)", () => {
 
 /** The construction options (resource options) of a lab's child, by name suffix. */
 function optionsOf(b: Built, prefix: string, suffix: string): pulumi.CustomResourceOptions {
-  const found = b.log.constructed.find((c) => c.name === `${prefix}-${suffix}`);
+  const found = b.log.constructed.find((c) => c.name === labChild(prefix, suffix));
   if (!found) throw new Error(`not constructed: ${prefix}-${suffix}`);
   return found.opts as pulumi.CustomResourceOptions;
 }
 
 /** The constructed resource of a lab's child, by name suffix. */
 function resourceOf(b: Built, prefix: string, suffix: string): pulumi.Resource {
-  const found = b.log.constructed.find((c) => c.name === `${prefix}-${suffix}`);
+  const found = b.log.constructed.find((c) => c.name === labChild(prefix, suffix));
   if (!found) throw new Error(`not constructed: ${prefix}-${suffix}`);
   return found.resource;
 }
@@ -395,14 +402,14 @@ describe("a lab's later life", () => {
   });
 
   it("keeps its image when a newer one is published: the image id is kept in a Stash", async () => {
-    const stash = mocks.one(T.stash, "life-host-");
-    expect(stash.name).toBe("life-host-image");
+    const stash = mocks.one(T.stash, "life-seat-01-a-host-");
+    expect(stash.name).toBe("life-seat-01-a-host-image");
     // The stash's input is the lookup (the newest image); the instance runs its output, the
     // image stored when the stash was created, which a newer lookup does not change.
     expect(stash.inputs.input).toBe("ami-0b8b8b8b8b8b8b8b8");
     expect(one(T.instance).inputs.ami).toBe("ami-0b8b8b8b8b8b8b8b8");
     expect(await valueOf(built.lab.amiId)).toBe("ami-0b8b8b8b8b8b8b8b8");
-    const instance = built.log.constructed.find((c) => c.name === "life-host-instance");
+    const instance = built.log.constructed.find((c) => c.name === "life-seat-01-a-host-instance");
     expect(instance?.props.ami).toBe(built.lab.host.amiId);
     expect(await valueOf(built.lab.host.imageStash!.output)).toBe("ami-0b8b8b8b8b8b8b8b8");
     // Not ignoreChanges: the engine would put the old image into a replacement as well.
@@ -417,7 +424,9 @@ describe("a lab's later life", () => {
     expect(await trigger(jammy, "later-jammy")).toBe("ubuntu 22.04 x86_64");
     const arm = await build("later-arm", { instanceType: "t4g.small", verify: false });
     expect(await trigger(arm, "later-arm")).toBe("ubuntu 24.04 arm64");
-    expect(mocks.one(T.stash, "later-arm-host-").inputs.input).toBe("ami-0a4a4a4a4a4a4a4a4");
+    expect(mocks.one(T.stash, "later-arm-seat-01-a-host-").inputs.input).toBe(
+      "ami-0a4a4a4a4a4a4a4a4",
+    );
     // Another type of the same architecture is an in-place change (stop, resize, start).
     const bigger = await build("later-bigger", { instanceType: "t3.large", verify: false });
     expect(await trigger(bigger, "later-bigger")).toBe("ubuntu 24.04 x86_64");
@@ -425,7 +434,7 @@ describe("a lab's later life", () => {
 
   it("with amiId runs that image, with no stash: a new amiId replaces the instance", async () => {
     const pinned = await build("later-pinned", { amiId: "ami-0123456789abcdef0", verify: false });
-    expect(mocks.ofType(T.stash, "later-pinned-host-")).toEqual([]);
+    expect(mocks.ofType(T.stash, "later-pinned-seat-01-a-host-")).toEqual([]);
     expect(pinned.lab.host.imageStash).toBeUndefined();
     expect(mocks.one(T.instance, "later-pinned-").inputs.ami).toBe("ami-0123456789abcdef0");
     expect(await valueOf(pinned.lab.amiId)).toBe("ami-0123456789abcdef0");
@@ -452,7 +461,7 @@ describe("a lab's later life", () => {
   it("asks for its instance running, replaced (so started) when a live lookup finds it stopped", async () => {
     const instance = one(T.instance);
     const running = one(T.running);
-    expect(running.name).toBe("life-host-running");
+    expect(running.name).toBe("life-seat-01-a-host-running");
     expect(running.inputs).toEqual({ instanceId: instance.id, state: "running" });
     // The lookup names this instance, in the states the auto-stop leaves it in.
     const lookup = built.invokes.filter((i) => i.token === INVOKE.instances);
@@ -621,7 +630,7 @@ describe("options", () => {
 
   it("verify: false creates no remote Commands and no verification result", async () => {
     const b = await build("noverify", { verify: false });
-    expect(mocks.ofType(T.command, "noverify-verify-")).toEqual([]);
+    expect(mocks.ofType(T.command, "noverify-seat-01-a-verify-")).toEqual([]);
     expect(b.lab.verification).toBeUndefined();
     expect(await valueOf(b.lab.verificationResult)).toBeNull();
     expect(await valueOf(b.lab.doctor)).toBeNull();
@@ -631,17 +640,18 @@ describe("options", () => {
 
   it("verifyScenarios adds one step per scenario, after the demo and the doctor, one at a time", async () => {
     const b = await build("scenarios", { verifyScenarios: ["training", "game"] });
-    const commands = mocks.ofType(T.command, "scenarios-verify-");
+    const commands = mocks.ofType(T.command, "scenarios-seat-01-a-verify-");
     expect(commands.map((c) => c.name)).toEqual([
-      "scenarios-verify-cloud-init",
-      "scenarios-verify-check",
-      "scenarios-verify-demo",
-      "scenarios-verify-doctor",
-      "scenarios-verify-scenario-training",
-      "scenarios-verify-scenario-game",
+      "scenarios-seat-01-a-verify-cloud-init",
+      "scenarios-seat-01-a-verify-check",
+      "scenarios-seat-01-a-verify-demo",
+      "scenarios-seat-01-a-verify-doctor",
+      "scenarios-seat-01-a-verify-scenario-training",
+      "scenarios-seat-01-a-verify-scenario-game",
     ]);
     const { SCENARIO_CHECKS } = await import("../../contract/checks");
-    const byName = (n: string) => commands.find((c) => c.name === `scenarios-verify-${n}`);
+    const byName = (n: string) =>
+      commands.find((c) => c.name === `scenarios-seat-01-a-verify-${n}`);
     for (const name of ["training", "game"] as const) {
       const stdin = String(byName(`scenario-${name}`)?.inputs.stdin);
       expect(stdin).toContain(SCENARIO_CHECKS[name].command);
@@ -651,9 +661,10 @@ describe("options", () => {
       expect(byName(`scenario-${name}`)?.inputs.create).toContain(`criu-lab: scenario ${name}`);
     }
     const constructed = (suffix: string) =>
-      b.log.constructed.find((c) => c.name === `scenarios-verify-${suffix}`)?.resource;
+      b.log.constructed.find((c) => c.name === `scenarios-seat-01-a-verify-${suffix}`)?.resource;
     const dependsOn = (suffix: string) =>
-      b.log.constructed.find((c) => c.name === `scenarios-verify-${suffix}`)?.opts.dependsOn;
+      b.log.constructed.find((c) => c.name === `scenarios-seat-01-a-verify-${suffix}`)?.opts
+        .dependsOn;
     expect(dependsOn("scenario-training")).toEqual([constructed("demo"), constructed("doctor")]);
     expect(dependsOn("scenario-game")).toEqual([constructed("scenario-training")]);
     // The same triggers as the other steps: re-run only on new user-data or a new instance.

@@ -65,7 +65,7 @@ describe("LabFiles", () => {
   it("copies exactly the lab's archive to the SSH user's home, host key pinned", async () => {
     const { lab } = await build("files");
     const copy = mocks.one(T.copy, "files-");
-    expect(copy.name).toBe("files-files-copy");
+    expect(copy.name).toBe("files-seat-01-a-files-copy");
     const hostKey = await valueOf(lab.access.hostPublicKey);
     expect(copy.inputs.connection).toMatchObject({
       host: MOCK_ELASTIC_IP, // the Elastic IP: every connection uses it
@@ -86,24 +86,24 @@ describe("LabFiles", () => {
 
   it("hands the copy to root with the SHA-256 the user-data pins, after the copy", async () => {
     const { lab, log } = await build("handover");
-    const ready = mocks.one(T.command, "handover-files-ready");
+    const ready = mocks.one(T.command, "handover-seat-01-a-files-ready");
     const { sha256 } = labFilesArchive();
     expect(ready.inputs.create).toBe(
       `sudo bash ${LAB_DIR}/${RECEIVE_SCRIPT} deliver --sha256 ${sha256} "$HOME/.criu-lab-files.tar"`,
     );
     expect(ready.inputs.connection.hostKey).toBe(await valueOf(lab.access.hostPublicKey));
     expect(userDataOf(mocks.one(T.instance, "handover-"))).toContain(sha256);
-    expect(constructed(log, "handover-files-ready").opts.dependsOn).toEqual([
-      constructed(log, "handover-files-copy").resource,
+    expect(constructed(log, "handover-seat-01-a-files-ready").opts.dependsOn).toEqual([
+      constructed(log, "handover-seat-01-a-files-copy").resource,
     ]);
     // The Elastic IP answers for this instance only once it is associated, the instance once
     // it runs (a host the auto-stop powered off is started first).
-    expect(constructed(log, "handover-files-copy").opts.dependsOn).toEqual([
-      constructed(log, "handover-host-instance").resource,
-      constructed(log, "handover-host-running").resource,
-      constructed(log, "handover-address-assoc").resource,
+    expect(constructed(log, "handover-seat-01-a-files-copy").opts.dependsOn).toEqual([
+      constructed(log, "handover-seat-01-a-host-instance").resource,
+      constructed(log, "handover-seat-01-a-host-running").resource,
+      constructed(log, "handover-seat-01-a-address-assoc").resource,
     ]);
-    const timeouts = constructed(log, "handover-files-ready").opts.customTimeouts;
+    const timeouts = constructed(log, "handover-seat-01-a-files-ready").opts.customTimeouts;
     expect(timeouts?.update).toBe(timeouts?.create);
   });
 
@@ -112,13 +112,13 @@ describe("LabFiles", () => {
     const instance = mocks.one(T.instance, "triggers-");
     const { sha256 } = labFilesArchive();
     expect(mocks.one(T.copy, "triggers-").inputs.triggers).toEqual([sha256, instance.id]);
-    expect(mocks.one(T.command, "triggers-files-ready").inputs.triggers).toEqual([
+    expect(mocks.one(T.command, "triggers-seat-01-a-files-ready").inputs.triggers).toEqual([
       sha256,
       instance.id,
     ]);
     // New files change the user-data as well, so the verification re-runs too.
     const hash = createHash("sha256").update(userDataOf(instance)).digest("hex");
-    expect(mocks.one(T.command, "triggers-verify-demo").inputs.triggers).toEqual([
+    expect(mocks.one(T.command, "triggers-seat-01-a-verify-demo").inputs.triggers).toEqual([
       hash,
       instance.id,
     ]);
@@ -126,8 +126,8 @@ describe("LabFiles", () => {
 
   it("the verification waits for the files", async () => {
     const { log } = await build("order");
-    expect(constructed(log, "order-verify-cloud-init").opts.dependsOn).toContain(
-      constructed(log, "order-files-ready").resource,
+    expect(constructed(log, "order-seat-01-a-verify-cloud-init").opts.dependsOn).toContain(
+      constructed(log, "order-seat-01-a-files-ready").resource,
     );
   });
 
@@ -135,7 +135,7 @@ describe("LabFiles", () => {
     const { lab } = await build("noverify", { verify: false });
     expect(mocks.ofType(T.copy, "noverify-")).toHaveLength(1);
     expect(mocks.ofType(T.command, "noverify-").map((c) => c.name)).toEqual([
-      "noverify-files-ready",
+      "noverify-seat-01-a-files-ready",
     ]);
     expect(lab.verification).toBeUndefined();
     expect(pulumi.Resource.isInstance(lab.files.ready)).toBe(true);

@@ -15,6 +15,7 @@ import { PLAN_TIMEOUT_MS, ROOT } from "./fixtures/plan-cli";
 const T = {
   labFiles: "criu-lab:files:LabFiles",
   lab: "criu-lab:lab:CriuLab",
+  seat: "criu-lab:seat:LabSeat",
   instance: "aws:ec2/instance:Instance",
   copy: "command:remote:CopyToRemote",
   command: "command:remote:Command",
@@ -47,7 +48,9 @@ describe("plan: the lab's files copied to the host", () => {
     const ready = one(T.command, "-files-ready");
     const component = byUrn(copy.parent);
     expect(component?.type).toBe(T.labFiles);
-    expect(byUrn(component?.parent)?.type).toBe(T.lab);
+    // Seat 01's: one seat of one host is a class of one.
+    expect(byUrn(component?.parent)?.type).toBe(T.seat);
+    expect(byUrn(byUrn(component?.parent)?.parent)?.type).toBe(T.lab);
     expect(ready.parent).toBe(component?.urn);
   });
 

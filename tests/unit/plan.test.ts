@@ -18,6 +18,7 @@ import { PLAN_TIMEOUT_MS, ROOT, dependencyClosure, runCli } from "./fixtures/pla
 const T = {
   stack: "pulumi:pulumi:Stack",
   lab: "criu-lab:lab:CriuLab",
+  seat: "criu-lab:seat:LabSeat",
   labInstance: "criu-lab:instance:LabInstance",
   vpc: "aws:ec2/vpc:Vpc",
   subnet: "aws:ec2/subnet:Subnet",
@@ -92,10 +93,13 @@ describe("plan of the real program with the dev stack's config", () => {
     const instance = one(T.instance);
     const labInstance = byUrn(instance.parent);
     expect(labInstance?.type).toBe(T.labInstance);
-    expect(byUrn(labInstance?.parent)?.type).toBe(T.lab);
-    expect(byUrn(byUrn(labInstance?.parent)?.parent)?.type).toBe(T.stack);
+    // One seat of one host is a class of one: the host is seat 01's.
+    const seat = byUrn(labInstance?.parent);
+    expect(seat?.type).toBe(T.seat);
+    expect(byUrn(seat?.parent)?.type).toBe(T.lab);
+    expect(byUrn(byUrn(seat?.parent)?.parent)?.type).toBe(T.stack);
     expect(instance.urn).toBe(
-      `urn:pulumi:dev::criu-lab::${T.lab}$${T.labInstance}$${T.instance}::${instance.name}`,
+      `urn:pulumi:dev::criu-lab::${T.lab}$${T.seat}$${T.labInstance}$${T.instance}::${instance.name}`,
     );
     for (const r of report.resources) {
       if (r.type !== T.stack) expect(byUrn(r.parent), r.urn).toBeDefined();
@@ -174,7 +178,8 @@ describe("plan of the real program with the dev stack's config", () => {
         encrypted: true,
         deleteOnTermination: true,
       },
-      tags: { Name: instance.name, Project: "criu-lab", Stack: "dev" },
+      // The Name tag of a lab from before seats, which a class of one keeps.
+      tags: { Name: "criu-lab-host-instance", Project: "criu-lab", Stack: "dev" },
     });
     expect(instance.lookedUpAtDeploy).toEqual(["ami"]);
     expect(instance.dependsOn).toEqual(
@@ -185,7 +190,7 @@ describe("plan of the real program with the dev stack's config", () => {
   it("keeps the image until the release or architecture changes", () => {
     // The looked-up image id is kept in a Stash, replaced only when the trigger changes; the
     // instance runs the stashed id.
-    const stash = ofType(T.stash).find((r) => r.name === "criu-lab-host-image")!;
+    const stash = ofType(T.stash).find((r) => r.name === "criu-lab-seat-01-a-host-image")!;
     expect(stash.parent).toBe(one(T.labInstance).urn);
     expect(stash.inputs.input).toBe(PLACEHOLDER_AMI);
     expect(stash.options).toEqual({ replacementTrigger: "ubuntu 24.04 x86_64" });
@@ -211,7 +216,7 @@ describe("plan of the real program with the dev stack's config", () => {
     const eip = one(T.eip);
     expect(eip.inputs).toMatchObject({
       domain: "vpc",
-      tags: { Name: eip.name, Project: "criu-lab", Stack: "dev" },
+      tags: { Name: "criu-lab-address", Project: "criu-lab", Stack: "dev" },
     });
     expect(eip.dependsOn).toEqual([one(T.igw).urn]);
     const assoc = one(T.eipAssoc);
@@ -230,7 +235,7 @@ describe("plan of the real program with the dev stack's config", () => {
     // comes from a live lookup of the instance, unknown until the instance exists (the plan
     // does not make that lookup: its instance id is not known offline).
     const running = one(T.running);
-    expect(running.name).toBe("criu-lab-host-running");
+    expect(running.name).toBe("criu-lab-seat-01-a-host-running");
     expect(running.parent).toBe(one(T.labInstance).urn);
     expect(running.inputs).toEqual({ instanceId: UNKNOWN, state: "running" });
     expect(running.dependsOn).toEqual([one(T.instance).urn]);
@@ -238,7 +243,9 @@ describe("plan of the real program with the dev stack's config", () => {
     expect(report.lookups.map((l) => l.token)).not.toContain("aws:ec2/getInstances:getInstances");
     // Every remote Command and copy on the host waits for it: directly the first ones...
     const copy = one(T.copy);
-    const cloudInit = ofType(T.command).find((c) => c.name === "criu-lab-verify-cloud-init")!;
+    const cloudInit = ofType(T.command).find(
+      (c) => c.name === "criu-lab-seat-01-a-verify-cloud-init",
+    )!;
     expect(copy.dependsOn).toContain(running.urn);
     expect(cloudInit.dependsOn).toContain(running.urn);
     // ... and every one, through what it waits for.
@@ -373,7 +380,7 @@ describe("plan of the real program on Graviton with Ubuntu 22.04", () => {
       });
       const report = buildReport(result);
       expect(report.errors).toEqual([]);
-      const stash = report.resources.find((r) => r.name === "criu-lab-host-image");
+      const stash = report.resources.find((r) => r.name === "criu-lab-seat-01-a-host-image");
       expect(stash?.options).toEqual({ replacementTrigger: "ubuntu 22.04 arm64" });
       expect(renderTree(report)).toContain('# replacementTrigger: "ubuntu 22.04 arm64"');
     },

@@ -6,7 +6,6 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   USAGE,
-  autoStopOf,
   main,
   parseFlags,
   parseStackOutputs,
@@ -32,6 +31,8 @@ const PRIVATE_KEY = [
   "-----END OPENSSH PRIVATE KEY-----",
   "",
 ].join("\n");
+/** Another seat's key: every seat has its own (contract/seats.ts refuses a shared one). */
+const OTHER_PRIVATE_KEY = PRIVATE_KEY.replace("b3BlbnNzaC1", "c3BlbnNzaC1");
 const HOST_KEY =
   "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJs+lsyjLhF6WNSYyc1XOWc/ZX0o1P2XsU/Rvvymo70+ fixture";
 
@@ -127,6 +128,29 @@ describe("parseFlags", () => {
   });
 });
 
+/** The `seats` output of a one-host stack, as components/seat.ts writes it. */
+function seatsOutput(ip: string, o: { autoStopMinutes?: number; instanceId?: string } = {}) {
+  return [
+    {
+      seat: "01",
+      sshUser: "ubuntu",
+      privateKey: PRIVATE_KEY,
+      autoStopMinutes: o.autoStopMinutes ?? 0,
+      hosts: [
+        {
+          role: "a",
+          name: "criu-lab",
+          instanceId: o.instanceId ?? "i-0123456789abcdef0",
+          publicIp: ip,
+          privateIp: "10.0.1.10",
+          sshCommand: `ssh -i criu-lab.pem ubuntu@${ip}`,
+          knownHostsLine: `${ip} ${HOST_KEY}`,
+        },
+      ],
+    },
+  ];
+}
+
 describe("parseStackOutputs", () => {
   const outputs = {
     publicIp: "203.0.113.9",
@@ -145,34 +169,42 @@ describe("parseStackOutputs", () => {
     });
   });
 
-  it("takes the host's auto-stop from `seats` and the region, for the stopped-host hint", () => {
-    const seats = [
-      {
-        seat: "01",
+  it("takes seat 01's host a from `seats`, with its auto-stop and the region", () => {
+    const withSeats = {
+      ...outputs,
+      seats: seatsOutput("203.0.113.9", {
         autoStopMinutes: 120,
-        hosts: [{ role: "a", instanceId: "i-0abc12345678def90" }],
-      },
-    ];
-    const withSeats = { ...outputs, seats, region: "ap-southeast-1" };
-    expect(parseStackOutputs("dev", withSeats).autoStop).toEqual({
-      minutes: 120,
-      instanceId: "i-0abc12345678def90",
+        instanceId: "i-0abc12345678def90",
+      }),
       region: "ap-southeast-1",
+    };
+    expect(parseStackOutputs("dev", withSeats)).toEqual({
+      host: "203.0.113.9",
+      user: "ubuntu",
+      privateKey: PRIVATE_KEY,
+      hostKey: `203.0.113.9 ${HOST_KEY}`,
+      autoStop: { minutes: 120, instanceId: "i-0abc12345678def90", region: "ap-southeast-1" },
     });
     // A stack from before `seats` says nothing of its auto-stop.
     expect(parseStackOutputs("dev", outputs).autoStop).toBeUndefined();
-    // An id or region that is not one is left out, never printed into a command.
-    expect(
-      autoStopOf({
-        seats: [{ autoStopMinutes: 30, hosts: [{ instanceId: "i-1; rm -rf ~" }] }],
-        region: "$(id)",
-      }),
-    ).toEqual({ minutes: 30 });
-    expect(autoStopOf({ seats: [{ autoStopMinutes: "120" }] })).toBeUndefined();
-    // No instance id in seats: the top-level one (seat 01's host a too).
-    expect(
-      autoStopOf({ seats: [{ autoStopMinutes: 0, hosts: [] }], instanceId: "i-0123456789abcdef0" }),
-    ).toEqual({ minutes: 0, instanceId: "i-0123456789abcdef0" });
+    // A region that is not one is left out, never printed into a command; an instance id that
+    // is not one makes the outputs unusable (named, exit 2).
+    expect(parseStackOutputs("dev", { ...withSeats, region: "$(id)" }).autoStop).toEqual({
+      minutes: 120,
+      instanceId: "i-0abc12345678def90",
+    });
+    const badId = {
+      ...outputs,
+      seats: seatsOutput("203.0.113.9", { instanceId: "i-1; rm -rf ~" }),
+    };
+    expect(() => parseStackOutputs("dev", badId)).toThrow(UsageError);
+    expect(() => parseStackOutputs("dev", badId)).toThrow(
+      /--stack dev: stack output 'seats\[0\]\.hosts\[0\]\.instanceId' is 'i-1; rm -rf ~'/,
+    );
+    // A class: the first seat's host a.
+    const [first] = seatsOutput("203.0.113.9");
+    const second = { ...first!, seat: "02", privateKey: OTHER_PRIVATE_KEY };
+    expect(parseStackOutputs("dev", { seats: [first, second] }).host).toBe("203.0.113.9");
   });
 
   it("falls back to publicDns and the ubuntu user", () => {
@@ -191,7 +223,7 @@ describe("parseStackOutputs", () => {
     delete rest.publicIp;
     delete rest.publicDns;
     expect(() => parseStackOutputs("dev", rest)).toThrow(
-      "--stack dev: missing output(s) publicIp, privateKey (present: knownHostsLine, sshUser); has `pulumi up` run for this stack?",
+      "--stack dev: stack output 'publicDns' is missing (present: knownHostsLine, sshUser); has `pulumi up` run for this stack?",
     );
     expect(() => parseStackOutputs("dev", {})).toThrow(/present: none/);
     const printed = async () => `${JSON.stringify(outputs)} trailing`;
@@ -201,9 +233,11 @@ describe("parseStackOutputs", () => {
     } catch (err) {
       expect((err as Error).message).not.toContain("b3BlbnNzaC1rZXktdjEA");
     }
-    expect(() => parseStackOutputs("dev", [])).toThrow(/not a JSON object/);
+    expect(() => parseStackOutputs("dev", [])).toThrow(
+      /outputs should be a JSON object, got an array/,
+    );
     expect(() => parseStackOutputs("dev", { ...outputs, sshUser: 7 })).toThrow(
-      /output 'sshUser' should be a string/,
+      /output 'sshUser' should be a non-empty string, got a number/,
     );
   });
 });
@@ -227,6 +261,7 @@ describe("resolveTarget", () => {
     publicIp: "203.0.113.9",
     privateKey: PRIVATE_KEY,
     sshUser: "ubuntu",
+    knownHostsLine: `203.0.113.9 ${HOST_KEY}`,
   });
 
   it("builds the target from a stack, with flags overriding it", async () => {
@@ -241,7 +276,7 @@ describe("resolveTarget", () => {
       port: 2222,
       user: "admin",
       privateKey: "OTHER KEY",
-      hostKey: undefined,
+      hostKey: `203.0.113.9 ${HOST_KEY}`,
     });
   });
 
@@ -251,7 +286,7 @@ describe("resolveTarget", () => {
       privateKey: PRIVATE_KEY,
       instanceId: "i-0123456789abcdef0",
       region: "eu-west-1",
-      seats: [{ seat: "01", autoStopMinutes: 60, hosts: [] }],
+      seats: seatsOutput("203.0.113.9", { autoStopMinutes: 60 }),
     });
     const fromStack = await resolveTarget(parseFlags(["--stack", "dev"]), withAutoStop);
     expect(fromStack.autoStop).toEqual({

@@ -438,3 +438,15 @@ export function constructionLog(): ConstructionLog {
   };
   return log;
 }
+
+/**
+ * The resource name of a one-host lab's part by its name of old (`host-instance`,
+ * `access-host-key`, `network-sg`): a class of one, the host's parts are seat 01's host a's
+ * and the keys seat 01's (components/seat.ts Formerly keeps the old URNs as aliases).
+ */
+export function labChild(lab: string, part: string): string {
+  if (/^(host|address|files|verify)(-|$)/.test(part)) return `${lab}-seat-01-a-${part}`;
+  if (/^access-host-key$/.test(part)) return `${lab}-seat-01-access-host-key-a`;
+  if (/^access(-|$)/.test(part)) return `${lab}-seat-01-${part}`;
+  return `${lab}-${part}`;
+}

@@ -23,6 +23,7 @@ import {
   setupMocks,
   userDataOf,
   valueOf,
+  labChild,
 } from "./support/mocks";
 
 /** The checkout's host command, as the lab's files install it. */
@@ -88,40 +89,45 @@ describe("one seat of one host (the default)", () => {
     built = await build("solo");
   });
 
-  it("builds exactly the resources a lab always had, under the same names", () => {
+  it("builds the resources a lab always had, as a class of one: seat 01 with host a", () => {
     const names = mocks.resources
       .filter((r) => r.name.startsWith("solo"))
       .map((r) => `${r.type} ${r.name}`)
       .sort();
+    // By their names of old (before seats), which the one-seat-urns test holds as aliases.
+    const ofOld: Array<[string, string]> = [
+      ["pulumi:index:Stash", "zone"],
+      ["criu-lab:network:LabNetwork", "network"],
+      ["aws:ec2/vpc:Vpc", "network-vpc"],
+      ["aws:ec2/subnet:Subnet", "network-subnet"],
+      ["aws:ec2/internetGateway:InternetGateway", "network-igw"],
+      ["aws:ec2/routeTable:RouteTable", "network-routes"],
+      ["aws:ec2/routeTableAssociation:RouteTableAssociation", "network-routes-assoc"],
+      ["aws:ec2/securityGroup:SecurityGroup", "network-sg"],
+      ["criu-lab:access:LabAccess", "access"],
+      ["tls:index/privateKey:PrivateKey", "access-user-key"],
+      ["aws:ec2/keyPair:KeyPair", "access-key-pair"],
+      ["tls:index/privateKey:PrivateKey", "access-host-key"],
+      ["criu-lab:instance:LabInstance", "host"],
+      ["pulumi:index:Stash", "host-image"],
+      ["aws:ec2/instance:Instance", "host-instance"],
+      ["aws:ec2transitgateway/instanceState:InstanceState", "host-running"],
+      ["aws:ec2/eip:Eip", "address"],
+      ["aws:ec2/eipAssociation:EipAssociation", "address-assoc"],
+      ["criu-lab:files:LabFiles", "files"],
+      ["command:remote:CopyToRemote", "files-copy"],
+      ["command:remote:Command", "files-ready"],
+      ["criu-lab:verification:LabVerification", "verify"],
+      ["command:remote:Command", "verify-cloud-init"],
+      ["command:remote:Command", "verify-check"],
+      ["command:remote:Command", "verify-demo"],
+      ["command:remote:Command", "verify-doctor"],
+    ];
     expect(names).toEqual(
       [
         "criu-lab:lab:CriuLab solo",
-        "pulumi:index:Stash solo-zone",
-        "criu-lab:network:LabNetwork solo-network",
-        "aws:ec2/vpc:Vpc solo-network-vpc",
-        "aws:ec2/subnet:Subnet solo-network-subnet",
-        "aws:ec2/internetGateway:InternetGateway solo-network-igw",
-        "aws:ec2/routeTable:RouteTable solo-network-routes",
-        "aws:ec2/routeTableAssociation:RouteTableAssociation solo-network-routes-assoc",
-        "aws:ec2/securityGroup:SecurityGroup solo-network-sg",
-        "criu-lab:access:LabAccess solo-access",
-        "tls:index/privateKey:PrivateKey solo-access-user-key",
-        "aws:ec2/keyPair:KeyPair solo-access-key-pair",
-        "tls:index/privateKey:PrivateKey solo-access-host-key",
-        "criu-lab:instance:LabInstance solo-host",
-        "pulumi:index:Stash solo-host-image",
-        "aws:ec2/instance:Instance solo-host-instance",
-        "aws:ec2transitgateway/instanceState:InstanceState solo-host-running",
-        "aws:ec2/eip:Eip solo-address",
-        "aws:ec2/eipAssociation:EipAssociation solo-address-assoc",
-        "criu-lab:files:LabFiles solo-files",
-        "command:remote:CopyToRemote solo-files-copy",
-        "command:remote:Command solo-files-ready",
-        "criu-lab:verification:LabVerification solo-verify",
-        "command:remote:Command solo-verify-cloud-init",
-        "command:remote:Command solo-verify-check",
-        "command:remote:Command solo-verify-demo",
-        "command:remote:Command solo-verify-doctor",
+        "criu-lab:seat:LabSeat solo-seat-01",
+        ...ofOld.map(([type, part]) => `${type} ${labChild("solo", part)}`),
       ].sort(),
     );
   });
@@ -158,6 +164,59 @@ describe("one seat of one host (the default)", () => {
 
   it("creates no budget without budgetMonthlyUsd", () => {
     expect(mocks.ofType(T.budget, "solo")).toHaveLength(0);
+  });
+});
+
+describe("what holds for every host of any lab, one seat or a class", () => {
+  // Properties, not copies of inputs: they hold however many seats and hosts there are.
+  const labs = ["prop-solo", "prop-class"];
+  beforeAll(async () => {
+    await build("prop-solo");
+    await build("prop-class", { seats: 2, hostsPerSeat: 2, sshAllowedCidrs: ["0.0.0.0/0"] });
+  });
+  const ofLabs = (type: string) => labs.flatMap((lab) => mocks.ofType(type, `${lab}-`));
+
+  it("requires IMDSv2 on every instance, with no hop beyond the host", () => {
+    const instances = ofLabs(T.instance);
+    expect(instances).toHaveLength(5);
+    for (const i of instances) {
+      expect(i.inputs.metadataOptions, i.name).toMatchObject({
+        httpTokens: "required",
+        httpPutResponseHopLimit: 1,
+      });
+    }
+  });
+
+  it("encrypts every volume", () => {
+    for (const i of ofLabs(T.instance)) {
+      expect(i.inputs.rootBlockDevice?.encrypted, i.name).toBe(true);
+      // No other volume an instance could bring unencrypted.
+      expect(i.inputs.ebsBlockDevices ?? [], i.name).toEqual([]);
+    }
+    expect(mocks.ofType("aws:ebs/volume:Volume")).toEqual([]);
+  });
+
+  it("opens SSH only to the allowed CIDRs or the group itself, and nothing else inbound", () => {
+    const groups = ofLabs(T.sg);
+    expect(groups).toHaveLength(2);
+    for (const sg of groups) {
+      const allowed = sg.name.startsWith("prop-class") ? ["0.0.0.0/0"] : ["203.0.113.7/32"];
+      for (const rule of sg.inputs.ingress as Array<Record<string, unknown>>) {
+        // Every inbound rule is some part of TCP; SSH (22) only from where the config says.
+        expect(rule.protocol, sg.name).toBe("tcp");
+        const sources = [
+          ...((rule.cidrBlocks as string[] | undefined) ?? []),
+          ...((rule.ipv6CidrBlocks as string[] | undefined) ?? []),
+        ];
+        if (rule.self === true) expect(sources, sg.name).toEqual([]);
+        else expect(sources, sg.name).toEqual(allowed);
+        if (!rule.self) expect([rule.fromPort, rule.toPort], sg.name).toEqual([22, 22]);
+      }
+    }
+    // With the default (one CIDR), nothing is open to the world at all.
+    expect(JSON.stringify(mocks.one(T.sg, "prop-solo-").inputs.ingress)).not.toMatch(
+      /0\.0\.0\.0\/0|::\/0/,
+    );
   });
 });
 

@@ -578,11 +578,11 @@ describe.skipIf(
       { mode: 0o755 },
     );
     await pair.destination.addSshd({
-      port: 2203,
+      port: 2206,
       hide: [work],
       replace: [{ file: wrapper, target: "/usr/bin/sha256sum", keepOriginalAt: real }],
     });
-    const ran = migrate([...flags(), "--port", "2203", "--pid", String(pid), "--json"]);
+    const ran = migrate([...flags(), "--port", "2206", "--pid", String(pid), "--json"]);
     expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
     const r = parse(ran);
     expect(r.error).toContain(

@@ -59,7 +59,16 @@ describe.skipIf(cannotRun("criu-lab-verify on a stopped host", [needCommand("sh"
           sshUser: "ubuntu",
           privateKey,
           autoStopMinutes: 120,
-          hosts: [{ role: "a", name: "criu-lab", instanceId: INSTANCE_ID, publicIp: "127.0.0.1" }],
+          hosts: [
+            {
+              role: "a",
+              name: "criu-lab",
+              instanceId: INSTANCE_ID,
+              publicIp: "127.0.0.1",
+              sshCommand: "ssh -i criu-lab.pem ubuntu@127.0.0.1",
+              knownHostsLine: `127.0.0.1 ${HOST_KEY}`,
+            },
+          ],
         },
       ],
       ...extra,

@@ -5,7 +5,6 @@ everything (remote.probe's sections); the comparisons are pure functions. Each c
 naming the difference (docs/design.md "CRIU and the kernel").
 """
 import base64
-import hashlib
 import os
 import re
 import shlex
@@ -13,6 +12,7 @@ import stat
 import tempfile
 
 from .common import CRIU, dump_estimate, human_bytes, no_room, run
+from .manifest import sha256
 from .modes import destination_features, mode_unsupported, pick_mode
 from .outcome import NOT_READY, USAGE, LabError
 from .remote import cpu_flags, probe, remote_state, state_script
@@ -182,14 +182,6 @@ def cpuinfo_here():
             return None
         with open(path, "rb") as f:
             return f.read()
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def process_files(pid):

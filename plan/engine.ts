@@ -4,8 +4,8 @@
  * (ResourceMonitor from resource_grpc_pb, Engine from engine_grpc_pb). It answers what the
  * Node.js SDK calls during a preview (`--dry-run`): supportsFeature, registerResource,
  * registerResourceOutputs, registerPackage, invoke (answered with provider_pb's InvokeResponse,
- * from plan/placeholders.ts) and signalAndWaitForShutdown; and the engine's log,
- * getRootResource and setRootResource. Anything else fails the plan loudly.
+ * by the table in plan/lookups.ts with plan/placeholders.ts's values) and
+ * signalAndWaitForShutdown; and the engine's log, getRootResource and setRootResource. Anything else fails the plan loudly.
  *
  * Like `pulumi preview`, a custom resource's outputs are its inputs, and every other output is
  * unknown: the SDK treats outputs missing from the response as unknown in a dry run.
@@ -31,7 +31,8 @@ import {
   RegisterResourceResponse,
   SupportsFeatureResponse,
 } from "@pulumi/pulumi/proto/resource_pb";
-import { answerInvoke, InvokeContext, UnknownInvokeError } from "./placeholders";
+import { UnknownInvokeError } from "./lookups";
+import { answerInvoke, InvokeContext } from "./placeholders";
 import { PlanValue, SECRET, toPlanObject, toPlanValue } from "./values";
 
 export const STACK_TYPE = "pulumi:pulumi:Stack";

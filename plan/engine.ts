@@ -72,10 +72,42 @@ export interface PlannedOptions {
   customTimeouts?: { create?: string; update?: string; delete?: string };
   protect?: boolean;
   retainOnDelete?: boolean;
+  /**
+   * The URNs the resource was known by (its `aliases`, as the engine resolves them): a later
+   * `pulumi up` moves the state found under one of them rather than replacing the resource.
+   */
+  aliases?: string[];
+}
+
+/**
+ * The URNs of a resource's aliases. The SDK sends alias specs (the monitor supports
+ * `aliasSpecs`); an unset part is the resource's own, as the engine fills it in: its name,
+ * type, stack, project and parent (`noParent`: none).
+ */
+function aliasUrnsOf(req: RegisterResourceRequest, stack: string, project: string): string[] {
+  const urns = [...req.getAliasurnsList()];
+  for (const alias of req.getAliasesList()) {
+    const spec = alias.getSpec();
+    if (spec === undefined) {
+      urns.push(alias.getUrn());
+      continue;
+    }
+    const type = spec.getType() || req.getType();
+    const parent = spec.getNoparent() ? "" : spec.getParenturn() || req.getParent();
+    // A URN's third part is its qualified type; the stack's own type is left out of it.
+    const parentType = parent ? parent.split("::")[2] : undefined;
+    const qualified =
+      parentType !== undefined && parentType !== STACK_TYPE ? `${parentType}$${type}` : type;
+    urns.push(
+      `urn:pulumi:${spec.getStack() || stack}::${spec.getProject() || project}::${qualified}::` +
+        (spec.getName() || req.getName()),
+    );
+  }
+  return urns;
 }
 
 /** The options a RegisterResourceRequest carries, leaving out what the program did not set. */
-function optionsOf(req: RegisterResourceRequest): PlannedOptions {
+function optionsOf(req: RegisterResourceRequest, stack: string, project: string): PlannedOptions {
   const options: PlannedOptions = {};
   if (req.getIgnorechangesList().length > 0) options.ignoreChanges = req.getIgnorechangesList();
   if (req.getReplaceonchangesList().length > 0) {
@@ -97,6 +129,8 @@ function optionsOf(req: RegisterResourceRequest): PlannedOptions {
   }
   if (req.getProtect() === true) options.protect = true;
   if (req.getRetainondelete() === true) options.retainOnDelete = true;
+  const aliases = aliasUrnsOf(req, stack, project);
+  if (aliases.length > 0) options.aliases = aliases;
   return options;
 }
 
@@ -259,7 +293,7 @@ export async function startPlanEngine(options: PlanEngineOptions): Promise<PlanE
         custom: req.getCustom(),
         provider: req.getProvider() || undefined,
         dependsOn: [...dependsOn],
-        options: optionsOf(req),
+        options: optionsOf(req, options.stack, options.project),
         inputs: toPlanObject(object),
       };
       record.resources.push(resource);

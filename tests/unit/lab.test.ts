@@ -10,9 +10,10 @@ import {
   LabMocks,
   MOCK_ELASTIC_IP,
   MOCK_LOCAL_ZONE,
+  MOCK_LOOKUPS,
+  MOCK_VPC,
   PASSING_CHECK,
   PASSING_DEMO,
-  constructionLog,
   failureOf,
   isSecretValue,
   setupMocks,
@@ -20,6 +21,15 @@ import {
   valueOf,
   labChild,
 } from "./support/mocks";
+import {
+  expectImdsV2Required,
+  expectOpenEgress,
+  expectSshOnlyFrom,
+  expectStopsAndRebuildsOnNewUserData,
+  expectVolumesEncrypted,
+} from "./support/properties";
+import { INVOKE, T } from "./support/types";
+import { LAB_CIDR, newLab, settled } from "./support/lab";
 
 // Types only: the modules themselves load after the mocks are installed.
 import type { CriuLab, CriuLabArgs } from "../../components/lab";
@@ -29,46 +39,7 @@ let mocks: LabMocks;
 let CriuLabClass: typeof CriuLab;
 let CHECKS: typeof RemoteChecks;
 
-const T = {
-  vpc: "aws:ec2/vpc:Vpc",
-  subnet: "aws:ec2/subnet:Subnet",
-  igw: "aws:ec2/internetGateway:InternetGateway",
-  routes: "aws:ec2/routeTable:RouteTable",
-  assoc: "aws:ec2/routeTableAssociation:RouteTableAssociation",
-  sg: "aws:ec2/securityGroup:SecurityGroup",
-  keyPair: "aws:ec2/keyPair:KeyPair",
-  instance: "aws:ec2/instance:Instance",
-  eip: "aws:ec2/eip:Eip",
-  eipAssoc: "aws:ec2/eipAssociation:EipAssociation",
-  stash: "pulumi:index:Stash",
-  tlsKey: "tls:index/privateKey:PrivateKey",
-  command: "command:remote:Command",
-  running: "aws:ec2transitgateway/instanceState:InstanceState",
-} as const;
-
-const INVOKE = {
-  ami: "aws:ec2/getAmi:getAmi",
-  instanceType: "aws:ec2/getInstanceType:getInstanceType",
-  offerings: "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings",
-  zones: "aws:index/getAvailabilityZones:getAvailabilityZones",
-  subnet: "aws:ec2/getSubnet:getSubnet",
-  instances: "aws:ec2/getInstances:getInstances",
-} as const;
-
-const CIDR = "203.0.113.7/32";
-
-function args(overrides: Partial<CriuLabArgs> = {}): CriuLabArgs {
-  return {
-    instanceType: "t3.small",
-    ubuntuRelease: "24.04",
-    sshAllowedCidrs: [CIDR],
-    rootVolumeGiB: 16,
-    criu: { kind: "git", version: "v4.2", commit: "3c7d4fa013297b431da48eff821db7f2e8b90c27" },
-    verify: true,
-    autoStopMinutes: 120,
-    ...overrides,
-  };
-}
+const CIDR = LAB_CIDR;
 
 interface Built {
   lab: CriuLab;
@@ -88,12 +59,10 @@ async function build(
   failing?: (lab: CriuLab) => pulumi.Output<unknown>,
 ): Promise<Built & { failure?: Promise<Error> }> {
   mocks.invokes.length = 0;
-  const log = constructionLog();
-  const lab = new CriuLabClass(name, args(overrides), { transformations: [log.transformation] });
-  const failure = failing ? failureOf(failing(lab)) : undefined;
-  await valueOf(lab.knownHostsLine);
-  await valueOf(lab.host.userData);
-  await log.settled(mocks);
+  const made = newLab(CriuLabClass, name, overrides);
+  const failure = failing ? failureOf(failing(made.lab)) : undefined;
+  await valueOf(made.lab.host.userData);
+  const { lab, log } = await settled(mocks, made);
   return { lab, log, invokes: [...mocks.invokes], failure };
 }
 
@@ -162,43 +131,24 @@ describe("the default lab (new VPC, verify on)", () => {
   it("lets SSH in only from the configured CIDRs and everything out", () => {
     const sg = one(T.sg);
     expect(sg.inputs.vpcId).toBe(one(T.vpc).id);
-    expect(sg.inputs.ingress).toEqual([
-      expect.objectContaining({ protocol: "tcp", fromPort: 22, toPort: 22, cidrBlocks: [CIDR] }),
-    ]);
-    expect(JSON.stringify(sg.inputs.ingress)).not.toContain("0.0.0.0/0");
-    expect(sg.inputs.ingress[0].ipv6CidrBlocks ?? []).toEqual([]);
-    expect(sg.inputs.egress).toEqual([
-      expect.objectContaining({
-        protocol: "-1",
-        fromPort: 0,
-        toPort: 0,
-        cidrBlocks: ["0.0.0.0/0"],
-      }),
-    ]);
+    expectSshOnlyFrom(sg, [CIDR]);
+    expectOpenEgress(sg);
   });
 
-  it("launches the instance with IMDSv2, an encrypted gp3 root and replace-on-user-data", () => {
+  it("launches the instance with IMDSv2, an encrypted root and replace-on-user-data", () => {
     const instance = one(T.instance);
+    expectImdsV2Required(instance);
+    expectVolumesEncrypted(instance);
+    expectStopsAndRebuildsOnNewUserData(instance);
+    // Wired to what the lab made and looked up: the x86_64 image, its subnet, group and key.
     expect(instance.inputs).toMatchObject({
       instanceType: "t3.small",
-      ami: "ami-0b8b8b8b8b8b8b8b8",
+      ami: MOCK_LOOKUPS.amis.x86_64,
       subnetId: one(T.subnet).id,
       vpcSecurityGroupIds: [one(T.sg).id],
       keyName: `${"default-seat-01-access-key-pair"}-0a1b2c3`,
       associatePublicIpAddress: true,
-      userDataReplaceOnChange: true,
-      instanceInitiatedShutdownBehavior: "stop",
-      metadataOptions: {
-        httpEndpoint: "enabled",
-        httpTokens: "required",
-        httpPutResponseHopLimit: 1,
-      },
-      rootBlockDevice: {
-        volumeType: "gp3",
-        volumeSize: 16,
-        encrypted: true,
-        deleteOnTermination: true,
-      },
+      rootBlockDevice: { volumeSize: 16 },
     });
   });
 
@@ -624,7 +574,7 @@ describe("options", () => {
     expect(b.invokes.filter((i) => i.token === INVOKE.offerings)).toEqual([]);
     const lookups = b.invokes.filter((i) => i.token === INVOKE.subnet);
     expect(lookups.map((i) => i.inputs.id)).toEqual(["subnet-0123456789abcdef0"]);
-    expect(mocks.one(T.sg, "existing-").inputs.vpcId).toBe("vpc-0e1e1e1e1e1e1e1e1");
+    expect(mocks.one(T.sg, "existing-").inputs.vpcId).toBe(MOCK_VPC);
     expect(mocks.one(T.instance, "existing-").inputs.subnetId).toBe("subnet-0123456789abcdef0");
   });
 

@@ -21,13 +21,7 @@ import {
   valueOf,
   labChild,
 } from "./support/mocks";
-import {
-  expectImdsV2Required,
-  expectOpenEgress,
-  expectSshOnlyFrom,
-  expectStopsAndRebuildsOnNewUserData,
-  expectVolumesEncrypted,
-} from "./support/properties";
+import { expectHostHardened, expectOpenEgress, expectSshOnlyFrom } from "./support/properties";
 import { INVOKE, T } from "./support/types";
 import { LAB_CIDR, newLab, settled } from "./support/lab";
 
@@ -137,9 +131,7 @@ describe("the default lab (new VPC, verify on)", () => {
 
   it("launches the instance with IMDSv2, an encrypted root and replace-on-user-data", () => {
     const instance = one(T.instance);
-    expectImdsV2Required(instance);
-    expectVolumesEncrypted(instance);
-    expectStopsAndRebuildsOnNewUserData(instance);
+    expectHostHardened(instance);
     // Wired to what the lab made and looked up: the x86_64 image, its subnet, group and key.
     expect(instance.inputs).toMatchObject({
       instanceType: "t3.small",
@@ -530,29 +522,29 @@ describe("image lookup per release and architecture", () => {
     return amis[0].inputs;
   };
 
-  it("22.04 on x86_64 uses Canonical's jammy hvm-ssd images", async () => {
-    const b = await build("jammy", { ubuntuRelease: "22.04" });
+  it.each([
+    ["22.04 on x86_64: jammy hvm-ssd", "22.04", "t3.small", "hvm-ssd/ubuntu-jammy-22.04-amd64"],
+    [
+      "a Graviton type: the arm64 image",
+      "24.04",
+      "t4g.small",
+      "hvm-ssd-gp3/ubuntu-noble-24.04-arm64",
+    ],
+  ] as const)("%s", async (_, ubuntuRelease, instanceType, image) => {
+    const name = `image-${instanceType.replace(".", "-")}-${ubuntuRelease.replace(".", "")}`;
+    const b = await build(name, { ubuntuRelease, instanceType });
+    const architecture = instanceType.startsWith("t4g") ? "arm64" : "x86_64";
     expect(amiInvoke(b)).toMatchObject({
       owners: ["099720109477"],
       filters: expect.arrayContaining([
-        { name: "name", values: ["ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*"] },
-        { name: "architecture", values: ["x86_64"] },
+        { name: "name", values: [`ubuntu/images/${image}-server-*`] },
+        { name: "architecture", values: [architecture] },
       ]),
     });
-  });
-
-  it("a Graviton type (t4g.small) gets the arm64 image", async () => {
-    const b = await build("graviton", { instanceType: "t4g.small" });
-    expect(amiInvoke(b)).toMatchObject({
-      owners: ["099720109477"],
-      filters: expect.arrayContaining([
-        { name: "name", values: ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-*"] },
-        { name: "architecture", values: ["arm64"] },
-      ]),
-    });
-    expect(mocks.one(T.instance, "graviton-").inputs).toMatchObject({
-      instanceType: "t4g.small",
-      ami: "ami-0a4a4a4a4a4a4a4a4",
+    // The instance runs the image looked up for its architecture.
+    expect(mocks.one(T.instance, `${name}-`).inputs).toMatchObject({
+      instanceType,
+      ami: MOCK_LOOKUPS.amis[architecture],
     });
   });
 

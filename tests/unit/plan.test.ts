@@ -14,13 +14,7 @@ import { loadProject } from "../../plan/project";
 import { runPlan } from "../../plan/runner";
 import { SECRET, UNKNOWN } from "../../plan/values";
 import { PLAN_TIMEOUT_MS, ROOT, dependencyClosure, runCli } from "./fixtures/plan-cli";
-import {
-  expectImdsV2Required,
-  expectOpenEgress,
-  expectSshOnlyFrom,
-  expectStopsAndRebuildsOnNewUserData,
-  expectVolumesEncrypted,
-} from "./support/properties";
+import { expectHostHardened, expectOpenEgress, expectSshOnlyFrom } from "./support/properties";
 import { T } from "./support/types";
 
 describe("plan of the real program with the dev stack's config", () => {
@@ -133,9 +127,7 @@ describe("plan of the real program with the dev stack's config", () => {
 
   it("launches the instance with IMDSv2, an encrypted root and the looked-up AMI", () => {
     const instance = one(T.instance);
-    expectImdsV2Required(instance);
-    expectVolumesEncrypted(instance);
-    expectStopsAndRebuildsOnNewUserData(instance);
+    expectHostHardened(instance);
     expect(instance.inputs).toMatchObject({
       instanceType: "t3.small",
       ami: PLACEHOLDER_AMI,

@@ -70,3 +70,10 @@ export function expectOpenEgress(sg: WithInputs): void {
     expect.objectContaining({ protocol: "-1", cidrBlocks: ["0.0.0.0/0"] }),
   ]);
 }
+
+/** All a lab host's own settings promise: IMDSv2 only, encrypted volumes, stop not terminate. */
+export function expectHostHardened(instance: WithInputs): void {
+  expectImdsV2Required(instance);
+  expectVolumesEncrypted(instance);
+  expectStopsAndRebuildsOnNewUserData(instance);
+}

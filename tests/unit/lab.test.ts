@@ -35,6 +35,10 @@ let CHECKS: typeof RemoteChecks;
 
 const CIDR = LAB_CIDR;
 
+/** The names of the verification's remote Commands of lab `lab`'s host, in order. */
+const verifySteps = (lab: string, steps: string[]) =>
+  steps.map((step) => `${lab}-seat-01-a-verify-${step}`);
+
 interface Built {
   lab: CriuLab;
   log: ConstructionLog;
@@ -205,12 +209,9 @@ describe("the default lab (new VPC, verify on)", () => {
     const hostPublicKey = (await valueOf(built.lab.access.hostPublicKey)).trim();
     const userPrivateKey = await valueOf(built.lab.privateKey);
     const commands = mocks.ofType(T.command, "default-seat-01-a-verify-");
-    expect(commands.map((c) => c.name)).toEqual([
-      "default-seat-01-a-verify-cloud-init",
-      "default-seat-01-a-verify-check",
-      "default-seat-01-a-verify-demo",
-      "default-seat-01-a-verify-doctor",
-    ]);
+    expect(commands.map((c) => c.name)).toEqual(
+      verifySteps("default", ["cloud-init", "check", "demo", "doctor"]),
+    );
     const checks = [CHECKS.cloudInit, CHECKS.check, CHECKS.demo, CHECKS.doctor];
     commands.forEach((command, i) => {
       expect(command.inputs.connection).toMatchObject({
@@ -583,14 +584,16 @@ describe("options", () => {
   it("verifyScenarios adds one step per scenario, after the demo and the doctor, one at a time", async () => {
     const b = await build("scenarios", { verifyScenarios: ["training", "game"] });
     const commands = mocks.ofType(T.command, "scenarios-seat-01-a-verify-");
-    expect(commands.map((c) => c.name)).toEqual([
-      "scenarios-seat-01-a-verify-cloud-init",
-      "scenarios-seat-01-a-verify-check",
-      "scenarios-seat-01-a-verify-demo",
-      "scenarios-seat-01-a-verify-doctor",
-      "scenarios-seat-01-a-verify-scenario-training",
-      "scenarios-seat-01-a-verify-scenario-game",
-    ]);
+    expect(commands.map((c) => c.name)).toEqual(
+      verifySteps("scenarios", [
+        "cloud-init",
+        "check",
+        "demo",
+        "doctor",
+        "scenario-training",
+        "scenario-game",
+      ]),
+    );
     const { SCENARIO_CHECKS } = await import("../../contract/checks");
     const byName = (n: string) =>
       commands.find((c) => c.name === `scenarios-seat-01-a-verify-${n}`);

@@ -151,13 +151,13 @@ describe("one seat of one host (the default)", () => {
 describe("what holds for every host of any lab, one seat or a class", () => {
   // Properties, not copies of inputs: they hold however many seats and hosts there are.
   const labs = ["prop-solo", "prop-class"];
-  const seats: SeatOutput[] = [];
+  const seatsOf: Record<string, SeatOutput[]> = {};
   beforeAll(async () => {
-    seats.push(...(await build("prop-solo")).seats);
+    seatsOf["prop-solo"] = (await build("prop-solo")).seats;
     const cidrs = ["0.0.0.0/0"];
-    seats.push(
-      ...(await build("prop-class", { seats: 2, hostsPerSeat: 2, sshAllowedCidrs: cidrs })).seats,
-    );
+    seatsOf["prop-class"] = (
+      await build("prop-class", { seats: 2, hostsPerSeat: 2, sshAllowedCidrs: cidrs })
+    ).seats;
   });
   const ofLabs = (type: string) => labs.flatMap((lab) => mocks.ofType(type, `${lab}-`));
 
@@ -173,9 +173,16 @@ describe("what holds for every host of any lab, one seat or a class", () => {
   });
 
   it("pins, on every connection to a host, that host's own key: the one its users pin", () => {
-    // By the host's name (the seat's, e.g. prop-class-seat-02-b): the key its seat card holds.
+    // By lab, seat and role (prop-class-seat-02-b): the key that host's seat card holds.
     const keyOf = new Map(
-      seats.flatMap((seat) => seat.hosts.map((h) => [h.name, h.knownHostsLine.split(" ")[2]])),
+      labs.flatMap((lab) =>
+        seatsOf[lab]!.flatMap((seat) =>
+          seat.hosts.map((h) => [
+            `${lab}-seat-${seat.seat}-${h.role}`,
+            h.knownHostsLine.split(" ")[2],
+          ]),
+        ),
+      ),
     );
     expect(keyOf.size).toBe(5);
     const connected = [...ofLabs(T.command), ...ofLabs(T.copy)];

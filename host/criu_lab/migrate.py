@@ -271,6 +271,8 @@ def lazy(m, carry, out, started):
         dump.wait()
         raise LabError(BROKEN, f"criu dump --lazy-pages exited {dump.returncode}; end of {m.dir}/dump.log:\n{tail(os.path.join(m.dir, 'dump.log'))}")
     m.dumped = True
+    # Its images are whole now but for the pages, which the dump serves: checked there (check_there).
+    manifest.write(m.images, {"lazyPages": True})
     r["lastBeforeDump"] = (counts(out) or [None])[-1] if out else None
     fwd = run([*remote.ssh, "-O", "forward", "-R", f"127.0.0.1:0:127.0.0.1:{port}", remote.target], 30)
     if fwd.returncode != 0 or not fwd.stdout.strip().isdigit():

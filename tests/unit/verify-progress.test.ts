@@ -58,7 +58,11 @@ describe("--progress flags", () => {
 describe("the exercises", () => {
   it("are the host command's table, in its order", () => {
     expect(EXERCISES.map((e) => e.id)).toEqual(TABLE.exercises.map((e) => e.id));
-    expect(EXERCISES.filter((e) => e.twoHosts).map((e) => e.id)).toEqual(["migration"]);
+    expect(EXERCISES.filter((e) => e.twoHosts).map((e) => e.id)).toEqual([
+      "migration",
+      "link",
+      "faults",
+    ]);
   });
 });
 

@@ -38,9 +38,9 @@ CRIU_DOES = {
                         "connect_to_page_server_to_send, then collect_pstree); the tunnel's end here accepts, "
                         "so the freeze goes ahead and the first pages sent find the connection closed: the dump "
                         "fails and CRIU lets the process run on (cr_dump_finish: TASK_ALIVE on error)",
-    "link-cut": "CRIU is not on the wire in this mode's copy: the images are copied by tar through SSH, whose TCP "
-                "connection retransmits (backing off 0.2, 0.4, 0.8 ... s) while SSH's keepalive (every 5 s, 3 "
-                "unanswered: about 20 s) decides whether the connection is given up",
+    "link-cut": "CRIU is not on the wire in cold mode's copy: its dump is local, the images go by tar through SSH, "
+                "whose TCP connection retransmits what was dropped, each try waiting twice as long; SSH decides "
+                "whether a long cut ends the migration (the lab's: ServerAliveInterval 5, ConnectTimeout 10 s)",
     "disk-full": "CRIU never runs out of room there: the lab's room check (the images' estimate against `df` "
                  "there) refuses before criu dump is started, or (late) the copy of finished images fails "
                  "with ENOSPC after CRIU's dump succeeded",
@@ -176,6 +176,8 @@ class Fault:
         ev = {"here": m.dir, "dumpLog": os.path.join(m.dir, "dump.log"), "imagesHere": m.images}
         if self.name == "page-server-kill":
             ev["pageServerLogThere"] = f"{m.remote.host}:{m.dir}/page-server.log"
+        if self.name == "link-cut":
+            ev["sshMasterLog"] = keep_master_log(m)
         if m.dumped:
             ev["imagesThere"] = (f"{m.remote.host}:{m.images}" if self.name != "disk-full"
                                  else f"{m.remote.host}:{m.images} (the fault's tmpfs: removed with what it held)")
@@ -195,6 +197,18 @@ class Fault:
                                                                  if "nothing was frozen" in r.get("error", "") else
                                                                  " (CRIU let it run on after the failed dump)"))
         return self.r
+
+
+def keep_master_log(m):
+    """What the SSH master connection said (its stderr, in the Remote's control directory that
+    close() removes), kept in the run directory: why a cut connection was given up."""
+    kept = os.path.join(m.dir, "ssh-master.log")
+    try:
+        with open(os.path.join(m.remote.control_dir, "master.err"), "rb") as f, open(kept, "wb") as out:
+            out.write(f.read())
+    except OSError:
+        return None
+    return kept
 
 
 def state_of(pid):

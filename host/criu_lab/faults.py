@@ -176,8 +176,6 @@ class Fault:
         ev = {"here": m.dir, "dumpLog": os.path.join(m.dir, "dump.log"), "imagesHere": m.images}
         if self.name == "page-server-kill":
             ev["pageServerLogThere"] = f"{m.remote.host}:{m.dir}/page-server.log"
-        if self.name == "link-cut":
-            ev["sshMasterLog"] = keep_master_log(m)
         if m.dumped:
             ev["imagesThere"] = (f"{m.remote.host}:{m.images}" if self.name != "disk-full"
                                  else f"{m.remote.host}:{m.images} (the fault's tmpfs: removed with what it held)")
@@ -197,18 +195,6 @@ class Fault:
                                                                  if "nothing was frozen" in r.get("error", "") else
                                                                  " (CRIU let it run on after the failed dump)"))
         return self.r
-
-
-def keep_master_log(m):
-    """What the SSH master connection said (its stderr, in the Remote's control directory that
-    close() removes), kept in the run directory: why a cut connection was given up."""
-    kept = os.path.join(m.dir, "ssh-master.log")
-    try:
-        with open(os.path.join(m.remote.control_dir, "master.err"), "rb") as f, open(kept, "wb") as out:
-            out.write(f.read())
-    except OSError:
-        return None
-    return kept
 
 
 def state_of(pid):

@@ -174,10 +174,7 @@ describe.skipIf(
       `Counter: ${r.lastBeforeDump}\nCounter: ${r.firstAfterRestore}\n`,
     );
     noCutLeft();
-    console.log(
-      `link-cut:10 survived: downtime ${r.downtimeMs} ms, cut ${r.fault.cutForMs} ms; ssh master said: ` +
-        fs.readFileSync(r.fault.evidence.sshMasterLog, "utf8").trim(),
-    );
+    console.log(`link-cut:10 survived: downtime ${r.downtimeMs} ms, cut ${r.fault.cutForMs} ms`);
     process.kill(pid, "SIGKILL");
   });
 
@@ -195,8 +192,7 @@ describe.skipIf(
     // Given up before the cut's end (SSH's keepalive, about 20 s), the cut then removed.
     expect(r.fault.cutForMs).toBeLessThan(40_000);
     console.log(
-      `link-cut:40 given up: cut removed after ${r.fault.cutForMs} ms; ${r.error?.split("\n")[0]}; ` +
-        `ssh master said: ${fs.readFileSync(r.fault.evidence.sshMasterLog, "utf8").trim()}`,
+      `link-cut:40 given up: cut removed after ${r.fault.cutForMs} ms; ${r.error?.split("\n")[0]}`,
     );
     expect(r.error).toContain(`The process was dumped; it runs again here as PID ${pid}.`);
     expect(fs.existsSync(path.join(r.imagesDir, "pstree.img"))).toBe(true);

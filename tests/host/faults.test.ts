@@ -153,7 +153,7 @@ describe.skipIf(
     process.kill(pid, "SIGKILL");
   });
 
-  it("link-cut:10 survives: TCP retransmits, SSH keeps the connection, the counter goes on there", async () => {
+  it("link-cut:10 survives: the copy resumes once the link is back, the counter goes on there", async () => {
     const { pid, log } = await startCounter("link-cut-10");
     const ran = migrate(["--pid", String(pid), "--fault", "link-cut:10"]);
     expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
@@ -178,7 +178,7 @@ describe.skipIf(
     process.kill(pid, "SIGKILL");
   });
 
-  it("link-cut:40 fails: SSH gives up, the lab restores the process here from its images", async () => {
+  it("link-cut:40 fails: SSH cannot reach the destination, the lab restores the process here", async () => {
     const { pid, log } = await startCounter("link-cut-40");
     const ran = migrate(["--pid", String(pid), "--fault", "link-cut:40"]);
     expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);

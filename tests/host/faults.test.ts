@@ -10,11 +10,14 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand } from "../support/requirements";
-import { alive, tempDir, waitFor, HOST_DIR, needLabHost } from "./support/lab-helpers";
-import { createLabPair, type LabPair } from "../../netlab/netns";
-
-const LAB = path.join(HOST_DIR, "criu-lab");
-const DST = "10.77.0.2";
+import { alive, waitFor, needLabHost } from "./support/lab-helpers";
+import { type LabPair } from "../../netlab/netns";
+import {
+  DST,
+  LAB_COMMAND as LAB,
+  migrationHosts,
+  type MigrationHosts,
+} from "./support/migration-hosts";
 
 interface Faulted {
   ok: boolean;
@@ -49,28 +52,15 @@ describe.skipIf(
     needCommand("tc", "apt-get install iproute2"),
   ]),
 )("criu-lab migrate --fault between two network-namespace hosts", () => {
-  let dir: string;
+  let hosts: MigrationHosts;
   let work: string;
   let pair: LabPair;
-  const started: number[] = [];
 
   beforeAll(async () => {
-    dir = tempDir("faults");
-    work = path.join(dir, "work");
-    fs.mkdirSync(work, { mode: 0o755 });
-    fs.copyFileSync(path.join(HOST_DIR, "counter.py"), path.join(work, "counter.py"));
-    pair = await createLabPair({ dir, hide: [work] });
+    hosts = await migrationHosts("faults");
+    ({ work, pair } = hosts);
   });
-
-  afterAll(async () => {
-    for (const pid of started) {
-      if (alive(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("counter.py")) {
-        process.kill(pid, "SIGKILL");
-      }
-    }
-    await pair?.remove();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => hosts?.remove());
 
   const migrate = (args: string[]) =>
     pair.source.ssh(
@@ -78,20 +68,7 @@ describe.skipIf(
         `--known-hosts ${pair.knownHosts} ${args.join(" ")} --json`,
     );
 
-  async function startCounter(name: string): Promise<{ pid: number; log: string }> {
-    const runDir = path.join(work, name);
-    const ran = pair.source.ssh(
-      `mkdir -p ${runDir} && cd ${runDir} && { setsid /usr/bin/python3 ${work}/counter.py --interval 0.2 </dev/null >counter.log 2>&1 & echo $!; }`,
-    );
-    expect(ran.code, ran.stderr).toBe(0);
-    const pid = Number(ran.stdout.trim());
-    started.push(pid);
-    const log = path.join(runDir, "counter.log");
-    await waitFor("the counter to count to 3", () =>
-      fs.existsSync(log) && /^Counter: 3$/m.test(fs.readFileSync(log, "utf8")) ? true : undefined,
-    );
-    return { pid, log };
-  }
+  const startCounter = (name: string) => hosts.startCounter(name);
 
   const lastCount = (text: string) => Number([...text.matchAll(/^Counter: (\d+)$/gm)].pop()?.[1]);
   const netnsOf = (role: "src" | "dst") =>

@@ -11,12 +11,15 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand } from "../support/requirements";
-import { alive, HOST, run, tempDir, waitFor, HOST_DIR, needLabHost } from "./support/lab-helpers";
-import { createLabPair, sshOptions, type LabPair } from "../../netlab/netns";
-import { createTestUser, type TestUser } from "./support/sshd";
-
-const LAB = path.join(HOST_DIR, "criu-lab");
-const DST = "10.77.0.2";
+import { alive, HOST, run, waitFor, needLabHost } from "./support/lab-helpers";
+import { sshOptions, type LabPair } from "../../netlab/netns";
+import {
+  DST,
+  LAB_COMMAND as LAB,
+  migrationHosts,
+  type MigrationHosts,
+} from "./support/migration-hosts";
+import { type TestUser } from "./support/sshd";
 
 interface Migrated {
   ok: boolean;
@@ -58,33 +61,19 @@ describe.skipIf(
     needCommand("unshare"),
   ]),
 )("criu-lab migrate between two network-namespace hosts", () => {
+  let hosts: MigrationHosts;
   let dir: string;
   let work: string;
   let pair: LabPair;
   let user: TestUser;
-  const started: number[] = [];
+  let started: number[];
 
   beforeAll(async () => {
-    dir = tempDir("migrate");
-    fs.chmodSync(dir, 0o755); // sshd reads the test user's authorized_keys as that user
-    work = path.join(dir, "work");
-    fs.mkdirSync(work, { mode: 0o755 });
-    fs.copyFileSync(path.join(HOST_DIR, "counter.py"), path.join(work, "counter.py"));
-    user = createTestUser(`criulab-mig-${process.pid}`, dir);
-    pair = await createLabPair({ dir, hide: [work], users: [user.name] });
+    hosts = await migrationHosts("migrate", { user: `criulab-mig-${process.pid}` });
+    ({ dir, work, pair, started } = hosts);
+    user = hosts.user!;
   });
-
-  afterAll(async () => {
-    // Only the counters these tests started (here or restored there), by PID.
-    for (const pid of started) {
-      if (alive(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("counter.py")) {
-        process.kill(pid, "SIGKILL");
-      }
-    }
-    await pair?.remove();
-    user?.remove();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => hosts?.remove());
 
   /** criu-lab on the source host, as root over its sshd. */
   const lab = (args: string[]) =>
@@ -101,21 +90,7 @@ describe.skipIf(
     pair.knownHosts,
   ];
 
-  /** The counter, detached, in its own directory under the hidden work dir. */
-  async function startCounter(name: string): Promise<{ pid: number; log: string }> {
-    const runDir = path.join(work, name);
-    const ran = pair.source.ssh(
-      `mkdir -p ${runDir} && cd ${runDir} && { setsid /usr/bin/python3 ${work}/counter.py --interval 0.2 </dev/null >counter.log 2>&1 & echo $!; }`,
-    );
-    expect(ran.code, ran.stderr).toBe(0);
-    const pid = Number(ran.stdout.trim());
-    started.push(pid);
-    const log = path.join(runDir, "counter.log");
-    await waitFor("the counter to count to 3", () =>
-      fs.existsSync(log) && /^Counter: 3$/m.test(fs.readFileSync(log, "utf8")) ? true : undefined,
-    );
-    return { pid, log };
-  }
+  const startCounter = (name: string) => hosts.startCounter(name);
 
   /** CRIU's own account (stats-dump here, stats-restore there) fits the lab's: frozen within
    * the dump's wall time (freezeMs, rounded to 0.1 ms), the restore's stats read there. */

@@ -1,0 +1,77 @@
+/**
+ * Two lab "hosts" for the migration tests (netlab/netns.ts): a work directory the
+ * destination's sshd cannot see (an empty tmpfs over it there), so what a process needs
+ * there arrives only if migrate carries it; the counter copied into it; counters started
+ * detached on the source, each in its own directory, and at the end only those ended, by PID.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { expect } from "vitest";
+import { createLabPair, type LabPair } from "../../../netlab/netns";
+import { alive, HOST_DIR, tempDir, waitFor } from "./lab-helpers";
+import { createTestUser, type TestUser } from "./sshd";
+
+/** The destination's address on the pair's link (netlab/netns.ts). */
+export const DST = "10.77.0.2";
+/** The host command of this checkout, run on the source over its sshd as a learner would. */
+export const LAB_COMMAND = path.join(HOST_DIR, "criu-lab");
+
+export interface MigrationHosts {
+  dir: string;
+  /** Hidden on the destination: the counter and its logs live here. */
+  work: string;
+  pair: LabPair;
+  /** A test user both hosts let in, when asked for. */
+  user?: TestUser;
+  /** PIDs of the counters started (here, or restored there: one kernel), for the end. */
+  started: number[];
+  /** The counter, detached, in work/NAME, once it has counted to 3. */
+  startCounter(name: string): Promise<{ pid: number; log: string }>;
+  /** Ends the counters started (by PID, if still a counter), the pair, the user, the dir. */
+  remove(): Promise<void>;
+}
+
+export async function migrationHosts(
+  prefix: string,
+  options: { user?: string } = {},
+): Promise<MigrationHosts> {
+  const dir = tempDir(prefix);
+  fs.chmodSync(dir, 0o755); // sshd reads a test user's authorized_keys as that user
+  const work = path.join(dir, "work");
+  fs.mkdirSync(work, { mode: 0o755 });
+  fs.copyFileSync(path.join(HOST_DIR, "counter.py"), path.join(work, "counter.py"));
+  const user = options.user ? createTestUser(options.user, dir) : undefined;
+  const started: number[] = [];
+  const pair = await createLabPair({ dir, hide: [work], users: user ? [user.name] : [] });
+  return {
+    dir,
+    work,
+    pair,
+    user,
+    started,
+    async startCounter(name) {
+      const runDir = path.join(work, name);
+      const ran = pair.source.ssh(
+        `mkdir -p ${runDir} && cd ${runDir} && { setsid /usr/bin/python3 ${work}/counter.py --interval 0.2 </dev/null >counter.log 2>&1 & echo $!; }`,
+      );
+      expect(ran.code, ran.stderr).toBe(0);
+      const pid = Number(ran.stdout.trim());
+      started.push(pid);
+      const log = path.join(runDir, "counter.log");
+      await waitFor("the counter to count to 3", () =>
+        fs.existsSync(log) && /^Counter: 3$/m.test(fs.readFileSync(log, "utf8")) ? true : undefined,
+      );
+      return { pid, log };
+    },
+    async remove() {
+      for (const pid of started) {
+        if (alive(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("counter.py")) {
+          process.kill(pid, "SIGKILL");
+        }
+      }
+      await pair.remove();
+      user?.remove();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -13,7 +13,8 @@ import tempfile
 
 from .common import CRIU, dump_estimate, human_bytes, no_room, run
 from .manifest import sha256
-from .modes import destination_features, mode_unsupported, pick_mode
+from .advise import advise
+from .modes import destination_features, mode_unsupported
 from .outcome import NOT_READY, USAGE, LabError
 from .remote import cpu_flags, probe, remote_state, state_script
 
@@ -142,8 +143,12 @@ def check_pair(m, say):
         criu_said = None
     mode = m.mode
     if mode == "auto":
-        mode, r["modesPassedOver"] = pick_mode(dest)
+        # The advisor measures the process and the link (nothing frozen) and picks the mode
+        # predicted shortest; migrate prints its prediction beside the downtime measured.
+        r["advice"] = advise(pid, remote, dest, say=say)
+        mode, r["modesPassedOver"] = r["advice"]["pick"], r["advice"]["passedOver"]
         r["mode"] = mode
+        r["predictedMs"] = r["advice"]["predictions"][mode]["downtimeMs"]
         why = None
     else:
         why = mode_unsupported(mode, dest)

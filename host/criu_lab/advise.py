@@ -105,27 +105,38 @@ def dirty_rate(pid, window, tracking):
 
 
 def link(remote, probe_bytes, rounds=3):
-    """The link as migrate uses it, through the same SSH master connection: rttMs, the median
-    of ROUNDS commands that do nothing (each of migrate's steps there costs at least one), and
-    bytesPerSec, PROBE_BYTES of random bytes sent to /dev/null there over one command's time
-    less one round trip (random: nothing on the way compresses them)."""
+    """The link as migrate uses it, through the same SSH master connection. rttMs: the median of
+    ROUNDS commands there that do nothing, the shell's start included, as each of migrate's steps
+    there pays it. bytesPerSec: PROBE_BYTES of random bytes (nothing on the way compresses them)
+    streamed to /dev/null there, timed from the command's "ready" until its "done" (the shell's
+    start left out: it is in rttMs)."""
     times = []
     for _ in range(rounds):
         started = time.monotonic()
         remote.must("true", "a round trip")
         times.append((time.monotonic() - started) * 1000)
-    rtt = statistics.median(times)
     data = os.urandom(probe_bytes)
-    started = time.monotonic()
-    p = subprocess.run(remote.argv("cat > /dev/null"), input=data, capture_output=True, timeout=600)
-    ms = (time.monotonic() - started) * 1000
-    remote.raise_if_unreachable(p)
-    if p.returncode != 0:
-        raise OSError(f"sending {human_bytes(probe_bytes)} to {remote.host} failed: {p.stderr.decode(errors='replace')[-300:]}")
-    # A probe so small its time is all round trip: the whole time counts, a floor on the rate.
-    moving = ms - rtt if ms > 2 * rtt else ms
-    return {"rttMs": round(rtt, 1), "probeBytes": probe_bytes, "probeMs": round(ms, 1),
-            "bytesPerSec": round(probe_bytes * 1000 / moving)}
+    p = subprocess.Popen(remote.argv("echo ready; cat > /dev/null; echo done"), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        ready, done = p.stdout.readline(), None
+        started = time.monotonic()
+        if ready == b"ready\n":
+            p.stdin.write(data)
+            p.stdin.close()
+            done = p.stdout.readline()
+        ms = (time.monotonic() - started) * 1000
+        p.wait(600)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    err = p.stderr.read().decode(errors="replace")
+    remote.raise_if_unreachable(subprocess.CompletedProcess(p.args, p.returncode, "", err))
+    if ready != b"ready\n" or done != b"done\n" or p.returncode != 0:
+        raise OSError(f"sending {human_bytes(probe_bytes)} to {remote.host} failed: {err.strip()[-300:] or 'no answer'}")
+    return {"rttMs": round(statistics.median(times), 1), "probeBytes": probe_bytes, "probeMs": round(ms, 1),
+            "bytesPerSec": round(probe_bytes * 1000 / max(ms, 0.1))}
 
 
 def ms_for(nbytes, mib_per_s):
@@ -149,16 +160,19 @@ def precopy_rounds(pages, rate, dump, send):
 
 
 def predict(pages, dirty, net, cost=COST):
-    """Each mode's predicted downtime (ms, by stage: freeze, transfer, restore) for PAGES bytes
-    of memory CRIU writes, DIRTY (dirty_rate's answer) and NET (link's answer). The model:
-      cold         dump + hash (manifest) | one command + pages / link | one command + hash
+    """Each mode's predicted downtime (ms, by stage) for PAGES bytes of memory CRIU writes, DIRTY
+    (dirty_rate's answer) and NET (link's answer). Every command migrate runs there within the
+    downtime costs one rttMs: the room check before the dump (otherMs), the copy, the restore.
+    The model, stage by stage (freeze | transfer | restore):
+      cold         dump + hash (the manifest) | a command + pages / link | a command + hash
                    + restore, everything in turn
-      page-server  the dump streams its pages: max(dump, pages / link) | one command for the
-                   rest | one command + restore (the pages are not hashed)
-      pre-copy     rounds while it runs (precopy_rounds), then the final round's dirty set
-                   dumped, hashed, sent and the whole restored; only with a dirty rate
-      lazy         the dump and restore of everything but the pages, three commands; the
-                   pages follow (pagesFollowMs), the source needed until they have"""
+      page-server  the dump streams its pages: max(dump, pages / link) | a command for the
+                   rest | a command + restore (the pages are not hashed)
+      pre-copy     rounds while it runs (precopy_rounds), then as cold for the final round's
+                   dirty set, but the restore is of all the pages; only with a dirty rate
+      lazy         the dump of everything but the pages | the copy and `criu lazy-pages`
+                   started, two commands | a command + the restore without pages (no room
+                   check there); the pages follow (pagesFollowMs), the source needed until then"""
     rtt, link_mibs = net["rttMs"], net["bytesPerSec"] / MIB
 
     def dump(b):
@@ -173,14 +187,15 @@ def predict(pages, dirty, net, cost=COST):
     def hashing(b):
         return ms_for(b, cost["hashMiBs"])
 
-    def stages(freeze, transfer, restore_ms, **more):
-        s = {"freezeMs": round(freeze, 1), "transferMs": round(transfer, 1), "restoreMs": round(restore_ms, 1)}
-        return {"downtimeMs": round(freeze + transfer + restore_ms, 1), "stages": s, **more}
+    def stages(freeze, transfer, restore_ms, other=rtt, **more):
+        s = {"freezeMs": round(freeze, 1), "transferMs": round(transfer, 1), "restoreMs": round(restore_ms, 1),
+             "otherMs": round(other, 1)}
+        return {"downtimeMs": round(freeze + transfer + restore_ms + other, 1), "stages": s, **more}
 
     out = {
         "cold": stages(dump(pages) + hashing(pages), rtt + send(pages), rtt + hashing(pages) + restore(pages)),
         "page-server": stages(max(dump(pages), cost["dumpFixedMs"] + send(pages)), rtt, rtt + restore(pages)),
-        "lazy": stages(cost["dumpFixedMs"], 2 * rtt, rtt + cost["restoreFixedMs"], pagesFollowMs=round(send(pages), 1)),
+        "lazy": stages(cost["dumpFixedMs"], 2 * rtt, rtt + cost["restoreFixedMs"], 0, pagesFollowMs=round(send(pages), 1)),
     }
     if dirty.get("ok"):
         n, final = precopy_rounds(pages, dirty["bytesPerSec"], dump, send)
@@ -234,7 +249,7 @@ def advice_text(a):
              "dirty rate: " + (f"{human_bytes(dirty['bytesPerSec'])}/s ({human_bytes(dirty['dirtyBytes'])} dirtied in "
                                f"{dirty['windowMs']:.0f} ms)" if dirty["ok"] else dirty["why"]),
              f"link: {human_bytes(net['bytesPerSec'])}/s ({human_bytes(net['probeBytes'])} in {net['probeMs']:.0f} ms), "
-             f"round trip {net['rttMs']:.1f} ms (an SSH command)",
+             f"round trip {net['rttMs']:.1f} ms (an SSH command there, its shell's start included)",
              "predicted downtime:"]
     for mode in ("pre-copy", "page-server", "cold", "lazy"):
         p = a["predictions"][mode]
@@ -247,6 +262,6 @@ def advice_text(a):
             said += f"; cannot: {p['why']}"
         elif mode == "lazy":
             said += "; --mode auto never picks lazy: until its last page has gone it needs both hosts"
-        lines.append(f"  {mode:<12}{said}")
+        lines.append(f"  {mode:<13}{said}")
     lines.append(f"pick: {a['pick']}" + "".join(f"; passed over {p['mode']}: {p['why']}" for p in a["passedOver"]))
     return "\n".join(lines)

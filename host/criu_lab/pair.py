@@ -114,7 +114,7 @@ def refusal(host, checks):
 
 def check_pair(m, say):
     """Runs the pair check of Migration M; returns (destination's probe, mode, what to carry,
-    the paths compared, the process's stdout file). Raises refusal()."""
+    the paths known there: those compared and the root, the process's stdout file). Raises refusal()."""
     pid, remote, r = m.pid, m.remote, m.r
     mapped, opened, dirs = process_files(pid)
     paths = mapped + sorted(opened) + dirs
@@ -175,7 +175,10 @@ def check_pair(m, say):
     refused = refusal(remote.host, checks)
     if refused:
         raise refused
-    return dest, mode, carry, set(paths), stdout
+    # The root too: every process's images name it (files.img), process_files refused any other,
+    # and every host has one; left out, migrate looked it up there while the process was frozen,
+    # a round trip in every downtime.
+    return dest, mode, carry, set(paths) | {"/"}, stdout
 
 
 def cpuinfo_here():

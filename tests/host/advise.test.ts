@@ -94,7 +94,14 @@ describe.skipIf(
     pair.source.ssh(
       `CRIU_LAB_LOG_DIR=${work}/logs CRIU_LAB_COUNTER=${LAB_COUNTER} ${LAB} ${args.join(" ")}`,
     );
-  const to = () => ["--to", `root@${DST}`, "--identity", pair.key.path, "--known-hosts", pair.knownHosts];
+  const to = () => [
+    "--to",
+    `root@${DST}`,
+    "--identity",
+    pair.key.path,
+    "--known-hosts",
+    pair.knownHosts,
+  ];
 
   const lastCount = (log: string) =>
     Number([...fs.readFileSync(log, "utf8").matchAll(/^Counter: (\d+)$/gm)].pop()?.[1]);
@@ -195,7 +202,9 @@ describe.skipIf(
     const said = lab(["advise", ...to(), "--pid", String(pid)]);
     expect(said.code, said.stderr).toBe(ExitCode.ok);
     expect(said.stdout).toMatch(/^ {2}page-server {2}\d+ ms$/m);
-    expect(said.stdout).toMatch(/^ {2}lazy {9}\d+ ms \(until it runs there; .*cannot: lazy needs a second kernel/m);
+    expect(said.stdout).toMatch(
+      /^ {2}lazy {9}\d+ ms \(until it runs there; .*cannot: lazy needs a second kernel/m,
+    );
     expect(said.stdout).toContain(`\`criu-lab migrate --mode auto\` would pick ${a.pick}`);
     process.kill(pid, "SIGKILL");
   });
@@ -211,7 +220,15 @@ describe.skipIf(
       expect(JSON.parse(ran.stdout).error).toMatch(message);
     }
     // A live process (this test's), a port where nothing listens there.
-    const ran = lab(["advise", ...to(), "--port", String(NOBODY), "--pid", String(process.pid), "--json"]);
+    const ran = lab([
+      "advise",
+      ...to(),
+      "--port",
+      String(NOBODY),
+      "--pid",
+      String(process.pid),
+      "--json",
+    ]);
     expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
     expect(JSON.parse(ran.stdout).error).toMatch(/cannot reach root@10\.77\.0\.2 over SSH/);
   });

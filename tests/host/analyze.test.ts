@@ -13,10 +13,18 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
+import { cannotRun } from "../support/requirements";
+import {
+  alive,
+  HOST,
+  LAB,
+  labEnv,
+  run,
+  tempDir,
+  waitFor,
+  needLabHost,
+} from "./support/lab-helpers";
 
-const SETUP = "run `sudo npm run setup:host` first";
 const FIXTURES = path.join(__dirname, "fixtures");
 
 interface Analyzed {
@@ -25,13 +33,8 @@ interface Analyzed {
   files: { name: string; details: string; stale: boolean }[];
 }
 
-describe.skipIf(
-  cannotRun("criu-lab analyze", [
-    needRoot(),
-    needCommand(HOST.criu, SETUP),
-    needCommand(HOST.crit, SETUP),
-  ]),
-)("criu-lab analyze", () => {
+const skip = cannotRun("criu-lab analyze", needLabHost("criu", "crit"));
+describe.skipIf(skip)("criu-lab analyze", () => {
   let work: string;
   beforeAll(() => {
     work = tempDir("analyze");

@@ -8,16 +8,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
-
-const SETUP = "run `sudo npm run setup:host` first";
+import { cannotRun, needCommand } from "../support/requirements";
+import { alive, LAB, labEnv, run, tempDir, waitFor, needLabHost } from "./support/lab-helpers";
 
 describe.skipIf(
   cannotRun("criu-lab checkpoint", [
-    needRoot(),
-    needCommand(HOST.criu, SETUP),
-    needCommand(HOST.crit, SETUP),
+    ...needLabHost("criu", "crit"),
     needCommand("zstd", "apt-get install zstd"),
   ]),
 )("criu-lab checkpoint: dump, export, import, verify, restore", () => {

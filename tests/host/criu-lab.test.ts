@@ -9,10 +9,17 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode, parseCheck, parseDemo, type DemoResult } from "../../contract/checks";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
-
-const SETUP = "run `sudo npm run setup:host` first";
+import { cannotRun, needCommand } from "../support/requirements";
+import {
+  alive,
+  HOST,
+  LAB,
+  labEnv,
+  run,
+  tempDir,
+  waitFor,
+  needLabHost,
+} from "./support/lab-helpers";
 
 /** Every path under DIR, links not followed. */
 function walk(dir: string): string[] {
@@ -22,9 +29,7 @@ function walk(dir: string): string[] {
   });
 }
 
-describe.skipIf(
-  cannotRun("criu-lab", [needRoot(), needCommand(HOST.criu, SETUP), needCommand(HOST.crit, SETUP)]),
-)("criu-lab on this host", () => {
+describe.skipIf(cannotRun("criu-lab", needLabHost("criu", "crit")))("criu-lab on this host", () => {
   // Demos write under their own log dir: other suites may run demos on this host meanwhile,
   // and a passing demo removes the images of earlier passing runs in its log dir.
   let logDir: string;

@@ -10,10 +10,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode, parseDoctor } from "../../contract/checks";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
-
-const SETUP = "run `sudo npm run setup:host` first";
+import { cannotRun, needCommand } from "../support/requirements";
+import { alive, LAB, labEnv, run, tempDir, waitFor, needLabHost } from "./support/lab-helpers";
 
 interface Disk {
   dir: string;
@@ -45,12 +43,7 @@ interface Cleaned {
 const du = (p: string) => Number(run("du", ["-sB1", p]).stdout.split(/\s/)[0]);
 
 describe.skipIf(
-  cannotRun("the lab's disk", [
-    needRoot(),
-    needCommand(HOST.criu, SETUP),
-    needCommand(HOST.crit, SETUP),
-    needCommand("unshare"),
-  ]),
+  cannotRun("the lab's disk", [...needLabHost("criu", "crit"), needCommand("unshare")]),
 )("criu-lab and the lab host's disk", () => {
   let dir: string;
   beforeAll(() => {

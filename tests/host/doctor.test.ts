@@ -7,8 +7,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { HOST, run, tempDir, HOST_DIR } from "./support/lab-helpers";
+import { cannotRun } from "../support/requirements";
+import { HOST, run, tempDir, HOST_DIR, needLabHost } from "./support/lab-helpers";
 
 /** This worktree's criu-lab (the installed one may be older). */
 const LAB = path.join(HOST_DIR, "criu-lab");
@@ -49,12 +49,7 @@ function criuWithout(dir: string, features: string[]): string {
   return fake;
 }
 
-describe.skipIf(
-  cannotRun("criu-lab doctor", [
-    needRoot(),
-    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
-  ]),
-)("criu-lab doctor", () => {
+describe.skipIf(cannotRun("criu-lab doctor", needLabHost("criu")))("criu-lab doctor", () => {
   let doctor: Doctor;
   let dir: string;
   beforeAll(() => {

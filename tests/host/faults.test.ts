@@ -9,8 +9,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, HOST, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
+import { cannotRun, needCommand } from "../support/requirements";
+import { alive, tempDir, waitFor, HOST_DIR, needLabHost } from "./support/lab-helpers";
 import { createLabPair, type LabPair } from "../../netlab/netns";
 
 const LAB = path.join(HOST_DIR, "criu-lab");
@@ -43,9 +43,7 @@ interface Faulted {
 
 describe.skipIf(
   cannotRun("criu-lab migrate --fault", [
-    needRoot(),
-    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
-    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
+    ...needLabHost("criu", "crit"),
     needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
     needCommand("nsenter"),
     needCommand("tc", "apt-get install iproute2"),

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun } from "../support/requirements";
 import { GUIDE, guideBlock } from "../support/guide-blocks";
 import {
   alive,
@@ -19,6 +19,8 @@ import {
   run,
   tempDir,
   waitFor,
+  needLabHost,
+  needPanes,
 } from "./support/lab-helpers";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
@@ -51,13 +53,8 @@ interface Game {
   }>;
 }
 
-describe.skipIf(
-  cannotRun("game scenario", [
-    needRoot(),
-    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
-    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
-  ]),
-)("criu-lab scenario run game", () => {
+const skipScenario = cannotRun("game scenario", needLabHost("criu", "crit"));
+describe.skipIf(skipScenario)("criu-lab scenario run game", () => {
   let dir: string;
   let logs: string;
   const lab = (args: string[], env: Record<string, string> = {}) =>
@@ -216,15 +213,8 @@ describe.skipIf(
   });
 });
 
-describe.skipIf(
-  cannotRun("game lab steps", [
-    needRoot(),
-    needCommand("tmux"),
-    needCommand("sudo"),
-    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
-    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
-  ]),
-)("the lab guide's game steps, typed into two panes", () => {
+const skipSteps = cannotRun("game lab steps", [...needLabHost("criu", "crit"), ...needPanes()]);
+describe.skipIf(skipSteps)("the lab guide's game steps, typed into two panes", () => {
   const PORT = 7777; // as the guide types it
   const LEFT = 0;
   const RIGHT = 1;

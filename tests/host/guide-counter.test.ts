@@ -8,9 +8,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, waitFor } from "./support/lab-helpers";
+import { alive, LAB, waitFor, needLabHost, needPanes } from "./support/lab-helpers";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LEFT = 0;
@@ -18,13 +18,7 @@ const RIGHT = 1;
 const counts = (text: string) => [...text.matchAll(/^Counter: (\d+)$/gm)].map((m) => Number(m[1]));
 
 describe.skipIf(
-  cannotRun("the guide's counter lesson", [
-    needRoot(),
-    needCommand("tmux"),
-    needCommand("sudo"),
-    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
-    needCommand(HOST.criuLab, "run `sudo npm run setup:host` first"),
-  ]),
+  cannotRun("the guide's counter lesson", [...needLabHost("criu", "criuLab"), ...needPanes()]),
 )("the counter lesson, typed into two panes", () => {
   let work: string;
   let t: Terminals;

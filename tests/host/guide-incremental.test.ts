@@ -10,9 +10,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, REPO, run } from "./support/lab-helpers";
+import { alive, HOST, LAB, REPO, run, needLabHost, needPanes } from "./support/lab-helpers";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LEFT = 0;
@@ -36,10 +36,8 @@ const tracks = () => run(HOST.criu, ["check", "--feature", "mem_dirty_track"]).c
 
 describe.skipIf(
   cannotRun("the guide's incremental checkpoints by hand", [
-    needRoot(),
-    needCommand("tmux"),
-    needCommand("sudo"),
-    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
+    ...needLabHost("criu"),
+    ...needPanes(),
   ]),
 )("incremental checkpoints by hand, typed into two panes", () => {
   let work: string;

@@ -9,9 +9,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun, needCommand } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, run, waitFor } from "./support/lab-helpers";
+import { alive, HOST, LAB, run, waitFor, needLabHost } from "./support/lab-helpers";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 /** The lab guide's block that starts the counter detached. */
@@ -20,11 +20,7 @@ const startBlock = () => guideBlock("detached-start");
 const counts = (text: string) => [...text.matchAll(/^Counter: (\d+)$/gm)].map((m) => Number(m[1]));
 
 describe.skipIf(
-  cannotRun("the guide's migration start", [
-    needRoot(),
-    needCommand("tmux"),
-    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
-  ]),
+  cannotRun("the guide's migration start", [...needLabHost("criu"), needCommand("tmux")]),
 )("the migration section's detached counter, typed into an interactive shell", () => {
   let work: string;
   let t: Terminals;

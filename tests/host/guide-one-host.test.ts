@@ -9,9 +9,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun, needCommand } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, waitFor } from "./support/lab-helpers";
+import { alive, LAB, waitFor, needLabHost, needPanes } from "./support/lab-helpers";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LEFT = 0;
@@ -25,14 +25,8 @@ const counts = (text: string) => [...text.matchAll(/^Counter: (\d+)$/gm)].map((m
 const pidFree = (pid: number) =>
   waitFor(`PID ${pid} free`, () => (fs.existsSync(`/proc/${pid}`) ? undefined : true), 60_000);
 
-describe.skipIf(
-  cannotRun("the guide's one-host story", [
-    needRoot(),
-    needCommand("tmux"),
-    needCommand("sudo"),
-    needCommand(HOST.criu, SETUP),
-  ]),
-)("every seat: checkpoint, reboot, restore, typed into a pane", () => {
+const skip = cannotRun("the guide's one-host story", [...needLabHost("criu"), ...needPanes()]);
+describe.skipIf(skip)("every seat: checkpoint, reboot, restore, typed into a pane", () => {
   let work: string;
   let t: Terminals;
   let pid = 0;
@@ -70,10 +64,8 @@ describe.skipIf(
 
 describe.skipIf(
   cannotRun("the guide's criu-ns twin", [
-    needRoot(),
-    needCommand("tmux"),
-    needCommand("sudo"),
-    needCommand(HOST.criu, SETUP),
+    ...needLabHost("criu"),
+    ...needPanes(),
     needCommand(CRIU_NS, `${SETUP} (install-criu.sh installs criu-ns)`),
   ]),
 )("PID already taken: criu-ns, typed into two panes", () => {

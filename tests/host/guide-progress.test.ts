@@ -11,10 +11,19 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { parseProgress } from "../../verify/progress";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, HOST, LAB, labEnv, REPO, run, tempDir, waitFor } from "./support/lab-helpers";
+import { cannotRun } from "../support/requirements";
+import {
+  alive,
+  HOST,
+  LAB,
+  labEnv,
+  REPO,
+  run,
+  tempDir,
+  waitFor,
+  needLabHost,
+} from "./support/lab-helpers";
 
-const SETUP = "run `sudo npm run setup:host` first";
 const GUIDE = fs.readFileSync(path.join(REPO, "docs", "lab-guide.md"), "utf8");
 
 describe("criu-lab guide (the checkout's)", () => {
@@ -44,13 +53,8 @@ describe("criu-lab guide (the checkout's)", () => {
   });
 });
 
-describe.skipIf(
-  cannotRun("criu-lab progress", [
-    needRoot(),
-    needCommand(HOST.criu, SETUP),
-    needCommand(HOST.crit, SETUP),
-  ]),
-)("criu-lab progress (the checkout's) with real CRIU", () => {
+const skip = cannotRun("criu-lab progress", needLabHost("criu", "crit"));
+describe.skipIf(skip)("criu-lab progress (the checkout's) with real CRIU", () => {
   let work: string;
   let home: string;
   let state: string;

@@ -8,9 +8,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, run, waitFor } from "./support/lab-helpers";
+import { alive, HOST, LAB, run, waitFor, needLabHost, needPanes } from "./support/lab-helpers";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 /** The section's blocks, in order: dump and search, the permissions, the clean-up. */
@@ -23,12 +23,7 @@ const blocks = () => [
 const counts = (text: string) => [...text.matchAll(/^Counter: (\d+)$/gm)].map((m) => Number(m[1]));
 
 describe.skipIf(
-  cannotRun("the guide's secret-in-the-images exercise", [
-    needRoot(),
-    needCommand("tmux"),
-    needCommand("sudo"),
-    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
-  ]),
+  cannotRun("the guide's secret-in-the-images exercise", [...needLabHost("criu"), ...needPanes()]),
 )("what a checkpoint holds, typed into an interactive shell", () => {
   let work: string;
   let t: Terminals;

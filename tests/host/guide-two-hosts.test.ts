@@ -14,9 +14,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLabPair, REAPER, type LabPair } from "../../netlab/netns";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun, needCommand } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, tempDir, waitFor } from "./support/lab-helpers";
+import { alive, LAB, tempDir, waitFor, needLabHost, needPanes } from "./support/lab-helpers";
 import { Terminals } from "./support/terminals";
 
 const A = 0;
@@ -37,13 +37,11 @@ const pidFree = (pid: number) =>
 
 describe.skipIf(
   cannotRun("the guide's two-host lessons by hand", [
-    needRoot(),
-    needCommand("tmux"),
-    needCommand("sudo"),
+    ...needLabHost("criu"),
+    ...needPanes(),
     needCommand("sshd", "apt-get install openssh-server"),
     needCommand("scp"),
     needCommand("unshare"),
-    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
   ]),
 )("migration by hand between two hosts, typed on a", () => {
   let dir: string;

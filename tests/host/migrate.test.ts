@@ -10,8 +10,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, HOST, run, tempDir, waitFor, HOST_DIR } from "./support/lab-helpers";
+import { cannotRun, needCommand } from "../support/requirements";
+import { alive, HOST, run, tempDir, waitFor, HOST_DIR, needLabHost } from "./support/lab-helpers";
 import { createLabPair, sshOptions, type LabPair } from "../../netlab/netns";
 import { createTestUser, type TestUser } from "./support/sshd";
 
@@ -52,9 +52,7 @@ const PAIR_CHECKS = ["cpu", "criu", "kernel", "mode", "files", "room", "pid"];
 
 describe.skipIf(
   cannotRun("criu-lab migrate", [
-    needRoot(),
-    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
-    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
+    ...needLabHost("criu", "crit"),
     needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
     needCommand("nsenter"),
     needCommand("unshare"),

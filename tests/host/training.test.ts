@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
 import {
   alive,
@@ -21,6 +21,8 @@ import {
   run,
   tempDir,
   waitFor,
+  needLabHost,
+  needPanes,
 } from "./support/lab-helpers";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
@@ -61,13 +63,8 @@ interface Training {
   imagesDir: string;
 }
 
-describe.skipIf(
-  cannotRun("training scenario", [
-    needRoot(),
-    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
-    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
-  ]),
-)("criu-lab scenario run training", () => {
+const skipScenario = cannotRun("training scenario", needLabHost("criu", "crit"));
+describe.skipIf(skipScenario)("criu-lab scenario run training", () => {
   let logs: string;
   let ram: string;
   const lab = (args: string[], env: Record<string, string> = {}) =>
@@ -278,15 +275,8 @@ describe.skipIf(
   });
 });
 
-describe.skipIf(
-  cannotRun("training lab steps", [
-    needRoot(),
-    needCommand("tmux"),
-    needCommand("sudo"),
-    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
-    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
-  ]),
-)("the lab guide's training steps, typed into two panes", () => {
+const skipSteps = cannotRun("training lab steps", [...needLabHost("criu", "crit"), ...needPanes()]);
+describe.skipIf(skipSteps)("the lab guide's training steps, typed into two panes", () => {
   let work: string;
   let t: Terminals;
   let pid = 0;

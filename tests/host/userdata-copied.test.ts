@@ -23,18 +23,25 @@ import {
   type UserDataOptions,
 } from "../../cloud-init/userData";
 import { generateKey } from "../../vm/keys";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun, needCommand } from "../support/requirements";
 import { cloudInitRead } from "./support/cloud-init";
-import { CLOUD_INIT, criuTarball, HOST, REPO, run, tempDir, type Ran } from "./support/lab-helpers";
+import {
+  CLOUD_INIT,
+  criuTarball,
+  HOST,
+  REPO,
+  run,
+  tempDir,
+  type Ran,
+  needLabHost,
+} from "./support/lab-helpers";
 
-const SETUP = "run `sudo npm run setup:host` first";
 const LAB_USER = "ubuntu";
 
 describe.skipIf(
   cannotRun("copied user-data", [
-    needRoot(),
+    ...needLabHost("criu"),
     needCommand("cloud-init", "apt-get install cloud-init"),
-    needCommand(HOST.criu, SETUP),
   ]),
 )("the user-data with copied lab files, on this host", () => {
   let dir: string;

@@ -10,18 +10,25 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { LAB_DIR, LAB_FILES, renderUserData } from "../../cloud-init/userData";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun, needCommand } from "../support/requirements";
 import { cloudInitRead } from "./support/cloud-init";
-import { criuTarball, HOST, HOST_DIR, REPO, run, tempDir, type Ran } from "./support/lab-helpers";
+import {
+  criuTarball,
+  HOST,
+  HOST_DIR,
+  REPO,
+  run,
+  tempDir,
+  type Ran,
+  needLabHost,
+} from "./support/lab-helpers";
 import { generateKey } from "../../vm/keys";
 
-const SETUP = "run `sudo npm run setup:host` first";
 const UNITS = "/etc/systemd/system/criu-lab-autostop";
 
 describe.skipIf(
   cannotRun("user-data runcmd", [
-    needRoot(),
-    needCommand(HOST.criu, SETUP),
+    ...needLabHost("criu"),
     needCommand("systemd-analyze"),
     needCommand("cloud-init", "apt-get install cloud-init"),
   ]),

@@ -9,8 +9,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { alive, HOST, HOST_DIR, run, tempDir, waitFor } from "./support/lab-helpers";
+import { cannotRun, needCommand } from "../support/requirements";
+import { alive, HOST, HOST_DIR, needLabHost, run, tempDir, waitFor } from "./support/lab-helpers";
 import { createLabPair, type LabPair } from "../../netlab/netns";
 
 const LAB = path.join(HOST_DIR, "criu-lab");
@@ -57,9 +57,7 @@ interface Advice {
 
 describe.skipIf(
   cannotRun("criu-lab advise", [
-    needRoot(),
-    needCommand(HOST.criu, "run `sudo npm run setup:host` first"),
-    needCommand(HOST.crit, "run `sudo npm run setup:host` first"),
+    ...needLabHost("criu", "crit"),
     needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
     needCommand("nsenter"),
   ]),

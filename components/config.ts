@@ -195,7 +195,7 @@ export const CONFIG_RULES = {
   verifyScenarios: { type: "array", read: scenarioList },
   migrationMode: oneOf(
     MIGRATION_MODES,
-    `allowed: ${MIGRATION_MODES.join(", ")} (auto: the first of pre-copy, page-server, cold the seat's hosts can run)`,
+    `allowed: ${MIGRATION_MODES.join(", ")} (auto: of pre-copy, page-server, cold, the one the seat's hosts can run with the shortest predicted downtime)`,
   ),
   autoStopMinutes: integer(
     0,

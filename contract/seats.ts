@@ -30,7 +30,8 @@ export type HostRole = "a" | "b";
 
 /**
  * What `criu-lab scenario run migration --mode` takes (host/criu_lab/modes.py
- * MODE_CHOICES): `auto` runs the first of pre-copy, page-server, cold the two hosts can do.
+ * MODE_CHOICES): `auto` runs, of pre-copy, page-server and cold, the one the two hosts can do with
+ * the shortest downtime the advisor predicts (host/criu_lab/advise.py).
  */
 export const MIGRATION_MODES = ["auto", "cold", "page-server", "pre-copy", "lazy"] as const;
 export type MigrationMode = (typeof MIGRATION_MODES)[number];

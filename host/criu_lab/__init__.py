@@ -8,6 +8,8 @@
   clean [--all]  remove the images of runs not kept (kept: failed runs, the latest
                passing run of each kind; --all: those too), and say how much
   migrate      move a running process to another host over SSH (--to USER@HOST --pid PID)
+  advise       measure a process and the link to a host, predict each migration mode's
+               downtime, and say which `migrate --mode auto` picks (nothing frozen)
   checkpoint dump --pid PID DIR | verify DIR | restore DIR | export DIR FILE | import FILE DIR
                a checkpoint with its manifest (sizes, sha256): made, checked, restored only
                when it matches, packed into one archive (zstd, else gzip) and unpacked

@@ -6,11 +6,11 @@ import signal
 import sys
 
 from . import __doc__ as USAGE_TEXT
-from . import (analyze, autostop, check, checkpoint_cmd, clean, demo, doctor, guide, judge, link, migrate, progress,
-               scenario, status)
+from . import (advise_cmd, analyze, autostop, check, checkpoint_cmd, clean, demo, doctor, guide, judge, link, migrate,
+               progress, scenario, status)
 
-COMMANDS = (check, demo, analyze, status, doctor, clean, autostop, scenario, migrate, checkpoint_cmd, judge, guide,
-            progress, link)
+COMMANDS = (check, demo, analyze, status, doctor, clean, autostop, scenario, migrate, advise_cmd, checkpoint_cmd, judge,
+            guide, progress, link)
 
 
 def main(argv):

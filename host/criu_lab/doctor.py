@@ -119,6 +119,10 @@ EXERCISES = {
     # Lazy migration also needs a second kernel (modes.mode_unsupported): this is what the
     # host that restores, and serves its pages to userfaultfd, must have.
     "migration-lazy": ("uffd",),
+    # criu-lab advise (advise.py): it runs wherever CRIU does; only its dirty rate needs the
+    # soft-dirty bits (without them it says it cannot measure it, and predicts no pre-copy).
+    "advise": (),
+    "advise-dirty-rate": ("dirty",),
 }
 
 # The `criu check --feature` names each need reads.

@@ -343,7 +343,18 @@ def timeline(r):
     if r.get("firstAfterRestore") is not None:
         lines.append(f"  counted {r['lastBeforeDump']} here, then {r['firstAfterRestore']} there")
     lines += [f"  --mode auto passed over {p['mode']}: {p['why']}" for p in r.get("modesPassedOver", [])]
+    if r.get("predictedMs") is not None:
+        lines.append(predicted_text(r))
     return "\n".join(lines + fault_lines(r))
+
+
+def predicted_text(r):
+    """The advisor's prediction for the mode it picked against what this migration measured,
+    stage by stage (docs/design.md "The mode advisor")."""
+    s = r["advice"]["predictions"][r["mode"]]["stages"]
+    stages = ", ".join(f"{name} {s[name + 'Ms']:.0f}/{r[name + 'Ms']:.0f}" for name in ("freeze", "transfer", "restore"))
+    return (f"  the advisor predicted {r['predictedMs']:.0f} ms, measured {r['downtimeMs']:.0f} ms "
+            f"({r['downtimeMs'] / r['predictedMs']:.2f}x); predicted/measured ms: {stages}")
 
 
 def picked(r):

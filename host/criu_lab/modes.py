@@ -5,7 +5,8 @@ Modes (https://criu.org/Live_migration, https://criu.org/Lazy_migration):
   page-server  `criu page-server` there; the dump streams its pages to it (through SSH)
   pre-copy     pre-dump rounds while the process runs, then a short final dump
   lazy         post-copy: restore there first, pages follow on demand (`criu lazy-pages`)
-  auto         the first of AUTO_ORDER these two hosts can run (mode_unsupported)
+  auto         of AUTO_ORDER, the one these two hosts can run (mode_unsupported) with the
+               shortest downtime the advisor predicts (advise.py)
 """
 from . import doctor
 
@@ -24,8 +25,9 @@ MODES = {
     "lazy": {"verdict": "migration-lazy", "on": "destination", "second_kernel": True,
              "refused": "lazy needs userfaultfd on the destination (`criu check --feature uffd-noncoop` fails there)"},
 }
-# What `--mode auto` tries, best (shortest freeze) first. Never lazy: it needs a second kernel,
-# and until the last page has gone the process lives on both hosts, lost if the source dies.
+# What `--mode auto` chooses from (advise.choose), in the order that breaks a tie of predictions.
+# Never lazy: it needs a second kernel, and until the last page has gone the process lives on
+# both hosts, lost if the source dies (docs/design.md "The mode advisor").
 AUTO_ORDER = ("pre-copy", "page-server", "cold")
 MODE_CHOICES = (*MODES, "auto")
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -33,14 +35,15 @@ BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 def add_mode_flag(p):
     p.add_argument("--mode", choices=MODE_CHOICES, default="cold",
-                   help="cold (default), page-server, pre-copy, lazy, or auto: the best of "
-                        f"{', '.join(AUTO_ORDER)} these two hosts can run")
+                   help="cold (default), page-server, pre-copy, lazy, or auto: of "
+                        f"{', '.join(AUTO_ORDER)}, the one these two hosts can run with the shortest "
+                        "predicted downtime (criu-lab advise)")
 
 
 def destination_features(mode):
-    """The `criu check --feature` names to ask the destination about for MODE (auto: for each
-    mode it may pick): those of the verdicts that must hold there."""
-    modes = AUTO_ORDER if mode == "auto" else (mode,)
+    """The `criu check --feature` names to ask the destination about for MODE (auto: for every
+    mode, as the advisor says of each whether it can run): those of the verdicts that must hold there."""
+    modes = tuple(MODES) if mode == "auto" else (mode,)
     return [n for m in modes if MODES[m]["on"] == "destination" for n in doctor.feature_names(MODES[m]["verdict"])]
 
 
@@ -69,14 +72,3 @@ def mode_unsupported(mode, dest):
         return None
     return row.get("refused") or f"{mode} needs what the doctor's {row['verdict']} needs: {verdict['reason']}"
 
-
-def pick_mode(dest):
-    """`--mode auto`: (the first of AUTO_ORDER these hosts can run, [{mode, why}] for the better
-    ones passed over). Cold always can, so there is always a pick."""
-    passed_over = []
-    for mode in AUTO_ORDER:
-        why = mode_unsupported(mode, dest)
-        if why is None:
-            break
-        passed_over.append({"mode": mode, "why": why})
-    return mode, passed_over

@@ -13,7 +13,8 @@ import tempfile
 
 from .common import CRIU, dump_estimate, human_bytes, no_room, run
 from .manifest import sha256
-from .modes import destination_features, mode_unsupported, pick_mode
+from .advise import advise
+from .modes import destination_features, mode_unsupported
 from .outcome import NOT_READY, USAGE, LabError
 from .remote import cpu_flags, probe, remote_state, state_script
 
@@ -113,7 +114,7 @@ def refusal(host, checks):
 
 def check_pair(m, say):
     """Runs the pair check of Migration M; returns (destination's probe, mode, what to carry,
-    the paths compared, the process's stdout file). Raises refusal()."""
+    the paths known there: those compared and the root, the process's stdout file). Raises refusal()."""
     pid, remote, r = m.pid, m.remote, m.r
     mapped, opened, dirs = process_files(pid)
     paths = mapped + sorted(opened) + dirs
@@ -142,8 +143,12 @@ def check_pair(m, say):
         criu_said = None
     mode = m.mode
     if mode == "auto":
-        mode, r["modesPassedOver"] = pick_mode(dest)
+        # The advisor measures the process and the link (nothing frozen) and picks the mode
+        # predicted shortest; migrate prints its prediction beside the downtime measured.
+        r["advice"] = advise(pid, remote, dest, say=say)
+        mode, r["modesPassedOver"] = r["advice"]["pick"], r["advice"]["passedOver"]
         r["mode"] = mode
+        r["predictedMs"] = r["advice"]["predictions"][mode]["downtimeMs"]
         why = None
     else:
         why = mode_unsupported(mode, dest)
@@ -170,7 +175,10 @@ def check_pair(m, say):
     refused = refusal(remote.host, checks)
     if refused:
         raise refused
-    return dest, mode, carry, set(paths), stdout
+    # The root too: every process's images name it (files.img), process_files refused any other,
+    # and every host has one; left out, migrate looked it up there while the process was frozen,
+    # a round trip in every downtime.
+    return dest, mode, carry, set(paths) | {"/"}, stdout
 
 
 def cpuinfo_here():

@@ -20,6 +20,8 @@ const EXERCISES = [
   "migration-page-server",
   "migration-pre-copy",
   "migration-lazy",
+  "advise",
+  "advise-dirty-rate",
 ];
 
 interface Doctor {
@@ -85,6 +87,8 @@ describe.skipIf(cannotRun("criu-lab doctor", needLabHost("criu")))("criu-lab doc
     const dirty = doctor.features.mem_dirty_track.ok;
     expect(doctor.exercises["training-incremental"].ok).toBe(dirty);
     expect(doctor.exercises["migration-pre-copy"].ok).toBe(dirty);
+    expect(doctor.exercises["advise-dirty-rate"].ok).toBe(dirty);
+    expect(doctor.exercises.advise.ok).toBe(true);
     if (!dirty) expect(doctor.exercises["training-incremental"].reason).toContain("dirty");
     expect(doctor.exercises["migration-lazy"].ok).toBe(
       doctor.features.uffd.ok && doctor.features["uffd-noncoop"].ok,

@@ -8,7 +8,7 @@ from criu_lab import doctor
 from criu_lab.outcome import BROKEN, NOT_READY, OK, LabError
 
 EXERCISES = ["training-full", "training-incremental", "game", "migration-cold", "migration-page-server",
-             "migration-pre-copy", "migration-lazy"]
+             "migration-pre-copy", "migration-lazy", "advise", "advise-dirty-rate"]
 
 
 def probed(check=True, lock="iptables", **missing):
@@ -50,7 +50,7 @@ def test_a_failing_criu_check_stops_every_exercise():
 
 def test_no_dirty_tracking_stops_the_incremental_exercises_only():
     v = doctor.verdicts(probed(mem_dirty_track="Dirty tracking is OFF"))
-    assert list(failing(v)) == ["training-incremental", "migration-pre-copy"]
+    assert list(failing(v)) == ["training-incremental", "migration-pre-copy", "advise-dirty-rate"]
     assert v["training-incremental"] == {
         "ok": False, "fix": doctor.FIXES["mem_dirty_track"],
         "reason": "no dirty-page tracking (`criu check --feature mem_dirty_track`: Dirty tracking is OFF)"}

@@ -1,5 +1,6 @@
 """modes.py: one table of what each migration mode needs, read from the doctor's verdicts;
-what `--mode auto` picks; and the destination's probe that answers for the lazy mode."""
+what `--mode auto` chooses from (test_advise.py: how); and the destination's probe that
+answers for the lazy mode."""
 import subprocess
 
 import pytest
@@ -39,20 +40,6 @@ def test_every_mode_names_a_verdict_of_the_doctor_and_every_migration_verdict_a_
     assert set(modes.AUTO_ORDER) < set(modes.MODES) and "lazy" not in modes.AUTO_ORDER
 
 
-def test_auto_picks_pre_copy_where_dirty_tracking_works(monkeypatch):
-    asked = dirty_tracking(monkeypatch, True)
-    assert modes.pick_mode(dest()) == ("pre-copy", [])
-    assert asked == [["check", "--feature", "mem_dirty_track"]]
-
-
-def test_auto_passes_pre_copy_over_without_dirty_tracking_and_never_picks_lazy(monkeypatch):
-    dirty_tracking(monkeypatch, False)
-    mode, passed_over = modes.pick_mode(dest())
-    assert mode == "page-server"
-    assert [p["mode"] for p in passed_over] == ["pre-copy"]
-    assert passed_over[0]["why"] == modes.mode_unsupported("pre-copy", dest())
-
-
 @pytest.mark.parametrize("mode", ["cold", "page-server"])
 def test_cold_and_page_server_run_anywhere_and_ask_nothing(monkeypatch, mode):
     asked = dirty_tracking(monkeypatch, False)
@@ -84,7 +71,9 @@ def test_lazy_needs_a_second_kernel_with_userfaultfd_there(monkeypatch):
 
 def test_the_destination_is_asked_what_the_modes_verdicts_need_there():
     assert modes.destination_features("lazy") == ["uffd", "uffd-noncoop"]
-    for mode in ("auto", "cold", "page-server", "pre-copy"):
+    # auto: every mode's, as the advisor says of each whether it can run (lazy included).
+    assert modes.destination_features("auto") == ["uffd", "uffd-noncoop"]
+    for mode in ("cold", "page-server", "pre-copy"):
         assert modes.destination_features(mode) == []
 
 

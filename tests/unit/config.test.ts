@@ -289,7 +289,7 @@ describe("loadConfig rejects bad input naming key, value and what is allowed", (
       key: "migrationMode",
       value: "warm",
       allowed:
-        "allowed: auto, cold, page-server, pre-copy, lazy (auto: the first of pre-copy, page-server, cold",
+        "allowed: auto, cold, page-server, pre-copy, lazy (auto: of pre-copy, page-server, cold, the one",
     },
     { values: { migrationMode: "" }, key: "migrationMode", value: "", allowed: "auto, cold" },
     { values: { migrationMode: "Cold" }, key: "migrationMode", value: "Cold", allowed: "cold" },

@@ -230,6 +230,17 @@ describe("guest install timings", () => {
     ]);
     expect(installTimings("no timestamps here")).toEqual([]);
   });
+
+  it("reads the guest's checks of the image's build when it reused it", () => {
+    const log = [
+      "2026-11-26T19:00:00Z --- install-criu tarball:29ec prefix=/usr/local",
+      "2026-11-26T19:04:14Z built in 254 s",
+      "2026-11-26T19:04:20Z installed CRIU 4.2.1: /usr/local/sbin/criu, /usr/local/bin/crit",
+      "2026-11-26T20:05:17Z --- install-criu tarball:29ec prefix=/usr/local",
+      "2026-11-26T20:05:21Z CRIU 4.2.1 from tarball:29ec is already installed in /usr/local and passes criu check on 6.12.57+deb13-cloud-amd64: nothing to do",
+    ].join("\n");
+    expect(installTimings(log)).toEqual([{ name: "CRIU reused (checks)", ms: 4_000 }]);
+  });
 });
 
 describe("QEMU's CPU time", () => {

@@ -250,6 +250,9 @@ export interface MigrationReport {
   destination?: string;
   destinationKernel?: string;
   downtimeMs?: number;
+  /** Lazy: from the freeze until the process runs there; completeMs: until its last page. */
+  resumeMs?: number;
+  completeMs?: number;
   freezeMs?: number;
   transferMs?: number;
   restoreMs?: number;
@@ -330,4 +333,34 @@ export function migrationTable(rows: PairMigration[]): string {
         .trimEnd(),
     )
     .join("\n");
+}
+
+/**
+ * The pair's figures against cold migration: pre-copy's downtime, and lazy's time until the
+ * process runs on the peer (resumeMs), each as a ratio of cold's downtime. One run of each
+ * mode, so no spread: the bench's repeated rounds give that (docs/development.md).
+ */
+export function pairFigures(rows: PairMigration[]): string[] {
+  const first = (mode: PairMode) => rows.find((m) => m.mode === mode && m.report.ok)?.report;
+  const cold = first("cold")?.downtimeMs;
+  const vsCold = (ms: number | undefined) =>
+    ms === undefined || cold === undefined || cold <= 0
+      ? ""
+      : ` = ${(ms / cold).toFixed(2)}x cold's downtime ${cold.toFixed(0)} ms`;
+  const lines: string[] = [];
+  const pre = first("pre-copy");
+  if (pre?.downtimeMs !== undefined) {
+    lines.push(
+      `pre-copy: downtime ${pre.downtimeMs.toFixed(0)} ms${vsCold(pre.downtimeMs)} ` +
+        `(${pre.preCopyRounds?.length ?? 0} rounds, stopped: ${pre.preCopyStop ?? "?"})`,
+    );
+  }
+  const lazy = first("lazy");
+  if (lazy?.resumeMs !== undefined) {
+    lines.push(
+      `lazy: running there after ${lazy.resumeMs.toFixed(0)} ms${vsCold(lazy.resumeMs)}` +
+        `${lazy.completeMs === undefined ? "" : `; its last page after ${lazy.completeMs.toFixed(0)} ms`}`,
+    );
+  }
+  return lines;
 }

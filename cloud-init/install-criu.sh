@@ -169,7 +169,7 @@ not_reused() {
 # Whether the installation the record describes can be used as it is: the same source, every
 # binary present, criu reporting the recorded version, and `criu check` passing on this kernel.
 # The last matters for a build made elsewhere: the Debian 13 VM image has CRIU built in its
-# tree, in a chroot on the build host's kernel (docs/design.md "The VM tier"), and the guest
+# tree, in a chroot on the build host's kernel (docs/local.md, `--criu-build`), and the guest
 # that boots it runs its own. Anything off is said in the log.
 already_installed() {
   local record="$STATE_DIR/install.json" bin recorded version

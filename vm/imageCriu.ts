@@ -5,7 +5,7 @@
  * tree's own toolchain. It leaves its install record (/var/lib/criu-lab/install.json) in the
  * tree; in the guest, cloud-init's run of install-criu.sh finds it, checks it (source,
  * version, binaries, `criu check` on the guest's kernel) and skips the build, or builds as
- * without it. See docs/design.md "The VM tier".
+ * without it. See docs/design.md "Measured here" and docs/local.md.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";

@@ -322,8 +322,10 @@ export async function runLab(opts: VmOptions, log: (line: string) => void): Prom
   if (accel.accel === "tcg") {
     log(
       `warning: software emulation (TCG): ${accel.reason}` +
-        `${accel.cached ? " (verdict cached for this boot of the host)" : ""}. Booting and ` +
-        `building CRIU take about 10x longer than with KVM (expect 20-30 minutes)`,
+        `${accel.cached ? " (verdict cached for this boot of the host)" : ""}. ` +
+        (opts.criuBuild === "guest"
+          ? "Booting and building CRIU take about 10x longer than with KVM (expect 20-30 minutes)"
+          : "Booting takes about 10x longer than with KVM (CRIU is built in the image, natively)"),
     );
   } else {
     log(`acceleration: KVM (${accel.reason}${accel.cached ? ", cached for this boot" : ""})`);

@@ -2,8 +2,8 @@
  * Two lab hosts in local VMs (`npm run lab:vm -- --hosts 2`): migration
  * between two real kernels, with no cloud account.
  *
- * CRIU is built once: the first VM is set up and verified as usual (cloud-init builds CRIU
- * under software emulation, the longest phase by far), a host-to-host key is authorized in
+ * CRIU is set up once: the first VM is set up and verified as usual (CRIU built in the image,
+ * or by cloud-init under software emulation, then the longest phase by far), a host-to-host key is authorized in
  * it, it is shut down cleanly, and two VMs boot from copy-on-write overlays of its disk; each
  * then runs the peer set-up of a two-host EC2 seat (components/peerSetup.ts). Both thus run the same verified build (CRIU restores a
  * process only where the files it maps are identical, docs/design.md "Facts"), each under its own

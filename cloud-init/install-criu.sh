@@ -24,11 +24,13 @@ set -euo pipefail
 # Build dependencies from CRIU's installation docs (criu.org/Installation and the release's
 # criu/Makefile.packages, contrib/dependencies/apt-packages.sh), minus docs and test tools.
 # libnet1-dev is the real package behind the virtual libnet-dev on Debian and Ubuntu.
+# Then what the lab itself runs: iproute2 (criu-lab link, the auto-stop), zstd (checkpoint
+# export and the backup scenario compress with it where installed, else gzip).
 readonly BUILD_PACKAGES=(
   build-essential pkg-config git ca-certificates curl xz-utils python3 python3-protobuf
   libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libnl-3-dev libnet1-dev libcap-dev uuid-dev libbsd-dev libgnutls28-dev libnftables-dev
-  iproute2
+  iproute2 zstd
 )
 readonly PYTHON=/usr/bin/python3
 # Seconds to wait for another apt to release the package lists lock (first boot on Ubuntu).

@@ -12,7 +12,7 @@
 # /usr/local/bin; the lab user (created if missing, passwordless sudo); ~USER/counter.py,
 # trainer.py, game_server.py and game_client.py;
 # the login message; the auto-stop timer (N > 0); CRIU via install-criu.sh (its packages
-# include python3 and iproute2, which criu-lab and the auto-stop use); `criu-lab check`;
+# include python3, iproute2 and zstd, which criu-lab and the auto-stop use); `criu-lab check`;
 # the result in /var/lib/criu-lab/setup.json. Log: /var/log/criu-lab/setup.log.
 # Exit codes (docs/design.md "Contracts"): 0 ok; 1 CRIU built but the lab does not work;
 # 2 usage or bad input; 3 something could not be fetched or installed.

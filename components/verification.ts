@@ -243,41 +243,53 @@ export function remoteStep(check: RemoteCheck, where = LAB_HOST): RemoteStep {
 /** Who a failure names by default: the one host of a single-seat lab. */
 const LAB_HOST = "the lab host";
 
+/**
+ * Throws (failing `pulumi up`) unless `result` passed, naming the check, the host and its
+ * error; `about` follows "did not pass", `after` the error.
+ */
+function requirePassed(
+  result: { ok: boolean; error?: string },
+  check: string,
+  where: string,
+  about = "",
+  after = "",
+): void {
+  if (!result.ok) {
+    throw new Error(
+      `criu-lab verification failed: ${check} on ${where} did not pass${about}: ` +
+        `${result.error ?? "no error given"}${after}`,
+    );
+  }
+}
+
 /** The parsed check; throws (failing `pulumi up`) with what failed when it did not pass. */
 export function requirePassingCheck(stdout: string, where = LAB_HOST): CheckResult {
   const result = parsed(() => parseCheck(stdout));
-  if (!result.ok) {
-    throw new Error(
-      `criu-lab verification failed: ${REMOTE_CHECKS.check.name} on ${where} did not pass` +
-        ` (CRIU ${result.criuVersion || "?"}, kernel ${result.kernel || "?"}): ` +
-        `${result.error ?? "no error given"}${result.output ? `\n${result.output}` : ""}`,
-    );
-  }
+  const versions = ` (CRIU ${result.criuVersion || "?"}, kernel ${result.kernel || "?"})`;
+  requirePassed(
+    result,
+    REMOTE_CHECKS.check.name,
+    where,
+    versions,
+    result.output ? `\n${result.output}` : "",
+  );
   return result;
 }
 
 /** The parsed demo; throws (failing `pulumi up`) with what failed when it did not pass. */
 export function requirePassingDemo(stdout: string, where = LAB_HOST): DemoResult {
   const result = parsed(() => parseDemo(stdout));
-  if (!result.ok) {
-    throw new Error(
-      `criu-lab verification failed: ${REMOTE_CHECKS.demo.name} on ${where} did not pass: ` +
-        `${result.error ?? "no error given"}` +
-        (result.imagesDir ? ` (checkpoint images kept in ${result.imagesDir} on the host)` : ""),
-    );
-  }
+  const kept = result.imagesDir
+    ? ` (checkpoint images kept in ${result.imagesDir} on the host)`
+    : "";
+  requirePassed(result, REMOTE_CHECKS.demo.name, where, "", kept);
   return result;
 }
 
 /** The parsed doctor; throws (failing `pulumi up`) with what failed when it did not pass. */
 export function requirePassingDoctor(stdout: string, where = LAB_HOST): DoctorResult {
   const result = parsed(() => parseDoctor(stdout));
-  if (!result.ok) {
-    throw new Error(
-      `criu-lab verification failed: ${REMOTE_CHECKS.doctor.name} on ${where} did not pass: ` +
-        `${result.error ?? "no error given"}`,
-    );
-  }
+  requirePassed(result, REMOTE_CHECKS.doctor.name, where);
   return result;
 }
 

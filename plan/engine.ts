@@ -4,8 +4,8 @@
  * (ResourceMonitor from resource_grpc_pb, Engine from engine_grpc_pb). It answers what the
  * Node.js SDK calls during a preview (`--dry-run`): supportsFeature, registerResource,
  * registerResourceOutputs, registerPackage, invoke (answered with provider_pb's InvokeResponse,
- * from plan/placeholders.ts) and signalAndWaitForShutdown; and the engine's log,
- * getRootResource and setRootResource. Anything else fails the plan loudly.
+ * by the table in plan/lookups.ts with plan/placeholders.ts's values) and
+ * signalAndWaitForShutdown; and the engine's log, getRootResource and setRootResource. Anything else fails the plan loudly.
  *
  * Like `pulumi preview`, a custom resource's outputs are its inputs, and every other output is
  * unknown: the SDK treats outputs missing from the response as unknown in a dry run.
@@ -31,7 +31,8 @@ import {
   RegisterResourceResponse,
   SupportsFeatureResponse,
 } from "@pulumi/pulumi/proto/resource_pb";
-import { answerInvoke, InvokeContext, UnknownInvokeError } from "./placeholders";
+import { UnknownInvokeError } from "./lookups";
+import { answerInvoke, InvokeContext } from "./placeholders";
 import { PlanValue, SECRET, toPlanObject, toPlanValue } from "./values";
 
 export const STACK_TYPE = "pulumi:pulumi:Stack";
@@ -71,10 +72,42 @@ export interface PlannedOptions {
   customTimeouts?: { create?: string; update?: string; delete?: string };
   protect?: boolean;
   retainOnDelete?: boolean;
+  /**
+   * The URNs the resource was known by (its `aliases`, as the engine resolves them): a later
+   * `pulumi up` moves the state found under one of them rather than replacing the resource.
+   */
+  aliases?: string[];
+}
+
+/**
+ * The URNs of a resource's aliases. The SDK sends alias specs (the monitor supports
+ * `aliasSpecs`); an unset part is the resource's own, as the engine fills it in: its name,
+ * type, stack, project and parent (`noParent`: none).
+ */
+function aliasUrnsOf(req: RegisterResourceRequest, stack: string, project: string): string[] {
+  const urns = [...req.getAliasurnsList()];
+  for (const alias of req.getAliasesList()) {
+    const spec = alias.getSpec();
+    if (spec === undefined) {
+      urns.push(alias.getUrn());
+      continue;
+    }
+    const type = spec.getType() || req.getType();
+    const parent = spec.getNoparent() ? "" : spec.getParenturn() || req.getParent();
+    // A URN's third part is its qualified type; the stack's own type is left out of it.
+    const parentType = parent ? parent.split("::")[2] : undefined;
+    const qualified =
+      parentType !== undefined && parentType !== STACK_TYPE ? `${parentType}$${type}` : type;
+    urns.push(
+      `urn:pulumi:${spec.getStack() || stack}::${spec.getProject() || project}::${qualified}::` +
+        (spec.getName() || req.getName()),
+    );
+  }
+  return urns;
 }
 
 /** The options a RegisterResourceRequest carries, leaving out what the program did not set. */
-function optionsOf(req: RegisterResourceRequest): PlannedOptions {
+function optionsOf(req: RegisterResourceRequest, stack: string, project: string): PlannedOptions {
   const options: PlannedOptions = {};
   if (req.getIgnorechangesList().length > 0) options.ignoreChanges = req.getIgnorechangesList();
   if (req.getReplaceonchangesList().length > 0) {
@@ -96,6 +129,8 @@ function optionsOf(req: RegisterResourceRequest): PlannedOptions {
   }
   if (req.getProtect() === true) options.protect = true;
   if (req.getRetainondelete() === true) options.retainOnDelete = true;
+  const aliases = aliasUrnsOf(req, stack, project);
+  if (aliases.length > 0) options.aliases = aliases;
   return options;
 }
 
@@ -258,7 +293,7 @@ export async function startPlanEngine(options: PlanEngineOptions): Promise<PlanE
         custom: req.getCustom(),
         provider: req.getProvider() || undefined,
         dependsOn: [...dependsOn],
-        options: optionsOf(req),
+        options: optionsOf(req, options.stack, options.project),
         inputs: toPlanObject(object),
       };
       record.resources.push(resource);

@@ -391,15 +391,24 @@ async function showProgress(
   const targets: SeatTarget[] = (await classTargets(flags, outputsOf)) ?? [
     { ...(await resolveTarget(flags, outputsOf)), seat: "01", role: "a" },
   ];
-  const report = await collectProgress(targets, {
+  const report = await collectProgress(targets, classRunOptions(flags, err, "progress"));
+  out(scrubbed(targets, flags.json ? JSON.stringify(report, null, 2) : progressTable(report)));
+  return report.exitCode;
+}
+
+/** What a run over a class's hosts takes from the flags; its progress on stderr, tagged. */
+function classRunOptions(flags: Flags, err: (text: string) => void, tag: string) {
+  return {
     timeoutSeconds: flags.timeoutSeconds,
     stoppedAfterSeconds: flags.stoppedAfterSeconds,
     parallel: flags.parallel ?? DEFAULT_PARALLEL,
-    onProgress: (line) => err(`[progress] ${line}`),
-  });
-  const scrub = secretScrubber([...new Set(targets.map((t) => t.privateKey))]);
-  out(scrub(flags.json ? JSON.stringify(report, null, 2) : progressTable(report)));
-  return report.exitCode;
+    onProgress: (line: string) => err(`[${tag}] ${line}`),
+  };
+}
+
+/** `text` with every target's private key scrubbed, whatever field it came in. */
+function scrubbed(targets: SeatTarget[], text: string): string {
+  return secretScrubber([...new Set(targets.map((t) => t.privateKey))])(text);
 }
 
 /** Verifies a class: progress on stderr, the table or one JSON report on stdout. */
@@ -409,15 +418,9 @@ async function verifyClass(
   out: (text: string) => void,
   err: (text: string) => void,
 ): Promise<number> {
-  const report = await verifySeats(targets, {
-    timeoutSeconds: flags.timeoutSeconds,
-    stoppedAfterSeconds: flags.stoppedAfterSeconds,
-    parallel: flags.parallel ?? DEFAULT_PARALLEL,
-    onProgress: (line) => err(`[verify] ${line}`),
-  });
+  const report = await verifySeats(targets, classRunOptions(flags, err, "verify"));
   // verifySeats scrubs its report; this second pass guards fields added later.
-  const scrub = secretScrubber([...new Set(targets.map((t) => t.privateKey))]);
-  out(scrub(flags.json ? JSON.stringify(report, null, 2) : seatsTable(report)));
+  out(scrubbed(targets, flags.json ? JSON.stringify(report, null, 2) : seatsTable(report)));
   return report.exitCode;
 }
 

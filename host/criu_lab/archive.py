@@ -56,8 +56,11 @@ def pack(d, path, codec):
     Returns (the manifest, the archive's bytes)."""
     m = manifest.verify(d)
     if m.get("links"):
-        raise LabError(NOT_READY, f"{d} is an incremental checkpoint (its {', '.join(m['links'])} link holds pages "
-                       "of an earlier one): export a full checkpoint")
+        # An archive holds files by name only; a chain would need its parents' directories too.
+        raise LabError(NOT_READY, f"{d} is an incremental checkpoint: its {', '.join(m['links'])} link points at "
+                       f"{', '.join(m['links'].values())}, which holds pages this one does not; an archive carries one "
+                       "directory, so export a full checkpoint (`criu-lab checkpoint dump`, or a dump without "
+                       "--prev-images-dir)")
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -32,6 +32,6 @@ def main(argv):
     os.umask(0o077)
     code, result, human = args.fn(args)
     # A command that ends an exercise records it (exercises.json), for `criu-lab progress`.
-    progress.after_command(args, code)
+    progress.after_command(args, code, result=result)
     print(json.dumps(result) if args.json else human, flush=True)
     return code

@@ -4,7 +4,8 @@ that a restore can refuse a checkpoint that changed or lost a file since the dum
 another host (where `sha256sum -c` checks it: the destination may run an older criu-lab).
 
 Every checkpoint directory the lab writes has one: the demo's, training's (written last, as the
-mark of a complete checkpoint: checkpoints.py), a migration's and a backup's images.
+mark of a complete checkpoint: checkpoints.py), a migration's (pre-copy's pre-dump rounds and
+lazy's images, whose pages stay behind, too) and a backup's images.
 """
 import hashlib
 import json
@@ -180,8 +181,7 @@ def host_notes(m):
 def check_there(d):
     """Shell text that checks checkpoint D, as its manifest here says it must be, on another
     host with `sha256sum -c` (coreutils: no criu-lab needed there); it exits DIFFERS_THERE
-    printing `NAME: FAILED` lines when a file differs. "true" when D has no manifest here (a
-    lazy migration's images: the pages are not in them)."""
+    printing `NAME: FAILED` lines when a file differs. "true" when D has no manifest here."""
     if not os.path.isfile(os.path.join(d, NAME)):
         return "true"
     m = load(d)

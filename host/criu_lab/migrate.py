@@ -13,6 +13,7 @@ import time
 from .common import (CRIU, LOG_DIR, base, counts, counts_in, crit_show, criu, criu_stats, human_bytes, keep_latest_passing,
                      no_room, new_run, private_dir, ready, room_for_dump, run, tail, whole)
 from . import manifest
+from .faults import Fault, add_fault_flag, lines as fault_lines
 from .modes import add_mode_flag, same_kernel
 from .outcome import BROKEN, EXPECTED, OK, USAGE, LabError, attempt, error_text, failed
 from .pair import check_pair
@@ -25,6 +26,7 @@ def register(sub):
     add_destination_flags(p)
     p.add_argument("--pid", type=whole, required=True, help="the process to move")
     add_mode_flag(p)
+    add_fault_flag(p)
     p.set_defaults(fn=cmd_migrate)
 
 
@@ -68,11 +70,18 @@ class Migration:
                   "freezeMs": 0, "reapMs": 0, "checkMs": 0, "transferMs": 0, "restoreMs": 0, "bytesTransferred": 0}
         self.dumped = False
         self.page_server_pid = None
+        self.fault = None  # a Fault (faults.py) caused on purpose at the dump's hooks
+
+    def hook(self, name):
+        if self.fault:
+            getattr(self.fault, name)()
 
     def criu(self, argv, log):
         """common.criu with LOG in the run's directory, once the images fit on both hosts (room)."""
         if argv[0] in ("dump", "pre-dump"):
             self.room(argv[argv.index("-D") + 1], pages_here="--page-server" not in argv)
+        if argv[0] == "dump":
+            self.hook("before_dump")  # after the room check: a fault there meets CRIU's dump itself
         return criu(argv, os.path.join(self.dir, log), timeout=1800, check_room=False)
 
     def room(self, images, pages_here=True, pages_there=True):
@@ -93,6 +102,7 @@ class Migration:
         keep_latest_passing_there(self.remote, self.dir)
 
     def dump(self, extra, images=None):
+        self.hook("before_room")
         ms = self.criu(["dump", "-t", str(self.pid), "-D", images or self.images, *extra], "dump.log")
         manifest.write(images or self.images)  # checked there before the restore (manifest.check_there)
         self.dumped = True
@@ -100,6 +110,7 @@ class Migration:
         waited = time.monotonic()
         self.reap()  # the dumped process is gone; its PID must be free (no zombie) to come back
         self.r["reapMs"] = round((time.monotonic() - waited) * 1000, 1)
+        self.hook("after_dump")
 
     def page_server(self, images):
         """`criu page-server` on the destination's loopback, forwarded from a local port through
@@ -152,15 +163,18 @@ class Migration:
             self.remote.run(f"kill {self.page_server_pid} 2>/dev/null; true", 30)
 
 
-def migrate(pid, mode, remote, reap, say, run_dir=None):
+def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None):
     """Moves PID to REMOTE. Returns the JSON result; raises LabError with a clear message
     (images kept, where; the process restored back here when it was dumped and could not
-    come up there)."""
+    come up there). FAULT: one to cause on purpose (faults.fault_type), reported in `fault`."""
     m = Migration(pid, mode, remote, reap, say, run_dir)
     r = m.r
     try:
         remote.connect()
         dest, mode, carry, known, out = check_pair(m, say)
+        if fault:
+            m.fault = Fault(fault, m)
+            m.fault.fits(mode)
         if not same_kernel(dest):
             # Another kernel has PIDs of its own: nothing here can hold the PID the restore
             # there takes, so no wait for the dumped process's parent to reap it.
@@ -213,18 +227,27 @@ def migrate(pid, mode, remote, reap, say, run_dir=None):
                 n for n in counts_in(remote.run(f"tail -c 2000 {q}").stdout) if n > r["lastBeforeDump"]] or None, 30)
             r["firstAfterRestore"] = after[0]
         r["ok"] = True
+        if m.fault:
+            m.fault.end()
+            r["fault"] = m.fault.report(r)
         m.passed()
         return r
     except (LabError, *EXPECTED) as e:
         r["error"] = error_text(e)
+        if m.fault:
+            m.fault.end()  # the link back before the pages are fetched back
         if m.dumped and not r.get("restoredPid"):
             r["error"] += f"\nThe process was dumped; {m.restore_back()}. Images kept here in {m.dir} and on {remote.host} in {m.images}"
         elif os.path.isdir(m.dir):
             r["error"] += f"\nLogs kept here in {m.dir}"
+        if m.fault:
+            r["fault"] = m.fault.report(r)
         failed = LabError(getattr(e, "code", BROKEN), r["error"])
         failed.result = r  # what is known so far (imagesDir...), for --json
         raise failed from None
     finally:
+        if m.fault:
+            m.fault.end()
         m.cleanup()
 
 
@@ -248,6 +271,8 @@ def lazy(m, carry, out, started):
         dump.wait()
         raise LabError(BROKEN, f"criu dump --lazy-pages exited {dump.returncode}; end of {m.dir}/dump.log:\n{tail(os.path.join(m.dir, 'dump.log'))}")
     m.dumped = True
+    # Its images are whole now but for the pages, which the dump serves: checked there (check_there).
+    manifest.write(m.images, {"lazyPages": True})
     r["lastBeforeDump"] = (counts(out) or [None])[-1] if out else None
     fwd = run([*remote.ssh, "-O", "forward", "-R", f"127.0.0.1:0:127.0.0.1:{port}", remote.target], 30)
     if fwd.returncode != 0 or not fwd.stdout.strip().isdigit():
@@ -275,9 +300,9 @@ def cmd_migrate(a):
             raise LabError(USAGE, f"--pid {a.pid}: no such running process")
         remote = Remote(user, host, a.port, a.identity, a.known_hosts)
         # Its result, whole; a failure carries what it knew into R (LabError.result).
-        r = migrate(a.pid, a.mode, remote, lambda: reaped(a.pid), say)
+        r = migrate(a.pid, a.mode, remote, lambda: reaped(a.pid), say, fault=a.fault)
     if outcome.failed:
-        return outcome.code, r, failed("criu-lab migrate", r)
+        return outcome.code, r, "\n".join([failed("criu-lab migrate", r), *fault_lines(r)])
     return OK, r, timeline(r)
 
 
@@ -318,7 +343,7 @@ def timeline(r):
     if r.get("firstAfterRestore") is not None:
         lines.append(f"  counted {r['lastBeforeDump']} here, then {r['firstAfterRestore']} there")
     lines += [f"  --mode auto passed over {p['mode']}: {p['why']}" for p in r.get("modesPassedOver", [])]
-    return "\n".join(lines)
+    return "\n".join(lines + fault_lines(r))
 
 
 def picked(r):

@@ -5,6 +5,7 @@ dump moves the rest while it is frozen (docs/design.md "CRIU and the kernel").""
 import os
 import time
 
+from . import manifest
 from .common import criu_stats, human_bytes
 from .remote import ship
 
@@ -66,6 +67,7 @@ def pre_copy(m, say):
         ms = m.criu(["pre-dump", "-t", str(m.pid), "-D", d, "--track-mem",
                      *(["--prev-images-dir", f"../pre-{i - 1}"] if i > 1 else [])], f"pre-dump-{i}.log")
         pages = written(d)
+        manifest.write(d, {"preDumpRound": i})  # a checkpoint directory like every other (docs/design.md)
         copy = {"transferMs": 0}
         sent = ship(m.remote, [d] + [os.path.join(d, n) for n in sorted(os.listdir(d))], copy)
         m.r["bytesTransferred"] += sent

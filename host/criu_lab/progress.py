@@ -100,17 +100,24 @@ def command_key(args):
     """How exercises.json names the command ARGS ran: `demo`, `scenario run training`."""
     if args.command == "scenario":
         return f"scenario run {args.scenario}"
+    if args.command == "migrate" and getattr(args, "fault", None):
+        return "migrate --fault"
     return args.command
 
 
-def after_command(args, code, table=None):
-    """Records the exercises that ARGS's command completes, when it succeeded (CODE 0). A
-    record that cannot be written never fails the command: root is told on stderr."""
+def after_command(args, code, table=None, result=None):
+    """Records the exercises that ARGS's command completes, when it succeeded (CODE 0), or
+    for a fault caused on purpose, when the lab recovered from it (RESULT's fault: the process
+    runs, here or there), whatever the exit code says of the migration. A record that cannot
+    be written never fails the command: root is told on stderr."""
+    fault = (result or {}).get("fault") or {}
+    recovered = bool(fault.get("outcome")) and fault.get("processHere") in ("running", None)
     # The verifier's and the deploy's own runs say so (verify/checks.ts NOT_THE_LEARNER).
-    if code != OK or os.environ.get("CRIU_LAB_PROGRESS") == "off":
+    if not (code == OK or recovered) or os.environ.get("CRIU_LAB_PROGRESS") == "off":
         return
     key = command_key(args)
-    done = [(e["id"], f"sudo criu-lab {key} passed", time.time())
+    how = f"sudo criu-lab migrate --fault {fault['name']}: {fault['outcome']}" if fault else f"sudo criu-lab {key} passed"
+    done = [(e["id"], how, time.time())
             for e in (table or exercises()) if key in e.get("commands", [])]
     if not done:
         return

@@ -179,9 +179,9 @@ describe.skipIf(missing)("criu-lab-verify --progress: real sshd, this checkout's
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.split("\n");
     expect(lines[0]).toMatch(
-      /^seat\s+counter\s+demo\s+images\s+doctor\s+training\s+game\s+migration\s+done$/,
+      /^seat\s+counter\s+demo\s+images\s+checkpoint\s+doctor\s+training\s+game\s+migration\s+link\s+faults\s+done$/,
     );
-    expect(lines[1]).toMatch(/^01\s+·\s+✓\s+✓\s+·\s+·\s+·\s+-\s+2\/6$/);
+    expect(lines[1]).toMatch(/^01\s+·\s+✓\s+✓\s+·\s+·\s+·\s+·\s+-\s+-\s+-\s+2\/7$/);
     expect(r.stdout).toContain("1 of 1 host(s) answered; done by every seat: demo, images; exit 0");
 
     const j = await runVerifyCli([...args, "--json"], 120_000, env);
@@ -241,8 +241,8 @@ describe.skipIf(missing)("criu-lab-verify --progress: real sshd, this checkout's
       ["02", "a", "not available", 3],
       ["02", "b", "unreachable", 3],
     ]);
-    expect(table).toMatch(/^01\s+·\s+✓\s+✓\s+·\s+·\s+·\s+-\s+2\/6$/m);
-    expect(table).toMatch(/^02\s+\?\s+\?\s+\?\s+\?\s+\?\s+\?\s+\?\s+0\/7$/m);
+    expect(table).toMatch(/^01\s+·\s+✓\s+✓\s+·\s+·\s+·\s+·\s+-\s+-\s+-\s+2\/7$/m);
+    expect(table).toMatch(/^02(\s+\?){10}\s+0\/10$/m);
     expect(table).toContain(
       `seat 02 host a 127.0.0.1:${oldSshd.port}: not available (exit 3): this host's criu-lab has no 'progress'`,
     );

@@ -6,67 +6,39 @@
  * changed (a missing network-lock backend; a restore from an older checkpoint), never an
  * edit of the lab's installed files.
  */
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { REMOTE_CHECKS, SCENARIO_CHECKS } from "../../contract/checks";
 import { VerifyReport } from "../../verify/verifier";
 import { cannotRun } from "../support/requirements";
 import { HOST } from "./support/lab-helpers";
-import {
-  TestSshd,
-  TestUser,
-  createTestUser,
-  installWrapper,
-  needSshdHost,
-  removeWrappers,
-  startSshd,
-} from "./support/sshd";
-import { keyMaterial, runVerifyCli, cliTargetArgs } from "./support/verify-cli";
+import { TestSshd, TestUser, installWrapper, needSshdHost } from "./support/sshd";
+import { keyMaterial, runVerifyCli, cliTargetArgs, sshdHostForTests } from "./support/verify-cli";
 
 const USER = "criulab-scenarios-test";
 
 const missing = cannotRun("criu-lab-verify --scenarios on a lab host", needSshdHost({ lab: true }));
 
 describe.skipIf(missing)("criu-lab-verify --scenarios against a real sshd and real CRIU", () => {
-  let dir: string;
   let user: TestUser;
   let sshd: TestSshd;
   /** Run directories of failed runs this file made on purpose: removed afterwards. */
   const madeToFail: string[] = [];
   const cliTarget = () => cliTargetArgs(sshd, user);
 
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "criulab-verify-scenarios-"));
-    user = createTestUser(USER, dir);
-    sshd = await startSshd({ dir, user: USER, authorizedKey: user.key.publicKeyOpenssh });
-  });
-
-  let failed = false;
-  beforeEach(({ onTestFailed }) =>
-    onTestFailed(() => {
-      failed = true;
-    }),
+  sshdHostForTests(
+    {
+      user: USER,
+      dirPrefix: "criulab-verify-scenarios-",
+      what: "verify-scenarios host tests",
+      atEnd: (failed) => {
+        if (failed) return;
+        for (const run of madeToFail) rmSync(run, { recursive: true, force: true });
+      },
+    },
+    (host) => ({ user, sshd } = host),
   );
-
-  afterEach(() => {
-    if (user) removeWrappers(user);
-  });
-
-  afterAll(async () => {
-    await sshd?.stop();
-    user?.remove();
-    if (!failed) {
-      for (const run of madeToFail) rmSync(run, { recursive: true, force: true });
-    }
-    if (!dir) return;
-    if (failed) {
-      console.warn(`verify-scenarios host tests failed: sshd log and config kept in ${dir}`);
-    } else {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
 
   const expectNoKeyMaterial = (text: string) => {
     for (const line of keyMaterial(user.key.privateKeyOpenssh)) expect(text).not.toContain(line);

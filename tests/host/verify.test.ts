@@ -16,21 +16,13 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { main } from "../../verify/cli";
 import { REMOTE_CHECKS } from "../../contract/checks";
 import { VerifyReport, verifyLab } from "../../verify/verifier";
 import { cannotRun, needCommand } from "../support/requirements";
-import {
-  TestSshd,
-  TestUser,
-  createTestUser,
-  installWrapper,
-  needSshdHost,
-  removeWrappers,
-  startSshd,
-} from "./support/sshd";
-import { keyMaterial, runVerifyCli, cliTargetArgs } from "./support/verify-cli";
+import { TestSshd, TestUser, installWrapper, needSshdHost, startSshd } from "./support/sshd";
+import { keyMaterial, runVerifyCli, cliTargetArgs, sshdHostForTests } from "./support/verify-cli";
 import { HOST, REPO } from "./support/lab-helpers";
 import { generateKey } from "../../vm/keys";
 
@@ -112,34 +104,11 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
   });
   const cliTarget = () => cliTargetArgs(sshd, user);
 
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "criulab-verify-"));
-    user = createTestUser(USER, dir);
-    sshd = await startSshd({ dir, user: USER, authorizedKey: user.key.publicKeyOpenssh });
-  });
-
-  let failed = false;
-  beforeEach(({ onTestFailed }) =>
-    onTestFailed(() => {
-      failed = true;
-    }),
+  // Evidence on failure: the sshd log (sshd.log), its config and the test keys.
+  sshdHostForTests(
+    { user: USER, dirPrefix: "criulab-verify-", what: "verify host tests" },
+    (host) => ({ dir, user, sshd } = host),
   );
-
-  afterAll(async () => {
-    await sshd?.stop();
-    user?.remove();
-    if (!dir) return;
-    if (failed) {
-      // Evidence: the sshd log (sshd.log), its config and the test keys.
-      console.warn(`verify host tests failed: sshd log and config kept in ${dir}`);
-    } else {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-
-  afterEach(() => {
-    if (user) removeWrappers(user);
-  });
 
   it("refuses a host key that does not match at once: exit 3, both fingerprints named", async () => {
     const other = generateKey(join(dir, "other_host_key"), "other_host_key");

@@ -73,6 +73,23 @@ def test_a_changed_checkpoint_is_not_exported(tmp_path):
     assert not os.path.exists(tmp_path / "c.tar.gz")
 
 
+def test_an_incremental_checkpoint_is_refused_naming_its_parent(tmp_path):
+    """Its pages are partly in the parent: an archive of the one directory would restore wrong."""
+    parent = checkpoint(tmp_path)
+    d = tmp_path / "c2"
+    d.mkdir()
+    (d / "pages-1.img").write_bytes(b"dirty pages")
+    os.symlink("../c", d / "parent")
+    manifest.write(str(d))
+    with pytest.raises(LabError) as e:
+        archive.pack(str(d), str(tmp_path / "c2.tar.gz"), "gzip")
+    assert e.value.code == NOT_READY
+    assert str(e.value) == (f"{d} is an incremental checkpoint: its parent link points at ../c, which holds pages "
+                            "this one does not; an archive carries one directory, so export a full checkpoint "
+                            "(`criu-lab checkpoint dump`, or a dump without --prev-images-dir)")
+    assert not os.path.exists(tmp_path / "c2.tar.gz") and os.path.isdir(parent)
+
+
 def tar_of(path, members):
     """A gzip tar of MEMBERS: (name, bytes) or a TarInfo for other kinds."""
     with tarfile.open(path, "w:gz") as tar:

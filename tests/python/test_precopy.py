@@ -2,7 +2,7 @@
 dirties memory faster than the link carries it, and the loop that reports each round."""
 import os
 
-from criu_lab import precopy
+from criu_lab import manifest, precopy
 
 MiB = 2**20
 
@@ -78,7 +78,12 @@ def test_pre_copy_runs_rounds_until_the_rule_stops_them_and_reports_each(tmp_pat
         (1, 40 * MiB // precopy.PAGE, 40 * MiB, 12.5, 50.0), (2, 8 * MiB // precopy.PAGE, 8 * MiB, 12.5, 50.0),
         (3, MiB // 2 // precopy.PAGE, MiB // 2, 12.5, 50.0)]
     assert m.r["preCopyStop"] == "converged"
-    assert m.r["bytesTransferred"] == 48 * MiB + MiB // 2
+    # Each round's directory carries its manifest, copied with it, as every checkpoint dir does.
+    manifests = [manifest.load(f"{tmp_path}/pre-{i}") for i in (1, 2, 3)]
+    assert [(x["preDumpRound"], sorted(x["files"])) for x in manifests] == [(i, ["pages-1.img"]) for i in (1, 2, 3)]
+    assert manifests[2]["files"]["pages-1.img"]["size"] == MiB // 2
+    assert m.r["bytesTransferred"] == 48 * MiB + MiB // 2 + sum(
+        os.path.getsize(f"{tmp_path}/pre-{i}/MANIFEST.json") for i in (1, 2, 3))
     assert said[0] == f"pre-dump round 1: {40 * MiB // precopy.PAGE} pages (40.0 MiB) dirty, dumped in 12.5 ms, " \
                       "copied in 50.0 ms while PID 4242 runs"
     assert said[-1].startswith("pre-copy stops after round 3: converged (round 3 found 512.0 KiB dirty")

@@ -172,3 +172,19 @@ def test_the_verifiers_own_runs_record_nothing(monkeypatch, store):
     monkeypatch.setenv("CRIU_LAB_PROGRESS", "off")
     progress.after_command(argparse.Namespace(command="demo"), 0)
     assert not os.path.exists(store)
+
+
+def test_a_fault_the_lab_recovered_from_records_the_faults_exercise(monkeypatch, store):
+    """migrate --fault ends non-zero when the fault broke the migration; the exercise is to
+    cause it and see the lab recover (the process runs), so that is what records it."""
+    monkeypatch.setattr(progress, "STORE", store)
+    args = argparse.Namespace(command="migrate", fault={"name": "page-server-kill"})
+    assert progress.command_key(args) == "migrate --fault"
+    frozen = {"fault": {"name": "page-server-kill", "outcome": "failed, never dumped", "processHere": "stopped (T)"}}
+    progress.after_command(args, 1, result=frozen)
+    assert not os.path.exists(store)
+    recovered = {"fault": {**frozen["fault"], "processHere": "running"}}
+    progress.after_command(args, 1, result=recovered)
+    recorded = progress.load(store)
+    assert sorted(recorded) == ["faults"]
+    assert recorded["faults"]["how"] == "sudo criu-lab migrate --fault page-server-kill: failed, never dumped"

@@ -10,9 +10,10 @@ import {
   LabMocks,
   MOCK_ELASTIC_IP,
   MOCK_LOCAL_ZONE,
+  MOCK_LOOKUPS,
+  MOCK_VPC,
   PASSING_CHECK,
   PASSING_DEMO,
-  constructionLog,
   failureOf,
   isSecretValue,
   setupMocks,
@@ -20,6 +21,9 @@ import {
   valueOf,
   labChild,
 } from "./support/mocks";
+import { expectHostHardened, expectOpenEgress, expectSshOnlyFrom } from "./support/properties";
+import { INVOKE, T } from "./support/types";
+import { LAB_CIDR, newLab, settled } from "./support/lab";
 
 // Types only: the modules themselves load after the mocks are installed.
 import type { CriuLab, CriuLabArgs } from "../../components/lab";
@@ -29,46 +33,11 @@ let mocks: LabMocks;
 let CriuLabClass: typeof CriuLab;
 let CHECKS: typeof RemoteChecks;
 
-const T = {
-  vpc: "aws:ec2/vpc:Vpc",
-  subnet: "aws:ec2/subnet:Subnet",
-  igw: "aws:ec2/internetGateway:InternetGateway",
-  routes: "aws:ec2/routeTable:RouteTable",
-  assoc: "aws:ec2/routeTableAssociation:RouteTableAssociation",
-  sg: "aws:ec2/securityGroup:SecurityGroup",
-  keyPair: "aws:ec2/keyPair:KeyPair",
-  instance: "aws:ec2/instance:Instance",
-  eip: "aws:ec2/eip:Eip",
-  eipAssoc: "aws:ec2/eipAssociation:EipAssociation",
-  stash: "pulumi:index:Stash",
-  tlsKey: "tls:index/privateKey:PrivateKey",
-  command: "command:remote:Command",
-  running: "aws:ec2transitgateway/instanceState:InstanceState",
-} as const;
+const CIDR = LAB_CIDR;
 
-const INVOKE = {
-  ami: "aws:ec2/getAmi:getAmi",
-  instanceType: "aws:ec2/getInstanceType:getInstanceType",
-  offerings: "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings",
-  zones: "aws:index/getAvailabilityZones:getAvailabilityZones",
-  subnet: "aws:ec2/getSubnet:getSubnet",
-  instances: "aws:ec2/getInstances:getInstances",
-} as const;
-
-const CIDR = "203.0.113.7/32";
-
-function args(overrides: Partial<CriuLabArgs> = {}): CriuLabArgs {
-  return {
-    instanceType: "t3.small",
-    ubuntuRelease: "24.04",
-    sshAllowedCidrs: [CIDR],
-    rootVolumeGiB: 16,
-    criu: { kind: "git", version: "v4.2", commit: "3c7d4fa013297b431da48eff821db7f2e8b90c27" },
-    verify: true,
-    autoStopMinutes: 120,
-    ...overrides,
-  };
-}
+/** The names of the verification's remote Commands of lab `lab`'s host, in order. */
+const verifySteps = (lab: string, steps: string[]) =>
+  steps.map((step) => `${lab}-seat-01-a-verify-${step}`);
 
 interface Built {
   lab: CriuLab;
@@ -88,12 +57,10 @@ async function build(
   failing?: (lab: CriuLab) => pulumi.Output<unknown>,
 ): Promise<Built & { failure?: Promise<Error> }> {
   mocks.invokes.length = 0;
-  const log = constructionLog();
-  const lab = new CriuLabClass(name, args(overrides), { transformations: [log.transformation] });
-  const failure = failing ? failureOf(failing(lab)) : undefined;
-  await valueOf(lab.knownHostsLine);
-  await valueOf(lab.host.userData);
-  await log.settled(mocks);
+  const made = newLab(CriuLabClass, name, overrides);
+  const failure = failing ? failureOf(failing(made.lab)) : undefined;
+  await valueOf(made.lab.host.userData);
+  const { lab, log } = await settled(mocks, made);
   return { lab, log, invokes: [...mocks.invokes], failure };
 }
 
@@ -162,43 +129,22 @@ describe("the default lab (new VPC, verify on)", () => {
   it("lets SSH in only from the configured CIDRs and everything out", () => {
     const sg = one(T.sg);
     expect(sg.inputs.vpcId).toBe(one(T.vpc).id);
-    expect(sg.inputs.ingress).toEqual([
-      expect.objectContaining({ protocol: "tcp", fromPort: 22, toPort: 22, cidrBlocks: [CIDR] }),
-    ]);
-    expect(JSON.stringify(sg.inputs.ingress)).not.toContain("0.0.0.0/0");
-    expect(sg.inputs.ingress[0].ipv6CidrBlocks ?? []).toEqual([]);
-    expect(sg.inputs.egress).toEqual([
-      expect.objectContaining({
-        protocol: "-1",
-        fromPort: 0,
-        toPort: 0,
-        cidrBlocks: ["0.0.0.0/0"],
-      }),
-    ]);
+    expectSshOnlyFrom(sg, [CIDR]);
+    expectOpenEgress(sg);
   });
 
-  it("launches the instance with IMDSv2, an encrypted gp3 root and replace-on-user-data", () => {
+  it("launches the instance with IMDSv2, an encrypted root and replace-on-user-data", () => {
     const instance = one(T.instance);
+    expectHostHardened(instance);
+    // Wired to what the lab made and looked up: the x86_64 image, its subnet, group and key.
     expect(instance.inputs).toMatchObject({
       instanceType: "t3.small",
-      ami: "ami-0b8b8b8b8b8b8b8b8",
+      ami: MOCK_LOOKUPS.amis.x86_64,
       subnetId: one(T.subnet).id,
       vpcSecurityGroupIds: [one(T.sg).id],
       keyName: `${"default-seat-01-access-key-pair"}-0a1b2c3`,
       associatePublicIpAddress: true,
-      userDataReplaceOnChange: true,
-      instanceInitiatedShutdownBehavior: "stop",
-      metadataOptions: {
-        httpEndpoint: "enabled",
-        httpTokens: "required",
-        httpPutResponseHopLimit: 1,
-      },
-      rootBlockDevice: {
-        volumeType: "gp3",
-        volumeSize: 16,
-        encrypted: true,
-        deleteOnTermination: true,
-      },
+      rootBlockDevice: { volumeSize: 16 },
     });
   });
 
@@ -263,12 +209,9 @@ describe("the default lab (new VPC, verify on)", () => {
     const hostPublicKey = (await valueOf(built.lab.access.hostPublicKey)).trim();
     const userPrivateKey = await valueOf(built.lab.privateKey);
     const commands = mocks.ofType(T.command, "default-seat-01-a-verify-");
-    expect(commands.map((c) => c.name)).toEqual([
-      "default-seat-01-a-verify-cloud-init",
-      "default-seat-01-a-verify-check",
-      "default-seat-01-a-verify-demo",
-      "default-seat-01-a-verify-doctor",
-    ]);
+    expect(commands.map((c) => c.name)).toEqual(
+      verifySteps("default", ["cloud-init", "check", "demo", "doctor"]),
+    );
     const checks = [CHECKS.cloudInit, CHECKS.check, CHECKS.demo, CHECKS.doctor];
     commands.forEach((command, i) => {
       expect(command.inputs.connection).toMatchObject({
@@ -580,29 +523,29 @@ describe("image lookup per release and architecture", () => {
     return amis[0].inputs;
   };
 
-  it("22.04 on x86_64 uses Canonical's jammy hvm-ssd images", async () => {
-    const b = await build("jammy", { ubuntuRelease: "22.04" });
+  it.each([
+    ["22.04 on x86_64: jammy hvm-ssd", "22.04", "t3.small", "hvm-ssd/ubuntu-jammy-22.04-amd64"],
+    [
+      "a Graviton type: the arm64 image",
+      "24.04",
+      "t4g.small",
+      "hvm-ssd-gp3/ubuntu-noble-24.04-arm64",
+    ],
+  ] as const)("%s", async (_, ubuntuRelease, instanceType, image) => {
+    const name = `image-${instanceType.replace(".", "-")}-${ubuntuRelease.replace(".", "")}`;
+    const b = await build(name, { ubuntuRelease, instanceType });
+    const architecture = instanceType.startsWith("t4g") ? "arm64" : "x86_64";
     expect(amiInvoke(b)).toMatchObject({
       owners: ["099720109477"],
       filters: expect.arrayContaining([
-        { name: "name", values: ["ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*"] },
-        { name: "architecture", values: ["x86_64"] },
+        { name: "name", values: [`ubuntu/images/${image}-server-*`] },
+        { name: "architecture", values: [architecture] },
       ]),
     });
-  });
-
-  it("a Graviton type (t4g.small) gets the arm64 image", async () => {
-    const b = await build("graviton", { instanceType: "t4g.small" });
-    expect(amiInvoke(b)).toMatchObject({
-      owners: ["099720109477"],
-      filters: expect.arrayContaining([
-        { name: "name", values: ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-*"] },
-        { name: "architecture", values: ["arm64"] },
-      ]),
-    });
-    expect(mocks.one(T.instance, "graviton-").inputs).toMatchObject({
-      instanceType: "t4g.small",
-      ami: "ami-0a4a4a4a4a4a4a4a4",
+    // The instance runs the image looked up for its architecture.
+    expect(mocks.one(T.instance, `${name}-`).inputs).toMatchObject({
+      instanceType,
+      ami: MOCK_LOOKUPS.amis[architecture],
     });
   });
 
@@ -624,7 +567,7 @@ describe("options", () => {
     expect(b.invokes.filter((i) => i.token === INVOKE.offerings)).toEqual([]);
     const lookups = b.invokes.filter((i) => i.token === INVOKE.subnet);
     expect(lookups.map((i) => i.inputs.id)).toEqual(["subnet-0123456789abcdef0"]);
-    expect(mocks.one(T.sg, "existing-").inputs.vpcId).toBe("vpc-0e1e1e1e1e1e1e1e1");
+    expect(mocks.one(T.sg, "existing-").inputs.vpcId).toBe(MOCK_VPC);
     expect(mocks.one(T.instance, "existing-").inputs.subnetId).toBe("subnet-0123456789abcdef0");
   });
 
@@ -641,14 +584,16 @@ describe("options", () => {
   it("verifyScenarios adds one step per scenario, after the demo and the doctor, one at a time", async () => {
     const b = await build("scenarios", { verifyScenarios: ["training", "game"] });
     const commands = mocks.ofType(T.command, "scenarios-seat-01-a-verify-");
-    expect(commands.map((c) => c.name)).toEqual([
-      "scenarios-seat-01-a-verify-cloud-init",
-      "scenarios-seat-01-a-verify-check",
-      "scenarios-seat-01-a-verify-demo",
-      "scenarios-seat-01-a-verify-doctor",
-      "scenarios-seat-01-a-verify-scenario-training",
-      "scenarios-seat-01-a-verify-scenario-game",
-    ]);
+    expect(commands.map((c) => c.name)).toEqual(
+      verifySteps("scenarios", [
+        "cloud-init",
+        "check",
+        "demo",
+        "doctor",
+        "scenario-training",
+        "scenario-game",
+      ]),
+    );
     const { SCENARIO_CHECKS } = await import("../../contract/checks");
     const byName = (n: string) =>
       commands.find((c) => c.name === `scenarios-seat-01-a-verify-${n}`);

@@ -11,7 +11,6 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { CriuLab, CriuLabArgs } from "../../components/lab";
 import { LAB_DIR, labFilesArchive, RECEIVE_SCRIPT } from "../../cloud-init/userData";
 import {
-  constructionLog,
   type ConstructionLog,
   type LabMocks,
   MOCK_ELASTIC_IP,
@@ -19,6 +18,7 @@ import {
   userDataOf,
   valueOf,
 } from "./support/mocks";
+import { newLab, settled } from "./support/lab";
 
 const T = {
   copy: "command:remote:CopyToRemote",
@@ -29,26 +29,8 @@ const T = {
 let mocks: LabMocks;
 let CriuLabClass: typeof CriuLab;
 
-function args(overrides: Partial<CriuLabArgs> = {}): CriuLabArgs {
-  return {
-    instanceType: "t3.small",
-    ubuntuRelease: "24.04",
-    sshAllowedCidrs: ["203.0.113.7/32"],
-    rootVolumeGiB: 16,
-    criu: { kind: "git", version: "v4.2", commit: "3c7d4fa013297b431da48eff821db7f2e8b90c27" },
-    verify: true,
-    autoStopMinutes: 120,
-    ...overrides,
-  };
-}
-
-async function build(name: string, overrides: Partial<CriuLabArgs> = {}) {
-  const log = constructionLog();
-  const lab = new CriuLabClass(name, args(overrides), { transformations: [log.transformation] });
-  await valueOf(lab.knownHostsLine);
-  await log.settled(mocks);
-  return { lab, log };
-}
+const build = (name: string, overrides: Partial<CriuLabArgs> = {}) =>
+  settled(mocks, newLab(CriuLabClass, name, overrides));
 
 const constructed = (log: ConstructionLog, name: string) => {
   const found = log.constructed.find((c) => c.name === name);

@@ -16,8 +16,9 @@ import { allAliases, createUrn } from "@pulumi/pulumi/resource";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { LabMocks, constructionLog, setupMocks, valueOf } from "./support/mocks";
-import type { CriuLab, CriuLabArgs } from "../../components/lab";
+import { LabMocks, setupMocks, valueOf } from "./support/mocks";
+import { newLab, settled } from "./support/lab";
+import type { CriuLab } from "../../components/lab";
 
 let mocks: LabMocks;
 let CriuLabClass: typeof CriuLab;
@@ -33,29 +34,16 @@ interface Made {
 
 const FIXTURE = join(__dirname, "fixtures", "one-seat-urns.json");
 
-function oneSeatArgs(): CriuLabArgs {
-  return {
-    instanceType: "t3.small",
-    ubuntuRelease: "24.04",
-    sshAllowedCidrs: ["203.0.113.7/32"],
-    rootVolumeGiB: 16,
-    criu: { kind: "git", version: "v4.2", commit: "3c7d4fa013297b431da48eff821db7f2e8b90c27" },
-    verify: true,
-    // Every kind of resource a one-host lab can have.
-    verifyScenarios: ["training", "game"],
-    budget: { monthlyUsd: 20, email: "teacher@example.com" },
-    autoStopMinutes: 120,
-  };
-}
-
 /** Every resource of the lab `criu-lab` (as index.ts names it) with its URN and aliases. */
 async function buildLab(): Promise<Made[]> {
-  const log = constructionLog();
-  const lab = new CriuLabClass("criu-lab", oneSeatArgs(), {
-    transformations: [log.transformation],
-  });
-  await valueOf(lab.knownHostsLine);
-  await log.settled(mocks);
+  const { log } = await settled(
+    mocks,
+    newLab(CriuLabClass, "criu-lab", {
+      // Every kind of resource a one-host lab can have.
+      verifyScenarios: ["training", "game"],
+      budget: { monthlyUsd: 20, email: "teacher@example.com" },
+    }),
+  );
   // The lab's own transformations see the lab too: every resource is in the log.
   const entries = log.constructed;
   const byResource = new Map(entries.map((e) => [e.resource, e]));

@@ -71,7 +71,7 @@ describe("plans that must fail loudly", () => {
       const report = JSON.parse(run.stdout) as PlanReport;
       expect(report.ok).toBe(false);
       expect(report.errors[0]).toBe(
-        "the offline plan has no placeholder for the lookup 'aws:ec2/getVpc:getVpc': add one to plan/placeholders.ts",
+        "the offline plan has no placeholder for the lookup 'aws:ec2/getVpc:getVpc': add one to plan/lookups.ts",
       );
       // Once: the program's own "Invoke of ... failed" repeats it and is left out.
       expect(run.stderr.split("no placeholder for the lookup")).toHaveLength(2);

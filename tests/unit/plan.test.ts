@@ -14,28 +14,8 @@ import { loadProject } from "../../plan/project";
 import { runPlan } from "../../plan/runner";
 import { SECRET, UNKNOWN } from "../../plan/values";
 import { PLAN_TIMEOUT_MS, ROOT, dependencyClosure, runCli } from "./fixtures/plan-cli";
-
-const T = {
-  stack: "pulumi:pulumi:Stack",
-  lab: "criu-lab:lab:CriuLab",
-  seat: "criu-lab:seat:LabSeat",
-  labInstance: "criu-lab:instance:LabInstance",
-  vpc: "aws:ec2/vpc:Vpc",
-  subnet: "aws:ec2/subnet:Subnet",
-  igw: "aws:ec2/internetGateway:InternetGateway",
-  routes: "aws:ec2/routeTable:RouteTable",
-  assoc: "aws:ec2/routeTableAssociation:RouteTableAssociation",
-  sg: "aws:ec2/securityGroup:SecurityGroup",
-  keyPair: "aws:ec2/keyPair:KeyPair",
-  instance: "aws:ec2/instance:Instance",
-  eip: "aws:ec2/eip:Eip",
-  eipAssoc: "aws:ec2/eipAssociation:EipAssociation",
-  stash: "pulumi:index:Stash",
-  tlsKey: "tls:index/privateKey:PrivateKey",
-  command: "command:remote:Command",
-  copy: "command:remote:CopyToRemote",
-  running: "aws:ec2transitgateway/instanceState:InstanceState",
-} as const;
+import { expectHostHardened, expectOpenEgress, expectSshOnlyFrom } from "./support/properties";
+import { T } from "./support/types";
 
 describe("plan of the real program with the dev stack's config", () => {
   let report: PlanReport;
@@ -140,44 +120,17 @@ describe("plan of the real program with the dev stack's config", () => {
 
   it("lets SSH in only from the deployer's address (a placeholder) and everything out", () => {
     const sg = one(T.sg);
-    expect(sg.inputs.ingress).toEqual([
-      expect.objectContaining({
-        protocol: "tcp",
-        fromPort: 22,
-        toPort: 22,
-        cidrBlocks: [`${PLACEHOLDER_PUBLIC_IP}/32`],
-      }),
-    ]);
+    expectSshOnlyFrom(sg, [`${PLACEHOLDER_PUBLIC_IP}/32`]);
     expect(sg.lookedUpAtDeploy).toEqual(["ingress[0].cidrBlocks[0]"]);
-    expect(sg.inputs.egress).toEqual([
-      expect.objectContaining({
-        protocol: "-1",
-        fromPort: 0,
-        toPort: 0,
-        cidrBlocks: ["0.0.0.0/0"],
-      }),
-    ]);
+    expectOpenEgress(sg);
   });
 
-  it("launches the instance with IMDSv2, an encrypted gp3 root and the looked-up AMI", () => {
+  it("launches the instance with IMDSv2, an encrypted root and the looked-up AMI", () => {
     const instance = one(T.instance);
+    expectHostHardened(instance);
     expect(instance.inputs).toMatchObject({
       instanceType: "t3.small",
       ami: PLACEHOLDER_AMI,
-      associatePublicIpAddress: true,
-      userDataReplaceOnChange: true,
-      instanceInitiatedShutdownBehavior: "stop",
-      metadataOptions: {
-        httpEndpoint: "enabled",
-        httpTokens: "required",
-        httpPutResponseHopLimit: 1,
-      },
-      rootBlockDevice: {
-        volumeType: "gp3",
-        volumeSize: 16,
-        encrypted: true,
-        deleteOnTermination: true,
-      },
       // The Name tag of a lab from before seats, which a class of one keeps.
       tags: { Name: "criu-lab-host-instance", Project: "criu-lab", Stack: "dev" },
     });
@@ -220,7 +173,7 @@ describe("plan of the real program with the dev stack's config", () => {
     });
     expect(eip.dependsOn).toEqual([one(T.igw).urn]);
     const assoc = one(T.eipAssoc);
-    expect(assoc.options).toEqual({ deleteBeforeReplace: true });
+    expect(assoc.options).toMatchObject({ deleteBeforeReplace: true });
     expect(assoc.dependsOn).toEqual(expect.arrayContaining([eip.urn, one(T.instance).urn]));
     for (const command of ofType(T.command)) {
       // The connection (a secret) takes its host from the Elastic IP.
@@ -228,6 +181,36 @@ describe("plan of the real program with the dev stack's config", () => {
     }
     expect(report.outputs.publicIp).toBe(UNKNOWN);
     expect(report.outputs.publicDns).toBe(UNKNOWN);
+  });
+
+  it("shows the aliases that keep a lab from before seats: each a URN such a stack held", () => {
+    const fixture = join(ROOT, "tests/unit/fixtures/one-seat-urns.json");
+    const held = new Set(
+      (JSON.parse(readFileSync(fixture, "utf8")) as Array<{ urn: string }>).map((e) => e.urn),
+    );
+    const aliased = report.resources.filter((r) => r.options.aliases !== undefined);
+    // The seat's parts that were the lab's own, and the host key named without its role.
+    expect(aliased.map((r) => r.name).sort()).toEqual([
+      "criu-lab-seat-01-a-address",
+      "criu-lab-seat-01-a-address-assoc",
+      "criu-lab-seat-01-a-files",
+      "criu-lab-seat-01-a-host",
+      "criu-lab-seat-01-a-verify",
+      "criu-lab-seat-01-access",
+      "criu-lab-seat-01-access-host-key-a",
+    ]);
+    const labInstance = one(T.labInstance);
+    expect(labInstance.options.aliases).toEqual([
+      `urn:pulumi:dev::criu-lab::${T.lab}$${T.labInstance}::criu-lab-host`,
+    ]);
+    // The host key's own alias is its old name under today's parent: the URN the stack held
+    // comes with its parent's alias, as the engine derives it (one-seat-urns.test.ts).
+    for (const r of aliased.filter((r) => r.name !== "criu-lab-seat-01-access-host-key-a")) {
+      for (const urn of r.options.aliases!) expect(held.has(urn), `${r.name}: ${urn}`).toBe(true);
+    }
+    expect(tree).toContain(
+      `# aliases: ["urn:pulumi:dev::criu-lab::${T.lab}$${T.labInstance}::criu-lab-host"]`,
+    );
   });
 
   it("starts a host the auto-stop powered off before any command dials it", () => {

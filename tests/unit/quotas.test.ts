@@ -6,7 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type * as Quotas from "../../components/quotas";
-import { LabMocks, MOCK_ELASTIC_IP_QUOTA, MOCK_VCPU_QUOTA, setupMocks } from "./support/mocks";
+import { LabMocks, setupMocks } from "./support/mocks";
 
 let mocks: LabMocks;
 let quotas: typeof Quotas;
@@ -179,8 +179,8 @@ describe("checkQuotas through the provider's invokes", () => {
         .map((i) => i.inputs)
         .sort((a, b) => (a.quotaCode < b.quotaCode ? -1 : 1)),
     ).toEqual([
-      { serviceCode: "ec2", quotaCode: MOCK_ELASTIC_IP_QUOTA },
-      { serviceCode: "ec2", quotaCode: MOCK_VCPU_QUOTA },
+      { serviceCode: "ec2", quotaCode: "L-0263D0A3" },
+      { serviceCode: "ec2", quotaCode: "L-1216C47A" },
     ]);
     expect(mocks.invokesOf(EIPS).map((i) => i.inputs)).toContainEqual({ tags });
     expect(info.mock.calls.map(([m]) => m)).toContainEqual(

@@ -16,7 +16,6 @@ import {
   LabMocks,
   PASSING_DEMO,
   PASSING_MIGRATION,
-  constructionLog,
   failureOf,
   fakeOpensshKeyPair,
   isSecretValue,
@@ -25,6 +24,13 @@ import {
   valueOf,
   labChild,
 } from "./support/mocks";
+import { LAB_CIDR, newLab, settled } from "./support/lab";
+import {
+  expectImdsV2Required,
+  expectSshOnlyFrom,
+  expectVolumesEncrypted,
+} from "./support/properties";
+import { T } from "./support/types";
 
 /** The checkout's host command, as the lab's files install it. */
 const HOST_COMMAND = join(__dirname, "..", "..", "host", "criu-lab");
@@ -39,29 +45,6 @@ let mocks: LabMocks;
 let CriuLabClass: typeof CriuLab;
 let seatModule: typeof SeatModule;
 
-const T = {
-  sg: "aws:ec2/securityGroup:SecurityGroup",
-  keyPair: "aws:ec2/keyPair:KeyPair",
-  instance: "aws:ec2/instance:Instance",
-  eip: "aws:ec2/eip:Eip",
-  tlsKey: "tls:index/privateKey:PrivateKey",
-  command: "command:remote:Command",
-  budget: "aws:budgets/budget:Budget",
-} as const;
-
-function args(overrides: Partial<CriuLabArgs> = {}): CriuLabArgs {
-  return {
-    instanceType: "t3.small",
-    ubuntuRelease: "24.04",
-    sshAllowedCidrs: ["203.0.113.7/32"],
-    rootVolumeGiB: 16,
-    criu: { kind: "git", version: "v4.2", commit: "3c7d4fa013297b431da48eff821db7f2e8b90c27" },
-    verify: true,
-    autoStopMinutes: 45,
-    ...overrides,
-  };
-}
-
 interface Built {
   lab: CriuLab;
   seats: SeatOutput[];
@@ -69,12 +52,10 @@ interface Built {
 }
 
 async function build(name: string, overrides: Partial<CriuLabArgs> = {}): Promise<Built> {
-  const log = constructionLog();
-  const lab = new CriuLabClass(name, args(overrides), { transformations: [log.transformation] });
-  const seats = await valueOf(lab.seatsOutput);
-  await valueOf(lab.knownHostsLine);
-  await log.settled(mocks);
-  return { lab, seats, log };
+  // The auto-stop at 45 minutes, as a class's teacher might set it.
+  const made = newLab(CriuLabClass, name, { autoStopMinutes: 45, ...overrides });
+  const seats = await valueOf(made.lab.seatsOutput);
+  return { ...(await settled(mocks, made)), seats };
 }
 
 beforeAll(async () => {
@@ -170,53 +151,57 @@ describe("one seat of one host (the default)", () => {
 describe("what holds for every host of any lab, one seat or a class", () => {
   // Properties, not copies of inputs: they hold however many seats and hosts there are.
   const labs = ["prop-solo", "prop-class"];
+  const seatsOf: Record<string, SeatOutput[]> = {};
   beforeAll(async () => {
-    await build("prop-solo");
-    await build("prop-class", { seats: 2, hostsPerSeat: 2, sshAllowedCidrs: ["0.0.0.0/0"] });
+    seatsOf["prop-solo"] = (await build("prop-solo")).seats;
+    const cidrs = ["0.0.0.0/0"];
+    seatsOf["prop-class"] = (
+      await build("prop-class", { seats: 2, hostsPerSeat: 2, sshAllowedCidrs: cidrs })
+    ).seats;
   });
   const ofLabs = (type: string) => labs.flatMap((lab) => mocks.ofType(type, `${lab}-`));
 
   it("requires IMDSv2 on every instance, with no hop beyond the host", () => {
     const instances = ofLabs(T.instance);
     expect(instances).toHaveLength(5);
-    for (const i of instances) {
-      expect(i.inputs.metadataOptions, i.name).toMatchObject({
-        httpTokens: "required",
-        httpPutResponseHopLimit: 1,
-      });
-    }
+    for (const i of instances) expectImdsV2Required(i);
   });
 
   it("encrypts every volume", () => {
-    for (const i of ofLabs(T.instance)) {
-      expect(i.inputs.rootBlockDevice?.encrypted, i.name).toBe(true);
-      // No other volume an instance could bring unencrypted.
-      expect(i.inputs.ebsBlockDevices ?? [], i.name).toEqual([]);
-    }
+    for (const i of ofLabs(T.instance)) expectVolumesEncrypted(i);
     expect(mocks.ofType("aws:ebs/volume:Volume")).toEqual([]);
+  });
+
+  it("pins, on every connection to a host, that host's own key: the one its users pin", () => {
+    // By lab, seat and role (prop-class-seat-02-b): the key that host's seat card holds.
+    const keyOf = new Map(
+      labs.flatMap((lab) =>
+        seatsOf[lab]!.flatMap((seat) =>
+          seat.hosts.map((h) => [
+            `${lab}-seat-${seat.seat}-${h.role}`,
+            h.knownHostsLine.split(" ")[2],
+          ]),
+        ),
+      ),
+    );
+    expect(keyOf.size).toBe(5);
+    const connected = [...ofLabs(T.command), ...ofLabs(T.copy)];
+    expect(connected.length).toBeGreaterThan(5);
+    for (const r of connected) {
+      // A seat's migration runs on host a, its peer set-up too: the name says which host.
+      const host =
+        /^(.*-seat-\d\d-[ab])-/.exec(r.name)?.[1] ?? `${/^(.*-seat-\d\d)-/.exec(r.name)![1]}-a`;
+      expect(r.inputs.connection.hostKey, r.name).toMatch(/^ssh-ed25519 /);
+      expect(r.inputs.connection.hostKey.split(" ")[1], r.name).toBe(keyOf.get(host));
+    }
   });
 
   it("opens SSH only to the allowed CIDRs or the group itself, and nothing else inbound", () => {
     const groups = ofLabs(T.sg);
     expect(groups).toHaveLength(2);
     for (const sg of groups) {
-      const allowed = sg.name.startsWith("prop-class") ? ["0.0.0.0/0"] : ["203.0.113.7/32"];
-      for (const rule of sg.inputs.ingress as Array<Record<string, unknown>>) {
-        // Every inbound rule is some part of TCP; SSH (22) only from where the config says.
-        expect(rule.protocol, sg.name).toBe("tcp");
-        const sources = [
-          ...((rule.cidrBlocks as string[] | undefined) ?? []),
-          ...((rule.ipv6CidrBlocks as string[] | undefined) ?? []),
-        ];
-        if (rule.self === true) expect(sources, sg.name).toEqual([]);
-        else expect(sources, sg.name).toEqual(allowed);
-        if (!rule.self) expect([rule.fromPort, rule.toPort], sg.name).toEqual([22, 22]);
-      }
+      expectSshOnlyFrom(sg, sg.name.startsWith("prop-class") ? ["0.0.0.0/0"] : [LAB_CIDR]);
     }
-    // With the default (one CIDR), nothing is open to the world at all.
-    expect(JSON.stringify(mocks.one(T.sg, "prop-solo-").inputs.ingress)).not.toMatch(
-      /0\.0\.0\.0\/0|::\/0/,
-    );
   });
 });
 
@@ -263,20 +248,13 @@ describe("a class of 3 seats with 2 hosts each", () => {
   it("has one network and one security group; SSH between hosts only by the group itself", () => {
     expect(mocks.ofType("aws:ec2/vpc:Vpc", "class-")).toHaveLength(1);
     const sg = mocks.one(T.sg, "class-");
-    const ingress = sg.inputs.ingress as Array<Record<string, unknown>>;
-    expect(ingress).toHaveLength(2);
-    expect(ingress[0]).toMatchObject({ fromPort: 22, toPort: 22, cidrBlocks: ["203.0.113.7/32"] });
-    expect(ingress[1]).toEqual({
-      description: expect.stringContaining("between the lab's hosts"),
-      protocol: "tcp",
-      fromPort: 22,
-      toPort: 22,
-      self: true,
-    });
-    // No CIDR on the rule between hosts, and nothing but SSH opened to anyone.
-    expect(ingress[1]!.cidrBlocks).toBeUndefined();
-    for (const rule of ingress) expect([rule.fromPort, rule.toPort]).toEqual([22, 22]);
-    expect(JSON.stringify(ingress)).not.toContain("0.0.0.0/0");
+    expectSshOnlyFrom(sg, [LAB_CIDR]);
+    expect(sg.inputs.ingress).toContainEqual(
+      expect.objectContaining({
+        description: expect.stringContaining("between the lab's hosts"),
+        self: true,
+      }),
+    );
   });
 
   it("gives every seat its own user key pair, and every host its own host key", async () => {
@@ -476,10 +454,7 @@ describe("a failed host fails the deploy naming its seat, host and step", () => 
       imagesDir: "/var/lib/criu-lab/demo/img",
     });
     try {
-      const log = constructionLog();
-      const lab = new CriuLabClass("failing", args({ seats: 1, hostsPerSeat: 2 }), {
-        transformations: [log.transformation],
-      });
+      const { lab, log } = newLab(CriuLabClass, "failing", { seats: 1, hostsPerSeat: 2 });
       // Taken at once, as `pulumi up` takes them (see lab.test.ts build()).
       const [a, b] = lab.seats[0]!.hosts.map((h) => failureOf(h.verification!.demo));
       await valueOf(lab.seatsOutput);
@@ -506,10 +481,7 @@ describe("migrationMode", () => {
   it("a migration whose stdout holds no JSON fails the seats output, naming the seat", async () => {
     mocks.commandStdout.migration = "migrated, trust me";
     try {
-      const log = constructionLog();
-      const lab = new CriuLabClass("unread", args({ seats: 1, hostsPerSeat: 2 }), {
-        transformations: [log.transformation],
-      });
+      const { lab, log } = newLab(CriuLabClass, "unread", { seats: 1, hostsPerSeat: 2 });
       const failure = failureOf(lab.seatsOutput);
       await log.settled(mocks);
       expect((await failure).message).toContain(

@@ -466,6 +466,29 @@ const ALL_OK: Array<[string, boolean]> = [
   ["checkpoint/restore demo", true],
 ];
 
+type SeatMigration = NonNullable<SeatsReport["seats"][number]["migration"]>;
+
+/**
+ * A seat of two hosts that both passed (on ports portA and portA + 1), and its migration
+ * a -> b: the seat passes when the migration does.
+ */
+function passingPair(
+  seat: string,
+  portA: number,
+  migration: Omit<SeatMigration, "from" | "to">,
+): SeatsReport["seats"][number] {
+  return {
+    seat,
+    ok: migration.exitCode === 0,
+    exitCode: migration.exitCode,
+    hosts: [
+      { role: "a", report: hostReport(portA, ALL_OK, 0) },
+      { role: "b", report: hostReport(portA + 1, ALL_OK, 0) },
+    ],
+    migration: { ...migration, from: `ubuntu@127.0.0.1:${portA}`, to: "ubuntu@b" } as SeatMigration,
+  };
+}
+
 describe("seatsTable", () => {
   it("one row per host, migration on a's row ('-' for one host), failures named, the verdict", () => {
     const report: SeatsReport = {
@@ -481,22 +504,7 @@ describe("seatsTable", () => {
           migration: null,
           hosts: [{ role: "a", report: hostReport(2201, ALL_OK, 0) }],
         },
-        {
-          seat: "02",
-          ok: true,
-          exitCode: 0,
-          hosts: [
-            { role: "a", report: hostReport(2202, ALL_OK, 0) },
-            { role: "b", report: hostReport(2203, ALL_OK, 0) },
-          ],
-          migration: {
-            status: "not available",
-            exitCode: 0,
-            from: "ubuntu@127.0.0.1:2202",
-            to: "ubuntu@b",
-            ms: 40,
-          },
-        },
+        passingPair("02", 2202, { status: "not available", exitCode: 0, ms: 40 }),
         {
           seat: "03",
           ok: false,
@@ -530,43 +538,21 @@ describe("seatsTable", () => {
             error: "not run",
           },
         },
-        {
-          seat: "04",
-          ok: false,
+        passingPair("04", 2206, {
+          status: "fail",
           exitCode: 1,
-          hosts: [
-            { role: "a", report: hostReport(2206, ALL_OK, 0) },
-            { role: "b", report: hostReport(2207, ALL_OK, 0) },
-          ],
-          migration: {
-            status: "fail",
-            exitCode: 1,
-            from: "ubuntu@127.0.0.1:2206",
-            to: "ubuntu@b",
-            mode: "cold",
-            ms: 40,
-            error: "migration failed: no",
-          },
-        },
-        {
-          seat: "05",
-          ok: true,
+          mode: "cold",
+          ms: 40,
+          error: "migration failed: no",
+        }),
+        passingPair("05", 2208, {
+          status: "pass",
           exitCode: 0,
-          hosts: [
-            { role: "a", report: hostReport(2208, ALL_OK, 0) },
-            { role: "b", report: hostReport(2209, ALL_OK, 0) },
-          ],
-          migration: {
-            status: "pass",
-            exitCode: 0,
-            from: "ubuntu@127.0.0.1:2208",
-            to: "ubuntu@b",
-            modeAsked: "auto",
-            mode: "page-server",
-            downtimeMs: 919.2,
-            ms: 40,
-          },
-        },
+          modeAsked: "auto",
+          mode: "page-server",
+          downtimeMs: 919.2,
+          ms: 40,
+        }),
       ],
     };
     const lines = seatsTable(report).split("\n");

@@ -312,16 +312,30 @@ describe("remoteStep", () => {
   });
 });
 
+/** The connection the LabVerification tests dial (the stub provider runs the steps here). */
+const connection = {
+  host: "203.0.113.10",
+  privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n",
+  hostPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHost",
+  triggers: ["hash", "i-0123"],
+};
+
+/** What the stub answers for a step (by role): its stdout, stderr and exit code. */
+const stepEnv = (role: string, env: Record<string, string>) => {
+  process.env[`STEP_${role.toUpperCase()}`] = JSON.stringify(env);
+};
+
+/**
+ * The failed step's message as the provider words it: the line naming the command it ran,
+ * and the host's reason on the line after it.
+ */
+async function stepFailure(output: pulumi.Output<unknown>) {
+  const lines = linesOf((await failureOf(output)).message);
+  const at = lines.findIndex((l) => l.includes("Process exited with status 1: running"));
+  return { running: lines[at], reason: lines[at + 1] };
+}
+
 describe("LabVerification under a provider that fails non-zero exits", () => {
-  const connection = {
-    host: "203.0.113.10",
-    privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n",
-    hostPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHost",
-    triggers: ["hash", "i-0123"],
-  };
-  const stepEnv = (role: string, env: Record<string, string>) => {
-    process.env[`STEP_${role.toUpperCase()}`] = JSON.stringify(env);
-  };
   beforeEach(() => stepEnv("doctor", { STUB_OUT: PASSING_DOCTOR }));
 
   it("passes a working lab, with update and create bounded", async () => {
@@ -362,10 +376,9 @@ describe("LabVerification under a provider that fails non-zero exits", () => {
     });
     const verification = new V.LabVerification("faildemo", connection);
     takeFailures(verification);
-    const lines = linesOf((await failureOf(verification.demo)).message);
-    const at = lines.findIndex((l) => l.includes("Process exited with status 1: running"));
-    expect(lines[at]).toContain('running "bash -s  # criu-lab: checkpoint/restore demo');
-    expect(lines[at + 1]).toBe(
+    const failed = await stepFailure(verification.demo);
+    expect(failed.running).toContain('running "bash -s  # criu-lab: checkpoint/restore demo');
+    expect(failed.reason).toBe(
       "criu-lab: checkpoint/restore demo failed on the lab host: criu restore failed: " +
         "File exists (pid 4242 is taken) (checkpoint images kept in /var/lib/criu-lab/demo/img on the host) (exit 1)",
     );
@@ -404,15 +417,6 @@ describe("LabVerification under a provider that fails non-zero exits", () => {
 });
 
 describe("LabVerification with scenarios (verifyScenarios)", () => {
-  const connection = {
-    host: "203.0.113.10",
-    privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n",
-    hostPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHost",
-    triggers: ["hash", "i-0123"],
-  };
-  const stepEnv = (role: string, env: Record<string, string>) => {
-    process.env[`STEP_${role.toUpperCase()}`] = JSON.stringify(env);
-  };
   beforeEach(() => {
     stepEnv("init", { STUB_OUT: "status: done" });
     stepEnv("check", { STUB_OUT: PASSING_CHECK });
@@ -446,10 +450,9 @@ describe("LabVerification with scenarios (verifyScenarios)", () => {
     takeFailures(verification);
     const training = verification.scenarioCommands[0];
     if (!training) throw new Error("no training step");
-    const lines = linesOf((await failureOf(training.stdout)).message);
-    const at = lines.findIndex((l) => l.includes("Process exited with status 1: running"));
-    expect(lines[at]).toContain('running "bash -s  # criu-lab: scenario training');
-    expect(lines[at + 1]).toBe(
+    const failed = await stepFailure(training.stdout);
+    expect(failed.running).toContain('running "bash -s  # criu-lab: scenario training');
+    expect(failed.reason).toBe(
       "criu-lab: scenario training failed on the lab host: the job resumed at step 11, but the " +
         "latest checkpoint was taken at step 31: not restored from the latest checkpoint",
     );

@@ -570,15 +570,18 @@ describe("helpers", () => {
     expect(isRetryable(new Error("Handshake failed: no matching host key format"))).toBe(false);
   });
 
+  /** A report of a host that passed its check on `kernel`, for summary() to word. */
+  const passedOn = (kernel: string): VerifyReport => ({
+    ok: true,
+    exitCode: 0,
+    target: { host: "h", port: 22, user: "ubuntu" },
+    steps: [],
+    durationMs: 1,
+    check: { ok: true, criuVersion: "4.2.1", kernel },
+  });
+
   it("summary: one line when ok; the error, the images and the log tails when not", () => {
-    const base: VerifyReport = {
-      ok: true,
-      exitCode: 0,
-      target: { host: "h", port: 22, user: "ubuntu" },
-      steps: [],
-      durationMs: 1,
-      check: { ok: true, criuVersion: "4.2.1", kernel: "6.8.0" },
-    };
+    const base = passedOn("6.8.0");
     expect(summary(base)).toBe("criu-lab-verify: OK: ubuntu@h:22: CRIU 4.2.1, kernel 6.8.0");
     const failed = summary({
       ...base,
@@ -600,12 +603,7 @@ describe("helpers", () => {
     const { parseDoctor } = await import("../../contract/checks");
     const { capturedStdout } = await import("./support/mocks");
     const report: VerifyReport = {
-      ok: true,
-      exitCode: 0,
-      target: { host: "h", port: 22, user: "ubuntu" },
-      steps: [],
-      durationMs: 1,
-      check: { ok: true, criuVersion: "4.2.1", kernel: "6.18.44-fc-v782" },
+      ...passedOn("6.18.44-fc-v782"),
       doctor: parseDoctor(capturedStdout("doctor")),
       scenarios: [
         {

@@ -58,7 +58,11 @@ describe("--progress flags", () => {
 describe("the exercises", () => {
   it("are the host command's table, in its order", () => {
     expect(EXERCISES.map((e) => e.id)).toEqual(TABLE.exercises.map((e) => e.id));
-    expect(EXERCISES.filter((e) => e.twoHosts).map((e) => e.id)).toEqual(["migration"]);
+    expect(EXERCISES.filter((e) => e.twoHosts).map((e) => e.id)).toEqual([
+      "migration",
+      "link",
+      "faults",
+    ]);
   });
 });
 
@@ -160,30 +164,33 @@ describe("the seat rows and the table", () => {
   it("a seat did what either host did; a two-host exercise is not for a one-host seat", () => {
     const [one, two, three] = report.seats;
     expect(report.seats.map((s) => s.seat)).toEqual(["01", "02", "03"]);
-    expect(one).toMatchObject({ done: 2, total: 6 });
+    expect(one).toMatchObject({ done: 2, total: 7 });
     expect(one?.cells).toMatchObject({ counter: "done", images: "todo", migration: "n/a" });
-    expect(two).toMatchObject({ done: 4, total: 7 });
+    expect(two).toMatchObject({ done: 4, total: 10 });
     expect(two?.cells).toMatchObject({ training: "done", migration: "done", game: "todo" });
-    expect(three).toMatchObject({ done: 0, total: 6 });
+    expect(three).toMatchObject({ done: 0, total: 7 });
     expect(three?.cells).toMatchObject({ counter: "unknown", migration: "n/a" });
   });
 
   it("prints seats by exercise, the legend, the hosts not reached and the verdict", () => {
     expect(progressTable(report)).toBe(
       [
-        "seat  counter  demo  images  doctor  training  game  migration  done",
-        "01    ✓        ✓     ·       ·       ·         ·     -          2/6",
-        "02    ✓        ✓     ·       ·       ✓         ·     ✓          4/7",
-        "03    ?        ?     ?       ?       ?         ?     -          0/6",
+        "seat  counter  demo  images  checkpoint  doctor  training  game  migration  link  faults  done",
+        "01    ✓        ✓     ·       ·           ·       ·         ·     -          -     -       2/7",
+        "02    ✓        ✓     ·       ·           ·       ✓         ·     ✓          ·     ·       4/10",
+        "03    ?        ?     ?       ?           ?       ?         ?     -          -     -       0/7",
         "",
         "✓ done   · not yet   ? host not reached   - needs a two-host seat",
-        "  counter    checkpoint and restore the counter by hand",
-        "  demo       the one-command demo",
-        "  images     a tour of the image files",
-        "  doctor     what this host can do",
-        "  training   periodic checkpoints and crash recovery",
-        "  game       players stay connected",
-        "  migration  migrate a process to another host",
+        "  counter     checkpoint and restore the counter by hand",
+        "  demo        the one-command demo",
+        "  images      a tour of the image files",
+        "  checkpoint  a checkpoint you can trust and move",
+        "  doctor      what this host can do",
+        "  training    periodic checkpoints and crash recovery",
+        "  game        players stay connected",
+        "  migration   migrate a process to another host",
+        "  link        a slower link: each mode's downtime",
+        "  faults      break a migration on purpose and recover",
         "",
         "seat 03 host a 192.0.2.31:22: unreachable (exit 3): cannot reach it before the deadline",
         "",
@@ -235,8 +242,8 @@ describe("criu-lab-verify --stack NAME --progress on a class nothing answers", (
       ["02", "b", "unreachable", 3],
     ]);
     expect(report.seats.map((s) => Object.values(s.cells))).toEqual([
-      ["unknown", "unknown", "unknown", "unknown", "unknown", "unknown", "n/a"],
-      Array(7).fill("unknown"),
+      [...Array(7).fill("unknown"), "n/a", "n/a", "n/a"],
+      Array(10).fill("unknown"),
     ]);
     expect(err.filter((l) => l.startsWith("[progress] [seat "))).toHaveLength(3);
     for (const key of keys) expect(out.join("") + err.join("")).not.toContain(key.split("\n")[1]);

@@ -1,11 +1,15 @@
 /**
  * Runs the verifier CLI as a real subprocess (the `criu-lab-verify` bin, as CI runs it) and
  * collects its exit code and output. A safety net kills it by PID if it outlives `hangAfterMs`
- * and reports `hung`, so a CLI that hangs fails its test instead of stalling the suite.
+ * and reports `hung`, so a CLI that hangs fails its test instead of stalling the suite. And
+ * the one set-up of a test host for the verifier's tests (sshdHostForTests).
  */
 import { spawn } from "node:child_process";
-import { resolve } from "node:path";
-import type { TestSshd, TestUser } from "./sshd";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, afterEach, beforeAll, beforeEach } from "vitest";
+import { TestSshd, TestUser, createTestUser, removeWrappers, startSshd } from "./sshd";
 
 export interface CliRun {
   code: number | null;
@@ -69,4 +73,56 @@ export function cliTargetArgs(sshd: TestSshd, user: TestUser): string[] {
     "--host-key",
     sshd.hostPublicKey,
   ];
+}
+
+export interface SshdHost {
+  dir: string;
+  user: TestUser;
+  sshd: TestSshd;
+}
+
+/**
+ * One test user and its own sshd for a describe block of verifier tests, made before the
+ * block (handed to `ready`), the user's wrappers removed after each test, all stopped and
+ * removed after the block. When a test failed, `dir` (the sshd log, its config, the keys) is
+ * kept and said where; `atEnd` runs first, told whether one failed.
+ */
+export function sshdHostForTests(
+  options: { user: string; dirPrefix: string; what: string; atEnd?: (failed: boolean) => void },
+  ready: (host: SshdHost) => void,
+): void {
+  let host: Partial<SshdHost> = {};
+  let failed = false;
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), options.dirPrefix));
+    host = { dir };
+    const user = createTestUser(options.user, dir);
+    host.user = user;
+    const sshd = await startSshd({
+      dir,
+      user: options.user,
+      authorizedKey: user.key.publicKeyOpenssh,
+    });
+    host.sshd = sshd;
+    ready({ dir, user, sshd });
+  });
+  beforeEach(({ onTestFailed }) =>
+    onTestFailed(() => {
+      failed = true;
+    }),
+  );
+  afterEach(() => {
+    if (host.user) removeWrappers(host.user);
+  });
+  afterAll(async () => {
+    options.atEnd?.(failed);
+    await host.sshd?.stop();
+    host.user?.remove();
+    if (!host.dir) return;
+    if (failed) {
+      console.warn(`${options.what} failed: sshd log and config kept in ${host.dir}`);
+    } else {
+      rmSync(host.dir, { recursive: true, force: true });
+    }
+  });
 }

@@ -10,6 +10,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
+import { lookupAnswers, LookupValues } from "../../../plan/lookups";
 
 /**
  * A resource's or invoke's property bag as the engine passes it: untyped by nature, and the
@@ -66,11 +67,8 @@ export const MOCK_PUBLIC_IP = "203.0.113.10";
 export const MOCK_ELASTIC_IP = "203.0.113.20";
 /** What the mocked `curl checkip` answers. */
 export const MOCK_DEPLOYER_IP = "198.51.100.7";
-/** Quota codes the mocked Service Quotas answers (Elastic IPs, on-demand Standard vCPUs). */
-export const MOCK_ELASTIC_IP_QUOTA = "L-0263D0A3";
-export const MOCK_VCPU_QUOTA = "L-1216C47A";
-/** Instance types the mocked DescribeInstanceTypes reports as arm64. */
-export const MOCK_ARM64_TYPES = ["t4g.small", "t4g.medium", "m7g.large", "c6gn.large"];
+/** The VPC an existing subnet belongs to, as the mocked DescribeSubnets answers. */
+export const MOCK_VPC = "vpc-0e1e1e1e1e1e1e1e1";
 export const MOCK_ZONES = ["ap-southeast-1c", "ap-southeast-1a", "ap-southeast-1b"];
 /**
  * An opted-in Local Zone: EC2 offers instance types there as an "availability-zone" location,
@@ -132,75 +130,24 @@ export function fakeOpensshKeyPair(comment: string): {
   };
 }
 
+/** The values the mocks' lookups answer from (the shared table, plan/lookups.ts). */
+export const MOCK_LOOKUPS: LookupValues = {
+  region: "ap-southeast-1",
+  zones: MOCK_ZONES,
+  localZones: [MOCK_LOCAL_ZONE],
+  amis: { x86_64: "ami-0b8b8b8b8b8b8b8b8", arm64: "ami-0a4a4a4a4a4a4a4a4" },
+  vpcId: MOCK_VPC,
+  deployerIp: MOCK_DEPLOYER_IP,
+};
+
+/** The shared table's answers, as results: what the mocked provider returns per invoke. */
 function defaultAnswers(): Record<string, InvokeAnswer> {
-  return {
-    "aws:ec2/getInstanceType:getInstanceType": (inputs) => ({
-      instanceType: inputs.instanceType,
-      // t3.small and t4g.small have 2 (DescribeInstanceTypes' DefaultVCpus).
-      defaultVcpus: 2,
-      supportedArchitectures: MOCK_ARM64_TYPES.includes(inputs.instanceType)
-        ? ["arm64"]
-        : ["i386", "x86_64"],
-    }),
-    "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": () => {
-      const locations = [...MOCK_ZONES, MOCK_LOCAL_ZONE];
-      return {
-        id: "ap-southeast-1",
-        instanceTypes: locations.map(() => "t3.small"),
-        locations,
-        locationTypes: locations.map(() => "availability-zone"),
-      };
-    },
-    "aws:index/getAvailabilityZones:getAvailabilityZones": (inputs) => {
-      // As EC2 filters: zone-type availability-zone leaves Local Zones out.
-      const zoneTypes = (
-        inputs.filters as Array<{ name: string; values: string[] }> | undefined
-      )?.find((f) => f.name === "zone-type")?.values;
-      const names =
-        zoneTypes === undefined || zoneTypes.includes("local-zone")
-          ? [...MOCK_ZONES, MOCK_LOCAL_ZONE]
-          : MOCK_ZONES;
-      return { id: "ap-southeast-1", names, zoneIds: names.map((_, i) => `apse1-az${i + 1}`) };
-    },
-    "aws:ec2/getAmi:getAmi": (inputs) => {
-      const arch = (inputs.filters as Array<{ name: string; values: string[] }>).find(
-        (f) => f.name === "architecture",
-      )?.values[0];
-      return { id: arch === "arm64" ? "ami-0a4a4a4a4a4a4a4a4" : "ami-0b8b8b8b8b8b8b8b8" };
-    },
-    "aws:ec2/getSubnet:getSubnet": (inputs) => ({
-      id: inputs.id,
-      vpcId: "vpc-0e1e1e1e1e1e1e1e1",
-      availabilityZone: "ap-southeast-1b",
-    }),
-    "command:local:run": () => ({ stdout: `${MOCK_DEPLOYER_IP}\n`, stderr: "" }),
-    // An account with AWS's default 5 Elastic IPs and room for 32 vCPUs, none of it in use.
-    "aws:servicequotas/getServiceQuota:getServiceQuota": (inputs) => ({
-      serviceCode: inputs.serviceCode,
-      quotaCode: inputs.quotaCode,
-      region: "ap-southeast-1",
-      value: { [MOCK_ELASTIC_IP_QUOTA]: 5, [MOCK_VCPU_QUOTA]: 32 }[String(inputs.quotaCode)],
-    }),
-    "aws:ec2/getEips:getEips": () => ({ id: "ap-southeast-1", allocationIds: [], publicIps: [] }),
-    // Every instance runs: none is listed among the stopping or stopped ones
-    // (components/instance.ts asks to start a host this lists).
-    "aws:ec2/getInstances:getInstances": () => ({
-      id: "ap-southeast-1",
-      ids: [],
-      instanceTags: {},
-      ipv6Addresses: [],
-      privateIps: [],
-      publicIps: [],
-      region: "ap-southeast-1",
-    }),
-    "aws:index/getRegion:getRegion": () => ({
-      id: "ap-southeast-1",
-      region: "ap-southeast-1",
-      name: "ap-southeast-1",
-      endpoint: "ec2.ap-southeast-1.amazonaws.com",
-      description: "Asia Pacific (Singapore)",
-    }),
-  };
+  return Object.fromEntries(
+    Object.entries(lookupAnswers(MOCK_LOOKUPS)).map(([token, answer]) => [
+      token,
+      (inputs: Props) => answer(inputs).result,
+    ]),
+  );
 }
 
 /** The engine's marker of a secret value (sdk/nodejs/runtime/rpc.ts `specialSecretSig`). */

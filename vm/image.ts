@@ -320,6 +320,12 @@ function debianImageAt(dir: string, cached: boolean): BaseImage {
   };
 }
 
+/** What debootstrap installs for `spec`: with CRIU built in the tree, its build dependencies
+ * too (install-criu.sh's list, which the guest's reuse of that build never installs). */
+export function imagePackages(spec: Pick<DebianSpec, "release" | "criu">): string[] {
+  return [...new Set([...debianPackages(spec.release), ...(spec.criu ? criuBuildPackages() : [])])];
+}
+
 /** Why the cached image for `spec` cannot be used (not built, an older recipe, another
  * mirror in its apt sources), or undefined when it can. */
 export function debianCacheMiss(cacheDir: string, spec: DebianSpec): string | undefined {
@@ -338,6 +344,9 @@ export function debianCacheMiss(cacheDir: string, spec: DebianSpec): string | un
   }
   const sources = guestSourcesList(DEBIAN_RELEASES[spec.release].suite, spec.mirrors);
   if (manifest.sources !== sources) return "its apt sources name another mirror";
+  if (JSON.stringify(manifest.packages) !== JSON.stringify(imagePackages(spec))) {
+    return "it was built with another package list";
+  }
   if (spec.criu && manifest.criu?.sourceId !== criuSourceId(spec.criu)) {
     return `its CRIU is from ${manifest.criu?.sourceId ?? "nowhere"}, not ${criuSourceId(spec.criu)}`;
   }
@@ -387,8 +396,7 @@ export async function debianImage(
   fs.writeFileSync(logFile, `build started ${new Date().toISOString()}\n`);
   const work = fs.mkdtempSync(path.join(images, ".build-"));
   const root = path.join(work, "rootfs");
-  // With CRIU built in the tree, its build dependencies come with debootstrap.
-  const packages = [...new Set([...debianPackages(release), ...(criu ? criuBuildPackages() : [])])];
+  const packages = imagePackages(spec);
   const sources = guestSourcesList(suite, mirrors);
   try {
     log(

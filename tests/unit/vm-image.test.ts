@@ -14,6 +14,7 @@ import {
   debianPackages,
   DEFAULT_DEBIAN_RELEASE,
   expectedSum,
+  imagePackages,
   parseSha256Sums,
   sha256File,
   ubuntuImage,
@@ -219,6 +220,7 @@ describe("Debian image cache", () => {
     const manifest = {
       recipe: DEBIAN_RECIPE_VERSION,
       sources: debianImageFiles("13", spec.mirrors)["etc/apt/sources.list"],
+      packages: imagePackages(spec),
     };
     fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(manifest));
     expect(debianCacheMiss(cache, spec)).toBeUndefined();
@@ -226,6 +228,10 @@ describe("Debian image cache", () => {
     expect(debianCacheMiss(cache, other)).toBe("its apt sources name another mirror");
     fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify({ ...manifest, recipe: 1 }));
     expect(debianCacheMiss(cache, spec)).toMatch(/^built by recipe 1/);
+    // A package added to the list (debianPackages, or install-criu.sh's) makes a new image.
+    const fewer = { ...manifest, packages: manifest.packages.slice(1) };
+    fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(fewer));
+    expect(debianCacheMiss(cache, spec)).toBe("it was built with another package list");
     expect(debianCacheMiss(cache, { ...spec, release: "12" })).toBe("not built yet");
   });
 
@@ -243,6 +249,7 @@ describe("Debian image cache", () => {
     const manifest = {
       recipe: DEBIAN_RECIPE_VERSION,
       sources: debianImageFiles("13", spec.mirrors)["etc/apt/sources.list"],
+      packages: imagePackages(withCriu),
       criu: { criuVersion: "4.2.1", sourceId: `tarball:${sha}` },
     };
     fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(manifest));

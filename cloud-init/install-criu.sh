@@ -163,15 +163,39 @@ setup_logging() {
   flock 9
 }
 
+# Says why the installed CRIU is not reused; the caller then builds.
+not_reused() {
+  say "not reusing the installed CRIU: $*; building"
+}
+
+# Whether the installation the record describes can be used as it is: the same source, every
+# binary present, criu reporting the recorded version, and `criu check` passing on this kernel.
+# The last matters for a build made elsewhere: the Debian 13 VM image has CRIU built in its
+# tree, in a chroot on the build host's kernel (docs/local.md, `--criu-build`), and the guest
+# that boots it runs its own. Anything off is said in the log.
 already_installed() {
-  local record="$STATE_DIR/install.json"
-  [ -f "$record" ] && [ -x "$PREFIX/sbin/criu" ] && [ -x "$PREFIX/bin/crit" ] || return 1
+  local record="$STATE_DIR/install.json" bin recorded version
+  [ -f "$record" ] || return 1
   # An installation from before criu-ns was installed gets it on the next run.
-  [ -x "$PREFIX/sbin/criu-ns" ] || return 1
-  grep -q "\"sourceId\": \"$(source_id)\"" "$record" || return 1
-  "$PREFIX/sbin/criu" --version >>"$LOG" 2>&1 || return 1
-  "$PREFIX/bin/crit" --version >>"$LOG" 2>&1 || return 1
-  say "CRIU $(criu_version "$PREFIX/sbin/criu") from $(source_id) is already installed in $PREFIX: nothing to do"
+  for bin in "$PREFIX/sbin/criu" "$PREFIX/bin/crit" "$PREFIX/sbin/criu-ns"; do
+    [ -x "$bin" ] || { not_reused "$bin is missing"; return 1; }
+  done
+  if ! grep -q "\"sourceId\": \"$(source_id)\"" "$record"; then
+    not_reused "$record names another source than $(source_id)"
+    return 1
+  fi
+  recorded="$(sed -n 's/^ *"criuVersion": "\([^"]*\)".*/\1/p' "$record")"
+  version="$(criu_version "$PREFIX/sbin/criu")"
+  if [ -z "$version" ] || [ "$version" != "$recorded" ]; then
+    not_reused "$PREFIX/sbin/criu --version says '${version:-nothing}', $record says '$recorded'"
+    return 1
+  fi
+  "$PREFIX/bin/crit" --version >>"$LOG" 2>&1 || { not_reused "$PREFIX/bin/crit does not run"; return 1; }
+  if ! "$PREFIX/sbin/criu" check >>"$LOG" 2>&1; then
+    not_reused "\`criu check\` fails on this kernel ($(uname -r))"
+    return 1
+  fi
+  say "CRIU $version from $(source_id) is already installed in $PREFIX and passes criu check on $(uname -r): nothing to do"
 }
 
 missing_packages() {

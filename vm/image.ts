@@ -13,6 +13,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import type { CriuSource } from "../cloud-init/userData";
+import { buildCriuInTree, criuBuildPackages, criuCacheTag, criuSourceId } from "./imageCriu";
 import { guestSourcesList, type DebianMirrors } from "./mirror";
 
 /** The base image: the official Ubuntu cloud image, or Debian built with debootstrap. */
@@ -206,7 +208,7 @@ export function debianPackages(
 }
 
 /** Bumped when the recipe below changes, so that a cached image from an older one is rebuilt. */
-export const DEBIAN_RECIPE_VERSION = 4;
+export const DEBIAN_RECIPE_VERSION = 6;
 
 /** Size of the ext4 file system (sparse file): room for CRIU's build deps and build. */
 export const DEBIAN_DISK_GIB = 8;
@@ -250,6 +252,8 @@ interface DebianManifest {
   initrd: string;
   builtAt: string;
   buildSeconds: number;
+  /** The install record of CRIU built in the tree (./imageCriu), when it was. */
+  criu?: { sourceId?: string } & Record<string, unknown>;
 }
 
 /** Runs a command with its output appended to `logFile`; rejects naming the log on failure. */
@@ -285,15 +289,23 @@ function newest(dir: string, prefix: string): string {
   return path.join(dir, last);
 }
 
-/** What a Debian image is built from: the release and the mirrors (./mirror). */
+/** What a Debian image is built from: the release, the mirrors (./mirror), and the CRIU
+ * source to build in its tree (./imageCriu), if any. */
 export interface DebianSpec {
   release: DebianRelease;
   mirrors: DebianMirrors;
+  criu?: CriuSource;
 }
 
-/** Where a Debian release's image lives in the cache (`debian-13-amd64`). */
-export function debianImageDir(cacheDir: string, release: DebianRelease): string {
-  return path.join(cacheDir, "images", `debian-${release}-${ubuntuArch()}`);
+/** Where a Debian image lives in the cache: `debian-13-amd64`, or with CRIU built in it
+ * `debian-13-amd64-criu-<sha256 of its source, shortened>` (a new source is a new image). */
+export function debianImageDir(
+  cacheDir: string,
+  release: DebianRelease,
+  criu?: CriuSource,
+): string {
+  const tag = criu ? `-${criuCacheTag(criu)}` : "";
+  return path.join(cacheDir, "images", `debian-${release}-${ubuntuArch()}${tag}`);
 }
 
 function debianImageAt(dir: string, cached: boolean): BaseImage {
@@ -308,10 +320,16 @@ function debianImageAt(dir: string, cached: boolean): BaseImage {
   };
 }
 
+/** What debootstrap installs for `spec`: with CRIU built in the tree, its build dependencies
+ * too (install-criu.sh's list, which the guest's reuse of that build never installs). */
+export function imagePackages(spec: Pick<DebianSpec, "release" | "criu">): string[] {
+  return [...new Set([...debianPackages(spec.release), ...(spec.criu ? criuBuildPackages() : [])])];
+}
+
 /** Why the cached image for `spec` cannot be used (not built, an older recipe, another
  * mirror in its apt sources), or undefined when it can. */
 export function debianCacheMiss(cacheDir: string, spec: DebianSpec): string | undefined {
-  const dir = debianImageDir(cacheDir, spec.release);
+  const dir = debianImageDir(cacheDir, spec.release, spec.criu);
   const image = debianImageAt(dir, true);
   let manifest: DebianManifest;
   try {
@@ -326,6 +344,12 @@ export function debianCacheMiss(cacheDir: string, spec: DebianSpec): string | un
   }
   const sources = guestSourcesList(DEBIAN_RELEASES[spec.release].suite, spec.mirrors);
   if (manifest.sources !== sources) return "its apt sources name another mirror";
+  if (JSON.stringify(manifest.packages) !== JSON.stringify(imagePackages(spec))) {
+    return "it was built with another package list";
+  }
+  if (spec.criu && manifest.criu?.sourceId !== criuSourceId(spec.criu)) {
+    return `its CRIU is from ${manifest.criu?.sourceId ?? "nowhere"}, not ${criuSourceId(spec.criu)}`;
+  }
   const missing = [image.disk, image.kernel ?? "", image.initrd ?? ""].find(
     (f) => !fs.existsSync(f),
   );
@@ -351,9 +375,9 @@ export async function debianImage(
   spec: DebianSpec,
   log: (line: string) => void,
 ): Promise<BaseImage> {
-  const { release, mirrors } = spec;
+  const { release, mirrors, criu } = spec;
   const miss = debianCacheMiss(cacheDir, spec);
-  const dir = debianImageDir(cacheDir, release);
+  const dir = debianImageDir(cacheDir, release, criu);
   if (miss === undefined) return debianImageAt(dir, true);
   const problem = debianBuildProblem();
   if (problem) throw new Error(problem);
@@ -372,7 +396,7 @@ export async function debianImage(
   fs.writeFileSync(logFile, `build started ${new Date().toISOString()}\n`);
   const work = fs.mkdtempSync(path.join(images, ".build-"));
   const root = path.join(work, "rootfs");
-  const packages = debianPackages(release);
+  const packages = imagePackages(spec);
   const sources = guestSourcesList(suite, mirrors);
   try {
     log(
@@ -410,6 +434,13 @@ export async function debianImage(
     fs.writeFileSync(path.join(root, "etc/machine-id"), "");
     fs.rmSync(path.join(root, "var/lib/dbus/machine-id"), { force: true });
     await timed("image: locale-gen", () => run("chroot", [root, "locale-gen"], logFile));
+    let criuRecord: DebianManifest["criu"];
+    if (criu) {
+      log(`building CRIU (${criuSourceId(criu)}) in the image's tree, in a chroot`);
+      await timed("image: CRIU build (chroot)", async () => {
+        criuRecord = await buildCriuInTree(root, criu, logFile);
+      });
+    }
     await run("chroot", [root, "apt-get", "clean"], logFile);
     const boot = path.join(root, "boot");
     const out = path.join(work, "image");
@@ -433,6 +464,7 @@ export async function debianImage(
       initrd: path.basename(newest(boot, "initrd.img-")),
       builtAt: new Date().toISOString(),
       buildSeconds: Math.round((Date.now() - started) / 1000),
+      ...(criuRecord ? { criu: criuRecord } : {}),
     };
     fs.writeFileSync(path.join(out, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
     fs.rmSync(dir, { recursive: true, force: true });

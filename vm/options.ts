@@ -9,6 +9,10 @@ import { checkMirrorUrl } from "./mirror";
 
 export type AccelChoice = "auto" | "kvm" | "tcg";
 
+/** Where CRIU is built: in the Debian image's tree before it boots (natively, ./imageCriu),
+ * or in the guest by cloud-init, as on EC2. */
+export type CriuBuild = "image" | "guest";
+
 export interface VmOptions {
   /** Base image: the official Ubuntu 24.04 cloud image, or Debian built with debootstrap. */
   image: ImageKind;
@@ -25,6 +29,9 @@ export interface VmOptions {
   accel: AccelChoice;
   /** Where base images are cached and VM state lives. */
   cacheDir: string;
+  /** Where CRIU is built: `image` for Debian 13 by default (its build in an emulated guest
+   * takes 2-4x Debian 12's), `guest` otherwise (the Ubuntu image is downloaded, not built). */
+  criuBuild: CriuBuild;
   /** Build CRIU from this local tarball (served to the guest) instead of GitHub. */
   criuTarball?: { path: string; sha256: string };
   /** 2: the verified VM becomes two hosts on a private link, and the counter migrates
@@ -57,6 +64,10 @@ options:
   --accel auto|kvm|tcg    auto tries a tiny guest under KVM and falls back to TCG (default)
   --criu-tarball PATH     build CRIU from this local source tarball (with --criu-sha256)
   --criu-sha256 HEX       sha256 of that tarball (64 hex digits)
+  --criu-build image|guest  where CRIU is built: image = natively in the Debian image's
+                          tree before it boots (cached with the image; the guest checks
+                          that build and reuses it), guest = by cloud-init in the guest,
+                          as on EC2 (default: image for Debian 13, guest otherwise)
   --cache-dir DIR         images and VM state (default .cache/vm in this project)
   --hosts 1|2             2: once the lab verifies, two VMs boot from its disk (the same
                           CRIU build) on a private link, and the counter migrates between
@@ -95,6 +106,7 @@ export function parseVmArgs(argv: readonly string[], cwd = process.cwd()): VmOpt
   const opts: VmOptions = {
     image: "ubuntu",
     debianRelease: DEFAULT_DEBIAN_RELEASE,
+    criuBuild: "guest",
     name: "criu-lab",
     memoryMiB: 3072,
     cpus: 2,
@@ -109,6 +121,7 @@ export function parseVmArgs(argv: readonly string[], cwd = process.cwd()): VmOpt
   let tarball: string | undefined;
   let sha256: string | undefined;
   let debianOnly: string | undefined;
+  let criuBuild: CriuBuild | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     // Accept both `--flag value` and `--flag=value`.
@@ -177,6 +190,9 @@ export function parseVmArgs(argv: readonly string[], cwd = process.cwd()): VmOpt
         sha256 = hex.toLowerCase();
         break;
       }
+      case "--criu-build":
+        criuBuild = oneOf(flag, value(), ["image", "guest"] as const);
+        break;
       case "--cache-dir":
         opts.cacheDir = path.resolve(cwd, value());
         break;
@@ -205,6 +221,13 @@ export function parseVmArgs(argv: readonly string[], cwd = process.cwd()): VmOpt
       `${debianOnly}: only applies to --image debian (the Ubuntu image comes with its own sources)`,
     );
   }
+  if (criuBuild === "image" && opts.image !== "debian") {
+    throw new UsageError(
+      "--criu-build: 'image' only applies to --image debian (the Ubuntu cloud image is downloaded, not built here): use --criu-build guest",
+    );
+  }
+  opts.criuBuild =
+    criuBuild ?? (opts.image === "debian" && opts.debianRelease === "13" ? "image" : "guest");
   if ((tarball === undefined) !== (sha256 === undefined)) {
     throw new UsageError(
       tarball === undefined

@@ -2,8 +2,8 @@
  * Two lab hosts in local VMs (`npm run lab:vm -- --hosts 2`): migration
  * between two real kernels, with no cloud account.
  *
- * CRIU is built once: the first VM is set up and verified as usual (cloud-init builds CRIU
- * under software emulation, the longest phase by far), a host-to-host key is authorized in
+ * CRIU is set up once: the first VM is set up and verified as usual (CRIU built in the image,
+ * or by cloud-init under software emulation, then the longest phase by far), a host-to-host key is authorized in
  * it, it is shut down cleanly, and two VMs boot from copy-on-write overlays of its disk; each
  * then runs the peer set-up of a two-host EC2 seat (components/peerSetup.ts). Both thus run the same verified build (CRIU restores a
  * process only where the files it maps are identical, docs/design.md "Facts"), each under its own
@@ -250,6 +250,9 @@ export interface MigrationReport {
   destination?: string;
   destinationKernel?: string;
   downtimeMs?: number;
+  /** Lazy: from the freeze until the process runs there; completeMs: until its last page. */
+  resumeMs?: number;
+  completeMs?: number;
   freezeMs?: number;
   transferMs?: number;
   restoreMs?: number;
@@ -330,4 +333,34 @@ export function migrationTable(rows: PairMigration[]): string {
         .trimEnd(),
     )
     .join("\n");
+}
+
+/**
+ * The pair's figures against cold migration: pre-copy's downtime, and lazy's time until the
+ * process runs on the peer (resumeMs), each as a ratio of cold's downtime. One run of each
+ * mode, so no spread: the bench's repeated rounds give that (docs/development.md).
+ */
+export function pairFigures(rows: PairMigration[]): string[] {
+  const first = (mode: PairMode) => rows.find((m) => m.mode === mode && m.report.ok)?.report;
+  const cold = first("cold")?.downtimeMs;
+  const vsCold = (ms: number | undefined) =>
+    ms === undefined || cold === undefined || cold <= 0
+      ? ""
+      : ` = ${(ms / cold).toFixed(2)}x cold's downtime ${cold.toFixed(0)} ms`;
+  const lines: string[] = [];
+  const pre = first("pre-copy");
+  if (pre?.downtimeMs !== undefined) {
+    lines.push(
+      `pre-copy: downtime ${pre.downtimeMs.toFixed(0)} ms${vsCold(pre.downtimeMs)} ` +
+        `(${pre.preCopyRounds?.length ?? 0} rounds, stopped: ${pre.preCopyStop ?? "?"})`,
+    );
+  }
+  const lazy = first("lazy");
+  if (lazy?.resumeMs !== undefined) {
+    lines.push(
+      `lazy: running there after ${lazy.resumeMs.toFixed(0)} ms${vsCold(lazy.resumeMs)}` +
+        `${lazy.completeMs === undefined ? "" : `; its last page after ${lazy.completeMs.toFixed(0)} ms`}`,
+    );
+  }
+  return lines;
 }

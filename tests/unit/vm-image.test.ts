@@ -14,12 +14,14 @@ import {
   debianPackages,
   DEFAULT_DEBIAN_RELEASE,
   expectedSum,
+  imagePackages,
   parseSha256Sums,
   sha256File,
   ubuntuImage,
   ubuntuImageName,
   verifySha256,
 } from "../../vm/image";
+import { criuBuildPackages, criuSourceId, INSTALL_CRIU_SH } from "../../vm/imageCriu";
 
 const sha = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
 
@@ -218,6 +220,7 @@ describe("Debian image cache", () => {
     const manifest = {
       recipe: DEBIAN_RECIPE_VERSION,
       sources: debianImageFiles("13", spec.mirrors)["etc/apt/sources.list"],
+      packages: imagePackages(spec),
     };
     fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(manifest));
     expect(debianCacheMiss(cache, spec)).toBeUndefined();
@@ -225,6 +228,72 @@ describe("Debian image cache", () => {
     expect(debianCacheMiss(cache, other)).toBe("its apt sources name another mirror");
     fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify({ ...manifest, recipe: 1 }));
     expect(debianCacheMiss(cache, spec)).toMatch(/^built by recipe 1/);
+    // A package added to the list (debianPackages, or install-criu.sh's) makes a new image.
+    const fewer = { ...manifest, packages: manifest.packages.slice(1) };
+    fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(fewer));
+    expect(debianCacheMiss(cache, spec)).toBe("it was built with another package list");
     expect(debianCacheMiss(cache, { ...spec, release: "12" })).toBe("not built yet");
+  });
+
+  it("keys an image with CRIU built in on the source's sha256, and checks its record", () => {
+    const sha = "29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9";
+    const criu = { kind: "tarball" as const, url: "/src/criu_4.2.1.orig.tar.xz", sha256: sha };
+    const withCriu = { ...spec, criu };
+    const dir = debianImageDir(cache, "13", criu);
+    expect(path.basename(dir)).toMatch(/^debian-13-(amd64|arm64)-criu-29ec0ee09e29$/);
+    const other = { ...criu, sha256: "0".repeat(64) };
+    expect(debianImageDir(cache, "13", other)).not.toBe(dir);
+    expect(debianCacheMiss(cache, withCriu)).toBe("not built yet");
+    fs.mkdirSync(dir, { recursive: true });
+    for (const f of ["disk.raw", "vmlinuz", "initrd.img"]) fs.writeFileSync(path.join(dir, f), "");
+    const manifest = {
+      recipe: DEBIAN_RECIPE_VERSION,
+      sources: debianImageFiles("13", spec.mirrors)["etc/apt/sources.list"],
+      packages: imagePackages(withCriu),
+      criu: { criuVersion: "4.2.1", sourceId: `tarball:${sha}` },
+    };
+    fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(manifest));
+    expect(debianCacheMiss(cache, withCriu)).toBeUndefined();
+    // A record of another source in the same directory (a shortened-sha collision) is a miss.
+    const record = { ...manifest.criu, sourceId: "tarball:other" };
+    fs.writeFileSync(
+      path.join(dir, "manifest.json"),
+      JSON.stringify({ ...manifest, criu: record }),
+    );
+    expect(debianCacheMiss(cache, withCriu)).toBe(
+      `its CRIU is from tarball:other, not tarball:${sha}`,
+    );
+    // A git source is keyed on its commit.
+    const git = { kind: "git" as const, version: "v4.2.1", commit: "a".repeat(40) };
+    expect(path.basename(debianImageDir(cache, "13", git))).toMatch(/-criu-aaaaaaaaaaaa$/);
+  });
+});
+
+describe("CRIU built in the image", () => {
+  it("debootstraps exactly install-criu.sh's build dependencies", () => {
+    const packages = criuBuildPackages();
+    expect(packages).toContain("build-essential");
+    expect(packages).toContain("libprotobuf-c-dev");
+    expect(packages).toContain("libnftables-dev");
+    const script = fs.readFileSync(INSTALL_CRIU_SH, "utf8");
+    for (const p of packages) expect(script).toContain(p);
+    expect(() => criuBuildPackages("#!/bin/bash\n")).toThrow(/no 'readonly BUILD_PACKAGES/);
+    expect(() => criuBuildPackages("readonly BUILD_PACKAGES=(\n  gcc $(id)\n)\n")).toThrow(
+      /'\$\(id\)' is not a package name/,
+    );
+  });
+
+  it("gives the guest the source id install-criu.sh records", () => {
+    const sha = "29ec0ee09e296479fe7048c80980e8ef1d0684d0b0204c2b101dfea19f6725b9";
+    expect(criuSourceId({ kind: "tarball", url: "http://x/c.tar.xz", sha256: sha })).toBe(
+      `tarball:${sha}`,
+    );
+    expect(criuSourceId({ kind: "git", version: "v4.2.1", commit: "b".repeat(40) })).toBe(
+      `git:v4.2.1@${"b".repeat(40)}`,
+    );
+    // install-criu.sh's own source_id, as written there.
+    const script = fs.readFileSync(INSTALL_CRIU_SH, "utf8");
+    expect(script).toContain('echo "tarball:$SHA256"');
+    expect(script).toContain('echo "git:$GIT_VERSION@$GIT_COMMIT"');
   });
 });

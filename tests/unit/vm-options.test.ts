@@ -25,6 +25,22 @@ describe("criu-lab vm flags", () => {
     expect(parseVmArgs(["--image", "debian"]).debianRelease).toBe("13");
   });
 
+  it("builds CRIU in the image for Debian 13 and in the guest otherwise, unless told", () => {
+    expect(parseVmArgs([]).criuBuild).toBe("guest");
+    expect(parseVmArgs(["--image", "debian"]).criuBuild).toBe("image");
+    expect(parseVmArgs(["--image", "debian", "--debian-release", "12"]).criuBuild).toBe("guest");
+    expect(parseVmArgs(["--image", "debian", "--criu-build", "guest"]).criuBuild).toBe("guest");
+    expect(
+      parseVmArgs(["--image", "debian", "--debian-release=12", "--criu-build=image"]).criuBuild,
+    ).toBe("image");
+    expect(() => parseVmArgs(["--criu-build", "image"])).toThrow(
+      /--criu-build: 'image' only applies to --image debian/,
+    );
+    expect(() => parseVmArgs(["--image", "debian", "--criu-build", "host"])).toThrow(
+      "--criu-build: 'host' is not allowed: use one of image, guest",
+    );
+  });
+
   it("reads every flag, in both --flag value and --flag=value forms", () => {
     const o = parseVmArgs(
       [

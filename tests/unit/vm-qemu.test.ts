@@ -6,6 +6,12 @@ import { PROBE_MARKER, probeArgs, probeBootSector } from "../../vm/accel";
 import { DEBIAN_KERNEL_APPEND, type BaseImage } from "../../vm/image";
 import { installTimings } from "../../vm/lab";
 import {
+  pairFigures,
+  type MigrationReport,
+  type PairMigration,
+  type PairMode,
+} from "../../vm/pair";
+import {
   cpuSeconds,
   cpuSecondsFromStat,
   overlayArgs,
@@ -230,6 +236,17 @@ describe("guest install timings", () => {
     ]);
     expect(installTimings("no timestamps here")).toEqual([]);
   });
+
+  it("reads the guest's checks of the image's build when it reused it", () => {
+    const log = [
+      "2026-11-26T19:00:00Z --- install-criu tarball:29ec prefix=/usr/local",
+      "2026-11-26T19:04:14Z built in 254 s",
+      "2026-11-26T19:04:20Z installed CRIU 4.2.1: /usr/local/sbin/criu, /usr/local/bin/crit",
+      "2026-11-26T20:05:17Z --- install-criu tarball:29ec prefix=/usr/local",
+      "2026-11-26T20:05:21Z CRIU 4.2.1 from tarball:29ec is already installed in /usr/local and passes criu check on 6.12.57+deb13-cloud-amd64: nothing to do",
+    ].join("\n");
+    expect(installTimings(log)).toEqual([{ name: "CRIU reused (checks)", ms: 4_000 }]);
+  });
 });
 
 describe("QEMU's CPU time", () => {
@@ -246,5 +263,37 @@ describe("QEMU's CPU time", () => {
     const own = cpuSeconds(process.pid);
     expect(own).toBeGreaterThan(0);
     expect(cpuSeconds(2 ** 22 + 1)).toBeUndefined();
+  });
+});
+
+describe("the pair's figures against cold migration", () => {
+  const row = (mode: PairMode, report: Partial<MigrationReport>): PairMigration => ({
+    from: "a",
+    to: "b",
+    mode,
+    exitCode: 0,
+    report: { ok: true, ...report },
+  });
+
+  it("gives pre-copy's downtime and lazy's resume as ratios of cold's downtime", () => {
+    const rows = [
+      row("cold", { downtimeMs: 2000 }),
+      row("page-server", { downtimeMs: 1800 }),
+      row("pre-copy", { downtimeMs: 500, preCopyRounds: [], preCopyStop: "converged" }),
+      row("lazy", { downtimeMs: 300, resumeMs: 300, completeMs: 900 }),
+    ];
+    expect(pairFigures(rows)).toEqual([
+      "pre-copy: downtime 500 ms = 0.25x cold's downtime 2000 ms (0 rounds, stopped: converged)",
+      "lazy: running there after 300 ms = 0.15x cold's downtime 2000 ms; its last page after 900 ms",
+    ]);
+  });
+
+  it("leaves out a ratio it has no cold run for, and modes that failed", () => {
+    const rows = [
+      row("cold", { ok: false }),
+      row("pre-copy", { downtimeMs: 500 }),
+      row("lazy", { ok: false, resumeMs: 1 }),
+    ];
+    expect(pairFigures(rows)).toEqual(["pre-copy: downtime 500 ms (0 rounds, stopped: ?)"]);
   });
 });

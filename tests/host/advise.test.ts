@@ -10,12 +10,15 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand } from "../support/requirements";
-import { alive, HOST, HOST_DIR, needLabHost, run, tempDir, waitFor } from "./support/lab-helpers";
-import { createLabPair, type LabPair } from "../../netlab/netns";
+import { alive, HOST, needLabHost, run, waitFor } from "./support/lab-helpers";
+import type { LabPair } from "../../netlab/netns";
+import {
+  DST,
+  LAB_COMMAND as LAB,
+  migrationHosts,
+  type MigrationHosts,
+} from "./support/migration-hosts";
 
-const LAB = path.join(HOST_DIR, "criu-lab");
-const LAB_COUNTER = path.join(HOST_DIR, "counter.py");
-const DST = "10.77.0.2";
 const MIB = 2 ** 20;
 const HOLD_MIB = 64;
 /** A port of this file's range (2230-2239) where nothing listens on the destination. */
@@ -62,35 +65,21 @@ describe.skipIf(
     needCommand("nsenter"),
   ]),
 )("criu-lab advise and migrate --mode auto between two network-namespace hosts", () => {
-  let dir: string;
+  let hosts: MigrationHosts;
   let work: string;
   let pair: LabPair;
-  const started: number[] = [];
   const tracks = () => run(HOST.criu, ["check", "--feature", "mem_dirty_track"]).code === 0;
 
   beforeAll(async () => {
-    dir = tempDir("advise");
-    work = path.join(dir, "work");
-    fs.mkdirSync(work, { mode: 0o755 });
+    hosts = await migrationHosts("advise");
+    ({ work, pair } = hosts);
     fs.writeFileSync(path.join(work, "hold.py"), HOLD);
-    pair = await createLabPair({ dir, hide: [work] });
   });
-
-  afterAll(async () => {
-    // Only the counters these tests started (here or restored there), by PID.
-    for (const pid of started) {
-      const cmd = alive(pid) ? fs.readFileSync(`/proc/${pid}/cmdline`, "utf8") : "";
-      if (cmd.includes("hold.py") || cmd.includes("counter.py")) {
-        process.kill(pid, "SIGKILL");
-      }
-    }
-    await pair?.remove();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => hosts?.remove());
 
   const lab = (args: string[]) =>
     pair.source.ssh(
-      `CRIU_LAB_LOG_DIR=${work}/logs CRIU_LAB_COUNTER=${LAB_COUNTER} ${LAB} ${args.join(" ")}`,
+      `CRIU_LAB_LOG_DIR=${work}/logs CRIU_LAB_COUNTER=${work}/counter.py ${LAB} ${args.join(" ")}`,
     );
   const to = () => [
     "--to",
@@ -104,20 +93,7 @@ describe.skipIf(
   const lastCount = (log: string) =>
     Number([...fs.readFileSync(log, "utf8").matchAll(/^Counter: (\d+)$/gm)].pop()?.[1]);
 
-  async function startHolder(name: string): Promise<{ pid: number; log: string }> {
-    const runDir = path.join(work, name);
-    const ran = pair.source.ssh(
-      `mkdir -p ${runDir} && cd ${runDir} && { setsid /usr/bin/python3 ${work}/hold.py ${HOLD_MIB} </dev/null >counter.log 2>&1 & echo $!; }`,
-    );
-    expect(ran.code, ran.stderr).toBe(0);
-    const pid = Number(ran.stdout.trim());
-    started.push(pid);
-    const log = path.join(runDir, "counter.log");
-    await waitFor("the holder to count to 3", () =>
-      fs.existsSync(log) && /^Counter: 3$/m.test(fs.readFileSync(log, "utf8")) ? true : undefined,
-    );
-    return { pid, log };
-  }
+  const startHolder = (name: string) => hosts.startCounter(name, `hold.py ${HOLD_MIB}`);
 
   /** PIDs in the destination's network namespace (one kernel: all of /proc). */
   const inDestination = () => {
@@ -266,7 +242,7 @@ describe.skipIf(
   it("scenario run migration --mode auto: the terminal prints predicted against measured", () => {
     const ran = lab(["scenario", "run", "migration", ...to(), "--mode", "auto"]);
     expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
-    started.push(Number(/^counter\.py runs as PID (\d+),/m.exec(ran.stdout)?.[1]));
+    hosts.started.push(Number(/^counter\.py runs as PID (\d+),/m.exec(ran.stdout)?.[1]));
     expect(ran.stdout).toMatch(/^dirty rate: /m);
     const line =
       /^ {2}the advisor predicted \d+ ms, measured \d+ ms \(\d+\.\d\dx\); predicted\/measured ms: freeze \d+\/\d+, transfer \d+\/\d+, restore \d+\/\d+$/m;

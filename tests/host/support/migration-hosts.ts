@@ -1,8 +1,8 @@
 /**
  * Two lab "hosts" for the migration tests (netlab/netns.ts): a work directory the
  * destination's sshd cannot see (an empty tmpfs over it there), so what a process needs
- * there arrives only if migrate carries it; the counter copied into it; counters started
- * detached on the source, each in its own directory, and at the end only those ended, by PID.
+ * there arrives only if migrate carries it; the counter copied into it; counters (or
+ * programs that count as it does) started detached on the source, each in its own directory, and at the end only those ended, by PID.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -25,8 +25,9 @@ export interface MigrationHosts {
   user?: TestUser;
   /** PIDs of the counters started (here, or restored there: one kernel), for the end. */
   started: number[];
-  /** The counter, detached, in work/NAME, once it has counted to 3. */
-  startCounter(name: string): Promise<{ pid: number; log: string }>;
+  /** The counter (or PROGRAM, a python script under work that counts as it does: "Counter: N"
+   * lines), detached, in work/NAME, once it has counted to 3. */
+  startCounter(name: string, program?: string): Promise<{ pid: number; log: string }>;
   /** Ends the counters started (by PID, if still a counter), the pair, the user, the dir. */
   remove(): Promise<void>;
 }
@@ -49,10 +50,10 @@ export async function migrationHosts(
     pair,
     user,
     started,
-    async startCounter(name) {
+    async startCounter(name, program = "counter.py --interval 0.2") {
       const runDir = path.join(work, name);
       const ran = pair.source.ssh(
-        `mkdir -p ${runDir} && cd ${runDir} && { setsid /usr/bin/python3 ${work}/counter.py --interval 0.2 </dev/null >counter.log 2>&1 & echo $!; }`,
+        `mkdir -p ${runDir} && cd ${runDir} && { setsid /usr/bin/python3 ${work}/${program} </dev/null >counter.log 2>&1 & echo $!; }`,
       );
       expect(ran.code, ran.stderr).toBe(0);
       const pid = Number(ran.stdout.trim());
@@ -65,7 +66,7 @@ export async function migrationHosts(
     },
     async remove() {
       for (const pid of started) {
-        if (alive(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("counter.py")) {
+        if (alive(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(work)) {
           process.kill(pid, "SIGKILL");
         }
       }

@@ -13,6 +13,8 @@ manifest, and the latest checkpoint is the highest complete one:
 
 When RAM is short (MemAvailable less a margin, the tmpfs's free space, or --ram-budget-mib)
 the dump goes straight to the disk's .N.partial and the same fsync and rename follow.
+
+A migration's images follow the same rule on both of its hosts (migration_placement).
 """
 import hashlib
 import os
@@ -170,3 +172,42 @@ def latest_complete(checkpoints):
         problems.append(why)
     raise LabError(NOT_READY, f"no complete checkpoint in {checkpoints}"
                    + (": " + "; ".join(problems) if problems else ""))
+
+
+def migration_placement(need_here, need_there, memory, here, there, budget=None, margin=MARGIN):
+    """Where a migration's images go, one absolute path on both hosts, so on both ends RAM or
+    both disk: {"here": "ram" | "disk", "there": the same, "why": in words}. NEED_HERE, NEED_THERE:
+    bytes of images each end writes (a page server's pages land only there; lazy pages in
+    neither); MEMORY: the process's memory, which the destination holds beside its images until
+    they move to disk. HERE, THERE: {"available": MemAvailable, "ramFree": free bytes on the
+    tmpfs at RAM_ROOT (None: none there)}; THERE's "shared": RAM_ROOT there is this host's own
+    directory (one kernel, one filesystem: the images of both ends cannot sit apart there).
+    BUDGET: bytes of images allowed in RAM on each end (--ram-budget-mib; None: no limit)."""
+    def short(host, need, held, side):
+        size = f"about {human_bytes(need)} of images {host}"
+        if budget is not None and need > budget:
+            return f"{size}, more than the RAM budget of {human_bytes(budget)} (--ram-budget-mib)"
+        if side.get("ramFree") is None:
+            return f"no tmpfs at {RAM_ROOT} {host}"
+        if side.get("available") is None:
+            return f"no MemAvailable in /proc/meminfo {host}"
+        if need + held + margin > side["available"]:
+            beside = f" beside the process's {human_bytes(held)}" if held else ""
+            return (f"{size}{beside} plus a margin "
+                    f"of {human_bytes(margin)}, more than the {human_bytes(side['available'])} of RAM available "
+                    f"{host} (MemAvailable)")
+        if need > side["ramFree"]:
+            return f"{size}, more than the {human_bytes(side['ramFree'])} free on the tmpfs at {RAM_ROOT} {host}"
+        return None
+
+    if there.get("shared"):
+        why = (f"{RAM_ROOT} is the same directory on both hosts (one kernel, one filesystem): "
+               "each end needs its own copy of the images")
+    else:
+        why = short("here", need_here, 0, here) or short("there", need_there, memory, there)
+    if why:
+        return {"here": "disk", "there": "disk", "why": why}
+    return {"here": "ram", "there": "ram",
+            "why": (f"about {human_bytes(need_here)} of images here and {human_bytes(need_there)} there fit in RAM "
+                    f"({human_bytes(here['available'])} and {human_bytes(there['available'])} available, "
+                    f"margin {human_bytes(margin)})")}

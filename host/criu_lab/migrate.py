@@ -3,6 +3,8 @@ of modes.py (what each needs, and what `--mode auto` picks).
 
 Everything, page traffic included, goes through the one SSH connection whose host key was
 checked: the lab's security group lets SSH in and nothing else (docs/design.md "Data flow").
+The images sit in RAM on both ends while the process is down, when they fit, and move to the
+run's directory on disk once it runs again (docs/design.md "Where a migration's images live").
 """
 import os
 import re
@@ -10,8 +12,8 @@ import shlex
 import subprocess
 import time
 
-from .common import (CRIU, LOG_DIR, base, counts, counts_in, crit_show, criu, criu_stats, human_bytes, keep_latest_passing,
-                     no_room, new_run, private_dir, ready, room_for_dump, run, tail, whole)
+from .common import (CRIU, base, counts, counts_in, crit_show, criu, criu_stats, human_bytes, keep_latest_passing,
+                     no_room, new_run, ready, room_for_dump, run, tail, whole)
 from . import manifest
 from .faults import Fault, add_fault_flag, lines as fault_lines
 from .modes import add_mode_flag, same_kernel
@@ -19,6 +21,7 @@ from .outcome import BROKEN, EXPECTED, OK, USAGE, LabError, attempt, error_text,
 from .pair import check_pair
 from .precopy import pre_copy
 from .procs import alive, wait_for
+from .ram_images import add_ram_flag, make_dirs, ram_budget, to_disk
 from .remote import Remote, criu_stats_there, free_there, keep_latest_passing_there, local_port, remote_state, ship
 
 def register(sub):
@@ -26,6 +29,7 @@ def register(sub):
     add_destination_flags(p)
     p.add_argument("--pid", type=whole, required=True, help="the process to move")
     add_mode_flag(p)
+    add_ram_flag(p)
     add_fault_flag(p)
     p.set_defaults(fn=cmd_migrate)
 
@@ -57,12 +61,15 @@ def image_files(images):
 
 
 class Migration:
-    """One migration's state: where its images are (same absolute path on both hosts)."""
+    """One migration's state: where its images are (same absolute path on both hosts): in the
+    run's directory, or in RAM (use_ram) until to_disk moves them there."""
 
-    def __init__(self, pid, mode, remote, reap, say, run_dir=None):
+    def __init__(self, pid, mode, remote, reap, say, run_dir=None, ram_budget=None):
         self.pid, self.mode, self.remote, self.reap, self.say = pid, mode, remote, reap, say
         self.dir = run_dir or new_run("migrate")
         self.images = os.path.join(self.dir, "images")
+        self.ram, self.ram_budget = None, ram_budget  # the RAM directory in use; bytes allowed there
+        self.made = False  # make_dirs began: there is something to move or remove
         # mode: what runs; with --mode auto, null until the destination is probed and a mode picked.
         self.r = {**base(), "modeAsked": mode, "mode": None if mode == "auto" else mode, "modesPassedOver": [],
                   "pid": pid, "destination": f"{remote.target}", "imagesDir": self.images,
@@ -163,11 +170,12 @@ class Migration:
             self.remote.run(f"kill {self.page_server_pid} 2>/dev/null; true", 30)
 
 
-def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None):
+def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None, ram_budget=None):
     """Moves PID to REMOTE. Returns the JSON result; raises LabError with a clear message
     (images kept, where; the process restored back here when it was dumped and could not
-    come up there). FAULT: one to cause on purpose (faults.fault_type), reported in `fault`."""
-    m = Migration(pid, mode, remote, reap, say, run_dir)
+    come up there). FAULT: one to cause on purpose (faults.fault_type), reported in `fault`.
+    RAM_BUDGET: bytes of images allowed in RAM on each end (None: what fits)."""
+    m = Migration(pid, mode, remote, reap, say, run_dir, ram_budget)
     r = m.r
     try:
         remote.connect()
@@ -179,9 +187,7 @@ def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None):
             # Another kernel has PIDs of its own: nothing here can hold the PID the restore
             # there takes, so no wait for the dumped process's parent to reap it.
             m.reap = lambda: None
-        private_dir(m.images)
-        # There too (the Remote's umask makes what it creates private): an older lab's LOG_DIR is 0755.
-        remote.must(f"mkdir -p {shlex.quote(m.images)} && chmod 700 {shlex.quote(LOG_DIR)}", "mkdir")
+        make_dirs(m)
         say(f"PID {pid} -> {remote.target} ({dest['kernel']}), mode {mode}{picked(r)}; "
             f"carrying {', '.join(carry) or 'nothing'}")
         if mode == "pre-copy":
@@ -226,6 +232,7 @@ def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None):
             after = wait_for("the restored process's next count", lambda: [
                 n for n in counts_in(remote.run(f"tail -c 2000 {q}").stdout) if n > r["lastBeforeDump"]] or None, 30)
             r["firstAfterRestore"] = after[0]
+        to_disk(m, keep=False)  # the process runs there: off the critical path
         r["ok"] = True
         if m.fault:
             m.fault.end()
@@ -237,9 +244,16 @@ def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None):
         if m.fault:
             m.fault.end()  # the link back before the pages are fetched back
         if m.dumped and not r.get("restoredPid"):
-            r["error"] += f"\nThe process was dumped; {m.restore_back()}. Images kept here in {m.dir} and on {remote.host} in {m.images}"
-        elif os.path.isdir(m.dir):
-            r["error"] += f"\nLogs kept here in {m.dir}"
+            back = m.restore_back()  # from wherever the images are, RAM included
+            m.cleanup()  # a page server still writing there
+            here, there, problems = to_disk(m, keep=True)
+            r["error"] += (f"\nThe process was dumped; {back}. Images kept here in {here} and on {remote.host} in {there}"
+                           + "".join(f"\n{p}" for p in problems))
+        else:
+            m.cleanup()
+            problems = to_disk(m, keep=True)[2]
+            if os.path.isdir(m.dir):
+                r["error"] += f"\nLogs kept here in {m.dir}" + "".join(f"\n{p}" for p in problems)
         if m.fault:
             r["fault"] = m.fault.report(r)
         failed = LabError(getattr(e, "code", BROKEN), r["error"])
@@ -249,6 +263,8 @@ def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None):
         if m.fault:
             m.fault.end()
         m.cleanup()
+        if m.ram:  # an error no branch above expected: nothing stays in RAM
+            to_disk(m, keep=True)
 
 
 def lazy(m, carry, out, started):
@@ -300,7 +316,7 @@ def cmd_migrate(a):
             raise LabError(USAGE, f"--pid {a.pid}: no such running process")
         remote = Remote(user, host, a.port, a.identity, a.known_hosts)
         # Its result, whole; a failure carries what it knew into R (LabError.result).
-        r = migrate(a.pid, a.mode, remote, lambda: reaped(a.pid), say, fault=a.fault)
+        r = migrate(a.pid, a.mode, remote, lambda: reaped(a.pid), say, fault=a.fault, ram_budget=ram_budget(a))
     if outcome.failed:
         return outcome.code, r, "\n".join([failed("criu-lab migrate", r), *fault_lines(r)])
     return OK, r, timeline(r)
@@ -333,6 +349,11 @@ def timeline(r):
         ([f"restore {restore['restoreTimeUs'] / 1000:.1f} ms"] if number(restore, "restoreTimeUs") else [])
     if said:
         lines.append("  CRIU's own: " + ", ".join(said))
+    if r.get("imagesIn"):
+        placed = r["imagesIn"]
+        lines.append(f"  images in RAM on both ends while it was down, then on disk ({r['toDiskMs']} ms): {r['imagesDir']}"
+                     if placed["here"] == "ram" and r.get("toDiskMs") is not None
+                     else f"  images on disk on both ends ({placed['why']}): {r['imagesDir']}")
     if r.get("preCopyRounds"):
         rounds = r["preCopyRounds"]
         lines.append(f"  pre-copy: {len(rounds)} round{'s' if len(rounds) > 1 else ''} while it ran "

@@ -11,7 +11,7 @@ import time
 from . import archive, manifest
 from .common import COUNTER, base, counts, counts_in, crit_show, frozen_us, new_run, private_dir, ready, whole
 from .outcome import BROKEN, OK, USAGE, LabError, attempt, failed
-from .migrate import Migration, add_destination_flags, check_destination_flags, migrate, timeline
+from .migrate import Migration, add_destination_flags, add_ram_flag, check_destination_flags, migrate, ram_budget, timeline
 from .pair import compare_destination
 from .remote import Remote, probe, ship
 from .modes import add_mode_flag
@@ -23,6 +23,7 @@ def register(runsub):
     p = runsub.add_parser("migration", help="move the counter to another host; check it counts on there, same PID")
     add_destination_flags(p)
     add_mode_flag(p)
+    add_ram_flag(p)
     p.add_argument("--interval", type=float, default=0.5, help="seconds between counts")
     p.set_defaults(fn=cmd_migration)
     b = runsub.add_parser("backup", help="checkpoint the counter to a backup host, kill it, restore it there")
@@ -81,7 +82,7 @@ def cmd_migration(a):
         # The counter's output as a client reading it sees it, here and (once restored) there.
         followers += [follow_here(out), follow_there(remote, out)]
         r.update(migrate(child.pid, a.mode, remote, lambda: child.wait(10), say,
-                         run_dir=os.path.join(run_dir, "migrate")))
+                         run_dir=os.path.join(run_dir, "migrate"), ram_budget=ram_budget(a)))
         if r["restoredPid"] != child.pid or r.get("firstAfterRestore") != (r["lastBeforeDump"] or 0) + 1:
             raise LabError(BROKEN, f"on {host} the counter runs as PID {r['restoredPid']} (expected {child.pid}) and "
                            f"counted {r.get('firstAfterRestore')} after {r['lastBeforeDump']}")

@@ -11,11 +11,13 @@ import shlex
 import stat
 import tempfile
 
-from .common import CRIU, dump_estimate, human_bytes, no_room, run
+from . import checkpoints as ckpt
+from .common import CRIU, dump_estimate, free_bytes, human_bytes, no_room, run
 from .manifest import sha256
 from .advise import advise
 from .modes import destination_features, mode_unsupported
 from .outcome import NOT_READY, USAGE, LabError
+from .ram_images import use_ram
 from .remote import cpu_flags, probe, remote_state, state_script
 
 # The CPU features a process may start using and a restore cannot take away: the FPU and its
@@ -78,15 +80,54 @@ def kernel_check(here, there, same_boot):
     return check("kernel", True, f"{here} here, {there} there: allowed, CRIU needs only the features the mode needs")
 
 
-def room_check(pid, where, estimate, free):
+def room_check(pid, where, estimate, free, medium="disk"):
     """Images of about ESTIMATE bytes (common.dump_estimate; None: /proc could not say) into
-    WHERE, FREE bytes free there (None: df said nothing)."""
+    WHERE, FREE bytes free there (None: df said nothing), on MEDIUM ("disk", or "RAM": the tmpfs
+    image_placement picked)."""
     if estimate is None or free is None:
         return check("room", True, f"not measured ({'/proc gave no estimate' if estimate is None else 'df said nothing'} "
                      f"for {where})")
     if estimate > free:
         return check("room", False, str(no_room(pid, where, estimate, free)))
-    return check("room", True, f"about {human_bytes(estimate)} of images, {human_bytes(free)} free in {where}")
+    return check("room", True, f"about {human_bytes(estimate)} of images, {human_bytes(free)} free in {where} "
+                 f"({'in RAM' if medium == 'RAM' else 'on disk'})")
+
+
+def ram_probe():
+    """Shell that prints on the destination its MemAvailable (kB) and, when RAM_ROOT is a
+    directory there, the bytes free in it (df) and its device:inode (stat), a line each."""
+    r = shlex.quote(ckpt.RAM_ROOT)
+    return (f"sed -n 's/^MemAvailable: *\\([0-9]*\\) kB$/\\1/p' /proc/meminfo; if [ -d {r} ]; then "
+            f"df -P -B1 {r} | awk 'NR == 2 {{print $4}}'; stat -c %d:%i {r}; fi")
+
+
+def ram_side(lines, same_boot=False, here_id=None):
+    """ram_probe's answer (LINES) as checkpoints.migration_placement takes a side: {available,
+    ramFree, shared}; shared when the destination shares this boot and RAM_ROOT there is the
+    directory HERE_ID (device:inode) names here."""
+    words = lines.split()
+    available = int(words[0]) * 1024 if words and words[0].isdigit() else None
+    free = int(words[1]) if len(words) > 1 and words[1].isdigit() else None
+    return {"available": available, "ramFree": free,
+            "shared": bool(same_boot and here_id and len(words) > 2 and words[2] == here_id)}
+
+
+def ram_here():
+    """This host's side for checkpoints.migration_placement, and RAM_ROOT's device:inode here."""
+    if not os.path.isdir(ckpt.RAM_ROOT):
+        return {"available": ckpt.mem_available(), "ramFree": None}, None
+    st = os.stat(ckpt.RAM_ROOT)
+    return {"available": ckpt.mem_available(), "ramFree": free_bytes(ckpt.RAM_ROOT)[0]}, f"{st.st_dev}:{st.st_ino}"
+
+
+def image_needs(mode, estimate):
+    """(bytes of images written here, there) in MODE, for ESTIMATE bytes of them in all: a page
+    server's pages land only there; lazy pages stay in memory here and go to memory there (8 MiB:
+    the rest of the images); pre-copy keeps its rounds beside the final dump (twice: the first
+    round holds everything, the later ones shrink; Migration.room checks each)."""
+    rest = 8 * 2**20
+    return {"page-server": (rest, estimate), "lazy": (rest, rest),
+            "pre-copy": (2 * estimate, 2 * estimate)}.get(mode, (estimate, estimate))
 
 
 def pid_probe(pid):
@@ -136,6 +177,7 @@ def check_pair(m, say):
         ("free", f"d={q(m.images)}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done; "
                  "df -P -B1 \"$d\" | awk 'NR == 2 {print $4}'"),
         ("pid", pid_probe(pid)),
+        ("ram", ram_probe()),
         ("files", state_script(paths) if paths else "true"),
     ]
     if image:
@@ -167,6 +209,18 @@ def check_pair(m, say):
                                             dict(zip(paths, there.get("files", "").split())))
     estimate = dump_estimate(pid)
     free = there.get("free", "").strip()
+    free = int(free) if free.isdigit() else None
+    here, here_id = ram_here()
+    if estimate is None:
+        placed = {"here": "disk", "there": "disk", "why": "/proc gave no estimate of the images"}
+    else:
+        placed = ckpt.migration_placement(*image_needs(mode, estimate), estimate, here,
+                                          ram_side(there.get("ram", ""), same_boot, here_id), m.ram_budget)
+    if placed["here"] == "ram":
+        use_ram(m)
+        placed["ramDir"] = m.ram
+        free = ram_side(there.get("ram", "")).get("ramFree")
+    r["imagesIn"] = placed
     checks = [
         cpu_check(cpu_flags(), there.get("flags", "").split(), criu_said),
         criu_check(r["criuVersion"], dest["criuVersion"]),
@@ -177,12 +231,13 @@ def check_pair(m, say):
               f"carrying {', '.join(carry) or 'nothing'}"),
         # Lazy pages stay in memory and go to memory there: only the rest of the images lands.
         room_check(pid, f"{remote.host}:{m.images}", 8 * 2**20 if mode == "lazy" and estimate else estimate,
-                   int(free) if free.isdigit() else None),
+                   free, "RAM" if placed["here"] == "ram" else "disk"),
         pid_check(pid, same_boot, there.get("pid", "").strip()),
     ]
     r["pairChecks"] = checks
     say(f"pair check with {remote.target}:\n" + "\n".join(f"  {'ok  ' if c['ok'] else 'FAIL'} {c['name']}: {c['detail']}"
-                                                        for c in checks))
+                                                        for c in checks)
+        + f"\nimages in {'RAM' if placed['here'] == 'ram' else 'the run directory on disk'} on both ends: {placed['why']}")
     refused = refusal(remote.host, checks)
     if refused:
         raise refused

@@ -61,7 +61,7 @@ def pre_copy(m, say):
     rounds, began_before = [], None
     while True:
         i = len(rounds) + 1
-        d = os.path.join(m.dir, f"pre-{i}")
+        d = os.path.join(os.path.dirname(m.images), f"pre-{i}")  # beside the images, in RAM or on disk
         os.makedirs(d)
         began = time.monotonic()
         ms = m.criu(["pre-dump", "-t", str(m.pid), "-D", d, "--track-mem",

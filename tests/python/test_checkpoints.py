@@ -163,3 +163,39 @@ def test_a_byte_changed_in_the_latest_checkpoint_is_refused_naming_the_file(tmp_
         ckpt.latest_complete(disk)
     assert e.value.code == NOT_READY
     assert f"checkpoint {disk}/2 refused: pages-1.img changed (sha256" in str(e.value)
+
+
+# A migration's images: one path on both hosts, so RAM on both ends or disk on both.
+ROOMY = {"available": 8 * GIB, "ramFree": 4 * GIB}
+
+
+def test_migration_images_in_ram_when_both_ends_hold_them_said_with_the_numbers():
+    placed = ckpt.migration_placement(300 * MIB, 300 * MIB, 300 * MIB, ROOMY, ROOMY)
+    assert placed == {"here": "ram", "there": "ram", "why": "about 300.0 MiB of images here and 300.0 MiB there fit "
+                      "in RAM (8.0 GiB and 8.0 GiB available, margin 256.0 MiB)"}
+
+
+@pytest.mark.parametrize("here, there, budget, why", [
+    (ROOMY, ROOMY, 100 * MIB, "about 300.0 MiB of images here, more than the RAM budget of 100.0 MiB (--ram-budget-mib)"),
+    ({"available": 8 * GIB, "ramFree": None}, ROOMY, None, f"no tmpfs at {ckpt.RAM_ROOT} here"),
+    ({"available": 500 * MIB, "ramFree": GIB}, ROOMY, None,
+     "about 300.0 MiB of images here plus a margin of 256.0 MiB, more than the 500.0 MiB of RAM available here (MemAvailable)"),
+    (ROOMY, {"available": 8 * GIB, "ramFree": 200 * MIB}, None,
+     f"about 300.0 MiB of images there, more than the 200.0 MiB free on the tmpfs at {ckpt.RAM_ROOT} there"),
+    # There the restored process takes its memory beside the images until they move to disk.
+    (ROOMY, {"available": 800 * MIB, "ramFree": GIB}, None,
+     "about 300.0 MiB of images there beside the process's 300.0 MiB plus a margin of 256.0 MiB, more than the "
+     "800.0 MiB of RAM available there (MemAvailable)"),
+    (ROOMY, {"available": None, "ramFree": GIB}, None, "no MemAvailable in /proc/meminfo there"),
+    (ROOMY, {**ROOMY, "shared": True}, None, f"{ckpt.RAM_ROOT} is the same directory on both hosts (one kernel, one "
+     "filesystem): each end needs its own copy of the images"),
+])
+def test_migration_images_on_disk_on_both_ends_when_either_is_short_with_the_reason(here, there, budget, why):
+    assert ckpt.migration_placement(300 * MIB, 300 * MIB, 300 * MIB, here, there, budget) == {
+        "here": "disk", "there": "disk", "why": why}
+
+
+def test_migration_a_page_servers_pages_need_room_only_there():
+    small_here = {"available": 400 * MIB, "ramFree": 100 * MIB}
+    assert ckpt.migration_placement(8 * MIB, 300 * MIB, 300 * MIB, small_here, ROOMY)["here"] == "ram"
+    assert ckpt.migration_placement(300 * MIB, 300 * MIB, 300 * MIB, small_here, ROOMY)["here"] == "disk"

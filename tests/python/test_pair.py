@@ -61,7 +61,8 @@ def test_room_refuses_images_that_would_not_fit_there_with_the_numbers():
     assert c["detail"].startswith("no room for the images of PID 42 in b:/var/log/criu-lab/migrate-x/images: about "
                                   "30.0 MiB needed (its memory, plus a tenth and 8 MiB), 4.0 MiB free there; nothing was frozen")
     assert pair.room_check(42, "b:/x", 3 * 2**20, 4 * 2**20) == {
-        "name": "room", "ok": True, "detail": "about 3.0 MiB of images, 4.0 MiB free in b:/x"}
+        "name": "room", "ok": True, "detail": "about 3.0 MiB of images, 4.0 MiB free in b:/x (on disk)"}
+    assert pair.room_check(42, "b:/x", 3 * 2**20, 4 * 2**20, "RAM")["detail"].endswith("free in b:/x (in RAM)")
     assert pair.room_check(42, "b:/x", None, 4)["ok"] is True  # not measured: said, not refused
     assert pair.room_check(42, "b:/x", 5, None)["detail"] == "not measured (df said nothing for b:/x)"
 
@@ -104,3 +105,21 @@ def test_pid_probe_counts_other_sessions_holders_not_its_own():
     gone = subprocess.run(["sh", "-c", f"sleep 0 & p=$!; wait $p; {pair.pid_probe('$p')}"],
                           capture_output=True, text=True, check=True)
     assert gone.stdout.strip() == "free"
+
+
+def test_image_needs_per_mode_where_the_pages_land():
+    e, rest = 300 * 2**20, 8 * 2**20
+    assert pair.image_needs("cold", e) == (e, e)
+    assert pair.image_needs("page-server", e) == (rest, e)  # the pages go straight there
+    assert pair.image_needs("lazy", e) == (rest, rest)  # memory to memory
+    assert pair.image_needs("pre-copy", e) == (2 * e, 2 * e)  # the rounds beside the final dump
+
+
+def test_ram_side_reads_the_probe_and_knows_a_ram_dir_shared_with_this_host():
+    said = "8000000\n4294967296\n27:1\n"
+    assert pair.ram_side(said) == {"available": 8000000 * 1024, "ramFree": 4294967296, "shared": False}
+    assert pair.ram_side(said, True, "27:1")["shared"] is True  # one boot, the same directory
+    assert pair.ram_side(said, False, "27:1")["shared"] is False  # another host's 27:1 is another directory
+    assert pair.ram_side(said, True, "28:1")["shared"] is False
+    assert pair.ram_side("8000000\n") == {"available": 8000000 * 1024, "ramFree": None, "shared": False}  # no tmpfs
+    assert pair.ram_side("") == {"available": None, "ramFree": None, "shared": False}

@@ -61,6 +61,7 @@ def test_pre_copy_runs_rounds_until_the_rule_stops_them_and_reports_each(tmp_pat
 
     class M:
         dir, pid, remote, r = str(tmp_path), 4242, None, {"bytesTransferred": 0}
+        images = str(tmp_path / "images")  # the rounds go beside it, in RAM or in the run's directory
 
         def criu(self, argv, log):
             asked.append(argv)

@@ -663,4 +663,201 @@ describe.skipIf(
     expect(fs.existsSync(earlier)).toBe(false);
     expect(pair.destination.ssh(`test -e ${earlier}`).code).toBe(1);
   });
+
+  describe("images in RAM on both ends while the process is down, on disk after", () => {
+    /** CRIU_LAB_RAM_DIR: a tmpfs the test mounts there on each host, in that host's own mount
+     * namespace (the sshd's), so each end has its own RAM, as two machines do. */
+    const ramDir = () => `${work}/ram`;
+    interface InRam extends Migrated {
+      imagesIn: { here: string; there: string; why: string; ramDir?: string };
+      toDiskMs?: number;
+    }
+
+    const parseRam = (ran: { code: number; stdout: string; stderr: string }) => parse(ran) as InRam;
+
+    /** A tmpfs of SIZE at ramDir() on the source and on the destination (its sshd on PORT). */
+    async function ramOnBoth(size: string, port: number, fn: () => Promise<void>) {
+      const ends = [
+        (s: string) => pair.source.ssh(s),
+        (s: string) => pair.destination.ssh(s, "root", port),
+      ];
+      for (const ssh of ends) {
+        const mounted = ssh(
+          `mkdir -p ${ramDir()} && mount -t tmpfs -o size=${size} clmig-ram ${ramDir()}`,
+        );
+        expect(mounted.code, mounted.stderr).toBe(0);
+      }
+      try {
+        await fn();
+        // Nothing of the process's memory stays in RAM, at either end.
+        for (const ssh of ends) expect(ssh(`ls -A ${ramDir()}`).stdout).toBe("");
+      } finally {
+        for (const ssh of ends) ssh(`umount ${ramDir()}`);
+      }
+    }
+
+    const labRam = (args: string[]) =>
+      pair.source.ssh(
+        `CRIU_LAB_RAM_DIR=${ramDir()} CRIU_LAB_LOG_DIR=${work}/logs CRIU_LAB_COUNTER=${work}/counter.py ` +
+          `${LAB} ${args.join(" ")}`,
+      );
+
+    /** The images ended up in the run's directory on disk, here and there (PORT's sshd). */
+    function onDiskBoth(r: InRam, port = 22) {
+      expect(r.imagesDir).toMatch(new RegExp(`^${work}/logs/(migrate|migration)-\\S+/images$`));
+      expect(fs.existsSync(path.join(r.imagesDir, "pstree.img"))).toBe(true);
+      expect(pair.destination.ssh(`ls ${r.imagesDir}`, "root", port).stdout).toContain(
+        "pstree.img",
+      );
+    }
+
+    it("cold: dumped into RAM here, restored from RAM there, then both copies on disk", async () => {
+      const { pid } = await startCounter("ram-cold");
+      await ramOnBoth("256m", 22, async () => {
+        const ran = labRam([
+          "migrate",
+          ...flags(),
+          "--pid",
+          String(pid),
+          "--mode",
+          "cold",
+          "--json",
+        ]);
+        expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
+        const r = parseRam(ran);
+        expect(r).toMatchObject({
+          ok: true,
+          restoredPid: pid,
+          imagesIn: { here: "ram", there: "ram" },
+        });
+        expect(r.firstAfterRestore).toBe(r.lastBeforeDump + 1);
+        expect(r.imagesIn.why).toMatch(
+          /^about [\d.]+ MiB of images here and [\d.]+ MiB there fit in RAM/,
+        );
+        const inRam = r.imagesIn.ramDir!;
+        expect(inRam).toMatch(new RegExp(`^${ramDir()}/criu-lab-migrate-\\d{8}T\\d{6}Z-\\d+$`));
+        // The room check measured the tmpfs there, where CRIU wrote and read the images; then
+        // they were copied from it to disk (a copy from a RAM directory never made fails).
+        const room = r.pairChecks.find((c) => c.name === "room")!.detail;
+        expect(room).toContain(`free in ${DST}:${inRam}/images (in RAM)`);
+        expect(r.criu.dump.pagesWritten).toBeGreaterThan(0);
+        const runDir = path.dirname(r.imagesDir);
+        expect(r.toDiskMs).toBeGreaterThan(0);
+        onDiskBoth(r);
+        expect(fs.existsSync(path.join(runDir, "passed"))).toBe(true);
+      });
+      process.kill(pid, "SIGKILL");
+    });
+
+    it("scenario run migration (page-server): the pages into RAM there, then on disk", async () => {
+      await ramOnBoth("256m", 22, async () => {
+        const ran = labRam([
+          "scenario",
+          "run",
+          "migration",
+          ...flags(),
+          "--mode",
+          "page-server",
+          "--json",
+        ]);
+        expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
+        const r = parseRam(ran);
+        started.push(r.pid);
+        expect(r).toMatchObject({
+          ok: true,
+          mode: "page-server",
+          imagesIn: { here: "ram", there: "ram" },
+        });
+        expect(r.imagesIn.why).toMatch(
+          /^about 8\.0 MiB of images here and [\d.]+ MiB there fit in RAM/,
+        );
+        onDiskBoth(r);
+        expect(pair.destination.ssh(`ls ${r.imagesDir}`).stdout).toMatch(/^pages-\d+\.img$/m);
+      });
+    });
+
+    it("on disk, with the reason, when the RAM budget or a small tmpfs will not hold them", async () => {
+      const { pid } = await startCounter("ram-budget");
+      let next = 0;
+      await ramOnBoth("4m", 22, async () => {
+        const budget = labRam([
+          "migrate",
+          ...flags(),
+          "--pid",
+          String(pid),
+          "--ram-budget-mib",
+          "0",
+          "--json",
+        ]);
+        expect(budget.code, budget.stdout + budget.stderr).toBe(ExitCode.ok);
+        const r = parseRam(budget);
+        expect(r.imagesIn).toEqual({
+          here: "disk",
+          there: "disk",
+          why: expect.stringMatching(
+            /^about [\d.]+ MiB of images here, more than the RAM budget of 0 B \(--ram-budget-mib\)$/,
+          ),
+        });
+        expect(r.pairChecks.find((c) => c.name === "room")!.detail).toMatch(/ \(on disk\)$/);
+        onDiskBoth(r);
+        process.kill(pid, "SIGKILL");
+        next = (await startCounter("ram-small")).pid;
+        const small = labRam([
+          "migrate",
+          ...flags(),
+          "--pid",
+          String(next),
+          "--mode",
+          "cold",
+          "--json",
+        ]);
+        expect(small.code, small.stdout + small.stderr).toBe(ExitCode.ok);
+        expect(parseRam(small).imagesIn.why).toMatch(
+          new RegExp(
+            `^about [\\d.]+ MiB of images here, more than the [\\d.]+ [KM]iB free on the tmpfs at ${ramDir()} here$`,
+          ),
+        );
+        onDiskBoth(parseRam(small));
+      });
+      process.kill(next, "SIGKILL");
+    });
+
+    it("a restore that fails there: restored back here from RAM, the images kept on disk at both ends", async () => {
+      const { pid, log } = await startCounter("ram-restore-fails");
+      const wrapper = path.join(dir, "criu-fails-restore-ram");
+      const real = path.join(dir, "criu-real-ram");
+      fs.writeFileSync(
+        wrapper,
+        `#!/bin/sh\nif [ "$1" = restore ]; then echo "injected: restore fails" >&2; exit 1; fi\nexec ${real} "$@"\n`,
+        { mode: 0o755 },
+      );
+      await pair.destination.addSshd({
+        port: 2207,
+        hide: [work],
+        replace: [{ file: wrapper, target: HOST.criu, keepOriginalAt: real }],
+      });
+      await ramOnBoth("256m", 2207, async () => {
+        const ran = labRam([
+          "migrate",
+          ...flags(),
+          "--port",
+          "2207",
+          "--pid",
+          String(pid),
+          "--json",
+        ]);
+        expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.labBroken);
+        const r = parseRam(ran);
+        expect(r.imagesIn).toMatchObject({ here: "ram", there: "ram" });
+        expect(r.error).toContain(`criu restore on ${DST} exited 1`);
+        expect(r.error).toContain(`The process was dumped; it runs again here as PID ${pid}.`);
+        expect(r.error).toContain(
+          `Images kept here in ${r.imagesDir} and on ${DST} in ${r.imagesDir}`,
+        );
+        onDiskBoth(r, 2207);
+      });
+      await stillCountsHere(pid, log);
+      process.kill(pid, "SIGKILL");
+    });
+  });
 });

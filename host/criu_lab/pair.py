@@ -89,6 +89,17 @@ def room_check(pid, where, estimate, free):
     return check("room", True, f"about {human_bytes(estimate)} of images, {human_bytes(free)} free in {where}")
 
 
+def pid_probe(pid):
+    """Shell that answers pid_check's question on the destination: "free" or "taken COMM". A
+    process of the probe's own SSH session is no holder: two hosts booted alike from one image
+    (the VM pair, a class's host pairs) count PIDs in step, and the probe's own shell has been
+    seen holding the very PID it asked about. The session is the 4th field after the comm's
+    ")" in /proc/PID/stat (proc(5)); a PID gone meanwhile is free."""
+    sid = "sed 's/.*) //' /proc/{}/stat 2>/dev/null | cut -d' ' -f4"
+    return (f"if [ -e /proc/{pid} ] && [ \"$({sid.format(pid)})\" != \"$({sid.format('$$')})\" ]; "
+            f"then echo taken $(cat /proc/{pid}/comm 2>/dev/null); else echo free; fi")
+
+
 def pid_check(pid, same_boot, there):
     """THERE: the destination's answer about PID, "free" or "taken COMM". On one kernel the
     dump frees the PID (its parent reaps it), so it is taken there now, as it should be."""
@@ -124,7 +135,7 @@ def check_pair(m, say):
         ("flags", "sed -n 's/^\\(flags\\|Features\\)[[:space:]]*: *//p' /proc/cpuinfo | head -n 1"),
         ("free", f"d={q(m.images)}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done; "
                  "df -P -B1 \"$d\" | awk 'NR == 2 {print $4}'"),
-        ("pid", f"if [ -e /proc/{pid} ]; then echo taken $(cat /proc/{pid}/comm); else echo free; fi"),
+        ("pid", pid_probe(pid)),
         ("files", state_script(paths) if paths else "true"),
     ]
     if image:

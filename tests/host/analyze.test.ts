@@ -14,16 +14,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun } from "../support/requirements";
-import {
-  alive,
-  HOST,
-  LAB,
-  labEnv,
-  run,
-  tempDir,
-  waitFor,
-  needLabHost,
-} from "./support/lab-helpers";
+import { alive, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
+import { needLabHost } from "./support/needs";
 
 const FIXTURES = path.join(__dirname, "fixtures");
 

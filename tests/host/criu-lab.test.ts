@@ -10,16 +10,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode, parseCheck, parseDemo, type DemoResult } from "../../contract/checks";
 import { cannotRun, needCommand } from "../support/requirements";
-import {
-  alive,
-  HOST,
-  LAB,
-  labEnv,
-  run,
-  tempDir,
-  waitFor,
-  needLabHost,
-} from "./support/lab-helpers";
+import { alive, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
+import { needLabHost } from "./support/needs";
 
 /** Every path under DIR, links not followed. */
 function walk(dir: string): string[] {

@@ -11,7 +11,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode, parseDoctor } from "../../contract/checks";
 import { cannotRun, needCommand } from "../support/requirements";
-import { alive, LAB, labEnv, run, tempDir, waitFor, needLabHost } from "./support/lab-helpers";
+import { alive, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
+import { needLabHost } from "./support/needs";
 
 interface Disk {
   dir: string;

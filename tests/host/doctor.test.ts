@@ -8,7 +8,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun } from "../support/requirements";
-import { HOST, run, tempDir, HOST_DIR, needLabHost } from "./support/lab-helpers";
+import { HOST, run, tempDir, HOST_DIR } from "./support/lab-helpers";
+import { needLabHost } from "./support/needs";
 
 /** This worktree's criu-lab (the installed one may be older). */
 const LAB = path.join(HOST_DIR, "criu-lab");

@@ -10,7 +10,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand } from "../support/requirements";
-import { alive, waitFor, needLabHost } from "./support/lab-helpers";
+import { alive, waitFor } from "./support/lab-helpers";
+import { needLabHost } from "./support/needs";
 import { type LabPair } from "../../netlab/netns";
 import {
   DST,

@@ -19,9 +19,8 @@ import {
   run,
   tempDir,
   waitFor,
-  needLabHost,
-  needPanes,
 } from "./support/lab-helpers";
+import { needLabHost, needPanes } from "./support/needs";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LAB = path.join(HOST_DIR, "criu-lab");

@@ -12,7 +12,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cannotRun } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, REPO, run, needLabHost, needPanes } from "./support/lab-helpers";
+import { alive, HOST, LAB, REPO, run } from "./support/lab-helpers";
+import { needLabHost, needPanes } from "./support/needs";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LEFT = 0;

@@ -11,7 +11,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cannotRun, needCommand } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, run, waitFor, needLabHost } from "./support/lab-helpers";
+import { alive, HOST, LAB, run, waitFor } from "./support/lab-helpers";
+import { needLabHost } from "./support/needs";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 /** The lab guide's block that starts the counter detached. */

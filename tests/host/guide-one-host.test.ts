@@ -11,7 +11,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cannotRun, needCommand } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, LAB, waitFor, needLabHost, needPanes } from "./support/lab-helpers";
+import { alive, LAB, waitFor } from "./support/lab-helpers";
+import { needLabHost, needPanes } from "./support/needs";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LEFT = 0;

@@ -12,17 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { parseProgress } from "../../verify/progress";
 import { cannotRun } from "../support/requirements";
-import {
-  alive,
-  HOST,
-  LAB,
-  labEnv,
-  REPO,
-  run,
-  tempDir,
-  waitFor,
-  needLabHost,
-} from "./support/lab-helpers";
+import { alive, HOST, LAB, labEnv, REPO, run, tempDir, waitFor } from "./support/lab-helpers";
+import { needLabHost } from "./support/needs";
 
 const GUIDE = fs.readFileSync(path.join(REPO, "docs", "lab-guide.md"), "utf8");
 

@@ -10,7 +10,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cannotRun } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, HOST, LAB, run, waitFor, needLabHost, needPanes } from "./support/lab-helpers";
+import { alive, HOST, LAB, run, waitFor } from "./support/lab-helpers";
+import { needLabHost, needPanes } from "./support/needs";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 /** The section's blocks, in order: dump and search, the permissions, the clean-up. */

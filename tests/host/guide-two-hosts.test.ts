@@ -16,7 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLabPair, REAPER, type LabPair } from "../../netlab/netns";
 import { cannotRun, needCommand } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
-import { alive, LAB, tempDir, waitFor, needLabHost, needPanes } from "./support/lab-helpers";
+import { alive, LAB, tempDir, waitFor } from "./support/lab-helpers";
+import { needLabHost, needPanes } from "./support/needs";
 import { Terminals } from "./support/terminals";
 
 const A = 0;

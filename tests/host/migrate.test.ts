@@ -11,7 +11,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand } from "../support/requirements";
-import { alive, HOST, run, waitFor, needLabHost } from "./support/lab-helpers";
+import { alive, HOST, run, waitFor } from "./support/lab-helpers";
+import { needLabHost } from "./support/needs";
 import { sshOptions, type LabPair } from "../../netlab/netns";
 import {
   DST,

@@ -21,9 +21,8 @@ import {
   run,
   tempDir,
   waitFor,
-  needLabHost,
-  needPanes,
 } from "./support/lab-helpers";
+import { needLabHost, needPanes } from "./support/needs";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
 const LAB = path.join(HOST_DIR, "criu-lab");

@@ -25,16 +25,8 @@ import {
 import { generateKey } from "../../vm/keys";
 import { cannotRun, needCommand } from "../support/requirements";
 import { cloudInitRead } from "./support/cloud-init";
-import {
-  CLOUD_INIT,
-  criuTarball,
-  HOST,
-  REPO,
-  run,
-  tempDir,
-  type Ran,
-  needLabHost,
-} from "./support/lab-helpers";
+import { CLOUD_INIT, criuTarball, HOST, REPO, run, tempDir, type Ran } from "./support/lab-helpers";
+import { needLabHost } from "./support/needs";
 
 const LAB_USER = "ubuntu";
 

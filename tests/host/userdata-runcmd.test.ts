@@ -12,16 +12,8 @@ import { parse } from "yaml";
 import { LAB_DIR, LAB_FILES, renderUserData } from "../../cloud-init/userData";
 import { cannotRun, needCommand } from "../support/requirements";
 import { cloudInitRead } from "./support/cloud-init";
-import {
-  criuTarball,
-  HOST,
-  HOST_DIR,
-  REPO,
-  run,
-  tempDir,
-  type Ran,
-  needLabHost,
-} from "./support/lab-helpers";
+import { criuTarball, HOST, HOST_DIR, REPO, run, tempDir, type Ran } from "./support/lab-helpers";
+import { needLabHost } from "./support/needs";
 import { generateKey } from "../../vm/keys";
 
 const UNITS = "/etc/systemd/system/criu-lab-autostop";

@@ -85,3 +85,22 @@ def test_refusal_names_every_failed_check_exit_3_or_2_for_the_mode_alone():
     assert str(e) == ("the pair check with b refused, nothing was frozen: cpu: the destination lacks avx512f, which "
                       "this host's process may use; mode: lazy needs a second kernel")
     assert pair.refusal("b", [ok, mode]).code == USAGE
+
+
+def test_pid_probe_counts_other_sessions_holders_not_its_own():
+    """The probe for real: a sleep in another session (setsid) holds its PID; one the probe's
+    own shell started, in its session, does not (twin hosts' PIDs run in step)."""
+    import subprocess
+    other = subprocess.Popen(["setsid", "sleep", "30"])
+    try:
+        ran = subprocess.run(["sh", "-c", pair.pid_probe(other.pid)], capture_output=True, text=True, check=True)
+        assert ran.stdout.strip() == "taken sleep"
+    finally:
+        other.kill()
+        other.wait()
+    own = subprocess.run(["sh", "-c", f"sleep 30 & p=$!; {pair.pid_probe('$p')}; kill $p"],
+                         capture_output=True, text=True, check=True)
+    assert own.stdout.strip() == "free"
+    gone = subprocess.run(["sh", "-c", f"sleep 0 & p=$!; wait $p; {pair.pid_probe('$p')}"],
+                          capture_output=True, text=True, check=True)
+    assert gone.stdout.strip() == "free"

@@ -8,7 +8,6 @@ import * as path from "node:path";
 import { expect, it } from "vitest";
 import { ExitCode } from "../../../contract/checks";
 import { run, type Ran } from "../../../netlab/run";
-import { needCommand, needRoot } from "../../support/requirements";
 
 export const REPO = path.resolve(__dirname, "../../..");
 export const CLOUD_INIT = path.join(REPO, "cloud-init");
@@ -79,16 +78,4 @@ export function itRefusesBadFlags(
     expect(ran.stderr).toContain(message);
     expect(fs.readdirSync(logs())).toEqual(before);
   });
-}
-
-const SETUP = "run `sudo npm run setup:host` first";
-
-/** cannotRun's problems for a suite that needs root and what `setup:host` installs (TOOLS). */
-export function needLabHost(...tools: Array<keyof typeof HOST>): Array<string | undefined> {
-  return [needRoot(), ...tools.map((t) => needCommand(HOST[t], SETUP))];
-}
-
-/** cannotRun's problems for a suite that types into terminals: tmux, and sudo as the guide types it. */
-export function needPanes(): Array<string | undefined> {
-  return [needCommand("tmux"), needCommand("sudo")];
 }

@@ -53,15 +53,14 @@ def lazy(m, carry, out, started):
         dump.wait()
         raise LabError(BROKEN, f"criu dump --lazy-pages exited {dump.returncode}; end of {m.dir}/dump.log:\n{tail(os.path.join(m.dir, 'dump.log'))}")
     m.dumped = True
-    with open(f"/proc/{m.pid}/cmdline", "rb") as f:
-        cmdline = f.read()
+    who = identity(m.pid)
     try:
         serve(m, carry, out, port)
         r["resumeMs"] = round((time.monotonic() - started) * 1000, 1)
     except (LabError, *EXPECTED) as e:
-        said = end(m, dump, port, cmdline, started)
+        said = end(m, dump, port, who, started)
         raise LabError(getattr(e, "code", BROKEN), f"{error_text(e)}\n{said}") from None
-    said = end(m, dump, port, cmdline, started)
+    said = end(m, dump, port, who, started)
     if said:
         raise LabError(BROKEN, said)
 
@@ -122,7 +121,14 @@ def poke(port):
         pass  # already taken by the daemon there (it accepts one), or the dump has ended
 
 
-def end(m, dump, port, cmdline, started):
+def identity(pid):
+    """What names the process without reading its memory: its executable and its name (the
+    kernel's; a copy whose pages read as zeros shows an empty /proc/PID/cmdline)."""
+    with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+        return {"exe": os.readlink(f"/proc/{pid}/exe"), "comm": f.read().strip()}
+
+
+def end(m, dump, port, who, started):
     """After the restore there or its failure: None when the process moved whole (the source
     killed here, `completeMs`); else what the lab did, said whole (the process running here
     again, the copy there killed, the evidence), also in R's `lazy`."""
@@ -143,7 +149,7 @@ def end(m, dump, port, cmdline, started):
         lz["source"] = "ended here: every page went there"
         return None
     lz["source"] = resume_here(m.pid)
-    lz["destination"] = end_there(m, cmdline, daemon["pid"]) if r.get("restoredPid") else "nothing was restored there"
+    lz["destination"] = end_there(m, who, daemon["pid"]) if r.get("restoredPid") else "nothing was restored there"
     host, d = m.remote.host, m.dir
     lz["evidence"] = {"dumpLog": f"{d}/dump.log", "imagesHere": m.images, "restoreLogThere": f"{host}:{d}/restore.log",
                       "lazyPagesLogThere": f"{host}:{d}/{DAEMON}.log"}
@@ -171,13 +177,15 @@ def resume_here(pid):
     return f"PID {pid} is {state}: it is not running here"
 
 
-def end_there(m, cmdline, daemon_pid):
-    """Kills the incomplete copy there by its restored PID, only while its command line is the
-    process's (a PID can be reused), and a daemon still running there; says what it found."""
+def end_there(m, who, daemon_pid):
+    """Kills the incomplete copy there by its restored PID, only while it is the process (its
+    executable and name: WHO; a PID can be reused), and a daemon still running there; says
+    what it found."""
     q, pid = shlex.quote, m.r["restoredPid"]
-    want = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
-    script = (f"c=$(tr '\\0' ' ' </proc/{pid}/cmdline 2>/dev/null | sed 's/ *$//'); "
-              f"if [ -z \"$c\" ]; then echo gone; elif [ \"$c\" = {q(want)} ]; then kill -9 {pid} && echo killed; "
+    script = (f"if [ ! -e /proc/{pid} ]; then echo gone; elif [ \"$(readlink /proc/{pid}/exe)\" = {q(who['exe'])} ] && "
+              f"[ \"$(cat /proc/{pid}/comm)\" = {q(who['comm'])} ]; then kill -9 {pid} && "
+              f"for i in $(seq 50); do s=$(awk '/^State:/ {{print $2}}' /proc/{pid}/status 2>/dev/null); "
+              "[ -z \"$s\" ] || [ \"$s\" = Z ] && break; sleep 0.1; done; echo killed; "
               "else echo other; fi")
     if daemon_pid:
         script += (f"; grep -q lazy-pages /proc/{daemon_pid}/cmdline 2>/dev/null && kill -9 {daemon_pid} "

@@ -33,8 +33,8 @@ def procs():
     """sleep processes started by the test, ended by PID after it."""
     started = []
 
-    def start():
-        p = subprocess.Popen(["sleep", "300"])
+    def start(argv=("sleep", "300")):
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE)
         started.append(p)
         return p
     yield start
@@ -90,7 +90,7 @@ def test_a_daemon_killed_while_the_dump_exited_0_resumes_the_process_here_and_ki
     m = Migration(source.pid, str(tmp_path))
     m.r["restoredPid"] = copy.pid
     dump = subprocess.Popen(["true"])
-    said = lazy.end(m, dump, 1, b"sleep\x00300\x00", time.monotonic())
+    said = lazy.end(m, dump, 1, lazy.identity(source.pid), time.monotonic())
     assert "criu lazy-pages on b exited 137 while the dump here exited 0" in said
     assert copy.wait(10) == -signal.SIGKILL
     wait_state(source.pid, "running")
@@ -101,12 +101,21 @@ def test_a_daemon_killed_while_the_dump_exited_0_resumes_the_process_here_and_ki
     assert "completeMs" not in m.r and not m.reaped
 
 
+def test_a_copy_there_gone_already_is_said(tmp_path, procs):
+    source = procs()
+    keeper_files(tmp_path, 999999, 137)
+    m = Migration(source.pid, str(tmp_path))
+    m.r["restoredPid"] = 999999  # above the default pid_max: no such process
+    lazy.end(m, subprocess.Popen(["true"]), 1, lazy.identity(source.pid), time.monotonic())
+    assert m.r["lazy"]["destination"].startswith("PID 999999 was already gone")
+
+
 def test_a_copy_there_that_is_another_program_is_left_alone(tmp_path, procs):
-    source, other = procs(), procs()
+    source, other = procs(), procs(["cat"])
     keeper_files(tmp_path, 999999, 1)
     m = Migration(source.pid, str(tmp_path))
     m.r["restoredPid"] = other.pid
-    said = lazy.end(m, subprocess.Popen(["false"]), 1, b"counter.py\x00", time.monotonic())
+    said = lazy.end(m, subprocess.Popen(["false"]), 1, lazy.identity(source.pid), time.monotonic())
     assert said.startswith("the lazy migration did not end whole on b: criu dump --lazy-pages exited 1")
     assert other.poll() is None and faults.state_of(source.pid) == "running"
     assert m.r["lazy"]["source"] == f"PID {source.pid} runs again, whole (CRIU resumed it after its failed dump)"
@@ -119,6 +128,6 @@ def test_a_whole_transfer_ends_the_stopped_process_here(tmp_path, procs):
     keeper_files(tmp_path, 999999, 0)
     m = Migration(source.pid, str(tmp_path))
     m.r["restoredPid"] = 12345
-    assert lazy.end(m, subprocess.Popen(["true"]), 1, b"sleep\x00300\x00", time.monotonic()) is None
+    assert lazy.end(m, subprocess.Popen(["true"]), 1, lazy.identity(source.pid), time.monotonic()) is None
     assert source.wait(10) == -signal.SIGKILL
     assert m.reaped and m.r["completeMs"] >= 0 and m.r["lazy"]["source"] == "ended here: every page went there"

@@ -29,8 +29,11 @@ from .remote import local_port, ship
 
 # The daemon's files in the run's directory there: its log, PID, exit code and ready byte.
 DAEMON = "lazy-pages"
-# How long the daemon's exit code may take to appear there once the dump here has ended.
-DAEMON_END_S = 60
+# How long the daemon's exit code may take to appear there once the dump here has ended (after
+# a restore; without one, a daemon that started has lost its restorer and ends at once).
+DAEMON_END_S, UNRESTORED_END_S = 60, 5
+# How long the dump may outlive the daemon there before it is killed (its hang-up lost on the way).
+DUMP_AFTER_DAEMON_S = 10
 
 
 def lazy(m, carry, out, started):
@@ -98,18 +101,41 @@ def start_daemon(run_dir, images, port):
             f"tail -n 20 {d}.log; exit 1")
 
 
-def daemon_end(m):
+def daemon_end(m, seconds=DAEMON_END_S):
     """The daemon there once the dump here has ended: {pid, exit} (exit None: still running
-    after DAEMON_END_S, or there was no asking)."""
+    after SECONDS, or there was no asking)."""
     d = shlex.quote(os.path.join(m.dir, DAEMON))
     try:
-        p = m.remote.run(f"for i in $(seq {DAEMON_END_S * 10}); do [ -s {d}.rc ] && break; sleep 0.1; done; "
-                         f"echo \"$(cat {d}.pid 2>/dev/null) $(cat {d}.rc 2>/dev/null)\"", DAEMON_END_S + 30)
+        p = m.remote.run(f"for i in $(seq {seconds * 10}); do [ -s {d}.rc ] && break; sleep 0.1; done; "
+                         f"echo \"$(cat {d}.pid 2>/dev/null) $(cat {d}.rc 2>/dev/null)\"", seconds + 30)
     except (LabError, *EXPECTED):
         return {"pid": None, "exit": None}
     words = p.stdout.split()
     nums = [int(w) for w in words if w.isdigit()]
     return {"pid": nums[0] if nums else None, "exit": nums[1] if len(nums) > 1 else None}
+
+
+def wait_dump(m, dump, limit_s=1800):
+    """The dump's exit code. It ends when the daemon there hangs up; should it not (a hang-up
+    the SSH forward never passed on), it is killed DUMP_AFTER_DAEMON_S after the daemon ended,
+    or after LIMIT_S: its tracees are detached as it dies and run on."""
+    deadline, daemon_gone = time.monotonic() + limit_s, None
+    d = shlex.quote(os.path.join(m.dir, DAEMON))
+    while True:
+        try:
+            return dump.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        if daemon_gone is None:
+            try:
+                if m.remote.run(f"test -s {d}.rc", 30).returncode == 0:
+                    daemon_gone = time.monotonic()
+            except (LabError, *EXPECTED):
+                pass
+        now = time.monotonic()
+        if now > deadline or (daemon_gone is not None and now - daemon_gone > DUMP_AFTER_DAEMON_S):
+            dump.kill()
+            return dump.wait()
 
 
 def poke(port):
@@ -135,12 +161,8 @@ def end(m, dump, port, who, started):
     r = m.r
     if not r.get("restoredPid"):
         poke(port)
-    try:
-        code = dump.wait(1800)
-    except subprocess.TimeoutExpired:
-        dump.kill()  # its tracees are detached as it dies, and run on
-        code = dump.wait()
-    daemon = daemon_end(m)
+    code = wait_dump(m, dump)
+    daemon = daemon_end(m, DAEMON_END_S if r.get("restoredPid") else UNRESTORED_END_S)
     lz = r["lazy"] = {"dumpExit": code, "lazyPagesPid": daemon["pid"], "lazyPagesExit": daemon["exit"]}
     if code == 0 and daemon["exit"] == 0:
         os.kill(m.pid, signal.SIGKILL)  # stopped by --leave-stopped: what CRIU's dump does to a process that moved

@@ -131,3 +131,15 @@ def test_a_whole_transfer_ends_the_stopped_process_here(tmp_path, procs):
     assert lazy.end(m, subprocess.Popen(["true"]), 1, lazy.identity(source.pid), time.monotonic()) is None
     assert source.wait(10) == -signal.SIGKILL
     assert m.reaped and m.r["completeMs"] >= 0 and m.r["lazy"]["source"] == "ended here: every page went there"
+
+
+def test_a_dump_that_outlives_the_daemon_there_is_killed(tmp_path, monkeypatch):
+    keeper_files(tmp_path, 999999, 137)
+    monkeypatch.setattr(lazy, "DUMP_AFTER_DAEMON_S", 0)
+    dump = subprocess.Popen(["sleep", "300"])  # a dump the daemon's hang-up never reached
+    try:
+        assert lazy.wait_dump(Migration(0, str(tmp_path)), dump, limit_s=60) == -signal.SIGKILL
+    finally:
+        if dump.poll() is None:
+            dump.kill()
+            dump.wait()

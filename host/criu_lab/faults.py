@@ -10,10 +10,12 @@
   disk-full[:late]    a small tmpfs mounted on the images' directory there; plain: 1 MiB, so
                       the room check refuses before the freeze; late: room enough at the
                       check, filled once the dump is done, so the copy fails while frozen
+  lazy-kill           the destination's `criu lazy-pages` killed (kill -9) as soon as the
+                      process runs there, before its pages have all come (--mode lazy)
 
 Each is undone when the migration ends, however it ends (Fault.end). The JSON's `fault` says
 which, when it was caused, what CRIU did, what the lab did and where the evidence is.
-A killed `criu lazy-pages` (post-copy) needs a second kernel: the guide's exercise, VM tier.
+Lazy needs a second kernel, so lazy-kill is proven in the VM tier (tests/vm/lab-debian13.test.ts).
 """
 import argparse
 import os
@@ -44,13 +46,21 @@ CRIU_DOES = {
     "disk-full": "CRIU never runs out of room there: the lab's room check (the images' estimate against `df` "
                  "there) refuses before criu dump is started, or (late) the copy of finished images fails "
                  "with ENOSPC after CRIU's dump succeeded",
+    "lazy-kill": "criu lazy-pages there held the restored process's userfaultfd alone (the restorer closes its "
+                 "own: criu/pie/restorer.c); once it is killed the kernel unregisters the lazy ranges "
+                 "(fs/userfaultfd.c userfaultfd_release), so every page not yet copied reads as zeros there. "
+                 "Here criu dump --lazy-pages serves pages until its connection ends, and a page server that "
+                 "only sends takes any hang-up for the end of the transfer (criu/page-xfer.c page_server_serve): "
+                 "it exits 0, as after a whole transfer, unless the hang-up met a page being sent (then it fails "
+                 "and resumes the process: cr_dump_finish, TASK_ALIVE on error). CRIU cannot tell; the daemon's "
+                 "exit code there can",
 }
 
 
 def fault_type(text):
     """argparse type: 'link-cut:20' -> {name: link-cut, seconds: 20}."""
     name, _, arg = text.strip().partition(":")
-    if name == "page-server-kill" and not arg:
+    if name in ("page-server-kill", "lazy-kill") and not arg:
         return {"name": name}
     if name == "disk-full" and arg in ("", "late"):
         return {"name": name, "late": arg == "late"}
@@ -58,13 +68,12 @@ def fault_type(text):
         return {"name": name, "seconds": int(arg or LINK_CUT_DEFAULT)}
     raise argparse.ArgumentTypeError(
         f"'{text}' is not a fault: page-server-kill, link-cut[:SECONDS] (1 to {LINK_CUT_MAX}, default "
-        f"{LINK_CUT_DEFAULT}) or disk-full[:late] (a killed lazy-pages daemon needs a second kernel: the guide's "
-        "faults exercise)")
+        f"{LINK_CUT_DEFAULT}), disk-full[:late] or lazy-kill")
 
 
 def add_fault_flag(p):
     p.add_argument("--fault", type=fault_type, metavar="FAULT",
-                   help="cause a fault on purpose: page-server-kill, link-cut[:SECONDS], disk-full[:late]")
+                   help="cause a fault on purpose: page-server-kill, link-cut[:SECONDS], disk-full[:late], lazy-kill")
 
 
 class Fault:
@@ -82,9 +91,10 @@ class Fault:
         if self.name == "disk-full" and mode != "cold":
             raise LabError(USAGE, f"--fault disk-full needs --mode cold (in mode {mode} pages reach the destination "
                            "before the final dump: the tmpfs would not hold them all)")
-        if mode == "lazy":
-            raise LabError(USAGE, f"--fault {self.name} is not caused in mode lazy (the faults exercise kills lazy-pages "
-                           "by hand)")
+        if self.name == "lazy-kill" and mode != "lazy":
+            raise LabError(USAGE, f"--fault lazy-kill needs --mode lazy (mode {mode} starts no criu lazy-pages)")
+        if mode == "lazy" and self.name != "lazy-kill":
+            raise LabError(USAGE, f"--fault {self.name} is not caused in mode lazy (its fault is lazy-kill)")
 
     def before_room(self):
         """Before the final dump's room check: the disk filled there, seen by the check or not."""
@@ -110,6 +120,14 @@ class Fault:
             q = shlex.quote(os.path.join(self.m.images, FILLER))
             self.m.remote.run(f"dd if=/dev/zero of={q} bs=64k 2>/dev/null; true", 120)
             self.r["causedAt"] += "; filled after the dump, before the copy"
+
+    def lazy_restored(self, run_dir):
+        """Shell for the lazy restore's own command there, run once the process runs there: the
+        daemon killed by the PID its keeper wrote (lazy.start_daemon)."""
+        pid = shlex.quote(os.path.join(run_dir, "lazy-pages.pid"))
+        self.r["causedAt"] = (f"criu lazy-pages on {self.m.remote.host} killed (kill -9) as soon as criu restore "
+                              "--lazy-pages returned there: the process ran there, its pages still coming")
+        return f"{{ kill -9 \"$(cat {pid})\" || true; }} && "
 
     def cut(self):
         """Drops what this host sends to the destination: a root pfifo of limit 0 (it holds no
@@ -176,6 +194,8 @@ class Fault:
         ev = {"here": m.dir, "dumpLog": os.path.join(m.dir, "dump.log"), "imagesHere": m.images}
         if self.name == "page-server-kill":
             ev["pageServerLogThere"] = f"{m.remote.host}:{m.dir}/page-server.log"
+        lz = r.get("lazy") or {}
+        ev.update(lz.get("evidence", {}))
         if m.dumped:
             ev["imagesThere"] = (f"{m.remote.host}:{m.images}" if self.name != "disk-full"
                                  else f"{m.remote.host}:{m.images} (the fault's tmpfs: removed with what it held)")
@@ -184,6 +204,10 @@ class Fault:
         if r.get("ok"):
             self.r["outcome"] = "survived"
             self.r["lab"] = f"the migration went on: PID {r['restoredPid']} runs on {m.remote.host}"
+        elif lz.get("source"):
+            self.r["outcome"] = "failed, resumed here"
+            self.r["lab"] = (f"the copy there was incomplete: {lz.get('destination')}; here {lz['source']}"
+                             f" (dump exit {lz['dumpExit']}, criu lazy-pages exit {lz['lazyPagesExit']})")
         elif m.dumped:
             self.r["outcome"] = "failed, restored here"
             self.r["lab"] = (f"the process was dumped, so the lab restored it here from the images it kept "

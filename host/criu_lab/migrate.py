@@ -13,9 +13,10 @@ import subprocess
 import time
 
 from .common import (CRIU, base, counts, counts_in, crit_show, criu, criu_stats, human_bytes, keep_latest_passing,
-                     no_room, new_run, ready, room_for_dump, run, tail, whole)
+                     no_room, new_run, ready, room_for_dump, run, whole)
 from . import manifest
 from .faults import Fault, add_fault_flag, lines as fault_lines
+from .lazy import lazy
 from .modes import add_mode_flag, same_kernel
 from .outcome import BROKEN, EXPECTED, OK, USAGE, LabError, attempt, error_text, failed
 from .pair import check_pair
@@ -141,11 +142,12 @@ class Migration:
             raise LabError(BROKEN, f"cannot forward a port to {self.remote.host}'s page server: {p.stderr.strip()}")
         return port
 
-    def restore(self, images, extra=()):
+    def restore(self, images, extra=(), then=""):
+        """THEN: shell run there right after a restore that succeeded (a fault's), ending in &&."""
         started = time.monotonic()
         q = shlex.quote
         p = self.remote.run(f"{manifest.check_there(images)} && {CRIU} restore -d -D {q(images)} --pidfile {q(self.dir)}/restored.pid "
-                            f"-o {q(self.dir)}/restore.log -v4 {' '.join(extra)} && cat {q(self.dir)}/restored.pid", 1800)
+                            f"-o {q(self.dir)}/restore.log -v4 {' '.join(extra)} && {then}cat {q(self.dir)}/restored.pid", 1800)
         self.r["restoreMs"] = round((time.monotonic() - started) * 1000, 1)
         if p.returncode == manifest.DIFFERS_THERE:
             raise manifest.refused_there(p.stdout, images, self.remote.host)
@@ -245,7 +247,7 @@ def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None, ram_budget=N
         r["error"] = error_text(e)
         if m.fault:
             m.fault.end()  # the link back before the pages are fetched back
-        if m.dumped and not r.get("restoredPid"):
+        if m.dumped and not r.get("restoredPid") and mode != "lazy":  # lazy() says its own end
             back = m.restore_back()  # from wherever the images are, RAM included
             m.cleanup()  # a page server still writing there
             here, there, problems = to_disk(m, keep=True)
@@ -267,44 +269,6 @@ def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None, ram_budget=N
         m.cleanup()
         if m.ram:  # an error no branch above expected: nothing stays in RAM
             to_disk(m, keep=True)
-
-
-def lazy(m, carry, out, started):
-    """Post-copy: dump with --lazy-pages (this host keeps the pages and serves them), copy the
-    rest, start `criu lazy-pages` there, restore there; pages follow on demand. resumeMs: from
-    STARTED (the freeze) until the process runs there; completeMs: until the last page has
-    gone and the source process ended. Needs a second kernel (mode_unsupported), so it is
-    proven in the VM tier, not here."""
-    r, remote, q = m.r, m.remote, shlex.quote
-    m.room(m.images, pages_here=False, pages_there=False)  # the pages stay in memory, then go to memory there
-    ready_r, ready_w = os.pipe()
-    port = local_port()
-    dump = subprocess.Popen([CRIU, "dump", "-t", str(m.pid), "-D", m.images, "--lazy-pages", "--address", "127.0.0.1",
-                             "--port", str(port), "--status-fd", str(ready_w), "-o", os.path.join(m.dir, "dump.log"), "-v4"],
-                            pass_fds=(ready_w,))
-    os.close(ready_w)
-    got = os.read(ready_r, 1)
-    os.close(ready_r)
-    if got != b"\0":
-        dump.wait()
-        raise LabError(BROKEN, f"criu dump --lazy-pages exited {dump.returncode}; end of {m.dir}/dump.log:\n{tail(os.path.join(m.dir, 'dump.log'))}")
-    m.dumped = True
-    # Its images are whole now but for the pages, which the dump serves: checked there (check_there).
-    manifest.write(m.images, {"lazyPages": True})
-    r["lastBeforeDump"] = (counts(out) or [None])[-1] if out else None
-    fwd = run([*remote.ssh, "-O", "forward", "-R", f"127.0.0.1:0:127.0.0.1:{port}", remote.target], 30)
-    if fwd.returncode != 0 or not fwd.stdout.strip().isdigit():
-        raise LabError(BROKEN, f"cannot forward {remote.host} back to the lazy page server here: {fwd.stderr.strip()}")
-    names = [os.path.join(m.images, n) for n in sorted(os.listdir(m.images))]
-    r["bytesTransferred"] += ship(remote, names + carry, r)
-    remote.must(f"{CRIU} lazy-pages --page-server --address 127.0.0.1 --port {fwd.stdout.strip()} -D {q(m.images)} -d "
-                f"-o {q(m.dir)}/lazy-pages.log -v4", "criu lazy-pages")
-    m.restore(m.images, ["--lazy-pages"])
-    r["resumeMs"] = round((time.monotonic() - started) * 1000, 1)
-    if dump.wait(1800) != 0:  # all pages went over; CRIU's dump then ends the source process
-        raise LabError(BROKEN, f"the lazy dump exited {dump.returncode} after the restore (see {m.dir}/dump.log)")
-    r["completeMs"] = round((time.monotonic() - started) * 1000, 1)
-    m.reap()
 
 
 def cmd_migrate(a):

@@ -3,7 +3,7 @@
  * network-namespace hosts (netlab/netns.ts), for real: the page server killed, the link cut,
  * the destination's disk full. Each ends with the counter running (here or there), nothing
  * frozen, the fault undone, and the JSON naming the fault, CRIU's part, the lab's, the evidence.
- * A killed `criu lazy-pages` needs a second kernel: the lab guide's faults exercise (VM tier).
+ * `--fault lazy-kill` needs a second kernel: the VM pair causes it (tests/vm/lab-debian13.test.ts).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";

@@ -5,8 +5,9 @@
  * the guest's cloud-init run of install-criu.sh checks that build (source, version, binaries,
  * `criu check` on 6.12) and reuses it. Then the verifier, the learner's steps as ubuntu in two
  * SSH terminals, the doctor and incremental checkpoints on a kernel that tracks dirty pages,
- * and two hosts from the verified disk: the counter migrates a -> b in every mode and back.
- * Prints each phase's time and the pair's figures against cold migration.
+ * and two hosts from the verified disk: the counter migrates a -> b in every mode and back, a
+ * lazy migration whose daemon is killed (--fault lazy-kill), and the link between them shaped
+ * with netem. Prints each phase's time and the pair's figures against cold migration.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -26,7 +27,9 @@ import {
   type PairMigration,
   type PairRun,
 } from "../../vm/pair";
+import { lazyKill } from "./support/lazyKill";
 import { learnerSteps } from "./support/learner";
+import { shapedLink } from "./support/shapedLink";
 import { Terminals } from "./support/terminals";
 import {
   bootLab,
@@ -189,5 +192,21 @@ describe.skipIf(skipVm)("the lab on Debian 13 in local QEMU VMs (CRIU built in t
       if (m.mode === "lazy") expect(m.report.resumeMs, what).toBeGreaterThan(0);
     }
     expect(pairFigures(rows)).toHaveLength(2);
+  });
+
+  // After the cold b -> a: lazy's daemon killed once the counter runs on b (./support/lazyKill).
+  it("a lazy migration whose criu lazy-pages is killed: the counter runs on a again, the copy on b is ended, exit 1", async () => {
+    expect(pair, "the pair did not come up").toBeDefined();
+    if (!pair) return;
+    await lazyKill(pair, log);
+  });
+
+  // netem, which the test machine's kernel lacks (./support/shapedLink).
+  it("the link shaped with a rate and a delay: shown, measured (round trip, a migration's copy), cleared", async () => {
+    expect(pair, "the pair did not come up").toBeDefined();
+    if (!pair) return;
+    log(`load on this host: ${fs.readFileSync("/proc/loadavg", "utf8").trim()}`);
+    await shapedLink(pair, log);
+    log(`load on this host: ${fs.readFileSync("/proc/loadavg", "utf8").trim()}`);
   });
 });

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand } from "../support/requirements";
 import { alive, waitFor } from "./support/lab-helpers";
-import { needLabHost } from "./support/needs";
+import { needLabHost, needSshd } from "./support/needs";
 import { type LabPair } from "../../netlab/netns";
 import {
   DST,
@@ -48,8 +48,7 @@ interface Faulted {
 describe.skipIf(
   cannotRun("criu-lab migrate --fault", [
     ...needLabHost("criu", "crit"),
-    needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
-    needCommand("nsenter"),
+    ...needSshd("netns"),
     needCommand("tc", "apt-get install iproute2"),
   ]),
 )("criu-lab migrate --fault between two network-namespace hosts", () => {

@@ -10,9 +10,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
-import { cannotRun, needCommand } from "../support/requirements";
+import { cannotRun } from "../support/requirements";
 import { alive, HOST, run, waitFor } from "./support/lab-helpers";
-import { needLabHost } from "./support/needs";
+import { needLabHost, needSshd } from "./support/needs";
 import { sshOptions, type LabPair } from "../../netlab/netns";
 import {
   DST,
@@ -57,9 +57,7 @@ const PAIR_CHECKS = ["cpu", "criu", "kernel", "mode", "files", "room", "pid"];
 describe.skipIf(
   cannotRun("criu-lab migrate", [
     ...needLabHost("criu", "crit"),
-    needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
-    needCommand("nsenter"),
-    needCommand("unshare"),
+    ...needSshd("netns", "user"),
   ]),
 )("criu-lab migrate between two network-namespace hosts", () => {
   let hosts: MigrationHosts;

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand } from "../support/requirements";
 import { alive, waitFor } from "./support/lab-helpers";
-import { needLabHost, needSshd } from "./support/needs";
+import { needMigrationHosts } from "./support/needs";
 import { type LabPair } from "../../netlab/netns";
 import {
   DST,
@@ -45,13 +45,11 @@ interface Faulted {
   };
 }
 
-describe.skipIf(
-  cannotRun("criu-lab migrate --fault", [
-    ...needLabHost("criu", "crit"),
-    ...needSshd("netns"),
-    needCommand("tc", "apt-get install iproute2"),
-  ]),
-)("criu-lab migrate --fault between two network-namespace hosts", () => {
+const missing = cannotRun("criu-lab migrate --fault", [
+  ...needMigrationHosts(),
+  needCommand("tc", "apt-get install iproute2"),
+]);
+describe.skipIf(missing)("criu-lab migrate --fault between two network-namespace hosts", () => {
   let hosts: MigrationHosts;
   let work: string;
   let pair: LabPair;

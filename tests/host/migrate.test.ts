@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun } from "../support/requirements";
 import { alive, HOST, run, waitFor } from "./support/lab-helpers";
-import { needLabHost, needSshd } from "./support/needs";
+import { needMigrationHosts } from "./support/needs";
 import { sshOptions, type LabPair } from "../../netlab/netns";
 import {
   DST,
@@ -54,12 +54,8 @@ interface Migrated {
 /** The pair check's checks, in the order it makes them. */
 const PAIR_CHECKS = ["cpu", "criu", "kernel", "mode", "files", "room", "pid"];
 
-describe.skipIf(
-  cannotRun("criu-lab migrate", [
-    ...needLabHost("criu", "crit"),
-    ...needSshd("netns", "user"),
-  ]),
-)("criu-lab migrate between two network-namespace hosts", () => {
+const missing = cannotRun("criu-lab migrate", needMigrationHosts({ user: true }));
+describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts", () => {
   let hosts: MigrationHosts;
   let dir: string;
   let work: string;

@@ -43,6 +43,12 @@ const SSHD_STARTS = {
   netns: ["sshd", "ssh-keygen", "ssh", "ip", "nsenter", "unshare"],
 } as const;
 
+/** cannotRun's problems for a suite of two migration hosts (migration-hosts.ts): the lab's
+ * CRIU and crit, the pair's sshds and, with `user`, a test user. */
+export function needMigrationHosts({ user = false } = {}): Array<string | undefined> {
+  return [...needLabHost("criu", "crit"), ...needSshd("netns", ...(user ? ["user" as const] : []))];
+}
+
 export type SshdNeed = keyof typeof SSHD_COMMANDS | keyof typeof SSHD_STARTS;
 
 /** cannotRun's problems for a suite that starts an sshd: root, and the table's commands that

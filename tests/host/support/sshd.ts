@@ -17,6 +17,7 @@ import {
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { generateKey, type KeyPair } from "../../../vm/keys";
+import { HOST } from "./lab-helpers";
 import { needLabHost, needSshd } from "./needs";
 import { freePort } from "../../../vm/qemu";
 
@@ -210,6 +211,21 @@ export function installWrapper(user: TestUser, command: string, script: string):
   const path = join(user.faultDir, command);
   writeFileSync(path, script, { mode: 0o755 });
   return path;
+}
+
+/**
+ * A fault in CRIU for the lab's commands: a wrapper `name` on the user's sudo PATH that runs
+ * `lines` (shell) and then the real CRIU, and a `criu-lab` that runs the real one with it
+ * (CRIU_LAB_CRIU). Returns the wrapper's path.
+ */
+export function installCriuWrapper(user: TestUser, name: string, lines: string[]): string {
+  const criu = installWrapper(
+    user,
+    name,
+    ["#!/bin/sh", ...lines, `exec ${HOST.criu} "$@"`, ""].join("\n"),
+  );
+  installWrapper(user, "criu-lab", `#!/bin/sh\nCRIU_LAB_CRIU=${criu} exec ${HOST.criuLab} "$@"\n`);
+  return criu;
 }
 
 export function removeWrappers(user: TestUser): void {

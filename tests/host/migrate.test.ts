@@ -18,6 +18,9 @@ import {
   DST,
   LAB_COMMAND as LAB,
   migrationHosts,
+  netnsOf,
+  oneJsonLine,
+  stillCountsHere,
   type MigrationHosts,
 } from "./support/migration-hosts";
 import { type TestUser } from "./support/sshd";
@@ -113,26 +116,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
       });
   };
 
-  const lastCount = (text: string) => Number([...text.matchAll(/^Counter: (\d+)$/gm)].pop()?.[1]);
-
-  /** Still here, not frozen, and counting on. */
-  async function stillCountsHere(pid: number, log: string) {
-    expect(alive(pid)).toBe(true);
-    expect(fs.readFileSync(`/proc/${pid}/status`, "utf8")).not.toMatch(/^State:\s+[tT]/m);
-    expect(fs.readlinkSync(`/proc/${pid}/ns/net`)).toBe(netnsOf("src"));
-    const before = lastCount(fs.readFileSync(log, "utf8"));
-    await waitFor("another count here", () =>
-      lastCount(fs.readFileSync(log, "utf8")) > before ? true : undefined,
-    );
-  }
-
-  const netnsOf = (role: "src" | "dst") =>
-    `net:[${fs.statSync(`/run/netns/clmig-${process.pid}-${role}`).ino}]`;
-
-  function parse(ran: { code: number; stdout: string; stderr: string }): Migrated {
-    expect(ran.stdout.trim().split("\n"), ran.stderr).toHaveLength(1);
-    return JSON.parse(ran.stdout);
-  }
+  const parse = (ran: { stdout: string; stderr: string }) => oneJsonLine<Migrated>(ran);
 
   it("the destination does not see the source's files: a restore there without them fails", async () => {
     const { pid, log } = await startCounter("control");

@@ -17,6 +17,8 @@ export interface BenchContext {
   sizesMiB: number[];
   /** Migration modes (--modes). */
   modes?: string[];
+  /** The VM case asked for (--vm): it boots Debian 13 guests. */
+  vm?: boolean;
 }
 
 /** Where a figure goes in the chart (bench/chart.ts): a panel, a series, a point at x. */

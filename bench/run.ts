@@ -7,7 +7,10 @@
  * on a figure (speed lives here, not in tests: docs/design.md "Style").
  *
  *   npm run bench -- [--runs N] [--sizes 64,256] [--large] [--modes cold,page-server]
- *                    [--only NAME] [--out FILE]
+ *                    [--only NAME] [--vm] [--out FILE]
+ *
+ * --vm adds the VM case (bench/cases/vm.ts): two Debian 13 guests, where pre-copy, lazy and
+ * incremental checkpoints can run; `--only vm --vm` runs it alone.
  */
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -19,7 +22,7 @@ import { breakdown, summarize, table, type BenchContext, type BenchResult } from
 export type BenchCase = (ctx: BenchContext) => Promise<BenchResult[]>;
 
 const USAGE =
-  "usage: npm run bench -- [--runs N] [--sizes MiB,MiB] [--large] [--modes m,m] [--only NAME] [--out FILE]";
+  "usage: npm run bench -- [--runs N] [--sizes MiB,MiB] [--large] [--modes m,m] [--only NAME] [--vm] [--out FILE]";
 /** criu-lab migrate's modes (the migration case). */
 const MODES = ["cold", "page-server", "pre-copy", "lazy"];
 /** Short enough for a shared 2-core machine; --large adds 1 GiB. */
@@ -28,6 +31,7 @@ const SIZES = [64, 256];
 export function parseArgs(argv: string[]) {
   let large = false;
   const opts = {
+    vm: false,
     runs: 3,
     sizesMiB: SIZES,
     modes: undefined as string[] | undefined,
@@ -36,8 +40,9 @@ export function parseArgs(argv: string[]) {
   };
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i];
-    if (flag === "--large") {
-      large = true;
+    if (flag === "--large" || flag === "--vm") {
+      if (flag === "--large") large = true;
+      else opts.vm = true;
       i -= 1;
       continue;
     }
@@ -107,6 +112,7 @@ async function main(): Promise<void> {
     log: (s) => console.log(`  ${s}`),
     sizesMiB: opts.sizesMiB,
     modes: opts.modes,
+    vm: opts.vm,
   };
   for (const name of names) {
     console.log(`case ${name}`);

@@ -3,6 +3,7 @@
  * one is a clear error naming the Debian/Ubuntu package to install.
  */
 import { execFileSync } from "node:child_process";
+import * as path from "node:path";
 import type { ImageKind } from "./image";
 
 export interface Tool {
@@ -76,4 +77,25 @@ export function missingToolsMessage(missing: Tool[]): string {
     ...lines,
     `install them with: sudo apt-get install ${pkgs.join(" ")}`,
   ].join("\n");
+}
+
+/**
+ * CRIU's release tarball from scripts/fetch-criu-source.sh (Debian's source archive, checked by
+ * its sha256), for `--criu-tarball` where GitHub cannot be reached; or why it could not be had.
+ */
+export function releaseTarball(): { sha256: string; path: string } | string {
+  try {
+    const out = execFileSync(
+      "bash",
+      [path.join(__dirname, "..", "scripts", "fetch-criu-source.sh")],
+      { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] },
+    );
+    const m = /^([0-9a-f]{64}) {2}(\/\S+)$/m.exec(out);
+    return m
+      ? { sha256: m[1], path: m[2] }
+      : `fetch-criu-source.sh printed no '<sha256>  <path>' line: ${out}`;
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr ?? "";
+    return `scripts/fetch-criu-source.sh failed: ${stderr.trim().split("\n").slice(-3).join(" / ")}`;
+  }
 }

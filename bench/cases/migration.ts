@@ -24,7 +24,7 @@ const MODES: string[] = RAN_MODES.filter((m) => m !== "lazy");
 /** The hand procedures this bench has; a mode without one has no floor. */
 const BY_HAND: Record<string, boolean> = { cold: true, "page-server": true };
 /** The lab's stages inside its downtime (migrate's JSON), in the order they happen. */
-const STAGES = ["freezeMs", "reapMs", "checkMs", "transferMs", "restoreMs"] as const;
+const STAGES = ["freezeMs", "manifestMs", "reapMs", "checkMs", "transferMs", "restoreMs"] as const;
 /** CRIU's own account (migrate's `criu`), µs and pages, shown where present. */
 const CRIU_DUMP = [
   "freezingTimeUs",

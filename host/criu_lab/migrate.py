@@ -67,8 +67,10 @@ class Migration:
         self.r = {**base(), "modeAsked": mode, "mode": None if mode == "auto" else mode, "modesPassedOver": [],
                   "pid": pid, "destination": f"{remote.target}", "imagesDir": self.images,
                   "sshCiphers": getattr(remote, "ciphers", []),
-                  "freezeMs": 0, "reapMs": 0, "checkMs": 0, "transferMs": 0, "restoreMs": 0, "bytesTransferred": 0}
+                  "freezeMs": 0, "manifestMs": 0, "reapMs": 0, "checkMs": 0, "transferMs": 0, "restoreMs": 0, "bytesTransferred": 0}
         self.dumped = False
+        # When the final dump began (after its room check, which freezes nothing): the downtime's start.
+        self.frozen_at = None
         self.page_server_pid = None
         self.fault = None  # a Fault (faults.py) caused on purpose at the dump's hooks
 
@@ -82,6 +84,7 @@ class Migration:
             self.room(argv[argv.index("-D") + 1], pages_here="--page-server" not in argv)
         if argv[0] == "dump":
             self.hook("before_dump")  # after the room check: a fault there meets CRIU's dump itself
+            self.frozen_at = time.monotonic()
         return criu(argv, os.path.join(self.dir, log), timeout=1800, check_room=False)
 
     def room(self, images, pages_here=True, pages_there=True):
@@ -104,9 +107,11 @@ class Migration:
     def dump(self, extra, images=None):
         self.hook("before_room")
         ms = self.criu(["dump", "-t", str(self.pid), "-D", images or self.images, *extra], "dump.log")
-        manifest.write(images or self.images)  # checked there before the restore (manifest.check_there)
         self.dumped = True
         self.r["freezeMs"] += ms
+        hashed = time.monotonic()
+        manifest.write(images or self.images)  # checked there before the restore (manifest.check_there)
+        self.r["manifestMs"] = round((time.monotonic() - hashed) * 1000, 1)  # the images' sha256, while down
         waited = time.monotonic()
         self.reap()  # the dumped process is gone; its PID must be free (no zombie) to come back
         self.r["reapMs"] = round((time.monotonic() - waited) * 1000, 1)
@@ -186,20 +191,17 @@ def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None):
             f"carrying {', '.join(carry) or 'nothing'}")
         if mode == "pre-copy":
             prev = pre_copy(m, say)
-            # Downtime starts here, not at the first round.
-            started = time.monotonic()
-            m.dump(["--track-mem", "--prev-images-dir", prev])
+            m.dump(["--track-mem", "--prev-images-dir", prev])  # downtime starts here, not at the first round
         elif mode == "page-server":
             port = m.page_server(m.images)
-            started = time.monotonic()
             m.dump(["--page-server", "--address", "127.0.0.1", "--port", str(port)])
         elif mode == "lazy":
             started = time.monotonic()
             lazy(m, carry, out, started)
         else:
-            started = time.monotonic()
             m.dump([])
         if mode != "lazy":
+            started = m.frozen_at  # the downtime: from the freeze, the room check before it not counted
             # The images are the authority on what the restore opens: a file opened since the
             # check above is looked up there now (while frozen, so rarely).
             checked = time.monotonic()

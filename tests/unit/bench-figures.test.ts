@@ -188,6 +188,8 @@ describe("bench flags", () => {
   it("default to 64 and 256 MiB, 3 rounds; --large adds 1 GiB", () => {
     expect(parseArgs([])).toMatchObject({ runs: 3, sizesMiB: [64, 256] });
     expect(parseArgs(["--large"]).sizesMiB).toEqual([64, 256, 1024]);
+    expect(parseArgs([]).vm).toBe(false);
+    expect(parseArgs(["--vm", "--only", "vm"])).toMatchObject({ vm: true, only: "vm" });
     expect(parseArgs(["--sizes", "128", "--large", "--runs", "5"])).toMatchObject({
       runs: 5,
       sizesMiB: [128, 1024],

@@ -3,37 +3,17 @@
  * run needs (skipped with the reason outside CI, failed under CI=true), the run itself with
  * its phase times printed, and the clean-up that ends only the QEMUs the file started.
  */
-import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as path from "node:path";
 import { expect } from "vitest";
 import { formatPhases } from "../../../vm/cli";
 import { destroyLab, runLab, stateDirOf, VmError, type LabRun } from "../../../vm/lab";
 import type { VmOptions } from "../../../vm/options";
 import type { PairRun } from "../../../vm/pair";
 import { isOurQemu } from "../../../vm/qemu";
+import { releaseTarball } from "../../../vm/tools";
 import { cannotRun, needCommand, needRoot } from "../../support/requirements";
 
-const ROOT = path.resolve(__dirname, "..", "..", "..");
-
-/** The CRIU release tarball from scripts/fetch-criu-source.sh ("<sha256>  <path>"). */
-function fetchCriuTarball(): { sha256: string; path: string } | string {
-  try {
-    const out = execFileSync("bash", [path.join(ROOT, "scripts/fetch-criu-source.sh")], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const m = /^([0-9a-f]{64}) {2}(\/\S+)$/m.exec(out);
-    return m
-      ? { sha256: m[1], path: m[2] }
-      : `fetch-criu-source.sh printed no '<sha256>  <path>' line: ${out}`;
-  } catch (err) {
-    const stderr = (err as { stderr?: string }).stderr ?? "";
-    return `scripts/fetch-criu-source.sh failed: ${stderr.trim().split("\n").slice(-3).join(" / ")}`;
-  }
-}
-
-export const tarball = fetchCriuTarball();
+export const tarball = releaseTarball();
 
 /** The `--criu-tarball` flags for the tarball (none when it could not be fetched). */
 export const tarballFlags = (): string[] =>

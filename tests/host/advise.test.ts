@@ -60,10 +60,7 @@ interface Advice {
 }
 
 describe.skipIf(
-  cannotRun("criu-lab advise", [
-    ...needLabHost("criu", "crit"),
-    ...needSshd("netns"),
-  ]),
+  cannotRun("criu-lab advise", [...needLabHost("criu", "crit"), ...needSshd("netns")]),
 )("criu-lab advise and migrate --mode auto between two network-namespace hosts", () => {
   let hosts: MigrationHosts;
   let work: string;

@@ -47,7 +47,13 @@ export class CheckOutputError extends Error {
   }
 }
 
-type Json = Record<string, unknown>;
+/** A JSON object as parsed, its fields not yet typed. */
+export type Json = Record<string, unknown>;
+
+/** Whether `value` is a JSON object (not null, not an array). */
+export function isJsonObject(value: unknown): value is Json {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
 
 /** The last line of `stdout` that parses as a JSON object (progress lines may precede it). */
 export function lastJsonObject(what: string, stdout: string): Json {
@@ -57,9 +63,7 @@ export function lastJsonObject(what: string, stdout: string): Json {
     if (!text.startsWith("{")) continue;
     try {
       const value: unknown = JSON.parse(text);
-      if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-        return value as Json;
-      }
+      if (isJsonObject(value)) return value;
     } catch {
       // not JSON: keep looking
     }
@@ -75,7 +79,7 @@ export function hasType(value: unknown, type: JsonFieldType): boolean {
     case "array":
       return Array.isArray(value);
     case "object":
-      return value !== null && typeof value === "object" && !Array.isArray(value);
+      return isJsonObject(value);
     default:
       return typeof value === type;
   }

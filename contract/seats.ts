@@ -6,7 +6,7 @@
  */
 import { ExitCode, NOT_THE_LEARNER, RemoteCheck, shellQuote } from "./checks";
 import { HostKeyFormatError, parseHostKey } from "./hostKey";
-import { lastJsonObject } from "./rules";
+import { isJsonObject, lastJsonObject, type Json } from "./rules";
 
 /** At most this many seats in a stack: config `seats`, the stack output, `--seat N`. */
 export const MAX_SEATS = 50;
@@ -102,12 +102,6 @@ export class SeatOutputsError extends Error {
   }
 }
 
-type Json = Record<string, unknown>;
-
-function isObject(value: unknown): value is Json {
-  return value !== null && typeof value === "object" && !Array.isArray(value);
-}
-
 /** A shape error in the outputs at `path` (exit 3). */
 function bad(path: string, problem: string): SeatOutputsError {
   return new SeatOutputsError(`stack output '${path}' ${problem}`, ExitCode.unreachable);
@@ -162,7 +156,7 @@ export function isInstanceId(text: unknown): text is string {
  * public, and safe to print inside a command line.
  */
 export function regionOf(outputs: unknown): string | undefined {
-  const region = isObject(outputs) ? outputs.region : undefined;
+  const region = isJsonObject(outputs) ? outputs.region : undefined;
   return typeof region === "string" && REGION.test(region) ? region : undefined;
 }
 
@@ -192,7 +186,7 @@ function knownHostsLineOf(obj: Json, path: string): string {
 }
 
 function hostOf(value: unknown, path: string, expectedRole: HostRole): SeatHostOutput {
-  if (!isObject(value)) throw bad(path, `should be an object, got ${kindOf(value)}`);
+  if (!isJsonObject(value)) throw bad(path, `should be an object, got ${kindOf(value)}`);
   const role = str(value, "role", path);
   if (role !== expectedRole) {
     throw bad(`${path}.role`, `is '${role}'; hosts come in the order 'a', 'b'`);
@@ -212,7 +206,7 @@ function hostOf(value: unknown, path: string, expectedRole: HostRole): SeatHostO
 
 function seatOf(value: unknown, index: number): SeatOutput {
   const path = `seats[${index}]`;
-  if (!isObject(value)) throw bad(path, `should be an object, got ${kindOf(value)}`);
+  if (!isJsonObject(value)) throw bad(path, `should be an object, got ${kindOf(value)}`);
   const seat = str(value, "seat", path, isSeatId, `two digits from 01 to ${seatId(MAX_SEATS)}`);
   const minutes = value.autoStopMinutes;
   if (typeof minutes !== "number" || !Number.isSafeInteger(minutes) || minutes < 0) {
@@ -249,7 +243,7 @@ function migrationOf(
   hostCount: number,
 ): SeatMigrationOutput | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!isObject(value)) throw bad(path, `should be an object, got ${kindOf(value)}`);
+  if (!isJsonObject(value)) throw bad(path, `should be an object, got ${kindOf(value)}`);
   if (hostCount !== 2) {
     throw bad(path, "is for two-host seats (a migration a -> b); this seat has one host");
   }
@@ -353,7 +347,7 @@ function singleSeat(o: Json): SeatOutput {
  * addresses and names that are safe in a shell and an ssh_config, a parseable host key per host.
  */
 export function parseSeatOutputs(outputs: unknown): SeatOutput[] {
-  if (!isObject(outputs)) {
+  if (!isJsonObject(outputs)) {
     throw new SeatOutputsError(
       `the stack outputs should be a JSON object, got ${kindOf(outputs)}`,
       ExitCode.unreachable,

@@ -57,8 +57,6 @@ export interface HandoutFlags {
 export function parseHandoutFlags(argv: string[]): HandoutFlags | "help" {
   const { values } = parseFlagArgs({
     args: argv,
-    strict: true,
-    allowPositionals: false,
     options: {
       stack: { type: "string" },
       out: { type: "string" },

@@ -120,8 +120,6 @@ const NUMBER_FLAGS = ["--port", "--timeout", "--seat", "--parallel", "--stopped-
 export function parseFlags(argv: string[]): Flags {
   const { values } = parseFlagArgs({
     args: joinNegativeNumbers(argv, NUMBER_FLAGS),
-    strict: true,
-    allowPositionals: false,
     options: {
       stack: { type: "string" },
       host: { type: "string" },

@@ -11,6 +11,7 @@ import type { NodeSSH } from "node-ssh";
 import table from "../host/criu_lab/exercises.json";
 import { CheckOutputError, ExitCode, worstExitCode } from "../contract/checks";
 import { HostKeyFormatError, parseHostKey } from "../contract/hostKey";
+import { isJsonObject } from "../contract/rules";
 import type { HostRole } from "../contract/seats";
 import { SeatTarget, limiter } from "./seats";
 import { CommandTimeoutError, VerifyError, connect, runCommand } from "./session";
@@ -84,11 +85,6 @@ export interface ProgressOptions {
   onProgress?: (line: string) => void;
 }
 
-type Json = Record<string, unknown>;
-
-const isObject = (v: unknown): v is Json =>
-  v !== null && typeof v === "object" && !Array.isArray(v);
-
 /**
  * The host's `criu-lab progress --json` (its last JSON line): the exercises it reports done
  * and those it knows. Throws a CheckOutputError when it is not that report.
@@ -105,7 +101,7 @@ export function parseProgress(stdout: string): Pick<HostProgress, "done" | "know
   } catch {
     value = undefined;
   }
-  if (!isObject(value) || value.ok !== true || !Array.isArray(value.exercises)) {
+  if (!isJsonObject(value) || value.ok !== true || !Array.isArray(value.exercises)) {
     throw new CheckOutputError(
       "progress: no JSON object with ok: true and an exercises list in its output",
       stdout,
@@ -114,7 +110,7 @@ export function parseProgress(stdout: string): Pick<HostProgress, "done" | "know
   const done: HostProgress["done"] = {};
   const known: string[] = [];
   for (const [i, e] of value.exercises.entries()) {
-    if (!isObject(e) || typeof e.id !== "string" || typeof e.done !== "boolean") {
+    if (!isJsonObject(e) || typeof e.id !== "string" || typeof e.done !== "boolean") {
       throw new CheckOutputError(`progress: exercises[${i}] has no id and done`, stdout);
     }
     known.push(e.id);

@@ -93,6 +93,17 @@ export interface LabRun {
   evidenceDir?: string;
 }
 
+/** A VM's files in its state directory: its overlay disk, serial console log and QEMU's PID
+ * file. One naming for the lab's VM and each host of a pair (whose overlays stack on the
+ * first VM's disk). */
+export function vmFiles(dir: string): { overlay: string; serialLog: string; pidFile: string } {
+  return {
+    overlay: path.join(dir, "disk.qcow2"),
+    serialLog: path.join(dir, "serial.log"),
+    pidFile: path.join(dir, "qemu.pid"),
+  };
+}
+
 export function stateDirOf(cacheDir: string, name: string): string {
   return path.join(cacheDir, "vms", name);
 }
@@ -338,7 +349,8 @@ export async function runLab(opts: VmOptions, log: (line: string) => void): Prom
   const hostKey = generateKey(path.join(stateDir, "ssh_host_ed25519_key"), `criu-lab-vm-host`);
   const userKey = generateKey(path.join(stateDir, "id_ed25519"), `criu-lab-vm-${opts.name}`);
   const knownHostsPath = path.join(stateDir, "known_hosts");
-  const serialLog = path.join(stateDir, "serial.log");
+  const files = vmFiles(stateDir);
+  const { serialLog } = files;
   const sshPort = opts.sshPort ?? (await freePort());
   fs.writeFileSync(knownHostsPath, `[127.0.0.1]:${sshPort} ${hostKey.publicKeyOpenssh}\n`);
 
@@ -361,10 +373,9 @@ export async function runLab(opts: VmOptions, log: (line: string) => void): Prom
     fs.mkdirSync(seedDir, { mode: 0o700 });
     const metaData = renderMetaData(`criu-lab-${opts.name}-${Date.now()}`, GUEST_HOSTNAME);
     const seedIso = await writeSeed(seedDir, userData, metaData, logFile);
-    const overlay = path.join(stateDir, "disk.qcow2");
     await run(
       "qemu-img",
-      overlayArgs(base, overlay, base.kind === "ubuntu" ? UBUNTU_DISK_GIB : undefined),
+      overlayArgs(base, files.overlay, base.kind === "ubuntu" ? UBUNTU_DISK_GIB : undefined),
       logFile,
     );
 
@@ -375,11 +386,9 @@ export async function runLab(opts: VmOptions, log: (line: string) => void): Prom
       memoryMiB: opts.memoryMiB,
       cpus: opts.cpus,
       sshPort,
-      overlay,
       seedIso,
-      serialLog,
-      pidFile: path.join(stateDir, "qemu.pid"),
       base,
+      ...files,
     });
     vm = {
       name: opts.name,

@@ -20,7 +20,7 @@ import { parseHostKey } from "../contract/hostKey";
 import { connect, runCommand, type CommandResult } from "../verify/session";
 import { run } from "./image";
 import { generateKey } from "./keys";
-import { stateDirOf, VmError, type LabRun, type PhaseTime, type VmState } from "./lab";
+import { stateDirOf, vmFiles, VmError, type LabRun, type PhaseTime, type VmState } from "./lab";
 import type { VmOptions } from "./options";
 import { freePort, isOurQemu, overlayArgs, startQemu, stopQemu, waitForSsh } from "./qemu";
 
@@ -139,31 +139,28 @@ export async function runPair(
   t0 = Date.now();
   const linkPort = await freePort();
   const seedIso = path.join(vm.stateDir, "seed", "seed.iso");
-  const firstDisk = path.join(vm.stateDir, "disk.qcow2");
+  const firstDisk = vmFiles(vm.stateDir).overlay;
   const hosts = {} as Record<Role, VmState>;
   for (const role of ["a", "b"] as const) {
     const dir = pairDirOf(opts.cacheDir, opts.name, role);
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const overlay = path.join(dir, "disk.qcow2");
+    const files = vmFiles(dir);
     await run(
       "qemu-img",
-      overlayArgs({ disk: firstDisk, format: "qcow2" }, overlay),
+      overlayArgs({ disk: firstDisk, format: "qcow2" }, files.overlay),
       path.join(dir, "vm.log"),
     );
     const sshPort = await freePort();
-    const serialLog = path.join(dir, "serial.log");
     const pid = startQemu({
       name: `${opts.name}-${role}`,
       accel: vm.accel,
       memoryMiB: opts.memoryMiB,
       cpus: opts.cpus,
       sshPort,
-      overlay,
       seedIso,
-      serialLog,
-      pidFile: path.join(dir, "qemu.pid"),
       base: first.base,
+      ...files,
       // a listens first, so that b's connect finds it.
       link: { role: role === "a" ? "listen" : "connect", port: linkPort, mac: PAIR[role].mac },
     });
@@ -173,7 +170,7 @@ export async function runPair(
       pid,
       sshPort,
       stateDir: dir,
-      serialLog,
+      serialLog: files.serialLog,
       knownHostsPath: path.join(dir, "known_hosts"),
       startedAt: new Date().toISOString(),
     };

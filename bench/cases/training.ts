@@ -40,6 +40,14 @@ export default async function training(ctx: BenchContext): Promise<BenchResult[]
   const incremental = exercises?.["training-incremental"]?.ok === true;
   const modes = incremental ? ["full", "incremental"] : ["full"];
   const results: BenchResult[] = [];
+  /** One of the case's figures, its values filled round by round. */
+  const figure = (metric: string, unit: string, more: Partial<BenchResult> = {}): BenchResult => ({
+    case: "training",
+    metric,
+    unit,
+    values: [],
+    ...more,
+  });
   // The lab's run directories: its own, so that keep_latest_passing never touches another's.
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), "criu-lab-bench-training-"));
   const shm = fs.mkdtempSync("/dev/shm/criu-lab-bench-training-");
@@ -48,46 +56,19 @@ export default async function training(ctx: BenchContext): Promise<BenchResult[]
       for (const mode of modes) {
         const label = `${mode}, ${size} MiB`;
         const plot = { panel: "training" as const, series: mode, x: size };
-        const frozen: BenchResult = {
-          case: "training",
-          metric: `frozen per checkpoint (${label})`,
-          unit: "ms",
-          values: [],
+        const frozen = figure(`frozen per checkpoint (${label})`, "ms", {
           floor: `frozen per checkpoint by hand (${label})`,
           plot,
-        };
-        const frozenHand: BenchResult = {
-          case: "training",
-          metric: frozen.floor!,
-          unit: "ms",
-          values: [],
+        });
+        const frozenHand = figure(frozen.floor!, "ms", {
           plot: { ...plot, series: `${mode} by hand`, hand: true },
-        };
-        const dump: BenchResult = {
-          case: "training",
-          metric: `dump per checkpoint (${label})`,
-          unit: "ms",
-          values: [],
+        });
+        const dump = figure(`dump per checkpoint (${label})`, "ms", {
           floor: `dump per checkpoint by hand (${label})`,
-        };
-        const dumpHand: BenchResult = {
-          ...dump,
-          metric: dump.floor!,
-          values: [],
-          floor: undefined,
-        };
-        const images: BenchResult = {
-          case: "training",
-          metric: `images per checkpoint (${label})`,
-          unit: "MiB",
-          values: [],
-        };
-        const overhead: BenchResult = {
-          case: "training",
-          metric: `overhead at ${interval} s (${label})`,
-          unit: "%",
-          values: [],
-        };
+        });
+        const dumpHand = figure(dump.floor!, "ms");
+        const images = figure(`images per checkpoint (${label})`, "MiB");
+        const overhead = figure(`overhead at ${interval} s (${label})`, "%");
         results.push(frozen, frozenHand, dump, dumpHand, images, overhead);
         // An incremental series starts with a full dump: its later checkpoints are the figure.
         const skip = mode === "incremental" ? 1 : 0;
@@ -139,13 +120,11 @@ export default async function training(ctx: BenchContext): Promise<BenchResult[]
         }
       }
       if (!incremental) {
-        results.push({
-          case: "training",
-          metric: `frozen per checkpoint (incremental, ${size} MiB)`,
-          unit: "ms",
-          values: [],
-          note: "no dirty-page tracking on this kernel (criu-lab doctor)",
-        });
+        results.push(
+          figure(`frozen per checkpoint (incremental, ${size} MiB)`, "ms", {
+            note: "no dirty-page tracking on this kernel (criu-lab doctor)",
+          }),
+        );
       }
     }
   } finally {

@@ -9,9 +9,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
-import { cannotRun, needCommand } from "../support/requirements";
+import { cannotRun } from "../support/requirements";
 import { alive, HOST, run, waitFor } from "./support/lab-helpers";
-import { needLabHost } from "./support/needs";
+import { needLabHost, needSshd } from "./support/needs";
 import type { LabPair } from "../../netlab/netns";
 import {
   DST,
@@ -60,11 +60,7 @@ interface Advice {
 }
 
 describe.skipIf(
-  cannotRun("criu-lab advise", [
-    ...needLabHost("criu", "crit"),
-    needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
-    needCommand("nsenter"),
-  ]),
+  cannotRun("criu-lab advise", [...needLabHost("criu", "crit"), ...needSshd("netns")]),
 )("criu-lab advise and migrate --mode auto between two network-namespace hosts", () => {
   let hosts: MigrationHosts;
   let work: string;

@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode, parseCheck, parseDemo, type DemoResult } from "../../contract/checks";
 import { cannotRun, needCommand } from "../support/requirements";
-import { alive, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
+import { alive, faultyCriu, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
 import { needLabHost } from "./support/needs";
 
 /** Every path under DIR, links not followed. */
@@ -282,20 +282,12 @@ describe.skipIf(cannotRun("criu-lab", needLabHost("criu", "crit")))("criu-lab on
     // A criu that works except for dump, whose log says why: the demo must report it.
     const dir = tempDir("failing-criu");
     try {
-      const fake = path.join(dir, "criu");
-      fs.writeFileSync(
-        fake,
-        [
-          "#!/bin/sh",
-          'if [ "$1" = dump ]; then',
-          '  while [ $# -gt 1 ]; do [ "$1" = -o ] && echo "Error (test): cannot dump, on purpose" > "$2"; shift; done',
-          "  exit 1",
-          "fi",
-          `exec ${HOST.criu} "$@"`,
-          "",
-        ].join("\n"),
-        { mode: 0o755 },
-      );
+      const fake = faultyCriu(dir, [
+        'if [ "$1" = dump ]; then',
+        '  while [ $# -gt 1 ]; do [ "$1" = -o ] && echo "Error (test): cannot dump, on purpose" > "$2"; shift; done',
+        "  exit 1",
+        "fi",
+      ]);
       const ran = run(LAB.command, ["demo", "--json"], {
         env: labEnv({ CRIU_LAB_CRIU: fake, CRIU_LAB_LOG_DIR: dir }),
       });

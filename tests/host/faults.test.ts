@@ -10,13 +10,15 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun, needCommand } from "../support/requirements";
-import { alive, waitFor } from "./support/lab-helpers";
-import { needLabHost } from "./support/needs";
+import { needMigrationHosts } from "./support/needs";
 import { type LabPair } from "../../netlab/netns";
 import {
   DST,
   LAB_COMMAND as LAB,
   migrationHosts,
+  netnsOf,
+  oneJsonLine,
+  stillCountsHere,
   type MigrationHosts,
 } from "./support/migration-hosts";
 
@@ -45,14 +47,11 @@ interface Faulted {
   };
 }
 
-describe.skipIf(
-  cannotRun("criu-lab migrate --fault", [
-    ...needLabHost("criu", "crit"),
-    needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
-    needCommand("nsenter"),
-    needCommand("tc", "apt-get install iproute2"),
-  ]),
-)("criu-lab migrate --fault between two network-namespace hosts", () => {
+const missing = cannotRun("criu-lab migrate --fault", [
+  ...needMigrationHosts(),
+  needCommand("tc", "apt-get install iproute2"),
+]);
+describe.skipIf(missing)("criu-lab migrate --fault between two network-namespace hosts", () => {
   let hosts: MigrationHosts;
   let work: string;
   let pair: LabPair;
@@ -71,25 +70,7 @@ describe.skipIf(
 
   const startCounter = (name: string) => hosts.startCounter(name);
 
-  const lastCount = (text: string) => Number([...text.matchAll(/^Counter: (\d+)$/gm)].pop()?.[1]);
-  const netnsOf = (role: "src" | "dst") =>
-    `net:[${fs.statSync(`/run/netns/clmig-${process.pid}-${role}`).ino}]`;
-
-  /** Here (the source's namespace), not frozen, counting on. */
-  async function stillCountsHere(pid: number, log: string) {
-    expect(alive(pid)).toBe(true);
-    expect(fs.readFileSync(`/proc/${pid}/status`, "utf8")).not.toMatch(/^State:\s+[tT]/m);
-    expect(fs.readlinkSync(`/proc/${pid}/ns/net`)).toBe(netnsOf("src"));
-    const before = lastCount(fs.readFileSync(log, "utf8"));
-    await waitFor("another count here", () =>
-      lastCount(fs.readFileSync(log, "utf8")) > before ? true : undefined,
-    );
-  }
-
-  function parse(ran: { code: number; stdout: string; stderr: string }): Faulted {
-    expect(ran.stdout.trim().split("\n"), ran.stderr).toHaveLength(1);
-    return JSON.parse(ran.stdout);
-  }
+  const parse = (ran: { stdout: string; stderr: string }) => oneJsonLine<Faulted>(ran);
 
   /** No qdisc of the lab's left on the source's link: the cut is gone. */
   const noCutLeft = () => expect(pair.source.ssh("tc qdisc show").stdout).not.toMatch(/c1ab:/);

@@ -12,6 +12,7 @@ import { ExitCode } from "../../contract/checks";
 import { cannotRun } from "../support/requirements";
 import { GUIDE, guideBlock } from "../support/guide-blocks";
 import {
+  faultyCriu,
   alive,
   HOST,
   HOST_DIR,
@@ -132,15 +133,8 @@ describe.skipIf(skipScenario)("criu-lab scenario run game", () => {
   });
 
   /** A criu that restores the server's connections closed (--tcp-close): they are lost. */
-  const closingCriu = () => {
-    const fake = path.join(dir, "criu");
-    fs.writeFileSync(
-      fake,
-      `#!/bin/sh\nif [ "$1" = restore ]; then exec ${HOST.criu} "$@" --tcp-close; fi\nexec ${HOST.criu} "$@"\n`,
-      { mode: 0o755 },
-    );
-    return fake;
-  };
+  const closingCriu = () =>
+    faultyCriu(dir, [`if [ "$1" = restore ]; then exec ${HOST.criu} "$@" --tcp-close; fi`]);
 
   it("fails when the restored server has lost the connections", () => {
     const ran = lab(["--clients", "2", "--maintenance", "0", "--json"], {

@@ -14,10 +14,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLabPair, REAPER, type LabPair } from "../../netlab/netns";
-import { cannotRun, needCommand } from "../support/requirements";
+import { cannotRun } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
 import { alive, LAB, tempDir, waitFor } from "./support/lab-helpers";
-import { needLabHost, needPanes } from "./support/needs";
+import { needLabHost, needPanes, needSshd } from "./support/needs";
 import { Terminals } from "./support/terminals";
 
 const A = 0;
@@ -40,9 +40,7 @@ describe.skipIf(
   cannotRun("the guide's two-host lessons by hand", [
     ...needLabHost("criu"),
     ...needPanes(),
-    needCommand("sshd", "apt-get install openssh-server"),
-    needCommand("scp"),
-    needCommand("unshare"),
+    ...needSshd("netns", "scp"),
   ]),
 )("migration by hand between two hosts, typed on a", () => {
   let dir: string;

@@ -10,14 +10,17 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
-import { cannotRun, needCommand } from "../support/requirements";
+import { cannotRun } from "../support/requirements";
 import { alive, HOST, run, waitFor } from "./support/lab-helpers";
-import { needLabHost } from "./support/needs";
+import { needMigrationHosts } from "./support/needs";
 import { sshOptions, type LabPair } from "../../netlab/netns";
 import {
   DST,
   LAB_COMMAND as LAB,
   migrationHosts,
+  netnsOf,
+  oneJsonLine,
+  stillCountsHere,
   type MigrationHosts,
 } from "./support/migration-hosts";
 import { type TestUser } from "./support/sshd";
@@ -55,14 +58,8 @@ interface Migrated {
 /** The pair check's checks, in the order it makes them. */
 const PAIR_CHECKS = ["cpu", "criu", "kernel", "mode", "files", "room", "pid"];
 
-describe.skipIf(
-  cannotRun("criu-lab migrate", [
-    ...needLabHost("criu", "crit"),
-    needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
-    needCommand("nsenter"),
-    needCommand("unshare"),
-  ]),
-)("criu-lab migrate between two network-namespace hosts", () => {
+const missing = cannotRun("criu-lab migrate", needMigrationHosts({ user: true }));
+describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts", () => {
   let hosts: MigrationHosts;
   let dir: string;
   let work: string;
@@ -120,26 +117,7 @@ describe.skipIf(
       });
   };
 
-  const lastCount = (text: string) => Number([...text.matchAll(/^Counter: (\d+)$/gm)].pop()?.[1]);
-
-  /** Still here, not frozen, and counting on. */
-  async function stillCountsHere(pid: number, log: string) {
-    expect(alive(pid)).toBe(true);
-    expect(fs.readFileSync(`/proc/${pid}/status`, "utf8")).not.toMatch(/^State:\s+[tT]/m);
-    expect(fs.readlinkSync(`/proc/${pid}/ns/net`)).toBe(netnsOf("src"));
-    const before = lastCount(fs.readFileSync(log, "utf8"));
-    await waitFor("another count here", () =>
-      lastCount(fs.readFileSync(log, "utf8")) > before ? true : undefined,
-    );
-  }
-
-  const netnsOf = (role: "src" | "dst") =>
-    `net:[${fs.statSync(`/run/netns/clmig-${process.pid}-${role}`).ino}]`;
-
-  function parse(ran: { code: number; stdout: string; stderr: string }): Migrated {
-    expect(ran.stdout.trim().split("\n"), ran.stderr).toHaveLength(1);
-    return JSON.parse(ran.stdout);
-  }
+  const parse = (ran: { stdout: string; stderr: string }) => oneJsonLine<Migrated>(ran);
 
   it("the destination does not see the source's files: a restore there without them fails", async () => {
     const { pid, log } = await startCounter("control");

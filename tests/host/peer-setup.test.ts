@@ -13,19 +13,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { peerSetupScript } from "../../components/peerSetup";
-import { cannotRun, needCommand, needRoot } from "../support/requirements";
+import { cannotRun } from "../support/requirements";
+import { needSshd } from "./support/needs";
 
 const PEER = "criu-lab-seat-09-b";
 
-const missing = cannotRun("the peer set-up of a two-host seat against a real sshd", [
-  needRoot(),
-  needCommand("unshare", "apt-get install util-linux"),
-  needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
-  needCommand("ssh", "apt-get install openssh-client"),
-  needCommand("ssh-keygen", "apt-get install openssh-client"),
-  needCommand("sudo", "apt-get install sudo"),
-  needCommand("ip", "apt-get install iproute2"),
-]);
+// Its own sshd as the peer, in a private network namespace (unshare, ip), reached with ssh.
+const missing = cannotRun(
+  "the peer set-up of a two-host seat against a real sshd",
+  needSshd("sshd", "ssh", "ssh-keygen", "sudo", "unshare", "ip"),
+);
 
 describe.skipIf(missing)("peerSetupScript on a real host, against a real sshd", () => {
   let dir: string;

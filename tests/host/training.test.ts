@@ -14,6 +14,7 @@ import { ExitCode } from "../../contract/checks";
 import { cannotRun } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
 import {
+  faultyCriu,
   alive,
   HOST,
   HOST_DIR,
@@ -218,19 +219,11 @@ describe.skipIf(skipScenario)("criu-lab scenario run training", () => {
     // A criu that restores checkpoint 1 whatever directory it is given.
     const dir = tempDir("wrong-checkpoint");
     try {
-      const fake = path.join(dir, "criu");
-      fs.writeFileSync(
-        fake,
-        [
-          "#!/bin/sh",
-          'if [ "$1" = restore ]; then',
-          '  for a; do shift; case "$a" in */checkpoints/[0-9]*) a="${a%/*}/1" ;; esac; set -- "$@" "$a"; done',
-          "fi",
-          `exec ${HOST.criu} "$@"`,
-          "",
-        ].join("\n"),
-        { mode: 0o755 },
-      );
+      const fake = faultyCriu(dir, [
+        'if [ "$1" = restore ]; then',
+        '  for a; do shift; case "$a" in */checkpoints/[0-9]*) a="${a%/*}/1" ;; esac; set -- "$@" "$a"; done',
+        "fi",
+      ]);
       const ran = lab([...QUICK, "--json"], { CRIU_LAB_CRIU: fake });
       expect(ran.code).toBe(ExitCode.labBroken);
       const r: Training = JSON.parse(ran.stdout);

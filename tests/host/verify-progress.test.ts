@@ -7,152 +7,90 @@
  * stack's targets, each at its sshd's port, as verify-seats.test.ts does) with a host whose
  * criu-lab is older than `progress` and one whose port nothing listens on exits 3 with "?".
  */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { KeyPair, generateKey } from "../../vm/keys";
+import { freePort } from "../../vm/qemu";
 import { collectProgress, progressTable } from "../../verify/progress";
 import { targetsFromStackOutputs } from "../../verify/seats";
 import { cannotRun } from "../support/requirements";
 import { LAB, REPO, run } from "./support/lab-helpers";
+import { TestSshd, installWrapper, needSshdHost } from "./support/sshd";
 import {
-  TestSshd,
-  TestUser,
-  createTestUser,
-  installWrapper,
-  needSshdHost,
-  startSshd,
-} from "./support/sshd";
-import { keyMaterial, runVerifyCli } from "./support/verify-cli";
+  fakePulumi,
+  keyMaterial,
+  runVerifyCli,
+  seatHost,
+  sshdWorkspaceForTests,
+  writeStack,
+} from "./support/verify-cli";
 
 const LEARNER = "criulab-progress";
 const OLD = "criulab-progress-old";
 
 const missing = cannotRun("criu-lab-verify --progress against real sshd", needSshdHost());
 
-/** A port that was just free on loopback: nothing listens there. */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
-}
-
 describe.skipIf(missing)("criu-lab-verify --progress: real sshd, this checkout's criu-lab", () => {
-  let dir: string;
-  let learner: TestUser;
-  let old: TestUser;
   let seatKey: KeyPair;
   let otherKey: KeyPair;
-  const sshds: TestSshd[] = [];
   let learnerSshd: TestSshd;
   let oldSshd: TestSshd;
-  let fakeBin: string;
-  let failed = false;
+  let env: NodeJS.ProcessEnv;
 
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "criulab-verify-progress-"));
-    chmodSync(dir, 0o755);
-    const sub = (name: string) => {
-      const d = join(dir, name);
-      mkdirSync(d);
-      return d;
-    };
-    learner = createTestUser(LEARNER, sub("user-learner"));
-    old = createTestUser(OLD, sub("user-old"));
-    const state = sub("state");
-    const home = sub("home");
-    // This checkout's criu-lab, with its own store and learner's home.
-    installWrapper(
-      learner,
-      "criu-lab",
-      [
-        "#!/bin/sh",
-        `export CRIU_LAB_STATE_DIR=${state} CRIU_LAB_HOME=${home}`,
-        `exec /usr/bin/python3 ${LAB.command} "$@"`,
-        "",
-      ].join("\n"),
-    );
-    // A host set up before `progress` existed: argparse refuses the command.
-    installWrapper(
-      old,
-      "criu-lab",
-      [
-        "#!/bin/sh",
-        'echo "usage: criu-lab [-h] {check,demo} ..." >&2',
-        `echo "criu-lab: error: argument command: invalid choice: '$1' (choose from check, demo)" >&2`,
-        "exit 2",
-        "",
-      ].join("\n"),
-    );
-    // What the learner did: two exercises, recorded by the store's own code as root.
-    const seeded = run(
-      "/usr/bin/python3",
-      [
-        "-c",
-        "import sys; sys.path.insert(0, sys.argv[1]); from criu_lab import progress; " +
-          "progress.record([('demo', 'sudo criu-lab demo passed', 0), " +
-          "('images', 'sudo criu-lab analyze passed', 60)], path=sys.argv[2])",
-        join(REPO, "host"),
-        join(state, "progress.json"),
-      ],
-      { env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" } },
-    );
-    expect(seeded.code, seeded.stderr).toBe(0);
-    seatKey = generateKey(join(dir, "seat-01_key"), "seat-01");
-    otherKey = generateKey(join(dir, "seat-02_key"), "seat-02");
-    learnerSshd = await startSshd({
-      dir: sub("sshd-learner"),
-      user: LEARNER,
-      authorizedKey: seatKey.publicKeyOpenssh,
-    });
-    oldSshd = await startSshd({
-      dir: sub("sshd-old"),
-      user: OLD,
-      authorizedKey: otherKey.publicKeyOpenssh,
-    });
-    sshds.push(learnerSshd, oldSshd);
-    fakeBin = sub("bin");
-    writeFileSync(
-      join(fakeBin, "pulumi"),
-      [
-        "#!/bin/sh",
-        '[ "$1 $2 $3 $4 $5" = "stack output --json --show-secrets --stack" ] && [ $# -eq 6 ] ||',
-        '  { echo "unexpected: $*" >&2; exit 9; }',
-        `exec cat "${dir}/$6.json"`,
-        "",
-      ].join("\n"),
-      { mode: 0o755 },
-    );
-  });
-
-  beforeEach(({ onTestFailed }) =>
-    onTestFailed(() => {
-      failed = true;
-    }),
+  const block = sshdWorkspaceForTests(
+    { dirPrefix: "criulab-verify-progress-", what: "verify-progress host tests" },
+    async (workspace) => {
+      const learner = workspace.user(LEARNER);
+      const old = workspace.user(OLD);
+      const state = workspace.sub("state");
+      const home = workspace.sub("home");
+      // This checkout's criu-lab, with its own store and learner's home.
+      installWrapper(
+        learner,
+        "criu-lab",
+        [
+          "#!/bin/sh",
+          `export CRIU_LAB_STATE_DIR=${state} CRIU_LAB_HOME=${home}`,
+          `exec /usr/bin/python3 ${LAB.command} "$@"`,
+          "",
+        ].join("\n"),
+      );
+      // A host set up before `progress` existed: argparse refuses the command.
+      installWrapper(
+        old,
+        "criu-lab",
+        [
+          "#!/bin/sh",
+          'echo "usage: criu-lab [-h] {check,demo} ..." >&2',
+          `echo "criu-lab: error: argument command: invalid choice: '$1' (choose from check, demo)" >&2`,
+          "exit 2",
+          "",
+        ].join("\n"),
+      );
+      // What the learner did: two exercises, recorded by the store's own code as root.
+      const seeded = run(
+        "/usr/bin/python3",
+        [
+          "-c",
+          "import sys; sys.path.insert(0, sys.argv[1]); from criu_lab import progress; " +
+            "progress.record([('demo', 'sudo criu-lab demo passed', 0), " +
+            "('images', 'sudo criu-lab analyze passed', 60)], path=sys.argv[2])",
+          join(REPO, "host"),
+          join(state, "progress.json"),
+        ],
+        { env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" } },
+      );
+      expect(seeded.code, seeded.stderr).toBe(0);
+      seatKey = generateKey(join(workspace.dir, "seat-01_key"), "seat-01");
+      otherKey = generateKey(join(workspace.dir, "seat-02_key"), "seat-02");
+      learnerSshd = await workspace.sshd(LEARNER, seatKey.publicKeyOpenssh);
+      oldSshd = await workspace.sshd(OLD, otherKey.publicKeyOpenssh);
+      env = fakePulumi(workspace.dir);
+    },
   );
 
-  afterAll(async () => {
-    for (const sshd of sshds) await sshd.stop();
-    learner?.remove();
-    old?.remove();
-    if (!dir) return;
-    if (failed) console.warn(`verify-progress host tests failed: logs and keys kept in ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
-  });
-
-  const host = (seat: string, role: string, sshd?: TestSshd) => ({
-    role,
-    name: `criu-lab-seat-${seat}-${role}`,
-    instanceId: "i-0123456789abcdef0",
-    publicIp: "127.0.0.1",
-    sshCommand: `ssh -i seat-${seat}.pem ubuntu@127.0.0.1`,
-    knownHostsLine: `127.0.0.1 ${(sshd ?? learnerSshd).hostPublicKey}`,
-  });
+  const host = (seat: string, role: string, sshd?: TestSshd) =>
+    seatHost(seat, role, (sshd ?? learnerSshd).hostPublicKey);
 
   it("the CLI on a one-host stack: the learner's table, exit 0 though most is not done", async () => {
     const outputs = {
@@ -171,8 +109,7 @@ describe.skipIf(missing)("criu-lab-verify --progress: real sshd, this checkout's
         },
       ],
     };
-    writeFileSync(join(dir, "one.json"), JSON.stringify(outputs), { mode: 0o600 });
-    const env = { PATH: `${fakeBin}:${process.env.PATH ?? ""}` };
+    writeStack(block.dir, "one", outputs);
     const args = ["--stack", "one", "--port", String(learnerSshd.port), "--progress"];
     const r = await runVerifyCli(args, 120_000, env);
     expect(r.hung).toBe(false);

@@ -12,8 +12,7 @@ import { describe, expect, it } from "vitest";
 import { REMOTE_CHECKS, SCENARIO_CHECKS } from "../../contract/checks";
 import { VerifyReport } from "../../verify/verifier";
 import { cannotRun } from "../support/requirements";
-import { HOST } from "./support/lab-helpers";
-import { TestSshd, TestUser, installWrapper, needSshdHost } from "./support/sshd";
+import { TestSshd, TestUser, installCriuWrapper, needSshdHost } from "./support/sshd";
 import { keyMaterial, runVerifyCli, cliTargetArgs, sshdHostForTests } from "./support/verify-cli";
 
 const USER = "criulab-scenarios-test";
@@ -97,23 +96,11 @@ describe.skipIf(missing)("criu-lab-verify --scenarios against a real sshd and re
   it("a scenario the doctor says cannot run here is skipped with its reason, not failed", async () => {
     // CRIU without nftables support on a host without iptables: the doctor finds no
     // network-lock backend, so `game` cannot run; `criu check` and the demo still work.
-    const criu = installWrapper(
-      user,
-      "criu-no-nftables",
-      [
-        "#!/bin/sh",
-        'if [ "$1 $2 $3" = "check --feature network_lock_nftables" ]; then',
-        "  echo 'Error (criu/cr-check.c:1): network_lock_nftables is not supported' >&2; exit 1",
-        "fi",
-        `exec ${HOST.criu} "$@"`,
-        "",
-      ].join("\n"),
-    );
-    installWrapper(
-      user,
-      "criu-lab",
-      `#!/bin/sh\nCRIU_LAB_CRIU=${criu} exec ${HOST.criuLab} "$@"\n`,
-    );
+    installCriuWrapper(user, "criu-no-nftables", [
+      'if [ "$1 $2 $3" = "check --feature network_lock_nftables" ]; then',
+      "  echo 'Error (criu/cr-check.c:1): network_lock_nftables is not supported' >&2; exit 1",
+      "fi",
+    ]);
     const run = await runVerifyCli(
       [...cliTarget(), "--scenarios", "game", "--timeout", "600"],
       660_000,
@@ -136,29 +123,17 @@ describe.skipIf(missing)("criu-lab-verify --scenarios against a real sshd and re
   it("a restore from an older checkpoint fails training (exit 1); game still runs and passes", async () => {
     // The real CRIU, but the restore is pointed at the first checkpoint instead of the
     // latest: the job comes back at an earlier step, which the verifier must catch.
-    const criu = installWrapper(
-      user,
-      "criu-old-checkpoint",
-      [
-        "#!/bin/sh",
-        'if [ "$1" = restore ]; then',
-        "  n=$#; prev=",
-        '  for a in "$@"; do',
-        // Only the training's restores (<run>/checkpoints/N): the demo's stays as it is.
-        '    if [ "$prev" = -D ]; then case "$a" in */checkpoints/*) a="${a%/*}/1" ;; esac; fi',
-        '    set -- "$@" "$a"; prev=$a',
-        "  done",
-        '  shift "$n"',
-        "fi",
-        `exec ${HOST.criu} "$@"`,
-        "",
-      ].join("\n"),
-    );
-    installWrapper(
-      user,
-      "criu-lab",
-      `#!/bin/sh\nCRIU_LAB_CRIU=${criu} exec ${HOST.criuLab} "$@"\n`,
-    );
+    installCriuWrapper(user, "criu-old-checkpoint", [
+      'if [ "$1" = restore ]; then',
+      "  n=$#; prev=",
+      '  for a in "$@"; do',
+      // Only the training's restores (<run>/checkpoints/N): the demo's stays as it is.
+      '    if [ "$prev" = -D ]; then case "$a" in */checkpoints/*) a="${a%/*}/1" ;; esac; fi',
+      '    set -- "$@" "$a"; prev=$a',
+      "  done",
+      '  shift "$n"',
+      "fi",
+    ]);
     const run = await runVerifyCli(
       [...cliTarget(), "--scenarios", "training,game", "--timeout", "1200", "--json"],
       1_300_000,

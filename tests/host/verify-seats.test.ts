@@ -7,24 +7,16 @@
  * The handout's ssh commands are run for real against the same sshd.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { main as handout } from "../../handout/cli";
 import { KeyPair, generateKey } from "../../vm/keys";
 import { SeatsReport, seatsTable, targetsFromStackOutputs, verifySeats } from "../../verify/seats";
 import { cannotRun } from "../support/requirements";
 import { HOST } from "./support/lab-helpers";
-import {
-  TestSshd,
-  TestUser,
-  createTestUser,
-  installWrapper,
-  needSshdHost,
-  startSshd,
-} from "./support/sshd";
-import { keyMaterial } from "./support/verify-cli";
+import { TestSshd, TestUser, installWrapper, needSshdHost } from "./support/sshd";
+import { keyMaterial, seatHost, sshdWorkspaceForTests } from "./support/verify-cli";
 
 const GOOD = "criulab-seats-ok";
 const BAD = "criulab-seats-bad";
@@ -35,112 +27,76 @@ const missing = cannotRun(
 );
 
 describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", () => {
-  let dir: string;
-  let good: TestUser;
-  let bad: TestUser;
   /** "01a" -> its sshd. */
   const sshds = new Map<string, TestSshd>();
   const seatKeys = new Map<string, KeyPair>();
   let outputs: { seats: Array<Record<string, unknown>> };
-  let failed = false;
 
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "criulab-seats-"));
-    // sshd reads each authorized_keys below it as the test user.
-    chmodSync(dir, 0o755);
-    const sub = (name: string) => {
-      const d = join(dir, name);
-      mkdirSync(d);
-      return d;
-    };
-    good = createTestUser(GOOD, sub("user-ok"));
-    bad = createTestUser(BAD, sub("user-bad"));
-    // Seat 03's host a answers the migration scenario with a failure, as a lab whose
-    // migration is broken would, keeping the arguments it got; everything else goes to the
-    // real criu-lab.
-    installWrapper(
-      bad,
-      "criu-lab",
-      [
-        "#!/bin/sh",
-        'if [ "$1" = scenario ]; then',
-        `  echo "$*" >>${join(dir, "seat-03-migration-args")}`,
-        `  echo '{"ok": false, "error": "restore on the peer failed: File exists (made to fail by the test)"}'`,
-        "  exit 1",
-        "fi",
-        `exec ${HOST.criuLab} "$@"`,
-        "",
-      ].join("\n"),
-    );
-    const layout: Array<[string, TestUser]> = [
-      ["01a", good],
-      ["02a", good],
-      ["02b", good],
-      ["03a", bad],
-      ["03b", bad],
-      ["04a", good],
-    ];
-    // Every seat has a key of its own (the contract; the handout refuses a shared one).
-    for (const n of ["01", "02", "03", "04"]) {
-      seatKeys.set(n, generateKey(join(dir, `seat-${n}_key`), `seat-${n}`));
-    }
-    for (const [id, user] of layout) {
-      sshds.set(
-        id,
-        await startSshd({
-          dir: sub(`sshd-${id}`),
-          user: user.name,
-          authorizedKey: seatKeys.get(id.slice(0, 2))?.publicKeyOpenssh ?? "",
-        }),
+  const block = sshdWorkspaceForTests(
+    { dirPrefix: "criulab-seats-", what: "verify-seats host tests" },
+    async (workspace) => {
+      const good = workspace.user(GOOD);
+      const bad = workspace.user(BAD);
+      // Seat 03's host a answers the migration scenario with a failure, as a lab whose
+      // migration is broken would, keeping the arguments it got; everything else goes to the
+      // real criu-lab.
+      installWrapper(
+        bad,
+        "criu-lab",
+        [
+          "#!/bin/sh",
+          'if [ "$1" = scenario ]; then',
+          `  echo "$*" >>${join(workspace.dir, "seat-03-migration-args")}`,
+          `  echo '{"ok": false, "error": "restore on the peer failed: File exists (made to fail by the test)"}'`,
+          "  exit 1",
+          "fi",
+          `exec ${HOST.criuLab} "$@"`,
+          "",
+        ].join("\n"),
       );
-    }
-    const stranger = generateKey(join(dir, "stranger_host_key"), "stranger_host_key");
-    const host = (id: string, hostKey?: string) => ({
-      role: id.slice(2),
-      name: `criu-lab-seat-${id.slice(0, 2)}-${id.slice(2)}`,
-      instanceId: "i-0123456789abcdef0",
-      publicIp: "127.0.0.1",
-      sshCommand: `ssh -i seat-${id.slice(0, 2)}.pem ubuntu@127.0.0.1`,
-      knownHostsLine: `127.0.0.1 ${hostKey ?? sshds.get(id)?.hostPublicKey ?? ""}`,
-    });
-    const seat = (n: string, user: TestUser, hosts: unknown[], migration?: unknown) => ({
-      seat: n,
-      sshUser: user.name,
-      privateKey: seatKeys.get(n)?.privateKeyOpenssh,
-      autoStopMinutes: 120,
-      hosts,
-      ...(migration ? { migration } : {}),
-    });
-    // The `seats` stack output contract, as the stack will print it: seat 02 as today's
-    // program writes it (its migration's mode), seat 03 as a stack from before that.
-    outputs = {
-      seats: [
-        seat("01", good, [host("01a")]),
-        seat("02", good, [host("02a"), host("02b")], {
-          modeAsked: "auto",
-          mode: "page-server",
-          downtimeMs: 919.2,
-        }),
-        seat("03", bad, [host("03a"), host("03b")]),
-        seat("04", good, [host("04a", stranger.publicKeyOpenssh)]),
-      ],
-    };
-  });
-
-  beforeEach(({ onTestFailed }) =>
-    onTestFailed(() => {
-      failed = true;
-    }),
+      const layout: Array<[string, TestUser]> = [
+        ["01a", good],
+        ["02a", good],
+        ["02b", good],
+        ["03a", bad],
+        ["03b", bad],
+        ["04a", good],
+      ];
+      // Every seat has a key of its own (the contract; the handout refuses a shared one).
+      for (const n of ["01", "02", "03", "04"]) {
+        seatKeys.set(n, generateKey(join(workspace.dir, `seat-${n}_key`), `seat-${n}`));
+      }
+      for (const [id, user] of layout) {
+        const key = seatKeys.get(id.slice(0, 2))?.publicKeyOpenssh ?? "";
+        sshds.set(id, await workspace.sshd(user.name, key));
+      }
+      const stranger = generateKey(join(workspace.dir, "stranger_host_key"), "stranger_host_key");
+      const host = (id: string, hostKey?: string) =>
+        seatHost(id.slice(0, 2), id.slice(2), hostKey ?? sshds.get(id)?.hostPublicKey ?? "");
+      const seat = (n: string, user: TestUser, hosts: unknown[], migration?: unknown) => ({
+        seat: n,
+        sshUser: user.name,
+        privateKey: seatKeys.get(n)?.privateKeyOpenssh,
+        autoStopMinutes: 120,
+        hosts,
+        ...(migration ? { migration } : {}),
+      });
+      // The `seats` stack output contract, as the stack will print it: seat 02 as today's
+      // program writes it (its migration's mode), seat 03 as a stack from before that.
+      outputs = {
+        seats: [
+          seat("01", good, [host("01a")]),
+          seat("02", good, [host("02a"), host("02b")], {
+            modeAsked: "auto",
+            mode: "page-server",
+            downtimeMs: 919.2,
+          }),
+          seat("03", bad, [host("03a"), host("03b")]),
+          seat("04", good, [host("04a", stranger.publicKeyOpenssh)]),
+        ],
+      };
+    },
   );
-
-  afterAll(async () => {
-    for (const sshd of sshds.values()) await sshd.stop();
-    good?.remove();
-    bad?.remove();
-    if (!dir) return;
-    if (failed) console.warn(`verify-seats host tests failed: sshd logs and keys kept in ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
-  });
 
   /** The stack's targets, with each host's loopback port (the contract's hosts use 22). */
   const targets = (seat?: string) =>
@@ -207,7 +163,7 @@ describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", 
     });
     // A stack from before migrationMode: no --mode, the scenario's default, which any host has.
     expect(report.seats[2]?.migration?.modeAsked).toBeUndefined();
-    expect(readFileSync(join(dir, "seat-03-migration-args"), "utf8")).toBe(
+    expect(readFileSync(join(block.dir, "seat-03-migration-args"), "utf8")).toBe(
       `scenario run migration --to ${BAD}@criu-lab-seat-03-b --json\n`,
     );
     const seat4 = report.seats[3]?.hosts[0]?.report;
@@ -217,33 +173,13 @@ describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", 
     // The table: a row per host, "-" for migration in one-host seats, the failures named.
     const rows = table.split("\n").map((l) => l.split(/\s{2,}/));
     const port = (id: string) => sshds.get(id)?.port;
-    expect(rows[0]).toEqual([
-      "seat",
-      "host",
-      "cloud-init",
-      "check",
-      "demo",
-      "migration",
-      "time",
-      "exit",
-    ]);
-    expect(rows[1]?.slice(0, 6)).toEqual([
-      "01",
-      `a 127.0.0.1:${port("01a")}`,
-      "ok",
-      "ok",
-      "ok",
-      "-",
-    ]);
+    const row = (i: number) => rows[i]?.slice(0, 6).join(" | ");
+    expect(rows[0]?.join(" | ")).toBe(
+      "seat | host | cloud-init | check | demo | migration | time | exit",
+    );
+    expect(row(1)).toBe(`01 | a 127.0.0.1:${port("01a")} | ok | ok | ok | -`);
     expect(rows[2]?.[5]).toBe("FAIL");
-    expect(rows[4]?.slice(0, 6)).toEqual([
-      "03",
-      `a 127.0.0.1:${port("03a")}`,
-      "ok",
-      "ok",
-      "ok",
-      "FAIL",
-    ]);
+    expect(row(4)).toBe(`03 | a 127.0.0.1:${port("03a")} | ok | ok | ok | FAIL`);
     expect(rows[6]).toEqual([
       "04",
       `a 127.0.0.1:${port("04a")}`,
@@ -288,7 +224,7 @@ describe.skipIf(missing)("verifySeats: a class of real sshd, one seat failing", 
   });
 
   it("the handout's ssh commands work as printed from inside a seat's folder", async () => {
-    const out = join(dir, "handout");
+    const out = join(block.dir, "handout");
     const printed: string[] = [];
     const code = await handout(["--stack", "class", "--out", out], {
       readStack: async () => JSON.stringify(outputs),

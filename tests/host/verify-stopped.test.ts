@@ -7,33 +7,24 @@
  * PATH, which insists on the exact arguments (the pulumi CLI is not on this machine).
  */
 import { generateKeyPairSync } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { Server, Socket, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../../vm/qemu";
 import { cannotRun, needCommand } from "../support/requirements";
-import { keyMaterial, runVerifyCli } from "./support/verify-cli";
+import { fakePulumi, keyMaterial, runVerifyCli, writeStack } from "./support/verify-cli";
 
 const HOST_KEY =
   "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJs+lsyjLhF6WNSYyc1XOWc/ZX0o1P2XsU/Rvvymo70+ fixture";
 const INSTANCE_ID = "i-0123456789abcdef0";
 
-/** A port that was just free on loopback: nothing listens there. */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
-}
-
 describe.skipIf(cannotRun("criu-lab-verify on a stopped host", [needCommand("sh")]))(
   "criu-lab-verify --stack on a host that never answers",
   () => {
     let dir: string;
-    let fakeBin: string;
+    let env: NodeJS.ProcessEnv;
     // A key ssh2 accepts, so that the attempts reach the network.
     const privateKey = generateKeyPairSync("rsa", {
       modulusLength: 2048,
@@ -41,10 +32,8 @@ describe.skipIf(cannotRun("criu-lab-verify on a stopped host", [needCommand("sh"
       publicKeyEncoding: { type: "pkcs1", format: "pem" },
     }).privateKey;
 
-    /** The stack `name`'s outputs, as `pulumi stack output --json --show-secrets` prints them. */
-    function stack(name: string, outputs: Record<string, unknown>): void {
-      writeFileSync(join(dir, `${name}.json`), JSON.stringify(outputs), { mode: 0o600 });
-    }
+    const stack = (name: string, outputs: Record<string, unknown>) =>
+      writeStack(dir, name, outputs);
 
     /** A one-host stack's outputs for the lab host on 127.0.0.1, auto-stop on. */
     const outputs = (extra: Record<string, unknown> = {}) => ({
@@ -74,24 +63,11 @@ describe.skipIf(cannotRun("criu-lab-verify on a stopped host", [needCommand("sh"
       ...extra,
     });
 
-    const run = (args: string[]) =>
-      runVerifyCli(args, 120_000, { PATH: `${fakeBin}:${process.env.PATH ?? ""}` });
+    const run = (args: string[]) => runVerifyCli(args, 120_000, env);
 
     beforeAll(() => {
       dir = mkdtempSync(join(tmpdir(), "criulab-verify-stopped-"));
-      fakeBin = join(dir, "bin");
-      mkdirSync(fakeBin);
-      writeFileSync(
-        join(fakeBin, "pulumi"),
-        [
-          "#!/bin/sh",
-          '[ "$1 $2 $3 $4 $5" = "stack output --json --show-secrets --stack" ] && [ $# -eq 6 ] ||',
-          '  { echo "unexpected: $*" >&2; exit 9; }',
-          `exec cat "${dir}/$6.json"`,
-          "",
-        ].join("\n"),
-        { mode: 0o755 },
-      );
+      env = fakePulumi(dir);
     });
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -5,25 +5,23 @@
  * sudo PATH (tests/host/support/sshd.ts), never by editing the lab's installed files.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../../verify/cli";
 import { REMOTE_CHECKS } from "../../contract/checks";
 import { VerifyReport, verifyLab } from "../../verify/verifier";
 import { cannotRun, needCommand } from "../support/requirements";
-import { TestSshd, TestUser, installWrapper, needSshdHost, startSshd } from "./support/sshd";
+import {
+  TestSshd,
+  TestUser,
+  installCriuWrapper,
+  installWrapper,
+  needSshdHost,
+  startSshd,
+} from "./support/sshd";
 import { keyMaterial, runVerifyCli, cliTargetArgs, sshdHostForTests } from "./support/verify-cli";
-import { HOST, REPO } from "./support/lab-helpers";
+import { HOST, REPO, tempDir } from "./support/lab-helpers";
 import { generateKey } from "../../vm/keys";
 
 const USER = "criulab-verify-test";
@@ -348,7 +346,7 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
     });
 
     it("an sshd that starts listening late: the connection retries and wins", async () => {
-      const lateDir = mkdtempSync(join(tmpdir(), "criulab-verify-late-"));
+      const lateDir = tempDir("verify-late");
       const late = await startSshd({
         dir: lateDir,
         user: USER,
@@ -376,28 +374,16 @@ describe.skipIf(sshdMissing)("criu-lab-verify against a real sshd", () => {
       // restore another process takes the checkpointed PID (PID reuse, via ns_last_pid as
       // CRIU itself does it): the restore fails for real: "File exists" (docs/design.md "Facts").
       const occupierFile = join(user.faultDir, "occupier.pid");
-      const criu = installWrapper(
-        user,
-        "criu-pid-taken",
-        [
-          "#!/bin/sh",
-          'if [ "$1" = restore ]; then',
-          "  prev=; images=",
-          '  for a in "$@"; do [ "$prev" = -D ] && images=$a; prev=$a; done',
-          `  pid=$(ls "$images" | sed -n 's/^core-\\([0-9]*\\)\\.img$/\\1/p' | head -n 1)`,
-          "  echo $((pid - 1)) > /proc/sys/kernel/ns_last_pid",
-          `  sh -c 'echo $$ > ${occupierFile}; exec sleep 600' </dev/null >/dev/null 2>&1 &`,
-          `  for _ in $(seq 50); do [ -s ${occupierFile} ] && break; sleep 0.1; done`,
-          "fi",
-          `exec ${HOST.criu} "$@"`,
-          "",
-        ].join("\n"),
-      );
-      installWrapper(
-        user,
-        "criu-lab",
-        `#!/bin/sh\nCRIU_LAB_CRIU=${criu} exec ${HOST.criuLab} "$@"\n`,
-      );
+      installCriuWrapper(user, "criu-pid-taken", [
+        'if [ "$1" = restore ]; then',
+        "  prev=; images=",
+        '  for a in "$@"; do [ "$prev" = -D ] && images=$a; prev=$a; done',
+        `  pid=$(ls "$images" | sed -n 's/^core-\\([0-9]*\\)\\.img$/\\1/p' | head -n 1)`,
+        "  echo $((pid - 1)) > /proc/sys/kernel/ns_last_pid",
+        `  sh -c 'echo $$ > ${occupierFile}; exec sleep 600' </dev/null >/dev/null 2>&1 &`,
+        `  for _ in $(seq 50); do [ -s ${occupierFile} ] && break; sleep 0.1; done`,
+        "fi",
+      ]);
       let runDir: string | undefined;
       try {
         const run = await runVerifyCli([...cliTarget(), "--timeout", "600", "--json"], 660_000);

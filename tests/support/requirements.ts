@@ -8,7 +8,8 @@ import { execFileSync } from "node:child_process";
  *   describe.skipIf(cannotRun("criu-lab demo", [needRoot(), needCommand("criu")]))(...)
  */
 export function cannotRun(suite: string, problems: Array<string | undefined>): boolean {
-  const found = problems.filter((p): p is string => Boolean(p));
+  // A problem two lists share (root, say) is said once.
+  const found = [...new Set(problems.filter((p): p is string => Boolean(p)))];
   if (found.length === 0) return false;
   const message = `${suite}: cannot run here: ${found.join("; ")}`;
   if (process.env.CI === "true") {

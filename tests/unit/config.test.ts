@@ -148,111 +148,43 @@ describe("loadConfig defaults", () => {
 });
 
 describe("loadConfig rejects bad input naming key, value and what is allowed", () => {
-  const cases: Array<{
+  interface Case {
     values: Partial<Record<ConfigKey, string>>;
     key: ConfigKey;
     value: string;
     allowed: string;
-  }> = [
-    {
-      values: { instanceType: "t3small" },
-      key: "instanceType",
-      value: "t3small",
-      allowed: "t3.small",
-    },
-    {
-      values: { instanceType: "T3.Small" },
-      key: "instanceType",
-      value: "T3.Small",
-      allowed: "family.size",
-    },
-    {
-      values: { ubuntuRelease: "20.04" },
-      key: "ubuntuRelease",
-      value: "20.04",
-      allowed: "24.04, 22.04",
-    },
-    {
-      values: { amiId: "ami-xyz" },
-      key: "amiId",
-      value: "ami-xyz",
-      allowed: "ami-0123456789abcdef0",
-    },
-    {
-      values: { sshAllowedCidrs: '["10.0.0.300/8"]' },
-      key: "sshAllowedCidrs",
-      value: "10.0.0.300/8",
-      allowed: "IPv4 CIDR",
-    },
-    {
-      values: { sshAllowedCidrs: '["203.0.113.7"]' },
-      key: "sshAllowedCidrs",
-      value: "203.0.113.7",
-      allowed: "a.b.c.d/n",
-    },
-    {
-      values: { sshAllowedCidrs: '["10.0.0.1/8"]' },
-      key: "sshAllowedCidrs",
-      value: "10.0.0.1/8",
-      allowed: "10.0.0.0/8",
-    },
-    {
-      values: { sshAllowedCidrs: "203.0.113.7/32" },
-      key: "sshAllowedCidrs",
-      value: "203.0.113.7/32",
-      allowed: "pulumi config set --path 'criu-lab:sshAllowedCidrs[0]'",
-    },
-    {
-      values: { sshAllowedCidrs: "[]" },
-      key: "sshAllowedCidrs",
-      value: "[]",
-      allowed: "a list of IPv4 CIDRs",
-    },
-    {
-      values: { sshPublicKey: "not a key" },
-      key: "sshPublicKey",
-      value: "not a key",
-      allowed: "OpenSSH public key",
-    },
-    { values: { rootVolumeGiB: "7" }, key: "rootVolumeGiB", value: "7", allowed: "from 8" },
-    {
-      values: { rootVolumeGiB: "big" },
-      key: "rootVolumeGiB",
-      value: "big",
-      allowed: "whole number",
-    },
-    {
-      values: { subnetId: "sn-1" },
-      key: "subnetId",
-      value: "sn-1",
-      allowed: "subnet-0123456789abcdef0",
-    },
-    { values: { criuVersion: "4.2" }, key: "criuVersion", value: "4.2", allowed: "v4.2" },
+  }
+  /** KEY set to GIVEN alone: the error names KEY, VALUE (GIVEN unless said) and ALLOWED. */
+  const bad = (key: ConfigKey, given: string, allowed: string, value = given): Case => ({
+    values: { [key]: given },
+    key,
+    value,
+    allowed,
+  });
+  const cases: Case[] = [
+    bad("instanceType", "t3small", "t3.small"),
+    bad("instanceType", "T3.Small", "family.size"),
+    bad("ubuntuRelease", "20.04", "24.04, 22.04"),
+    bad("amiId", "ami-xyz", "ami-0123456789abcdef0"),
+    bad("sshAllowedCidrs", '["10.0.0.300/8"]', "IPv4 CIDR", "10.0.0.300/8"),
+    bad("sshAllowedCidrs", '["203.0.113.7"]', "a.b.c.d/n", "203.0.113.7"),
+    bad("sshAllowedCidrs", '["10.0.0.1/8"]', "10.0.0.0/8", "10.0.0.1/8"),
+    bad(
+      "sshAllowedCidrs",
+      "203.0.113.7/32",
+      "pulumi config set --path 'criu-lab:sshAllowedCidrs[0]'",
+    ),
+    bad("sshAllowedCidrs", "[]", "a list of IPv4 CIDRs"),
+    bad("sshPublicKey", "not a key", "OpenSSH public key"),
+    bad("rootVolumeGiB", "7", "from 8"),
+    bad("rootVolumeGiB", "big", "whole number"),
+    bad("subnetId", "sn-1", "subnet-0123456789abcdef0"),
+    bad("criuVersion", "4.2", "v4.2"),
     // Below the v4.2 floor: named with the reason (criu#2709 on Ubuntu 24.04 arm64).
-    {
-      values: { criuVersion: "v4.1.1" },
-      key: "criuVersion",
-      value: "v4.1.1",
-      allowed: "criu#2705",
-    },
-    {
-      values: { criuVersion: "v4.1" },
-      key: "criuVersion",
-      value: "v4.1",
-      allowed: "v4.2 or later",
-    },
-    {
-      values: { criuVersion: "v3.19" },
-      key: "criuVersion",
-      value: "v3.19",
-      allowed: "issues/2709",
-    },
-    {
-      values: { criuCommit: "3c7d4fa" },
-      key: "criuCommit",
-      value: "3c7d4fa",
-      allowed: "40 hex characters",
-    },
+    bad("criuVersion", "v4.1.1", "criu#2705"),
+    bad("criuVersion", "v4.1", "v4.2 or later"),
+    bad("criuVersion", "v3.19", "issues/2709"),
+    bad("criuCommit", "3c7d4fa", "40 hex characters"),
     {
       values: { criuTarballUrl: "https://example.org/criu.tar.xz" },
       key: "criuSha256",
@@ -277,30 +209,27 @@ describe("loadConfig rejects bad input naming key, value and what is allowed", (
       value: "abc",
       allowed: "64 hex characters",
     },
-    { values: { verify: "yes" }, key: "verify", value: "yes", allowed: "true, false" },
-    {
-      values: { verifyScenarios: "training" },
-      key: "verifyScenarios",
-      value: "training",
-      allowed: "pulumi config set --path 'criu-lab:verifyScenarios[0]' training",
-    },
-    {
-      values: { migrationMode: "warm" },
-      key: "migrationMode",
-      value: "warm",
-      allowed:
-        "allowed: auto, cold, page-server, pre-copy, lazy (auto: of pre-copy, page-server, cold, the one",
-    },
-    { values: { migrationMode: "" }, key: "migrationMode", value: "", allowed: "auto, cold" },
-    { values: { migrationMode: "Cold" }, key: "migrationMode", value: "Cold", allowed: "cold" },
-    { values: { autoStopMinutes: "-1" }, key: "autoStopMinutes", value: "-1", allowed: ">= 0" },
+    bad("verify", "yes", "true, false"),
+    bad(
+      "verifyScenarios",
+      "training",
+      "pulumi config set --path 'criu-lab:verifyScenarios[0]' training",
+    ),
+    bad(
+      "migrationMode",
+      "warm",
+      "allowed: auto, cold, page-server, pre-copy, lazy (auto: of pre-copy, page-server, cold, the one",
+    ),
+    bad("migrationMode", "", "auto, cold"),
+    bad("migrationMode", "Cold", "cold"),
+    bad("autoStopMinutes", "-1", ">= 0"),
     // A class: seats and hosts per seat.
-    { values: { seats: "0" }, key: "seats", value: "0", allowed: "from 1 to 50" },
-    { values: { seats: "51" }, key: "seats", value: "51", allowed: "from 1 to 50" },
-    { values: { seats: "2.5" }, key: "seats", value: "2.5", allowed: "a whole number" },
-    { values: { seats: "ten" }, key: "seats", value: "ten", allowed: "from 1 to 50" },
-    { values: { hostsPerSeat: "3" }, key: "hostsPerSeat", value: "3", allowed: "1 (one host" },
-    { values: { hostsPerSeat: "0" }, key: "hostsPerSeat", value: "0", allowed: "or 2" },
+    bad("seats", "0", "from 1 to 50"),
+    bad("seats", "51", "from 1 to 50"),
+    bad("seats", "2.5", "a whole number"),
+    bad("seats", "ten", "from 1 to 50"),
+    bad("hostsPerSeat", "3", "1 (one host"),
+    bad("hostsPerSeat", "0", "or 2"),
     {
       values: { budgetMonthlyUsd: "-5", budgetEmail: "t@example.org" },
       key: "budgetMonthlyUsd",

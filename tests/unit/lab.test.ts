@@ -21,7 +21,12 @@ import {
   valueOf,
   labChild,
 } from "./support/mocks";
-import { expectHostHardened, expectOpenEgress, expectSshOnlyFrom } from "./support/properties";
+import {
+  expectHostHardened,
+  expectOpenEgress,
+  expectSshOnlyFrom,
+  ubuntuAmiLookup,
+} from "./support/properties";
 import { INVOKE, T } from "./support/types";
 import { LAB_CIDR, newLab, settled } from "./support/lab";
 
@@ -159,14 +164,7 @@ describe("the default lab (new VPC, verify on)", () => {
     expect(types.map((i) => i.inputs.instanceType)).toEqual(["t3.small"]);
     const amis = built.invokes.filter((i) => i.token === INVOKE.ami);
     expect(amis).toHaveLength(1);
-    expect(amis[0].inputs).toMatchObject({
-      owners: ["099720109477"],
-      mostRecent: true,
-      filters: expect.arrayContaining([
-        { name: "name", values: ["ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"] },
-        { name: "architecture", values: ["x86_64"] },
-      ]),
-    });
+    expect(amis[0].inputs).toMatchObject(ubuntuAmiLookup());
   });
 
   it("registers an ED25519 user key and hands a generated ED25519 host key to cloud-init", () => {
@@ -535,13 +533,7 @@ describe("image lookup per release and architecture", () => {
     const name = `image-${instanceType.replace(".", "-")}-${ubuntuRelease.replace(".", "")}`;
     const b = await build(name, { ubuntuRelease, instanceType });
     const architecture = instanceType.startsWith("t4g") ? "arm64" : "x86_64";
-    expect(amiInvoke(b)).toMatchObject({
-      owners: ["099720109477"],
-      filters: expect.arrayContaining([
-        { name: "name", values: [`ubuntu/images/${image}-server-*`] },
-        { name: "architecture", values: [architecture] },
-      ]),
-    });
+    expect(amiInvoke(b)).toMatchObject(ubuntuAmiLookup(image, architecture));
     // The instance runs the image looked up for its architecture.
     expect(mocks.one(T.instance, `${name}-`).inputs).toMatchObject({
       instanceType,

@@ -336,24 +336,21 @@ describe("worstExitCode", () => {
 });
 
 describe("classifyMigration", () => {
+  /** What `criu-lab scenario run migration` gives when argparse refuses it: exit 2, STDERR. */
+  const refused = (stderr: string) => ({ stdout: "", stderr, code: 2 });
+
   it("a criu-lab without the scenario is 'not available', not a failure (unless required)", () => {
-    const r = {
-      stdout: "",
-      stderr:
-        "criu-lab scenario run: error: argument scenario: invalid choice: 'migration' (choose from )\n",
-      code: 2,
-    };
+    const r = refused(
+      "criu-lab scenario run: error: argument scenario: invalid choice: 'migration' (choose from )\n",
+    );
     expect(classifyMigration(r, false)).toMatchObject({ status: "not available", exitCode: 0 });
     expect(classifyMigration(r, true)).toMatchObject({ status: "not available", exitCode: 3 });
   });
 
   it("a criu-lab without the --mode asked for fails, saying so (it is not 'not available')", () => {
-    const r = {
-      stdout: "",
-      stderr:
-        "criu-lab scenario run migration: error: argument --mode: invalid choice: 'auto' (choose from 'cold', 'page-server', 'pre-copy', 'lazy')\n",
-      code: 2,
-    };
+    const r = refused(
+      "criu-lab scenario run migration: error: argument --mode: invalid choice: 'auto' (choose from 'cold', 'page-server', 'pre-copy', 'lazy')\n",
+    );
     expect(classifyMigration(r, false)).toMatchObject({
       status: "fail",
       exitCode: 1,

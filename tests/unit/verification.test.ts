@@ -329,10 +329,12 @@ const stepEnv = (role: string, env: Record<string, string>) => {
  * The failed step's message as the provider words it: the line naming the command it ran,
  * and the host's reason on the line after it.
  */
-async function stepFailure(output: pulumi.Output<unknown>) {
+/** The reason a step's failed Command gives, after the line that says it ran the step `what`. */
+async function stepFailure(output: pulumi.Output<unknown>, what: string) {
   const lines = linesOf((await failureOf(output)).message);
   const at = lines.findIndex((l) => l.includes("Process exited with status 1: running"));
-  return { running: lines[at], reason: lines[at + 1] };
+  expect(lines[at]).toContain(`running "bash -s  # criu-lab: ${what}`);
+  return lines[at + 1];
 }
 
 describe("LabVerification under a provider that fails non-zero exits", () => {
@@ -376,9 +378,7 @@ describe("LabVerification under a provider that fails non-zero exits", () => {
     });
     const verification = new V.LabVerification("faildemo", connection);
     takeFailures(verification);
-    const failed = await stepFailure(verification.demo);
-    expect(failed.running).toContain('running "bash -s  # criu-lab: checkpoint/restore demo');
-    expect(failed.reason).toBe(
+    expect(await stepFailure(verification.demo, "checkpoint/restore demo")).toBe(
       "criu-lab: checkpoint/restore demo failed on the lab host: criu restore failed: " +
         "File exists (pid 4242 is taken) (checkpoint images kept in /var/lib/criu-lab/demo/img on the host) (exit 1)",
     );
@@ -450,9 +450,7 @@ describe("LabVerification with scenarios (verifyScenarios)", () => {
     takeFailures(verification);
     const training = verification.scenarioCommands[0];
     if (!training) throw new Error("no training step");
-    const failed = await stepFailure(training.stdout);
-    expect(failed.running).toContain('running "bash -s  # criu-lab: scenario training');
-    expect(failed.reason).toBe(
+    expect(await stepFailure(training.stdout, "scenario training")).toBe(
       "criu-lab: scenario training failed on the lab host: the job resumed at step 11, but the " +
         "latest checkpoint was taken at step 31: not restored from the latest checkpoint",
     );

@@ -210,19 +210,25 @@ describe("Debian image cache", () => {
     release: "13" as const,
     mirrors: { archive: "http://a.example/debian", updates: true, from: "test" },
   };
-
-  it("is used only when this recipe built it with the same apt sources", () => {
-    expect(debianCacheMiss(cache, spec)).toBe("not built yet");
-    const dir = debianImageDir(cache, "13");
-    expect(path.basename(dir)).toMatch(/^debian-13-(amd64|arm64)$/);
+  /** An image the recipe built in DIR: its files, and its manifest (the packages of `packagesOf`, and `more`). */
+  const built = <T extends object>(dir: string, packagesOf: typeof spec, more = {} as T) => {
     fs.mkdirSync(dir, { recursive: true });
     for (const f of ["disk.raw", "vmlinuz", "initrd.img"]) fs.writeFileSync(path.join(dir, f), "");
     const manifest = {
       recipe: DEBIAN_RECIPE_VERSION,
       sources: debianImageFiles("13", spec.mirrors)["etc/apt/sources.list"],
-      packages: imagePackages(spec),
+      packages: imagePackages(packagesOf),
+      ...more,
     };
     fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(manifest));
+    return manifest;
+  };
+
+  it("is used only when this recipe built it with the same apt sources", () => {
+    expect(debianCacheMiss(cache, spec)).toBe("not built yet");
+    const dir = debianImageDir(cache, "13");
+    expect(path.basename(dir)).toMatch(/^debian-13-(amd64|arm64)$/);
+    const manifest = built(dir, spec);
     expect(debianCacheMiss(cache, spec)).toBeUndefined();
     const other = { ...spec, mirrors: { ...spec.mirrors, archive: "http://b.example/debian" } };
     expect(debianCacheMiss(cache, other)).toBe("its apt sources name another mirror");
@@ -244,15 +250,9 @@ describe("Debian image cache", () => {
     const other = { ...criu, sha256: "0".repeat(64) };
     expect(debianImageDir(cache, "13", other)).not.toBe(dir);
     expect(debianCacheMiss(cache, withCriu)).toBe("not built yet");
-    fs.mkdirSync(dir, { recursive: true });
-    for (const f of ["disk.raw", "vmlinuz", "initrd.img"]) fs.writeFileSync(path.join(dir, f), "");
-    const manifest = {
-      recipe: DEBIAN_RECIPE_VERSION,
-      sources: debianImageFiles("13", spec.mirrors)["etc/apt/sources.list"],
-      packages: imagePackages(withCriu),
+    const manifest = built(dir, withCriu, {
       criu: { criuVersion: "4.2.1", sourceId: `tarball:${sha}` },
-    };
-    fs.writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(manifest));
+    });
     expect(debianCacheMiss(cache, withCriu)).toBeUndefined();
     // A record of another source in the same directory (a shortened-sha collision) is a miss.
     const record = { ...manifest.criu, sourceId: "tarball:other" };

@@ -39,6 +39,18 @@ export function labEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 export { run, type Ran, waitFor } from "../../../netlab/run";
 
 /** A fresh temp dir; the caller removes it (fs.rmSync(dir, { recursive: true })). */
+/**
+ * A fault in CRIU made on purpose, for CRIU_LAB_CRIU: DIR/criu, which runs `lines` (shell;
+ * "$@" are CRIU's arguments) and then the real CRIU. Returns its path.
+ */
+export function faultyCriu(dir: string, lines: string[]): string {
+  const fake = path.join(dir, "criu");
+  fs.writeFileSync(fake, ["#!/bin/sh", ...lines, `exec ${HOST.criu} "$@"`, ""].join("\n"), {
+    mode: 0o755,
+  });
+  return fake;
+}
+
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `criu-lab-${prefix}-`));
 }

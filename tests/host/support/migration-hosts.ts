@@ -32,6 +32,31 @@ export interface MigrationHosts {
   remove(): Promise<void>;
 }
 
+/** The last "Counter: N" of a counter's log text. */
+export const lastCount = (text: string) =>
+  Number([...text.matchAll(/^Counter: (\d+)$/gm)].pop()?.[1]);
+
+/** The network namespace of the pair's host `role`, as /proc/PID/ns/net names it. */
+export const netnsOf = (role: "src" | "dst") =>
+  `net:[${fs.statSync(`/run/netns/clmig-${process.pid}-${role}`).ino}]`;
+
+/** The counter PID is still on the source (its namespace), not frozen, and counting on. */
+export async function stillCountsHere(pid: number, log: string): Promise<void> {
+  expect(alive(pid)).toBe(true);
+  expect(fs.readFileSync(`/proc/${pid}/status`, "utf8")).not.toMatch(/^State:\s+[tT]/m);
+  expect(fs.readlinkSync(`/proc/${pid}/ns/net`)).toBe(netnsOf("src"));
+  const before = lastCount(fs.readFileSync(log, "utf8"));
+  await waitFor("another count here", () =>
+    lastCount(fs.readFileSync(log, "utf8")) > before ? true : undefined,
+  );
+}
+
+/** A `--json` run's one line of output, parsed (the run's stderr shown if there are more). */
+export function oneJsonLine<T>(ran: { stdout: string; stderr: string }): T {
+  expect(ran.stdout.trim().split("\n"), ran.stderr).toHaveLength(1);
+  return JSON.parse(ran.stdout) as T;
+}
+
 export async function migrationHosts(
   prefix: string,
   options: { user?: string } = {},

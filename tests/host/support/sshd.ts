@@ -17,8 +17,8 @@ import {
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { generateKey, type KeyPair } from "../../../vm/keys";
-import { needCommand, needRoot } from "../../support/requirements";
 import { HOST } from "./lab-helpers";
+import { needLabHost, needSshd } from "./needs";
 import { freePort } from "../../../vm/qemu";
 
 function canConnect(port: number): Promise<boolean> {
@@ -213,28 +213,29 @@ export function installWrapper(user: TestUser, command: string, script: string):
   return path;
 }
 
+/**
+ * A fault in CRIU for the lab's commands: a wrapper `name` on the user's sudo PATH that runs
+ * `lines` (shell) and then the real CRIU, and a `criu-lab` that runs the real one with it
+ * (CRIU_LAB_CRIU). Returns the wrapper's path.
+ */
+export function installCriuWrapper(user: TestUser, name: string, lines: string[]): string {
+  const criu = installWrapper(
+    user,
+    name,
+    ["#!/bin/sh", ...lines, `exec ${HOST.criu} "$@"`, ""].join("\n"),
+  );
+  installWrapper(user, "criu-lab", `#!/bin/sh\nCRIU_LAB_CRIU=${criu} exec ${HOST.criuLab} "$@"\n`);
+  return criu;
+}
+
 export function removeWrappers(user: TestUser): void {
   rmSync(user.faultDir, { recursive: true, force: true });
   mkdirSync(user.faultDir, { mode: 0o755 });
 }
 
-/** What a test of the verifier against our own sshd needs here, for `cannotRun`: root, sshd,
- * the OpenSSH client tools, sudo (the test user's passwordless sudo) and useradd; with
- * `lab`, the lab installed on this host too (its CRIU and host command). */
+/** What a test of the verifier against our own sshd needs here, for `cannotRun`: our sshd, a
+ * test user and the ssh client; with `lab`, the lab installed on this host too (its CRIU and
+ * host command). */
 export function needSshdHost({ lab = false } = {}): Array<string | undefined> {
-  return [
-    needRoot(),
-    needCommand("/usr/sbin/sshd", "apt-get install openssh-server"),
-    needCommand("ssh", "apt-get install openssh-client"),
-    needCommand("ssh-keygen", "apt-get install openssh-client"),
-    needCommand("sudo", "apt-get install sudo"),
-    needCommand("visudo", "apt-get install sudo"),
-    needCommand("useradd"),
-    ...(lab
-      ? [
-          needCommand(HOST.criu, "npm run setup:host"),
-          needCommand(HOST.criuLab, "npm run setup:host"),
-        ]
-      : []),
-  ];
+  return [...needSshd("loopback", "user", "ssh"), ...(lab ? needLabHost("criu", "criuLab") : [])];
 }

@@ -2,10 +2,11 @@
  * Runs the verifier CLI as a real subprocess (the `criu-lab-verify` bin, as CI runs it) and
  * collects its exit code and output. A safety net kills it by PID if it outlives `hangAfterMs`
  * and reports `hung`, so a CLI that hangs fails its test instead of stalling the suite. And
- * the one set-up of a test host for the verifier's tests (sshdHostForTests).
+ * the one set-up of the verifier's test hosts (sshdWorkspaceForTests, sshdHostForTests) and a
+ * stack's outputs as the CLI reads them (fakePulumi, writeStack, seatHost).
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach } from "vitest";
@@ -75,6 +76,80 @@ export function cliTargetArgs(sshd: TestSshd, user: TestUser): string[] {
   ];
 }
 
+export interface SshdWorkspace {
+  /** The block's directory (mode 755: sshd reads the authorized_keys below it as the user). */
+  dir: string;
+  /** A new directory `name` below dir. */
+  sub(name: string): string;
+  /** A test user (its files below dir), removed after the block. */
+  user(name: string): TestUser;
+  /** An sshd on 127.0.0.1 letting `user` in with `authorizedKey`, stopped after the block. */
+  sshd(user: string, authorizedKey: string): Promise<TestSshd>;
+}
+
+/**
+ * The one set-up of the verifier's test hosts: a directory for a describe block, in which
+ * `ready` makes its users and sshds (before the block); after it, every sshd made is stopped
+ * and every user removed. When a test failed, `dir` (the sshd logs, their configs, the keys)
+ * is kept and said where; `atEnd` runs first, told whether one failed. Returns the block's
+ * view of `dir`, for its tests.
+ */
+export function sshdWorkspaceForTests(
+  options: { dirPrefix: string; what: string; atEnd?: (failed: boolean) => void },
+  ready: (workspace: SshdWorkspace) => void | Promise<void>,
+): { readonly dir: string } {
+  let dir: string | undefined;
+  const users: TestUser[] = [];
+  const sshds: TestSshd[] = [];
+  let failed = false;
+  beforeAll(async () => {
+    const root = mkdtempSync(join(tmpdir(), options.dirPrefix));
+    dir = root;
+    chmodSync(root, 0o755);
+    const sub = (name: string) => {
+      const d = join(root, name);
+      mkdirSync(d);
+      return d;
+    };
+    await ready({
+      dir: root,
+      sub,
+      user(name) {
+        const user = createTestUser(name, sub(`user-${name}`));
+        users.push(user);
+        return user;
+      },
+      async sshd(user, authorizedKey) {
+        const sshd = await startSshd({ dir: sub(`sshd-${sshds.length + 1}`), user, authorizedKey });
+        sshds.push(sshd);
+        return sshd;
+      },
+    });
+  });
+  beforeEach(({ onTestFailed }) =>
+    onTestFailed(() => {
+      failed = true;
+    }),
+  );
+  afterAll(async () => {
+    options.atEnd?.(failed);
+    for (const sshd of sshds) await sshd.stop();
+    for (const user of users) user.remove();
+    if (!dir) return;
+    if (failed) {
+      console.warn(`${options.what} failed: sshd logs, configs and keys kept in ${dir}`);
+    } else {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  return {
+    get dir() {
+      if (dir === undefined) throw new Error(`${options.what}: no directory before the block`);
+      return dir;
+    },
+  };
+}
+
 export interface SshdHost {
   dir: string;
   user: TestUser;
@@ -82,47 +157,57 @@ export interface SshdHost {
 }
 
 /**
- * One test user and its own sshd for a describe block of verifier tests, made before the
- * block (handed to `ready`), the user's wrappers removed after each test, all stopped and
- * removed after the block. When a test failed, `dir` (the sshd log, its config, the keys) is
- * kept and said where; `atEnd` runs first, told whether one failed.
+ * One test user and its own sshd for a describe block of verifier tests (a workspace of one),
+ * handed to `ready` before the block; the user's wrappers are removed after each test.
  */
 export function sshdHostForTests(
   options: { user: string; dirPrefix: string; what: string; atEnd?: (failed: boolean) => void },
   ready: (host: SshdHost) => void,
 ): void {
-  let host: Partial<SshdHost> = {};
-  let failed = false;
-  beforeAll(async () => {
-    const dir = mkdtempSync(join(tmpdir(), options.dirPrefix));
-    host = { dir };
-    const user = createTestUser(options.user, dir);
-    host.user = user;
-    const sshd = await startSshd({
-      dir,
-      user: options.user,
-      authorizedKey: user.key.publicKeyOpenssh,
-    });
-    host.sshd = sshd;
-    ready({ dir, user, sshd });
+  let user: TestUser | undefined;
+  sshdWorkspaceForTests(options, async (workspace) => {
+    user = workspace.user(options.user);
+    const sshd = await workspace.sshd(options.user, user.key.publicKeyOpenssh);
+    ready({ dir: workspace.dir, user, sshd });
   });
-  beforeEach(({ onTestFailed }) =>
-    onTestFailed(() => {
-      failed = true;
-    }),
-  );
   afterEach(() => {
-    if (host.user) removeWrappers(host.user);
+    if (user) removeWrappers(user);
   });
-  afterAll(async () => {
-    options.atEnd?.(failed);
-    await host.sshd?.stop();
-    host.user?.remove();
-    if (!host.dir) return;
-    if (failed) {
-      console.warn(`${options.what} failed: sshd log and config kept in ${host.dir}`);
-    } else {
-      rmSync(host.dir, { recursive: true, force: true });
-    }
-  });
+}
+
+/** A `pulumi` for the CLI's `--stack NAME`, first on the PATH of the env returned: it insists
+ * on the exact arguments (the pulumi CLI is not on this machine) and prints `DIR/NAME.json`,
+ * which `writeStack` writes. */
+export function fakePulumi(dir: string): NodeJS.ProcessEnv {
+  const bin = join(dir, "bin");
+  mkdirSync(bin, { recursive: true });
+  writeFileSync(
+    join(bin, "pulumi"),
+    [
+      "#!/bin/sh",
+      '[ "$1 $2 $3 $4 $5" = "stack output --json --show-secrets --stack" ] && [ $# -eq 6 ] ||',
+      '  { echo "unexpected: $*" >&2; exit 9; }',
+      `exec cat "${dir}/$6.json"`,
+      "",
+    ].join("\n"),
+    { mode: 0o755 },
+  );
+  return { PATH: `${bin}:${process.env.PATH ?? ""}` };
+}
+
+/** The stack `name`'s outputs, as `pulumi stack output --json --show-secrets` prints them. */
+export function writeStack(dir: string, name: string, outputs: unknown): void {
+  writeFileSync(join(dir, `${name}.json`), JSON.stringify(outputs), { mode: 0o600 });
+}
+
+/** A lab host of a seat in the `seats` stack output, at 127.0.0.1 with `hostKey`. */
+export function seatHost(seat: string, role: string, hostKey: string) {
+  return {
+    role,
+    name: `criu-lab-seat-${seat}-${role}`,
+    instanceId: "i-0123456789abcdef0",
+    publicIp: "127.0.0.1",
+    sshCommand: `ssh -i seat-${seat}.pem ubuntu@127.0.0.1`,
+    knownHostsLine: `127.0.0.1 ${hostKey}`,
+  };
 }

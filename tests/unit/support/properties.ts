@@ -77,3 +77,21 @@ export function expectHostHardened(instance: WithInputs): void {
   expectVolumesEncrypted(instance);
   expectStopsAndRebuildsOnNewUserData(instance);
 }
+
+/**
+ * The AMI lookup's arguments (what the mocks record and the plan prints): Canonical's newest
+ * Ubuntu image named `image` for `architecture`; by default the default host's, 24.04 on x86.
+ */
+export function ubuntuAmiLookup(
+  image = "hvm-ssd-gp3/ubuntu-noble-24.04-amd64",
+  architecture = "x86_64",
+): Record<string, unknown> {
+  return {
+    owners: ["099720109477"],
+    mostRecent: true,
+    filters: expect.arrayContaining([
+      { name: "name", values: [`ubuntu/images/${image}-server-*`] },
+      { name: "architecture", values: [architecture] },
+    ]),
+  };
+}

@@ -92,8 +92,15 @@ def test_pid_probe_counts_other_sessions_holders_not_its_own():
     """The probe for real: a sleep in another session (setsid) holds its PID; one the probe's
     own shell started, in its session, does not (twin hosts' PIDs run in step)."""
     import subprocess
+    import time
     other = subprocess.Popen(["setsid", "sleep", "30"])
     try:
+        # Until setsid has made its session and become sleep, the PID is still in ours.
+        for _ in range(500):
+            with open(f"/proc/{other.pid}/comm") as f:
+                if f.read().strip() == "sleep":
+                    break
+            time.sleep(0.01)
         ran = subprocess.run(["sh", "-c", pair.pid_probe(other.pid)], capture_output=True, text=True, check=True)
         assert ran.stdout.strip() == "taken sleep"
     finally:

@@ -286,9 +286,14 @@ export async function migrateInPair(
   mode: PairMode,
 ): Promise<PairMigration> {
   const to = peerOf(from);
+  // The two hosts boot from one disk, so their PID counters run in step: the counter's PID on
+  // `from` can be the one the peer's sshd just gave the migration's own connection, and the pair
+  // check rightly refuses (the restore needs that PID free). 64 short processes first move this
+  // host's counter past the peer's.
+  const burn = "i=0; while [ $i -lt 64 ]; do /bin/true; i=$((i+1)); done";
   const r = await onVm(
     pair.hosts[from],
-    `sudo criu-lab scenario run migration --to ${pair.hosts[to].user}@${PAIR[to].name} --mode ${mode} --json`,
+    `${burn}; sudo criu-lab scenario run migration --to ${pair.hosts[to].user}@${PAIR[to].name} --mode ${mode} --json`,
     900,
   );
   let report: MigrationReport;

@@ -48,12 +48,12 @@ def asleep(pid):
 
 @pytest.fixture
 def sleeper(tmp_path):
-    """Starts `sleep` processes (cwd, stdout as given), returns each once it sleeps, and ends
-    each by its PID afterwards."""
+    """Starts `sleep` processes (or ARGV, which waits on its stdin, a pipe: e.g. cat; cwd,
+    stdout as given), returns each once it sleeps, and ends each by its PID afterwards."""
     started = []
 
-    def start(cwd=None, stdout=subprocess.DEVNULL):
-        p = subprocess.Popen(["sleep", "600"], cwd=cwd or str(tmp_path), stdin=subprocess.DEVNULL, stdout=stdout,
+    def start(cwd=None, stdout=subprocess.DEVNULL, argv=("sleep", "600")):
+        p = subprocess.Popen(argv, cwd=cwd or str(tmp_path), stdin=subprocess.PIPE, stdout=stdout,
                              stderr=subprocess.DEVNULL, start_new_session=True)
         started.append(p)
         # Popen returns once the exec has begun (close-on-exec closed its pipe): the program

@@ -6,8 +6,6 @@ import signal
 import subprocess
 import time
 
-import pytest
-
 from criu_lab import faults, lazy
 
 
@@ -26,22 +24,6 @@ class Migration:
 
     def reap(self):
         self.reaped = True
-
-
-@pytest.fixture
-def procs():
-    """sleep processes started by the test, ended by PID after it."""
-    started = []
-
-    def start(argv=("sleep", "300")):
-        p = subprocess.Popen(argv, stdin=subprocess.PIPE)
-        started.append(p)
-        return p
-    yield start
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
 
 
 def wait_state(pid, prefix):
@@ -82,8 +64,8 @@ def test_a_daemon_that_ends_before_it_listens_is_a_failure_with_its_log(tmp_path
     assert p.stdout.startswith("it exited 1; end of its log:") and "Error: no uffd" in p.stdout
 
 
-def test_a_daemon_killed_while_the_dump_exited_0_resumes_the_process_here_and_kills_the_copy_there(tmp_path, procs):
-    source, copy = procs(), procs()
+def test_a_daemon_killed_while_the_dump_exited_0_resumes_the_process_here_and_kills_the_copy_there(tmp_path, sleeper):
+    source, copy = sleeper(), sleeper()
     os.kill(source.pid, signal.SIGSTOP)  # as --leave-stopped leaves it
     wait_state(source.pid, "stopped")
     keeper_files(tmp_path, 999999, 137)
@@ -101,8 +83,8 @@ def test_a_daemon_killed_while_the_dump_exited_0_resumes_the_process_here_and_ki
     assert "completeMs" not in m.r and not m.reaped
 
 
-def test_a_copy_there_gone_already_is_said(tmp_path, procs):
-    source = procs()
+def test_a_copy_there_gone_already_is_said(tmp_path, sleeper):
+    source = sleeper()
     keeper_files(tmp_path, 999999, 137)
     m = Migration(source.pid, str(tmp_path))
     m.r["restoredPid"] = 999999  # above the default pid_max: no such process
@@ -110,8 +92,8 @@ def test_a_copy_there_gone_already_is_said(tmp_path, procs):
     assert m.r["lazy"]["destination"].startswith("PID 999999 was already gone")
 
 
-def test_a_copy_there_that_is_another_program_is_left_alone(tmp_path, procs):
-    source, other = procs(), procs(["cat"])
+def test_a_copy_there_that_is_another_program_is_left_alone(tmp_path, sleeper):
+    source, other = sleeper(), sleeper(argv=["cat"])
     keeper_files(tmp_path, 999999, 1)
     m = Migration(source.pid, str(tmp_path))
     m.r["restoredPid"] = other.pid
@@ -122,8 +104,8 @@ def test_a_copy_there_that_is_another_program_is_left_alone(tmp_path, procs):
     assert m.r["lazy"]["destination"] == f"PID {other.pid} there is another program now: left alone"
 
 
-def test_a_whole_transfer_ends_the_stopped_process_here(tmp_path, procs):
-    source = procs()
+def test_a_whole_transfer_ends_the_stopped_process_here(tmp_path, sleeper):
+    source = sleeper()
     os.kill(source.pid, signal.SIGSTOP)
     keeper_files(tmp_path, 999999, 0)
     m = Migration(source.pid, str(tmp_path))

@@ -287,9 +287,10 @@ export async function migrateInPair(
 ): Promise<PairMigration> {
   const to = peerOf(from);
   // The two hosts boot from one disk, so their PID counters run in step: the counter's PID on
-  // `from` can be the one the peer's sshd just gave the migration's own connection, and the pair
-  // check rightly refuses (the restore needs that PID free). 64 short processes first move this
-  // host's counter past the peer's.
+  // `from` can be one the peer's sshd gives the migration's own connection before the pair check
+  // asks, and the check rightly refuses (the restore needs that PID free). 64 short processes
+  // first put this host's counter ahead of the peer's; after the check, the tool itself numbers
+  // the peer's new processes above the counter's PID (pair.pid_probe).
   const burn = "i=0; while [ $i -lt 64 ]; do /bin/true; i=$((i+1)); done";
   const r = await onVm(
     pair.hosts[from],

@@ -12,7 +12,7 @@ import stat
 import tempfile
 
 from . import checkpoints as ckpt
-from .common import CRIU, dump_estimate, free_bytes, human_bytes, no_room, run
+from .common import CRIU, dump_estimate, free_bytes, human_bytes, no_room, process_tree, run
 from .manifest import sha256
 from .advise import advise
 from .modes import destination_features, mode_unsupported
@@ -130,27 +130,50 @@ def image_needs(mode, estimate):
             "pre-copy": (2 * estimate, 2 * estimate)}.get(mode, (estimate, estimate))
 
 
-def pid_probe(pid):
-    """Shell that answers pid_check's question on the destination: "free" or "taken COMM". A
-    process of the probe's own SSH session is no holder: two hosts booted alike from one image
-    (the VM pair, a class's host pairs) count PIDs in step, and the probe's own shell has been
-    seen holding the very PID it asked about. The session is the 4th field after the comm's
-    ")" in /proc/PID/stat (proc(5)); a PID gone meanwhile is free."""
+def pid_probe(pid, highest):
+    """Shell that answers pid_check's question on the destination: "free", "free above N" or
+    "taken COMM". A process of the probe's own SSH session is no holder: two hosts booted alike
+    from one image (the VM pair, a class's host pairs) count PIDs in step, and the probe's own
+    shell has been seen holding the very PID it asked about. The session is the 4th field after
+    the comm's ")" in /proc/PID/stat (proc(5)); a PID gone meanwhile is free.
+
+    When the PID is free, the destination's PID counter moves up to HIGHEST (the tree's highest
+    PID or thread ID) if it is below: the processes this migration starts there later (its SSH
+    sessions, the page server, criu restore itself) are then numbered above the tree's PIDs and
+    cannot take one before the restore needs it ("Can't fork for PID: File exists" in the VM
+    pair). ns_last_pid is the counter of the writer's PID namespace, writable by root
+    (kernel/pid_namespace.c, pid_ns_ctl_handler); CRIU itself writes it on kernels before clone3."""
     sid = "sed 's/.*) //' /proc/{}/stat 2>/dev/null | cut -d' ' -f4"
+    last = "/proc/sys/kernel/ns_last_pid"
     return (f"if [ -e /proc/{pid} ] && [ \"$({sid.format(pid)})\" != \"$({sid.format('$$')})\" ]; "
-            f"then echo taken $(cat /proc/{pid}/comm 2>/dev/null); else echo free; fi")
+            f"then echo taken $(cat /proc/{pid}/comm 2>/dev/null); "
+            f"elif [ \"$(cat {last})\" -lt {highest} ] && {{ echo {highest} > {last}; }} 2>/dev/null; then echo free above {highest}; "
+            "else echo free; fi")
 
 
 def pid_check(pid, same_boot, there):
-    """THERE: the destination's answer about PID, "free" or "taken COMM". On one kernel the
-    dump frees the PID (its parent reaps it), so it is taken there now, as it should be."""
+    """THERE: the destination's answer about PID (pid_probe). On one kernel the dump frees the
+    PID (its parent reaps it), so it is taken there now, as it should be."""
     if same_boot:
         return check("pid", True, f"one kernel: the dump frees PID {pid} for the restore")
     if there.startswith("taken"):
         comm = there[len("taken"):].strip() or "another process"
         return check("pid", False, f"PID {pid} is taken on the destination (by {comm}): the restore needs that PID; "
                      "end that process there, or migrate another")
-    return check("pid", True, f"PID {pid} is free there")
+    above = re.fullmatch(r"free above (\d+)", there)
+    return check("pid", True, f"PID {pid} is free there" + (
+        f"; its new processes are numbered above {above[1]} now, clear of this tree's PIDs" if above else ""))
+
+
+def highest_id(pid):
+    """The highest PID or thread ID in PID's tree: each needs its number free at the restore."""
+    ids = [pid]
+    for p in process_tree(pid):
+        try:
+            ids += [int(t) for t in os.listdir(f"/proc/{p}/task")]
+        except OSError:
+            pass
+    return max(ids)
 
 
 def refusal(host, checks):
@@ -176,7 +199,7 @@ def check_pair(m, say):
         ("flags", "sed -n 's/^\\(flags\\|Features\\)[[:space:]]*: *//p' /proc/cpuinfo | head -n 1"),
         ("free", f"d={q(m.images)}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done; "
                  "df -P -B1 \"$d\" | awk 'NR == 2 {print $4}'"),
-        ("pid", pid_probe(pid)),
+        ("pid", pid_probe(pid, highest_id(pid))),
         ("ram", ram_probe()),
         ("files", state_script(paths) if paths else "true"),
     ]

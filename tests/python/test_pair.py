@@ -101,17 +101,34 @@ def test_pid_probe_counts_other_sessions_holders_not_its_own():
                 if f.read().strip() == "sleep":
                     break
             time.sleep(0.01)
-        ran = subprocess.run(["sh", "-c", pair.pid_probe(other.pid)], capture_output=True, text=True, check=True)
+        ran = subprocess.run(["sh", "-c", pair.pid_probe(other.pid, 0)], capture_output=True, text=True, check=True)
         assert ran.stdout.strip() == "taken sleep"
     finally:
         other.kill()
         other.wait()
-    own = subprocess.run(["sh", "-c", f"sleep 30 & p=$!; {pair.pid_probe('$p')}; kill $p"],
+    own = subprocess.run(["sh", "-c", f"sleep 30 & p=$!; {pair.pid_probe('$p', 0)}; kill $p"],
                          capture_output=True, text=True, check=True)
     assert own.stdout.strip() == "free"
-    gone = subprocess.run(["sh", "-c", f"sleep 0 & p=$!; wait $p; {pair.pid_probe('$p')}"],
+    gone = subprocess.run(["sh", "-c", f"sleep 0 & p=$!; wait $p; {pair.pid_probe('$p', 0)}"],
                           capture_output=True, text=True, check=True)
     assert gone.stdout.strip() == "free"
+
+
+def test_pid_probe_numbers_the_destinations_new_processes_above_the_tree():
+    """In a PID namespace of its own (its own counter, ns_last_pid): PID 500 is free there, the
+    probe moves the counter up to 500, and the next process there is numbered above it, as the
+    migration's own processes on the destination are before the restore. A counter already
+    higher is left alone."""
+    import subprocess
+    script = f"{pair.pid_probe(500, 500)}; sh -c 'echo $$'; {pair.pid_probe(400, 400)}; sh -c 'echo $$'"
+    ran = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", script],
+                         capture_output=True, text=True, check=True)
+    said = ran.stdout.split()
+    assert said[:3] == ["free", "above", "500"]
+    assert int(said[3]) > 500
+    assert said[4] == "free" and int(said[5]) > int(said[3])
+    assert pair.pid_check(957, False, "free above 960")["detail"] == (
+        "PID 957 is free there; its new processes are numbered above 960 now, clear of this tree's PIDs")
 
 
 def test_image_needs_per_mode_where_the_pages_land():

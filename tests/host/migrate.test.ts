@@ -14,6 +14,7 @@ import { cannotRun } from "../support/requirements";
 import { alive, HOST, run, waitFor } from "./support/lab-helpers";
 import { needMigrationHosts } from "./support/needs";
 import { sshOptions, type LabPair } from "../../netlab/netns";
+import { ownTmpfs } from "../../netlab/tmpfs";
 import {
   DST,
   LAB_COMMAND as LAB,
@@ -645,7 +646,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
 
   describe("images in RAM on both ends while the process is down, on disk after", () => {
     /** CRIU_LAB_RAM_DIR: a tmpfs the test mounts there on each host, in that host's own mount
-     * namespace (the sshd's), so each end has its own RAM, as two machines do. */
+     * namespace (the sshd's), so each end has its own RAM, as two machines do (netlab/tmpfs.ts). */
     const ramDir = () => `${work}/ram`;
     interface InRam extends Migrated {
       imagesIn: { here: string; there: string; why: string; ramDir?: string };
@@ -660,18 +661,13 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
         (s: string) => pair.source.ssh(s),
         (s: string) => pair.destination.ssh(s, "root", port),
       ];
-      for (const ssh of ends) {
-        const mounted = ssh(
-          `mkdir -p ${ramDir()} && mount -t tmpfs -o size=${size} clmig-ram ${ramDir()}`,
-        );
-        expect(mounted.code, mounted.stderr).toBe(0);
-      }
+      const unmount = ownTmpfs(ends, ramDir(), size);
       try {
         await fn();
         // Nothing of the process's memory stays in RAM, at either end.
         for (const ssh of ends) expect(ssh(`ls -A ${ramDir()}`).stdout).toBe("");
       } finally {
-        for (const ssh of ends) ssh(`umount ${ramDir()}`);
+        unmount();
       }
     }
 

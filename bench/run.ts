@@ -151,7 +151,7 @@ async function main(): Promise<void> {
   const caption = [
     `${date.slice(0, 10)}: ${machine.nproc} CPUs (${machine.cpu}), ${machine.memoryGiB} GiB, kernel ${machine.kernel}, ` +
       `CRIU ${machine.criuVersion}; load ${machine.loadAverage.join(" ")} before, ${loadAfter.join(" ")} after`,
-    `median of ${opts.runs} round(s), bars min-max; dashed: the same work by hand (bench/hand.ts)`,
+    `median of ${opts.runs} round(s), bars min-max; dashed: the same work by hand (bench/hand.ts); dotted: the lab with its images on disk`,
   ];
   fs.writeFileSync(svg, chartSvg(panelsFrom(rows), caption));
   console.log(`\nwritten to ${opts.out} and ${svg}`);

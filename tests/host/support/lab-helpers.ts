@@ -38,19 +38,22 @@ export function labEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 
 export { run, type Ran, waitFor } from "../../../netlab/run";
 
-/** A fresh temp dir; the caller removes it (fs.rmSync(dir, { recursive: true })). */
-/**
- * A fault in CRIU made on purpose, for CRIU_LAB_CRIU: DIR/criu, which runs `lines` (shell;
- * "$@" are CRIU's arguments) and then the real CRIU. Returns its path.
- */
-export function faultyCriu(dir: string, lines: string[]): string {
-  const fake = path.join(dir, "criu");
-  fs.writeFileSync(fake, ["#!/bin/sh", ...lines, `exec ${HOST.criu} "$@"`, ""].join("\n"), {
+/** Writes FILE, a shell script that runs LINES ("$@" are its arguments) and then REAL with
+ * them: a fault made on purpose in front of a real program. Returns FILE. */
+export function wrapProgram(file: string, lines: string[], real: string): string {
+  fs.writeFileSync(file, ["#!/bin/sh", ...lines, `exec ${real} "$@"`, ""].join("\n"), {
     mode: 0o755,
   });
-  return fake;
+  return file;
 }
 
+/** A fault in CRIU made on purpose, for CRIU_LAB_CRIU: DIR/criu, which runs `lines` and then
+ * the real CRIU. Returns its path. */
+export function faultyCriu(dir: string, lines: string[]): string {
+  return wrapProgram(path.join(dir, "criu"), lines, HOST.criu);
+}
+
+/** A fresh temp dir; the caller removes it (fs.rmSync(dir, { recursive: true })). */
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `criu-lab-${prefix}-`));
 }

@@ -18,15 +18,17 @@ import {
   alive,
   HOST,
   HOST_DIR,
+  hostProgram,
   itRefusesBadFlags,
+  LAB,
   run,
+  scenarioRunner,
   tempDir,
   waitFor,
 } from "./support/lab-helpers";
 import { needLabHost, needPanes } from "./support/needs";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
-const LAB = path.join(HOST_DIR, "criu-lab");
 const LEFT = 0;
 const RIGHT = 1;
 // Small and quick: 64 MiB, a checkpoint every 2 s (the bench measures 1 GiB at 60 s).
@@ -67,10 +69,7 @@ const skipScenario = cannotRun("training scenario", needLabHost("criu", "crit"))
 describe.skipIf(skipScenario)("criu-lab scenario run training", () => {
   let logs: string;
   let ram: string;
-  const lab = (args: string[], env: Record<string, string> = {}) =>
-    run(LAB, ["scenario", "run", "training", ...args], {
-      env: { ...process.env, CRIU_LAB_LOG_DIR: logs, CRIU_LAB_RAM_DIR: ram, ...env },
-    });
+  const lab = scenarioRunner("training", () => ({ CRIU_LAB_LOG_DIR: logs, CRIU_LAB_RAM_DIR: ram }));
   beforeAll(() => {
     logs = tempDir("training");
     // The tmpfs the scenario dumps into, a directory of the test's own on it.
@@ -103,7 +102,7 @@ describe.skipIf(skipScenario)("criu-lab scenario run training", () => {
     });
 
     it("reports frozen time and image size per checkpoint, and the overhead", () => {
-      const doctor = JSON.parse(run(LAB, ["doctor", "--json"]).stdout);
+      const doctor = JSON.parse(run(LAB.command, ["doctor", "--json"]).stdout);
       expect(r.incremental).toBe(doctor.exercises["training-incremental"].ok);
       expect(r.frozenUs).toHaveLength(3);
       expect(r.imageBytes).toHaveLength(3);
@@ -257,11 +256,7 @@ describe.skipIf(skipScenario)("criu-lab scenario run training", () => {
   );
 
   it("trainer.py checks its flags too", () => {
-    const ran = run("/usr/bin/python3", [
-      path.join(HOST_DIR, "trainer.py"),
-      "--dirty-percent",
-      "101",
-    ]);
+    const ran = hostProgram("trainer.py", ["--dirty-percent", "101"]);
     expect(ran.code).toBe(2);
     expect(ran.stderr).toContain("--dirty-percent 101.0: at most 100");
   });

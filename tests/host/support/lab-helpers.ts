@@ -38,6 +38,20 @@ export function labEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 
 export { run, type Ran, waitFor } from "../../../netlab/run";
 
+/** `criu-lab scenario run NAME ARGS` of this checkout with ENV() (its log dir, its RAM dir ...)
+ * and the caller's EXTRA variables over this process's environment. */
+export function scenarioRunner(name: string, env: () => Record<string, string>) {
+  return (args: string[], extra: Record<string, string> = {}): Ran =>
+    run(LAB.command, ["scenario", "run", name, ...args], {
+      env: { ...process.env, ...env(), ...extra },
+    });
+}
+
+/** One of the lab's programs in host/ (game_client.py, trainer.py ...), run with ARGS. */
+export function hostProgram(name: string, args: string[]): Ran {
+  return run("/usr/bin/python3", [path.join(HOST_DIR, name), ...args]);
+}
+
 /** Writes FILE, a shell script that runs LINES ("$@" are its arguments) and then REAL with
  * them: a fault made on purpose in front of a real program. Returns FILE. */
 export function wrapProgram(file: string, lines: string[], real: string): string {

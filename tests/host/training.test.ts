@@ -14,7 +14,7 @@ import { ExitCode } from "../../contract/checks";
 import { cannotRun } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
 import {
-  faultyCriu,
+  withFaultyCriu,
   alive,
   HOST,
   HOST_DIR,
@@ -216,13 +216,12 @@ describe.skipIf(skipScenario)("criu-lab scenario run training", () => {
 
   it("fails when the restore comes from the wrong checkpoint, keeping the evidence", () => {
     // A criu that restores checkpoint 1 whatever directory it is given.
-    const dir = tempDir("wrong-checkpoint");
-    try {
-      const fake = faultyCriu(dir, [
-        'if [ "$1" = restore ]; then',
-        '  for a; do shift; case "$a" in */checkpoints/[0-9]*) a="${a%/*}/1" ;; esac; set -- "$@" "$a"; done',
-        "fi",
-      ]);
+    const restoresFirst = [
+      'if [ "$1" = restore ]; then',
+      '  for a; do shift; case "$a" in */checkpoints/[0-9]*) a="${a%/*}/1" ;; esac; set -- "$@" "$a"; done',
+      "fi",
+    ];
+    withFaultyCriu("wrong-checkpoint", restoresFirst, (fake) => {
       const ran = lab([...QUICK, "--json"], { CRIU_LAB_CRIU: fake });
       expect(ran.code).toBe(ExitCode.labBroken);
       const r: Training = JSON.parse(ran.stdout);
@@ -237,9 +236,7 @@ describe.skipIf(skipScenario)("criu-lab scenario run training", () => {
       expect(human.code).toBe(ExitCode.labBroken);
       expect(human.stdout).toMatch(/training scenario FAILED: .*not the latest checkpoint/);
       expect(human.stdout).toMatch(/logs and checkpoints kept in \S+training-/);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   itRefusesBadFlags(

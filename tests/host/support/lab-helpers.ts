@@ -67,6 +67,20 @@ export function faultyCriu(dir: string, lines: string[]): string {
   return wrapProgram(path.join(dir, "criu"), lines, HOST.criu);
 }
 
+/** FN given a faultyCriu made of LINES in a temp dir of its own (PREFIX), removed after FN. */
+export function withFaultyCriu(
+  prefix: string,
+  lines: string[],
+  fn: (fake: string, dir: string) => void,
+): void {
+  const dir = tempDir(prefix);
+  try {
+    fn(faultyCriu(dir, lines), dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** A fresh temp dir; the caller removes it (fs.rmSync(dir, { recursive: true })). */
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `criu-lab-${prefix}-`));

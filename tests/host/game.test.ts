@@ -291,10 +291,8 @@ describe.skipIf(skipSteps)("the lab guide's game steps, typed into two panes", (
     expect(t.screen(LEFT)).toMatch(
       new RegExp(`^table conn=1 player=alice peer=127\\.0\\.0\\.1:${alicePort} score=\\d+$`, "m"),
     );
-    t.keys(LEFT, "C-c");
     // Ctrl-C reaches the restored server: its terminal came back in the mode it had at the dump.
-    await waitFor("both to end", () => (alive(alice) || alive(server) ? undefined : true));
-    await t.idle(LEFT, "the restore's shell back");
+    await t.interrupt(LEFT, [alice, server], "both to end", "the restore's shell back");
   });
 
   it("right: what the checkpoint holds: crit shows the connection, tcp-stream images", async () => {

@@ -325,9 +325,7 @@ describe.skipIf(skipSteps)("the lab guide's training steps, typed into two panes
       /^check step \d+ checksum [0-9a-f]{16}: /m.test(text),
     );
     expect(t.screen(RIGHT)).toMatch(/^check step \d+ checksum [0-9a-f]{16}: ok$/m);
-    t.keys(RIGHT, "C-c");
-    await waitFor("the restored job to end", () => (alive(pid) ? undefined : true));
-    await t.idle(RIGHT, "the restore's shell back");
+    await t.interrupt(RIGHT, [pid], "the restored job to end", "the restore's shell back");
   });
 
   it("right pane: what the checkpoints cost: stats-dump, analyze, du", async () => {

@@ -38,19 +38,50 @@ export function labEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 
 export { run, type Ran, waitFor } from "../../../netlab/run";
 
-/** A fresh temp dir; the caller removes it (fs.rmSync(dir, { recursive: true })). */
-/**
- * A fault in CRIU made on purpose, for CRIU_LAB_CRIU: DIR/criu, which runs `lines` (shell;
- * "$@" are CRIU's arguments) and then the real CRIU. Returns its path.
- */
-export function faultyCriu(dir: string, lines: string[]): string {
-  const fake = path.join(dir, "criu");
-  fs.writeFileSync(fake, ["#!/bin/sh", ...lines, `exec ${HOST.criu} "$@"`, ""].join("\n"), {
-    mode: 0o755,
-  });
-  return fake;
+/** `criu-lab scenario run NAME ARGS` of this checkout with ENV() (its log dir, its RAM dir ...)
+ * and the caller's EXTRA variables over this process's environment. */
+export function scenarioRunner(name: string, env: () => Record<string, string>) {
+  return (args: string[], extra: Record<string, string> = {}): Ran =>
+    run(LAB.command, ["scenario", "run", name, ...args], {
+      env: { ...process.env, ...env(), ...extra },
+    });
 }
 
+/** One of the lab's programs in host/ (game_client.py, trainer.py ...), run with ARGS. */
+export function hostProgram(name: string, args: string[]): Ran {
+  return run("/usr/bin/python3", [path.join(HOST_DIR, name), ...args]);
+}
+
+/** Writes FILE, a shell script that runs LINES ("$@" are its arguments) and then REAL with
+ * them: a fault made on purpose in front of a real program. Returns FILE. */
+export function wrapProgram(file: string, lines: string[], real: string): string {
+  fs.writeFileSync(file, ["#!/bin/sh", ...lines, `exec ${real} "$@"`, ""].join("\n"), {
+    mode: 0o755,
+  });
+  return file;
+}
+
+/** A fault in CRIU made on purpose, for CRIU_LAB_CRIU: DIR/criu, which runs `lines` and then
+ * the real CRIU. Returns its path. */
+export function faultyCriu(dir: string, lines: string[]): string {
+  return wrapProgram(path.join(dir, "criu"), lines, HOST.criu);
+}
+
+/** FN given a faultyCriu made of LINES in a temp dir of its own (PREFIX), removed after FN. */
+export function withFaultyCriu(
+  prefix: string,
+  lines: string[],
+  fn: (fake: string, dir: string) => void,
+): void {
+  const dir = tempDir(prefix);
+  try {
+    fn(faultyCriu(dir, lines), dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A fresh temp dir; the caller removes it (fs.rmSync(dir, { recursive: true })). */
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `criu-lab-${prefix}-`));
 }

@@ -97,6 +97,30 @@ export function criuTarball(): { path: string; sha256: string } {
   return { path: file, sha256 };
 }
 
+/** A local git repository at DIR made from CRIU's release tarball, committed and tagged
+ * v4.2.1 as upstream tags it: the git source path without GitHub. Returns its commit. */
+export function criuReleaseRepo(dir: string): string {
+  fs.mkdirSync(dir);
+  const untar = run("tar", ["-xf", criuTarball().path, "-C", dir, "--strip-components=1"]);
+  if (untar.code !== 0) throw new Error(`tar exited ${untar.code}: ${untar.stderr}`);
+  const who = {
+    GIT_AUTHOR_NAME: "t",
+    GIT_AUTHOR_EMAIL: "t@t",
+    GIT_COMMITTER_NAME: "t",
+    GIT_COMMITTER_EMAIL: "t@t",
+  };
+  const git = (...args: string[]) => {
+    const ran = run("git", ["-C", dir, ...args], { env: { ...process.env, ...who } });
+    if (ran.code !== 0) throw new Error(`git ${args.join(" ")} exited ${ran.code}: ${ran.stderr}`);
+    return ran.stdout.trim();
+  };
+  git("init", "-q");
+  git("add", "-A");
+  git("commit", "-q", "-m", "release source");
+  git("tag", "-a", "v4.2.1", "-m", "v4.2.1");
+  return git("rev-parse", "HEAD");
+}
+
 /** True while a process exists and is not a zombie. */
 export function alive(pid: number): boolean {
   try {

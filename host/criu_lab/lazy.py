@@ -25,6 +25,7 @@ from . import manifest
 from .common import CRIU, counts, run, tail
 from .faults import state_of
 from .outcome import BROKEN, EXPECTED, LabError, error_text
+from .ram_images import to_disk
 from .remote import local_port, ship
 
 # The daemon's files in the run's directory there: its log, PID, exit code and ready byte.
@@ -209,15 +210,18 @@ def end(m, dump, port, who, started):
         return None
     lz["source"] = resume_here(m.pid)
     lz["destination"] = end_there(m, who, daemon["pid"]) if r.get("restoredPid") else "nothing was restored there"
+    # The process runs here again: its images (in RAM when they fitted) move to the run's
+    # directory on disk before the evidence is named, so the error names where they stay.
+    here, _, problems = to_disk(m, keep=True)
     host, d = m.remote.host, m.dir
-    lz["evidence"] = {"dumpLog": f"{d}/dump.log", "imagesHere": m.images, "restoreLogThere": f"{host}:{d}/restore.log",
+    lz["evidence"] = {"dumpLog": f"{d}/dump.log", "imagesHere": here, "restoreLogThere": f"{host}:{d}/restore.log",
                       "lazyPagesLogThere": f"{host}:{d}/{DAEMON}.log"}
     why = (f"criu dump --lazy-pages exited {code}" if code != 0 else
            f"criu lazy-pages on {host} " + ("never said how it ended" if daemon["exit"] is None
                                             else f"exited {daemon['exit']}") + " while the dump here exited 0")
     return (f"the lazy migration did not end whole on {host}: {why}, so pages that had not gone read as zeros "
             f"there. Here: {lz['source']}. There: {lz['destination']}. Evidence kept: {d}/dump.log and the images "
-            f"{m.images} here; {d}/restore.log and {d}/{DAEMON}.log on {host}")
+            f"{here} here; {d}/restore.log and {d}/{DAEMON}.log on {host}" + "".join(f"\n{p}" for p in problems))
 
 
 def resume_here(pid):

@@ -21,6 +21,7 @@ class Migration:
     def __init__(self, pid, run_dir):
         self.pid, self.dir, self.images = pid, run_dir, os.path.join(run_dir, "images")
         self.remote, self.r, self.reaped = HereAsThere(), {}, False
+        self.ram = None  # the images on disk (ram_images.to_disk has nothing to move)
 
     def reap(self):
         self.reaped = True
@@ -80,6 +81,7 @@ def test_a_daemon_killed_while_the_dump_exited_0_resumes_the_process_here_and_ki
     assert m.r["lazy"]["destination"] == f"PID {copy.pid}, the incomplete copy, killed (kill -9)"
     assert m.r["lazy"]["dumpExit"] == 0 and m.r["lazy"]["lazyPagesExit"] == 137
     assert m.r["lazy"]["evidence"]["lazyPagesLogThere"] == f"b:{tmp_path}/lazy-pages.log"
+    assert m.r["lazy"]["evidence"]["imagesHere"] == m.images and f"the images {m.images} here" in said
     assert "completeMs" not in m.r and not m.reaped
 
 

@@ -95,6 +95,9 @@ export async function lazyKill(pair: PairRun, log: (line: string) => void): Prom
     // The evidence, where the JSON says: dump.log here, restore.log and lazy-pages.log there.
     const ev = r.fault?.evidence ?? {};
     expect((await sh(a, `test -s ${ev.dumpLog}`)).code, ev.dumpLog).toBe(0);
+    // The images here, moved off RAM into the run's directory once the process ran here again.
+    expect(ev.imagesHere, "imagesHere").toMatch(/^\/var\/log\/criu-lab\//);
+    expect((await sh(a, `test -d ${ev.imagesHere}`)).code, ev.imagesHere).toBe(0);
     for (const key of ["restoreLogThere", "lazyPagesLogThere"]) {
       const path = (ev[key] ?? "").replace(/^[^:]+:/, "");
       expect(ev[key], key).toMatch(new RegExp(`^${PAIR.b.name}:/`));

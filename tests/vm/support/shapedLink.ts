@@ -136,9 +136,10 @@ export async function shapedLink(pair: PairRun, log: (line: string) => void): Pr
       `${(shaped.transferMs / expectedMs).toFixed(2)}x the ${expectedMs.toFixed(0)} ms its bytes take at that rate`,
   );
   // The shaper's own limits: every SYN waits out the delay; no copy outruns the rate (its
-  // bucket holds 4 ms of it, shaping.py tbf_args); cleared, the delay is gone.
+  // bucket holds 4 ms of it, shaping.py tbf_args); cleared, the delay is gone. Minimums, as a
+  // busy host adds to every median (a median of 84 ms after against 78 ms during, at load 11).
   expect(during.min).toBeGreaterThanOrEqual(DELAY_MS);
   expect(shaped.bps).toBeLessThanOrEqual(RATE_BPS * 1.05);
-  expect(after.median).toBeLessThan(during.median - DELAY_MS / 2);
+  expect(after.min).toBeLessThan(during.min - DELAY_MS / 2);
   return { rtt: { before, during, after }, unshaped, shaped };
 }

@@ -2,7 +2,8 @@
  * The bench's picture: a hand-written SVG (no dependency) beside its JSON. One panel per kind
  * of figure: migration downtime per mode against process size, and frozen time per training
  * checkpoint (full, incremental where measured) against process size; the same work by hand
- * (the floor) dashed in its mode's colour. Each point is a median with its min-max as a bar.
+ * (the floor) dashed in its mode's colour, a migration with its images on disk ("MODE (disk)")
+ * dotted in it, with them in RAM ("MODE (RAM)") solid. Each point is a median with its min-max as a bar.
  * Pure: tests/unit/bench-chart.test.ts.
  */
 import type { Row } from "./figures";
@@ -106,10 +107,13 @@ const H = 320;
 const M = { left: 64, right: 16, top: 36, bottom: 52 };
 const LEGEND = 22;
 
-/** The colour of a series: a hand floor shares its mode's ("cold by hand" -> "cold"). */
+/** A series's mode: "cold by hand", "cold (RAM)" and "cold (disk)" are all "cold". */
+const modeOf = (name: string) => name.replace(/ by hand$| \((RAM|disk)\)$/, "");
+
+/** The colour of a series: its mode's, the hand floor's and both image places' alike. */
 function colourOf(panel: Panel, name: string): string {
-  const modes = [...new Set(panel.series.map((s) => s.name.replace(/ by hand$/, "")))];
-  return COLOURS[modes.indexOf(name.replace(/ by hand$/, "")) % COLOURS.length];
+  const modes = [...new Set(panel.series.map((s) => modeOf(s.name)))];
+  return COLOURS[modes.indexOf(modeOf(name)) % COLOURS.length];
 }
 
 function drawPanel(panel: Panel, left: number, top: number): string {
@@ -151,7 +155,11 @@ function drawPanel(panel: Panel, left: number, top: number): string {
     // each other.
     const dodge = (i - (panel.series.length - 1) / 2) * 3;
     const x = (v: number) => xAt(v) + dodge;
-    const dash = s.dashed ? ` stroke-dasharray="6 4"` : "";
+    const dash = s.dashed
+      ? ` stroke-dasharray="6 4"`
+      : / \(disk\)$/.test(s.name)
+        ? ` stroke-dasharray="2 3"`
+        : "";
     out.push(`<g class="series" data-series="${esc(s.name)}">`);
     out.push(
       `<polyline fill="none" stroke="${colour}" stroke-width="2"${dash} points="${s.points

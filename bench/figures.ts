@@ -19,6 +19,8 @@ export interface BenchContext {
   modes?: string[];
   /** The VM case asked for (--vm): it boots Debian 13 guests. */
   vm?: boolean;
+  /** Where a migration's images sit while the process is down (--images): each measured. */
+  images?: Array<"ram" | "disk">;
 }
 
 /** Where a figure goes in the chart (bench/chart.ts): a panel, a series, a point at x. */
@@ -40,6 +42,9 @@ export interface BenchResult {
   floor?: string;
   /** Another metric of the same case this one is compared with (e.g. cold downtime). */
   baseline?: string;
+  /** A third metric of the same case this one is set against, round by round (e.g. the
+   * same mode with its images on disk against this one's in RAM). */
+  versus?: string;
   /** The case's target: the ratio to the baseline (or the value) at most this. */
   target?: { atMost: number; of: "ratio" | "value"; text: string };
   /** Why there are no values (e.g. "no dirty tracking on this kernel"). */
@@ -93,6 +98,8 @@ export interface Row extends BenchResult {
   overFloor?: Ratio;
   /** Over the baseline. */
   overBaseline?: Ratio;
+  /** Over the metric it is set against (versus). */
+  overVersus?: Ratio;
   status: "met" | "not met" | "not measurable here" | "";
 }
 
@@ -106,6 +113,7 @@ export function summarize(results: BenchResult[]): Row[] {
     row.stat = spread(r.values);
     row.overFloor = of(r, r.floor);
     row.overBaseline = of(r, r.baseline);
+    row.overVersus = of(r, r.versus);
     if (r.target) {
       const figure = r.target.of === "ratio" ? row.overBaseline?.median : row.stat?.median;
       row.status =
@@ -170,6 +178,7 @@ export function table(rows: Row[]): string {
     "n",
     "x hand floor (min-max)",
     "x baseline (min-max)",
+    "x versus (min-max)",
     "target",
     "status",
   ];
@@ -181,6 +190,7 @@ export function table(rows: Row[]): string {
     String(r.values.length),
     ratioText(r.overFloor),
     r.overBaseline ? `${ratioText(r.overBaseline)} ${r.baseline}` : "-",
+    r.overVersus ? `${ratioText(r.overVersus)} ${r.versus}` : "-",
     r.target?.text ?? "",
     r.status,
   ]);

@@ -7,7 +7,7 @@
  * on a figure (speed lives here, not in tests: docs/design.md "Style").
  *
  *   npm run bench -- [--runs N] [--sizes 64,256] [--large] [--modes cold,page-server]
- *                    [--only NAME] [--vm] [--out FILE]
+ *                    [--images ram,disk] [--only NAME] [--vm] [--out FILE]
  *
  * --vm adds the VM case (bench/cases/vm.ts): two Debian 13 guests, where pre-copy, lazy and
  * incremental checkpoints can run; `--only vm --vm` runs it alone.
@@ -22,9 +22,11 @@ import { breakdown, summarize, table, type BenchContext, type BenchResult } from
 export type BenchCase = (ctx: BenchContext) => Promise<BenchResult[]>;
 
 const USAGE =
-  "usage: npm run bench -- [--runs N] [--sizes MiB,MiB] [--large] [--modes m,m] [--only NAME] [--vm] [--out FILE]";
+  "usage: npm run bench -- [--runs N] [--sizes MiB,MiB] [--large] [--modes m,m] [--images ram,disk] [--only NAME] [--vm] [--out FILE]";
 /** criu-lab migrate's modes (the migration case). */
 const MODES = ["cold", "page-server", "pre-copy", "lazy"];
+/** Where a migration's images sit while the process is down (the migration case). */
+const PLACES = ["ram", "disk"] as const;
 /** Short enough for a shared 2-core machine; --large adds 1 GiB. */
 const SIZES = [64, 256];
 
@@ -35,6 +37,7 @@ export function parseArgs(argv: string[]) {
     runs: 3,
     sizesMiB: SIZES,
     modes: undefined as string[] | undefined,
+    images: [...PLACES] as Array<(typeof PLACES)[number]>,
     only: undefined as string | undefined,
     out: path.join(__dirname, "..", ".cache", "bench", "bench.json"),
   };
@@ -63,6 +66,16 @@ export function parseArgs(argv: string[]) {
         throw new Error(`--modes ${value}: '${bad[0]}' is not one of ${MODES.join(", ")}`);
       }
       opts.modes = value.split(",");
+    } else if (flag === "--images") {
+      const places = value.split(",");
+      const bad = places.find((p) => !(PLACES as readonly string[]).includes(p));
+      if (bad !== undefined || new Set(places).size !== places.length) {
+        throw new Error(
+          `--images ${value}: ${bad === undefined ? "a place twice" : `'${bad}' is not one of ${PLACES.join(", ")}`}` +
+            " (comma-separated, e.g. ram,disk)",
+        );
+      }
+      opts.images = places as typeof opts.images;
     } else if (flag === "--only") {
       opts.only = value;
     } else if (flag === "--out") {
@@ -112,6 +125,7 @@ async function main(): Promise<void> {
     log: (s) => console.log(`  ${s}`),
     sizesMiB: opts.sizesMiB,
     modes: opts.modes,
+    images: opts.images,
     vm: opts.vm,
   };
   for (const name of names) {
@@ -137,7 +151,7 @@ async function main(): Promise<void> {
   const caption = [
     `${date.slice(0, 10)}: ${machine.nproc} CPUs (${machine.cpu}), ${machine.memoryGiB} GiB, kernel ${machine.kernel}, ` +
       `CRIU ${machine.criuVersion}; load ${machine.loadAverage.join(" ")} before, ${loadAfter.join(" ")} after`,
-    `median of ${opts.runs} round(s), bars min-max; dashed: the same work by hand (bench/hand.ts)`,
+    `median of ${opts.runs} round(s), bars min-max; dashed: the same work by hand (bench/hand.ts); dotted: the lab with its images on disk`,
   ];
   fs.writeFileSync(svg, chartSvg(panelsFrom(rows), caption));
   console.log(`\nwritten to ${opts.out} and ${svg}`);

@@ -2,8 +2,12 @@
  * Migration downtime per mode and process size, between two network-namespace hosts
  * (netlab/netns.ts) on this kernel: the lab's `criu-lab migrate` and the same migration by hand
  * (bench/hand.ts), interleaved round by round, each over its own fresh holder
- * (bench/holder.ts). Each lab downtime is printed as a ratio to its hand floor and to the lab's
- * cold; each run's stages (freeze, transfer, restore) and CRIU's own timings beside it, with
+ * (bench/holder.ts). The lab runs with its images in RAM on both ends and on disk (--images),
+ * one after the other in each round: each host has its own tmpfs at CRIU_LAB_RAM_DIR
+ * (netlab/tmpfs.ts; the namespace hosts share /dev/shm, where the placement rule rightly puts
+ * the images on disk) and its own disk directory for the run's images. Each lab downtime is
+ * printed with where its images were, as a ratio to its hand floor, to the lab's cold with
+ * images in the same place, and (in RAM) to the same mode on disk; each run's stages (freeze, transfer, restore) and CRIU's own timings beside it, with
  * whether the stages add up to the downtime. Targets (savings over cold): page-server at most
  * 0.8x cold at 1 GiB; pre-copy at most 0.3x cold where dirty tracking works. lazy needs a
  * second kernel, so it is not measurable here.
@@ -12,6 +16,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { createLabPair, type LabPair } from "../../netlab/netns";
+import { ownTmpfs } from "../../netlab/tmpfs";
 import { run, waitFor } from "../../netlab/run";
 import { RAN_MODES } from "../../contract/seats";
 import {
@@ -54,32 +59,41 @@ const CRIU_DUMP = [
 ] as const;
 const CRIU_RESTORE = ["forkingTimeUs", "restoreTimeUs", "pagesRestored"] as const;
 
+/** How each place is named in a metric, and what migrate's `imagesIn` says for it. */
+const PLACE = { ram: "RAM", disk: "disk" } as const;
+type Place = keyof typeof PLACE;
+
 const label = (size: number) => `migration ${size >= 1024 ? `${size / 1024} GiB` : `${size} MiB`}`;
 
 export default async function migration(ctx: BenchContext): Promise<BenchResult[]> {
   const sizes = ctx.sizesMiB;
   const modes = ctx.modes ?? MODES;
+  const places: Place[] = ctx.images ?? ["ram", "disk"];
+  const metric = (mode: string, place: Place) => `${mode} downtime (${PLACE[place]})`;
   const results: BenchResult[] = [];
   const lab = new Map<string, BenchResult>();
   const hand = new Map<string, BenchResult>();
   for (const size of sizes) {
     for (const mode of modes) {
       const plot = { panel: "migration" as const, series: mode, x: size };
-      const r: BenchResult = {
-        case: label(size),
-        metric: `${mode} downtime`,
-        unit: "ms",
-        values: [],
-        ...(BY_HAND[mode] ? { floor: `${mode} downtime by hand` } : {}),
-        ...(mode === "cold" ? {} : { baseline: "cold downtime" }),
-        plot,
-      };
-      if (mode === "page-server" && size >= 1024) {
-        r.target = { atMost: 0.8, of: "ratio", text: "<= 0.8x cold" };
+      for (const place of places) {
+        const r: BenchResult = {
+          case: label(size),
+          metric: metric(mode, place),
+          unit: "ms",
+          values: [],
+          ...(BY_HAND[mode] ? { floor: `${mode} downtime by hand` } : {}),
+          ...(mode === "cold" ? {} : { baseline: metric("cold", place) }),
+          ...(place === "ram" && places.includes("disk") ? { versus: metric(mode, "disk") } : {}),
+          plot: { ...plot, series: `${mode} (${PLACE[place]})` },
+        };
+        if (mode === "page-server" && size >= 1024) {
+          r.target = { atMost: 0.8, of: "ratio", text: "<= 0.8x cold" };
+        }
+        if (mode === "pre-copy") r.target = { atMost: 0.3, of: "ratio", text: "<= 0.3x cold" };
+        lab.set(`${size} ${mode} ${place}`, r);
+        results.push(r);
       }
-      if (mode === "pre-copy") r.target = { atMost: 0.3, of: "ratio", text: "<= 0.3x cold" };
-      lab.set(`${size} ${mode}`, r);
-      results.push(r);
       if (BY_HAND[mode]) {
         const h: BenchResult = {
           case: label(size),
@@ -109,12 +123,28 @@ export default async function migration(ctx: BenchContext): Promise<BenchResult[
   const shm = fs.mkdtempSync("/dev/shm/criu-lab-bench-");
   const work = path.join(dir, "work");
   fs.mkdirSync(work, { mode: 0o755 });
+  // The lab's run directories (its images on disk): work/logs, on the destination a directory
+  // of this machine's disk bound there (work is an empty tmpfs there: hidden, and RAM).
+  const logs = path.join(work, "logs");
+  fs.mkdirSync(logs);
+  const dstLogs = path.join(dir, "dst-logs");
+  fs.mkdirSync(dstLogs);
+  // CRIU_LAB_RAM_DIR: each host's own tmpfs, room for the largest size's images and more.
+  const ram = path.join(work, "ram");
+  let unmountRam = () => {};
   let pair: LabPair | undefined;
   const pids: number[] = [];
   let port = 27000;
   try {
     pair = await createLabPair({ dir, hide: [work, shm], replace: quietShell(dir) });
     const p = pair;
+    const bound = p.destination.ssh(`mkdir -p ${logs} && mount --bind ${dstLogs} ${logs}`);
+    if (bound.code !== 0) throw new Error(`binding ${dstLogs} at ${logs} there: ${bound.stderr}`);
+    unmountRam = ownTmpfs(
+      [(s) => p.source.ssh(s), (s) => p.destination.ssh(s)],
+      ram,
+      `${Math.max(...sizes) * 2 + 128}m`,
+    );
     const peer: Peer = {
       address: p.destination.address,
       identity: p.key.path,
@@ -136,32 +166,49 @@ export default async function migration(ctx: BenchContext): Promise<BenchResult[
     for (const size of sizes) {
       for (let i = 1; i <= ctx.runs; i++) {
         for (const mode of modes) {
-          const r = lab.get(`${size} ${mode}`)!;
           const why = measurable(mode);
           if (why) {
-            r.note = why;
+            places.forEach((place) => (lab.get(`${size} ${mode} ${place}`)!.note = why));
             continue;
           }
           const name = `${mode}-${size}-${i}`;
-          // The lab: criu-lab migrate, its images in its run directory.
-          const pid = await holder(size, name);
-          const ran = p.source.ssh(
-            `CRIU_LAB_LOG_DIR=${work}/${name} ${LAB} migrate --to root@${p.destination.address} ` +
-              `--identity ${p.key.path} --known-hosts ${p.knownHosts} --pid ${pid} --mode ${mode} --json`,
-          );
-          let j: Record<string, unknown>;
-          try {
-            j = JSON.parse(ran.stdout) as Record<string, unknown>;
-          } catch {
-            throw new Error(`migrate printed no JSON (exit ${ran.code}): ${ran.stderr}`);
+          // The lab: criu-lab migrate, its images in RAM, then on disk (a RAM budget of 0).
+          for (const place of places) {
+            const r = lab.get(`${size} ${mode} ${place}`)!;
+            const run = `${name}-${place}`;
+            const pid = await holder(size, run);
+            const ran = p.source.ssh(
+              `CRIU_LAB_RAM_DIR=${ram} CRIU_LAB_LOG_DIR=${logs}/${run} ${LAB} migrate ` +
+                `--to root@${p.destination.address} --identity ${p.key.path} ` +
+                `--known-hosts ${p.knownHosts} --pid ${pid} --mode ${mode} ` +
+                `${place === "disk" ? "--ram-budget-mib 0 " : ""}--json`,
+            );
+            let j: Record<string, unknown>;
+            try {
+              j = JSON.parse(ran.stdout) as Record<string, unknown>;
+            } catch {
+              throw new Error(`migrate printed no JSON (exit ${ran.code}): ${ran.stderr}`);
+            }
+            if (j.ok !== true)
+              throw new Error(`migrate ${mode} ${size} MiB failed: ${String(j.error)}`);
+            killHolder(pid);
+            // A figure measured elsewhere than asked would be filed under the wrong place.
+            const where = (j.imagesIn ?? {}) as Record<string, unknown>;
+            if (where.here !== place || where.there !== place) {
+              throw new Error(
+                `migrate ${mode} ${size} MiB: images here in ${String(where.here)}, there in ` +
+                  `${String(where.there)}, not both in ${place} as asked (${String(where.why)})`,
+              );
+            }
+            const got = labRun(j);
+            r.values.push(j.downtimeMs as number);
+            addParts(r, got.parts);
+            ctx.log(
+              `${label(size)} ${mode} #${i}, images ${place === "ram" ? "in RAM" : "on disk"} on both ends: ${got.line}`,
+            );
+            p.destination.ssh(`rm -rf ${logs}/${run}`);
+            fs.rmSync(path.join(logs, run), { recursive: true, force: true });
           }
-          if (j.ok !== true)
-            throw new Error(`migrate ${mode} ${size} MiB failed: ${String(j.error)}`);
-          killHolder(pid);
-          const got = labRun(j);
-          r.values.push(j.downtimeMs as number);
-          addParts(r, got.parts);
-          ctx.log(`${label(size)} ${mode} #${i}: ${got.line}`);
           // The same by hand, right after.
           const h = hand.get(`${size} ${mode}`);
           if (h) {
@@ -189,15 +236,15 @@ export default async function migration(ctx: BenchContext): Promise<BenchResult[
               `${label(size)} ${mode} by hand #${i}: downtime ${marks.total.toFixed(0)} ms (${steps.join(", ")})`,
             );
           }
-          // Both hosts' copies of the images go: the destination's live in its own tmpfs.
-          p.destination.ssh(`rm -rf ${work}/${name} ${handImages(shm, name)}`);
-          fs.rmSync(path.join(work, name), { recursive: true, force: true });
+          // Both hosts' copies of the hand's images go: the destination's live in its own tmpfs.
+          p.destination.ssh(`rm -rf ${handImages(shm, name)}`);
           fs.rmSync(handImages(shm, name), { recursive: true, force: true });
         }
       }
     }
   } finally {
     pids.forEach(killHolder);
+    unmountRam();
     await pair?.remove();
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(shm, { recursive: true, force: true });

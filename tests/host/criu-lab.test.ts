@@ -10,7 +10,16 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode, parseCheck, parseDemo, type DemoResult } from "../../contract/checks";
 import { cannotRun, needCommand } from "../support/requirements";
-import { alive, faultyCriu, HOST, LAB, labEnv, run, tempDir, waitFor } from "./support/lab-helpers";
+import {
+  alive,
+  withFaultyCriu,
+  HOST,
+  LAB,
+  labEnv,
+  run,
+  tempDir,
+  waitFor,
+} from "./support/lab-helpers";
 import { needLabHost } from "./support/needs";
 
 /** Every path under DIR, links not followed. */
@@ -280,14 +289,13 @@ describe.skipIf(cannotRun("criu-lab", needLabHost("criu", "crit")))("criu-lab on
 
   it("demo fails with exit 1, the CRIU log tail and kept evidence when a dump fails", () => {
     // A criu that works except for dump, whose log says why: the demo must report it.
-    const dir = tempDir("failing-criu");
-    try {
-      const fake = faultyCriu(dir, [
-        'if [ "$1" = dump ]; then',
-        '  while [ $# -gt 1 ]; do [ "$1" = -o ] && echo "Error (test): cannot dump, on purpose" > "$2"; shift; done',
-        "  exit 1",
-        "fi",
-      ]);
+    const dumpFails = [
+      'if [ "$1" = dump ]; then',
+      '  while [ $# -gt 1 ]; do [ "$1" = -o ] && echo "Error (test): cannot dump, on purpose" > "$2"; shift; done',
+      "  exit 1",
+      "fi",
+    ];
+    withFaultyCriu("failing-criu", dumpFails, (fake, dir) => {
       const ran = run(LAB.command, ["demo", "--json"], {
         env: labEnv({ CRIU_LAB_CRIU: fake, CRIU_LAB_LOG_DIR: dir }),
       });
@@ -302,9 +310,7 @@ describe.skipIf(cannotRun("criu-lab", needLabHost("criu", "crit")))("criu-lab on
         env: labEnv({ CRIU_LAB_CRIU: fake, CRIU_LAB_LOG_DIR: dir }),
       });
       expect(human.stdout).toMatch(/logs and images kept in \S+demo-/);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it("status without --json is a human summary of the installation and the lab", () => {

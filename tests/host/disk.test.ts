@@ -37,6 +37,9 @@ interface Cleaned {
   freedByKind: Record<string, { runs: number; bytes: number }>;
   removed: CleanRun[];
   kept: CleanRun[];
+  ramFreedBytes: number;
+  ramRemoved: Array<{ path: string; bytes: number; removed: boolean }>;
+  ramKept: Array<{ path: string; bytes: number; why: string }>;
   disk: Disk;
 }
 
@@ -130,10 +133,13 @@ describe.skipIf(
 
   describe("clean, status and doctor", () => {
     let logs: string;
+    /** CRIU_LAB_RAM_DIR: clean looks at this, never at the machine's /dev/shm. */
+    let ram: string;
     let realDemo: string;
     let sleeper: ReturnType<typeof spawn> | undefined;
+    let ramSleeper: ReturnType<typeof spawn> | undefined;
     const lab = (...args: string[]) =>
-      run(LAB.command, args, { env: labEnv({ CRIU_LAB_LOG_DIR: logs }) });
+      run(LAB.command, args, { env: labEnv({ CRIU_LAB_LOG_DIR: logs, CRIU_LAB_RAM_DIR: ram }) });
 
     /** A run directory as the lab leaves them: a few files of SIZE bytes, `passed` or not. */
     function fakeRun(name: string, size: number, passed: boolean): string {
@@ -148,13 +154,15 @@ describe.skipIf(
     beforeAll(async () => {
       logs = path.join(dir, "logs");
       fs.mkdirSync(logs);
+      ram = path.join(dir, "ram");
+      fs.mkdirSync(ram);
       const demo = lab("demo", "--json");
       expect(demo.code, demo.stdout).toBe(ExitCode.ok);
       realDemo = path.dirname(JSON.parse(demo.stdout).imagesDir);
       fs.writeFileSync(path.join(logs, "setup.log"), "not a run\n");
     });
     afterAll(() => {
-      if (sleeper?.pid && alive(sleeper.pid)) sleeper.kill("SIGKILL");
+      for (const s of [sleeper, ramSleeper]) if (s?.pid && alive(s.pid)) s.kill("SIGKILL");
     });
 
     it("keeps failed runs and the latest passing run of each kind; removes the rest and says how much", async () => {
@@ -195,6 +203,55 @@ describe.skipIf(
       expect(text.stdout).toMatch(/^removed 0 runs, 0 B freed\n/);
       expect(text.stdout).toContain(`kept ${failed} (`);
       expect(text.stdout).toMatch(/Disk: [\d.]+ [KMG]?i?B in .* \(5 runs with their images: demo/);
+    });
+
+    it("removes a migration's images left in RAM once it is over, never one that may still run", async () => {
+      const inRam = (name: string, size: number) => {
+        const p = path.join(ram, name);
+        fs.mkdirSync(path.join(p, "images"), { recursive: true });
+        fs.writeFileSync(path.join(p, "images", "pages-1.img"), Buffer.alloc(size, 1));
+        return p;
+      };
+      // Over: started long ago, its PID above pid_max (no criu-lab of it runs).
+      const stale = inRam("criu-lab-migrate-20260101T000000Z-999999991", 200_000);
+      // In progress: a process works in it (as a page server or a restore there would).
+      const busy = inRam("criu-lab-migrate-20260101T000000Z-999999992", 4096);
+      ramSleeper = spawn("sleep", ["300"], { cwd: busy, stdio: "ignore" });
+      await waitFor("the sleeper", () =>
+        ramSleeper?.pid && alive(ramSleeper.pid) ? true : undefined,
+      );
+      // Just started: maybe a migration into this host between its steps.
+      const stamp = new Date().toISOString().replace(/[-:]|\.\d+/g, "");
+      const young = inRam(`criu-lab-migrate-${stamp}-999999993`, 4096);
+      const other = inRam("criu-lab-training-x", 4096); // not a migration's
+      const staleBytes = du(stale);
+
+      const ran = lab("clean", "--json");
+      expect(ran.code, ran.stderr).toBe(ExitCode.ok);
+      const r = JSON.parse(ran.stdout) as Cleaned;
+      expect(r.ramRemoved).toEqual([{ path: stale, bytes: staleBytes, removed: true }]);
+      expect(r.ramFreedBytes).toBe(staleBytes);
+      expect(fs.existsSync(stale)).toBe(false);
+      const why = Object.fromEntries(r.ramKept.map((x) => [x.path, x.why]));
+      expect(Object.keys(why).sort()).toEqual([busy, young]);
+      expect(why[busy]).toMatch(
+        new RegExp(`^in progress: PID ${ramSleeper.pid} \\(sleep 300\\) works in it`),
+      );
+      expect(why[young]).toMatch(/^started 0 min ago: may be a migration into this host/);
+      for (const p of [busy, young, other]) expect(fs.existsSync(p)).toBe(true);
+
+      // Said in words; once the busy one's process ends, it goes too.
+      ramSleeper.kill("SIGKILL");
+      await waitFor("the sleeper to end", () => (alive(ramSleeper!.pid!) ? undefined : true));
+      const text = lab("clean");
+      expect(text.code).toBe(ExitCode.ok);
+      expect(text.stdout).toContain(
+        `removed 1 migration image directory left in RAM under ${ram}, `,
+      );
+      expect(text.stdout).toContain(`\n  removed ${busy} (`);
+      expect(text.stdout).toContain(`  kept ${young} (`);
+      expect(fs.existsSync(busy)).toBe(false);
+      fs.rmSync(young, { recursive: true });
     });
 
     it("status and doctor show the space the runs use and what is free", () => {

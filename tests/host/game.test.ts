@@ -16,15 +16,16 @@ import {
   alive,
   HOST,
   HOST_DIR,
+  hostProgram,
   itRefusesBadFlags,
+  LAB,
   run,
+  scenarioRunner,
   tempDir,
   waitFor,
 } from "./support/lab-helpers";
 import { needLabHost, needPanes } from "./support/needs";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
-
-const LAB = path.join(HOST_DIR, "criu-lab");
 
 interface Game {
   ok: boolean;
@@ -57,10 +58,7 @@ const skipScenario = cannotRun("game scenario", needLabHost("criu", "crit"));
 describe.skipIf(skipScenario)("criu-lab scenario run game", () => {
   let dir: string;
   let logs: string;
-  const lab = (args: string[], env: Record<string, string> = {}) =>
-    run(LAB, ["scenario", "run", "game", ...args], {
-      env: { ...process.env, CRIU_LAB_LOG_DIR: logs, ...env },
-    });
+  const lab = scenarioRunner("game", () => ({ CRIU_LAB_LOG_DIR: logs }));
   /** Every process the run started is gone. */
   const ended = (r: Game) => {
     for (const pid of [r.pid, ...r.clientPids]) expect(alive(pid), `PID ${pid}`).toBe(false);
@@ -82,7 +80,7 @@ describe.skipIf(skipScenario)("criu-lab scenario run game", () => {
     expect(r.clientsStillConnected).toBe(3);
     expect(r.scoresPreserved).toBe(true);
     expect(r.restoredPid).toBe(r.pid);
-    const doctor = JSON.parse(run(LAB, ["doctor", "--json"]).stdout);
+    const doctor = JSON.parse(run(LAB.command, ["doctor", "--json"]).stdout);
     expect(r.networkLock).toBe(doctor.networkLock);
     // The server was away for the 1 s of maintenance at least: every player waited that long.
     expect(r.pauseMs).toBeGreaterThanOrEqual(1000);
@@ -194,13 +192,7 @@ describe.skipIf(skipScenario)("criu-lab scenario run game", () => {
   );
 
   it("game_client.py without a server says so and exits 1 (it never retries)", () => {
-    const ran = run("/usr/bin/python3", [
-      path.join(HOST_DIR, "game_client.py"),
-      "--port",
-      "1",
-      "--name",
-      "x",
-    ]);
+    const ran = hostProgram("game_client.py", ["--port", "1", "--name", "x"]);
     expect(ran.code).toBe(1);
     expect(ran.stderr).toContain("cannot connect to 127.0.0.1:1:");
   });
@@ -299,10 +291,8 @@ describe.skipIf(skipSteps)("the lab guide's game steps, typed into two panes", (
     expect(t.screen(LEFT)).toMatch(
       new RegExp(`^table conn=1 player=alice peer=127\\.0\\.0\\.1:${alicePort} score=\\d+$`, "m"),
     );
-    t.keys(LEFT, "C-c");
     // Ctrl-C reaches the restored server: its terminal came back in the mode it had at the dump.
-    await waitFor("both to end", () => (alive(alice) || alive(server) ? undefined : true));
-    await t.idle(LEFT, "the restore's shell back");
+    await t.interrupt(LEFT, [alice, server], "both to end", "the restore's shell back");
   });
 
   it("right: what the checkpoint holds: crit shows the connection, tcp-stream images", async () => {

@@ -73,9 +73,7 @@ describe.skipIf(
   });
 
   it("after Ctrl-C there, the same command restores it again, from the same number", async () => {
-    t.keys(RIGHT, "C-c");
-    await waitFor("the restored counter to end", () => (alive(pid) ? undefined : true));
-    await t.idle(RIGHT, "the right pane's prompt");
+    await t.interrupt(RIGHT, [pid], "the restored counter to end", "the right pane's prompt");
     // Ctrl-C ends it quietly: no traceback.
     expect(t.screen(RIGHT)).not.toMatch(/Traceback|KeyboardInterrupt/);
     const [again] = guideBlock("counter-restore-again");
@@ -84,9 +82,7 @@ describe.skipIf(
     await t.until(LEFT, "the second restore counting", (s) => counts(s).length >= 2);
     expect(counts(t.screen(LEFT))[0]).toBe(lastBeforeDump + 1);
     expect(alive(pid)).toBe(true);
-    t.keys(LEFT, "C-c");
-    await waitFor("the second copy to end", () => (alive(pid) ? undefined : true));
-    await t.idle(LEFT, "the left pane's prompt");
+    await t.interrupt(LEFT, [pid], "the second copy to end", "the left pane's prompt");
   });
 
   it("the image tour: criu-lab analyze and crit read the checkpoint", async () => {

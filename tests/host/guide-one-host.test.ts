@@ -107,9 +107,7 @@ describe.skipIf(
   });
 
   it("Ctrl-C in the right pane ends the twin; the original goes on", async () => {
-    t.keys(RIGHT, "C-c");
-    await waitFor("the twin to end", () => (alive(twin) ? undefined : true));
-    await t.idle(RIGHT, "the right pane's prompt");
+    await t.interrupt(RIGHT, [twin], "the twin to end", "the right pane's prompt");
     expect(alive(pid)).toBe(true);
   });
 });

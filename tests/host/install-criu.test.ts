@@ -7,7 +7,14 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { CLOUD_INIT, criuTarball, run, tempDir, type Ran } from "./support/lab-helpers";
+import {
+  CLOUD_INIT,
+  criuReleaseRepo,
+  criuTarball,
+  run,
+  tempDir,
+  type Ran,
+} from "./support/lab-helpers";
 
 const INSTALLER = path.join(CLOUD_INIT, "install-criu.sh");
 
@@ -43,6 +50,17 @@ describe.skipIf(
     expect(fs.existsSync(path.join(d.prefix, "sbin/criu"))).toBe(false);
     expect(fs.existsSync(path.join(d.prefix, "bin/crit"))).toBe(false);
     expect(fs.existsSync(path.join(d.state, "install.json"))).toBe(false);
+  };
+
+  /** A source tarball of a tree NAME (with FILES and a criu/ directory) under WHERE in the
+   * work dir, and the installer's flags that take it with its sha256. */
+  const fakeSource = (where: string, name: string, files: Record<string, string>): string[] => {
+    const src = path.join(work, where, name);
+    fs.mkdirSync(path.join(src, "criu"), { recursive: true });
+    for (const [file, text] of Object.entries(files)) fs.writeFileSync(path.join(src, file), text);
+    const tar = path.join(work, `${where}.tar.xz`);
+    expect(run("tar", ["-cJf", tar, "-C", path.dirname(src), name]).code).toBe(0);
+    return ["--tarball", tar, "--sha256", run("sha256sum", [tar]).stdout.split(" ")[0]];
   };
 
   beforeAll(() => {
@@ -170,17 +188,12 @@ describe.skipIf(
     it("by the source's Makefile.versions when the name does not say, before building", () => {
       // A tree whose build would fail loudly: the refusal must come first.
       const d = dirs("old-tree");
-      const src = path.join(work, "old-src", "criu-src");
-      fs.mkdirSync(path.join(src, "criu"), { recursive: true });
-      fs.writeFileSync(path.join(src, "Makefile"), "criu crit:\n\t@echo 'built!' && false\n");
-      fs.writeFileSync(
-        path.join(src, "Makefile.versions"),
-        "CRIU_VERSION_MAJOR\t:= 4\nCRIU_VERSION_MINOR\t:= 1\nCRIU_VERSION_SUBLEVEL\t:= 1\n",
-      );
-      const tar = path.join(work, "source.tar.xz");
-      expect(run("tar", ["-cJf", tar, "-C", path.dirname(src), "criu-src"]).code).toBe(0);
-      const sha = run("sha256sum", [tar]).stdout.split(" ")[0];
-      const ran = install(["--tarball", tar, "--sha256", sha, ...d.args]);
+      const source = fakeSource("old-src", "criu-src", {
+        Makefile: "criu crit:\n\t@echo 'built!' && false\n",
+        "Makefile.versions":
+          "CRIU_VERSION_MAJOR\t:= 4\nCRIU_VERSION_MINOR\t:= 1\nCRIU_VERSION_SUBLEVEL\t:= 1\n",
+      });
+      const ran = install([...source, ...d.args]);
       expect(ran.code).toBe(2);
       expect(ran.stdout).toContain("the source is CRIU 4.1.1: refused (nothing installed)");
       reason(ran.stdout);
@@ -192,16 +205,10 @@ describe.skipIf(
 
   it("stops with exit 1 and the log when the build fails, installing nothing", () => {
     const d = dirs("bad-build");
-    const src = path.join(work, "broken-src", "criu-0.0");
-    fs.mkdirSync(path.join(src, "criu"), { recursive: true });
-    fs.writeFileSync(
-      path.join(src, "Makefile"),
-      "criu crit:\n\t@echo 'compiler says no' && false\n",
-    );
-    const tar = path.join(work, "broken.tar.xz");
-    expect(run("tar", ["-cJf", tar, "-C", path.dirname(src), "criu-0.0"]).code).toBe(0);
-    const sha = run("sha256sum", [tar]).stdout.split(" ")[0];
-    const ran = install(["--tarball", tar, "--sha256", sha, ...d.args]);
+    const source = fakeSource("broken-src", "criu-0.0", {
+      Makefile: "criu crit:\n\t@echo 'compiler says no' && false\n",
+    });
+    const ran = install([...source, ...d.args]);
     expect(ran.code).toBe(1);
     expect(ran.stdout).toContain("make failed");
     expect(fs.readFileSync(path.join(d.log, "install.log"), "utf8")).toContain("compiler says no");
@@ -212,28 +219,8 @@ describe.skipIf(
     let repo: string;
     let commit: string;
     beforeAll(() => {
-      // A local repository made from the release source, tagged like upstream.
       repo = path.join(work, "criu.git");
-      fs.mkdirSync(repo);
-      expect(run("tar", ["-xf", tarball.path, "-C", repo, "--strip-components=1"]).code).toBe(0);
-      const git = (...args: string[]) => {
-        const ran = run("git", ["-C", repo, ...args], {
-          env: {
-            ...process.env,
-            GIT_AUTHOR_NAME: "t",
-            GIT_AUTHOR_EMAIL: "t@t",
-            GIT_COMMITTER_NAME: "t",
-            GIT_COMMITTER_EMAIL: "t@t",
-          },
-        });
-        expect(ran.code, ran.stderr).toBe(0);
-        return ran.stdout.trim();
-      };
-      git("init", "-q");
-      git("add", "-A");
-      git("commit", "-q", "-m", "release source");
-      git("tag", "-a", "v4.2.1", "-m", "v4.2.1");
-      commit = git("rev-parse", "HEAD");
+      commit = criuReleaseRepo(repo);
     });
 
     it("refuses a tag whose commit is not the pinned one (exit 2), installing nothing", () => {

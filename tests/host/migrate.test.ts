@@ -11,9 +11,10 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ExitCode } from "../../contract/checks";
 import { cannotRun } from "../support/requirements";
-import { alive, HOST, run, waitFor } from "./support/lab-helpers";
+import { alive, HOST, run, waitFor, wrapProgram } from "./support/lab-helpers";
 import { needMigrationHosts } from "./support/needs";
 import { sshOptions, type LabPair } from "../../netlab/netns";
+import { ownTmpfs } from "../../netlab/tmpfs";
 import {
   DST,
   LAB_COMMAND as LAB,
@@ -74,10 +75,10 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
   });
   afterAll(() => hosts?.remove());
 
-  /** criu-lab on the source host, as root over its sshd. */
-  const lab = (args: string[]) =>
+  /** criu-lab on the source host, as root over its sshd (ENV: more variables, "K=V "). */
+  const lab = (args: string[], env = "") =>
     pair.source.ssh(
-      `CRIU_LAB_LOG_DIR=${work}/logs CRIU_LAB_COUNTER=${work}/counter.py ${LAB} ${args.join(" ")}`,
+      `${env}CRIU_LAB_LOG_DIR=${work}/logs CRIU_LAB_COUNTER=${work}/counter.py ${LAB} ${args.join(" ")}`,
     );
   const migrate = (args: string[]) => lab(["migrate", ...args]);
   const flags = (to = `root@${DST}`) => [
@@ -88,6 +89,32 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
     "--known-hosts",
     pair.knownHosts,
   ];
+  /** migrate's arguments for PID to the destination (TO), MORE (--mode, --port ...), --json. */
+  const movePid = (pid: number, more: string[] = [], to?: string) => [
+    ...flags(to),
+    "--pid",
+    String(pid),
+    ...more,
+    "--json",
+  ];
+  /** The migration scenario in page-server mode, --json (RUN: lab, or lab with its RAM). */
+  const migrationScenario = (runLab: (args: string[]) => ReturnType<typeof lab> = lab) =>
+    runLab(["scenario", "run", "migration", ...flags(), "--mode", "page-server", "--json"]);
+
+  /**
+   * A destination sshd on PORT that sees NAME (a wrapper in the test's dir) at TARGET: the shell
+   * LINES run first, then the real program (kept at DIR/NAME-real). A fault made on purpose there.
+   */
+  async function sshdWrapping(port: number, target: string, name: string, lines: string[]) {
+    const real = path.join(dir, `${name}-real`);
+    const wrapper = wrapProgram(path.join(dir, name), lines, real);
+    await pair.destination.addSshd({
+      port,
+      hide: [work],
+      replace: [{ file: wrapper, target, keepOriginalAt: real }],
+    });
+  }
+  const failRestore = 'if [ "$1" = restore ]; then echo "injected: restore fails" >&2; exit 1; fi';
 
   const startCounter = (name: string) => hosts.startCounter(name);
 
@@ -147,14 +174,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
 
   it("cold, as a sudo user: the counter goes on there from the next number, same PID", async () => {
     const { pid, log } = await startCounter("cold");
-    const ran = migrate([
-      ...flags(`${user.name}@${DST}`),
-      "--pid",
-      String(pid),
-      "--mode",
-      "cold",
-      "--json",
-    ]);
+    const ran = migrate(movePid(pid, ["--mode", "cold"], `${user.name}@${DST}`));
     expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
     const r = parse(ran);
     expect(r).toMatchObject({ ok: true, mode: "cold", pid, restoredPid: pid });
@@ -194,7 +214,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
 
   it("page-server: pages stream to the destination during the dump; same PID, next number", async () => {
     const { pid, log } = await startCounter("page-server");
-    const ran = migrate([...flags(), "--pid", String(pid), "--mode", "page-server", "--json"]);
+    const ran = migrate(movePid(pid, ["--mode", "page-server"]));
     expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
     const r = parse(ran);
     expect(r).toMatchObject({ ok: true, mode: "page-server", pid, restoredPid: pid });
@@ -235,7 +255,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
     it("no room on the destination: named there, with the numbers", async () => {
       const { pid, log } = await startCounter("no-room-there");
       await smallLogs("destination", async () => {
-        const ran = migrate([...flags(), "--pid", String(pid), "--mode", "page-server", "--json"]);
+        const ran = migrate(movePid(pid, ["--mode", "page-server"]));
         expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
         const r = parse(ran);
         expect(r.error).toMatch(
@@ -253,7 +273,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
     it("no room here", async () => {
       const { pid, log } = await startCounter("no-room-here");
       await smallLogs("source", async () => {
-        const ran = migrate([...flags(), "--pid", String(pid), "--json"]);
+        const ran = migrate(movePid(pid));
         expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
         expect(parse(ran).error).toMatch(
           new RegExp(
@@ -269,7 +289,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
   it("pre-copy needs dirty tracking: refused here with the reason (or works where it exists)", async () => {
     const { pid, log } = await startCounter("pre-copy");
     const tracks = run(HOST.criu, ["check", "--feature", "mem_dirty_track"]).code === 0;
-    const ran = migrate([...flags(), "--pid", String(pid), "--mode", "pre-copy", "--json"]);
+    const ran = migrate(movePid(pid, ["--mode", "pre-copy"]));
     if (tracks) {
       expect(ran.code, ran.stdout).toBe(ExitCode.ok);
       expect(parse(ran).restoredPid).toBe(pid);
@@ -283,7 +303,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
   it("auto: the best mode these hosts can run (page-server here), the better ones passed over with why", async () => {
     const { pid, log } = await startCounter("auto");
     const tracks = run(HOST.criu, ["check", "--feature", "mem_dirty_track"]).code === 0;
-    const ran = migrate([...flags(), "--pid", String(pid), "--mode", "auto", "--json"]);
+    const ran = migrate(movePid(pid, ["--mode", "auto"]));
     expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
     const r = parse(ran);
     expect(r).toMatchObject({ ok: true, modeAsked: "auto", pid, restoredPid: pid });
@@ -315,7 +335,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
 
   it("lazy between two namespaces of one kernel: refused, naming the shared kernel", async () => {
     const { pid, log } = await startCounter("lazy");
-    const ran = migrate([...flags(), "--pid", String(pid), "--mode", "lazy", "--json"]);
+    const ran = migrate(movePid(pid, ["--mode", "lazy"]));
     expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.usage);
     expect(parse(ran).error).toMatch(/lazy needs a second kernel.*share this kernel/);
     await stillCountsHere(pid, log);
@@ -370,12 +390,6 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
         cpuinfo,
         `flags\t\t:${(flags ?? "").replace(new RegExp(`\\b${lacking}\\b`, "g"), "")}\n`,
       );
-      const oldCriu = path.join(dir, "criu-older");
-      fs.writeFileSync(
-        oldCriu,
-        `#!/bin/sh\nif [ "$1" = --version ]; then echo "Version: 3.17"; exit 0; fi\nexec ${dir}/criu-real-2204 "$@"\n`,
-        { mode: 0o755 },
-      );
       const bootId = path.join(dir, "boot_id-other");
       fs.writeFileSync(bootId, "00000000-1111-2222-3333-444444444444\n");
       await pair.destination.addSshd({
@@ -383,11 +397,9 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
         hide: [work],
         replace: [{ file: cpuinfo, target: "/proc/cpuinfo" }],
       });
-      await pair.destination.addSshd({
-        port: 2204,
-        hide: [work],
-        replace: [{ file: oldCriu, target: HOST.criu, keepOriginalAt: `${dir}/criu-real-2204` }],
-      });
+      await sshdWrapping(2204, HOST.criu, "criu-older", [
+        'if [ "$1" = --version ]; then echo "Version: 3.17"; exit 0; fi',
+      ]);
       await pair.destination.addSshd({
         port: 2205,
         hide: [work],
@@ -413,7 +425,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
         /does not have the same files.*\/usr\/bin\/python3\.11 differs there \(sha256 /,
       ],
     ])("%s", async (_what, extra, message) => {
-      const ran = migrate([...flags(), ...extra, "--pid", String(pid), "--json"]);
+      const ran = migrate(movePid(pid, extra));
       expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
       expect(parse(ran).error).toMatch(message);
       await stillCountsHere(pid, log);
@@ -435,7 +447,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
       ],
     ])("the pair check: %s (%s)", async (name, _what, port, detail) => {
       expect(lacking, "no CPU flag the check compares in /proc/cpuinfo").toBeDefined();
-      const ran = migrate([...flags(), "--port", port, "--pid", String(pid), "--json"]);
+      const ran = migrate(movePid(pid, ["--port", port]));
       expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
       const r = parse(ran);
       expect(r.error).toContain(
@@ -492,19 +504,8 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
 
   it("a restore that fails there: the process comes back here, images kept on both hosts", async () => {
     const { pid, log } = await startCounter("restore-fails");
-    const wrapper = path.join(dir, "criu-fails-restore");
-    const real = path.join(dir, "criu-real");
-    fs.writeFileSync(
-      wrapper,
-      `#!/bin/sh\nif [ "$1" = restore ]; then echo "injected: restore fails" >&2; exit 1; fi\nexec ${real} "$@"\n`,
-      { mode: 0o755 },
-    );
-    await pair.destination.addSshd({
-      port: 2202,
-      hide: [work],
-      replace: [{ file: wrapper, target: HOST.criu, keepOriginalAt: real }],
-    });
-    const ran = migrate([...flags(), "--port", "2202", "--pid", String(pid), "--json"]);
+    await sshdWrapping(2202, HOST.criu, "criu-fails-restore", [failRestore]);
+    const ran = migrate(movePid(pid, ["--port", "2202"]));
     expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.labBroken);
     const r = parse(ran);
     expect(r.error).toContain(`criu restore on ${DST} exited 1`);
@@ -522,20 +523,11 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
     const { pid, log } = await startCounter("changed-there");
     // The destination's sha256sum first flips a byte of the pages it is asked to check: what
     // a bad disk or a hand there would do between the copy and the restore.
-    const wrapper = path.join(dir, "sha256sum-after-a-change");
-    const real = path.join(dir, "sha256sum-real");
-    fs.writeFileSync(
-      wrapper,
-      `#!/bin/sh\nif [ "$1" = -c ] && [ -f pages-1.img ]; then printf X | dd of=pages-1.img bs=1 seek=100 ` +
-        `conv=notrunc 2>/dev/null; fi\nexec ${real} "$@"\n`,
-      { mode: 0o755 },
-    );
-    await pair.destination.addSshd({
-      port: 2206,
-      hide: [work],
-      replace: [{ file: wrapper, target: "/usr/bin/sha256sum", keepOriginalAt: real }],
-    });
-    const ran = migrate([...flags(), "--port", "2206", "--pid", String(pid), "--json"]);
+    await sshdWrapping(2206, "/usr/bin/sha256sum", "sha256sum-after-a-change", [
+      'if [ "$1" = -c ] && [ -f pages-1.img ]; then ' +
+        "printf X | dd of=pages-1.img bs=1 seek=100 conv=notrunc 2>/dev/null; fi",
+    ]);
+    const ran = migrate(movePid(pid, ["--port", "2206"]));
     expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);
     const r = parse(ran);
     expect(r.error).toContain(
@@ -547,15 +539,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
   });
 
   it("scenario run migration: the lab's counter moved, checked and reported", () => {
-    const ran = lab([
-      "scenario",
-      "run",
-      "migration",
-      ...flags(),
-      "--mode",
-      "page-server",
-      "--json",
-    ]);
+    const ran = migrationScenario();
     expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
     const r = parse(ran);
     started.push(r.pid);
@@ -645,7 +629,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
 
   describe("images in RAM on both ends while the process is down, on disk after", () => {
     /** CRIU_LAB_RAM_DIR: a tmpfs the test mounts there on each host, in that host's own mount
-     * namespace (the sshd's), so each end has its own RAM, as two machines do. */
+     * namespace (the sshd's), so each end has its own RAM, as two machines do (netlab/tmpfs.ts). */
     const ramDir = () => `${work}/ram`;
     interface InRam extends Migrated {
       imagesIn: { here: string; there: string; why: string; ramDir?: string };
@@ -660,26 +644,17 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
         (s: string) => pair.source.ssh(s),
         (s: string) => pair.destination.ssh(s, "root", port),
       ];
-      for (const ssh of ends) {
-        const mounted = ssh(
-          `mkdir -p ${ramDir()} && mount -t tmpfs -o size=${size} clmig-ram ${ramDir()}`,
-        );
-        expect(mounted.code, mounted.stderr).toBe(0);
-      }
+      const unmount = ownTmpfs(ends, ramDir(), size);
       try {
         await fn();
         // Nothing of the process's memory stays in RAM, at either end.
         for (const ssh of ends) expect(ssh(`ls -A ${ramDir()}`).stdout).toBe("");
       } finally {
-        for (const ssh of ends) ssh(`umount ${ramDir()}`);
+        unmount();
       }
     }
 
-    const labRam = (args: string[]) =>
-      pair.source.ssh(
-        `CRIU_LAB_RAM_DIR=${ramDir()} CRIU_LAB_LOG_DIR=${work}/logs CRIU_LAB_COUNTER=${work}/counter.py ` +
-          `${LAB} ${args.join(" ")}`,
-      );
+    const labRam = (args: string[]) => lab(args, `CRIU_LAB_RAM_DIR=${ramDir()} `);
 
     /** The images ended up in the run's directory on disk, here and there (PORT's sshd). */
     function onDiskBoth(r: InRam, port = 22) {
@@ -693,15 +668,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
     it("cold: dumped into RAM here, restored from RAM there, then both copies on disk", async () => {
       const { pid } = await startCounter("ram-cold");
       await ramOnBoth("256m", 22, async () => {
-        const ran = labRam([
-          "migrate",
-          ...flags(),
-          "--pid",
-          String(pid),
-          "--mode",
-          "cold",
-          "--json",
-        ]);
+        const ran = labRam(["migrate", ...movePid(pid, ["--mode", "cold"])]);
         expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
         const r = parseRam(ran);
         expect(r).toMatchObject({
@@ -730,15 +697,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
 
     it("scenario run migration (page-server): the pages into RAM there, then on disk", async () => {
       await ramOnBoth("256m", 22, async () => {
-        const ran = labRam([
-          "scenario",
-          "run",
-          "migration",
-          ...flags(),
-          "--mode",
-          "page-server",
-          "--json",
-        ]);
+        const ran = migrationScenario(labRam);
         expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.ok);
         const r = parseRam(ran);
         started.push(r.pid);
@@ -759,15 +718,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
       const { pid } = await startCounter("ram-budget");
       let next = 0;
       await ramOnBoth("4m", 22, async () => {
-        const budget = labRam([
-          "migrate",
-          ...flags(),
-          "--pid",
-          String(pid),
-          "--ram-budget-mib",
-          "0",
-          "--json",
-        ]);
+        const budget = labRam(["migrate", ...movePid(pid, ["--ram-budget-mib", "0"])]);
         expect(budget.code, budget.stdout + budget.stderr).toBe(ExitCode.ok);
         const r = parseRam(budget);
         expect(r.imagesIn).toEqual({
@@ -781,15 +732,7 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
         onDiskBoth(r);
         process.kill(pid, "SIGKILL");
         next = (await startCounter("ram-small")).pid;
-        const small = labRam([
-          "migrate",
-          ...flags(),
-          "--pid",
-          String(next),
-          "--mode",
-          "cold",
-          "--json",
-        ]);
+        const small = labRam(["migrate", ...movePid(next, ["--mode", "cold"])]);
         expect(small.code, small.stdout + small.stderr).toBe(ExitCode.ok);
         expect(parseRam(small).imagesIn.why).toMatch(
           new RegExp(
@@ -803,28 +746,9 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
 
     it("a restore that fails there: restored back here from RAM, the images kept on disk at both ends", async () => {
       const { pid, log } = await startCounter("ram-restore-fails");
-      const wrapper = path.join(dir, "criu-fails-restore-ram");
-      const real = path.join(dir, "criu-real-ram");
-      fs.writeFileSync(
-        wrapper,
-        `#!/bin/sh\nif [ "$1" = restore ]; then echo "injected: restore fails" >&2; exit 1; fi\nexec ${real} "$@"\n`,
-        { mode: 0o755 },
-      );
-      await pair.destination.addSshd({
-        port: 2207,
-        hide: [work],
-        replace: [{ file: wrapper, target: HOST.criu, keepOriginalAt: real }],
-      });
+      await sshdWrapping(2207, HOST.criu, "criu-fails-restore-ram", [failRestore]);
       await ramOnBoth("256m", 2207, async () => {
-        const ran = labRam([
-          "migrate",
-          ...flags(),
-          "--port",
-          "2207",
-          "--pid",
-          String(pid),
-          "--json",
-        ]);
+        const ran = labRam(["migrate", ...movePid(pid, ["--port", "2207"])]);
         expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.labBroken);
         const r = parseRam(ran);
         expect(r.imagesIn).toMatchObject({ here: "ram", there: "ram" });

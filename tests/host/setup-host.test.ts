@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { DEFAULT_CRIU_REPOSITORY } from "../../cloud-init/userData";
 import { cannotRun, needCommand, needRoot } from "../support/requirements";
-import { CLOUD_INIT, criuTarball, REPO, run, tempDir } from "./support/lab-helpers";
+import { CLOUD_INIT, criuReleaseRepo, REPO, run, tempDir } from "./support/lab-helpers";
 
 const SETUP_HOST = path.join(REPO, "scripts/setup-host.sh");
 const KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -96,27 +96,8 @@ describe.skipIf(
   });
 
   it("the git path builds and installs CRIU from a local repository", () => {
-    // A local repository made from the release source, tagged like upstream.
-    const tarball = criuTarball();
     const repo = path.join(work, "criu.git");
-    fs.mkdirSync(repo);
-    expect(run("tar", ["-xf", tarball.path, "-C", repo, "--strip-components=1"]).code).toBe(0);
-    const git = (...args: string[]) => {
-      const ran = run("git", ["-C", repo, ...args], {
-        env: {
-          ...process.env,
-          ...{ GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@t" },
-          ...{ GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@t" },
-        },
-      });
-      expect(ran.code, ran.stderr).toBe(0);
-      return ran.stdout.trim();
-    };
-    git("init", "-q");
-    git("add", "-A");
-    git("commit", "-q", "-m", "release source");
-    git("tag", "-a", "v4.2.1", "-m", "v4.2.1");
-    const commit = git("rev-parse", "HEAD");
+    const commit = criuReleaseRepo(repo);
 
     const chosen = dryRun({
       CRIU_LAB_DEBIAN_KEYRING: path.join(work, "none"),

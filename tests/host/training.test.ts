@@ -14,19 +14,21 @@ import { ExitCode } from "../../contract/checks";
 import { cannotRun } from "../support/requirements";
 import { guideBlock } from "../support/guide-blocks";
 import {
-  faultyCriu,
+  withFaultyCriu,
   alive,
   HOST,
   HOST_DIR,
+  hostProgram,
   itRefusesBadFlags,
+  LAB,
   run,
+  scenarioRunner,
   tempDir,
   waitFor,
 } from "./support/lab-helpers";
 import { needLabHost, needPanes } from "./support/needs";
 import { Terminals, learnerSeat, leaveSeat } from "./support/terminals";
 
-const LAB = path.join(HOST_DIR, "criu-lab");
 const LEFT = 0;
 const RIGHT = 1;
 // Small and quick: 64 MiB, a checkpoint every 2 s (the bench measures 1 GiB at 60 s).
@@ -67,10 +69,7 @@ const skipScenario = cannotRun("training scenario", needLabHost("criu", "crit"))
 describe.skipIf(skipScenario)("criu-lab scenario run training", () => {
   let logs: string;
   let ram: string;
-  const lab = (args: string[], env: Record<string, string> = {}) =>
-    run(LAB, ["scenario", "run", "training", ...args], {
-      env: { ...process.env, CRIU_LAB_LOG_DIR: logs, CRIU_LAB_RAM_DIR: ram, ...env },
-    });
+  const lab = scenarioRunner("training", () => ({ CRIU_LAB_LOG_DIR: logs, CRIU_LAB_RAM_DIR: ram }));
   beforeAll(() => {
     logs = tempDir("training");
     // The tmpfs the scenario dumps into, a directory of the test's own on it.
@@ -103,7 +102,7 @@ describe.skipIf(skipScenario)("criu-lab scenario run training", () => {
     });
 
     it("reports frozen time and image size per checkpoint, and the overhead", () => {
-      const doctor = JSON.parse(run(LAB, ["doctor", "--json"]).stdout);
+      const doctor = JSON.parse(run(LAB.command, ["doctor", "--json"]).stdout);
       expect(r.incremental).toBe(doctor.exercises["training-incremental"].ok);
       expect(r.frozenUs).toHaveLength(3);
       expect(r.imageBytes).toHaveLength(3);
@@ -217,13 +216,12 @@ describe.skipIf(skipScenario)("criu-lab scenario run training", () => {
 
   it("fails when the restore comes from the wrong checkpoint, keeping the evidence", () => {
     // A criu that restores checkpoint 1 whatever directory it is given.
-    const dir = tempDir("wrong-checkpoint");
-    try {
-      const fake = faultyCriu(dir, [
-        'if [ "$1" = restore ]; then',
-        '  for a; do shift; case "$a" in */checkpoints/[0-9]*) a="${a%/*}/1" ;; esac; set -- "$@" "$a"; done',
-        "fi",
-      ]);
+    const restoresFirst = [
+      'if [ "$1" = restore ]; then',
+      '  for a; do shift; case "$a" in */checkpoints/[0-9]*) a="${a%/*}/1" ;; esac; set -- "$@" "$a"; done',
+      "fi",
+    ];
+    withFaultyCriu("wrong-checkpoint", restoresFirst, (fake) => {
       const ran = lab([...QUICK, "--json"], { CRIU_LAB_CRIU: fake });
       expect(ran.code).toBe(ExitCode.labBroken);
       const r: Training = JSON.parse(ran.stdout);
@@ -238,9 +236,7 @@ describe.skipIf(skipScenario)("criu-lab scenario run training", () => {
       expect(human.code).toBe(ExitCode.labBroken);
       expect(human.stdout).toMatch(/training scenario FAILED: .*not the latest checkpoint/);
       expect(human.stdout).toMatch(/logs and checkpoints kept in \S+training-/);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   itRefusesBadFlags(
@@ -257,11 +253,7 @@ describe.skipIf(skipScenario)("criu-lab scenario run training", () => {
   );
 
   it("trainer.py checks its flags too", () => {
-    const ran = run("/usr/bin/python3", [
-      path.join(HOST_DIR, "trainer.py"),
-      "--dirty-percent",
-      "101",
-    ]);
+    const ran = hostProgram("trainer.py", ["--dirty-percent", "101"]);
     expect(ran.code).toBe(2);
     expect(ran.stderr).toContain("--dirty-percent 101.0: at most 100");
   });
@@ -333,9 +325,7 @@ describe.skipIf(skipSteps)("the lab guide's training steps, typed into two panes
       /^check step \d+ checksum [0-9a-f]{16}: /m.test(text),
     );
     expect(t.screen(RIGHT)).toMatch(/^check step \d+ checksum [0-9a-f]{16}: ok$/m);
-    t.keys(RIGHT, "C-c");
-    await waitFor("the restored job to end", () => (alive(pid) ? undefined : true));
-    await t.idle(RIGHT, "the restore's shell back");
+    await t.interrupt(RIGHT, [pid], "the restored job to end", "the restore's shell back");
   });
 
   it("right pane: what the checkpoints cost: stats-dump, analyze, du", async () => {

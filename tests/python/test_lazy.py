@@ -41,13 +41,18 @@ def keeper_files(run_dir, pid, rc):
             f.write(f"{value}\n")
 
 
-def test_the_keeper_says_when_the_daemon_listens_its_pid_and_how_it_ended(tmp_path, monkeypatch):
-    # A daemon that writes its ready byte to --status-fd 3, as CRIU does once it listens.
+def daemon_of(tmp_path, monkeypatch, script):
+    """lazy.start_daemon's keeper run here, CRIU being the shell SCRIPT (lines after #!/bin/sh)."""
     fake = tmp_path / "criu"
-    fake.write_text("#!/bin/sh\nprintf '\\0' >&3\nexec sleep 300\n")
+    fake.write_text(f"#!/bin/sh\n{script}\n")
     fake.chmod(0o755)
     monkeypatch.setattr(lazy, "CRIU", str(fake))
-    p = HereAsThere().run(lazy.start_daemon(str(tmp_path), str(tmp_path / "images"), 4000), 30)
+    return HereAsThere().run(lazy.start_daemon(str(tmp_path), str(tmp_path / "images"), 4000), 30)
+
+
+def test_the_keeper_says_when_the_daemon_listens_its_pid_and_how_it_ended(tmp_path, monkeypatch):
+    # A daemon that writes its ready byte to --status-fd 3, as CRIU does once it listens.
+    p = daemon_of(tmp_path, monkeypatch, "printf '\\0' >&3\nexec sleep 300")
     assert p.returncode == 0, p.stdout
     pid = int((tmp_path / "lazy-pages.pid").read_text())
     os.kill(pid, signal.SIGKILL)
@@ -56,11 +61,7 @@ def test_the_keeper_says_when_the_daemon_listens_its_pid_and_how_it_ended(tmp_pa
 
 
 def test_a_daemon_that_ends_before_it_listens_is_a_failure_with_its_log(tmp_path, monkeypatch):
-    fake = tmp_path / "criu"
-    fake.write_text("#!/bin/sh\necho 'Error: no uffd' >>\"$(echo \"$@\" | sed 's/.*-o \\([^ ]*\\).*/\\1/')\"\nexit 1\n")
-    fake.chmod(0o755)
-    monkeypatch.setattr(lazy, "CRIU", str(fake))
-    p = HereAsThere().run(lazy.start_daemon(str(tmp_path), str(tmp_path / "images"), 4000), 30)
+    p = daemon_of(tmp_path, monkeypatch, "echo 'Error: no uffd' >>\"$(echo \"$@\" | sed 's/.*-o \\([^ ]*\\).*/\\1/')\"\nexit 1")
     assert p.returncode == 1
     assert p.stdout.startswith("it exited 1; end of its log:") and "Error: no uffd" in p.stdout
 

@@ -116,26 +116,22 @@ def test_game_drawing_of_a_failed_restore_has_no_players_lane():
     assert lane(text, "server")[13:] == "F" * (timeline.WIDTH - 1) + "."
 
 
-@pytest.mark.parametrize("value, number", [("1", 1), ("64", 64)])
-def test_game_clients_from_1_to_64(value, number):
-    assert game.count(value) == number
+# The game's flag types: --clients (game.count, 1 to 64) and --maintenance (game.seconds, 0 to 600).
+@pytest.mark.parametrize("parse, value, number", [
+    (game.count, "1", 1), (game.count, "64", 64),
+    (game.seconds, "0", 0.0), (game.seconds, "2.5", 2.5), (game.seconds, "600", 600.0),
+])
+def test_game_flag_values_in_range(parse, value, number):
+    assert parse(value) == number
 
 
-@pytest.mark.parametrize("value", ["0", "65", "-1", "two"])
-def test_game_clients_out_of_range(value):
-    with pytest.raises(argparse.ArgumentTypeError, match=f"^'{value}' is not a number of clients from 1 to 64$"):
-        game.count(value)
-
-
-@pytest.mark.parametrize("value, number", [("0", 0.0), ("2.5", 2.5), ("600", 600.0)])
-def test_game_maintenance_seconds(value, number):
-    assert game.seconds(value) == number
-
-
-@pytest.mark.parametrize("value", ["-0.1", "600.5", "nan", "soon"])
-def test_game_maintenance_seconds_out_of_range(value):
-    with pytest.raises(argparse.ArgumentTypeError, match=f"^'{value}' is not a number of seconds from 0 to 600$"):
-        game.seconds(value)
+@pytest.mark.parametrize("parse, value, allowed", [
+    *((game.count, v, "a number of clients from 1 to 64") for v in ["0", "65", "-1", "two"]),
+    *((game.seconds, v, "a number of seconds from 0 to 600") for v in ["-0.1", "600.5", "nan", "soon"]),
+])
+def test_game_flag_values_out_of_range(parse, value, allowed):
+    with pytest.raises(argparse.ArgumentTypeError, match=f"^'{value}' is not {allowed}$"):
+        parse(value)
 
 
 def test_game_parses_the_server_table_and_a_client_report():

@@ -130,6 +130,34 @@ describe("chart", () => {
     expect(esc(`a<b>&"c"`)).toBe("a&lt;b&gt;&amp;&quot;c&quot;");
   });
 
+  it("gives a mode's RAM, disk and hand series its one colour: disk dotted, hand dashed", () => {
+    const point = { x: 64, y: 1, lo: 1, hi: 1 };
+    const svg = chartSvg(
+      [
+        {
+          title: "Migration downtime",
+          xLabel: "x",
+          yLabel: "y",
+          series: ["cold (RAM)", "cold (disk)", "cold by hand", "page-server (RAM)"].map(
+            (name) => ({ name, points: [point], dashed: name.endsWith(" by hand") }),
+          ),
+        },
+      ],
+      [],
+    );
+    const lines = [
+      ...svg.matchAll(
+        /<polyline fill="none" stroke="([^"]+)"[^>]*?(?: stroke-dasharray="([^"]+)")? points/g,
+      ),
+    ];
+    expect(lines.map((m) => [m[1], m[2]])).toEqual([
+      [lines[0][1], undefined],
+      [lines[0][1], "2 3"],
+      [lines[0][1], "6 4"],
+      [expect.not.stringMatching(lines[0][1]), undefined],
+    ]);
+  });
+
   it("draws no panel for a kind the run did not measure", () => {
     const onlyTraining = panelsFrom(summarize(results.filter((r) => r.case === "training")));
     expect(onlyTraining.map((p) => p.title)).toEqual(["Training checkpoint: time frozen"]);

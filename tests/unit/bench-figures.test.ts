@@ -69,6 +69,19 @@ describe("summarize", () => {
     },
     {
       case: "m",
+      metric: "page-server (disk)",
+      unit: "ms",
+      values: [200, 300, 200],
+    },
+    {
+      case: "m",
+      metric: "page-server (RAM)",
+      unit: "ms",
+      values: [100, 150, 150],
+      versus: "page-server (disk)",
+    },
+    {
+      case: "m",
       metric: "pre-copy",
       unit: "ms",
       values: [],
@@ -87,13 +100,17 @@ describe("summarize", () => {
     // page-server over cold, round by round: 0.5, 0.8, 1.0.
     expect(rows[2].overBaseline?.median).toBeCloseTo(0.8);
     expect(rows[2].status).toBe("met");
-    expect(rows[3].status).toBe("not measurable here");
+    // RAM over disk, round by round: 0.5, 0.5, 0.75.
+    expect(rows[4].overVersus).toMatchObject({ median: 0.5, min: 0.5, max: 0.75, paired: true });
+    expect(rows[3].overVersus).toBeUndefined();
+    expect(rows[5].status).toBe("not measurable here");
   });
 
   it("prints the ratios with their spread, and the note where there are no figures", () => {
     const text = table(rows);
     expect(text).toContain("2.00x (2.00-2.50)");
     expect(text).toContain("0.80x (0.50-1.00) cold");
+    expect(text).toContain("0.50x (0.50-0.75) page-server (disk)");
     expect(text).toContain("no dirty tracking");
     expect(text.split("\n")).toHaveLength(2 + rows.length);
   });
@@ -226,5 +243,16 @@ describe("bench flags", () => {
     expect(() => parseArgs(["--modes", "cold,warm"])).toThrow(
       /--modes cold,warm: 'warm' is not one of cold, page-server, pre-copy, lazy/,
     );
+  });
+
+  it("--images: RAM and disk by default, or the places named; a bad one named with what is allowed", () => {
+    expect(parseArgs([]).images).toEqual(["ram", "disk"]);
+    expect(parseArgs(["--images", "disk"]).images).toEqual(["disk"]);
+    expect(parseArgs(["--images", "disk,ram"]).images).toEqual(["disk", "ram"]);
+    expect(() => parseArgs(["--images", "ram,ssd"])).toThrow(
+      /^--images ram,ssd: 'ssd' is not one of ram, disk \(comma-separated, e\.g\. ram,disk\)/,
+    );
+    expect(() => parseArgs(["--images", "ram,ram"])).toThrow(/^--images ram,ram: a place twice/);
+    expect(() => parseArgs(["--images", ""])).toThrow(/^--images : '' is not one of ram, disk/);
   });
 });

@@ -5,11 +5,10 @@
  */
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse, stringify } from "yaml";
-import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   CONFIG_RULES,
   ConfigKeySpec,
@@ -23,6 +22,7 @@ import {
   loadConfig,
   undeclaredKeyProblems,
 } from "../../components/config";
+import { scratchDir } from "./support/scratch";
 
 /** loadConfig over a plain map, as the CLI would pass the values (strings, JSON for lists). */
 const load = (values: Partial<Record<ConfigKey, string>> = {}): LabConfig =>
@@ -466,8 +466,7 @@ describe("Pulumi.yaml", () => {
 });
 
 describe("a Pulumi.yaml that does not match components/config.ts", () => {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "criulab-schema-"));
-  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+  const tmp = scratchDir("criulab-schema");
   const original = parse(fs.readFileSync(PROJECT_FILE, "utf8")) as {
     config: Record<string, unknown>;
   };

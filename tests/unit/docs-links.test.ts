@@ -40,3 +40,10 @@ describe("links between the README and docs/", () => {
     }
   });
 });
+
+describe("the README", () => {
+  it("is a first page: at most 300 lines, the manual in docs/", () => {
+    const lines = readFileSync(join(ROOT, "README.md"), "utf8").split("\n").length - 1;
+    expect(lines).toBeLessThanOrEqual(300);
+  });
+});

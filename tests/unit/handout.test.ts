@@ -1,22 +1,13 @@
 import { spawnSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { DEFAULT_REPOSITORY, GUIDE_WEB_URL, card, guideWebUrl } from "../../handout/cards";
 import { USAGE, main } from "../../handout/cli";
 import { StackOutputError } from "../../verify/cliCommon";
 import { parseSeatOutputs } from "../../contract/seats";
+import { scratchDir } from "./support/scratch";
 
 /** A real ED25519 key pair: the private key as PEM, the public one as an OpenSSH line. */
 function keyPair(): { privateKey: string; publicLine: string; base64: string } {
@@ -75,8 +66,7 @@ function classOutputs() {
   };
 }
 
-const root = mkdtempSync(join(tmpdir(), "criulab-handout-unit-"));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const root = scratchDir("criulab-handout-unit");
 let n = 0;
 const freshDir = () => join(root, `out-${++n}`);
 

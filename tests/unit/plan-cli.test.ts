@@ -10,25 +10,23 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  rmSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { PlanReport } from "../../plan/printer";
 import { closestKey } from "../../components/closestKey";
 import { configSchema } from "../../components/config";
 import { loadProject, parseKeyPath, PlanInputError } from "../../plan/project";
 import { fixture, PLAN_TIMEOUT_MS, ROOT, runCli } from "./fixtures/plan-cli";
+import { scratchDir } from "./support/scratch";
 
 // The docs that show commands: the README and the local targets (where the plan is).
 const README = ["README.md", "docs/local.md"]
   .map((f) => readFileSync(join(ROOT, f), "utf8"))
   .join("\n");
-const tmp = mkdtempSync(join(tmpdir(), "criulab-plan-cli-"));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = scratchDir("criulab-plan-cli");
 
 /** The README's shell lines (inside ```sh/```bash blocks), comments dropped. */
 function readmeCommands(): string[] {

@@ -440,16 +440,19 @@ describe("LabVerification with scenarios (verifyScenarios)", () => {
     expect(names.map((c) => c.name)).toContain("both-scenario-game");
   });
 
-  it("a scenario that did not restore the latest checkpoint fails its Command, naming both", async () => {
-    const wrong = { ...JSON.parse(capturedStdout("training")), resumedAtStep: 11 };
-    stepEnv("training", { STUB_OUT: JSON.stringify(wrong) });
-    const verification = new V.LabVerification("wrongckpt", {
-      ...connection,
-      scenarios: ["training"],
-    });
+  /** The training step alone of a verification named NAME whose failures the test takes. */
+  function trainingStep(name: string) {
+    const verification = new V.LabVerification(name, { ...connection, scenarios: ["training"] });
     takeFailures(verification);
     const training = verification.scenarioCommands[0];
     if (!training) throw new Error("no training step");
+    return training;
+  }
+
+  it("a scenario that did not restore the latest checkpoint fails its Command, naming both", async () => {
+    const wrong = { ...JSON.parse(capturedStdout("training")), resumedAtStep: 11 };
+    stepEnv("training", { STUB_OUT: JSON.stringify(wrong) });
+    const training = trainingStep("wrongckpt");
     expect(await stepFailure(training.stdout, "scenario training")).toBe(
       "criu-lab: scenario training failed on the lab host: the job resumed at step 11, but the " +
         "latest checkpoint was taken at step 31: not restored from the latest checkpoint",
@@ -458,13 +461,7 @@ describe("LabVerification with scenarios (verifyScenarios)", () => {
 
   it("a scenario the host cannot run fails with the doctor's reason (exit 1 kept)", async () => {
     stepEnv("training", { STUB_OUT: capturedStdout("training-refused"), STUB_EXIT: "1" });
-    const verification = new V.LabVerification("refused", {
-      ...connection,
-      scenarios: ["training"],
-    });
-    takeFailures(verification);
-    const training = verification.scenarioCommands[0];
-    if (!training) throw new Error("no training step");
+    const training = trainingStep("refused");
     const lines = linesOf((await failureOf(training.stdout)).message);
     expect(lines.find((l) => l.startsWith("criu-lab: scenario training failed"))).toMatch(
       /^criu-lab: scenario training failed on the lab host: training-incremental cannot run on this host: no dirty-page tracking .* \(checkpoint images kept in \/var\/log\/criu-lab\/training-.*\/checkpoints on the host\) \(exit 1\)$/,

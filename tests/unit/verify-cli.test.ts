@@ -1,9 +1,8 @@
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   USAGE,
   main,
@@ -22,6 +21,7 @@ import {
   verifyLab,
 } from "../../verify/verifier";
 import { shellQuote } from "../../contract/checks";
+import { scratchDir } from "./support/scratch";
 
 // Not a real key: shaped like one, so that scrubbing and "never printed" can be checked.
 const PRIVATE_KEY = [
@@ -36,8 +36,7 @@ const OTHER_PRIVATE_KEY = PRIVATE_KEY.replace("b3BlbnNzaC1", "c3BlbnNzaC1");
 const HOST_KEY =
   "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJs+lsyjLhF6WNSYyc1XOWc/ZX0o1P2XsU/Rvvymo70+ fixture";
 
-const dir = mkdtempSync(join(tmpdir(), "criulab-verify-unit-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDir("criulab-verify-unit");
 
 describe("parseFlags", () => {
   it("has the documented defaults", () => {

@@ -1,15 +1,14 @@
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { migrationTable } from "../../vm/pair";
 import { formatPhases, main } from "../../vm/cli";
 import { destroyLab, runLab, VmError } from "../../vm/lab";
 import { parseVmArgs } from "../../vm/options";
+import { scratchDir } from "./support/scratch";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vm-cli-test-"));
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = scratchDir("vm-cli-test");
 afterEach(() => vi.restoreAllMocks());
 
 function captureStderr(): () => string {

@@ -22,6 +22,7 @@ import {
   verifySha256,
 } from "../../vm/image";
 import { criuBuildPackages, criuSourceId, INSTALL_CRIU_SH } from "../../vm/imageCriu";
+import { scratchDir } from "./support/scratch";
 
 const sha = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
 
@@ -59,8 +60,7 @@ describe("SHA256SUMS", () => {
 });
 
 describe("file checks", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-image-test-"));
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir("vm-image-test");
 
   it("hashes a file as sha256sum does and rejects a mismatch naming both sums", async () => {
     const file = path.join(dir, "disk.img");
@@ -204,8 +204,7 @@ describe("Debian image recipe", () => {
 });
 
 describe("Debian image cache", () => {
-  const cache = fs.mkdtempSync(path.join(os.tmpdir(), "vm-debian-cache-"));
-  afterAll(() => fs.rmSync(cache, { recursive: true, force: true }));
+  const cache = scratchDir("vm-debian-cache");
   const spec = {
     release: "13" as const,
     mirrors: { archive: "http://a.example/debian", updates: true, from: "test" },

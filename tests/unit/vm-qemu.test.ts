@@ -1,7 +1,6 @@
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { PROBE_MARKER, probeArgs, probeBootSector } from "../../vm/accel";
 import { DEBIAN_KERNEL_APPEND, type BaseImage } from "../../vm/image";
 import { installTimings } from "../../vm/lab";
@@ -21,6 +20,7 @@ import {
 import { renderMetaData, seedIsoArgs } from "../../vm/seed";
 import { GUEST_HOST_ADDRESS, serveFile } from "../../vm/serve";
 import { missingTools, missingToolsMessage, requiredTools } from "../../vm/tools";
+import { scratchDir } from "./support/scratch";
 
 const launch: VmLaunch = {
   name: "t1",
@@ -191,8 +191,7 @@ describe("tools", () => {
 });
 
 describe("tarball server", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-serve-test-"));
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir("vm-serve-test");
 
   it("serves the one file at the URL the guest gets, and nothing else", async () => {
     const file = path.join(dir, "criu_4.2.1.orig.tar.xz");

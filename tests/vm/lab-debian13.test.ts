@@ -16,7 +16,6 @@ import { labRun, labStages } from "../../bench/cases/migration";
 import { probeBoots } from "../../vm/accel";
 import { debianImageDir } from "../../vm/image";
 import { LAB_USER, type LabRun } from "../../vm/lab";
-import { parseVmArgs } from "../../vm/options";
 import {
   migrateInPair,
   migrationTable,
@@ -38,20 +37,12 @@ import {
   expectVerified,
   skipVm,
   tarball,
-  tarballFlags,
+  testVmOptions,
   vmLog,
 } from "./support/vmRun";
 
 describe.skipIf(skipVm)("the lab on Debian 13 in local QEMU VMs (CRIU built in the image)", () => {
-  const opts = parseVmArgs([
-    "--image",
-    "debian",
-    "--name",
-    `test-${process.pid}-d13`,
-    "--timeout",
-    "40",
-    ...tarballFlags(),
-  ]);
+  const opts = testVmOptions("d13");
   const log = vmLog();
   let run: LabRun | undefined;
   let pair: PairRun | undefined;

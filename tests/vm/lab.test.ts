@@ -13,14 +13,13 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { debianImageDir } from "../../vm/image";
 import type { LabRun } from "../../vm/lab";
-import { parseVmArgs } from "../../vm/options";
 import {
   bootLab,
   destroyRun,
   expectVerified,
   listensBeyondLoopback,
   skipVm,
-  tarballFlags,
+  testVmOptions,
   vmLog,
 } from "./support/vmRun";
 
@@ -29,19 +28,7 @@ import {
 // machine), why is not known (not the guest's kernel or process spawns, measured with
 // init=/bin/bash; gcc 14 is the likeliest cause). Debian 13 builds CRIU natively in its image.
 describe.skipIf(skipVm)("the lab in a local QEMU VM (Debian 12, CRIU built in the guest)", () => {
-  const opts = parseVmArgs([
-    "--image",
-    "debian",
-    "--debian-release",
-    "12",
-    "--criu-build",
-    "guest",
-    "--name",
-    `test-${process.pid}-d12`,
-    "--timeout",
-    "40",
-    ...tarballFlags(),
-  ]);
+  const opts = testVmOptions("d12", ["--debian-release", "12", "--criu-build", "guest"]);
   const log = vmLog();
   let run: LabRun | undefined;
   const baseDir = debianImageDir(opts.cacheDir, opts.debianRelease);

@@ -38,19 +38,50 @@ export function labEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 
 export { run, type Ran, waitFor } from "../../../netlab/run";
 
-/** A fresh temp dir; the caller removes it (fs.rmSync(dir, { recursive: true })). */
-/**
- * A fault in CRIU made on purpose, for CRIU_LAB_CRIU: DIR/criu, which runs `lines` (shell;
- * "$@" are CRIU's arguments) and then the real CRIU. Returns its path.
- */
-export function faultyCriu(dir: string, lines: string[]): string {
-  const fake = path.join(dir, "criu");
-  fs.writeFileSync(fake, ["#!/bin/sh", ...lines, `exec ${HOST.criu} "$@"`, ""].join("\n"), {
-    mode: 0o755,
-  });
-  return fake;
+/** `criu-lab scenario run NAME ARGS` of this checkout with ENV() (its log dir, its RAM dir ...)
+ * and the caller's EXTRA variables over this process's environment. */
+export function scenarioRunner(name: string, env: () => Record<string, string>) {
+  return (args: string[], extra: Record<string, string> = {}): Ran =>
+    run(LAB.command, ["scenario", "run", name, ...args], {
+      env: { ...process.env, ...env(), ...extra },
+    });
 }
 
+/** One of the lab's programs in host/ (game_client.py, trainer.py ...), run with ARGS. */
+export function hostProgram(name: string, args: string[]): Ran {
+  return run("/usr/bin/python3", [path.join(HOST_DIR, name), ...args]);
+}
+
+/** Writes FILE, a shell script that runs LINES ("$@" are its arguments) and then REAL with
+ * them: a fault made on purpose in front of a real program. Returns FILE. */
+export function wrapProgram(file: string, lines: string[], real: string): string {
+  fs.writeFileSync(file, ["#!/bin/sh", ...lines, `exec ${real} "$@"`, ""].join("\n"), {
+    mode: 0o755,
+  });
+  return file;
+}
+
+/** A fault in CRIU made on purpose, for CRIU_LAB_CRIU: DIR/criu, which runs `lines` and then
+ * the real CRIU. Returns its path. */
+export function faultyCriu(dir: string, lines: string[]): string {
+  return wrapProgram(path.join(dir, "criu"), lines, HOST.criu);
+}
+
+/** FN given a faultyCriu made of LINES in a temp dir of its own (PREFIX), removed after FN. */
+export function withFaultyCriu(
+  prefix: string,
+  lines: string[],
+  fn: (fake: string, dir: string) => void,
+): void {
+  const dir = tempDir(prefix);
+  try {
+    fn(faultyCriu(dir, lines), dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A fresh temp dir; the caller removes it (fs.rmSync(dir, { recursive: true })). */
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `criu-lab-${prefix}-`));
 }
@@ -64,6 +95,30 @@ export function criuTarball(): { path: string; sha256: string } {
   }
   const [sha256, file] = ran.stdout.trim().split(/\s+/);
   return { path: file, sha256 };
+}
+
+/** A local git repository at DIR made from CRIU's release tarball, committed and tagged
+ * v4.2.1 as upstream tags it: the git source path without GitHub. Returns its commit. */
+export function criuReleaseRepo(dir: string): string {
+  fs.mkdirSync(dir);
+  const untar = run("tar", ["-xf", criuTarball().path, "-C", dir, "--strip-components=1"]);
+  if (untar.code !== 0) throw new Error(`tar exited ${untar.code}: ${untar.stderr}`);
+  const who = {
+    GIT_AUTHOR_NAME: "t",
+    GIT_AUTHOR_EMAIL: "t@t",
+    GIT_COMMITTER_NAME: "t",
+    GIT_COMMITTER_EMAIL: "t@t",
+  };
+  const git = (...args: string[]) => {
+    const ran = run("git", ["-C", dir, ...args], { env: { ...process.env, ...who } });
+    if (ran.code !== 0) throw new Error(`git ${args.join(" ")} exited ${ran.code}: ${ran.stderr}`);
+    return ran.stdout.trim();
+  };
+  git("init", "-q");
+  git("add", "-A");
+  git("commit", "-q", "-m", "release source");
+  git("tag", "-a", "v4.2.1", "-m", "v4.2.1");
+  return git("rev-parse", "HEAD");
 }
 
 /** True while a process exists and is not a zombie. */

@@ -87,6 +87,14 @@ export class Terminals {
     await waitFor(what, () => (this.foreground(pane) === "bash" ? true : undefined), ms);
   }
 
+  /** Ctrl-C in PANE: waits for the PIDS it ends (WHAT names them), then for PANE's shell
+   * (PROMPT names it). */
+  async interrupt(pane: number, pids: number[], what: string, prompt: string) {
+    this.keys(pane, "C-c");
+    await waitFor(what, () => (pids.some((pid) => alive(pid)) ? undefined : true));
+    await this.idle(pane, prompt);
+  }
+
   /** The prompts on PANE's screen so far (`bash-5.2# `, at a line's start). */
   prompts(pane: number): number {
     return this.promptsIn(this.screen(pane));

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import { expect } from "vitest";
 import { formatPhases } from "../../../vm/cli";
 import { destroyLab, runLab, stateDirOf, VmError, type LabRun } from "../../../vm/lab";
-import type { VmOptions } from "../../../vm/options";
+import { parseVmArgs, type VmOptions } from "../../../vm/options";
 import type { PairRun } from "../../../vm/pair";
 import { isOurQemu } from "../../../vm/qemu";
 import { releaseTarball } from "../../../vm/tools";
@@ -16,10 +16,25 @@ import { cannotRun, needCommand, needRoot } from "../../support/requirements";
 export const tarball = releaseTarball();
 
 /** The `--criu-tarball` flags for the tarball (none when it could not be fetched). */
-export const tarballFlags = (): string[] =>
+const tarballFlags = (): string[] =>
   typeof tarball === "string"
     ? []
     : ["--criu-tarball", tarball.path, "--criu-sha256", tarball.sha256];
+
+/** A test's Debian lab VM: MORE flags, a name of this test run's (test-PID-NAME), 40 minutes'
+ * timeout and the release tarball served to it. */
+export function testVmOptions(name: string, more: string[] = []): VmOptions {
+  return parseVmArgs([
+    "--image",
+    "debian",
+    ...more,
+    "--name",
+    `test-${process.pid}-${name}`,
+    "--timeout",
+    "40",
+    ...tarballFlags(),
+  ]);
+}
 
 export const skipVm = cannotRun("lab in a local VM", [
   needRoot(),

@@ -253,6 +253,12 @@ export interface MigrationReport {
   freezeMs?: number;
   transferMs?: number;
   restoreMs?: number;
+  /** CRIU's own account; a lazy dump's is null, the reason in dumpLeftOut (common.py). */
+  criu?: {
+    dump: Record<string, number> | null;
+    restore: Record<string, number>;
+    dumpLeftOut?: string;
+  };
   bytesTransferred?: number;
   /** The pair check's checks (host/criu_lab/pair.py), passed or not. */
   pairChecks?: Array<{ name: string; ok: boolean; detail: string }>;

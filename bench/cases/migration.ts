@@ -19,7 +19,14 @@ import { createLabPair, type LabPair } from "../../netlab/netns";
 import { ownTmpfs } from "../../netlab/tmpfs";
 import { run, waitFor } from "../../netlab/run";
 import { RAN_MODES } from "../../contract/seats";
-import { GAP, numbers, stagesAddUp, type BenchContext, type BenchResult } from "../figures";
+import {
+  GAP,
+  numbers,
+  stagesAddUp,
+  type BenchContext,
+  type BenchResult,
+  type StagesCheck,
+} from "../figures";
 import { coldByHand, pageServerByHand, readMarks, type Peer } from "../hand";
 import { killHolder, startHolder } from "../holder";
 
@@ -28,8 +35,18 @@ const LAB = path.join(__dirname, "..", "..", "host", "criu-lab");
 const MODES: string[] = RAN_MODES.filter((m) => m !== "lazy");
 /** The hand procedures this bench has; a mode without one has no floor. */
 const BY_HAND: Record<string, boolean> = { cold: true, "page-server": true };
-/** The lab's stages inside its downtime (migrate's JSON), in the order they happen. */
-const STAGES = ["freezeMs", "manifestMs", "reapMs", "checkMs", "transferMs", "restoreMs"] as const;
+/** The lab's stages inside its downtime (migrate's JSON), in the order they happen; forward
+ * and daemon are lazy's (host/criu_lab/lazy.py STAGES), the others leave them out. */
+export const STAGES = [
+  "freezeMs",
+  "manifestMs",
+  "reapMs",
+  "checkMs",
+  "forwardMs",
+  "transferMs",
+  "daemonMs",
+  "restoreMs",
+] as const;
 /** CRIU's own account (migrate's `criu`), µs and pages, shown where present. */
 const CRIU_DUMP = [
   "freezingTimeUs",
@@ -257,15 +274,24 @@ export function addParts(r: BenchResult, figures: Record<string, number>): void 
   for (const [k, v] of Object.entries(figures)) (r.parts[k] ??= []).push(v);
 }
 
+/** A run's downtime (lazy's: resumeMs), its stages by name and whether they add up to it. */
+export function labStages(j: Record<string, unknown>): {
+  downtime: number;
+  stages: Record<string, number>;
+  check: StagesCheck;
+} {
+  const downtime = typeof j.downtimeMs === "number" ? j.downtimeMs : NaN;
+  const stages = numbers(j, STAGES);
+  return { downtime, stages, check: stagesAddUp(downtime, stages) };
+}
+
 /** One lab run, read by name: its stages, CRIU's own account (ms and pages) and the gap
  * between its downtime and its stages (bench/figures.ts GAP), and the line the bench logs. */
 export function labRun(j: Record<string, unknown>): {
   parts: Record<string, number>;
   line: string;
 } {
-  const downtime = typeof j.downtimeMs === "number" ? j.downtimeMs : NaN;
-  const stages = numbers(j, STAGES);
-  const check = stagesAddUp(downtime, stages);
+  const { downtime, stages, check } = labStages(j);
   const criu = (j.criu ?? {}) as Record<string, unknown>;
   const own: Record<string, number> = {};
   for (const [k, v] of Object.entries({

@@ -121,6 +121,23 @@ def criu_stats(images_dir):
     return stats
 
 
+# Why a lazy dump's stats-dump is left out of the JSON (CRIU 4.2, read in its sources): once
+# the images are written, criu/cr-dump.c cr_dump_finish calls cr_lazy_mem_dump, whose
+# cr_page_server (criu/page-xfer.c) calls init_stats(DUMP_STATS) (criu/stats.c), which puts a
+# new, zeroed block in place of the dump's. Every figure of the dump is gone: freezing,
+# memdump, memwrite and the page counts read 0, and cr_dump_finish's timing_stop(TIME_FROZEN)
+# measures from a start that block never had (seen: the guest's uptime), not a freeze.
+LAZY_DUMP_STATS = ("a lazy dump's stats-dump is not its own: CRIU's lazy page server resets the dump's "
+                   "stats before they are written (criu/page-xfer.c cr_page_server: init_stats), so its "
+                   "frozen time is a clock reading and every other figure 0; the lab's freezeMs times the dump")
+
+
+def dump_stats(mode, stats):
+    """STATS (criu_stats' dump figures) as the JSON gives them for MODE: None for lazy,
+    whose stats-dump describes no dump (LAZY_DUMP_STATS)."""
+    return None if mode == "lazy" else stats
+
+
 def frozen_us(images_dir):
     """How long the dump into IMAGES_DIR kept the process frozen (µs, CRIU's stats-dump), or
     raises a LabError that names the file: the scenarios report it."""

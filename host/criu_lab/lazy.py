@@ -37,55 +37,92 @@ DAEMON_END_S, UNRESTORED_END_S = 60, 5
 DUMP_AFTER_DAEMON_S = 10
 
 
-def lazy(m, carry, out, started):
+# Lazy's stages, in the order they happen, each a field of migrate's JSON (ms): back to back
+# from the freeze, so together they are resumeMs (docs/design.md "Lazy's stages").
+STAGES = ("freezeMs", "manifestMs", "forwardMs", "transferMs", "daemonMs", "restoreMs")
+
+
+class Stages:
+    """Back-to-back stages of a downtime that began at START (time.monotonic()): each mark()
+    closes the stage since the one before into R[KEY] (ms), so nothing the lab does between
+    two of them goes uncounted; total() is the time from START to the last mark."""
+
+    def __init__(self, r, start):
+        self.r, self.start, self.last = r, start, start
+
+    def mark(self, key):
+        now = time.monotonic()
+        self.r[key] = round((now - self.last) * 1000, 1)
+        self.last = now
+
+    def total(self):
+        return round((self.last - self.start) * 1000, 1)
+
+
+def lazy(m, carry, out):
     """Post-copy: dump with --lazy-pages (this host keeps the pages and serves them), copy the
     rest, start `criu lazy-pages` there, restore there; pages follow on demand. resumeMs: from
-    STARTED (the freeze) until the process runs there; completeMs: until the last page has
-    gone and the source process ended. A lazy run that does not end whole there ends with the
-    process running here again and the copy there killed (`lazy` in the JSON says so)."""
+    the freeze (m.frozen_at, the dump's start) until the process runs there, the sum of
+    STAGES; completeMs: until the last page has gone and the source process ended. A lazy run
+    that does not end whole there ends with the process running here again and the copy
+    there killed (`lazy` in the JSON says so)."""
     r = m.r
     m.room(m.images, pages_here=False, pages_there=False)  # the pages stay in memory, then go to memory there
+    who = identity(m.pid)  # read while it runs: nothing of it changes in the freeze
     ready_r, ready_w = os.pipe()
     port = local_port()
+    m.frozen_at = time.monotonic()  # the downtime starts as the dump does (it freezes at once)
     dump = subprocess.Popen([CRIU, "dump", "-t", str(m.pid), "-D", m.images, "--lazy-pages", "--leave-stopped",
                              "--address", "127.0.0.1", "--port", str(port), "--status-fd", str(ready_w),
                              "-o", os.path.join(m.dir, "dump.log"), "-v4"], pass_fds=(ready_w,))
     os.close(ready_w)
+    # The byte comes once every image but the pages is written and the page server listens
+    # (criu/cr-dump.c cr_lazy_mem_dump -> cr_page_server -> criu/util.c run_tcp_server:
+    # status_ready just before it accepts).
     got = os.read(ready_r, 1)
     os.close(ready_r)
+    stages = Stages(r, m.frozen_at)
+    stages.mark("freezeMs")
     if got != b"\0":
         dump.wait()
         raise LabError(BROKEN, f"criu dump --lazy-pages exited {dump.returncode}; end of {m.dir}/dump.log:\n{tail(os.path.join(m.dir, 'dump.log'))}")
     m.dumped = True
-    who = identity(m.pid)
     try:
-        serve(m, carry, out, port)
-        r["resumeMs"] = round((time.monotonic() - started) * 1000, 1)
+        serve(m, carry, port, stages)
+        r["resumeMs"] = stages.total()
+        # The source stays stopped (--leave-stopped) until the lab ends or resumes it, so its
+        # output still ends with the last count before the freeze: read after the downtime.
+        r["lastBeforeDump"] = (counts(out) or [None])[-1] if out else None
     except (LabError, *EXPECTED) as e:
-        said = end(m, dump, port, who, started)
+        said = end(m, dump, port, who, m.frozen_at)
         raise LabError(getattr(e, "code", BROKEN), f"{error_text(e)}\n{said}") from None
-    said = end(m, dump, port, who, started)
+    said = end(m, dump, port, who, m.frozen_at)
     if said:
         raise LabError(BROKEN, said)
 
 
-def serve(m, carry, out, port):
-    """The dump is done but for the pages: its images there, the daemon, the restore."""
+def serve(m, carry, port, stages):
+    """The dump is done but for the pages: its images there, the daemon, the restore; each a
+    stage of the downtime (STAGES)."""
     r, remote = m.r, m.remote
     # Its images are whole now but for the pages, which the dump serves: checked there (check_there).
     manifest.write(m.images, {"lazyPages": True})
-    r["lastBeforeDump"] = (counts(out) or [None])[-1] if out else None
+    stages.mark("manifestMs")
     fwd = run([*remote.ssh, "-O", "forward", "-R", f"127.0.0.1:0:127.0.0.1:{port}", remote.target], 30)
     if fwd.returncode != 0 or not fwd.stdout.strip().isdigit():
         raise LabError(BROKEN, f"cannot forward {remote.host} back to the lazy page server here: {fwd.stderr.strip()}")
+    stages.mark("forwardMs")
     names = [os.path.join(m.images, n) for n in sorted(os.listdir(m.images))]
-    r["bytesTransferred"] += ship(remote, names + carry, r)
+    r["bytesTransferred"] += ship(remote, names + carry, {"transferMs": 0})  # timed as a stage, listing included
+    stages.mark("transferMs")
     remote.must(start_daemon(m.dir, m.images, int(fwd.stdout.strip())), "criu lazy-pages")
+    stages.mark("daemonMs")
     # The fault's kill goes in the restore's own command: the daemon copies every page left as
     # soon as the restore has finished (criu/uffd.c handle_requests), so a round trip later
     # could find nothing left to lose.
     then = m.fault.lazy_restored(m.dir) if m.fault else ""
     m.restore(m.images, ["--lazy-pages"], then=then)
+    stages.mark("restoreMs")  # its SSH command whole, the check there and the fault's kill included
 
 
 def start_daemon(run_dir, images, port):

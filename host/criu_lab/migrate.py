@@ -12,8 +12,8 @@ import shlex
 import subprocess
 import time
 
-from .common import (CRIU, base, counts, counts_in, crit_show, criu, criu_stats, human_bytes, keep_latest_passing,
-                     no_room, new_run, ready, room_for_dump, run, whole)
+from .common import (CRIU, LAZY_DUMP_STATS, base, counts, counts_in, crit_show, criu, criu_stats, dump_stats, human_bytes,
+                     keep_latest_passing, no_room, new_run, ready, room_for_dump, run, whole)
 from . import manifest
 from .faults import Fault, add_fault_flag, lines as fault_lines
 from .lazy import lazy
@@ -204,8 +204,7 @@ def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None, ram_budget=N
             port = m.page_server(m.images)
             m.dump(["--page-server", "--address", "127.0.0.1", "--port", str(port)])
         elif mode == "lazy":
-            started = time.monotonic()
-            lazy(m, carry, out, started)
+            lazy(m, carry, out)  # its stages and resumeMs from its own freeze (lazy.STAGES)
         else:
             m.dump([])
         if mode != "lazy":
@@ -227,7 +226,9 @@ def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None, ram_budget=N
         # have all come: completeMs says when the source was done).
         r["downtimeMs"] = r["resumeMs"]
         # CRIU's own account, beside the lab's: read after the downtime, its SSH round trip not in it.
-        r["criu"] = {"dump": criu_stats(m.images), "restore": criu_stats_there(remote, m.images)}
+        r["criu"] = {"dump": dump_stats(mode, criu_stats(m.images)), "restore": criu_stats_there(remote, m.images)}
+        if r["criu"]["dump"] is None:
+            r["criu"]["dumpLeftOut"] = LAZY_DUMP_STATS
         if mode == "page-server":  # the pages went through the tunnel, not the tar stream
             r["bytesTransferred"] += int(remote.must(f"cat {shlex.quote(m.images)}/pages-*.img | wc -c", "counting pages"))
         r["carried"] = carry
@@ -307,7 +308,7 @@ def timeline(r):
              "  " + ", ".join(f"{ch} {name} {ms} ms" for name, ms, ch in parts),
              f"  {r['bytesTransferred']} bytes sent; carried: {', '.join(r['carried']) or 'nothing'}"]
     # CRIU's own account, what it measured inside freeze and restore (a field it did not write: left out).
-    dump, restore = r.get("criu", {}).get("dump", {}), r.get("criu", {}).get("restore", {})
+    dump, restore = r.get("criu", {}).get("dump") or {}, r.get("criu", {}).get("restore") or {}
     def number(d, key):
         return isinstance(d.get(key), int)
     said = ([f"frozen {dump['frozenTimeUs'] / 1000:.1f} ms"] if number(dump, "frozenTimeUs") else []) + \

@@ -128,3 +128,36 @@ def test_a_dump_that_outlives_the_daemon_there_is_killed(tmp_path, monkeypatch):
         if dump.poll() is None:
             dump.kill()
             dump.wait()
+
+
+def test_stages_are_back_to_back_from_the_freeze_so_they_add_up_to_the_downtime(monkeypatch):
+    clock = iter([10.25, 10.5, 13.0, 13.0])
+    monkeypatch.setattr(lazy.time, "monotonic", lambda: next(clock))
+    r = {}
+    stages = lazy.Stages(r, 10.0)
+    for key in ("freezeMs", "manifestMs", "transferMs", "restoreMs"):
+        stages.mark(key)
+    assert r == {"freezeMs": 250.0, "manifestMs": 250.0, "transferMs": 2500.0, "restoreMs": 0.0}
+    assert stages.total() == sum(r.values()) == 3000.0
+
+
+def test_a_stage_marked_again_is_the_time_since_the_mark_before_it(monkeypatch):
+    # m.restore records its own restoreMs; the stage's mark, after it, is the one that stays.
+    clock = iter([1.0, 1.5])
+    monkeypatch.setattr(lazy.time, "monotonic", lambda: next(clock))
+    r = {"restoreMs": 123.4}
+    stages = lazy.Stages(r, 0.5)
+    stages.mark("freezeMs")
+    stages.mark("restoreMs")
+    assert r == {"freezeMs": 500.0, "restoreMs": 500.0} and stages.total() == 1000.0
+
+
+def test_every_lazy_stage_is_one_the_bench_sums():
+    # The bench and the VM test check the stages add up by their names (bench/cases/migration.ts
+    # STAGES): a stage it does not know would show as a gap.
+    ts = os.path.join(os.path.dirname(__file__), "..", "..", "bench", "cases", "migration.ts")
+    with open(ts, encoding="utf-8") as f:
+        text = f.read()
+    listed = text[text.index("export const STAGES = ["):]
+    listed = listed[:listed.index("]")]
+    assert [k for k in lazy.STAGES if f'"{k}"' not in listed] == []

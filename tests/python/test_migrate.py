@@ -86,6 +86,9 @@ def test_timeline_says_what_criu_measured_and_leaves_out_what_it_did_not():
     # A value crit gave that is no number is left out of the drawing (the JSON keeps it as given).
     r = result(criu={"dump": {"frozenTimeUs": "soon", "pagesWritten": 3}, "restore": {}})
     assert migrate.timeline(r).split("\n")[4] == "  CRIU's own: 3 pages written"
+    # A lazy dump's stats are left out (null: common.LAZY_DUMP_STATS); the restore's still said.
+    r = result(criu={"dump": None, "restore": {"restoreTimeUs": 4157}, "dumpLeftOut": "why"})
+    assert migrate.timeline(r).split("\n")[4] == "  CRIU's own: restore 4.2 ms"
 
 
 def test_sha256(tmp_path):

@@ -110,3 +110,12 @@ def test_frozen_us_names_the_file_when_there_is_none(tmp_path, fake_crit):
         common.frozen_us(images(tmp_path, "stats-restore"))
     assert e.value.code == BROKEN
     assert f"{tmp_path}/stats-dump" in str(e.value)
+
+
+def test_a_lazy_dump_s_stats_are_left_out_with_the_reason(tmp_path, fake_crit):
+    # CRIU's lazy page server resets the dump's stats before they are written (common.LAZY_DUMP_STATS):
+    # as the VM pair saw them, a frozen time of 1000 s and zeros for a dump that froze and scanned.
+    assert common.dump_stats("lazy", {"frozenTimeUs": 1000359400, "freezingTimeUs": 0, "pagesLazy": 0}) is None
+    assert "init_stats" in common.LAZY_DUMP_STATS
+    for mode in ("cold", "page-server", "pre-copy"):
+        assert common.dump_stats(mode, common.criu_stats(images(tmp_path, "stats-dump"))) == DUMP_STATS

@@ -5,7 +5,7 @@
  * Pure code: no CRIU, no root.
  */
 import { describe, expect, it } from "vitest";
-import { labRun } from "../../bench/cases/migration";
+import { labRun, labStages } from "../../bench/cases/migration";
 import {
   breakdown,
   GAP,
@@ -176,6 +176,33 @@ describe("reading the host command's JSON by name", () => {
     const bare = labRun({ ok: true, downtimeMs: 1000, freezeMs: 100 });
     expect(bare.line).toContain("STAGES DO NOT ADD UP");
     expect(bare.line).toContain("none in the JSON");
+  });
+
+  it("labRun sums lazy's own stages (forward, daemon) to its downtime, its null stats-dump left out", () => {
+    const lazy = {
+      ok: true,
+      mode: "lazy",
+      downtimeMs: 1000,
+      resumeMs: 1000,
+      completeMs: 9000,
+      freezeMs: 300,
+      manifestMs: 10,
+      reapMs: 0,
+      checkMs: 0,
+      forwardMs: 90,
+      transferMs: 200,
+      daemonMs: 150,
+      restoreMs: 250,
+      criu: { dump: null, restore: { restoreTimeUs: 200000 }, dumpLeftOut: "reset" },
+    };
+    expect(labStages(lazy).check).toMatchObject({ sum: 1000, gap: 0, ok: true });
+    const got = labRun(lazy);
+    expect(got.parts).toMatchObject({ forward: 90, daemon: 150, "CRIU restore": 200, [GAP]: 0 });
+    expect(got.parts["CRIU frozen"]).toBeUndefined();
+    // Without its forward and daemon stages (the lab before them), 24 % of it is in none.
+    const { forwardMs, daemonMs, ...older } = lazy;
+    expect(forwardMs + daemonMs).toBe(240);
+    expect(labStages(older).check.ok).toBe(false);
   });
 });
 

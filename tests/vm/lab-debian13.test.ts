@@ -12,6 +12,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { labRun, labStages } from "../../bench/cases/migration";
 import { probeBoots } from "../../vm/accel";
 import { debianImageDir } from "../../vm/image";
 import { LAB_USER, type LabRun } from "../../vm/lab";
@@ -184,7 +185,32 @@ describe.skipIf(skipVm)("the lab on Debian 13 in local QEMU VMs (CRIU built in t
         expect(rounds[0].pages, what).toBeGreaterThan(0);
         expect(["converged", "not shrinking", "round limit"], what).toContain(m.report.preCopyStop);
       }
-      if (m.mode === "lazy") expect(m.report.resumeMs, what).toBeGreaterThan(0);
+      const j = m.report as unknown as Record<string, unknown>;
+      log(`${what}: ${labRun(j).line}`);
+      if (m.mode === "lazy") {
+        expect(m.report.resumeMs, what).toBeGreaterThan(0);
+        expect(m.report.downtimeMs, what).toBe(m.report.resumeMs);
+        // Its stages, back to back from the freeze, are its downtime (lazy.py STAGES), and
+        // CRIU's stats-dump of a lazy dump is left out, with the reason (common.LAZY_DUMP_STATS).
+        const { stages, check } = labStages(j);
+        expect(Object.keys(stages), what).toEqual(
+          expect.arrayContaining([
+            "freezeMs",
+            "manifestMs",
+            "forwardMs",
+            "transferMs",
+            "daemonMs",
+            "restoreMs",
+          ]),
+        );
+        expect(stages.freezeMs, what).toBeGreaterThan(0);
+        expect(
+          check.ok,
+          `${what}: gap ${check.gap.toFixed(1)} ms (${check.gapPercent.toFixed(1)} %)`,
+        ).toBe(true);
+        expect(m.report.criu?.dump, what).toBeNull();
+        expect(m.report.criu?.dumpLeftOut, what).toMatch(/init_stats/);
+      }
     }
     expect(pairFigures(rows)).toHaveLength(2);
   });

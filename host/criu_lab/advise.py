@@ -23,9 +23,10 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # bytes, `criu dump` into /dev/shm and `criu restore -d` from there, twice each (8 MiB: dump
 # 74-83 ms, restore 105-115 ms; 256 MiB: dump 173-189 ms, restore 902-928 ms). The fixed cost
 # is the 8 MiB run's, the rate the 248 MiB between them over the difference in time. Hashing:
-# the manifest's sha256 (written here in the freeze, checked there before the restore; Python's
-# hashlib and sha256sum both 375 MiB/s on 256 MiB). docs/design.md "Measured here" has more.
-COST = {"dumpFixedMs": 75, "dumpMiBs": 2400, "restoreFixedMs": 105, "restoreMiBs": 310, "hashMiBs": 375}
+# the manifest's sha256, written here in the freeze and checked there before the restore, both
+# with Python's hashlib (manifest.CHECK_PY): 1 GiB in 0.84-0.89 s at load 0.6-1.0 (coreutils
+# 9.1's sha256sum, the check there before: 2.74-2.86 s). docs/design.md "Measured here" has more.
+COST = {"dumpFixedMs": 75, "dumpMiBs": 2400, "restoreFixedMs": 105, "restoreMiBs": 310, "hashMiBs": 1200}
 
 # pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst): present, swapped, soft-dirty.
 PRESENT, SWAPPED, SOFT_DIRTY = 1 << 63, 1 << 62, 1 << 55

@@ -1,7 +1,8 @@
 """A checkpoint as one archive (criu-lab checkpoint export/import): a tar of its manifest and
 its files, by name only (no directories, links or owners), compressed with zstd where the
 `zstd` binary is installed, else gzip (docs/design.md "Checkpoint manifest"). Plain enough
-that `zstd -dc | tar -xf -` and `sha256sum -c` unpack and check it on a host without criu-lab.
+that `zstd -dc | tar -xf -` and manifest.check_there unpack and check it on a host without
+criu-lab.
 """
 import os
 import shutil
@@ -132,7 +133,7 @@ def extract(tar, member, file, d):
 
 def unpack_there(d, codec):
     """Shell text for another host: the archive on stdin unpacked into D, then checked with
-    sha256sum against this host's manifest (manifest.check_there), in one SSH round trip."""
+    SHA-256 against this host's manifest (manifest.check_there), in one SSH round trip."""
     q = "'" + d.replace("'", "'\\''") + "'"
     decompress = "zstd -dcq" if codec == "zstd" else "gzip -dc"
     return (f"mkdir -p {q} && chmod 700 {q} && {decompress} | tar -C {q} --no-same-owner -xf - "

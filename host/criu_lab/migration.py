@@ -128,7 +128,7 @@ def cmd_backup(a):
             sizes = {e["reg"]["name"]: e["reg"].get("size") for e in crit_show(os.path.join(d, "files.img")) if "reg" in e}
             names = [os.path.join(d, n) for n in sorted(os.listdir(d))]
             # The checkpoint travels as its archive (checkpoint export), unpacked and checked
-            # against its manifest there (checkpoint import's check, by sha256sum) before any restore.
+            # against its manifest there (checkpoint import's check, manifest.check_there) before any restore.
             manifest.write(d, {"checkpoint": k})
             path = f"{d}.tar.{'zst' if codec == 'zstd' else 'gz'}"
             archive.pack(d, path, codec)

@@ -521,11 +521,17 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
 
   it("an image that changed on its way: refused there naming it (exit 3), the process back here", async () => {
     const { pid, log } = await startCounter("changed-there");
-    // The destination's sha256sum first flips a byte of the pages it is asked to check: what
-    // a bad disk or a hand there would do between the copy and the restore.
-    await sshdWrapping(2206, "/usr/bin/sha256sum", "sha256sum-after-a-change", [
-      'if [ "$1" = -c ] && [ -f pages-1.img ]; then ' +
-        "printf X | dd of=pages-1.img bs=1 seek=100 conv=notrunc 2>/dev/null; fi",
+    // The destination's tar, once it has written the images it received, flips a byte of
+    // their pages: what a bad disk or a hand there would do between the copy and the restore.
+    const realTar = path.join(dir, "tar-then-a-change-real");
+    await sshdWrapping(2206, "/usr/bin/tar", "tar-then-a-change", [
+      'if [ "$1" = -C ] && [ "$2" = / ]; then',
+      `  names=$(${realTar} -v "$@") || exit $?`,
+      '  for f in $(printf "%s\\n" "$names" | grep "/images/pages-1.img$"); do',
+      '    printf X | dd of="/$f" bs=1 seek=100 conv=notrunc 2>/dev/null',
+      "  done",
+      "  exit 0",
+      "fi",
     ]);
     const ran = migrate(movePid(pid, ["--port", "2206"]));
     expect(ran.code, ran.stdout + ran.stderr).toBe(ExitCode.unreachable);

@@ -137,7 +137,7 @@ def test_a_file_that_is_no_archive_is_refused(tmp_path):
         archive.codec_of(str(tmp_path / "x"))
 
 
-def test_the_import_there_is_tar_and_sha256sum_in_one_shell_line(tmp_path):
+def test_the_import_there_is_tar_and_a_sha256_check_in_one_shell_line(tmp_path):
     # What the backup host runs (no criu-lab there): the archive on stdin, checked against
     # this host's manifest. Here "there" is another directory of the same path on this host.
     d = checkpoint(tmp_path)

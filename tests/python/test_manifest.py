@@ -1,5 +1,6 @@
 """manifest.py: a checkpoint's MANIFEST.json built, compared with its directory, verified here,
-and checked on another host by the shell line it gives (run here with sh and sha256sum)."""
+and checked on another host by the shell line it gives (run here with sh: Python's hashlib, or
+sha256sum where there is no Python)."""
 import hashlib
 import json
 import os
@@ -145,14 +146,23 @@ def sh(script):
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True)
 
 
-def test_the_check_there_is_sha256sum_over_this_hosts_manifest(tmp_path):
+@pytest.mark.parametrize("python", [manifest.PYTHON, "/nonexistent/python3"], ids=["hashlib", "sha256sum"])
+def test_the_check_there_is_sha256_over_this_hosts_manifest(tmp_path, monkeypatch, python):
+    # With the lab's Python there, its hashlib; without it, coreutils' sha256sum: either says
+    # which file differs as sha256sum -c does.
+    monkeypatch.setattr(manifest, "PYTHON", python)
     d = checkpoint(tmp_path / "c", {"pages-1.img": b"p" * 4096, "core-1.img": b"c", "inventory.img": b"i"})
     manifest.write(d)
-    assert sh(manifest.check_there(d)).returncode == 0
+    ok = sh(manifest.check_there(d))
+    assert (ok.returncode, ok.stdout) == (0, "")
     flip(os.path.join(d, "pages-1.img"), 7)
     os.unlink(os.path.join(d, "inventory.img"))
     p = sh(manifest.check_there(d))
     assert p.returncode == manifest.DIFFERS_THERE
+    if python != "/nonexistent/python3":  # hashlib's lines only
+        assert p.stdout.splitlines() == ["inventory.img: FAILED open or read", "pages-1.img: FAILED"]
+    else:  # sha256sum's, its own complaint among them
+        assert "sha256sum: inventory.img: No such file or directory" in p.stdout
     e = manifest.refused_there(p.stdout, d, "10.0.1.12")
     assert e.code == NOT_READY
     assert str(e).startswith(f"checkpoint {d} refused on 10.0.1.12: inventory.img is missing; "

@@ -30,6 +30,18 @@ def test_a_ram_directory_stays_while_its_migration_may_run(busy, lab_runs, now, 
     assert clean.ram_why_kept("20260101T000000Z", NO_PID, now, busy, lambda pid: lab_runs) == why
 
 
+def exec_done(pid, name, timeout_s=10):
+    """Waits until PID runs NAME: a child started by subprocess has the parent's (or an empty)
+    command line until its exec."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if f.read().split(b"\0")[0] == name:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"PID {pid} never ran {name!r}")
+
+
 def test_ram_plan_removes_only_over_migrations_and_leaves_other_names(tmp_path):
     root = tmp_path / "shm"
     stale = root / f"criu-lab-migrate-20260101T000000Z-{NO_PID}"
@@ -46,6 +58,7 @@ def test_ram_plan_removes_only_over_migrations_and_leaves_other_names(tmp_path):
     os.symlink(stale, root / f"criu-lab-migrate-20260101T000000Z-{NO_PID + 3}")
     sleeper = subprocess.Popen(["sleep", "60"], cwd=worked_in)
     try:
+        exec_done(sleeper.pid, b"sleep")  # its name is read from /proc: after the exec, not before
         remove, kept = clean.ram_plan(str(root), now=LATER)
     finally:
         sleeper.kill()

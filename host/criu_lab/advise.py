@@ -184,8 +184,8 @@ def predict(pages, dirty, net, cost=COST):
     (dirty_rate's answer) and NET (link's answer). Every command migrate runs there within the
     downtime costs one rttMs: the room check before the dump (otherMs), the copy, the restore.
     The model, stage by stage (freeze | transfer | restore):
-      cold         dump + hash (the manifest) | a command + pages / link | a command + hash
-                   + restore, everything in turn
+      cold         dump | a command + pages / link, the manifest's hashing beside it (the
+                   longer of the two) | a command + hash (the check there) + restore
       page-server  the dump streams its pages: max(dump, pages / link) | a command for the
                    rest | a command + restore (the pages are not hashed)
       pre-copy     rounds while it runs (precopy_rounds), then as cold for the final round's
@@ -213,13 +213,13 @@ def predict(pages, dirty, net, cost=COST):
         return {"downtimeMs": round(freeze + transfer + restore_ms + other, 1), "stages": s, **more}
 
     out = {
-        "cold": stages(dump(pages) + hashing(pages), rtt + send(pages), rtt + hashing(pages) + restore(pages)),
+        "cold": stages(dump(pages), rtt + max(send(pages), hashing(pages)), rtt + hashing(pages) + restore(pages)),
         "page-server": stages(max(dump(pages), cost["dumpFixedMs"] + send(pages)), rtt, rtt + restore(pages)),
         "lazy": stages(cost["dumpFixedMs"], 2 * rtt, rtt + cost["restoreFixedMs"], 0, pagesFollowMs=round(send(pages), 1)),
     }
     if dirty.get("ok"):
         n, final = precopy_rounds(pages, dirty["bytesPerSec"], dump, send)
-        out["pre-copy"] = stages(dump(final) + hashing(final), rtt + send(final), rtt + hashing(final) + restore(pages),
+        out["pre-copy"] = stages(dump(final), rtt + max(send(final), hashing(final)), rtt + hashing(final) + restore(pages),
                                  rounds=n, finalDirtyBytes=round(final))
     else:
         out["pre-copy"] = {"why": "no prediction without a dirty rate (" + dirty["why"] + ")"}

@@ -106,6 +106,17 @@ def entries(d, hashes=None):
     return files, links
 
 
+def hashes(d):
+    """{name: sha256} of the regular files of checkpoint directory D that its manifest lists
+    (for write's HASHES, computed ahead: migrate hashes while it copies)."""
+    out = {}
+    for name in sorted(os.listdir(d)):
+        path = os.path.join(d, name)
+        if name != NAME and SAFE.fullmatch(name) and os.path.isfile(path) and not os.path.islink(path):
+            out[name] = sha256(path)
+    return out
+
+
 def write(d, info=None, hashes=None):
     """Writes D's manifest (host_facts, INFO, its files), fsynced and renamed into place:
     either the whole manifest is there or none. Returns it."""
@@ -200,6 +211,14 @@ def host_notes(m):
     if missing and here["cpuFlags"]:
         notes.append(f"CPU flags this CPU lacks: {' '.join(missing[:12])}{' ...' if len(missing) > 12 else ''}")
     return notes
+
+
+def put_there(d):
+    """Shell text that writes D's manifest, as it is here, to the same path on another host
+    (0600), for a manifest written after the images were copied there."""
+    with open(os.path.join(d, NAME)) as f:
+        text = f.read()
+    return f"(umask 077 && printf %s {shlex.quote(text)} >{shlex.quote(os.path.join(d, NAME))})"
 
 
 def check_there(d):

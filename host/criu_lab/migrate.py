@@ -6,6 +6,7 @@ checked: the lab's security group lets SSH in and nothing else (docs/design.md "
 The images sit in RAM on both ends while the process is down, when they fit, and move to the
 run's directory on disk once it runs again (docs/design.md "Where a migration's images live").
 """
+import concurrent.futures
 import os
 import re
 import shlex
@@ -81,6 +82,7 @@ class Migration:
         self.frozen_at = None
         self.page_server_pid = None
         self.fault = None  # a Fault (faults.py) caused on purpose at the dump's hooks
+        self.hashing = None  # the images' SHA-256, computed while the check and the copy run
 
     def hook(self, name):
         if self.fault:
@@ -117,9 +119,12 @@ class Migration:
         ms = self.criu(["dump", "-t", str(self.pid), "-D", images or self.images, *extra], "dump.log")
         self.dumped = True
         self.r["freezeMs"] += ms
-        hashed = time.monotonic()
-        manifest.write(images or self.images)  # checked there before the restore (manifest.check_there)
-        self.r["manifestMs"] = round((time.monotonic() - hashed) * 1000, 1)  # the images' sha256, while down
+        # The images' SHA-256 for their manifest (checked there before the restore), in a
+        # thread while the reap, the late-file check and the copy wait on other processes:
+        # hashing 1 GiB is about as long as dumping it. finish_manifest writes it after the copy.
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.hashing = pool.submit(manifest.hashes, images or self.images)
+        pool.shutdown(wait=False)
         waited = time.monotonic()
         self.reap()  # the dumped process is gone; its PID must be free (no zombie) to come back
         self.r["reapMs"] = round((time.monotonic() - waited) * 1000, 1)
@@ -142,11 +147,26 @@ class Migration:
             raise LabError(BROKEN, f"cannot forward a port to {self.remote.host}'s page server: {p.stderr.strip()}")
         return port
 
-    def restore(self, images, extra=(), then=""):
-        """THEN: shell run there right after a restore that succeeded (a fault's), ending in &&."""
+    def finish_manifest(self):
+        """Writes the images' manifest here once their hashes are done (with the wait for them
+        as `manifestMs`, a stage of the downtime: the hashing itself ran beside the check and
+        the copy). Also on a failure, so that images kept as evidence have theirs."""
+        if self.hashing is None:
+            return
+        started, hashing, self.hashing = time.monotonic(), self.hashing, None
+        try:
+            hashes = hashing.result()
+        except OSError:
+            hashes = None  # manifest.write hashes them itself, or says what is missing
+        manifest.write(self.images, hashes=hashes)
+        self.r["manifestMs"] = round((time.monotonic() - started) * 1000, 1)
+
+    def restore(self, images, extra=(), then="", first="true"):
+        """THEN: shell run there right after a restore that succeeded (a fault's), ending in &&.
+        FIRST: shell run there before the check of the images (manifest.put_there)."""
         started = time.monotonic()
         q = shlex.quote
-        p = self.remote.run(f"{manifest.check_there(images)} && {CRIU} restore -d -D {q(images)} --pidfile {q(self.dir)}/restored.pid "
+        p = self.remote.run(f"{first} && {manifest.check_there(images)} && {CRIU} restore -d -D {q(images)} --pidfile {q(self.dir)}/restored.pid "
                             f"-o {q(self.dir)}/restore.log -v4 {' '.join(extra)} && {then}cat {q(self.dir)}/restored.pid", 1800)
         self.r["restoreMs"] = round((time.monotonic() - started) * 1000, 1)
         if p.returncode == manifest.DIFFERS_THERE:
@@ -219,7 +239,9 @@ def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None, ram_budget=N
             r["lastBeforeDump"] = (counts(out) or [None])[-1] if out else None
             names = [os.path.join(m.images, n) for n in sorted(os.listdir(m.images))]
             r["bytesTransferred"] += ship(remote, names + carry, r)
-            m.restore(m.images)
+            # The manifest, written once its hashes are done, goes in the restore's own command.
+            m.finish_manifest()
+            m.restore(m.images, first=manifest.put_there(m.images))
         if mode != "lazy":  # restored whole: it runs there and nothing is left to move
             r["resumeMs"] = r["completeMs"] = round((time.monotonic() - started) * 1000, 1)
         # The downtime is the freeze until the process runs there (for lazy, before its pages
@@ -246,6 +268,11 @@ def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None, ram_budget=N
         return r
     except (LabError, *EXPECTED) as e:
         r["error"] = error_text(e)
+        if m.dumped and mode != "lazy":
+            try:
+                m.finish_manifest()  # the images kept as evidence get theirs
+            except (LabError, OSError) as w:  # never in the way of the process coming back
+                r["error"] += f"\nThe images kept have no manifest: {error_text(w)}"
         if m.fault:
             m.fault.end()  # the link back before the pages are fetched back
         if m.dumped and not r.get("restoredPid") and mode != "lazy":  # lazy() says its own end
@@ -268,6 +295,8 @@ def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None, ram_budget=N
         if m.fault:
             m.fault.end()
         m.cleanup()
+        if m.hashing is not None:  # an error no branch above expected: the images stay still for it
+            concurrent.futures.wait([m.hashing])
         if m.ram:  # an error no branch above expected: nothing stays in RAM
             to_disk(m, keep=True)
 

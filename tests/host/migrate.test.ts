@@ -209,6 +209,12 @@ describe.skipIf(missing)("criu-lab migrate between two network-namespace hosts",
     coldRun = path.dirname(r.imagesDir);
     expect(fs.existsSync(path.join(coldRun, "passed"))).toBe(true);
     expect(pair.destination.ssh(`test -f ${coldRun}/passed`).code).toBe(0);
+    // The images' manifest, written here once their hashes were done (computed beside the
+    // copy), went there in the restore's command: the same bytes, root's only.
+    const manifest = fs.readFileSync(path.join(r.imagesDir, "MANIFEST.json"), "utf8");
+    expect(JSON.parse(manifest).files["pages-1.img"].size).toBeGreaterThan(1_000_000);
+    const m = `${r.imagesDir}/MANIFEST.json`;
+    expect(pair.destination.ssh(`stat -c %a ${m} && cat ${m}`).stdout).toBe(`600\n${manifest}`);
     process.kill(pid, "SIGKILL");
   });
 

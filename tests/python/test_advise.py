@@ -110,9 +110,13 @@ def test_link_names_a_probe_that_failed_or_hung(monkeypatch):
 
 def test_the_model_of_each_mode():
     p = advise.predict(256 * MIB, {"ok": False, "why": "no tracking"}, NET, COST)
-    # cold: dump 50 + 256 + hash 640 | 10 + 2560 | 10 + 640 + 100 + 512, in turn; the room check's 10.
-    assert p["cold"]["stages"] == {"freezeMs": 946.0, "transferMs": 2570.0, "restoreMs": 1262.0, "otherMs": 10.0}
-    assert p["cold"]["downtimeMs"] == 4788.0
+    # cold: dump 50 + 256 | 10 + 2560, the hashing's 640 beside it | 10 + hash 640 there + 100 + 512;
+    # the room check's 10.
+    assert p["cold"]["stages"] == {"freezeMs": 306.0, "transferMs": 2570.0, "restoreMs": 1262.0, "otherMs": 10.0}
+    assert p["cold"]["downtimeMs"] == 4148.0
+    # On a link faster than the hashing, the copy waits for the hashes: 10 + 640, not 10 + 256.
+    fast = advise.predict(256 * MIB, {"ok": False, "why": ""}, {**NET, "bytesPerSec": 1000 * MIB}, COST)
+    assert fast["cold"]["stages"]["transferMs"] == 650.0
     # page-server: the dump waits on the link (50 + 2560 > 50 + 256); no hashing of the pages.
     assert p["page-server"]["stages"] == {"freezeMs": 2610.0, "transferMs": 10.0, "restoreMs": 622.0, "otherMs": 10.0}
     # lazy: no pages in the freeze; they follow at the link's rate.

@@ -169,6 +169,26 @@ def test_the_check_there_is_sha256_over_this_hosts_manifest(tmp_path, monkeypatc
                              "pages-1.img changed (sha256)")
 
 
+def test_hashes_ahead_then_written_there_by_a_shell_line(tmp_path):
+    # migrate hashes the images while it copies them, writes the manifest after, and has the
+    # restore's own command write it there: the same bytes, readable by root only.
+    d = checkpoint(tmp_path / "c", {"pages-1.img": b"p" * 4096, "core-1.img": b"c"}, {"parent": "../0"})
+    ahead = manifest.hashes(d)
+    assert ahead == {"core-1.img": hashlib.sha256(b"c").hexdigest(),
+                     "pages-1.img": hashlib.sha256(b"p" * 4096).hexdigest()}
+    manifest.write(d, hashes=ahead)
+    path = os.path.join(d, manifest.NAME)
+    with open(path) as f:
+        here = f.read()
+    script = manifest.put_there(d)
+    os.unlink(path)  # "there": the images without their manifest
+    assert sh(script).returncode == 0
+    with open(path) as f:
+        assert f.read() == here
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert sh(manifest.check_there(d)).returncode == 0
+
+
 def test_no_check_there_without_a_manifest_here(tmp_path):
     # A lazy migration's images: its pages stay behind, so nothing is listed to check.
     assert manifest.check_there(checkpoint(tmp_path / "c", {"core-1.img": b"c"})) == "true"

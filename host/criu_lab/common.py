@@ -327,6 +327,8 @@ def room_for_dump(pid, images, pages_elsewhere=False):
 
 def no_room(pid, where, need, free, what=None):
     what = what or "its memory, plus a tenth and 8 MiB"
-    return LabError(NOT_READY, f"no room for the images of PID {pid} in {where}: about {human_bytes(need)} needed "
-                    f"({what}), {human_bytes(free)} free there; nothing was frozen. "
-                    "Free space with `sudo criu-lab clean` (or `clean --all`), or dump a smaller process")
+    e = LabError(NOT_READY, f"no room for the images of PID {pid} in {where}: about {human_bytes(need)} needed "
+                 f"({what}), {human_bytes(free)} free there; nothing was frozen. "
+                 "Free space with `sudo criu-lab clean` (or `clean --all`), or dump a smaller process")
+    e.no_room = True  # Migration.room moves pre-copy's rounds from RAM to disk on it
+    return e

@@ -19,7 +19,7 @@ from . import manifest
 from .faults import Fault, add_fault_flag, lines as fault_lines
 from .lazy import lazy
 from .modes import add_mode_flag, same_kernel
-from .outcome import BROKEN, EXPECTED, OK, USAGE, LabError, attempt, error_text, failed
+from .outcome import BROKEN, EXPECTED, NOT_READY, OK, USAGE, LabError, attempt, error_text, failed
 from .pair import check_pair
 from .precopy import pre_copy
 from .procs import alive, wait_for
@@ -89,9 +89,11 @@ class Migration:
             getattr(self.fault, name)()
 
     def criu(self, argv, log):
-        """common.criu with LOG in the run's directory, once the images fit on both hosts (room)."""
+        """common.criu with LOG in the run's directory, once the images fit on both hosts (room:
+        the images' directory may move to disk then, and the dump goes there)."""
         if argv[0] in ("dump", "pre-dump"):
-            self.room(argv[argv.index("-D") + 1], pages_here="--page-server" not in argv)
+            i = argv.index("-D") + 1
+            argv = [*argv[:i], self.room(argv[i], pages_here="--page-server" not in argv), *argv[i + 1:]]
         if argv[0] == "dump":
             self.hook("before_dump")  # after the room check: a fault there meets CRIU's dump itself
             self.frozen_at = time.monotonic()
@@ -100,7 +102,30 @@ class Migration:
     def room(self, images, pages_here=True, pages_there=True):
         """Refuses (exit 3), before the freeze, a dump whose images would not fit: here (only the
         rest of them when the pages go to the page server or stay in memory for a lazy restore)
-        and on the destination, which receives them (the pages too, unless lazy)."""
+        and on the destination, which receives them (the pages too, unless lazy). Pre-copy's
+        rounds can outgrow the RAM the pair check gave them (twice the memory: a process that
+        dirties all of it between rounds writes it whole each time): then they move to disk on
+        both ends and go on there. Returns the directory to dump into: IMAGES, or its place on disk."""
+        try:
+            self.room_in(images, pages_here, pages_there)
+            return images
+        except LabError as e:
+            if self.r["mode"] != "pre-copy" or not self.ram or not getattr(e, "no_room", False):
+                raise
+            short = error_text(e).split("; nothing was frozen")[0]
+        rel = os.path.relpath(images, self.ram)
+        problems = to_disk(self, keep=True)[2]
+        if problems:
+            raise LabError(NOT_READY, f"{short}; moving the images to disk failed: {'; '.join(problems)}")
+        self.r["imagesIn"] = {"here": "disk", "there": "disk",
+                              "why": f"RAM ran short at {rel.split(os.sep)[0]} ({short}): moved to disk on both ends"}
+        self.say(f"{self.r['imagesIn']['why']} in {self.r['toDiskMs']} ms")
+        images = os.path.join(self.dir, rel)
+        self.room_in(images, pages_here, pages_there)
+        return images
+
+    def room_in(self, images, pages_here, pages_there):
+        """room's check of IMAGES (raises no_room, exit 3)."""
         estimate = room_for_dump(self.pid, images, pages_elsewhere=not pages_here)
         if estimate is None or not pages_there:
             return

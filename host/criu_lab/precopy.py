@@ -66,6 +66,7 @@ def pre_copy(m, say):
         began = time.monotonic()
         ms = m.criu(["pre-dump", "-t", str(m.pid), "-D", d, "--track-mem",
                      *(["--prev-images-dir", f"../pre-{i - 1}"] if i > 1 else [])], f"pre-dump-{i}.log")
+        d = os.path.join(os.path.dirname(m.images), f"pre-{i}")  # on disk now if RAM ran short (Migration.room)
         pages = written(d)
         manifest.write(d, {"preDumpRound": i})  # a checkpoint directory like every other (docs/design.md)
         copy = {"transferMs": 0}

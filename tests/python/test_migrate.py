@@ -3,12 +3,14 @@
 import argparse
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
+import types
 
 import pytest
 
-from criu_lab import migrate, pair
+from criu_lab import common, migrate, pair
 from criu_lab.outcome import USAGE, LabError
 
 
@@ -128,3 +130,60 @@ def test_timeline_of_a_pre_copy_says_its_rounds_and_why_they_stopped():
     rounds = [{"round": 1, "pages": 3000, "bytes": 3000 * 4096}, {"round": 2, "pages": 20, "bytes": 20 * 4096}]
     lines = migrate.timeline(result(mode="pre-copy", preCopyRounds=rounds, preCopyStop="converged")).split("\n")
     assert lines[4] == "  pre-copy: 2 rounds while it ran (11.8 MiB of pages), stopped: converged"
+
+
+def migration_in_ram(tmp_path, mode):
+    """A Migration whose images and first pre-copy round sit in RAM here and "there" (a fake
+    destination that runs its shell here, its paths under THERE), its second round's directory
+    just made."""
+    here, there = tmp_path / "here", tmp_path / "there"
+    remote = types.SimpleNamespace(host="b", target="root@b",
+                                   argv=lambda script: ["sh", "-c", script.replace(str(here), str(there))])
+    said = []
+    m = migrate.Migration(os.getpid(), mode, remote, lambda: None, said.append, run_dir=str(here / "logs" / "migrate-x"))
+    m.ram, m.made = str(here / "shm" / "criu-lab-migrate-x"), True
+    m.images = os.path.join(m.ram, "images")
+    for d in ("images", "pre-1", "pre-2"):
+        os.makedirs(os.path.join(m.ram, d))
+    with open(os.path.join(m.ram, "pre-1", "pages-1.img"), "wb") as f:
+        f.write(b"p" * 4096)
+    os.makedirs(m.dir)
+    shutil.copytree(here, there, symlinks=True)
+    return m, here, there, said
+
+
+def no_room_in_ram(here):
+    """room_for_dump as if RAM here had 10 bytes free and the disk plenty."""
+    def room_for_dump(pid, images, pages_elsewhere=False):
+        if images.startswith(str(here / "shm")):
+            raise common.no_room(pid, images, 100 * 2**20, 10)
+        return 100 * 2**20
+    return room_for_dump
+
+
+def test_pre_copy_rounds_that_outgrow_ram_move_to_disk_on_both_ends_and_go_on(tmp_path, monkeypatch):
+    m, here, there, said = migration_in_ram(tmp_path, "pre-copy")
+    monkeypatch.setattr(migrate, "room_for_dump", no_room_in_ram(here))
+    monkeypatch.setattr(migrate, "free_there", lambda remote, path: 2**40)
+    ram = m.ram
+    d = m.room(os.path.join(ram, "pre-2"))
+    assert d == os.path.join(m.dir, "pre-2") and os.path.isdir(d)
+    assert m.images == os.path.join(m.dir, "images") and m.ram is None
+    for end in (here, there):  # the rounds moved, with their pages, and RAM is empty on both ends
+        top = str(end)
+        assert os.path.isfile(os.path.join(m.dir, "pre-1", "pages-1.img").replace(str(here), top))
+        assert not os.path.exists(ram.replace(str(here), top))
+    why = m.r["imagesIn"]["why"]
+    assert m.r["imagesIn"]["here"] == m.r["imagesIn"]["there"] == "disk"
+    assert why.startswith(f"RAM ran short at pre-2 (no room for the images of PID {os.getpid()} in {ram}/pre-2: "
+                          "about 100.0 MiB needed")
+    assert why.endswith("free there): moved to disk on both ends")
+    assert said == [f"{why} in {m.r['toDiskMs']} ms"]
+
+
+def test_other_modes_keep_the_refusal_of_a_dump_that_does_not_fit_in_ram(tmp_path, monkeypatch):
+    m, here, _, said = migration_in_ram(tmp_path, "cold")
+    monkeypatch.setattr(migrate, "room_for_dump", no_room_in_ram(here))
+    with pytest.raises(LabError, match="^no room for the images of PID .* nothing was frozen"):
+        m.room(m.images)
+    assert m.ram and os.path.isdir(m.images) and said == []

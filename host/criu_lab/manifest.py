@@ -107,14 +107,9 @@ def entries(d, hashes=None):
 
 
 def hashes(d):
-    """{name: sha256} of the regular files of checkpoint directory D that its manifest lists
-    (for write's HASHES, computed ahead: migrate hashes while it copies)."""
-    out = {}
-    for name in sorted(os.listdir(d)):
-        path = os.path.join(d, name)
-        if name != NAME and SAFE.fullmatch(name) and os.path.isfile(path) and not os.path.islink(path):
-            out[name] = sha256(path)
-    return out
+    """{name: sha256} of the files of checkpoint directory D that its manifest lists (for
+    write's HASHES, computed ahead: migrate hashes while it copies)."""
+    return {name: f["sha256"] for name, f in entries(d)[0].items()}
 
 
 def write(d, info=None, hashes=None):

@@ -139,16 +139,16 @@ class Migration:
         keep_latest_passing(self.dir)
         keep_latest_passing_there(self.remote, self.dir)
 
-    def dump(self, extra, images=None):
+    def dump(self, extra):
         self.hook("before_room")
-        ms = self.criu(["dump", "-t", str(self.pid), "-D", images or self.images, *extra], "dump.log")
+        ms = self.criu(["dump", "-t", str(self.pid), "-D", self.images, *extra], "dump.log")
         self.dumped = True
         self.r["freezeMs"] += ms
         # The images' SHA-256 for their manifest (checked there before the restore), in a
         # thread while the reap, the late-file check and the copy wait on other processes:
         # hashing 1 GiB is about as long as dumping it. finish_manifest writes it after the copy.
         pool = concurrent.futures.ThreadPoolExecutor(1)
-        self.hashing = pool.submit(manifest.hashes, images or self.images)
+        self.hashing = pool.submit(manifest.hashes, self.images)  # on disk now if room() moved it
         pool.shutdown(wait=False)
         waited = time.monotonic()
         self.reap()  # the dumped process is gone; its PID must be free (no zombie) to come back

@@ -222,16 +222,21 @@ class Migration:
             self.remote.run(f"kill {self.page_server_pid} 2>/dev/null; true", 30)
 
 
-def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None, ram_budget=None):
+def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None, ram_budget=None, checked=None):
     """Moves PID to REMOTE. Returns the JSON result; raises LabError with a clear message
     (images kept, where; the process restored back here when it was dumped and could not
     come up there). FAULT: one to cause on purpose (faults.fault_type), reported in `fault`.
-    RAM_BUDGET: bytes of images allowed in RAM on each end (None: what fits)."""
+    RAM_BUDGET: bytes of images allowed in RAM on each end (None: what fits). CHECKED: called
+    once the pair check passed, before anything is frozen: what a caller starts on the
+    destination then is numbered above the tree's PIDs (pair.pid_probe), never before, when it
+    could take the very PID the restore needs."""
     m = Migration(pid, mode, remote, reap, say, run_dir, ram_budget)
     r = m.r
     try:
         remote.connect()
         dest, mode, carry, known, out = check_pair(m, say)
+        if checked:
+            checked()
         if fault:
             m.fault = Fault(fault, m)
             m.fault.fits(mode)

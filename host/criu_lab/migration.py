@@ -79,10 +79,14 @@ def cmd_migration(a):
         remote.connect()
         run_dir, out, child = start_counter("migration", a.interval)
         say(f"counter.py runs as PID {child.pid}, output in {out}")
-        # The counter's output as a client reading it sees it, here and (once restored) there.
-        followers += [follow_here(out), follow_there(remote, out)]
+        # The counter's output as a client reading it sees it, here and (once restored) there;
+        # there only after the pair check: started before, its `tail` took the counter's own PID
+        # on a twin host (one booted from the same image, counting PIDs in step) and the check
+        # rightly refused the migration.
+        followers.append(follow_here(out))
         r.update(migrate(child.pid, a.mode, remote, lambda: child.wait(10), say,
-                         run_dir=os.path.join(run_dir, "migrate"), ram_budget=ram_budget(a)))
+                         run_dir=os.path.join(run_dir, "migrate"), ram_budget=ram_budget(a),
+                         checked=lambda: followers.append(follow_there(remote, out))))
         if r["restoredPid"] != child.pid or r.get("firstAfterRestore") != (r["lastBeforeDump"] or 0) + 1:
             raise LabError(BROKEN, f"on {host} the counter runs as PID {r['restoredPid']} (expected {child.pid}) and "
                            f"counted {r.get('firstAfterRestore')} after {r['lastBeforeDump']}")

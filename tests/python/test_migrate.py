@@ -187,3 +187,29 @@ def test_other_modes_keep_the_refusal_of_a_dump_that_does_not_fit_in_ram(tmp_pat
     with pytest.raises(LabError, match="^no room for the images of PID .* nothing was frozen"):
         m.room(m.images)
     assert m.ram and os.path.isdir(m.images) and said == []
+
+
+def test_checked_runs_after_the_pair_check_passed_and_before_anything_is_frozen(tmp_path, monkeypatch):
+    """The migration scenario starts its follower there in CHECKED: before the check, its `tail`
+    took the counter's own PID on a twin destination and the check refused (Debian 13 VM pair)."""
+    events = []
+    remote = types.SimpleNamespace(target="ubuntu@10.0.1.12", host="10.0.1.12", connect=lambda: None)
+
+    def checks(m, say, refuse):
+        events.append("pair check")
+        if refuse:
+            raise LabError(3, "the pair check with 10.0.1.12 refused, nothing was frozen: pid: PID 1208 is taken")
+        return {"kernel": "6.12.0", "bootId": "another boot"}, "cold", [], set(), None
+
+    def made(m):
+        events.append("make_dirs")
+        raise LabError(1, "stopped here: the dump would come next")
+
+    monkeypatch.setattr(migrate, "make_dirs", made)
+    for refuse, seen in ((False, ["pair check", "checked", "make_dirs"]), (True, ["pair check"])):
+        events.clear()
+        monkeypatch.setattr(migrate, "check_pair", lambda m, say: checks(m, say, refuse))
+        with pytest.raises(LabError):
+            migrate.migrate(os.getpid(), "cold", remote, lambda: None, lambda s: None, run_dir=str(tmp_path / str(refuse)),
+                            checked=lambda: events.append("checked"))
+        assert events == seen

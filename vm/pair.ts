@@ -17,7 +17,7 @@ import { peerSetupScript } from "../components/peerSetup";
 import { ExitCode, shellQuote } from "../contract/checks";
 import { RAN_MODES, type RanMode } from "../contract/seats";
 import { parseHostKey } from "../contract/hostKey";
-import { connect, runCommand, type CommandResult } from "../verify/session";
+import { connect, runCommand, VerifyError, type CommandResult } from "../verify/session";
 import { run } from "./image";
 import { generateKey } from "./keys";
 import { stateDirOf, vmFiles, VmError, type LabRun, type PhaseTime, type VmState } from "./lab";
@@ -44,25 +44,51 @@ export function pairDirOf(cacheDir: string, name: string, role: Role): string {
   return path.join(stateDirOf(cacheDir, name), "pair", role);
 }
 
-/** Runs `command` on `vm` over a fresh SSH session (host key pinned). */
+/**
+ * Runs `command` on `vm` over a fresh SSH session (host key pinned). A VM that does not answer
+ * is described in the error: whether its QEMU still runs and the end of its serial console
+ * (the guest kernel's own words: an OOM kill, a hung task), which the VM's removal would take.
+ */
 export async function onVm(
   vm: VmState,
   command: string,
   timeoutSeconds: number,
 ): Promise<CommandResult> {
-  const ssh = await connect({
-    host: "127.0.0.1",
-    port: vm.sshPort,
-    user: vm.user,
-    privateKey: fs.readFileSync(vm.privateKeyPath, "utf8"),
-    hostKey: parseHostKey(vm.hostKeyPublic),
-    deadline: Date.now() + 120_000,
-  });
+  let ssh: Awaited<ReturnType<typeof connect>>;
+  try {
+    ssh = await connect({
+      host: "127.0.0.1",
+      port: vm.sshPort,
+      user: vm.user,
+      privateKey: fs.readFileSync(vm.privateKeyPath, "utf8"),
+      hostKey: parseHostKey(vm.hostKeyPublic),
+      deadline: Date.now() + 120_000,
+    });
+  } catch (err) {
+    if (!(err instanceof VerifyError)) throw err;
+    throw new VerifyError(`${err.message}\n${vmEvidence(vm)}`, err.exitCode);
+  }
   try {
     return await runCommand(ssh, command, timeoutSeconds);
   } finally {
     ssh.dispose();
   }
+}
+
+/** What this host sees of a VM that does not answer: its QEMU, its console's last lines, the load. */
+export function vmEvidence(vm: VmState, lines = 15): string {
+  let console: string;
+  try {
+    const text = fs.readFileSync(vm.serialLog, "utf8").replace(/\r/g, "").trimEnd();
+    console = text.split("\n").slice(-lines).join("\n") || "(empty)";
+  } catch (err) {
+    console = `(unreadable: ${err instanceof Error ? err.message : String(err)})`;
+  }
+  return (
+    `VM '${vm.name}': QEMU PID ${vm.pid} ${isOurQemu(vm.pid, vm.stateDir) ? "runs" : "is gone"}; ` +
+    `load on this host ${fs.readFileSync("/proc/loadavg", "utf8").trim()}; ` +
+    `the end of its serial console (${vm.serialLog}):\n${console}`
+  );
 }
 
 async function must(vm: VmState, command: string, what: string, timeoutSeconds = 120) {

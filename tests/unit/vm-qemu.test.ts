@@ -6,6 +6,7 @@ import { DEBIAN_KERNEL_APPEND, type BaseImage } from "../../vm/image";
 import { installTimings } from "../../vm/lab";
 import {
   pairFigures,
+  vmEvidence,
   type MigrationReport,
   type PairMigration,
   type PairMode,
@@ -110,6 +111,44 @@ describe("QEMU command line", () => {
     ]);
     const qcow: BaseImage = { kind: "ubuntu", disk: "/i/u.img", format: "qcow2", cached: true };
     expect(overlayArgs(qcow, "/s/d.qcow2", 16).slice(-3)).toEqual(["qcow2", "/s/d.qcow2", "16G"]);
+  });
+});
+
+describe("a VM that does not answer", () => {
+  const dir = scratchDir("criu-lab-evidence");
+  const vm = (serialLog: string) => ({
+    name: "test-1-d13-b",
+    // This test's own PID: a process that is no QEMU of that state directory.
+    pid: process.pid,
+    sshPort: 2222,
+    user: "ubuntu",
+    image: "debian-13",
+    accel: "tcg" as const,
+    stateDir: dir,
+    privateKeyPath: "",
+    knownHostsPath: "",
+    hostKeyPublic: "",
+    serialLog,
+    startedAt: "",
+  });
+
+  it("is described by its QEMU, this host's load and the end of its serial console", () => {
+    const log = path.join(dir, "serial.log");
+    const lines = Array.from({ length: 30 }, (_, i) => `[ ${i}.0] line ${i}\r`);
+    lines.push("[ 30.0] Out of memory: Killed process 812 (sshd-session)\r");
+    fs.writeFileSync(log, lines.join("\n") + "\n");
+    const said = vmEvidence(vm(log));
+    expect(said).toMatch(
+      new RegExp(`^VM 'test-1-d13-b': QEMU PID ${process.pid} is gone; load on this host [0-9.]+ `),
+    );
+    const tail = said.split(`(${log}):\n`)[1].split("\n");
+    expect(tail).toHaveLength(15);
+    expect(tail[0]).toBe("[ 16.0] line 16");
+    expect(tail.at(-1)).toBe("[ 30.0] Out of memory: Killed process 812 (sshd-session)");
+  });
+
+  it("says when its console cannot be read", () => {
+    expect(vmEvidence(vm(path.join(dir, "missing.log")))).toMatch(/\(unreadable: ENOENT/);
   });
 });
 

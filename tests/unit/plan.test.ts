@@ -160,7 +160,7 @@ describe("plan of the real program with the dev stack's config", () => {
     expect(readme).toContain(`pulumi up --replace '${stash.urn}'`);
     // ... and says what every preview shows once Canonical publishes a newer image.
     expect(readme).toContain(
-      "every `pulumi preview` (and the preview of each\n`pulumi up`) shows each host's image " +
+      "each `pulumi preview` shows every host's image\n" +
         `stash as \`~ update\` (\`${stash.name}\``,
     );
   });

@@ -13,6 +13,7 @@ CONVERGED_BYTES = 2**20  # a round this small leaves a final dump of about as mu
 CONVERGED_SHARE = 0.05  # or this share of the first round (everything) left dirty
 SHRINKING = 0.9  # a round must be at least a tenth smaller than the one before
 ROUND_LIMIT = 8
+ALL_DIRTY = 0.9  # a later round this share of round 1 (all of its memory): it rewrites everything
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -39,11 +40,17 @@ def verdict(rounds):
 
 
 def faster_than_link(rounds):
-    """When the last round's pages were dirtied faster (bytes over the time since the round
-    before began) than the link carried the rounds' copies (bytes sent over their time): that,
-    with the numbers, else None. Such a process never converges: every round has as much to
-    copy as the one before."""
-    last = rounds[-1]
+    """When a later round found about all of the process's memory dirty again (ALL_DIRTY of
+    round 1), or its pages were dirtied faster (bytes over the time since the round before
+    began) than the link carried the rounds' copies (bytes sent over their time): that, with
+    the numbers, else None. Such a process never converges: every round has as much to copy as
+    the one before."""
+    last, first = rounds[-1], rounds[0]
+    if len(rounds) > 1 and last["bytes"] >= ALL_DIRTY * first["bytes"]:
+        # Its rate is then only a floor (it cannot dirty more than all of it), which may read
+        # slower than the link: the round itself says it.
+        return (f"the process dirtied about all of its memory between rounds ({human_bytes(last['bytes'])} of round 1's "
+                f"{human_bytes(first['bytes'])}): more rounds would not catch up, the final dump moves the rest")
     sent, copy_ms = sum(r["sentBytes"] for r in rounds), sum(r["copyMs"] for r in rounds)
     if not last.get("sinceMs") or not copy_ms:
         return None

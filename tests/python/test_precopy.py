@@ -52,6 +52,16 @@ def test_a_process_dirtying_faster_than_the_link_is_told_so_with_the_numbers():
                     "the rounds' copies): more rounds would not catch up, the final dump moves the rest")
 
 
+def test_a_process_that_rewrites_all_of_its_memory_is_told_so_though_its_rate_reads_slower_than_the_link():
+    # 512 MiB dirty again in the 130 s since round 1 (3.9 MiB/s, a floor: it cannot dirty more
+    # than all of it); the link carried 4.1 MiB/s (the VM pair's emulated link).
+    stop, _, slow = precopy.verdict(rounds(512, 500, since=130_000, copy=125_000))
+    assert stop == "not shrinking"
+    assert slow == ("the process dirtied about all of its memory between rounds (500.0 MiB of round 1's 512.0 MiB): "
+                    "more rounds would not catch up, the final dump moves the rest")
+    assert precopy.faster_than_link(rounds(512, 460, since=130_000, copy=125_000)) is None  # under 90 %: the rate decides
+
+
 def test_pre_copy_runs_rounds_until_the_rule_stops_them_and_reports_each(tmp_path, monkeypatch):
     """The loop around the rule, on a process that dirties 40, 8, then 0.5 MiB: CRIU's pre-dump
     (soft-dirty tracking: the VM tier runs it for real) stands in as the pages it would write,

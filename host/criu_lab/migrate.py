@@ -268,7 +268,9 @@ def migrate(pid, mode, remote, reap, say, run_dir=None, fault=None, ram_budget=N
             carry += [p for p, state in late.items() if state == "missing"]
             r["lastBeforeDump"] = (counts(out) or [None])[-1] if out else None
             names = [os.path.join(m.images, n) for n in sorted(os.listdir(m.images))]
-            r["bytesTransferred"] += ship(remote, names + carry, r)
+            sent, ms = ship(remote, names + carry)
+            r["bytesTransferred"] += sent
+            r["transferMs"] += ms
             # The manifest, written once its hashes are done, goes in the restore's own command.
             m.finish_manifest()
             m.restore(m.images, first=manifest.put_there(m.images))

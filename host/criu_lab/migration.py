@@ -136,7 +136,7 @@ def cmd_backup(a):
             manifest.write(d, {"checkpoint": k})
             path = f"{d}.tar.{'zst' if codec == 'zstd' else 'gz'}"
             archive.pack(d, path, codec)
-            r["bytesTransferred"] += ship(remote, carry, {"transferMs": 0}) if carry else 0
+            r["bytesTransferred"] += ship(remote, carry)[0] if carry else 0
             r["bytesTransferred"] += archive.ship_there(remote, d, path, codec)
             os.unlink(path)  # the checkpoint stays here as a directory
             cut = [f"truncate -s {sizes[p]} {q(p)}" for p in carry if sizes.get(p) is not None and os.path.isfile(p)]

@@ -76,14 +76,13 @@ def pre_copy(m, say):
         d = os.path.join(os.path.dirname(m.images), f"pre-{i}")  # on disk now if RAM ran short (Migration.room)
         pages = written(d)
         manifest.write(d, {"preDumpRound": i})  # a checkpoint directory like every other (docs/design.md)
-        copy = {"transferMs": 0}
-        sent = ship(m.remote, [d] + [os.path.join(d, n) for n in sorted(os.listdir(d))], copy)
+        sent, copy_ms = ship(m.remote, [d] + [os.path.join(d, n) for n in sorted(os.listdir(d))])
         m.r["bytesTransferred"] += sent
-        rounds.append({"round": i, "pages": pages, "bytes": pages * PAGE, "ms": ms, "copyMs": copy["transferMs"],
+        rounds.append({"round": i, "pages": pages, "bytes": pages * PAGE, "ms": ms, "copyMs": copy_ms,
                        "sentBytes": sent, "sinceMs": round((began - began_before) * 1000, 1) if began_before else None})
         began_before = began
         say(f"pre-dump round {i}: {pages} pages ({human_bytes(pages * PAGE)}) dirty, dumped in {ms} ms, copied in "
-            f"{copy['transferMs']} ms while PID {m.pid} runs")
+            f"{copy_ms} ms while PID {m.pid} runs")
         stop, why, slow = verdict(rounds)
         if stop:
             break

@@ -157,8 +157,9 @@ def state_script(paths):
             "elif [ -e \"$p\" ]; then echo other; else echo missing; fi; done")
 
 
-def ship(remote, paths, ticker):
-    """One tar stream of PATHS (absolute) to the same paths on the destination; returns bytes."""
+def ship(remote, paths):
+    """One tar stream of PATHS (absolute) to the same paths on the destination; returns (bytes
+    written, ms it took)."""
     rel = [p.lstrip("/") for p in paths]
     started = time.monotonic()
     tar = subprocess.Popen(["tar", "-C", "/", "--no-recursion", "--totals", "-cf", "-", "--", *rel],
@@ -170,9 +171,8 @@ def ship(remote, paths, ticker):
     remote.raise_if_unreachable(ssh)
     if tar.returncode != 0 or ssh.returncode != 0:
         raise LabError(BROKEN, f"copying to {remote.host} failed: {err.strip()[-300:]} {ssh.stderr.strip()[-300:]}")
-    ticker["transferMs"] += round((time.monotonic() - started) * 1000, 1)
     m = re.search(r"Total bytes written: (\d+)", err)
-    return int(m.group(1)) if m else 0
+    return (int(m.group(1)) if m else 0), round((time.monotonic() - started) * 1000, 1)
 
 
 def local_port():

@@ -308,6 +308,16 @@ export interface PairMigration {
 }
 
 /**
+ * Shell that puts this host's PID counter 64 ahead, run before a process to migrate starts.
+ * The two hosts boot from one disk, so their PID counters run in step: the process's PID can
+ * be one the peer's sshd gives the migration's own connection before the pair check asks, and
+ * the check rightly refuses (the restore needs that PID free; seen in the VM bench:
+ * "taken on the destination (by sshd-session)"). After the check the tool itself numbers the
+ * peer's new processes above the process's PID (pair.pid_probe).
+ */
+export const PID_LEAD = "i=0; while [ $i -lt 64 ]; do /bin/true; i=$((i+1)); done";
+
+/**
  * Runs the lab's migration scenario on host `from` as root: the counter moves to the lab user
  * on the peer, by the peer's name (its host key and the host-to-host key installed above), and
  * must count on there with the same PID.
@@ -318,15 +328,9 @@ export async function migrateInPair(
   mode: PairMode,
 ): Promise<PairMigration> {
   const to = peerOf(from);
-  // The two hosts boot from one disk, so their PID counters run in step: the counter's PID on
-  // `from` can be one the peer's sshd gives the migration's own connection before the pair check
-  // asks, and the check rightly refuses (the restore needs that PID free). 64 short processes
-  // first put this host's counter ahead of the peer's; after the check, the tool itself numbers
-  // the peer's new processes above the counter's PID (pair.pid_probe).
-  const burn = "i=0; while [ $i -lt 64 ]; do /bin/true; i=$((i+1)); done";
   const r = await onVm(
     pair.hosts[from],
-    `${burn}; sudo criu-lab scenario run migration --to ${pair.hosts[to].user}@${PAIR[to].name} --mode ${mode} --json`,
+    `${PID_LEAD}; sudo criu-lab scenario run migration --to ${pair.hosts[to].user}@${PAIR[to].name} --mode ${mode} --json`,
     900,
   );
   let report: MigrationReport;

@@ -12,7 +12,7 @@
 import { RAN_MODES } from "../../contract/seats";
 import { destroyLab, runLab } from "../../vm/lab";
 import { parseVmArgs } from "../../vm/options";
-import { onVm, PAIR, runPair, type PairRun } from "../../vm/pair";
+import { onVm, PAIR, PID_LEAD, runPair, type PairRun } from "../../vm/pair";
 import { releaseTarball } from "../../vm/tools";
 import type { BenchContext, BenchResult } from "../figures";
 import { killHolderScript, startHolder } from "../holder";
@@ -93,7 +93,7 @@ async function migrations(ctx: BenchContext, pair: PairRun): Promise<BenchResult
           await must(
             pair,
             "a",
-            `sudo sh -c '${startHolder(size, ready).replace(/'/g, `'\\''`)}'`,
+            `${PID_LEAD}; sudo sh -c '${startHolder(size, ready).replace(/'/g, `'\\''`)}'`,
             "a holder",
           ),
         );

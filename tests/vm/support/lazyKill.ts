@@ -7,7 +7,7 @@
 import { expect } from "vitest";
 import { shellQuote } from "../../../contract/checks";
 import { LAB_USER } from "../../../vm/lab";
-import { onVm, PAIR, type PairRun } from "../../../vm/pair";
+import { onVm, PAIR, PID_LEAD, type PairRun } from "../../../vm/pair";
 
 /** What the fault's run reports (host/criu_lab/lazy.py, faults.py). */
 interface LazyKilled {
@@ -44,7 +44,7 @@ export async function lazyKill(pair: PairRun, log: (line: string) => void): Prom
   // The counter as the guide starts it: detached, its output in a directory b does not have.
   const started = await sh(
     a,
-    "d=$(mktemp -d /var/tmp/lazy-kill-XXXXXX); cd $d; " +
+    `${PID_LEAD}; d=$(mktemp -d /var/tmp/lazy-kill-XXXXXX); cd $d; ` +
       "setsid /usr/bin/python3 /usr/local/lib/criu-lab/counter.py --interval 0.5 " +
       "</dev/null >$d/counter.log 2>&1 & echo $! $d",
   );

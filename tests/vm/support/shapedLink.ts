@@ -9,7 +9,7 @@ import { expect } from "vitest";
 import { startHolder } from "../../../bench/holder";
 import { shellQuote } from "../../../contract/checks";
 import { LAB_USER } from "../../../vm/lab";
-import { onVm, PAIR, type PairRun } from "../../../vm/pair";
+import { onVm, PAIR, PID_LEAD, type PairRun } from "../../../vm/pair";
 
 // Below what SSH carries between two TCG guests (about 36 Mbit/s measured), so the rate shows.
 const RATE_BPS = 10e6;
@@ -66,7 +66,9 @@ export async function shapedLink(pair: PairRun, log: (line: string) => void): Pr
   // A holder of 32 MiB of random bytes moved a -> b cold; ended there by its PID.
   const moveHolder = async (name: string): Promise<Moved> => {
     const ready = `/var/tmp/${name}-${process.pid}.ready`;
-    const pid = Number((await sh(a, startHolder(HOLDER_MIB, ready))).stdout.trim());
+    const pid = Number(
+      (await sh(a, `${PID_LEAD}; ${startHolder(HOLDER_MIB, ready)}`)).stdout.trim(),
+    );
     expect(pid).toBeGreaterThan(1);
     try {
       const deadline = Date.now() + 120_000;

@@ -20,8 +20,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 def verdict(rounds):
     """ROUNDS so far ([{round, bytes, sinceMs, copyMs, sentBytes}], in order): (None, None,
     None) to go on, else (stop: "converged" | "not shrinking" | "round limit", why in words,
-    and when the process dirties memory faster than the link carries it, that said with the
-    numbers, else None)."""
+    and when more rounds cannot catch up with the process (cannot_catch_up), that said with
+    the numbers, else None)."""
     last, first = rounds[-1], rounds[0]
     n = len(rounds)
     before = rounds[-2] if n > 1 else None
@@ -36,10 +36,10 @@ def verdict(rounds):
         stop, why = "round limit", f"{ROUND_LIMIT} rounds, the last still {human_bytes(last['bytes'])} dirty"
     else:
         return None, None, None
-    return stop, why, faster_than_link(rounds)
+    return stop, why, cannot_catch_up(rounds)
 
 
-def faster_than_link(rounds):
+def cannot_catch_up(rounds):
     """When a later round found about all of the process's memory dirty again (ALL_DIRTY of
     round 1), or its pages were dirtied faster (bytes over the time since the round before
     began) than the link carried the rounds' copies (bytes sent over their time): that, with

@@ -59,7 +59,7 @@ def test_a_process_that_rewrites_all_of_its_memory_is_told_so_though_its_rate_re
     assert stop == "not shrinking"
     assert slow == ("the process dirtied about all of its memory between rounds (500.0 MiB of round 1's 512.0 MiB): "
                     "more rounds would not catch up, the final dump moves the rest")
-    assert precopy.faster_than_link(rounds(512, 460, since=130_000, copy=125_000)) is None  # under 90 %: the rate decides
+    assert precopy.cannot_catch_up(rounds(512, 460, since=130_000, copy=125_000)) is None  # under 90 %: the rate decides
 
 
 def test_pre_copy_runs_rounds_until_the_rule_stops_them_and_reports_each(tmp_path, monkeypatch):
